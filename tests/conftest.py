@@ -1,0 +1,39 @@
+"""Test-wide settings: offline switches, and the real data in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Offline and quiet, whatever the machine: no hub, no telemetry, no update checks.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CEPHALO_SHARED", REPO.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+SHARED_SPECS = SHARED / "specs"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real cephalograms); skips where it is absent, as on a user's machine."""
+    if not (SHARED_DATA / "isbi2015").is_dir():
+        pytest.skip(f"real data not present at {SHARED_DATA} (only on the development machines)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def hrnet_spec() -> Path:
+    """``../shared/specs/hf_hrnet_w32`` (keys.json, numerical reference); skips where absent."""
+    p = SHARED_SPECS / "hf_hrnet_w32"
+    if not (p / "keys.json").is_file():
+        pytest.skip(f"HRNet checkpoint spec not present at {p}")
+    return p
