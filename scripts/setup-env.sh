@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create (or reuse) cephalo's virtual environment and install the project into it.
+#   VENV   where the environment lives (default: .venv in the repository)
+# Versions come from envs/constraints.txt (the pins used in development and CI):
+# torch 2.14.1 with torchvision 0.29.1 (timm imports torchvision), albumentations 2.0.8.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+venv=${VENV:-$repo/.venv}
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+stamp="$venv/.cephalo-installed"
+want=$(cat "$repo/pyproject.toml" "$repo/envs/constraints.txt" | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "import cephalo" 2>/dev/null; then
+  echo "cephalo: environment $venv is up to date" >&2
+  exit 0
+fi
+echo "cephalo: creating environment in $venv (first time: several minutes, torch is large)" >&2
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
+"$venv/bin/python" -m pip install -q -c "$repo/envs/constraints.txt" -e "$repo[test,pipeline,onnx,rar]"
+echo "$want" > "$stamp"
