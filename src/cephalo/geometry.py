@@ -20,6 +20,8 @@ Missing landmarks are NaN and stay NaN through every function here.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 __all__ = [
@@ -31,6 +33,13 @@ __all__ = [
     "compose",
     "apply_affine",
     "is_axis_aligned",
+    "translate",
+    "INTERPOLATIONS",
+    "Letterbox",
+    "letterbox_geometry",
+    "warp",
+    "resize_image",
+    "place",
 ]
 
 
@@ -128,3 +137,184 @@ def is_axis_aligned(m: np.ndarray, tol: float = 1e-12) -> bool:
     """True if ``m`` is a pure per-axis scale + translation (no rotation/shear)."""
     m = np.asarray(m, dtype=np.float64)
     return abs(m[0, 1]) <= tol and abs(m[1, 0]) <= tol
+
+
+# ---------------------------------------------------------------------------
+# Image warps: every resize / pad / crop / resample returns the (2, 3) affine
+# that describes exactly what happened to the pixels.
+# ---------------------------------------------------------------------------
+
+#: interpolation name -> OpenCV flag (resolved lazily so importing geometry stays light)
+INTERPOLATIONS = ("nearest", "linear", "cubic", "area", "lanczos")
+
+
+def _cv2_flag(interpolation: str) -> int:
+    import cv2
+
+    flags = {
+        "nearest": cv2.INTER_NEAREST,
+        "linear": cv2.INTER_LINEAR,
+        "cubic": cv2.INTER_CUBIC,
+        "area": cv2.INTER_AREA,
+        "lanczos": cv2.INTER_LANCZOS4,
+    }
+    if interpolation not in flags:
+        raise ValueError(f"unknown interpolation {interpolation!r}; valid: {sorted(flags)}")
+    return flags[interpolation]
+
+
+def translate(tx: float, ty: float) -> np.ndarray:
+    """``(2, 3)`` float64 pure translation ``x' = x + tx``, ``y' = y + ty``."""
+    return scale_translate(1.0, 1.0, tx, ty)
+
+
+class Letterbox(NamedTuple):
+    """Geometry of an aspect-preserving letterbox, as the public ISBI HRNet computes it.
+
+    ``scale`` = ``min(S_w / w, S_h / h)``; ``new_wh`` = ``(int(w * scale), int(h * scale))``;
+    ``pad`` = ``(pad_left, pad_top)`` with ``pad_left = (S_w - new_w) // 2`` (the
+    remainder goes right/bottom); ``size`` = ``(S_w, S_h)``; ``src_wh`` = ``(w, h)``.
+
+    Source: the HF model ``cwlachap/hrnet-cephalometric-landmark-detection``
+    (its demo/training letterbox), see ``shared/specs/hf_hrnet_w32/README.md``.
+    """
+
+    scale: float
+    new_wh: tuple[int, int]
+    pad: tuple[int, int]
+    size: tuple[int, int]
+    src_wh: tuple[int, int]
+
+    def affine(self) -> np.ndarray:
+        """``(2, 3)`` float64, original px -> letterboxed px, pixel-centre convention.
+
+        What the pixels undergo (``cv2.resize`` to ``new_wh``, then integer padding):
+        ``x' = (x + 0.5) * new_w / w - 0.5 + pad_left``. The public HRNet mapped its
+        *training labels* with ``x * scale + pad_left`` instead (:meth:`hf_label_affine`);
+        the two differ by ``0.5 * new_w / w - 0.5`` px (about -0.3 px at 768 for a
+        1935-px-wide ISBI image) plus the effect of the ``int()`` truncation of ``new_w``.
+        """
+        return compose(resize_affine(self.src_wh, self.new_wh), translate(*self.pad))
+
+    def hf_label_affine(self) -> np.ndarray:
+        """``(2, 3)`` affine the public HRNet applied to its labels: ``x * scale + pad``."""
+        return scale_translate(self.scale, self.scale, self.pad[0], self.pad[1])
+
+
+def letterbox_geometry(src_wh: tuple[int, int], size: int | tuple[int, int]) -> Letterbox:
+    """Letterbox geometry of a ``src_wh = (w, h)`` image into ``size`` (int or ``(W, H)``).
+
+    ``scale = min(W / w, H / h)``; ``new = (int(w * scale), int(h * scale))`` (each at
+    least 1 px); ``pad = ((W - new_w) // 2, (H - new_h) // 2)``.
+
+    Raises:
+        ValueError: a non-positive size.
+    """
+    w, h = (int(v) for v in src_wh)
+    sw, sh = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    if min(w, h, sw, sh) <= 0:
+        raise ValueError(f"letterbox: sizes must be positive, got {src_wh} -> {size}")
+    scale = min(sw / w, sh / h)
+    new_w = min(sw, max(1, int(w * scale)))
+    new_h = min(sh, max(1, int(h * scale)))
+    return Letterbox(scale, (new_w, new_h), ((sw - new_w) // 2, (sh - new_h) // 2), (sw, sh), (w, h))
+
+
+def warp(
+    image: np.ndarray,
+    m: np.ndarray,
+    out_wh: tuple[int, int],
+    interpolation: str = "linear",
+    border_value: float = 0,
+) -> np.ndarray:
+    """Warp ``image`` with the ``(2, 3)`` affine ``m`` (source -> destination px).
+
+    Uses ``cv2.warpAffine`` (forward matrix, constant border). Output pixel
+    ``(c, r)`` samples the source at ``invert(m) @ (c, r)``, so a point ``p`` of
+    the source lands on ``apply_affine(m, p)`` in the output (OpenCV sub-pixel
+    positions are quantised to 1/32 px).
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)`` uint8, uint16 or float32.
+        m: ``(2, 3)`` affine.
+        out_wh: output ``(W, H)`` in pixels.
+        interpolation: one of ``nearest, linear, cubic, lanczos`` (``area`` is
+            resize-only and raises).
+        border_value: fill value outside the source.
+
+    Returns:
+        the warped image, same dtype and channel layout, shape ``(H_out, W_out[, C])``.
+
+    Raises:
+        ValueError: bad matrix shape, size, or interpolation.
+    """
+    import cv2
+
+    m = np.asarray(m, dtype=np.float64)
+    if m.shape != (2, 3):
+        raise ValueError(f"warp: expected a (2, 3) affine, got shape {m.shape}")
+    if interpolation == "area":
+        raise ValueError("warp: 'area' interpolation is resize-only; use resize_image")
+    ow, oh = int(out_wh[0]), int(out_wh[1])
+    if ow <= 0 or oh <= 0:
+        raise ValueError(f"warp: output size must be positive, got {out_wh}")
+    return cv2.warpAffine(
+        np.ascontiguousarray(image),
+        m,
+        (ow, oh),
+        flags=_cv2_flag(interpolation),
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border_value,
+    )
+
+
+def resize_image(
+    image: np.ndarray, dst_wh: tuple[int, int], interpolation: str = "linear"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize with ``cv2.resize``; return ``(resized, M)``, ``M = resize_affine(src_wh, dst_wh)``.
+
+    ``cv2.resize`` samples the source at ``(x' + 0.5) * w / w' - 0.5``, exactly the
+    inverse of ``M`` (the pixel-centre convention), for every interpolation;
+    ``area`` averages over the pixel footprint (anti-aliased downsampling) with the
+    same mapping. dtype (uint8/uint16/float32) is preserved.
+
+    Raises:
+        ValueError: a non-positive size or unknown interpolation.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    dw, dh = int(dst_wh[0]), int(dst_wh[1])
+    m = resize_affine((w, h), (dw, dh))
+    if (dw, dh) == (w, h):
+        return image.copy(), m
+    out = cv2.resize(np.ascontiguousarray(image), (dw, dh), interpolation=_cv2_flag(interpolation))
+    return out, m
+
+
+def place(
+    image: np.ndarray, out_wh: tuple[int, int], offset_xy: tuple[int, int], fill: float = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Put ``image`` on a ``out_wh`` canvas with its top-left pixel at integer ``offset_xy``.
+
+    Negative offsets / overflow crop, positive offsets pad with ``fill``; no
+    interpolation. Returns ``(canvas, M)`` with ``M = translate(*offset_xy)``.
+
+    Raises:
+        ValueError: non-integer offset or non-positive size.
+    """
+    ox, oy = offset_xy
+    if int(ox) != ox or int(oy) != oy:
+        raise ValueError(f"place: offsets must be integers, got {offset_xy}")
+    ox, oy = int(ox), int(oy)
+    ow, oh = int(out_wh[0]), int(out_wh[1])
+    if ow <= 0 or oh <= 0:
+        raise ValueError(f"place: output size must be positive, got {out_wh}")
+    h, w = image.shape[:2]
+    canvas = np.full((oh, ow) + image.shape[2:], fill, dtype=image.dtype)
+    # destination window, clipped to the canvas
+    x0, y0 = max(ox, 0), max(oy, 0)
+    x1, y1 = min(ox + w, ow), min(oy + h, oh)
+    if x1 > x0 and y1 > y0:
+        canvas[y0:y1, x0:x1] = image[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+    return canvas, translate(ox, oy)

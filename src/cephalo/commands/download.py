@@ -1,0 +1,100 @@
+"""``cephalo download DATASET --out DIR``: fetch a release and unpack it (all or nothing).
+
+Params: ``data.datasets.<DATASET>.download`` (optional; every key has a default)::
+
+    url: null            # mirror URL; null -> the release's pinned URL
+    known_hash: null     # "md5:<hex>" / "sha256:<hex>" (or {file name: hash}); null -> published one
+    cache_dir: null      # null -> $CEPHALO_CACHE or the OS cache folder of "cephalo"
+    keep_archive: true   # keep the downloaded archive in the cache
+    timeout_s: 60        # HTTP connect/read timeout
+    link: false          # --from-folder: hard-link instead of copying
+
+Command-line options win over params.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import click
+
+from ..datasets.download import RELEASES, fetch_release
+from ..errors import ConfigError
+from ..io import params_section
+from ._common import params_option, read_params
+
+_KEYS = {"url", "known_hash", "cache_dir", "keep_archive", "timeout_s", "link"}
+
+
+def download_params(params: dict, dataset: str) -> dict:
+    """The ``data.datasets.<dataset>.download`` section (``{}`` when absent), validated.
+
+    Raises:
+        ConfigError: not a mapping, or an unknown key (listing the valid ones).
+    """
+    try:
+        section = params_section(params, f"data.datasets.{dataset}.download")
+    except ConfigError:
+        return {}
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"params: data.datasets.{dataset}.download must be a mapping")
+    unknown = set(section) - _KEYS
+    if unknown:
+        raise ConfigError(
+            f"params: data.datasets.{dataset}.download: unknown key(s) {sorted(unknown)}; valid: {sorted(_KEYS)}"
+        )
+    return section
+
+
+@click.command(name="download")
+@click.argument("dataset", type=click.Choice(sorted(RELEASES)))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="folder to create with the unpacked release")
+@click.option("--mirror", "mirror", default=None, help="download from this URL instead of the release URL (same checksum)")
+@click.option("--archive", "archives", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="use a local archive (repeatable: ISBI ships several RARs)")
+@click.option("--from-folder", "folder", default=None, type=click.Path(file_okay=False, path_type=Path), help="use a folder that already holds the unpacked release")
+@click.option("--known-hash", "known_hash", default=None, help="pin the checksum, e.g. sha256:<hex> (overrides params)")
+@click.option("--force", is_flag=True, help="replace a non-empty --out that does not hold this release")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm progress bars")
+@params_option
+def command(
+    dataset: str,
+    out: Path,
+    mirror: str | None,
+    archives: tuple[Path, ...],
+    folder: Path | None,
+    known_hash: str | None,
+    force: bool,
+    progress: bool,
+    params_path: Path,
+) -> None:
+    """Fetch a data set release (pooch: pinned URL + checksum) and unpack it into --out."""
+    cfg = download_params(read_params(params_path), dataset)
+    if sum(bool(x) for x in (mirror, archives, folder)) > 1:
+        raise click.UsageError("give at most one of --mirror, --archive, --from-folder")
+    url = mirror or (None if (archives or folder) else cfg.get("url"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = _fetch(dataset, out, url, archives, folder, known_hash, cfg, progress, force)
+    for w in caught:
+        click.echo(f"cephalo: warning: {w.message}", err=True)
+    click.echo(f"{dataset}: release unpacked in {path}")
+
+
+def _fetch(dataset, out, url, archives, folder, known_hash, cfg, progress, force) -> Path:
+    return fetch_release(
+        dataset,
+        out,
+        url=url,
+        archive=list(archives) if archives else None,
+        folder=folder,
+        known_hash=known_hash or cfg.get("known_hash"),
+        progress=progress,
+        cache_dir=cfg.get("cache_dir"),
+        keep_archive=bool(cfg.get("keep_archive", True)),
+        timeout_s=float(cfg.get("timeout_s", 60)),
+        link=bool(cfg.get("link", False)),
+        force=force,
+    )

@@ -1,0 +1,102 @@
+"""``cephalo evaluate``: predict on a variant split, report MRE/SDR in mm, diagnose, plot, track."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, DataError
+from ._common import params_option, read_params
+
+_KEYS = {"thresholds_mm", "n_boot", "seed", "batch_size", "device", "n_worst", "diagnosis", "human_limit"}
+
+
+def evaluate_params(params: dict) -> dict:
+    """The ``evaluate:`` section with defaults; ConfigError on unknown keys."""
+    sec = dict(params.get("evaluate") or {})
+    unknown = sorted(set(sec) - _KEYS)
+    if unknown:
+        raise ConfigError(f"params evaluate: unknown keys {unknown}; valid: {sorted(_KEYS)}")
+    return {"thresholds_mm": [float(t) for t in sec.get("thresholds_mm", [2.0, 2.5, 3.0, 4.0])],
+            "n_boot": int(sec.get("n_boot", 1000)), "seed": int(sec.get("seed", 0)),
+            "batch_size": int(sec.get("batch_size", 4)), "device": str(sec.get("device", "cpu")),
+            "n_worst": int(sec.get("n_worst", 4)), "diagnosis": dict(sec.get("diagnosis") or {}),
+            "human_limit": bool(sec.get("human_limit", True))}
+
+
+@click.command(name="evaluate")
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="checkpoint (cephalo .pt or the public HF best_model.pth)")
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="preprocessing variant directory (cephalo preprocess output)")
+@click.option("--split", default="test", show_default=True, help="split to evaluate ('all' for every image)")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="output folder (metrics.json, CSVs, plots, overlays, diagnosis.md)")
+@click.option("--name", default=None, help="run name (default: the output folder's name)")
+@click.option("--index", "index_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="landmark index with two or more annotators: human limit beside the model")
+@click.option("--stage", default="evaluate", show_default=True, help="tracking tag (e.g. zero_shot, fine_tuned)")
+@params_option
+def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: str | None, index_path: Path | None,
+            stage: str, params_path: Path) -> None:
+    """Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."""
+    params = read_params(params_path)
+    ep = evaluate_params(params)
+    from ..evaluate.leakage import file_sha256
+    from ..evaluate.runner import evaluate_model
+    from ..models import load_model
+    from ..preprocess import load_variant
+
+    if not model_path.is_file():
+        raise DataError("model checkpoint not found", model_path)
+    variant = load_variant(data_dir)
+    model, meta = load_model(model_path)
+    human = None
+    if index_path is not None and ep["human_limit"]:
+        from ..evaluate.human import human_limit
+        from ..index import read_index
+
+        rows = range(len(variant)) if split == "all" else [i for i, s in enumerate(variant.splits) if s == split]
+        ids = [variant.image_ids[i] for i in rows]
+        names = [n for n in variant.landmark_names if n in set(meta.landmark_names)]
+        try:
+            human = human_limit(read_index(index_path), ids, names, ep["thresholds_mm"])
+        except ValueError as e:
+            raise DataError(str(e), index_path) from None
+        if human is not None:
+            human["source"] = str(index_path)
+    command_line = "cephalo " + shlex.join(sys.argv[1:]) if sys.argv and "evaluate" in sys.argv else (
+        f"cephalo evaluate --model {model_path} --data {data_dir} --split {split} --out {out_dir}")
+    info = {"stage": stage, "command": command_line, "checkpoint": str(model_path),
+            "checkpoint_sha256": file_sha256(model_path)}
+    name = name or out_dir.name
+    try:
+        result = evaluate_model(model, meta, variant, split, out_dir, name=name, human=human, info=info,
+                                thresholds=ep["thresholds_mm"], n_boot=ep["n_boot"], seed=ep["seed"],
+                                batch_size=ep["batch_size"], device=ep["device"], n_worst=ep["n_worst"],
+                                diagnosis_thresholds=ep["diagnosis"])
+    except ValueError as e:
+        raise DataError(str(e), data_dir) from None
+    o = result["overall"]
+    if result.get("leakage") and result["leakage"].get("warning"):
+        click.echo(f"warning: {result['leakage']['warning']}", err=True)
+    sdr = ", ".join(f"SDR@{t} {100 * v:.1f}%" for t, v in o["sdr"].items() if v is not None)
+    click.echo(f"{name}: {o['n_images']} images, MRE {o['mre_mm']:.3f} mm [{o['ci95']['mre_mm'][0]:.3f}, "
+               f"{o['ci95']['mre_mm'][1]:.3f}], {sdr}")
+    click.echo(f"diagnosis: {result['diagnosis']['summary']}")
+
+    from .. import tracking
+
+    cfg = tracking.config_from_params(params.get("tracking"), root=Path.cwd())
+    dataset = str(variant.datasets[0]) if len(variant) else "unknown"
+    tracking.log_run(cfg, dataset=dataset, stage=stage, variant=str(result.get("variant") or ""), run_name=name,
+                     params={k: params.get(k) for k in ("evaluate", "variants", "codec", "model") if k in params},
+                     metrics={k: result[k] for k in ("overall", "unseen", "seen", "per_split", "per_device")
+                              if result.get(k)},
+                     artifacts=[out_dir / "metrics.json", out_dir / "per_landmark.csv", out_dir / "per_image.csv",
+                                out_dir / "diagnosis.md", out_dir / "plots", out_dir / "overlays"],
+                     command=command_line, data_index_hash=result.get("data_index_hash"),
+                     checkpoint=model_path, checkpoint_hash=info["checkpoint_sha256"])

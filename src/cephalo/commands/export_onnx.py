@@ -1,0 +1,55 @@
+"""``cephalo export-onnx --model CKPT --out FILE.onnx [--report FILE.json] --params FILE``.
+
+Params (``model.onnx``, all optional): ``opset`` (17), ``dynamic_batch`` (true), ``atol`` (1e-4),
+``input_size`` ([W, H]; default: the checkpoint's ``meta.input_size``).
+Writes the ONNX file and a JSON check report (onnxruntime vs PyTorch max abs difference);
+exit 1 if the check fails (nothing written then).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import params_option, read_params
+
+
+@click.command(name="export-onnx")
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="cephalo checkpoint or the public HF best_model.pth.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="output .onnx file.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="check report JSON [default: OUT with suffix .check.json].")
+@params_option
+def command(model_path: Path, out_path: Path, report_path: Path | None, params_path: Path) -> None:
+    """Export a cephalo checkpoint to ONNX and check it with onnxruntime."""
+    from ..errors import ConfigError
+    from ..io import write_json
+    from ..models import load_model
+    from ..models.onnx_export import export_onnx
+
+    params = read_params(params_path)
+    model_params = params.get("model") or {}
+    onnx_params = model_params.get("onnx") or {}
+    if not isinstance(onnx_params, dict):
+        raise ConfigError("params: model.onnx must be a mapping", params_path)
+    model, meta = load_model(model_path, "cpu")
+    input_size = onnx_params.get("input_size") or list(meta.input_size)
+    if len(input_size) != 2:
+        raise ConfigError(f"params: model.onnx.input_size must be [W, H], got {input_size!r}", params_path)
+    report = export_onnx(
+        model, out_path, input_size,
+        opset=int(onnx_params.get("opset", 17)),
+        dynamic_batch=bool(onnx_params.get("dynamic_batch", True)),
+        atol=float(onnx_params.get("atol", 1e-4)),
+    )
+    report["checkpoint"] = str(model_path)
+    report["meta"] = meta.to_dict()
+    report_path = report_path or out_path.with_suffix(".check.json")
+    write_json(report_path, report)
+    click.echo(
+        f"wrote {out_path} ({report['bytes'] / 1e6:.1f} MB); onnxruntime vs torch max abs diff "
+        f"{report['max_abs_diff']:.2e} (atol {report['atol']:g}); report {report_path}"
+    )

@@ -1,0 +1,34 @@
+"""``cephalo index``: parse a data set into the validated Parquet landmark index + quality report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import params_option, read_params
+
+
+@click.command(name="index")
+@click.option("--dataset", "dataset", required=True, help="data set name: a key of params data.datasets.")
+@click.option("--root", type=click.Path(file_okay=True, path_type=Path), required=True,
+              help="release root folder (or the CSV file for the csv adapter).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="output index (.parquet).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder for quality.json + quality.md.")
+@params_option
+def command(dataset: str, root: Path, out: Path, report_dir: Path | None, params_path: Path) -> None:
+    """Parse a data set into the validated Parquet landmark index + quality report."""
+    from ..index import index_dataset
+    from ..io import params_section
+
+    spec = params_section(read_params(params_path), f"data.datasets.{dataset}")
+    df, report = index_dataset(dataset, spec, root, out, report_dir)
+    n_img = df["image_id"].nunique()
+    msg = f"{out}: {n_img} images, {len(df)} rows"
+    if report is not None:
+        msg += f"; {report['exclusions']['count']} exclusion(s); report in {report_dir}"
+        for d in report["annotator_disagreement"]:
+            msg += f"; {d['annotators'][0]} vs {d['annotators'][1]} {d['mre_mm']:.2f} mm"
+    click.echo(msg)

@@ -1,0 +1,59 @@
+"""``cephalo preprocess``: build one preprocessing variant (image cache + variant index)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import params_option, read_params
+
+VARIANT_KEYS = {"steps", "ground_truth", "normalisation"}
+
+
+@click.command(name="preprocess")
+@click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="landmark index (.parquet) from `cephalo index`.")
+@click.option("--variant", "variant", required=True, help="variant name: a key of params variants.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="output variant directory (images.npy, variant.parquet, variant.json).")
+@click.option("--force", is_flag=True, help="rebuild even when the output's fingerprint is up to date.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars.")
+@params_option
+def command(index_path: Path, variant: str, out: Path, force: bool, progress: bool, params_path: Path) -> None:
+    """Build one preprocessing variant: image cache + variant index.
+
+    Params ``variants.<NAME>``: ``steps`` (list of steps: letterbox, stretch, spacing, clahe,
+    histogram_match), optional ``ground_truth`` (annotator policy; default the index's
+    recorded policy, else ``mean``) and ``normalisation`` (imagenet | unit | zscore).
+    Only a changed (index, spec) recomputes: an up-to-date output is left as it is.
+    """
+    from ..errors import ConfigError
+    from ..io import params_section
+    from ..preprocess import build_variant
+
+    params = read_params(params_path)
+    spec = params_section(params, f"variants.{variant}")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"params: variants.{variant} must be a mapping with 'steps'", params_path)
+    unknown = sorted(set(spec) - VARIANT_KEYS)
+    if unknown:
+        raise ConfigError(f"params: variants.{variant}: unknown key(s) {unknown}; valid: {sorted(VARIANT_KEYS)}",
+                          params_path)
+    try:
+        res = build_variant(
+            index_path,
+            {"steps": spec.get("steps")},
+            out,
+            name=variant,
+            ground_truth=spec.get("ground_truth"),
+            normalisation=spec.get("normalisation", "imagenet"),
+            force=force,
+            progress=progress,
+        )
+    except ValueError as e:  # unknown step / normalisation name: a params problem
+        raise ConfigError(f"params: variants.{variant}: {e}", params_path) from None
+    if res.skipped:
+        click.echo(f"{out}: up to date (fingerprint {res.fingerprint[:12]}), {res.n_images} images; nothing to do")
+    else:
+        click.echo(f"{out}: {res.n_images} images preprocessed (variant {variant}, fingerprint {res.fingerprint[:12]})")

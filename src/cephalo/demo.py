@@ -1,0 +1,740 @@
+"""Embedded synthetic demo data: a source-like ISBI 2015 release and a target-like Aariz release.
+
+The demo lets the whole pipeline (index -> preprocess -> train -> zero-shot -> fine-tune ->
+evaluate -> compare) run offline on a laptop. Nothing here is real anatomy, but every landmark
+sits *on* a drawn, anatomy-like structure (cranial vault, cranial base, sella turcica, orbit,
+ear-rod ring, nasal bone, maxilla, mandible, incisors, premolars, molars, soft-tissue profile),
+so a heatmap network can learn it, and the target "devices" differ from the source in image
+size, aspect ratio (one landscape), pixel spacing and contrast/gamma, so the zero-shot failure on
+the target is produced by the data, not faked.
+
+How an image is made (:func:`render_cephalogram`)
+--------------------------------------------------
+1. A canonical skull template (:func:`skull_template`) holds polylines/polygons and all 29
+   Aariz landmarks (the 19 ISBI landmarks are a subset, matched by canonical name) in
+   *anatomical millimetres* of a real adult head, facing right, x right, y down.
+2. A random per-image perturbation: a similarity (rotation, isotropic scale, translation) and a
+   smooth elastic displacement (a sum of Gaussian radial basis bumps, amplitude ~2-3 mm) is applied
+   to every template point; drawn structures and landmarks move together, so landmarks stay on
+   their structures.
+3. Anatomical mm become detector mm by ``head_scale`` (the demo head is a 1:8 miniature, so images
+   are a few hundred pixels), and pixels by the device's pixel spacing (mm/px). Coordinates use
+   cephalo's convention (``cephalo.geometry``: xy, origin at the centre of the top-left pixel).
+4. Layers are rendered with anti-aliasing (OpenCV ``LINE_AA`` with 4 fractional bits), blurred,
+   passed through the device's gamma/contrast/brightness, and given Gaussian noise.
+
+Annotations: the senior annotator is the true landmark rounded to integer pixels (as the
+releases store it); the junior annotator adds isotropic Gaussian jitter whose mean radial size is
+``junior_jitter_mm`` anatomical mm, then rounds.
+
+Everything is drawn from one ``numpy.random.Generator`` seeded by ``demo.seed``: the same params
+give byte-identical files (PNG/BMP/JPEG via OpenCV, JSON/CSV/TXT text).
+
+On-disk layouts follow the official releases (see the project's ``DATASETS.md``):
+- ISBI 2015 (Wang et al., Medical Image Analysis 31, 2016):
+  ``RawImage/{TrainingData,Test1Data,Test2Data}/NNN.bmp`` and
+  ``AnnotationsByMD/{400_senior,400_junior}/NNN.txt`` (19 ``x,y`` integer lines, then
+  classification lines).
+- Aariz (Khalid et al., arXiv 2302.07797; figshare 10.6084/m9.figshare.27986417.v1):
+  ``Aariz/{train,valid,test}/Cephalograms/<cuid>.<ext>``, ``.../Annotations/Cephalometric
+  Landmarks/{Senior,Junior} Orthodontists/<cuid>.json``, ``.../Annotations/CVM Stages/<cuid>.json``,
+  ``Aariz/cephalogram_machine_mappings.csv`` (UTF-8 BOM), ``Aariz/Readme.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ConfigError
+from .io import atomic_dir
+from .landmarks import AARIZ29, ISBI19
+
+__all__ = [
+    "DeviceSpec",
+    "DemoConfig",
+    "SkullTemplate",
+    "skull_template",
+    "perturb_template",
+    "render_cephalogram",
+    "write_isbi2015",
+    "write_aariz",
+    "make_demo",
+    "AARIZ_CVM_STAGE_IDS",
+]
+
+#: CVM stage ``id`` values of the Aariz release, stage 1..6 (DATASETS.md).
+AARIZ_CVM_STAGE_IDS = (
+    "cl9ci0iy22jm807w12q3331m3",
+    "cl9ci0iy22jma07w1fb137cme",
+    "cl9ci0iy22jmc07w1fq1o53mi",
+    "cl9ci0iy22jme07w142e7coez",
+    "cl9ci0iy22jmg07w1eiu566n8",
+    "cl9ci0iy22jmi07w13ibffvlh",
+)
+
+_IMAGE_FORMATS = ("png", "jpg", "jpeg", "bmp")
+
+# ----------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One X-ray "device" of the synthetic data.
+
+    Attributes:
+        name: machine name written to the Aariz machine mapping CSV.
+        spacing_mm: isotropic pixel spacing, detector mm/px.
+        size: image size ``(width, height)`` in pixels.
+        gamma, contrast, brightness: intensity response ``out = contrast * in**gamma + brightness``
+            on [0, 1] intensities.
+        noise_sd: Gaussian noise standard deviation on [0, 1] intensities.
+        blur_px: Gaussian blur sigma in pixels (detector unsharpness), 0 for none.
+        image_format: file extension (``png``, ``jpg``, ``jpeg``, ``bmp``).
+        channels: 1 (greyscale file) or 3 (three equal channels, as many real releases store).
+        weight: relative share of the images this device produces.
+    """
+
+    name: str
+    spacing_mm: float
+    size: tuple[int, int]
+    gamma: float = 1.0
+    contrast: float = 1.0
+    brightness: float = 0.0
+    noise_sd: float = 0.02
+    blur_px: float = 0.6
+    image_format: str = "png"
+    channels: int = 1
+    weight: float = 1.0
+
+    @classmethod
+    def from_params(cls, d: Mapping[str, Any], where: str) -> "DeviceSpec":
+        """Build from a params mapping; ``ConfigError`` naming ``where`` on a bad value."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"params {where}: expected a mapping, got {d!r}")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"params {where}: unknown keys {unknown}; valid: {sorted(known)}")
+        try:
+            size = d["size"]
+            spec = cls(
+                name=str(d.get("name", where)),
+                spacing_mm=float(d["spacing_mm"]),
+                size=(int(size[0]), int(size[1])),
+                gamma=float(d.get("gamma", 1.0)),
+                contrast=float(d.get("contrast", 1.0)),
+                brightness=float(d.get("brightness", 0.0)),
+                noise_sd=float(d.get("noise_sd", 0.02)),
+                blur_px=float(d.get("blur_px", 0.6)),
+                image_format=str(d.get("image_format", "png")).lower(),
+                channels=int(d.get("channels", 1)),
+                weight=float(d.get("weight", 1.0)),
+            )
+        except KeyError as e:
+            raise ConfigError(f"params {where}: missing key {e.args[0]!r}") from None
+        except (TypeError, ValueError, IndexError) as e:
+            raise ConfigError(f"params {where}: {e}") from None
+        if spec.spacing_mm <= 0 or min(spec.size) < 32:
+            raise ConfigError(f"params {where}: spacing_mm must be > 0 and size >= 32 px, got "
+                              f"{spec.spacing_mm}, {spec.size}")
+        if spec.gamma <= 0 or spec.contrast <= 0 or spec.noise_sd < 0 or spec.blur_px < 0 or spec.weight <= 0:
+            raise ConfigError(f"params {where}: gamma, contrast, weight must be > 0; noise_sd, blur_px >= 0")
+        if spec.image_format not in _IMAGE_FORMATS:
+            raise ConfigError(f"params {where}: image_format {spec.image_format!r} not in {_IMAGE_FORMATS}")
+        if spec.channels not in (1, 3):
+            raise ConfigError(f"params {where}: channels must be 1 or 3, got {spec.channels}")
+        return spec
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The ``demo:`` params section (see ``params.yaml``).
+
+    Attributes:
+        seed: seed of the single random generator (same seed -> byte-identical files).
+        head_scale: detector mm per anatomical mm (0.125: a 1:8 miniature head).
+        rotation_deg: s.d. of the per-image rotation, degrees.
+        scale_sd: s.d. of the per-image isotropic scale factor around 1.
+        shift_mm: s.d. of the per-image translation, anatomical mm.
+        elastic_mm: amplitude (s.d.) of each elastic bump, anatomical mm.
+        junior_jitter_mm: mean radial junior - senior distance, anatomical mm.
+        isbi_counts: images per ISBI split folder (TrainingData, Test1Data, Test2Data).
+        isbi_device: the single ISBI device.
+        aariz_counts: images per Aariz split (train, valid, test).
+        aariz_devices: the Aariz devices (at least one).
+        shuffle_json_landmarks: write each Aariz JSON's landmark list in a random order (the
+            format must be read by ``landmark_id``/``symbol``, never by position).
+    """
+
+    seed: int = 2015
+    head_scale: float = 0.125
+    rotation_deg: float = 3.0
+    scale_sd: float = 0.04
+    shift_mm: float = 4.0
+    elastic_mm: float = 2.5
+    junior_jitter_mm: float = 1.0
+    isbi_counts: dict = field(default_factory=lambda: {"TrainingData": 40, "Test1Data": 20, "Test2Data": 0})
+    isbi_device: DeviceSpec = DeviceSpec("ISBI 2015 (Soredex CRANEX 3+ Ceph)", 0.1, (240, 300), image_format="bmp")
+    aariz_counts: dict = field(default_factory=lambda: {"train": 30, "valid": 10, "test": 10})
+    aariz_devices: tuple = ()
+    shuffle_json_landmarks: bool = True
+
+    @classmethod
+    def from_params(cls, section: Mapping[str, Any] | None) -> "DemoConfig":
+        """Validate the ``demo:`` params section.
+
+        Raises:
+            ConfigError: unknown keys, bad types or values, naming the ``demo.*`` entry.
+        """
+        section = dict(section or {})
+        allowed = {"seed", "head_scale", "rotation_deg", "scale_sd", "shift_mm", "elastic_mm",
+                   "junior_jitter_mm", "isbi2015", "aariz", "shuffle_json_landmarks"}
+        unknown = sorted(set(section) - allowed)
+        if unknown:
+            raise ConfigError(f"params demo: unknown keys {unknown}; valid: {sorted(allowed)}")
+        kw: dict[str, Any] = {}
+        try:
+            for k in ("head_scale", "rotation_deg", "scale_sd", "shift_mm", "elastic_mm", "junior_jitter_mm"):
+                if k in section:
+                    kw[k] = float(section[k])
+            if "seed" in section:
+                kw["seed"] = int(section["seed"])
+            if "shuffle_json_landmarks" in section:
+                kw["shuffle_json_landmarks"] = bool(section["shuffle_json_landmarks"])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"params demo: {e}") from None
+        if kw.get("head_scale", 1.0) <= 0:
+            raise ConfigError("params demo.head_scale: must be > 0")
+        if any(kw.get(k, 0.0) < 0 for k in ("rotation_deg", "scale_sd", "shift_mm", "elastic_mm", "junior_jitter_mm")):
+            raise ConfigError("params demo: perturbation and jitter sizes must be >= 0")
+
+        isbi = dict(section.get("isbi2015") or {})
+        counts = dict(cls.__dataclass_fields__["isbi_counts"].default_factory())
+        for key, folder in (("n_train", "TrainingData"), ("n_test1", "Test1Data"), ("n_test2", "Test2Data")):
+            if key in isbi:
+                counts[folder] = _count(isbi.pop(key), f"demo.isbi2015.{key}")
+        if sum(counts.values()) > 999:
+            raise ConfigError("params demo.isbi2015: at most 999 images (3-digit file names)")
+        kw["isbi_counts"] = counts
+        if isbi:
+            base = cls.isbi_device
+            dev = {"name": base.name, "spacing_mm": base.spacing_mm, "size": list(base.size),
+                   "image_format": base.image_format}
+            dev.update(isbi)
+            kw["isbi_device"] = DeviceSpec.from_params(dev, "demo.isbi2015")
+            if kw["isbi_device"].image_format != "bmp":
+                raise ConfigError("params demo.isbi2015.image_format: the ISBI 2015 release ships .bmp only")
+
+        aariz = dict(section.get("aariz") or {})
+        unknown = sorted(set(aariz) - {"n_train", "n_valid", "n_test", "devices"})
+        if unknown:
+            raise ConfigError(f"params demo.aariz: unknown keys {unknown}")
+        acounts = dict(cls.__dataclass_fields__["aariz_counts"].default_factory())
+        for split in ("train", "valid", "test"):
+            if f"n_{split}" in aariz:
+                acounts[split] = _count(aariz[f"n_{split}"], f"demo.aariz.n_{split}")
+        kw["aariz_counts"] = acounts
+        devices = aariz.get("devices", None)
+        if devices is None:
+            kw["aariz_devices"] = DEFAULT_AARIZ_DEVICES
+        else:
+            if not isinstance(devices, list) or not devices:
+                raise ConfigError("params demo.aariz.devices: must be a non-empty list of devices")
+            kw["aariz_devices"] = tuple(DeviceSpec.from_params(d, f"demo.aariz.devices[{i}]")
+                                        for i, d in enumerate(devices))
+        return cls(**kw)
+
+
+def _count(v: Any, where: str) -> int:
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"params {where}: expected an integer, got {v!r}") from None
+    if n < 0:
+        raise ConfigError(f"params {where}: must be >= 0, got {n}")
+    return n
+
+
+#: Three target devices after Aariz's ART Plus (0.1), Hyperion X5 (0.089) and ProMax 2D (0.139):
+#: different size, aspect ratio (ProMax landscape), spacing, format and intensity response.
+DEFAULT_AARIZ_DEVICES = (
+    DeviceSpec("ART Plus", 0.1, (260, 300), gamma=1.0, contrast=0.9, brightness=0.05, noise_sd=0.025,
+               image_format="png"),
+    DeviceSpec("Hyperion X5", 0.089, (300, 360), gamma=0.6, contrast=0.8, brightness=0.12, noise_sd=0.03,
+               blur_px=1.0, image_format="jpg", channels=3),
+    DeviceSpec("ProMax 2D", 0.139, (300, 220), gamma=1.7, contrast=1.1, brightness=0.0, noise_sd=0.015,
+               blur_px=0.4, image_format="bmp"),
+)
+
+# ----------------------------------------------------------------------------------------------
+# the skull template (anatomical mm, facing right; x right, y down)
+
+
+@dataclass(frozen=True)
+class SkullTemplate:
+    """Canonical drawing + landmarks, in anatomical mm (x right, y down, face to the right).
+
+    Attributes:
+        shapes: list of ``(kind, points (P, 2) float64 mm, value, width_mm)``; ``kind`` is
+            ``"fill"`` (closed polygon filled with intensity ``value`` in [0, 1]) or ``"line"``
+            (open polyline of width ``width_mm``), drawn in list order (later on top).
+        landmarks: canonical landmark name -> ``(2,)`` float64 mm, all 29 Aariz landmarks.
+        field_mm: ``(width, height)`` of the field of view the template is laid out in, mm.
+    """
+
+    shapes: list
+    landmarks: dict
+    field_mm: tuple[float, float]
+
+
+def _densify(pts: np.ndarray, step: float, closed: bool = False) -> np.ndarray:
+    """Resample a polyline so that consecutive points are <= ``step`` apart (keeps the vertices)."""
+    pts = np.asarray(pts, dtype=np.float64)
+    if closed:
+        pts = np.vstack([pts, pts[:1]])
+    out = [pts[:1]]
+    for a, b in zip(pts[:-1], pts[1:]):
+        n = max(1, int(math.ceil(np.linalg.norm(b - a) / step)))
+        t = np.arange(1, n + 1, dtype=np.float64)[:, None] / n
+        out.append(a + t * (b - a))
+    res = np.vstack(out)
+    return res[:-1] if closed else res
+
+
+def _ellipse(c, ax, ay, t0=0.0, t1=360.0, n=48) -> np.ndarray:
+    t = np.deg2rad(np.linspace(t0, t1, n, endpoint=(t1 - t0) % 360 != 0))
+    return np.stack([c[0] + ax * np.cos(t), c[1] + ay * np.sin(t)], axis=1)
+
+
+def _tooth(apex, tip, width) -> np.ndarray:
+    """Closed tooth outline: a tapered root at ``apex`` and a rounded crown ending at ``tip``."""
+    apex, tip = np.asarray(apex, float), np.asarray(tip, float)
+    d = tip - apex
+    L = np.linalg.norm(d)
+    u = d / L
+    n = np.array([-u[1], u[0]])
+    w = width / 2
+    pts = [apex,
+           apex + 0.35 * L * u + 0.7 * w * n,
+           apex + 0.75 * L * u + w * n,
+           apex + 0.93 * L * u + 0.6 * w * n,
+           tip,
+           apex + 0.93 * L * u - 0.6 * w * n,
+           apex + 0.75 * L * u - w * n,
+           apex + 0.35 * L * u - 0.7 * w * n]
+    return np.array(pts)
+
+
+def skull_template() -> SkullTemplate:
+    """The canonical demo skull: structures and the 29 Aariz landmarks (anatomical mm).
+
+    Proportions follow a mean ISBI 2015 cephalogram (1935 x 2400 px at 0.1 mm/px = 193.5 x 240 mm
+    field, face to the right). Each landmark is a vertex or extreme point of the structure it is
+    defined on, e.g. Menton is the lowest vertex of the symphysis contour, Orbitale the lowest point
+    of the orbit outline, Porion the top of the ear-rod ring, Sella the centre of the fossa.
+
+    Returns:
+        :class:`SkullTemplate` (a new object on every call).
+    """
+    P = lambda x, y: np.array([x / 10.0, y / 10.0])  # template laid out in 0.1 mm units  # noqa: E731
+    L = {
+        "sella": P(810, 1000), "nasion": P(1390, 900), "orbitale": P(1240, 1150), "porion": P(600, 1130),
+        "a_point": P(1372, 1505), "b_point": P(1318, 1905), "pogonion": P(1340, 2030), "menton": P(1260, 2112),
+        "gnathion": P(1315, 2088), "gonion": P(700, 1820), "lower_incisor_tip": P(1398, 1702),
+        "upper_incisor_tip": P(1428, 1728), "labrale_superius": P(1600, 1610), "labrale_inferius": P(1590, 1790),
+        "subnasale": P(1560, 1462), "soft_tissue_pogonion": P(1525, 2050), "posterior_nasal_spine": P(900, 1440),
+        "anterior_nasal_spine": P(1440, 1420), "articulare": P(626, 1330),
+        "pronasale": P(1720, 1330), "ramus": P(632, 1560), "condylion": P(648, 1262),
+        "lower_2nd_pm_cusp_tip": P(1180, 1716), "lower_molar_cusp_tip": P(1060, 1712),
+        "upper_2nd_pm_cusp_tip": P(1195, 1692), "upper_incisor_apex": P(1345, 1470),
+        "upper_molar_cusp_tip": P(1080, 1688), "lower_incisor_apex": P(1285, 1905),
+        "soft_tissue_nasion": P(1462, 915),
+    }
+    assert set(L) == set(AARIZ29.names)
+    shapes: list = []
+    # soft tissue of the whole head (filled), its anterior edge is the soft-tissue profile
+    profile = np.array([P(1470, 600), P(1480, 760), L["soft_tissue_nasion"], P(1520, 1050), P(1620, 1200),
+                        L["pronasale"], P(1700, 1400), P(1620, 1450), L["subnasale"], P(1585, 1530),
+                        L["labrale_superius"], P(1580, 1680), P(1555, 1705), P(1575, 1740), L["labrale_inferius"],
+                        P(1550, 1880), P(1500, 1950), L["soft_tissue_pogonion"], P(1500, 2150), P(1400, 2230),
+                        P(1200, 2260), P(1050, 2300), P(1000, 2400)])
+    back = np.array([P(300, 2400), P(250, 1800), P(120, 1400), P(40, 1000), P(60, 600), P(250, 250),
+                     P(600, 60), P(1000, 40), P(1320, 160), P(1440, 380)])
+    shapes.append(("fill", np.vstack([profile, back]), 0.30, 0.0))
+    # cranial vault: outer table band, brain slightly darker inside
+    vault = np.array([L["nasion"], P(1420, 700), P(1380, 450), P(1250, 250), P(1000, 130), P(700, 120),
+                      P(400, 220), P(200, 440), P(110, 750), P(130, 1050), P(250, 1300), P(450, 1420)])
+    inner = vault[1:-1] + np.array([[-5.0, 4.0], [-4.0, 4.0], [-3.0, 5.0], [0.0, 5.0], [0.0, 5.0], [3.0, 5.0],
+                                    [4.0, 4.0], [5.0, 0.0], [5.0, -2.0], [4.0, -4.0]])
+    shapes.append(("fill", np.vstack([vault, P(820, 1000)[None], ]), 0.62, 0.0))
+    shapes.append(("fill", np.vstack([inner, P(760, 1050)[None], P(1250, 950)[None]]), 0.36, 0.0))
+    # anterior cranial base and clivus (bone bands)
+    shapes.append(("line", np.array([P(1330, 935), P(1100, 960), P(900, 985)]), 0.62, 3.5))
+    shapes.append(("line", np.array([P(760, 1060), L["articulare"] + np.array([6.0, 0.0]), P(700, 1400)]), 0.62, 4.0))
+    # sphenoid body with the sella turcica fossa (radiolucent disk; Sella = its centre)
+    shapes.append(("fill", _ellipse(P(805, 1085), 13.0, 10.0), 0.66, 0.0))
+    shapes.append(("fill", _ellipse(L["sella"], 4.5, 4.5), 0.34, 0.0))
+    shapes.append(("line", np.array([P(745, 1000), P(765, 975)]), 0.7, 1.5))  # dorsum sellae
+    shapes.append(("line", np.array([P(875, 995), P(855, 975)]), 0.7, 1.5))  # anterior clinoid
+    # orbit (Orbitale = lowest point of the outline)
+    shapes.append(("line", _ellipse(L["orbitale"] - np.array([0.0, 12.0]), 11.0, 12.0), 0.7, 1.2))
+    # ear-rod ring (Porion = its top)
+    shapes.append(("line", _ellipse(L["porion"] + np.array([0.0, 5.0]), 5.0, 5.0), 0.95, 1.2))
+    # nasal bone from Nasion
+    shapes.append(("line", np.array([L["nasion"], P(1430, 1000), P(1480, 1130)]), 0.65, 2.0))
+    # maxilla + palate (PNS, ANS, A-point on its contour)
+    maxilla = np.array([L["posterior_nasal_spine"], P(1100, 1420), L["anterior_nasal_spine"], P(1390, 1455),
+                        L["a_point"], P(1385, 1560), P(1400, 1610), P(1330, 1600), P(1200, 1620), P(1050, 1610),
+                        P(1000, 1520)])
+    shapes.append(("fill", maxilla, 0.58, 0.0))
+    # mandible (Co, Ar, R, Go, Me, Gn, Pog, B on its outline)
+    mandible = np.array([L["condylion"], P(675, 1275), P(690, 1320), P(720, 1380), P(790, 1360), P(860, 1330),
+                         P(900, 1400), P(960, 1600), P(1050, 1740), P(1250, 1760), P(1350, 1780), P(1372, 1820),
+                         L["b_point"], P(1320, 1960), L["pogonion"], L["gnathion"], L["menton"], P(1100, 2000),
+                         P(900, 1925), L["gonion"], P(645, 1700), L["ramus"], P(625, 1420), L["articulare"],
+                         P(625, 1280)])
+    shapes.append(("fill", mandible, 0.6, 0.0))
+    # teeth (incisors from apex to tip; premolar and molar crowns ending at the cusp tips)
+    shapes.append(("fill", _tooth(L["upper_incisor_apex"], L["upper_incisor_tip"], 7.0), 0.85, 0.0))
+    shapes.append(("fill", _tooth(L["lower_incisor_apex"], L["lower_incisor_tip"], 6.0), 0.82, 0.0))
+    up, lo = np.array([0.0, -20.0]), np.array([0.0, 20.0])
+    for tip, d, w in ((L["upper_molar_cusp_tip"], up, 10.0), (L["upper_2nd_pm_cusp_tip"], up, 7.0),
+                      (L["lower_molar_cusp_tip"], lo, 10.0), (L["lower_2nd_pm_cusp_tip"], lo, 7.0)):
+        shapes.append(("fill", _tooth(tip + d, tip, w), 0.8, 0.0))
+    return SkullTemplate(shapes=shapes, landmarks=L, field_mm=(193.5, 240.0))
+
+
+# ----------------------------------------------------------------------------------------------
+# perturbation and rendering
+
+
+def perturb_template(template: SkullTemplate, rng: np.random.Generator, cfg: DemoConfig):
+    """Random similarity + smooth elastic warp of every template point (anatomical mm).
+
+    The elastic part is ``d(p) = sum_j a_j exp(-|p - c_j|^2 / (2 s^2))`` with 6 random centres
+    ``c_j`` over the field, ``s`` = 45 mm and amplitudes ``a_j ~ N(0, elastic_mm^2)`` per axis;
+    then a rotation (``N(0, rotation_deg^2)``) and isotropic scale (``N(1, scale_sd^2)``) about the
+    field centre and a translation (``N(0, shift_mm^2)`` per axis).
+
+    Returns:
+        ``(warp, landmarks)``: ``warp`` a function ``(P, 2) mm -> (P, 2) mm``; ``landmarks`` a
+        ``(29, 2)`` float64 array of the warped landmarks in AARIZ29 order.
+    """
+    fw, fh = template.field_mm
+    centre = np.array([fw / 2, fh / 2])
+    centres = rng.uniform([0, 0], [fw, fh], size=(6, 2))
+    amps = rng.normal(0.0, cfg.elastic_mm, size=(6, 2))
+    theta = np.deg2rad(rng.normal(0.0, cfg.rotation_deg))
+    scale = 1.0 + rng.normal(0.0, cfg.scale_sd)
+    shift = rng.normal(0.0, cfg.shift_mm, size=2)
+    rot = scale * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    s2 = 2.0 * 45.0 ** 2
+
+    def warp(p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, dtype=np.float64)
+        d2 = ((p[:, None, :] - centres[None]) ** 2).sum(-1)
+        q = p + np.exp(-d2 / s2) @ amps
+        return (q - centre) @ rot.T + centre + shift
+
+    lms = warp(np.stack([template.landmarks[n] for n in AARIZ29.names]))
+    return warp, lms
+
+
+_SHIFT = 4  # OpenCV fractional bits for sub-pixel anti-aliased drawing
+
+
+def _to_cv(p: np.ndarray) -> np.ndarray:
+    """xy pixel-centre coordinates -> int32 fixed point for OpenCV (pixel centre = integer)."""
+    return np.round(np.asarray(p) * (1 << _SHIFT)).astype(np.int32).reshape(-1, 1, 2)
+
+
+def render_cephalogram(rng: np.random.Generator, device: DeviceSpec, cfg: DemoConfig,
+                       template: SkullTemplate | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one synthetic lateral cephalogram.
+
+    Args:
+        rng: the generator (advanced by this call; deterministic for a given state).
+        device: image size, pixel spacing and intensity response.
+        cfg: perturbation sizes and ``head_scale``.
+        template: the skull template (default :func:`skull_template`).
+
+    Returns:
+        ``(image, landmarks)``: ``image`` ``(H, W)`` uint8 greyscale; ``landmarks`` ``(29, 2)``
+        float64 true positions in AARIZ29 order, xy, original-image pixels (pixel-centre origin).
+        Every landmark lies at least 3 px inside the image (the pose is redrawn until it does).
+    """
+    import cv2
+
+    template = template or skull_template()
+    w, h = device.size
+    px_per_mm = cfg.head_scale / device.spacing_mm  # anatomical mm -> pixels
+    fw, fh = template.field_mm
+    for _ in range(100):
+        warp, lms_mm = perturb_template(template, rng, cfg)
+        # centre the template field on the image, then the per-image shift from the warp
+        offset = np.array([(w - 1) / 2 - fw / 2 * px_per_mm, (h - 1) / 2 - fh / 2 * px_per_mm])
+        lms = lms_mm * px_per_mm + offset
+        if (lms.min(0) >= 3).all() and lms[:, 0].max() <= w - 4 and lms[:, 1].max() <= h - 4:
+            break
+    else:  # pragma: no cover - only with absurd sizes
+        raise ConfigError(f"demo device {device.name!r}: {device.size} px at {device.spacing_mm} mm/px "
+                          "cannot hold the head; enlarge size or reduce head_scale")
+
+    img = np.full((h, w), 0.04, dtype=np.float32)
+    mask = np.zeros((h, w), dtype=np.uint8)
+    for kind, pts, value, width_mm in template.shapes:
+        q = warp(_densify(pts, 1.5, closed=(kind == "fill"))) * px_per_mm + offset
+        mask[:] = 0
+        if kind == "fill":
+            cv2.fillPoly(mask, [_to_cv(q)], 255, lineType=cv2.LINE_AA, shift=_SHIFT)
+        else:
+            thick = max(1, int(round(width_mm * px_per_mm)))
+            cv2.polylines(mask, [_to_cv(q)], False, 255, thickness=thick, lineType=cv2.LINE_AA, shift=_SHIFT)
+        a = mask.astype(np.float32) / 255.0
+        img = img * (1.0 - a) + np.float32(value) * a
+    if device.blur_px > 0:
+        img = cv2.GaussianBlur(img, (0, 0), device.blur_px)
+    img = device.contrast * np.clip(img, 0.0, 1.0) ** device.gamma + device.brightness
+    img = img + rng.normal(0.0, device.noise_sd, size=img.shape).astype(np.float32)
+    out = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    return out, lms
+
+
+def _annotations(rng: np.random.Generator, lms_px: np.ndarray, device: DeviceSpec, cfg: DemoConfig):
+    """Senior = rounded truth; junior = truth + isotropic jitter (mean radial ``junior_jitter_mm``)."""
+    w, h = device.size
+    senior = np.round(lms_px).astype(np.int64)
+    sd_px = cfg.junior_jitter_mm / math.sqrt(math.pi / 2) * cfg.head_scale / device.spacing_mm
+    junior = np.round(lms_px + rng.normal(0.0, sd_px, size=lms_px.shape)).astype(np.int64)
+    junior[:, 0] = np.clip(junior[:, 0], 0, w - 1)
+    junior[:, 1] = np.clip(junior[:, 1], 0, h - 1)
+    return senior, junior
+
+
+def _write_image(path: Path, image: np.ndarray, device: DeviceSpec) -> None:
+    import cv2
+
+    if device.channels == 3:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    params: list[int] = []
+    if device.image_format in ("jpg", "jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, 92]
+    elif device.image_format == "png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 6]
+    if not cv2.imwrite(str(path), image, params):
+        raise OSError(f"{path}: OpenCV could not write the image")
+
+
+# ----------------------------------------------------------------------------------------------
+# ISBI 2015 classification lines (trailing lines of the annotation .txt files)
+
+
+def _angle(a, b, c) -> float:
+    """Angle ABC in degrees."""
+    u, v = np.asarray(a) - b, np.asarray(c) - b
+    return float(np.degrees(np.arccos(np.clip(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)), -1, 1))))
+
+
+def _class3(value: float, lo: float, hi: float, below: int, above: int) -> int:
+    return 1 if lo <= value <= hi else (below if value < lo else above)
+
+
+def isbi_classification(lms: Mapping[str, np.ndarray]) -> list[int]:
+    """ISBI-2015-style classification labels (ANB, SNB, SNA, ODI, APDI, FHI, FMA, MW), each 1-3.
+
+    Computed from the landmarks with the normal ranges of the ISBI 2015 challenge 2 description
+    (Wang et al. 2016, Table 2; values here are for realism only, the parsers ignore them).
+    ODI and APDI are simplified to the palatal-plane / mandibular-plane angle and the facial-plane
+    / AB-plane angle.
+    """
+    S, N, A, B = lms["sella"], lms["nasion"], lms["a_point"], lms["b_point"]
+    sna, snb = _angle(S, N, A), _angle(S, N, B)
+    anb = sna - snb
+    go, me, po, orb = lms["gonion"], lms["menton"], lms["porion"], lms["orbitale"]
+    fh, mp = orb - po, me - go
+    fma = abs(math.degrees(math.atan2(mp[1], mp[0]) - math.atan2(fh[1], fh[0])))
+    pp = lms["anterior_nasal_spine"] - lms["posterior_nasal_spine"]
+    odi = abs(math.degrees(math.atan2(mp[1], mp[0]) - math.atan2(pp[1], pp[0])))
+    apdi = _angle(N, lms["pogonion"], A) + _angle(A, B, lms["pogonion"]) - 180.0
+    fhi = float(np.linalg.norm(S - go) / np.linalg.norm(N - me))
+    mw = float(A[0] - B[0])
+    return [_class3(anb, 3.2, 5.7, 3, 2), _class3(snb, 74.6, 78.7, 2, 3), _class3(sna, 79.4, 83.2, 3, 2),
+            _class3(odi, 68.4, 80.5, 2, 1), _class3(apdi, 77.6, 85.2, 2, 3), _class3(fhi, 0.65, 0.75, 3, 2),
+            _class3(fma, 26.8, 31.4, 3, 2), _class3(mw, 2.0, 4.5, 3, 2)]
+
+
+# ----------------------------------------------------------------------------------------------
+# writers
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
+
+
+def write_isbi2015(root: str | Path, cfg: DemoConfig, rng: np.random.Generator, progress: bool = False) -> list[dict]:
+    """Write the synthetic ISBI 2015 release under ``root`` (created; must not exist or be empty).
+
+    Layout: ``RawImage/{TrainingData,Test1Data,Test2Data}/NNN.bmp`` (numbered consecutively across
+    folders, 001...), ``AnnotationsByMD/{400_senior,400_junior}/NNN.txt``: 19 ``x,y`` integer
+    lines in ISBI order, then 8 classification lines.
+
+    Returns:
+        one dict per image: ``image_id``, ``split`` (folder), ``path``, ``landmarks`` (19, 2)
+        float64 true positions (ISBI order, original pixels).
+    """
+    root = Path(root)
+    template = skull_template()
+    dev = cfg.isbi_device
+    aariz_pos = [AARIZ29.index(n) for n in ISBI19.names]
+    for sub in ("AnnotationsByMD/400_senior", "AnnotationsByMD/400_junior"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    records = []
+    n = 0
+    total = sum(cfg.isbi_counts.values())
+    with _progress(total, "demo isbi2015", progress) as bar:
+        for folder in ("TrainingData", "Test1Data", "Test2Data"):
+            count = cfg.isbi_counts.get(folder, 0)
+            if count:
+                (root / "RawImage" / folder).mkdir(parents=True, exist_ok=True)
+            for _ in range(count):
+                n += 1
+                image_id = f"{n:03d}"
+                img, lms29 = render_cephalogram(rng, dev, cfg, template)
+                senior, junior = _annotations(rng, lms29, dev, cfg)
+                path = root / "RawImage" / folder / f"{image_id}.bmp"
+                _write_image(path, img, dev)
+                cls = isbi_classification({nm: lms29[i] for i, nm in enumerate(AARIZ29.names)})
+                for who, pts in (("400_senior", senior), ("400_junior", junior)):
+                    lines = [f"{pts[i, 0]},{pts[i, 1]}" for i in aariz_pos] + [str(c) for c in cls]
+                    (root / "AnnotationsByMD" / who / f"{image_id}.txt").write_text("\n".join(lines) + "\n")
+                records.append({"image_id": image_id, "split": folder, "path": path,
+                                "landmarks": lms29[aariz_pos]})
+                bar.update()
+    return records
+
+
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _cuid(rng: np.random.Generator) -> str:
+    """A cuid-like id: ``c`` + 24 base-36 characters (the Aariz file naming)."""
+    return "c" + "".join(_B36[i] for i in rng.integers(0, 36, size=24))
+
+
+def write_aariz(root: str | Path, cfg: DemoConfig, rng: np.random.Generator, progress: bool = False) -> list[dict]:
+    """Write the synthetic Aariz release under ``root`` (the ``Aariz/`` folder itself).
+
+    Devices are assigned so that each split gets each device in proportion to its ``weight``
+    (shuffled). Landmark JSONs carry the real ``landmark_id``, ``title`` and ``symbol`` of
+    :data:`cephalo.landmarks.AARIZ29`; the CVM JSON a stage 1-6 with the release's stage ids.
+
+    Returns:
+        one dict per image: ``image_id``, ``split``, ``device``, ``path``, ``landmarks`` (29, 2)
+        float64 true positions (AARIZ29 order, original pixels).
+    """
+    root = Path(root)
+    template = skull_template()
+    devices = cfg.aariz_devices or DEFAULT_AARIZ_DEVICES
+    weights = np.array([d.weight for d in devices], dtype=np.float64)
+    records = []
+    rows = ["cephalogram_id,machine,pixel_size,image_format,mode"]
+    total = sum(cfg.aariz_counts.values())
+    with _progress(total, "demo aariz", progress) as bar:
+        for split in ("train", "valid", "test"):
+            count = cfg.aariz_counts.get(split, 0)
+            base = root / split
+            img_dir = base / "Cephalograms"
+            lm_dir = base / "Annotations" / "Cephalometric Landmarks"
+            cvm_dir = base / "Annotations" / "CVM Stages"
+            for d in (img_dir, lm_dir / "Senior Orthodontists", lm_dir / "Junior Orthodontists", cvm_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            # device of each image: largest-remainder apportionment by weight, then shuffled
+            quota = weights / weights.sum() * count
+            k = np.floor(quota).astype(int)
+            for i in np.argsort(-(quota - k), kind="stable")[: count - k.sum()]:
+                k[i] += 1
+            assign = np.repeat(np.arange(len(devices)), k)
+            rng.shuffle(assign)
+            for di in assign:
+                dev = devices[int(di)]
+                cid = _cuid(rng)
+                img, lms = render_cephalogram(rng, dev, cfg, template)
+                senior, junior = _annotations(rng, lms, dev, cfg)
+                path = img_dir / f"{cid}.{dev.image_format}"
+                _write_image(path, img, dev)
+                stamp = f"2021-{1 + int(rng.integers(0, 12)):02d}-{1 + int(rng.integers(0, 28)):02d}T" \
+                        f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}:00.000Z"
+                for who, pts in (("Senior Orthodontists", senior), ("Junior Orthodontists", junior)):
+                    order = rng.permutation(len(AARIZ29)) if cfg.shuffle_json_landmarks else np.arange(len(AARIZ29))
+                    entries = [{"landmark_id": AARIZ29[int(i)].source_id, "title": AARIZ29[int(i)].title,
+                                "symbol": AARIZ29[int(i)].symbol,
+                                "value": {"x": int(pts[int(i), 0]), "y": int(pts[int(i), 1])}} for i in order]
+                    doc = {"ceph_id": cid, "landmarks": entries, "labeled_at": stamp,
+                           "dataset_name": "Aariz (cephalo synthetic demo)"}
+                    (lm_dir / who / f"{cid}.json").write_text(json.dumps(doc, indent=1) + "\n")
+                stage = 1 + int(rng.integers(0, 6))
+                cvm = {"ceph_id": cid, "cvm_stage": {"id": AARIZ_CVM_STAGE_IDS[stage - 1], "title": f"CVM-S{stage}",
+                                                     "value": stage},
+                       "labeled_at": stamp, "dataset_name": "Aariz (cephalo synthetic demo)"}
+                (cvm_dir / f"{cid}.json").write_text(json.dumps(cvm, indent=1) + "\n")
+                rows.append(f"{cid},{dev.name},{dev.spacing_mm:g},{dev.image_format},{split}")
+                records.append({"image_id": cid, "split": split, "device": dev.name, "path": path,
+                                "landmarks": lms})
+                bar.update()
+    # the release's mapping file starts with a UTF-8 byte order mark
+    (root / "cephalogram_machine_mappings.csv").write_bytes(("\ufeff" + "\n".join(rows) + "\n").encode("utf-8"))
+    (root / "Readme.txt").write_text(
+        "Synthetic Aariz-layout data set generated by `cephalo make-demo` (not real patients).\n"
+        "29 cephalometric landmarks (senior and junior orthodontists), CVM stages 1-6, "
+        f"{len(devices)} devices: " + ", ".join(f"{d.name} ({d.spacing_mm:g} mm/px, {d.size[0]}x{d.size[1]})"
+                                              for d in devices) + ".\n")
+    return records
+
+
+def make_demo(out_dir: str | Path, cfg: DemoConfig | Mapping[str, Any] | None = None,
+              progress: bool = False) -> dict[str, list[dict]]:
+    """Generate both demo data sets: ``out_dir/isbi2015/`` and ``out_dir/aariz/Aariz/``.
+
+    ``out_dir/isbi2015`` holds the ISBI 2015 layout (``RawImage``, ``AnnotationsByMD``);
+    ``out_dir/aariz`` is the unpacked Aariz archive (its root folder ``Aariz/``, as in
+    ``Aariz.zip``). Each data set directory is replaced whole and atomically.
+
+    Args:
+        out_dir: output folder (created).
+        cfg: a :class:`DemoConfig` or the ``demo:`` params mapping.
+        progress: show tqdm progress bars.
+
+    Returns:
+        ``{"isbi2015": records, "aariz": records}`` (see :func:`write_isbi2015`,
+        :func:`write_aariz`), paths pointing at the final locations.
+
+    Raises:
+        ConfigError: an invalid ``demo:`` section.
+    """
+    if not isinstance(cfg, DemoConfig):
+        cfg = DemoConfig.from_params(cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # two independent streams from one seed: changing the Aariz part never changes the ISBI files
+    isbi_rng, aariz_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2))
+    result: dict[str, list[dict]] = {}
+    with atomic_dir(out_dir / "isbi2015") as tmp:
+        recs = write_isbi2015(tmp, cfg, isbi_rng, progress)
+    for r in recs:
+        r["path"] = out_dir / "isbi2015" / Path(r["path"]).relative_to(tmp)
+    result["isbi2015"] = recs
+    with atomic_dir(out_dir / "aariz") as tmp:
+        recs = write_aariz(tmp / "Aariz", cfg, aariz_rng, progress)
+    for r in recs:
+        r["path"] = out_dir / "aariz" / Path(r["path"]).relative_to(tmp)
+    result["aariz"] = recs
+    return result

@@ -1,0 +1,318 @@
+"""Zero-shot diagnosis: *why* does a model fail on a new data set?
+
+Given predictions and ground truth in original-image pixels (over the landmarks the model and
+the data share, matched by name), this module measures simple geometric patterns and names
+the likely cause in plain words:
+
+* **collapse** - the predicted landmark constellation is much smaller than the true one
+  (spread ratio << 1), often sitting near the image centre: the network sees an input it does
+  not recognise (wrong normalisation, wrong input size) or predictions are not mapped back;
+* **scale mismatch** - the constellation is too large/small by a factor: a resize factor or
+  the inverse affine is wrong, or the spacing is;
+* **systematic offset** - all landmarks shifted by the same (dx, dy): padding/letterbox offset,
+  crop, or a pixel-centre vs pixel-corner convention (half a heatmap stride);
+* **flip / axis swap** - negative correlation along an axis, or x correlating with y;
+* otherwise **landmark-specific errors** - appearance domain shift: fine-tune / adapt.
+
+The measures are plain descriptive statistics (no published algorithm); thresholds are
+arguments (params ``evaluate.diagnosis``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .metrics import offsets_mm, radial_errors_mm
+
+__all__ = ["Finding", "Diagnosis", "diagnose", "DEFAULT_DIAGNOSIS_THRESHOLDS"]
+
+#: default thresholds (params ``evaluate.diagnosis`` overrides them)
+DEFAULT_DIAGNOSIS_THRESHOLDS: dict = {
+    "collapse_ratio": 0.5,  # constellation spread pred/gt below this -> collapse
+    "scale_low": 0.8,  # spread ratio outside [scale_low, scale_high] -> scale mismatch
+    "scale_high": 1.25,
+    "offset_min_mm": 1.0,  # |mean offset| at least this ...
+    "offset_fraction": 0.5,  # ... and at least this fraction of the MRE -> systematic offset
+    "centre_fraction": 0.15,  # centroid within this fraction of the image size of its centre
+    "good_mre_mm": 2.5,  # MRE at or below this and no pattern -> "works"
+    "flip_corr": -0.2,  # correlation pred vs gt along an axis below this -> flipped
+}
+
+
+@dataclass
+class Finding:
+    """One diagnosed pattern: a code (``collapse``, ``offset``, ...), what was seen, likely cause."""
+
+    code: str
+    observation: str
+    likely_cause: str
+
+
+@dataclass
+class Diagnosis:
+    """Result of :func:`diagnose`. All coordinates are original-image pixels; mm uses the spacing.
+
+    Attributes:
+        n_images, n_points: images and (image, landmark) pairs with both prediction and GT.
+        mre_mm: pooled MRE over the shared landmarks.
+        ranges_px: per axis ``{"x": {"pred": [min, max], "gt": [min, max]}, "y": ...}``.
+        spread_ratio: per axis, std of the predictions / std of the GT, pooled over all points.
+        constellation_ratio: median over images of the RMS distance of the predicted landmarks
+            from their own centroid / the same for the GT (1 = right size; < 0.5 = collapse).
+        offset_px, offset_mm: mean (dx, dy) prediction - GT.
+        correlation: per axis Pearson r of pred vs GT coordinates (pooled), plus ``x_vs_gt_y``.
+        per_landmark: rows ``landmark, n, mre_mm, bias_dx_mm, bias_dy_mm, bias_mm``.
+        confidence: ``{"mean", "median", "spearman_vs_error"}`` of the decoder confidence, or None.
+        findings: the patterns found, most important first.
+        summary: one paragraph in plain words.
+    """
+
+    n_images: int
+    n_points: int
+    mre_mm: float
+    ranges_px: dict
+    spread_ratio: dict
+    constellation_ratio: float
+    offset_px: list
+    offset_mm: list
+    correlation: dict
+    per_landmark: list
+    confidence: dict | None
+    findings: list[Finding] = field(default_factory=list)
+    summary: str = ""
+    label: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict (floats, lists)."""
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        """A short Markdown report (the ``diagnosis.md`` of an evaluation)."""
+        t = [f"# Diagnosis{': ' + self.label if self.label else ''}", "", self.summary, ""]
+        t += ["## Findings", ""]
+        if self.findings:
+            t += [f"- **{f.code}**: {f.observation} Likely cause: {f.likely_cause}" for f in self.findings]
+        else:
+            t.append("- none")
+        t += ["", "## Measures", "", "| measure | x | y |", "| --- | --- | --- |"]
+        rx, ry = self.ranges_px["x"], self.ranges_px["y"]
+        t.append(f"| predicted range (px) | {_fmt_range(rx['pred'])} | {_fmt_range(ry['pred'])} |")
+        t.append(f"| ground-truth range (px) | {_fmt_range(rx['gt'])} | {_fmt_range(ry['gt'])} |")
+        t.append(f"| spread ratio pred/GT | {self.spread_ratio['x']:.2f} | {self.spread_ratio['y']:.2f} |")
+        t.append(f"| mean offset (px) | {self.offset_px[0]:+.1f} | {self.offset_px[1]:+.1f} |")
+        t.append(f"| mean offset (mm) | {self.offset_mm[0]:+.2f} | {self.offset_mm[1]:+.2f} |")
+        t.append(f"| correlation pred/GT | {self.correlation['x']:.2f} | {self.correlation['y']:.2f} |")
+        t += ["", f"Constellation size ratio (pred/GT, median over images): {self.constellation_ratio:.2f}. "
+              f"MRE {self.mre_mm:.2f} mm over {self.n_points} points in {self.n_images} images."]
+        if self.confidence:
+            c = self.confidence
+            t.append(f"Decoder confidence: mean {c['mean']:.3f}, median {c['median']:.3f}, "
+                     f"Spearman vs error {c['spearman_vs_error']:.2f}.")
+        t += ["", "## Per-landmark bias (mm)", "", "| landmark | n | MRE | mean dx | mean dy |",
+              "| --- | --- | --- | --- | --- |"]
+        for r in self.per_landmark:
+            t.append(f"| {r['landmark']} | {r['n']} | {r['mre_mm']:.2f} | {r['bias_dx_mm']:+.2f} | "
+                     f"{r['bias_dy_mm']:+.2f} |")
+        return "\n".join(t) + "\n"
+
+
+def _fmt_range(r: Sequence[float]) -> str:
+    return f"{r[0]:.0f} .. {r[1]:.0f}"
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 2 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 3:
+        return float("nan")
+    from scipy import stats
+
+    r = stats.spearmanr(a, b).statistic
+    return float(r) if np.isfinite(r) else float("nan")
+
+
+def diagnose(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    spacing: np.ndarray,
+    names: Sequence[str],
+    confidence: np.ndarray | None = None,
+    image_sizes: np.ndarray | None = None,
+    thresholds: dict | None = None,
+    label: str = "",
+) -> Diagnosis:
+    """Diagnose systematic failure patterns of predictions against ground truth.
+
+    Args:
+        pred: (N, K, 2) float, xy, original-image pixels (already mapped back), NaN = missing.
+        gt: (N, K, 2) float, xy, original-image pixels, NaN = missing; same landmark order.
+        spacing: (N, 2) float mm/px (x, y) per image.
+        names: K canonical landmark names.
+        confidence: optional (N, K) decoder confidence (higher = surer).
+        image_sizes: optional (N, 2) int original (width, height), to tell collapse *toward the
+            centre* from collapse elsewhere.
+        thresholds: overrides of :data:`DEFAULT_DIAGNOSIS_THRESHOLDS`.
+        label: a name for the report (e.g. the preprocessing variant).
+
+    Returns:
+        :class:`Diagnosis`.
+
+    Raises:
+        ValueError: shapes disagree, or there is no (image, landmark) pair with both values.
+    """
+    th = {**DEFAULT_DIAGNOSIS_THRESHOLDS, **(thresholds or {})}
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    err = radial_errors_mm(pred, gt, spacing)
+    d_mm = offsets_mm(pred, gt, spacing)
+    if len(names) != pred.shape[1]:
+        raise ValueError(f"{len(names)} names for {pred.shape[1]} landmarks")
+    ok = np.isfinite(err)
+    if not ok.any():
+        raise ValueError("diagnosis: no landmark has both a prediction and a ground truth")
+    n_images = int(ok.any(axis=1).sum())
+    p, g = pred[ok], gt[ok]  # (M, 2)
+    d_px = p - g
+    mre = float(err[ok].mean())
+
+    ranges = {ax: {"pred": [float(p[:, i].min()), float(p[:, i].max())],
+                   "gt": [float(g[:, i].min()), float(g[:, i].max())]} for i, ax in enumerate("xy")}
+    spread = {ax: float(p[:, i].std() / g[:, i].std()) if g[:, i].std() > 0 else float("nan")
+              for i, ax in enumerate("xy")}
+
+    # constellation size per image: RMS distance from the centroid of the landmarks present in both
+    ratios = []
+    for n in range(pred.shape[0]):
+        sel = ok[n]
+        if sel.sum() < 2:
+            continue
+        pc = pred[n, sel] - pred[n, sel].mean(axis=0)
+        gc = gt[n, sel] - gt[n, sel].mean(axis=0)
+        gs = np.sqrt((gc**2).sum(axis=1).mean())
+        if gs > 0:
+            ratios.append(np.sqrt((pc**2).sum(axis=1).mean()) / gs)
+    constellation = float(np.median(ratios)) if ratios else float("nan")
+
+    corr = {"x": _corr(p[:, 0], g[:, 0]), "y": _corr(p[:, 1], g[:, 1]),
+            "x_vs_gt_y": _corr(p[:, 0], g[:, 1]), "y_vs_gt_x": _corr(p[:, 1], g[:, 0])}
+    off_px = [float(d_px[:, 0].mean()), float(d_px[:, 1].mean())]
+    dmm = d_mm[ok]
+    off_mm = [float(dmm[:, 0].mean()), float(dmm[:, 1].mean())]
+
+    per_lm = []
+    for k, name in enumerate(names):
+        sel = ok[:, k]
+        if not sel.any():
+            per_lm.append({"landmark": str(name), "n": 0, "mre_mm": float("nan"), "bias_dx_mm": float("nan"),
+                           "bias_dy_mm": float("nan"), "bias_mm": float("nan")})
+            continue
+        bx, by = float(d_mm[sel, k, 0].mean()), float(d_mm[sel, k, 1].mean())
+        per_lm.append({"landmark": str(name), "n": int(sel.sum()), "mre_mm": float(err[sel, k].mean()),
+                       "bias_dx_mm": bx, "bias_dy_mm": by, "bias_mm": float(np.hypot(bx, by))})
+
+    conf = None
+    if confidence is not None:
+        c = np.asarray(confidence, dtype=np.float64)
+        if c.shape != err.shape:
+            raise ValueError(f"confidence {c.shape} does not match errors {err.shape}")
+        cv = c[ok & np.isfinite(c)]
+        if cv.size:
+            conf = {"mean": float(cv.mean()), "median": float(np.median(cv)),
+                    "spearman_vs_error": _spearman(c[ok & np.isfinite(c)], err[ok & np.isfinite(c)])}
+
+    findings: list[Finding] = []
+    off_norm = float(np.hypot(*off_mm))
+    cx = [f"{v:.2f}" for v in (spread["x"], spread["y"])]
+    if np.isfinite(constellation) and constellation < th["collapse_ratio"]:
+        where = ""
+        if image_sizes is not None:
+            sz = np.asarray(image_sizes, dtype=np.float64)
+            centre = (sz - 1) / 2.0  # pixel-centre convention: the centre of a w-px axis is (w-1)/2
+            cen = np.nanmean(pred, axis=1)  # (N, 2) centroid of predictions
+            good = np.isfinite(cen).all(axis=1)
+            rel = np.abs(cen[good] - centre[good]) / sz[good]
+            if good.any() and float(np.median(rel.max(axis=1))) <= th["centre_fraction"]:
+                where = " toward the image centre"
+        findings.append(Finding(
+            "collapse",
+            f"predictions collapsed{where}: the predicted landmark constellation is "
+            f"{constellation:.2f} x the size of the ground truth's (spread ratio x {cx[0]}, y {cx[1]}).",
+            "the network does not recognise its input - check normalisation (mean/std, 0-1 vs 0-255), "
+            "input size / letterbox, and the mapping of heatmap coordinates back to the image.",
+        ))
+    elif np.isfinite(constellation) and not th["scale_low"] <= constellation <= th["scale_high"]:
+        findings.append(Finding(
+            "scale",
+            f"the predicted constellation is {constellation:.2f} x the size of the ground truth's "
+            f"(spread ratio x {cx[0]}, y {cx[1]}).",
+            "a wrong resize factor or inverse affine when mapping back, a different heatmap stride, "
+            "or a field of view / magnification unlike the training data.",
+        ))
+    if corr["x"] < th["flip_corr"] or corr["y"] < th["flip_corr"]:
+        axes = [a for a in "xy" if corr[a] < th["flip_corr"]]
+        findings.append(Finding(
+            "flip",
+            f"predicted {'/'.join(axes)} coordinates are anti-correlated with the ground truth "
+            f"(r x {corr['x']:.2f}, y {corr['y']:.2f}).",
+            "the image is mirrored (patient facing the other way) or an axis is flipped in the mapping.",
+        ))
+    if (np.isfinite(corr["x_vs_gt_y"]) and np.isfinite(corr["x"]) and corr["x_vs_gt_y"] > corr["x"] + 0.3
+            and corr["y_vs_gt_x"] > corr["y"] + 0.3):
+        findings.append(Finding(
+            "axis_swap",
+            f"predicted x follows ground-truth y (r {corr['x_vs_gt_y']:.2f}) better than ground-truth x "
+            f"(r {corr['x']:.2f}).",
+            "x and y swapped (row/column vs xy order) somewhere between decoder and evaluation.",
+        ))
+    if off_norm >= th["offset_min_mm"] and off_norm >= th["offset_fraction"] * mre:
+        findings.append(Finding(
+            "offset",
+            f"systematic offset: predictions are shifted by mean dx {off_px[0]:+.1f} px ({off_mm[0]:+.2f} mm), "
+            f"dy {off_px[1]:+.1f} px ({off_mm[1]:+.2f} mm), {100 * off_norm / mre:.0f} % of the MRE.",
+            "letterbox padding or crop offset not undone, or a pixel-centre vs pixel-corner convention "
+            "mismatch (half a heatmap stride); a constant shift is also what a different head position "
+            "or field of view produces.",
+        ))
+    if conf is not None and np.isfinite(conf["spearman_vs_error"]) and conf["spearman_vs_error"] < -0.3:
+        findings.append(Finding(
+            "confidence",
+            f"decoder confidence tracks the error (Spearman {conf['spearman_vs_error']:.2f}).",
+            "low-confidence landmarks are the failing ones: the model is uncertain there "
+            "(appearance shift); confidence can flag them for review.",
+        ))
+    geometric = {"collapse", "scale", "flip", "axis_swap", "offset"}
+    if not any(f.code in geometric for f in findings) and mre > th["good_mre_mm"]:
+        worst = sorted((r for r in per_lm if r["n"]), key=lambda r: -r["mre_mm"])[:3]
+        findings.append(Finding(
+            "landmark_specific",
+            "no global geometric pattern; errors concentrate on "
+            + ", ".join("{} ({:.1f} mm)".format(r["landmark"], r["mre_mm"]) for r in worst) + ".",
+            "appearance domain shift (device, contrast, anatomy) or annotation-definition differences "
+            "between data sets: fine-tune on the target data, or try intensity preprocessing.",
+        ))
+
+    # the confidence finding is informative, not a failure pattern: order it last
+    findings.sort(key=lambda f: f.code == "confidence")
+    if all(f.code == "confidence" for f in findings) and mre <= th["good_mre_mm"]:
+        summary = (f"The model works on these images: MRE {mre:.2f} mm over {int(ok.sum())} landmarks in "
+                   f"{n_images} images, with no systematic pattern.")
+        if findings:
+            summary += " " + findings[0].observation
+    else:
+        head = findings[0]
+        summary = (f"MRE {mre:.2f} mm over {int(ok.sum())} landmarks in {n_images} images. "
+                   f"Main finding: {head.observation} Likely cause: {head.likely_cause}")
+        if len(findings) > 1:
+            summary += " Also: " + "; ".join(f.code for f in findings[1:]) + "."
+    return Diagnosis(
+        n_images=n_images, n_points=int(ok.sum()), mre_mm=mre, ranges_px=ranges, spread_ratio=spread,
+        constellation_ratio=constellation, offset_px=off_px, offset_mm=off_mm, correlation=corr,
+        per_landmark=per_lm, confidence=conf, findings=findings, summary=summary, label=label,
+    )

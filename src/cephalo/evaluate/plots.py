@@ -1,0 +1,185 @@
+"""Evaluation figures (matplotlib, Agg backend; PNG files) and the CSV data behind DVC plots.
+
+Every function writes one file atomically and returns its path. Inputs are plain arrays in the
+units stated; nothing here computes a metric that :mod:`cephalo.evaluate.metrics` does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..io import atomic_path
+from .metrics import SDR_TOLERANCE_MM
+
+__all__ = ["sdr_curve_table", "sdr_curve", "per_landmark_bars", "error_vs_device", "overlay", "diagnosis_figure"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return path
+
+
+def sdr_curve_table(errors: np.ndarray, max_mm: float = 10.0, step_mm: float = 0.25) -> list[dict]:
+    """SDR as a function of the threshold: rows ``{"threshold_mm", "sdr"}`` (DVC plot data).
+
+    Args:
+        errors: any-shape float64 mm, NaN excluded.
+    """
+    e = np.asarray(errors, dtype=np.float64).ravel()
+    e = e[np.isfinite(e)]
+    ts = np.round(np.arange(0.0, max_mm + 1e-9, step_mm), 6)
+    return [{"threshold_mm": float(t), "sdr": float(np.mean(e <= t + SDR_TOLERANCE_MM)) if e.size else float("nan")}
+            for t in ts]
+
+
+def sdr_curve(curves: Mapping[str, np.ndarray], path: str | Path, max_mm: float = 10.0,
+              marks: Sequence[float] = (2.0, 2.5, 3.0, 4.0)) -> Path:
+    """SDR curve(s): fraction of landmarks within t mm vs t.
+
+    Args:
+        curves: label -> errors (any shape, mm); e.g. ``{"model": e, "human (senior vs junior)": h}``.
+        path: output PNG.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, e in curves.items():
+        rows = sdr_curve_table(e, max_mm, 0.05)
+        ax.plot([r["threshold_mm"] for r in rows], [100 * r["sdr"] for r in rows], label=label)
+    for t in marks:
+        ax.axvline(t, color="0.8", lw=0.8, zorder=0)
+    ax.set_xlabel("threshold (mm)")
+    ax.set_ylabel("SDR (% of landmarks within threshold)")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(0, max_mm)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def per_landmark_bars(names: Sequence[str], mre_mm: Sequence[float], sd_mm: Sequence[float] | None,
+                      path: str | Path, human_mm: Mapping[str, float] | None = None,
+                      title: str = "") -> Path:
+    """Per-landmark MRE bars (with SD whiskers), and the human limit (annotator vs annotator) beside.
+
+    Args:
+        names: K landmark names; mre_mm, sd_mm: K values in mm.
+        human_mm: landmark name -> annotator-vs-annotator MRE (mm), drawn as black markers.
+    """
+    plt = _plt()
+    k = len(names)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.38 * k + 2), 4))
+    x = np.arange(k)
+    ax.bar(x, mre_mm, yerr=sd_mm, capsize=2, color="#4C72B0", alpha=0.85, label="model MRE (± SD)")
+    if human_mm:
+        h = [human_mm.get(n, np.nan) for n in names]
+        ax.plot(x, h, "k_", markersize=14, mew=2.5, label="human limit (annotator vs annotator)")
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=70, ha="right", fontsize=8)
+    ax.set_ylabel("radial error (mm)")
+    ax.axhline(2.0, color="r", lw=0.8, ls="--", label="2 mm")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def error_vs_device(devices: Sequence[str], image_mre_mm: Sequence[float], path: str | Path) -> Path:
+    """Box plot of per-image MRE (mm) per X-ray device."""
+    plt = _plt()
+    dev = np.asarray([str(d) for d in devices])
+    v = np.asarray(image_mre_mm, dtype=np.float64)
+    labels = list(dict.fromkeys(dev.tolist()))
+    data = [v[(dev == d) & np.isfinite(v)] for d in labels]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.0 * len(labels) + 2), 4))
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(np.arange(1, len(labels) + 1))
+    ax.set_xticklabels([f"{d}\n(n={len(x)})" for d, x in zip(labels, data)], fontsize=8)
+    ax.set_ylabel("per-image MRE (mm)")
+    ax.set_xlabel("device")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, path: str | Path, title: str = "",
+            names: Sequence[str] | None = None) -> Path:
+    """Image with ground truth (green) and prediction (red), joined by a line per landmark.
+
+    Args:
+        image: (H, W) or (H, W, 3) array (uint8/uint16/float), the frame of ``gt``/``pred``.
+        gt, pred: (K, 2) float xy in that image's pixels (pixel-centre convention), NaN skipped.
+    """
+    plt = _plt()
+    img = np.asarray(image)
+    h, w = img.shape[:2]
+    fig, ax = plt.subplots(figsize=(6, 6 * h / max(w, 1)))
+    ax.imshow(img, cmap="gray", interpolation="nearest")
+    g = np.asarray(gt, dtype=np.float64)
+    p = np.asarray(pred, dtype=np.float64)
+    for k in range(g.shape[0]):
+        if np.isfinite(g[k]).all() and np.isfinite(p[k]).all():
+            ax.plot([g[k, 0], p[k, 0]], [g[k, 1], p[k, 1]], "y-", lw=0.8)
+        if names is not None and np.isfinite(g[k]).all():
+            ax.annotate(str(names[k]), g[k], fontsize=5, color="w", xytext=(3, 3), textcoords="offset points")
+    ax.scatter(g[:, 0], g[:, 1], s=12, c="lime", label="ground truth")
+    ax.scatter(p[:, 0], p[:, 1], s=12, c="red", marker="x", label="prediction")
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.axis("off")
+    return _save(fig, path)
+
+
+def diagnosis_figure(pred: np.ndarray, gt: np.ndarray, per_landmark: Sequence[Mapping], path: str | Path,
+                     title: str = "") -> Path:
+    """Three panels: predicted vs GT x, predicted vs GT y (identity line; collapse is a flat cloud,
+    an offset a shifted one), and the per-landmark mean offset (mm) as arrows.
+
+    Args:
+        pred, gt: (N, K, 2) float xy original pixels.
+        per_landmark: rows with ``landmark``, ``bias_dx_mm``, ``bias_dy_mm`` (from the Diagnosis).
+    """
+    plt = _plt()
+    p = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
+    g = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
+    ok = np.isfinite(p).all(axis=1) & np.isfinite(g).all(axis=1)
+    p, g = p[ok], g[ok]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for i, ax in enumerate(axes[:2]):
+        ax.scatter(g[:, i], p[:, i], s=4, alpha=0.5)
+        lo = float(min(g[:, i].min(), p[:, i].min())) if g.size else 0.0
+        hi = float(max(g[:, i].max(), p[:, i].max())) if g.size else 1.0
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlabel(f"ground-truth {'xy'[i]} (px)")
+        ax.set_ylabel(f"predicted {'xy'[i]} (px)")
+        ax.grid(alpha=0.3)
+    ax = axes[2]
+    for j, r in enumerate(per_landmark):
+        dx, dy = r.get("bias_dx_mm", np.nan), r.get("bias_dy_mm", np.nan)
+        if np.isfinite(dx) and np.isfinite(dy):
+            ax.arrow(0, 0, dx, dy, head_width=0.08, length_includes_head=True, alpha=0.7)
+            ax.annotate(str(r["landmark"]), (dx, dy), fontsize=6)
+    ax.axhline(0, color="0.7", lw=0.8)
+    ax.axvline(0, color="0.7", lw=0.8)
+    ax.invert_yaxis()
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("mean dx (mm)")
+    ax.set_ylabel("mean dy (mm, down)")
+    ax.set_title("per-landmark bias", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

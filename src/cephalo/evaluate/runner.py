@@ -1,0 +1,405 @@
+"""Evaluation runs: predict on a preprocessing variant, map back, measure in mm, diagnose, plot.
+
+:func:`evaluate_predictions` needs no model (predictions already in original pixels);
+:func:`evaluate_model` predicts with a loaded model on a variant and calls it.
+
+Output folder (written whole, atomically)::
+
+    metrics.json          # the truth (DVC metric): overall/seen/unseen, per split/device/landmark, CIs,
+                          # human limit, leakage, diagnosis, provenance (gt policy, index hash, split,
+                          # checkpoint hash, command)
+    per_landmark.csv      # one row per landmark (+ human limit)
+    per_image.csv         # one row per image (MRE, device, split, seen)
+    predictions.parquet   # one row per image x landmark: pred/gt original px, error mm, confidence
+    diagnosis.md          # plain-words diagnosis
+    plots/sdr_curve.csv   # DVC plot data (threshold_mm, sdr)
+    plots/*.png           # SDR curve, per-landmark bars with human limit, error vs device, diagnosis
+    overlays/worst_*.png  # worst images with ground truth and prediction
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..io import atomic_dir, write_json
+from . import metrics as M
+from . import plots
+from .diagnosis import diagnose
+
+__all__ = ["evaluate_predictions", "evaluate_model", "predict_variant", "shared_landmarks"]
+
+#: (image, affine original -> image frame) for overlays, given the row number of an image
+ImageGetter = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
+def shared_landmarks(model_names: Sequence[str], data_names: Sequence[str]) -> tuple[list[str], list[int], list[int]]:
+    """Landmarks a model and a data set share, by canonical name, in data order.
+
+    Returns:
+        (names, model_indices, data_indices).
+
+    Raises:
+        ValueError: no shared landmark.
+    """
+    pos = {n: i for i, n in enumerate(model_names)}
+    names = [n for n in data_names if n in pos]
+    if not names:
+        raise ValueError(f"the model's landmarks {list(model_names)[:5]}... share no name with the data's "
+                         f"{list(data_names)[:5]}...")
+    return names, [pos[n] for n in names], [list(data_names).index(n) for n in names]
+
+
+def _nanlist(x) -> Any:
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _nanlist(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nanlist(v) for v in x]
+    return x
+
+
+def evaluate_predictions(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    spacing: np.ndarray,
+    *,
+    image_ids: Sequence[str],
+    names: Sequence[str],
+    out_dir: str | Path,
+    splits: Sequence[str] | None = None,
+    devices: Sequence[str] | None = None,
+    confidence: np.ndarray | None = None,
+    image_sizes: np.ndarray | None = None,
+    thresholds: Sequence[float] = M.DEFAULT_THRESHOLDS_MM,
+    n_boot: int = 1000,
+    seed: int = 0,
+    human: Mapping | None = None,
+    leakage: Mapping | None = None,
+    info: Mapping | None = None,
+    images: ImageGetter | None = None,
+    n_worst: int = 4,
+    diagnosis_thresholds: Mapping | None = None,
+    label: str = "",
+    make_plots: bool = True,
+) -> dict:
+    """Measure predictions against ground truth in mm and write the evaluation folder.
+
+    Args:
+        pred: (N, K, 2) float, xy, original-image pixels (NaN = not predicted).
+        gt: (N, K, 2) float, xy, original-image pixels (NaN = not annotated).
+        spacing: (N, 2) float mm/px (x, y) per image.
+        image_ids: N ids; names: K canonical landmark names.
+        out_dir: output folder (replaced whole, atomically).
+        splits, devices: N labels each (per-split / per-device summaries); default ``"all"``/``"unknown"``.
+        confidence: (N, K) decoder confidence, for the diagnosis.
+        image_sizes: (N, 2) original (w, h) px, for the diagnosis.
+        thresholds: SDR thresholds (mm); n_boot, seed: bootstrap over images.
+        human: :func:`cephalo.evaluate.human.human_limit` result, shown beside the model.
+        leakage: :func:`cephalo.evaluate.leakage.find_leakage` result; seen images are
+            summarised separately (``seen`` / ``unseen``).
+        info: provenance recorded at the top of metrics.json (``gt_policy``, ``data_index_hash``,
+            ``split``, ``checkpoint_sha256``, ``command``, ``variant``, ...).
+        images: ``i -> (image, affine original -> image)`` for overlays of the worst images.
+        n_worst: how many overlays.
+        label: the run/variant name in titles.
+
+    Returns:
+        the metrics.json content (dict).
+
+    Raises:
+        ValueError: inconsistent shapes or invalid spacing (from :mod:`metrics`).
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    n, k = gt.shape[:2]
+    ids = [str(i) for i in image_ids]
+    names = [str(x) for x in names]
+    if len(ids) != n or len(names) != k:
+        raise ValueError(f"{len(ids)} ids / {len(names)} names for arrays of shape {gt.shape}")
+    splits = [str(s) for s in (splits if splits is not None else ["all"] * n)]
+    devices = [str(d) for d in (devices if devices is not None else ["unknown"] * n)]
+    thresholds = [float(t) for t in thresholds]
+    err = M.radial_errors_mm(pred, gt, spacing)
+    n_gt_missing = int(np.isnan(gt).any(axis=-1).sum())
+    n_pred_missing = int((np.isnan(pred).any(axis=-1) & ~np.isnan(gt).any(axis=-1)).sum())
+
+    def block(e: np.ndarray) -> dict:
+        return {"n_images": int(e.shape[0]), **M.summarise(e, thresholds),
+                "ci95": M.bootstrap_ci(e, thresholds, n_boot=n_boot, seed=seed)}
+
+    seen_ids = set((leakage or {}).get("seen", []))
+    seen_mask = np.array([i in seen_ids for i in ids], dtype=bool)
+    per_lm = M.summarise_per_landmark(err, names, thresholds)
+    human_pl = dict((human or {}).get("per_landmark", {}))
+    for r in per_lm:
+        r["human_mre_mm"] = human_pl.get(r["landmark"], float("nan"))
+    img_mre = M.per_image_mre(err)
+
+    diag = None
+    try:
+        diag = diagnose(pred, gt, spacing, names, confidence=confidence, image_sizes=image_sizes,
+                        thresholds=dict(diagnosis_thresholds or {}), label=label)
+    except ValueError as e:
+        diag_error = str(e)
+    else:
+        diag_error = ""
+
+    result: dict = {
+        "name": label,
+        **dict(info or {}),
+        "thresholds_mm": thresholds,
+        "landmarks": names,
+        "missing": {"ground_truth": n_gt_missing, "prediction": n_pred_missing},
+        "overall": block(err),
+        "unseen": block(err[~seen_mask]) if seen_mask.any() else None,
+        "seen": block(err[seen_mask]) if seen_mask.any() else None,
+        "per_split": M.summarise_groups(err, splits, thresholds),
+        "per_device": M.summarise_groups(err, devices, thresholds),
+        "per_landmark": {r["landmark"]: {kk: v for kk, v in r.items() if kk != "landmark"} for r in per_lm},
+        "human_limit": dict(human) if human else None,
+        "leakage": dict(leakage) if leakage else None,
+        "diagnosis": ({"summary": diag.summary, "findings": [f.__dict__ for f in diag.findings],
+                       "constellation_ratio": diag.constellation_ratio, "spread_ratio": diag.spread_ratio,
+                       "offset_px": diag.offset_px, "offset_mm": diag.offset_mm, "confidence": diag.confidence}
+                      if diag else {"summary": diag_error, "findings": []}),
+    }
+    result = _nanlist(result)
+
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        write_json(tmp / "metrics.json", result)
+        rows = []
+        for r in per_lm:
+            row = {"landmark": r["landmark"], "n": r["n"], "n_missing": r["n_missing"], "mre_mm": r["mre_mm"],
+                   "sd_mm": r["sd_mm"], "median_mm": r["median_mm"], "p90_mm": r["p90_mm"]}
+            row.update({f"sdr_{t}": v for t, v in r["sdr"].items()})
+            row["human_mre_mm"] = r["human_mre_mm"]
+            rows.append(row)
+        pd.DataFrame(rows).to_csv(tmp / "per_landmark.csv", index=False, float_format="%.6g")
+        pd.DataFrame({
+            "image_id": ids, "split": splits, "device": devices,
+            "n": np.isfinite(err).sum(axis=1), "mre_mm": img_mre,
+            "max_mm": [float(np.nanmax(r)) if np.isfinite(r).any() else np.nan for r in err],
+            "seen": seen_mask,
+        }).to_csv(tmp / "per_image.csv", index=False, float_format="%.6g")
+        conf = (np.asarray(confidence, dtype=np.float64) if confidence is not None else np.full((n, k), np.nan))
+        pd.DataFrame({
+            "image_id": np.repeat(ids, k), "landmark_name": np.tile(names, n),
+            "x_pred": pred[..., 0].ravel(), "y_pred": pred[..., 1].ravel(),
+            "x_gt": gt[..., 0].ravel(), "y_gt": gt[..., 1].ravel(),
+            "error_mm": err.ravel(), "confidence": conf.ravel(),
+            "split": np.repeat(splits, k), "device": np.repeat(devices, k),
+        }).to_parquet(tmp / "predictions.parquet", index=False)
+        (tmp / "diagnosis.md").write_text(diag.to_markdown() if diag else f"# Diagnosis\n\n{diag_error}\n")
+        pdir = tmp / "plots"
+        pdir.mkdir()
+        pd.DataFrame(plots.sdr_curve_table(err)).to_csv(pdir / "sdr_curve.csv", index=False)
+        if make_plots:
+            _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images,
+                         n_worst, label)
+    return result
+
+
+def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images, n_worst,
+                 label) -> None:
+    from ..geometry import apply_affine
+
+    plots.sdr_curve({"model": err}, pdir / "sdr_curve.png")
+    plots.per_landmark_bars(names, [r["mre_mm"] for r in per_lm], [r["sd_mm"] for r in per_lm],
+                            pdir / "per_landmark.png",
+                            human_mm=(human or {}).get("per_landmark"), title=label)
+    plots.error_vs_device(devices, img_mre, pdir / "error_vs_device.png")
+    if diag is not None:
+        plots.diagnosis_figure(pred, gt, diag.per_landmark, pdir / "diagnosis.png", title=diag.summary[:110])
+    if images is not None and n_worst > 0:
+        odir = tmp / "overlays"
+        odir.mkdir()
+        order = [int(i) for i in np.argsort(-np.nan_to_num(img_mre, nan=-1.0))[:n_worst] if np.isfinite(img_mre[i])]
+        for rank, i in enumerate(order):
+            img, aff = images(i)
+            plots.overlay(img, apply_affine(aff, gt[i]), apply_affine(aff, pred[i]),
+                          odir / f"worst_{rank + 1:02d}_{ids[i]}.png",
+                          title=f"{ids[i]}: MRE {img_mre[i]:.2f} mm", names=names)
+
+
+def predict_variant(model, meta, variant, rows: Sequence[int], batch_size: int = 4, device: str = "cpu",
+                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Run a model on variant images and decode landmarks in *preprocessed* pixels.
+
+    Args:
+        model: ``nn.Module`` in eval mode, ``(B, 3, H, W) -> (B, K, H/4, W/4)``.
+        meta: its ``ModelMeta`` (``normalisation``, ``codec``).
+        variant: a loaded :class:`cephalo.preprocess.Variant`.
+        rows: image rows to predict.
+
+    Returns:
+        (coords (R, K_model, 2) float64 xy preprocessed px, confidence (R, K_model) float64).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from ..codecs import create_codec
+    from ..preprocess import normalise
+
+    norm = meta.normalisation or variant.normalisation
+    W, H = variant.input_size
+    codec = None
+    coords, confs = [], []
+    model = model.to(device).eval()
+    rows = list(rows)
+    with torch.no_grad():
+        for s in tqdm(range(0, len(rows), batch_size), desc="evaluate", disable=not progress):
+            batch = np.stack([np.asarray(variant.images[r]) for r in rows[s:s + batch_size]])
+            x = normalise(batch, norm).to(device)
+            hm = model(x).float().cpu()
+            if codec is None:
+                kw = dict(meta.codec or {})
+                kw.update(input_size=(W, H), heatmap_size=(int(hm.shape[-1]), int(hm.shape[-2])))
+                codec = create_codec(**kw)
+            r = codec.decode(hm)
+            coords.append(np.asarray(r.coords, dtype=np.float64))
+            confs.append(np.asarray(r.confidence, dtype=np.float64))
+    return np.concatenate(coords), np.concatenate(confs)
+
+
+def evaluate_model(
+    model,
+    meta,
+    variant,
+    split: str,
+    out_dir: str | Path,
+    *,
+    name: str = "",
+    human: Mapping | None = None,
+    info: Mapping | None = None,
+    thresholds: Sequence[float] = M.DEFAULT_THRESHOLDS_MM,
+    n_boot: int = 1000,
+    seed: int = 0,
+    batch_size: int = 4,
+    device: str = "cpu",
+    n_worst: int = 4,
+    diagnosis_thresholds: Mapping | None = None,
+    progress: bool = True,
+) -> dict:
+    """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
+
+    Predictions are decoded in preprocessed pixels by ``create_codec(**meta.codec)``, mapped to
+    original pixels through ``geometry.invert`` of each image's stored affine, and compared over
+    the landmarks the model and the data share (by name). Leakage (seen images, duplicates across
+    splits) is checked against ``meta.provenance``.
+
+    Args:
+        model, meta: from ``cephalo.models.load_model``.
+        variant: a loaded ``Variant`` or its directory.
+        split: split name, or ``"all"``.
+        out_dir: output folder (see the module doc).
+        human: a precomputed human limit; if None and the variant holds two or more annotators,
+            it is computed from them.
+
+    Returns:
+        the metrics.json content.
+
+    Raises:
+        cephalo.errors.DataError: no image in ``split``; ValueError: no shared landmark.
+    """
+    from ..errors import DataError
+    from ..geometry import apply_affine, invert
+    from .leakage import find_leakage, image_content_hash
+
+    if not hasattr(variant, "images"):
+        from ..preprocess import load_variant
+
+        variant = load_variant(variant)
+    rows = np.arange(len(variant)) if split == "all" else np.flatnonzero(np.asarray(variant.splits) == split)
+    if rows.size == 0:
+        raise DataError(f"no image in split {split!r} (splits: {sorted(set(map(str, variant.splits)))})",
+                        getattr(variant, "path", None))
+    names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
+    pred_pre, conf = predict_variant(model, meta, variant, rows, batch_size=batch_size, device=device,
+                                     progress=progress)
+    inv = np.stack([invert(variant.affines[r]) for r in rows])
+    pred = apply_affine(inv, pred_pre[:, mi])
+    gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
+    spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
+    if not np.isfinite(spacing).all():
+        raise DataError("some images have no pixel spacing: cannot report mm", getattr(variant, "path", None))
+
+    all_hashes = [image_content_hash(variant.images[r]) for r in range(len(variant))]
+    ids_all = list(variant.image_ids)
+    leak = find_leakage([ids_all[r] for r in rows], [str(variant.datasets[r]) for r in rows],
+                        [str(variant.splits[r]) for r in rows], getattr(meta, "provenance", {}),
+                        content_hashes=[[all_hashes[r]] for r in rows], all_ids=ids_all,
+                        all_splits=[str(s) for s in variant.splits], all_hashes=all_hashes)
+    if human is None:
+        human = _human_from_variant(variant, rows, names, thresholds)
+
+    def getter(i: int):
+        r = int(rows[i])
+        return np.asarray(variant.images[r]), np.asarray(variant.affines[r])
+
+    vmeta = getattr(variant, "meta", {}) or {}
+    base_info = {
+        "split": split,
+        "variant": vmeta.get("name", Path(str(getattr(variant, "path", ""))).name),
+        "gt_policy": vmeta.get("ground_truth"),
+        "data_index_hash": (vmeta.get("source_index") or {}).get("sha256"),
+        "variant_fingerprint": vmeta.get("fingerprint"),
+        "model": {"arch": getattr(meta, "arch", None), "landmarks": list(meta.landmark_names),
+                  "input_size": list(getattr(meta, "input_size", []) or []),
+                  "codec": dict(getattr(meta, "codec", {}) or {})},
+        "landmark_mapping": {"shared": names,
+                             "model_only": [n for n in meta.landmark_names if n not in names],
+                             "data_only": [n for n in variant.landmark_names if n not in names]},
+    }
+    base_info.update(dict(info or {}))
+    return evaluate_predictions(
+        pred, gt, spacing, image_ids=[ids_all[r] for r in rows], names=names, out_dir=out_dir,
+        splits=[str(variant.splits[r]) for r in rows], devices=[str(variant.devices[r]) for r in rows],
+        confidence=conf[:, mi], image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
+        n_boot=n_boot, seed=seed, human=human, leakage=leak, info=base_info, images=getter, n_worst=n_worst,
+        diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"],
+    )
+
+
+def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
+    """Annotator-vs-annotator limit from the variant's per-annotator landmarks (mapped back to original px)."""
+    from itertools import combinations
+
+    from ..geometry import apply_affine, invert
+
+    anns = {a: v for a, v in (getattr(variant, "annotators", {}) or {}).items() if a != "mean"}
+    if len(anns) < 2:
+        return None
+    di = [list(variant.landmark_names).index(n) for n in names]
+    inv = np.stack([invert(variant.affines[r]) for r in rows])
+    orig = {a: apply_affine(inv, np.asarray(v, dtype=np.float64)[rows][:, di]) for a, v in anns.items()}
+    spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
+    pairs = list(combinations(sorted(orig), 2))
+    e = np.concatenate([M.radial_errors_mm(orig[a], orig[b], spacing) for a, b in pairs])
+    with np.errstate(invalid="ignore"):
+        per = {n: (float(np.nanmean(e[:, k])) if np.isfinite(e[:, k]).any() else float("nan"))
+               for k, n in enumerate(names)}
+    return {"annotators": sorted(orig), "pairs": [list(p) for p in pairs], "n_images": int(len(rows)),
+            "overall": M.summarise(e, thresholds), "per_landmark": per,
+            "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)},
+            "source": "variant annotators"}
+
+
+def read_metrics(run_dir: str | Path) -> dict:
+    """Read ``RUN_DIR/metrics.json`` (DataError if absent/invalid)."""
+    from ..errors import DataError
+
+    p = Path(run_dir) / "metrics.json"
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise DataError("no metrics.json (not an evaluation folder)", p) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON: {e}", p) from None

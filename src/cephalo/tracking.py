@@ -1,0 +1,288 @@
+"""Experiment tracking with MLflow: the ONLY cephalo module that imports mlflow.
+
+MLflow is a *view* of the results: the metrics JSON files written by each stage are the truth,
+and nothing in cephalo needs this module for correctness. Tracking can be switched off
+(params ``tracking.enabled: false``); if it fails, the caller gets a warning, not an error.
+
+Layout (explicit, inside the project - no ``./mlruns`` file store, nothing in the home folder):
+
+* backend store: SQLite database ``tracking.store`` (default ``mlflow/mlflow.db``); view it with
+  ``mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db``;
+* artifacts: ``tracking.artifacts`` (default ``mlflow/artifacts``), one folder per experiment;
+* one experiment per data set (``tracking.experiment_prefix`` + data set name), one run per
+  stage and variant; params flattened with dotted names (``train.lr``), as ``dvc params diff``
+  shows them; tags ``git_commit``, ``data_index_hash``, ``variant``, ``stage``, ``command``.
+
+Several processes (Snakemake jobs) may log at once. SQLite allows one writer; every logging call
+here therefore runs under an inter-process file lock beside the database (``filelock``), the
+database is switched to WAL journal mode with a busy timeout, and transient "database is locked"
+errors are retried with back-off.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+__all__ = [
+    "TrackingConfig",
+    "config_from_params",
+    "tracking_uri",
+    "flatten_params",
+    "flatten_metrics",
+    "git_commit",
+    "log_run",
+]
+
+#: MLflow's limit on a param value (characters); longer values are truncated with a marker.
+_MAX_PARAM_CHARS = 6000
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where and whether to track.
+
+    Attributes:
+        enabled: log to MLflow at all.
+        store: SQLite database file (absolute after :func:`config_from_params`).
+        artifacts: artifact root folder (absolute).
+        experiment_prefix: prepended to the data set name to form the experiment name.
+        lock_timeout_s: how long to wait for the inter-process lock.
+        retries: attempts for a logging call that hits a locked database.
+    """
+
+    enabled: bool = True
+    store: Path = Path("mlflow/mlflow.db")
+    artifacts: Path = Path("mlflow/artifacts")
+    experiment_prefix: str = "cephalo-"
+    lock_timeout_s: float = 120.0
+    retries: int = 6
+
+
+def config_from_params(section: Mapping | None, root: str | Path = ".") -> TrackingConfig:
+    """Build a :class:`TrackingConfig` from the ``tracking:`` params section.
+
+    Relative paths are resolved against ``root`` (the project folder, normally the cwd).
+
+    Raises:
+        ValueError: an unknown key (the message lists the valid ones).
+    """
+    section = dict(section or {})
+    valid = {"enabled", "store", "artifacts", "experiment_prefix", "lock_timeout_s", "retries"}
+    unknown = sorted(set(section) - valid)
+    if unknown:
+        raise ValueError(f"tracking: unknown keys {unknown}; valid: {sorted(valid)}")
+    root = Path(root).resolve()
+    d = TrackingConfig()
+    return TrackingConfig(
+        enabled=bool(section.get("enabled", d.enabled)),
+        store=(root / Path(section.get("store", d.store))).resolve(),
+        artifacts=(root / Path(section.get("artifacts", d.artifacts))).resolve(),
+        experiment_prefix=str(section.get("experiment_prefix", d.experiment_prefix)),
+        lock_timeout_s=float(section.get("lock_timeout_s", d.lock_timeout_s)),
+        retries=int(section.get("retries", d.retries)),
+    )
+
+
+def tracking_uri(cfg: TrackingConfig) -> str:
+    """``sqlite:////abs/path/mlflow.db`` for ``cfg.store`` (what ``mlflow ui --backend-store-uri`` takes)."""
+    return f"sqlite:///{Path(cfg.store).resolve().as_posix()}"
+
+
+def flatten_params(params: Mapping, prefix: str = "") -> dict[str, str]:
+    """Nested params -> ``{"train.lr": "0.001", ...}`` (dotted names, as ``dvc params diff``).
+
+    Mappings are flattened; lists and scalars become their string form (lists as one value,
+    as DVC shows them). Values longer than MLflow's limit are truncated with ``"..."``.
+    """
+    out: dict[str, str] = {}
+    for k, v in params.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping) and v:
+            out.update(flatten_params(v, key))
+        else:
+            s = str(v)
+            out[key] = s if len(s) <= _MAX_PARAM_CHARS else s[: _MAX_PARAM_CHARS - 3] + "..."
+    return out
+
+
+def flatten_metrics(metrics: Mapping, prefix: str = "") -> dict[str, float]:
+    """Nested metrics -> ``{"overall.mre_mm": 1.8, "overall.sdr.2.0": 0.6, ...}``; finite numbers only."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping):
+            out.update(flatten_metrics(v, key))
+        elif isinstance(v, bool):
+            continue
+        elif isinstance(v, (int, float)) and math.isfinite(float(v)):
+            out[key] = float(v)
+        else:
+            try:  # numpy scalars
+                f = float(v)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(f) and not isinstance(v, (str, bytes, list, tuple)):
+                out[key] = f
+    return out
+
+
+def git_commit(cwd: str | Path = ".") -> str | None:
+    """The HEAD commit of the git work tree at ``cwd`` (``+dirty`` appended if modified), or None."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "") if sha else None
+
+
+def _prepare_store(cfg: TrackingConfig) -> None:
+    """Create the folders and switch a (new or existing) database to WAL with a busy timeout."""
+    Path(cfg.store).parent.mkdir(parents=True, exist_ok=True)
+    Path(cfg.artifacts).mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(cfg.store), timeout=60)
+    try:
+        con.execute("PRAGMA busy_timeout = 60000")
+        con.execute("PRAGMA journal_mode = WAL")
+    finally:
+        con.close()
+
+
+def _is_locked_error(e: BaseException) -> bool:
+    text = f"{type(e).__name__}: {e}".lower()
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
+def _retry(fn, retries: int):
+    delay = 0.2
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - mlflow wraps sqlite errors in its own types
+            if attempt == retries or not _is_locked_error(e):
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def log_run(
+    cfg: TrackingConfig,
+    *,
+    dataset: str,
+    stage: str,
+    variant: str = "",
+    run_name: str | None = None,
+    params: Mapping | None = None,
+    metrics: Mapping | None = None,
+    artifacts: Iterable[str | Path] = (),
+    tags: Mapping[str, Any] | None = None,
+    command: str | None = None,
+    data_index_hash: str | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_hash: str | None = None,
+    strict: bool = False,
+) -> str | None:
+    """Log one finished stage run (params, metrics, artifacts, tags) to MLflow.
+
+    Args:
+        cfg: from :func:`config_from_params`.
+        dataset: data set name; the experiment is ``cfg.experiment_prefix + dataset``.
+        stage: ``evaluate``, ``train``, ... (tag ``stage``).
+        variant: preprocessing variant (tag ``variant``).
+        run_name: MLflow run name (default ``"<stage>/<variant>"``).
+        params: the params dict (nested); logged flattened with dotted names.
+        metrics: nested metrics (e.g. the ``metrics.json`` content); finite numbers are logged
+            with dotted names.
+        artifacts: files or folders to copy into the run's artifact folder.
+        tags: extra tags.
+        command: the exact command that reproduces the run (tag ``command``).
+        data_index_hash: tag ``data_index_hash``.
+        checkpoint: a model checkpoint, *referenced* (tag ``checkpoint``, path), not copied.
+        checkpoint_hash: tag ``checkpoint_sha256``.
+        strict: raise instead of warning when logging fails (tests).
+
+    Returns:
+        the MLflow run id, or None when tracking is disabled or failed (a ``UserWarning`` says why).
+    """
+    if not cfg.enabled:
+        return None
+    try:
+        return _log_run(cfg, dataset=dataset, stage=stage, variant=variant, run_name=run_name,
+                        params=params or {}, metrics=metrics or {}, artifacts=list(artifacts),
+                        tags=dict(tags or {}), command=command, data_index_hash=data_index_hash,
+                        checkpoint=checkpoint, checkpoint_hash=checkpoint_hash)
+    except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
+        if strict:
+            raise
+        warnings.warn(f"MLflow tracking failed (results are unaffected): {type(e).__name__}: {e}",
+                      stacklevel=2)
+        return None
+
+
+def _log_run(cfg: TrackingConfig, *, dataset, stage, variant, run_name, params, metrics, artifacts, tags,
+             command, data_index_hash, checkpoint, checkpoint_hash) -> str:
+    import filelock
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    lock = filelock.FileLock(str(Path(cfg.store).with_suffix(".lock")), timeout=cfg.lock_timeout_s)
+    Path(cfg.store).parent.mkdir(parents=True, exist_ok=True)
+    with lock:
+        _prepare_store(cfg)
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+
+        client = _retry(lambda: MlflowClient(tracking_uri=tracking_uri(cfg)), cfg.retries)
+        name = f"{cfg.experiment_prefix}{dataset}"
+
+        def get_or_create() -> str:
+            exp = client.get_experiment_by_name(name)
+            if exp is not None:
+                return exp.experiment_id
+            loc = (Path(cfg.artifacts) / name).resolve().as_uri()
+            return client.create_experiment(name, artifact_location=loc)
+
+        exp_id = _retry(get_or_create, cfg.retries)
+        all_tags = {"stage": stage, "variant": variant, "dataset": dataset}
+        commit = git_commit()
+        if commit:
+            all_tags["git_commit"] = commit
+            all_tags["mlflow.source.git.commit"] = commit.split("+")[0]
+        if command:
+            all_tags["command"] = command
+        if data_index_hash:
+            all_tags["data_index_hash"] = data_index_hash
+        if checkpoint:
+            all_tags["checkpoint"] = str(checkpoint)
+        if checkpoint_hash:
+            all_tags["checkpoint_sha256"] = checkpoint_hash
+        all_tags.update({str(k): str(v) for k, v in tags.items()})
+        run = _retry(lambda: client.create_run(exp_id, run_name=run_name or f"{stage}/{variant or 'default'}",
+                                               tags={k: str(v)[:5000] for k, v in all_tags.items()}),
+                     cfg.retries)
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        p = [Param(k, v) for k, v in flatten_params(params).items()]
+        m = [Metric(k, v, now, 0) for k, v in flatten_metrics(metrics).items()]
+        for i in range(0, max(len(p), 1), 100):
+            _retry(lambda i=i: client.log_batch(run_id, params=p[i:i + 100]), cfg.retries)
+        for i in range(0, max(len(m), 1), 1000):
+            _retry(lambda i=i: client.log_batch(run_id, metrics=m[i:i + 1000]), cfg.retries)
+        for a in artifacts:
+            a = Path(a)
+            if a.is_dir():
+                client.log_artifacts(run_id, str(a), artifact_path=a.name)
+            elif a.is_file():
+                client.log_artifact(run_id, str(a))
+        _retry(lambda: client.set_terminated(run_id, "FINISHED"), cfg.retries)
+        return run_id

@@ -1,0 +1,585 @@
+"""The training loop: one object owns optimisation, validation in mm, checkpoints and resume.
+
+:class:`Trainer` takes ready objects (model, variant, codec, loss) and a
+:class:`~cephalo.train.config.TrainConfig`; it never reads params or argv.
+
+Outputs in ``out_dir`` (rank 0 only):
+
+* ``last.pt`` - after every epoch: weights + optimizer, scheduler, GradScaler, EMA, RNG
+  states (python, numpy, torch, CUDA; every rank), epoch, best score, history, and the
+  config fingerprint. Written atomically, so a kill at any moment leaves the previous
+  epoch's file intact; ``Trainer.run`` resumes from it and ends with the same weights as an
+  uninterrupted run (bitwise on CPU, ``deterministic: true``).
+* ``best.pt`` - the weights that scored the lowest validation MRE (mm) so far (the EMA
+  weights when EMA is on).
+* ``history.csv`` - one row per epoch (DVC plots), rewritten atomically.
+
+Validation: heatmaps are decoded with the codec (float32) to preprocessed pixels, mapped
+to original pixels through ``geometry.invert(affine)`` per image, and scored with
+``cephalo.evaluate.metrics.radial_errors_mm`` using per-image pixel spacing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CephaloError, CheckpointError, ConfigError, DataError
+from ..geometry import apply_affine, invert
+from ..io import atomic_path
+from .config import TrainConfig
+from .data import EpochBatchSampler, HeatmapDataset, make_loader
+from .distributed import DistInfo, all_min, barrier, broadcast_floats, unwrap
+from .optim import ModelEMA, build_optimizer, build_scheduler
+from .state import capture_rng, restore_rng
+
+__all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "HISTORY_COLUMNS", "predict_original_px"]
+
+log = logging.getLogger("cephalo.train")
+
+HISTORY_COLUMNS = [
+    "epoch", "train_loss", "val_loss", "val_mre_mm", "val_sd_mm", "val_sdr_2mm", "val_mre_px",
+    "val_spread_ratio", "val_degenerate", "lr_backbone", "lr_head", "epoch_time_s", "images_per_s",
+    "is_best",
+]
+
+TRAINING_STATE_VERSION = 1
+
+
+class NonFiniteLossError(CephaloError):
+    """The loss became NaN/inf; the run stopped and the last good checkpoint is intact."""
+
+
+@dataclass
+class TrainResult:
+    """Summary of a finished (or resumed-complete) run."""
+
+    out_dir: Path
+    epochs_run: int
+    best_epoch: int | None
+    best_score: float | None
+    score_name: str
+    stopped_early: bool
+    resumed_from_epoch: int | None
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "out_dir": str(self.out_dir), "epochs_run": self.epochs_run, "best_epoch": self.best_epoch,
+            "best_score": self.best_score, "score_name": self.score_name, "stopped_early": self.stopped_early,
+            "resumed_from_epoch": self.resumed_from_epoch, "seconds": round(self.seconds, 3),
+            "final": self.history[-1] if self.history else None,
+        }
+
+
+def predict_original_px(model: nn.Module, images: np.ndarray, rows: Sequence[int], affines: np.ndarray,
+                        codec, normalisation: dict, device: torch.device, batch_size: int = 8,
+                        autocast_dtype: torch.dtype | None = None, loss_fn=None, landmarks=None):
+    """Predict landmarks for ``images[rows]`` and map them to original pixels.
+
+    Args:
+        model: heatmap model (set to eval mode here), ``(B, 3, H, W) -> (B, K, h, w)``.
+        images: ``(N, H, W)`` uint8/uint16 preprocessed images.
+        rows: rows to predict.
+        affines: ``(N, 2, 3)`` float64 original -> preprocessed.
+        codec: decodes ``(B, K, h, w)`` float32 -> coords in preprocessed (input) pixels.
+        normalisation: spec for ``cephalo.preprocess.normalise``.
+        loss_fn, landmarks: optional; with both, also the mean heatmap loss against targets
+            encoded from ``landmarks`` ``(N, K, 2)`` preprocessed px.
+
+    Returns:
+        ``(pred (len(rows), K, 2) float64 original px xy, degenerate (len(rows), K) bool,
+        mean loss or NaN)``.
+    """
+    from ..preprocess import normalise
+
+    model.eval()
+    preds, degen, losses, counts = [], [], [], []
+    rows = list(rows)
+    with torch.no_grad():
+        for s in range(0, len(rows), batch_size):
+            r = rows[s:s + batch_size]
+            img = torch.from_numpy(np.stack([np.asarray(images[i]) for i in r])).to(device)
+            x = normalise(img, normalisation)
+            ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+            with ctx:
+                out = model(x)
+            out = out.float()
+            if loss_fn is not None and landmarks is not None:
+                hm, w = zip(*(codec.encode(np.asarray(landmarks[i], dtype=np.float64)) for i in r))
+                t = torch.as_tensor(np.stack(hm), device=device)
+                wt = torch.as_tensor(np.stack(w), device=device)
+                losses.append(float(loss_fn(out, t, wt)) * len(r))
+                counts.append(len(r))
+            dec = codec.decode(out.cpu().numpy())
+            coords = np.asarray(dec.coords, dtype=np.float64)
+            inv = np.stack([invert(affines[i]) for i in r])
+            preds.append(apply_affine(inv, coords))
+            degen.append(np.asarray(dec.degenerate, dtype=bool))
+    pred = np.concatenate(preds) if preds else np.zeros((0, 0, 2))
+    dg = np.concatenate(degen) if degen else np.zeros((0, 0), bool)
+    loss = sum(losses) / sum(counts) if counts else float("nan")
+    return pred, dg, loss
+
+
+class Trainer:
+    """Fine-tune / train a heatmap model on a preprocessing variant.
+
+    Args:
+        model: ``nn.Module`` ``(B, 3, H, W) float32 -> (B, K, H/stride, W/stride)``; K must
+            equal ``len(variant.landmark_names)``. Built (and initialised) by the caller
+            *after* seeding, so that resume and fresh runs start alike.
+        variant: a :class:`cephalo.preprocess.Variant` (or any object with its attributes:
+            ``images``, ``splits``, ``landmarks``, ``landmarks_original``, ``affines``,
+            ``spacing``, ``normalisation``, ``landmark_names``, ``image_ids``).
+        codec: ``cephalo.codecs`` codec for ``encode`` (targets) and ``decode`` (validation).
+        loss_fn: ``loss(pred (B,K,h,w) float32, target (B,K,h,w), weights (B,K)) -> scalar``
+            (``cephalo.losses.create_loss``; weights broadcast as (B,K,1,1) inside).
+        cfg: :class:`TrainConfig`.
+        out_dir: run directory.
+        meta: checkpoint meta dict (``ModelMeta.to_dict()`` layout) written with every checkpoint.
+        new_param_names: parameters not initialised from pretrained weights (trained with
+            ``head_lr``; never frozen).
+        augment_factory: ``seed -> callable(image, keypoints)``, or ``None``.
+        dist_info: process layout (:func:`cephalo.train.distributed.setup`); default single process.
+        save_fn: ``(path, model, meta, extra) -> None`` atomic checkpoint writer (default
+            ``cephalo.models.save_checkpoint``).
+        tracker: optional object with ``log_metrics(dict, step)`` (MLflow through
+            ``cephalo.tracking``); failures there never stop training.
+        progress: show tqdm bars (rank 0).
+
+    Raises (from :meth:`run`):
+        DataError: empty train/validation split.
+        ConfigError: ``last.pt`` exists from a run with different settings (resume: auto/must).
+        NonFiniteLossError: NaN/inf loss; ``last.pt`` keeps the last completed epoch.
+    """
+
+    def __init__(self, model: nn.Module, variant: Any, codec: Any, loss_fn: Callable, cfg: TrainConfig,
+                 out_dir: str | Path, meta: dict | None = None, new_param_names: Sequence[str] = (),
+                 augment_factory: Callable | None = None, dist_info: DistInfo | None = None,
+                 save_fn: Callable | None = None, tracker: Any = None, progress: bool = True,
+                 data_label: str | None = None):
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.variant = variant
+        self.codec = codec
+        self.loss_fn = loss_fn
+        self.meta = dict(meta or {})
+        self.info = dist_info or DistInfo(device=_device_for(cfg))
+        self.device = self.info.device
+        self.tracker = tracker
+        self.progress = progress
+        self.save_fn = save_fn
+        self.data_label = data_label or "variant"
+        self.new_param_names = set(new_param_names)
+        names = [n for n, _ in model.named_parameters()]
+        unknown = self.new_param_names - set(names)
+        if unknown:
+            raise ValueError(f"new_param_names not in the model: {sorted(unknown)[:5]}")
+
+        splits = np.asarray(variant.splits).astype(str)
+        self.train_rows = np.flatnonzero(splits == cfg.train_split)
+        self.val_rows = np.flatnonzero(splits == cfg.val_split) if cfg.val_split else np.zeros(0, int)
+        if len(self.train_rows) == 0:
+            raise DataError(f"no images in training split {cfg.train_split!r} (splits present: "
+                            f"{sorted(set(splits.tolist()))})", self.data_label)
+        if cfg.val_split and len(self.val_rows) == 0:
+            raise DataError(f"no images in validation split {cfg.val_split!r} (splits present: "
+                            f"{sorted(set(splits.tolist()))}); set train.val_split", self.data_label)
+        k_model = None
+        self.K = len(variant.landmark_names)
+
+        # ---------------------------------------------------------- precision
+        self.on_cuda = self.device.type == "cuda"
+        mp = cfg.mixed_precision
+        if mp == "auto":
+            mp = "bf16" if self.on_cuda and torch.cuda.is_bf16_supported() else "fp16"
+        self.precision = mp if self.on_cuda else "fp32"
+        self.amp_dtype = None
+        if self.on_cuda and mp == "bf16":
+            self.amp_dtype = torch.bfloat16
+        elif self.on_cuda and mp == "fp16":
+            self.amp_dtype = torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+
+        # ---------------------------------------------------------- model
+        model.to(self.device)
+        if cfg.sync_bn and self.info.distributed:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.raw_model = model
+        if self.info.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.model = DDP(model, device_ids=[self.device.index] if self.on_cuda else None)
+        else:
+            self.model = model
+        del k_model
+
+        # ---------------------------------------------------------- data
+        self.train_ds = HeatmapDataset(variant.images, variant.landmarks, self.train_rows, codec,
+                                       augment_factory, seed=cfg.seed)
+        self.sampler = EpochBatchSampler(len(self.train_rows), cfg.batch_size, self.info.world_size,
+                                         self.info.rank, shuffle=True, drop_last=cfg.drop_last,
+                                         seed=cfg.seed, max_batches=cfg.max_steps_per_epoch)
+        n_micro = len(self.sampler)
+        if n_micro == 0:
+            raise DataError(f"training split {cfg.train_split!r} has {len(self.train_rows)} images, fewer than "
+                            f"one global batch ({cfg.batch_size} x {self.info.world_size} processes) with "
+                            "drop_last; lower train.batch_size or set train.drop_last: false", self.data_label)
+        self.steps_per_epoch = math.ceil(n_micro / cfg.accumulate)
+
+        # ---------------------------------------------------------- optimisation
+        self.optimizer = build_optimizer(self.raw_model, self.new_param_names, cfg.lr, cfg.effective_head_lr,
+                                         cfg.weight_decay, cfg.betas)
+        total = self.steps_per_epoch * cfg.epochs
+        warm = int(round(cfg.warmup_epochs * self.steps_per_epoch))
+        self.scheduler = build_scheduler(self.optimizer, total, warm, cfg.warmup_start_factor, cfg.min_lr_ratio)
+        self.ema = ModelEMA(self.raw_model, cfg.ema.decay) if cfg.ema.enabled else None
+        self.backbone_params = [p for n, p in self.raw_model.named_parameters() if n not in self.new_param_names]
+
+        # ---------------------------------------------------------- bookkeeping
+        self.epoch = 0  # epochs completed
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+        self.history: list[dict] = []
+        self.stopped_early = False
+        self.resumed_from: int | None = None
+        self.global_step = 0
+
+    # ================================================================ public
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out_dir / "best.pt"
+
+    def run(self) -> TrainResult:
+        """Train until ``cfg.epochs`` (or early stop), resuming from ``last.pt`` when allowed."""
+        t0 = time.perf_counter()
+        self._maybe_resume()
+        cfg = self.cfg
+        while self.epoch < cfg.epochs and not self.stopped_early:
+            e = self.epoch  # 0-based index of the epoch being run
+            train_stats = self._train_epoch(e)
+            val = self._validate()
+            score = val["val_mre_mm"]
+            if not np.isfinite(score):  # no spacing: select on pixels
+                score = val["val_mre_px"] if np.isfinite(val["val_mre_px"]) else train_stats["train_loss"]
+            score = broadcast_floats([score], self.info)[0]
+            improved = self.best_score is None or score < self.best_score - cfg.early_stopping_min_delta
+            if improved:
+                self.best_score, self.best_epoch, self.bad_epochs = float(score), e + 1, 0
+            else:
+                self.bad_epochs += 1
+            self.epoch = e + 1
+            row = {"epoch": e + 1, **train_stats, **val, "is_best": bool(improved)}
+            self.history.append(row)
+            if cfg.early_stopping_patience and self.bad_epochs >= cfg.early_stopping_patience:
+                self.stopped_early = True
+            if improved:
+                self._save_best()
+            self._save_last()
+            self._write_history()
+            self._track(row)
+            barrier(self.info)
+            if self.info.is_main and self.progress:
+                log.info("epoch %d: %s", e + 1, {k: row[k] for k in ("train_loss", "val_mre_mm", "val_sdr_2mm")})
+        return TrainResult(self.out_dir, self.epoch, self.best_epoch, self.best_score, self._score_name(),
+                           self.stopped_early, self.resumed_from, list(self.history), time.perf_counter() - t0)
+
+    # ================================================================ training
+    def _lrs(self) -> tuple[float, float]:
+        lb = lh = float("nan")
+        for g in self.optimizer.param_groups:
+            if g["name"] == "backbone":
+                lb = g["lr"]
+            else:
+                lh = g["lr"]
+        return lb, lh
+
+    def _train_epoch(self, epoch: int) -> dict:
+        from ..preprocess import normalise
+
+        cfg = self.cfg
+        self.model.train()
+        loader = make_loader(self.train_ds, self.sampler, epoch, cfg.num_workers, pin_memory=self.on_cuda,
+                             rank=self.info.rank)
+        n_micro = len(self.sampler)
+        frozen = epoch < cfg.freeze_backbone_epochs
+        bar = _bar(n_micro, f"epoch {epoch + 1}/{cfg.epochs}", self.progress and self.info.is_main)
+        t0 = time.perf_counter()
+        loss_sum, n_img = 0.0, 0
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(loader):
+            group_start = (i // cfg.accumulate) * cfg.accumulate
+            group_len = min(cfg.accumulate, n_micro - group_start)
+            last_micro = (i - group_start) == group_len - 1
+            sync = contextlib.nullcontext()
+            if self.info.distributed and not last_micro:
+                sync = self.model.no_sync()
+            img = batch["image"].to(self.device, non_blocking=True)
+            target = batch["heatmaps"].to(self.device, non_blocking=True)
+            weights = batch["weights"].to(self.device, non_blocking=True)  # (B, K)
+            with sync:
+                x = normalise(img, self.variant.normalisation)
+                ctx = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
+                       else contextlib.nullcontext())
+                with ctx:
+                    out = self.model(x)
+                loss = self.loss_fn(out.float(), target, weights)
+                lv = float(loss.detach())
+                if not math.isfinite(all_min(lv if math.isfinite(lv) else -math.inf, self.info)):
+                    raise NonFiniteLossError(
+                        f"non-finite training loss ({lv}) at epoch {epoch + 1}, batch {i + 1}; stopped. "
+                        f"Last good checkpoint: {self.last_path} (epoch {self.epoch})"
+                        + ("" if self.last_path.exists() else " [none written yet]")
+                        + "; lower train.lr, use mixed_precision bf16/none, or check the data")
+                scaled = loss / group_len
+                if self.scaler is not None:
+                    self.scaler.scale(scaled).backward()
+                else:
+                    scaled.backward()
+            loss_sum += lv * img.shape[0]
+            n_img += img.shape[0]
+            if last_micro:
+                self._optimizer_step(frozen)
+            if bar is not None:
+                lb, lh = self._lrs()
+                bar.set_postfix(loss=f"{lv:.4g}", lr=f"{lb:.2e}")
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        dt = time.perf_counter() - t0
+        lb, lh = self._lrs()
+        return {"train_loss": loss_sum / max(n_img, 1), "lr_backbone": lb, "lr_head": lh,
+                "epoch_time_s": dt, "images_per_s": n_img * self.info.world_size / dt if dt > 0 else float("nan")}
+
+    def _optimizer_step(self, frozen: bool) -> None:
+        cfg = self.cfg
+        if frozen:
+            for p in self.backbone_params:
+                p.grad = None
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if cfg.grad_clip:
+            params = [p for p in self.raw_model.parameters() if p.grad is not None]
+            if params:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.global_step += 1
+        if self.ema is not None:
+            self.ema.update(self.raw_model)
+
+    # ================================================================ validation
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and saved as ``best.pt`` (EMA copy when EMA is on)."""
+        return self.ema.model_copy(self.raw_model) if self.ema is not None else self.raw_model
+
+    def _validate(self) -> dict:
+        nan = float("nan")
+        empty = {"val_loss": nan, "val_mre_mm": nan, "val_sd_mm": nan, "val_sdr_2mm": nan, "val_mre_px": nan,
+                 "val_spread_ratio": nan, "val_degenerate": 0}
+        if len(self.val_rows) == 0 or not self.info.is_main:
+            return empty
+        from ..evaluate.metrics import radial_errors_mm
+
+        v = self.variant
+        model = self.eval_model()
+        rows = self.val_rows
+        pred, degen, vloss = predict_original_px(
+            model, v.images, rows, np.asarray(v.affines), self.codec, v.normalisation, self.device,
+            batch_size=self.cfg.val_batch_size or self.cfg.batch_size, autocast_dtype=self.amp_dtype,
+            loss_fn=self.loss_fn, landmarks=v.landmarks)
+        self.raw_model.train()
+        gt = np.asarray(v.landmarks_original, dtype=np.float64)[rows]
+        spacing = np.asarray(v.spacing, dtype=np.float64)[rows]
+        err_mm = radial_errors_mm(pred, gt, spacing)
+        err_px = np.linalg.norm(pred - gt, axis=-1)
+        out = dict(empty)
+        out["val_loss"] = vloss
+        if np.isfinite(err_mm).any():
+            out["val_mre_mm"] = float(np.nanmean(err_mm))
+            out["val_sd_mm"] = float(np.nanstd(err_mm))
+            fin = err_mm[np.isfinite(err_mm)]
+            out["val_sdr_2mm"] = float(np.mean(fin <= 2.0) * 100.0)
+        if np.isfinite(err_px).any():
+            out["val_mre_px"] = float(np.nanmean(err_px))
+        # collapse check: spread of predictions across images vs spread of ground truth
+        with np.errstate(all="ignore"):
+            ps = np.nanmean(np.nanstd(pred, axis=0))
+            gs = np.nanmean(np.nanstd(gt, axis=0))
+        out["val_spread_ratio"] = float(ps / gs) if gs > 0 else nan
+        out["val_degenerate"] = int(degen.sum())
+        return out
+
+    def _score_name(self) -> str:
+        if any(np.isfinite(r.get("val_mre_mm", np.nan)) for r in self.history):
+            return "val_mre_mm"
+        if any(np.isfinite(r.get("val_mre_px", np.nan)) for r in self.history):
+            return "val_mre_px"
+        return "train_loss"
+
+    # ================================================================ checkpoints
+    def _save(self, path: Path, model: nn.Module, extra: dict | None) -> None:
+        save = self.save_fn
+        if save is None:
+            from ..models import ModelMeta, save_checkpoint as save
+
+            meta = ModelMeta.from_dict(self.meta)
+        else:
+            meta = dict(self.meta)
+        save(path, model, meta, extra)
+
+    def _training_state(self) -> dict:
+        rng = capture_rng()
+        if self.info.distributed:
+            import torch.distributed as tdist
+
+            gathered: list = [None] * self.info.world_size
+            tdist.all_gather_object(gathered, rng)
+            rng_all = gathered
+        else:
+            rng_all = [rng]
+        return {
+            "version": TRAINING_STATE_VERSION,
+            "fingerprint": self.cfg.fingerprint(),
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": rng_all,
+            "loader_generator": self.sampler.generator().get_state(),
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "stopped_early": self.stopped_early,
+            "history": self.history,
+            "world_size": self.info.world_size,
+        }
+
+    def _save_last(self) -> None:
+        state = self._training_state()  # collective in DDP: every rank
+        if self.info.is_main:
+            self._save(self.last_path, self.raw_model, {"training": state})
+
+    def _save_best(self) -> None:
+        if self.info.is_main:
+            row = self.history[-1]
+            extra = {"selection": {"epoch": self.epoch, "score_name": self._score_name(),
+                                   "score": self.best_score, "metrics": row}}
+            self._save(self.best_path, self.eval_model(), extra)
+
+    def _maybe_resume(self) -> None:
+        cfg = self.cfg
+        if cfg.resume == "never" or not self.last_path.exists():
+            if cfg.resume == "must":
+                raise CheckpointError("resume: must, but there is no checkpoint to resume from", self.last_path)
+            return
+        try:
+            ck = torch.load(self.last_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise CheckpointError(f"cannot read checkpoint to resume from ({type(e).__name__}: {e}); "
+                                  "delete it or set train.resume: never", self.last_path) from None
+        st = (ck.get("training") if isinstance(ck, dict) else None) or (ck.get("extra", {}) or {}).get("training")
+        if not isinstance(st, dict):
+            raise CheckpointError("not a training checkpoint (no training state); delete it or set "
+                                  "train.resume: never", self.last_path)
+        if st.get("fingerprint") != cfg.fingerprint():
+            old = st.get("config", {})
+            diff = sorted(k for k in set(old) | set(cfg.to_dict())
+                          if old.get(k) != cfg.to_dict().get(k)
+                          and k not in ("num_workers", "tracking", "resume", "device", "val_batch_size",
+                                        "early_stopping_patience", "early_stopping_min_delta"))
+            raise ConfigError(f"{self.last_path}: written by a run with different settings ({diff}); use a new "
+                              "output directory, or set train.resume: never to start over")
+        if st.get("world_size", 1) != self.info.world_size:
+            log.warning("resuming a %s-process run with %s processes: same global batch only if batch_size "
+                        "is scaled", st.get("world_size"), self.info.world_size)
+        self.raw_model.load_state_dict(ck["model_state_dict"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        if self.scaler is not None and st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+        if self.ema is not None and st.get("ema"):
+            self.ema.load_state_dict(st["ema"])
+        self.epoch = int(st["epoch"])
+        self.global_step = int(st.get("global_step", 0))
+        self.best_score = st.get("best_score")
+        self.best_epoch = st.get("best_epoch")
+        self.bad_epochs = int(st.get("bad_epochs", 0))
+        self.stopped_early = bool(st.get("stopped_early", False))
+        self.history = list(st.get("history", []))
+        rngs = st["rng"]
+        restore_rng(rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0])
+        self.resumed_from = self.epoch
+        if self.info.is_main:
+            log.info("resumed from %s at epoch %d", self.last_path, self.epoch)
+
+    # ================================================================ logs
+    def _write_history(self) -> None:
+        if not self.info.is_main:
+            return
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in self.history:
+            w.writerow({k: _fmt(r.get(k)) for k in HISTORY_COLUMNS})
+        with atomic_path(self.out_dir / "history.csv") as tmp:
+            tmp.write_text(buf.getvalue())
+
+    def _track(self, row: dict) -> None:
+        if self.tracker is None or not self.info.is_main:
+            return
+        try:
+            self.tracker.log_metrics({k: float(v) for k, v in row.items()
+                                      if isinstance(v, (int, float)) and k != "epoch" and np.isfinite(v)},
+                                     step=int(row["epoch"]))
+        except Exception as e:  # noqa: BLE001 - tracking is never required
+            log.warning("tracking failed (training continues): %s", e)
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return "" if not np.isfinite(v) else f"{v:.6g}"
+    if isinstance(v, bool):
+        return int(v)
+    return "" if v is None else v
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+
+
+def _device_for(cfg: TrainConfig) -> torch.device:
+    from .distributed import resolve_device
+
+    return resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))

@@ -1,0 +1,274 @@
+"""Assemble a training run from a variant directory: model, codec, loss, augmentation, meta.
+
+:func:`train_on_variant` is what ``cephalo train`` calls (after reading params). It
+
+1. sets up the process layout (single process or ``torchrun`` DDP),
+2. seeds python/numpy/torch and (``deterministic``) deterministic kernels,
+3. opens the variant (``cephalo.preprocess.load_variant``: memmap images, no decodes),
+4. builds the codec (``cephalo.codecs.create_codec``, stride 4, input = variant size),
+5. builds and initialises the model (``cephalo.models``): from a checkpoint with the head
+   transferred by landmark name (public ISBI HRNet or a cephalo checkpoint), from timm
+   ImageNet weights, or from scratch,
+6. runs :class:`cephalo.train.loop.Trainer` and writes ``train.json`` (+ ``init_report.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, ConfigError
+from ..io import write_json
+from .config import TrainConfig
+from .distributed import DistInfo, setup, teardown
+from .loop import Trainer, TrainResult
+
+__all__ = ["train_on_variant", "seed_everything", "build_model", "image_hashes", "set_deterministic"]
+
+log = logging.getLogger("cephalo.train")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python ``random``, numpy's global RNG and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def set_deterministic(on: bool) -> None:
+    """Deterministic kernels (cuDNN, cuBLAS workspace) when ``on``; cuDNN autotuning otherwise."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+        torch.use_deterministic_algorithms(False)
+
+
+def build_model(arch: str, names: list[str], cfg: TrainConfig, model_kwargs: Mapping | None = None):
+    """Create and initialise the model of a run.
+
+    Returns:
+        ``(model, new_param_names, init_report dict)``. ``new_param_names`` are the parameters
+        that no pretrained weights initialised (trained with ``head_lr``, never frozen).
+
+    Raises:
+        CheckpointError: unreadable init checkpoint, too few backbone tensors transferred.
+        ConfigError: ``init.source: imagenet`` with a model that has no ImageNet weights.
+    """
+    from ..models import create_model, init_from_checkpoint
+
+    kw = dict(model_kwargs or {})
+    src = cfg.init.resolved(bool(kw.pop("pretrained", False))).source
+    if arch.startswith("timm:"):
+        kw["pretrained"] = src == "imagenet"
+    elif src == "imagenet":
+        raise ConfigError(f"params train.init.source: 'imagenet' needs a timm model (timm:<name>), not {arch!r}")
+    model = create_model(arch, len(names), **kw)
+    all_params = [n for n, _ in model.named_parameters()]
+    head_keys = set(getattr(model, "landmark_head_keys", ()))
+    if src == "checkpoint":
+        report = init_from_checkpoint(model, cfg.init.path, None, list(names),
+                                      min_backbone_fraction=cfg.init.min_backbone_fraction,
+                                      new_channel_init=cfg.init.new_channel_init)
+        loaded = set(report.get("loaded", []))
+        new = [n for n in all_params if n not in loaded]
+        report = {"source": "checkpoint", "path": str(cfg.init.path), **report}
+    elif src == "imagenet":
+        new = [n for n in all_params if n.startswith("head.") or n in head_keys]
+        report = {"source": "imagenet", "arch": arch, "new": new}
+    else:
+        new = list(all_params)
+        report = {"source": "scratch", "arch": arch}
+    report["new_param_names"] = new
+    return model, new, report
+
+
+def image_hashes(images: np.ndarray, rows) -> list[str]:
+    """SHA-256 of each ``images[row]`` array's bytes (the preprocessed pixels), in ``rows`` order."""
+    return [hashlib.sha256(np.ascontiguousarray(images[int(r)]).tobytes()).hexdigest() for r in rows]
+
+
+def _original_hashes(variant, rows) -> dict[str, str] | None:
+    """SHA-256 of the original image files, when the variant's paths resolve; else None."""
+    from ..preprocess import file_sha256
+
+    table = getattr(variant, "table", None)
+    if table is None or "image_path" not in table:
+        return None
+    src = Path(str((getattr(variant, "meta", {}) or {}).get("source_index", {}).get("path", "")))
+    out = {}
+    for r in rows:
+        p = Path(str(table["image_path"].iloc[int(r)]))
+        if not p.is_absolute() and src.name:
+            p = src.parent / p
+        if not str(p) or not p.is_file():
+            return None
+        out[variant.image_ids[int(r)]] = file_sha256(p)
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def train_on_variant(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    *,
+    arch: str,
+    model_kwargs: Mapping | None = None,
+    codec_params: Mapping | None = None,
+    params: Mapping | None = None,
+    tracking: Any = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> TrainResult:
+    """Train ``arch`` on the variant at ``data_dir``; outputs in ``out_dir`` (see module doc).
+
+    Args:
+        data_dir: variant directory (``cephalo preprocess`` output).
+        out_dir: run directory: ``best.pt``, ``last.pt``, ``history.csv``, ``train.json``,
+            ``init_report.json``.
+        cfg: :class:`TrainConfig` (``train:`` params with CLI overrides applied).
+        arch: ``cephalo.models.create_model`` name (``hrnet_w32``, ``timm:<name>``).
+        model_kwargs: extra ``create_model`` keywords (``model:`` params).
+        codec_params: ``codec:`` params (``name``, ``sigma``, ``decoder``, ``convention``...);
+            ``input_size``/``heatmap_size`` come from the variant and the model stride.
+        params: the full params dict, recorded in checkpoint provenance.
+        tracking: a ``cephalo.tracking.TrackingConfig`` (or None): one MLflow run at the end.
+        progress: tqdm bars.
+        command: the command line, recorded in provenance and tracking.
+
+    Raises:
+        DataError, ConfigError, CheckpointError, NonFiniteLossError (all ``CephaloError``).
+    """
+    from ..codecs import create_codec
+    from ..losses import create_loss
+    from ..preprocess import load_variant
+
+    info: DistInfo = setup(cfg.device)
+    try:
+        set_deterministic(cfg.deterministic)
+        seed_everything(cfg.seed + info.rank * 0)  # same init on every rank; DDP broadcasts anyway
+        variant = load_variant(data_dir)
+        names = list(variant.landmark_names)
+        W, H = (int(v) for v in variant.input_size)
+        model, new, report = build_model(arch, names, cfg, model_kwargs)
+        stride = int(getattr(model, "stride", 4))
+        if W % stride or H % stride:
+            raise ConfigError(f"variant input size {W}x{H} is not a multiple of the model stride {stride}")
+        ckw = {k: v for k, v in dict(codec_params or {}).items() if k not in ("input_size", "heatmap_size")}
+        try:
+            codec = create_codec(input_size=(W, H), heatmap_size=(W // stride, H // stride), **ckw)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"params codec: {e}") from None
+        try:
+            loss_fn = create_loss(cfg.loss, **cfg.loss_kwargs)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"params train.loss: {e}") from None
+        augment_factory = None
+        if cfg.augment and cfg.augment.get("enabled", True):
+            from ..augment import build_augmentation
+
+            build_augmentation(cfg.augment, cfg.seed)  # validate the config now (ConfigError early)
+            augment_factory = partial(build_augmentation, cfg.augment)
+
+        splits = np.asarray(variant.splits).astype(str)
+        train_rows = np.flatnonzero(splits == cfg.train_split)
+        train_ids = [variant.image_ids[int(r)] for r in train_rows]
+        vmeta = getattr(variant, "meta", {}) or {}
+        provenance = {
+            "stage": "train",
+            "command": command or " ".join(sys.argv),
+            "git_commit": _git_commit(),
+            "params": dict(params or {}),
+            "train_config": cfg.to_dict(),
+            "data_dir": str(data_dir),
+            "data_index_hash": (vmeta.get("source_index") or {}).get("sha256"),
+            "variant_fingerprint": vmeta.get("fingerprint"),
+            "train_split": cfg.train_split,
+            "val_split": cfg.val_split,
+            "train_image_ids": train_ids,
+            # content hashes for leakage checks: original files where reachable, else preprocessed pixels
+            "train_image_hashes": None,
+            "train_image_hash_kind": None,
+            "train_image_array_hashes": dict(zip(train_ids, image_hashes(variant.images, train_rows))),
+            "init": {k: v for k, v in report.items() if k not in ("new_param_names", "loaded")},
+            "world_size": info.world_size,
+        }
+        orig = _original_hashes(variant, train_rows) if info.is_main else None
+        if orig is not None:
+            provenance["train_image_hashes"], provenance["train_image_hash_kind"] = orig, "original_file_sha256"
+        else:
+            provenance["train_image_hashes"] = provenance["train_image_array_hashes"]
+            provenance["train_image_hash_kind"] = "preprocessed_array_sha256"
+        meta = {
+            "arch": arch,
+            "landmark_names": names,
+            "input_size": [W, H],
+            "heatmap_size": [W // stride, H // stride],
+            "variant": variant.spec,
+            "normalisation": variant.normalisation,
+            "codec": codec.to_dict(),
+            "provenance": provenance,
+            "arch_kwargs": {k: v for k, v in dict(model_kwargs or {}).items() if k != "pretrained"},
+        }
+        out_dir = Path(out_dir)
+        if info.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(out_dir / "init_report.json", _jsonable(report))
+        trainer = Trainer(model, variant, codec, loss_fn, cfg, out_dir, meta=meta, new_param_names=new,
+                          augment_factory=augment_factory, dist_info=info, progress=progress,
+                          data_label=str(data_dir))
+        result = trainer.run()
+        if info.is_main:
+            summary = {**result.to_dict(), "device": str(info.device), "world_size": info.world_size,
+                       "mixed_precision": cfg.mixed_precision if info.device.type == "cuda" else "none (cpu)",
+                       "arch": arch, "data_dir": str(data_dir), "n_train": int(len(trainer.train_rows)),
+                       "n_val": int(len(trainer.val_rows)), "steps_per_epoch": trainer.steps_per_epoch,
+                       "best_checkpoint": str(trainer.best_path), "last_checkpoint": str(trainer.last_path)}
+            write_json(out_dir / "train.json", _jsonable(summary))
+            if tracking is not None and getattr(tracking, "enabled", False):
+                from ..tracking import log_run
+
+                log_run(tracking, dataset=str(variant.datasets[0]) if len(variant.datasets) else "unknown",
+                        stage="train", variant=str(vmeta.get("name", "")), params=params or {},
+                        metrics={"best_score": result.best_score, "final": summary.get("final") or {}},
+                        artifacts=[out_dir / "history.csv", out_dir / "train.json"],
+                        command=provenance["command"], data_index_hash=provenance["data_index_hash"],
+                        checkpoint=trainer.best_path)
+        return result
+    finally:
+        teardown()
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    if isinstance(o, (np.floating, np.integer)):
+        return _jsonable(o.item())
+    if isinstance(o, (bool, int, float, str)) or o is None:
+        return o
+    return str(o)

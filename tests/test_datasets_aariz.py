@@ -1,0 +1,139 @@
+"""Aariz adapter on a tiny release built here in the official layout."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cephalo.datasets import create_adapter
+from cephalo.errors import DataError
+from cephalo.index import build_index, ground_truth, landmark_arrays
+from cephalo.landmarks import AARIZ29
+
+CSV = "cephalogram_machine_mappings.csv"
+
+
+def _img(path: Path, w: int, h: int, fmt: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((h, w), 90, np.uint8)).save(path, format=fmt)
+
+
+def _landmarks(ceph_id: str, base: float, order: list[int], by: str = "both") -> dict:
+    items = []
+    for k in order:
+        lm = AARIZ29[k]
+        it = {"title": lm.title, "value": {"x": int(base + 3 * k), "y": int(base + 2 * k)}}
+        if by in ("both", "id"):
+            it["landmark_id"] = lm.source_id
+        if by in ("both", "symbol"):
+            it["symbol"] = lm.symbol
+        items.append(it)
+    return {"ceph_id": ceph_id, "landmarks": items, "labeled_at": "2021", "dataset_name": "Aariz"}
+
+
+def make_aariz(root: Path, *, split_case=("train", "valid", "test"), bom: bool = True) -> Path:
+    """Three images (png, jpg saved as .png mismatch, bmp) in the official layout."""
+    a = root / "Aariz"
+    specs = [("ida", split_case[0], "png", "PNG", "png", 200, 220, 0.1, "ART Plus"),
+             ("idb", split_case[1], "jpg", "JPEG", "png", 240, 180, 0.139, "ProMax 2D"),  # CSV says png
+             ("idc", split_case[2], "bmp", "BMP", "bmp", 160, 150, 0.144, "Veraviewepocs 2D")]
+    rows = ["cephalogram_id,machine,pixel_size,image_format,mode"]
+    for n, (cid, split, ext, fmt, declared, w, h, px, dev) in enumerate(specs):
+        _img(a / split / "Cephalograms" / f"{cid}.{ext}", w, h, fmt)
+        lm_dir = a / split / "Annotations" / "Cephalometric Landmarks"
+        order = list(range(29))
+        random.Random(n).shuffle(order)
+        (lm_dir / "Senior Orthodontists").mkdir(parents=True, exist_ok=True)
+        (lm_dir / "Junior Orthodontists").mkdir(parents=True, exist_ok=True)
+        (lm_dir / "Senior Orthodontists" / f"{cid}.json").write_text(json.dumps(_landmarks(cid, 5, order)))
+        (lm_dir / "Junior Orthodontists" / f"{cid}.json").write_text(json.dumps(_landmarks(cid, 6, order[::-1])))
+        cvm = a / split / "Annotations" / "CVM Stages"
+        cvm.mkdir(parents=True, exist_ok=True)
+        (cvm / f"{cid}.json").write_text(json.dumps({"ceph_id": cid, "cvm_stage": {"id": "x", "title": f"CVM-S{n + 2}", "value": n + 2}}))
+        rows.append(f"{cid},{dev},{px},{declared},{split.lower()}")
+    (a / CSV).write_bytes(("\ufeff" if bom else "").encode() + "\n".join(rows).encode() + b"\n")
+    (a / "Readme.txt").write_text("Aariz")
+    return root
+
+
+def test_aariz_official_layout(tmp_path):
+    make_aariz(tmp_path)
+    res = create_adapter("aariz").parse(tmp_path)
+    df = build_index(res, tmp_path, progress=False)
+    assert df["image_id"].nunique() == 3
+    assert len(df) == 3 * 29 * 2
+    assert set(df["annotator"]) == {"senior", "junior"}
+    img = df.drop_duplicates("image_id").set_index("image_id")
+    assert img.loc["idb", "spacing_x_mm"] == img.loc["idb", "spacing_y_mm"] == 0.139
+    assert img.loc["idb", "device"] == "ProMax 2D"
+    assert (img.loc["idb", "width"], img.loc["idb", "height"]) == (240, 180)
+    assert img.loc["ida", "split"] == "train" and img.loc["idc", "split"] == "test"
+    assert [int(img.loc[i, "cvm_stage"]) for i in ("ida", "idb", "idc")] == [2, 3, 4]
+    # landmark k of the senior file has x = 5 + 3k, y = 5 + 2k regardless of file order
+    s = df[(df["annotator"] == "senior") & (df["image_id"] == "ida")].sort_values("landmark_index")
+    np.testing.assert_array_equal(s["x"], 5 + 3 * np.arange(29))
+    np.testing.assert_array_equal(s["y"], 5 + 2 * np.arange(29))
+    assert list(s["landmark_name"]) == AARIZ29.names
+    # format mismatch reported (CSV png, file jpg), not excluded
+    probs = [p.problem for p in res.problems if p.image_id == "idb"]
+    assert any("image_format mismatch" in p and "'png'" in p and "'jpg'" in p for p in probs), probs
+    assert not res.exclusions
+
+
+def test_aariz_shuffled_order_and_root_variants_give_identical_rows(tmp_path):
+    make_aariz(tmp_path / "a")
+    make_aariz(tmp_path / "b", split_case=("Train", "VALID", "Test"), bom=False)
+    # shuffle differently in b and match by symbol only
+    for p in (tmp_path / "b").rglob("Senior Orthodontists/*.json"):
+        d = json.loads(p.read_text())
+        random.Random(42).shuffle(d["landmarks"])
+        for it in d["landmarks"]:
+            it.pop("landmark_id")
+        p.write_text(json.dumps(d))
+    cols = ["image_id", "split", "annotator", "landmark_index", "x", "y", "spacing_x_mm", "device", "cvm_stage"]
+    da = build_index(create_adapter("aariz").parse(tmp_path / "a"), progress=False)[cols]
+    db = build_index(create_adapter("aariz").parse(tmp_path / "b" / "Aariz"), progress=False)[cols]
+    assert da.equals(db)
+
+
+def test_aariz_mean_policy_is_float_mean(tmp_path):
+    make_aariz(tmp_path)
+    df = build_index(create_adapter("aariz").parse(tmp_path), progress=False)
+    g = ground_truth(df, "mean")
+    ids, c = landmark_arrays(g, AARIZ29.names)
+    assert ids == ["ida", "idb", "idc"]
+    # senior 5 + 3k, junior 6 + 3k -> 5.5 + 3k, never rounded up
+    np.testing.assert_array_equal(c[0, :, 0], 5.5 + 3 * np.arange(29))
+    assert (g["annotator"] == "mean").all()
+
+
+def test_aariz_duplicate_landmark_excludes_that_file(tmp_path):
+    make_aariz(tmp_path)
+    p = tmp_path / "Aariz/train/Annotations/Cephalometric Landmarks/Junior Orthodontists/ida.json"
+    d = json.loads(p.read_text())
+    d["landmarks"][1] = dict(d["landmarks"][0])
+    p.write_text(json.dumps(d))
+    res = create_adapter("aariz").parse(tmp_path)
+    ex = [e for e in res.exclusions if e.image_id == "ida"]
+    assert len(ex) == 1 and ex[0].annotator == "junior" and "duplicated" in ex[0].reason and ex[0].labels
+    df = build_index(res, progress=False)
+    assert set(df.loc[df["image_id"] == "ida", "annotator"]) == {"senior"}
+
+
+def test_aariz_missing_layout_is_data_error(tmp_path):
+    with pytest.raises(DataError, match="not an Aariz release"):
+        create_adapter("aariz").parse(tmp_path)
+
+
+def test_aariz_missing_csv_row_is_reported(tmp_path):
+    make_aariz(tmp_path)
+    csv = tmp_path / "Aariz" / CSV
+    csv.write_text("\n".join(l for l in csv.read_text(encoding="utf-8-sig").splitlines() if not l.startswith("idc")))
+    res = create_adapter("aariz").parse(tmp_path)
+    assert any(e.image_id == "idc" and CSV in e.reason for e in res.exclusions)
+    assert "idc" not in {r["image_id"] for r in res.rows}

@@ -1,0 +1,130 @@
+"""The coordinate convention and affine maths, and the image warps that return their matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cephalo import geometry as G
+
+
+def render_dots(shape_hw, points, sigma, dtype=np.uint8, peak=None):
+    """Gaussian dots at sub-pixel xy ``points`` (pixel-centre convention), computed locally."""
+    h, w = shape_hw
+    img = np.zeros((h, w), np.float64)
+    r = int(np.ceil(4 * sigma))
+    for x, y in points:
+        x0, x1 = max(0, int(x) - r), min(w, int(x) + r + 2)
+        y0, y1 = max(0, int(y) - r), min(h, int(y) + r + 2)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        img[y0:y1, x0:x1] += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    top = peak if peak is not None else (255 if dtype == np.uint8 else 65535)
+    return np.round(img / img.max() * top).astype(dtype)
+
+
+def centroid(img, p, r):
+    """Intensity centroid (xy) of the window of radius ``r`` around ``p``, background removed."""
+    x0, y0 = int(round(p[0])), int(round(p[1]))
+    sub = img[y0 - r : y0 + r + 1, x0 - r : x0 + r + 1].astype(np.float64)
+    assert sub.shape == (2 * r + 1, 2 * r + 1), "window leaves the image"
+    border = np.concatenate([sub[0], sub[-1], sub[:, 0], sub[:, -1]])
+    sub = np.clip(sub - np.median(border), 0, None)
+    yy, xx = np.mgrid[y0 - r : y0 + r + 1, x0 - r : x0 + r + 1]
+    return np.array([(sub * xx).sum() / sub.sum(), (sub * yy).sum() / sub.sum()])
+
+
+def test_resize_affine_hand_values():
+    m = G.resize_affine((4, 2), (8, 1))
+    # x' = (x + 0.5) * 2 - 0.5 ; y' = (y + 0.5) * 0.5 - 0.5
+    np.testing.assert_allclose(G.apply_affine(m, [[0, 0], [3, 1], [-0.5, -0.5]]), [[0.5, -0.25], [6.5, 0.25], [-0.5, -0.5]])
+
+
+def test_invert_compose_round_trip_and_nan():
+    rng = np.random.default_rng(0)
+    a = np.hstack([rng.normal(size=(2, 2)) + 2 * np.eye(2), rng.normal(size=(2, 1))])
+    b = G.scale_translate(0.3, 1.7, 5.0, -2.0)
+    pts = rng.uniform(-100, 100, (50, 2))
+    pts[3] = np.nan
+    ab = G.compose(a, b)
+    np.testing.assert_allclose(G.apply_affine(ab, pts), G.apply_affine(b, G.apply_affine(a, pts)))
+    back = G.apply_affine(G.invert(ab), G.apply_affine(ab, pts))
+    np.testing.assert_allclose(back, pts, atol=1e-9)
+    assert np.isnan(back[3]).all()
+    with pytest.raises(ValueError, match="singular"):
+        G.invert(np.zeros((2, 3)))
+
+
+def test_apply_affine_batched():
+    ms = np.stack([G.scale_translate(2, 3, 1, 1), G.translate(-1, 4)])
+    pts = np.array([[[1.0, 1.0], [0.0, 2.0]], [[5.0, 5.0], [np.nan, np.nan]]])
+    out = G.apply_affine(ms, pts)
+    np.testing.assert_allclose(out[0], [[3, 4], [1, 7]])
+    np.testing.assert_allclose(out[1, 0], [4, 9])
+    assert np.isnan(out[1, 1]).all()
+
+
+@pytest.mark.parametrize(
+    "wh, size, new, pad",
+    [
+        ((1935, 2400), 768, (619, 768), (74, 0)),  # ISBI portrait
+        ((2400, 1935), 768, (768, 619), (0, 74)),  # landscape
+        ((1968, 2225), 768, (679, 768), (44, 0)),  # int() truncation: 1968 * 768/2225 = 679.3
+        ((1340, 1671), 768, (615, 768), (76, 0)),  # hamedan: odd total padding 153 -> 76 left, 77 right
+        ((31, 17), 768, (768, 421), (0, 173)),  # tiny (upsampling)
+    ],
+)
+def test_letterbox_geometry_matches_public_hrnet(wh, size, new, pad):
+    lb = G.letterbox_geometry(wh, size)
+    w, h = wh
+    scale = min(size / w, size / h)
+    assert lb.scale == scale
+    assert lb.new_wh == new == (int(w * scale), int(h * scale))
+    assert lb.pad == pad == ((size - new[0]) // 2, (size - new[1]) // 2)
+    m = lb.affine()
+    # pixel edges map onto the edges of the resized block inside the canvas
+    np.testing.assert_allclose(G.apply_affine(m, [[-0.5, -0.5], [w - 0.5, h - 0.5]]),
+                               [[pad[0] - 0.5, pad[1] - 0.5], [pad[0] + new[0] - 0.5, pad[1] + new[1] - 0.5]], atol=1e-9)
+    # the public HRNet's label mapping x * scale + pad differs from the pixel-exact one by
+    # x * (scale - new/w) - 0.5 * new/w + 0.5 (about -0.3 px for ISBI at 768)
+    p = np.array([[w / 3, h / 5]])
+    diff = G.apply_affine(lb.hf_label_affine(), p) - G.apply_affine(m, p)
+    fx, fy = new[0] / w, new[1] / h
+    np.testing.assert_allclose(diff[0], [p[0, 0] * (scale - fx) - 0.5 * fx + 0.5, p[0, 1] * (scale - fy) - 0.5 * fy + 0.5])
+
+
+def test_place_pads_and_crops_with_its_translation():
+    img = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    out, m = G.place(img, (6, 5), (1, 2))
+    assert out.shape == (5, 6) and out.dtype == np.uint16
+    assert out[2, 1] == img[0, 0] and out[4, 4] == img[2, 3] and out[0].sum() == 0
+    np.testing.assert_allclose(G.apply_affine(m, [[0, 0]]), [[1, 2]])
+    crop, m2 = G.place(img, (2, 2), (-1, -1))
+    np.testing.assert_array_equal(crop, img[1:3, 1:3])
+    np.testing.assert_allclose(G.apply_affine(G.invert(m2), [[0, 0]]), [[1, 1]])
+    with pytest.raises(ValueError, match="integers"):
+        G.place(img, (2, 2), (0.5, 0))
+
+
+@pytest.mark.parametrize("interp", ["linear", "cubic", "area"])
+def test_resize_image_dot_lands_on_its_coordinate(interp):
+    pts = [(40.3, 50.7), (150.8, 30.1), (100.5, 180.25)]
+    img = render_dots((220, 200), pts, sigma=5.0)
+    out, m = G.resize_image(img, (87, 123), interp)  # anisotropic downscale
+    assert out.shape == (123, 87)
+    for p, q in zip(pts, G.apply_affine(m, np.array(pts))):
+        assert np.linalg.norm(centroid(out, q, 6) - q) < 0.25
+
+
+def test_warp_rotation_dot_lands_on_its_coordinate():
+    pts = [(60.2, 70.7), (130.6, 90.3), (90.0, 140.45)]
+    img = render_dots((200, 200), pts, sigma=2.5, dtype=np.uint16)
+    c = np.cos(np.deg2rad(25)), np.sin(np.deg2rad(25))
+    m = np.array([[1.2 * c[0], -1.2 * c[1], 40.0], [1.2 * c[1], 1.2 * c[0], -20.3]])
+    out = G.warp(img, m, (260, 240), "linear")
+    assert out.dtype == np.uint16 and out.shape == (240, 260)
+    for q in G.apply_affine(m, np.array(pts)):
+        assert np.linalg.norm(centroid(out, q, 8) - q) < 0.1
+    with pytest.raises(ValueError, match="unknown interpolation"):
+        G.warp(img, m, (10, 10), "bogus")
+    with pytest.raises(ValueError, match="resize-only"):
+        G.warp(img, m, (10, 10), "area")

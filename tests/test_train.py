@@ -1,0 +1,290 @@
+"""The fine-tuning engine: config, schedule, sampler, EMA, learning, NaN stop, freeze, CLI."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cephalo.errors import ConfigError
+from cephalo.train import TrainConfig
+from cephalo.train.data import EpochBatchSampler, sample_seed
+from cephalo.train.optim import ModelEMA, warmup_cosine
+
+NAMES = ("sella", "nasion", "orbitale", "porion", "menton")
+
+
+class TinyHeatmapNet(nn.Module):
+    """A small real heatmap CNN (stride 4, BatchNorm, dropout) for fast CPU tests."""
+
+    stride = 4
+
+    def __init__(self, k: int = len(NAMES), norm: str = "bn"):
+        super().__init__()
+
+        def nl(c):
+            return nn.BatchNorm2d(c) if norm == "bn" else nn.GroupNorm(4, c)
+
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nl(16), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, stride=2, padding=1, bias=False), nl(16), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=2, dilation=2, bias=False), nl(16), nn.ReLU(),
+        )
+        self.drop = nn.Dropout2d(0.1)
+        self.final = nn.Conv2d(16, k, 1)
+
+    def forward(self, x):
+        return self.final(self.drop(self.backbone(x)))
+
+
+def tiny_setup(tmp_path: Path, n=24, size=32, seed=0, **cfg_over):
+    from cephalo.codecs import create_codec
+    from cephalo.losses import create_loss
+    from cephalo.preprocess import load_variant
+    from cephalo.train import make_synthetic_variant
+
+    vdir = make_synthetic_variant(tmp_path / "variant", n_images=n, size=size, landmark_names=NAMES, seed=seed)
+    variant = load_variant(vdir)
+    codec = create_codec(input_size=(size, size), heatmap_size=(size // 4, size // 4), sigma=1.0, decoder="dark")
+    cfg = TrainConfig.from_dict({"epochs": 3, "batch_size": 4, "lr": 3e-3, "num_workers": 0, "loss": "mse",
+                                 "warmup_epochs": 0.0, "grad_clip": 5.0, **cfg_over})
+    loss = create_loss(cfg.loss)
+    return variant, codec, loss, cfg
+
+
+def make_trainer(tmp_path, variant, codec, loss, cfg, out="run", model=None, **kw):
+    from cephalo.train import Trainer
+
+    torch.manual_seed(cfg.seed)
+    model = model or TinyHeatmapNet()
+    meta = {"arch": "test:tiny", "landmark_names": list(NAMES), "input_size": list(variant.input_size),
+            "heatmap_size": [s // 4 for s in variant.input_size], "codec": codec.to_dict(),
+            "normalisation": variant.normalisation, "provenance": {}}
+    new = kw.pop("new_param_names", ("final.weight", "final.bias"))
+    return Trainer(model, variant, codec, loss, cfg, tmp_path / out, meta=meta, new_param_names=new,
+                   progress=False, save_fn=_save, **kw)
+
+
+def _save(path, model, meta, extra):
+    """Checkpoint writer for tests' non-registry model: same layout as cephalo.models.save_checkpoint."""
+    from cephalo.io import atomic_path
+
+    obj = {"format": "cephalo", "format_version": 1, "model_state_dict": model.state_dict(), "meta": meta,
+           **(extra or {})}
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+# ---------------------------------------------------------------------- config
+def test_config_validation_and_overrides():
+    with pytest.raises(ConfigError, match="unknown key"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ConfigError, match="train.lr"):
+        TrainConfig.from_dict({"lr": -1})
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        TrainConfig.from_dict({"mixed_precision": "fp8"})
+    with pytest.raises(ConfigError, match="init.path"):
+        TrainConfig.from_dict({"init": {"source": "checkpoint"}})
+    c = TrainConfig.from_dict({"epochs": 5, "ema": True, "init": "scratch"})
+    assert c.ema.enabled and c.init.source == "scratch"
+    c2 = c.with_overrides(lr=1e-5, epochs=None, init={"source": "checkpoint", "path": "x.pth"})
+    assert c2.lr == 1e-5 and c2.epochs == 5 and c2.init.path == "x.pth"
+    # fingerprint: workers do not change the trajectory, lr does
+    assert c.with_overrides(num_workers=7).fingerprint() == c.fingerprint()
+    assert c2.fingerprint() != c.fingerprint()
+    assert TrainConfig().init.resolved(model_pretrained=True).source == "imagenet"
+    assert TrainConfig.from_dict({"init": {"path": "a.pt"}}).init.resolved().source == "checkpoint"
+
+
+def test_warmup_cosine_hand_values():
+    # 10 steps, 2 warm-up from 0.1: 0.1, 0.55, then cosine 1 -> 0 over 8 steps
+    assert warmup_cosine(0, 10, 2, 0.1, 0.0) == pytest.approx(0.1)
+    assert warmup_cosine(1, 10, 2, 0.1, 0.0) == pytest.approx(0.55)
+    assert warmup_cosine(2, 10, 2, 0.1, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine(6, 10, 2, 0.1, 0.0) == pytest.approx(0.5)  # half way: (1 + cos(pi/2)) / 2
+    assert warmup_cosine(10, 10, 2, 0.1, 0.2) == pytest.approx(0.2)
+    assert warmup_cosine(4, 10, 2, 0.1, 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 8)))
+
+
+def test_sampler_is_pure_function_of_seed_epoch_and_ddp_slices_match():
+    one = EpochBatchSampler(22, 4, world_size=1, rank=0, seed=3)
+    one.set_epoch(5)
+    a = list(one)
+    again = EpochBatchSampler(22, 4, seed=3)
+    again.set_epoch(5)
+    assert a == list(again)  # no hidden state: a resumed run sees the same batches
+    again.set_epoch(6)
+    assert a != list(again)
+    assert len(a) == 5 and all(len(b) == 4 for b in a)  # drop_last: 22 // 4
+    r0, r1 = (EpochBatchSampler(22, 2, world_size=2, rank=r, seed=3) for r in (0, 1))
+    r0.set_epoch(5), r1.set_epoch(5)
+    assert [x + y for x, y in zip(r0, r1)] == a  # two ranks of 2 == one process of 4
+    assert sample_seed(0, 1, 2) == sample_seed(0, 1, 2) != sample_seed(0, 2, 2)
+
+
+def test_ema_update_hand_computed():
+    m = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    ema = ModelEMA(m, decay=0.5)
+    with torch.no_grad():
+        m.weight.fill_(3.0)
+    ema.update(m)  # n=1: d = min(0.5, 2/11) = 2/11
+    d = 2 / 11
+    assert float(ema.state["weight"]) == pytest.approx(d * 1 + (1 - d) * 3)
+    ema.update(m)  # n=2: d = min(0.5, 3/12) = 0.25
+    prev = d * 1 + (1 - d) * 3
+    assert float(ema.state["weight"]) == pytest.approx(0.25 * prev + 0.75 * 3)
+
+
+# ---------------------------------------------------------------------- learning
+def test_few_epochs_lower_loss_and_mre_without_collapse(tmp_path):
+    variant, codec, loss, cfg = tiny_setup(tmp_path, n=32, size=32, epochs=6)
+    tr = make_trainer(tmp_path, variant, codec, loss, cfg)
+    res = tr.run()
+    h = res.history
+    assert len(h) == 6 and res.best_epoch is not None
+    assert h[-1]["train_loss"] < 0.5 * h[0]["train_loss"]
+    first_mre = h[0]["val_mre_mm"]
+    assert np.isfinite(first_mre)
+    assert min(r["val_mre_mm"] for r in h[1:]) < first_mre
+    assert h[-1]["val_spread_ratio"] > 0.3  # predictions follow the images, not one point
+    for f in ("best.pt", "last.pt", "history.csv"):
+        assert (tmp_path / "run" / f).is_file()
+    lines = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,train_loss") and len(lines) == 7
+
+
+def test_validation_mre_uses_inverse_affine_and_spacing(tmp_path):
+    """A model that outputs the ground-truth heatmaps scores ~0 mm (decode -> invert affine -> mm)."""
+    from cephalo.train.loop import predict_original_px
+
+    variant, codec, loss, cfg = tiny_setup(tmp_path, n=6, size=32)
+
+    class Oracle(nn.Module):
+        def forward(self, x):  # look up the sample by its pixels
+            out = []
+            for img in x:
+                i = int(np.argmin([float((img[0] - _norm(variant, j)).abs().sum()) for j in range(len(variant))]))
+                out.append(torch.as_tensor(codec.encode(variant.landmarks[i])[0]))
+            return torch.stack(out)
+
+    rows = list(range(6))
+    pred, degen, _ = predict_original_px(Oracle(), variant.images, rows, variant.affines, codec,
+                                         variant.normalisation, torch.device("cpu"), batch_size=4)
+    from cephalo.evaluate.metrics import radial_errors_mm
+
+    err = radial_errors_mm(pred, variant.landmarks_original, variant.spacing)
+    # 0.05 heatmap px decode tolerance x stride 4 x ~4.4 orig px per preprocessed px x 0.11 mm
+    assert np.nanmax(err) < 0.2
+    assert not degen.any()
+    # and the original frame really is different from the preprocessed one
+    assert np.abs(variant.landmarks_original - variant.landmarks).max() > 50
+
+
+def _norm(variant, j):
+    from cephalo.preprocess import normalise
+
+    return normalise(np.asarray(variant.images[j:j + 1]), variant.normalisation)[0, 0]
+
+
+# ---------------------------------------------------------------------- NaN stop
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    from cephalo.train import NonFiniteLossError
+
+    variant, codec, loss, cfg = tiny_setup(tmp_path, n=16, size=32, epochs=4)
+    calls = {"n": 0}
+    steps_per_epoch = 3  # 12 train images // 4
+
+    def bad_loss(pred, target, weights):
+        calls["n"] += 1
+        out = loss(pred, target, weights)
+        if calls["n"] == steps_per_epoch * 2 + 2 and pred.requires_grad:  # inside epoch 3
+            return out * float("nan")
+        return out
+
+    tr = make_trainer(tmp_path, variant, codec, bad_loss, cfg)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite.*epoch 3.*last\.pt \(epoch 2\)"):
+        tr.run()
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ck["training"]["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in ck["model_state_dict"].values() if v.is_floating_point())
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+# ---------------------------------------------------------------------- freeze / head lr
+def test_freeze_backbone_updates_only_new_weights(tmp_path):
+    variant, codec, loss, cfg = tiny_setup(tmp_path, n=16, size=32, epochs=1, freeze_backbone_epochs=1,
+                                           head_lr=1e-2, lr=1e-3)
+    tr = make_trainer(tmp_path, variant, codec, loss, cfg)
+    before = {k: v.clone() for k, v in tr.raw_model.named_parameters()}
+    lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}
+    assert lrs == {"backbone": pytest.approx(1e-3), "head": pytest.approx(1e-2)}
+    tr.run()
+    after = dict(tr.raw_model.named_parameters())
+    for k, v in before.items():
+        if k.startswith("final."):
+            assert not torch.equal(v, after[k]), k
+        else:
+            assert torch.equal(v, after[k]), k
+
+
+# ---------------------------------------------------------------------- CLI
+def test_cli_help_lists_familiar_options():
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+
+    r = CliRunner().invoke(main, ["train", "--help"])
+    assert r.exit_code == 0
+    for opt in ("--model", "--resume", "--image_size", "--batch_size", "--lr", "--epochs",
+                "--mixed_precision", "--loss", "--init", "--data", "--out", "--params"):
+        assert opt in r.output
+
+
+def _params(tmp_path: Path, **train) -> Path:
+    import yaml
+
+    p = {
+        "model": {"arch": "hrnet_w18", "pretrained": False,
+                  "kwargs": {"num_modules": [1, 1, 1], "num_blocks": 1}},
+        "codec": {"name": "gaussian", "sigma": 1.5, "decoder": "argmax", "convention": "pixel_centre"},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "num_workers": 0, "loss": "adaptive_wing",
+                  "max_steps_per_epoch": 2, **train},
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p))
+    return path
+
+
+def test_cli_train_end_to_end_and_checkpoint_contract(tmp_path):
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+    from cephalo.models import load_model
+    from cephalo.train import make_synthetic_variant
+
+    vdir = make_synthetic_variant(tmp_path / "v", n_images=12, size=64, landmark_names=NAMES)
+    params = _params(tmp_path)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(out), "--params", str(params),
+                                  "--image_size", "64", "64", "--no-progress", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    for f in ("best.pt", "last.pt", "history.csv", "train.json", "init_report.json"):
+        assert (out / f).is_file(), f
+    model, meta = load_model(out / "best.pt")
+    assert meta.arch == "hrnet_w18" and meta.landmark_names == list(NAMES)
+    assert tuple(meta.input_size) == (64, 64) and tuple(meta.heatmap_size) == (16, 16)
+    prov = meta.provenance
+    assert len(prov["train_image_hashes"]) == 9 and prov["train_image_hash_kind"] == "preprocessed_array_sha256"
+    assert prov["data_index_hash"] and prov["params"]["train"]["epochs"] == 1
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, len(NAMES), 16, 16)
+
+    # --image_size that does not match the variant: one-line error, exit 1
+    r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(tmp_path / "r2"), "--params",
+                                  str(params), "--image_size", "768", "768"])
+    assert r.exit_code == 1 and "768" in str(r.exception)

@@ -1,0 +1,20 @@
+# Fine-tune the source model on the target data set, per variant (one GPU each).
+
+
+rule finetune:
+    input:
+        data=get_variant_dir(PIPE["target"], "{variant}"),
+        init=SOURCE_CKPT,
+    output:
+        **{f.split(".")[0]: f"results/models/finetuned/{{variant}}/{f}" for f in TRAIN_FILES},
+    params:
+        section=[get_section("train"), get_section("model"), get_section("codec")],
+        out_dir="results/models/finetuned/{variant}",
+        params_file=PARAMS,
+    resources:
+        gpu=1,
+    log:
+        "logs/finetune/{variant}.log",
+    shell:
+        "cephalo train --data {input.data} --init {input.init} --out {params.out_dir}"
+        " --params {params.params_file} > {log} 2>&1"

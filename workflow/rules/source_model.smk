@@ -1,0 +1,34 @@
+# The source model, results/models/source/best.pt: either trained on the source data set
+# (pipeline.train_source: [DATASET]) or the public checkpoint (pipeline.fetch_source: [public]).
+
+if PIPE["train_source"]:
+
+    rule train_source:
+        input:
+            data=get_variant_dir(PIPE["train_source"][0], PIPE["source_variant"]),
+        output:
+            **{f.split(".")[0]: f"results/models/source/{f}" for f in TRAIN_FILES},
+        params:
+            section=[get_section("train"), get_section("model"), get_section("codec")],
+            out_dir="results/models/source",
+            params_file=PARAMS,
+        resources:
+            gpu=1,
+        log:
+            "logs/train_source.log",
+        shell:
+            "cephalo train --data {input.data} --out {params.out_dir} --params {params.params_file} > {log} 2>&1"
+
+
+if PIPE["fetch_source"]:
+
+    rule fetch_source:
+        output:
+            SOURCE_CKPT,
+        params:
+            section=get_section("model.source"),
+            params_file=PARAMS,
+        log:
+            "logs/fetch_source.log",
+        shell:
+            "cephalo fetch-model --out {output} --params {params.params_file} > {log} 2>&1"
