@@ -84,15 +84,21 @@ def test_public_training_dict_loads_strictly_and_reproduces_reference(public_fil
     assert np.abs(out - expected).max() < 1e-4
 
 
-def test_public_plain_state_dict_with_module_prefix(public_state, tmp_path):
+def test_public_plain_state_dict_with_module_prefix(tmp_path):
+    torch.manual_seed(0)
+    state = _tiny(19).state_dict()  # public layout, smaller network (arch kwargs are inferred)
     path = tmp_path / "plain.pth"
-    torch.save({f"module.{k}": v for k, v in public_state.items()}, path)
+    torch.save({f"module.{k}": v for k, v in state.items()}, path)
     ckpt = read_checkpoint(path)
     assert ckpt.kind == "public_state_dict"
-    assert list(ckpt.state_dict) == list(public_state)
+    assert list(ckpt.state_dict) == list(state)
+    assert ckpt.meta.arch == "hrnet_w18"
+    assert ckpt.meta.arch_kwargs == {"num_modules": [1, 1, 1], "num_blocks": 1}
     model, meta = load_public_hrnet(path)
-    assert meta.num_landmarks == 19
-    assert torch.equal(model.final_layer.bias, public_state["final_layer.bias"])
+    assert meta.landmark_names == ISBI19.names
+    assert torch.equal(model.final_layer.bias, state["final_layer.bias"])
+    with pytest.raises(CheckpointError, match="not the public"):
+        load_public_hrnet(save_checkpoint(tmp_path / "c.pt", _tiny(3), _tiny_meta(["a", "b", "c"])))
 
 
 def test_cephalo_round_trip(tmp_path):
@@ -160,16 +166,22 @@ def test_missing_file(tmp_path):
         load_model(tmp_path / "nope.pt")
 
 
-def test_state_dict_that_does_not_fit(public_state, tmp_path):
-    sd = dict(public_state)
-    del sd["stage3.1.branches.0.0.conv1.weight"]
+def test_state_dict_that_does_not_fit(tmp_path):
+    sd = dict(_tiny(19).state_dict())
+    del sd["stage3.0.branches.1.0.conv1.weight"]
     sd["extra.weight"] = torch.zeros(1)
     path = tmp_path / "broken.pth"
     torch.save({"model_state_dict": sd, "config": {"MODEL": {"NUM_JOINTS": 19}}}, path)
-    with pytest.raises(CheckpointError, match=r"1 missing keys .*stage3\.1\.branches.*1 unexpected keys"):
+    with pytest.raises(CheckpointError, match=r"1 missing keys .*stage3\.0\.branches.*1 unexpected keys"):
         load_model(path)
-    torch.save({"model_state_dict": public_state, "config": {"MODEL": {"NUM_JOINTS": 38}}}, path)
+    torch.save({"model_state_dict": _tiny(19).state_dict(), "config": {"MODEL": {"NUM_JOINTS": 38}}}, path)
     with pytest.raises(CheckpointError, match="NUM_JOINTS=38"):
+        load_model(path)
+    torch.save({"model_state_dict": _tiny(7).state_dict()}, path)
+    with pytest.raises(CheckpointError, match="7 output channels: give landmark_names"):
+        load_model(path)
+    torch.save({"encoder.conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match="no 'final_layer.weight'"):
         load_model(path)
 
 
