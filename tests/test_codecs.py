@@ -355,11 +355,16 @@ def _isbi_landmarks_768(root):
 def test_round_trip_real_isbi_landmarks_in_mm(shared_data, convention):
     orig, lb, scale, pad = _isbi_landmarks_768(shared_data)
     assert orig.shape == (300, 19, 2)
+    orig, lb = orig[::10], lb[::10]  # 30 images (train + test1), in batches of 10: light on memory
     c = create_codec(input_size=(768, 768), heatmap_size=(192, 192), decoder="dark", convention=convention)
-    hm, w = c.encode_batch(lb)
-    assert w.all()
-    res = c.decode(hm)
-    back = (res.coords - pad) / scale  # letterbox undone: original pixels
+    coords = []
+    for i in range(0, len(lb), 10):
+        hm, w = c.encode_batch(lb[i : i + 10])
+        assert w.all()
+        res = c.decode(hm)
+        assert not res.degenerate.any()
+        coords.append(res.coords)
+    back = (np.concatenate(coords) - pad) / scale  # letterbox undone: original pixels
     err_mm = np.linalg.norm(back - orig, axis=-1) * 0.1
     assert err_mm.max() < 0.01  # sub-pixel targets + DARK: no measurable loss on real positions
     # the public HRNet's targets sit on integer cells (round(landmark_768 / 4)): that alone costs

@@ -56,11 +56,12 @@ def _parse_dry_run(text: str) -> list[dict]:
     for line in text.splitlines():
         s = line.strip()
         if line.startswith(("rule ", "localrule ")) and s.endswith(":"):
-            cur = {"rule": s.split()[1].rstrip(":"), "input": [], "output": [], "log": [], "shell": None}
+            cur = {"rule": s.split()[1].rstrip(":"), "input": [], "output": [], "log": [], "resources": [],
+                   "shell": None}
             jobs.append(cur)
         elif cur is not None and line.startswith("    ") and ":" in s:
             key, _, val = s.partition(": ")
-            if key in ("input", "output", "log"):
+            if key in ("input", "output", "log", "resources"):
                 cur[key] = [v.strip() for v in val.split(",") if v.strip()]
         elif cur is not None and s.startswith("Shell command:"):
             cur["shell"] = s[len("Shell command:"):].strip()
@@ -98,8 +99,10 @@ def _dvc_stages(repo_dir: Path) -> list[dict]:
 
 
 def _init_dvc(repo_dir: Path) -> None:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=repo_dir, check=True, env=env)
+    from dvc.repo import Repo
+
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    Repo.init(str(repo_dir), no_scm=True).close()
 
 
 @pytest.fixture(scope="module")
@@ -206,8 +209,9 @@ def test_default_profile_engines_agree_and_commands_are_real(runs):
     for j in jobs:
         assert _opt(_normalise(j["shell"]) + ("",), "--params") == "PARAMS"
         assert shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] == "results/params.effective.yaml"
-    # fine-tuning asks for the GPU resource
-    assert "resources:\n            gpu=1" in (REPO / "workflow" / "rules" / "finetune.smk").read_text()
+    # training jobs (source model, fine-tuning) ask for the GPU resource; nothing else does
+    gpu = {j["rule"] for j in jobs if "gpu=1" in j["resources"]}
+    assert gpu == {"train_source", "finetune"}
 
 
 def test_dvc_stage_params_cover_what_each_command_reads(runs):
