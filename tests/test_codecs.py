@@ -372,3 +372,36 @@ def test_round_trip_real_isbi_landmarks_in_mm(shared_data, convention):
     rounded = np.round(lb / 4) * 4
     floor_mm = np.linalg.norm((rounded - pad) / scale - orig, axis=-1) * 0.1
     assert floor_mm.mean() > 0.2 and err_mm.mean() < 0.01 * floor_mm.mean()
+
+
+# ----------------------------------------------------------------------------- property: any geometry
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(
+    sigma=st.floats(0.7, 4.0),
+    stride=st.sampled_from([1, 2, 4, 8]),
+    convention=st.sampled_from(sorted(CONVENTIONS)),
+    fx=st.floats(0.0, 1.0),
+    fy=st.floats(0.0, 1.0),
+)
+def test_dark_round_trip_any_sigma_stride_position(sigma, stride, convention, fx, fy):
+    w, h = 40, 24
+    c = create_codec(input_size=(w * stride, h * stride), heatmap_size=(w, h), sigma=sigma, convention=convention)
+    # anywhere in the input frame [-0.5, W - 0.5] x [-0.5, H - 0.5], borders included
+    xy = np.array([[-0.5 + fx * w * stride, -0.5 + fy * h * stride]])
+    hm, wt = c.encode(xy)
+    assert wt[0] == 1.0
+    res = c.decode(hm[None])
+    assert hm_error(c, res.coords[0], xy).max() <= 0.05
+
+
+def test_sigma_from_yaml_types():
+    assert create_codec(input_size=INPUT, heatmap_size=HEATMAP, sigma=np.float32(1.5)).sigma == 1.5
+    assert create_codec(input_size=INPUT, heatmap_size=HEATMAP, sigma=3).sigma == 3.0
+    for bad in ["2", True, float("nan"), -1.0]:
+        with pytest.raises(CodecConfigError, match="sigma"):
+            create_codec(input_size=INPUT, heatmap_size=HEATMAP, sigma=bad)

@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -131,8 +132,7 @@ def runs(tmp_path_factory) -> dict:
 
 
 def _dvc_for(run: dict, overrides: list[str] | None = None) -> list[dict]:
-    d = run["dir"] / ".dvcside"
-    d.mkdir()
+    d = Path(tempfile.mkdtemp(prefix="dvcside-", dir=run["dir"]))
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy2(run["dir"] / name, d / name)
     # a profile with DVC = the params file override; a single value = `dvc exp run -S`
@@ -140,7 +140,11 @@ def _dvc_for(run: dict, overrides: list[str] | None = None) -> list[dict]:
     if overrides:
         from dvc.utils.hydra import apply_overrides
 
-        apply_overrides(d / "params.yaml", overrides)
+        apply_overrides(d / "params.yaml", overrides)  # what `dvc exp run -S` does to params.yaml
+        try:
+            yaml.safe_load((d / "params.yaml").read_text())
+        except yaml.YAMLError as e:
+            pytest.fail(f"`dvc exp run -S` (ruamel round trip) corrupts params.yaml: {e}".replace("\n", " "))
     _init_dvc(d)
     return _dvc_stages(d)
 
@@ -239,7 +243,7 @@ def test_override_reaches_the_cli_in_both_engines(runs):
     assert sum(c[1] == "train" and "--init" in c for c in cmds) == 2
     # ... and a value override reaches the CLI through the params file it reads, in both engines
     eff = yaml.safe_load((run["dir"] / "results" / "params.effective.yaml").read_text())
-    dvc_params = yaml.safe_load((run["dir"] / ".dvcside" / "params.yaml").read_text())
+    dvc_params = yaml.safe_load(next(run["dir"].glob("dvcside-*/params.yaml")).read_text())
     assert eff["evaluate"]["n_boot"] == dvc_params["evaluate"]["n_boot"] == 17
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     for p in (eff, dvc_params):  # nothing else changed

@@ -78,6 +78,9 @@ def test_letterbox768_landmarks_on_the_same_anatomy(shared_data, tmp_path, sourc
         c_off = _patch_corr(img, pre, pts[k] + 40 / scale, q[k], scale)  # a wrong mapping (40 px off)
         assert c > 0.95, (k, c)
         assert c_off < c - 0.1, (k, c, c_off)
+        # and it is the best fit locally: 1.5 preprocessed px off in any direction fits worse
+        for d in ((1.5, 0), (-1.5, 0), (0, 1.5), (0, -1.5)):
+            assert _patch_corr(img, pre, pts[k] + np.array(d) / scale, q[k], scale) < c, (k, d)
     # overlay for a human check
     over = cv2.cvtColor(pre, cv2.COLOR_GRAY2BGR)
     for k, (x, y) in enumerate(q):

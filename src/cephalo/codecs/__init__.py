@@ -4,10 +4,14 @@ One codec object is shared by target encoding (training) and decoding (evaluatio
 the two can never disagree on the stride or the pixel convention. Codecs know nothing about mm or
 data sets.
 
->>> codec = create_codec("gaussian", input_size=(768, 768), heatmap_size=(192, 192), sigma=2.0,
-...                      decoder="dark", convention="pixel_centre")
->>> heatmaps, weights = codec.encode(coords)        # (K, 192, 192) float32, (K,) float32
->>> coords, confidence, degenerate = codec.decode(logits)   # (B, K, 2) input px, (B, K), (B, K)
+Example::
+
+    codec = create_codec("gaussian", input_size=(768, 768), heatmap_size=(192, 192), sigma=2.0,
+                         decoder="dark", convention="pixel_centre")
+    codec.check_stride(model.stride)
+    heatmaps, weights = codec.encode(coords)                 # (K, 192, 192) float32, (K,) float32
+    coords, confidence, degenerate = codec.decode(output)    # (B, K, 2) input px, (B, K), (B, K)
+    meta_codec = codec.to_dict()                             # create_codec(**meta_codec) rebuilds it
 """
 
 from __future__ import annotations

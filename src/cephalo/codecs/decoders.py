@@ -74,11 +74,12 @@ def degenerate_mask(hm: np.ndarray, flat_tol: float = DEFAULT_FLAT_TOL) -> np.nd
     Flat means ``max - min <= flat_tol * max(1, max|value|)`` (all zeros, a constant map, a map
     whose variation is rounding noise).
     """
-    finite = np.isfinite(hm).all(axis=(2, 3))
-    safe = np.where(np.isfinite(hm), hm, 0.0)
-    rng = safe.max(axis=(2, 3)) - safe.min(axis=(2, 3))
-    scale = np.maximum(1.0, np.abs(safe).max(axis=(2, 3)))
-    return ~finite | (rng <= flat_tol * scale)
+    finite_el = np.isfinite(hm)
+    finite = finite_el.all(axis=(2, 3))
+    safe = hm if finite.all() else np.where(finite_el, hm, 0.0)
+    hi, lo = safe.max(axis=(2, 3)), safe.min(axis=(2, 3))
+    scale = np.maximum(1.0, np.maximum(np.abs(hi), np.abs(lo)))
+    return ~finite | (hi - lo <= flat_tol * scale)
 
 
 def _prepare(heatmaps: Any, flat_tol: float) -> tuple[np.ndarray, np.ndarray]:

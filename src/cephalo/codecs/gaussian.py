@@ -78,9 +78,13 @@ class GaussianHeatmapCodec:
                 f"on both axes ({iw / hw:g} x {ih / hh:g})"
             )
         self.stride = iw // hw
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        try:
+            sigma_f = float(sigma) if not isinstance(sigma, (bool, str)) else float("nan")
+        except (TypeError, ValueError):
+            sigma_f = float("nan")
+        if not (math.isfinite(sigma_f) and sigma_f > 0):
             raise CodecConfigError(f"codec: sigma must be a positive number of heatmap pixels, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = sigma_f
         if decoder not in _dec.DECODERS:
             raise CodecConfigError(f"codec: unknown decoder {decoder!r}; valid: {', '.join(sorted(_dec.DECODERS))}")
         if convention not in CONVENTIONS:

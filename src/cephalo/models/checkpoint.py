@@ -184,13 +184,16 @@ def _torch_load(path: Path, map_location: Any, trusted: bool) -> Any:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        text = str(e)
+        glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if glob:
             raise CheckpointError(
-                f"holds Python objects that safe loading refuses ({msg}); "
+                f"holds a Python object ({glob.group(1)}) that safe loading refuses; "
                 "if you trust this file, load it with trusted=True", path
             ) from None
-        raise CheckpointError(f"unreadable or truncated checkpoint ({msg})", path) from None
+        detail = re.search(r"Unpickler error: ([^\n]+)", text)
+        msg = detail.group(1) if detail else (text.splitlines()[0] if text else type(e).__name__)
+        raise CheckpointError(f"unreadable or truncated checkpoint ({msg.strip()})", path) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError) as e:
         msg = str(e).splitlines()[0] if str(e) else ""
         raise CheckpointError(f"unreadable or truncated checkpoint ({type(e).__name__}: {msg})", path) from None

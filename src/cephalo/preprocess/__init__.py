@@ -21,7 +21,12 @@ from .variant import (
     variant_fingerprint,
 )
 
+#: the public ISBI HRNet's preprocessing (``cwlachap/hrnet-cephalometric-landmark-detection``):
+#: letterbox to 768 x 768, bicubic, black pads; normalisation ``imagenet``.
+HF_HRNET_SPEC = {"steps": [{"step": "letterbox", "size": [768, 768], "interpolation": "cubic"}]}
+
 __all__ = [
+    "HF_HRNET_SPEC",
     "read_image",
     "image_bit_depth",
     "normalise",

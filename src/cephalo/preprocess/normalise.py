@@ -106,10 +106,12 @@ def normalise(images: Any, spec: str | Mapping | None = "imagenet", max_value: f
         std = t.std(dim=(1, 2), keepdim=True, unbiased=False).clamp_min(1e-6)
         t = (t - mean) / std
         return t[:, None].expand(-1, 3, -1, -1).contiguous()
-    t = t / _max_value(dtype, spec, max_value)
-    t = t[:, None].expand(-1, 3, -1, -1)
+    top = _max_value(dtype, spec, max_value)
     if name == "unit":
-        return t.contiguous()
-    mean = torch.tensor(spec["mean"], dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
-    std = torch.tensor(spec["std"], dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
-    return ((t - mean) / std).contiguous()
+        return (t / top)[:, None].expand(-1, 3, -1, -1).contiguous()
+    # (x / top - mean) / std as one fused multiply-add per channel
+    mean = torch.tensor(spec["mean"], dtype=torch.float64)
+    std = torch.tensor(spec["std"], dtype=torch.float64)
+    a = (1.0 / (top * std)).to(torch.float32, copy=False).to(t.device).view(1, 3, 1, 1)
+    b = (-mean / std).to(torch.float32).to(t.device).view(1, 3, 1, 1)
+    return torch.addcmul(b, t[:, None], a)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -241,6 +243,7 @@ def build_variant(
     normalisation: Any = "imagenet",
     force: bool = False,
     progress: bool = True,
+    workers: int | None = None,
 ) -> BuildResult:
     """Preprocess every image of a landmark index into a variant directory (module doc).
 
@@ -254,6 +257,8 @@ def build_variant(
         normalisation: load-time normalisation spec recorded in ``variant.json``.
         force: rebuild even when the fingerprint matches.
         progress: show tqdm progress bars.
+        workers: decoding/resizing threads (OpenCV releases the GIL); default ``min(4, CPUs)``.
+            The output does not depend on it.
 
     Returns:
         :class:`BuildResult` (``skipped`` True when the existing output was up to date).
@@ -333,7 +338,10 @@ def build_variant(
 
     with atomic_dir(out_dir) as tmp:
         cache = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=dtype, shape=(n, H, W))
-        for k, row in enumerate(tqdm(list(imgs.itertuples(index=False)), desc=f"preprocess {name}".strip(), disable=not progress)):
+        rows = list(imgs.itertuples(index=False))
+
+        def work(k: int):
+            row = rows[k]
             img = read_image(paths[k])
             h, w = img.shape
             if (w, h) != (int(row.width), int(row.height)):
@@ -346,8 +354,14 @@ def build_variant(
                 raise DataError(str(e), paths[k]) from None
             if out.shape != (H, W):
                 raise ConfigError(f"variant {name!r}: step output {out.shape[::-1]} is not the fixed size {out_wh}")
-            cache[k] = out
-            affines[k] = m
+            return out, m
+
+        n_workers = max(1, int(workers if workers is not None else min(4, os.cpu_count() or 1)))
+        with ThreadPoolExecutor(n_workers) as pool:
+            results = pool.map(work, range(n)) if n_workers > 1 else map(work, range(n))
+            for k, (out, m) in enumerate(tqdm(results, total=n, desc=f"preprocess {name}".strip(), disable=not progress)):
+                cache[k] = out
+                affines[k] = m
         cache.flush()
         del cache
 

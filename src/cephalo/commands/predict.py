@@ -1,0 +1,111 @@
+"""``cephalo predict --model CKPT INPUT... --out DIR``: landmarks on raw images -> JSON/CSV/overlays.
+
+Params (``predict:``, all optional; command-line options override): ``batch_size`` (4), ``device``
+(auto), ``spacing_mm`` (null: fallback mm/px for images without their own spacing), ``variant``
+(null: the checkpoint's ``meta.variant``; else a ``variants:`` name), ``overlays`` (true),
+``skip_bad`` (false).
+
+Exit status: 0 when every input was predicted; 1 (one line on stderr) on a bad checkpoint, params
+or input — with ``--skip-bad`` the readable images are still predicted and written, the unreadable
+ones are listed in ``predictions.json`` (``skipped``) and on stderr, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, DataError
+from ._common import params_option, read_params
+
+_KEYS = {"batch_size", "device", "spacing_mm", "variant", "overlays", "skip_bad"}
+
+
+def predict_params(params: dict) -> dict:
+    """The ``predict:`` section with defaults. Raises ConfigError on unknown keys / bad values."""
+    sec = params.get("predict") or {}
+    if not isinstance(sec, dict):
+        raise ConfigError(f"params predict: must be a mapping, got {sec!r}")
+    unknown = sorted(set(sec) - _KEYS)
+    if unknown:
+        raise ConfigError(f"params predict: unknown keys {unknown}; valid: {sorted(_KEYS)}")
+    try:
+        return {"batch_size": int(sec.get("batch_size", 4)), "device": str(sec.get("device", "auto")),
+                "spacing_mm": None if sec.get("spacing_mm") is None else float(sec["spacing_mm"]),
+                "variant": sec.get("variant"), "overlays": bool(sec.get("overlays", True)),
+                "skip_bad": bool(sec.get("skip_bad", False))}
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"params predict: {e}") from None
+
+
+@click.command(name="predict")
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="checkpoint (cephalo .pt or the public HF best_model.pth)")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="output folder: predictions.json, predictions.csv, overlays/")
+@click.option("--spacing", "spacing_mm", type=float, default=None,
+              help="pixel spacing in mm/px for images without their own (DICOM PixelSpacing wins) "
+                   "[default: params predict.spacing_mm]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="images per forward pass "
+              "[default: params predict.batch_size]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="[default: params predict.device]")
+@click.option("--variant", default=None, help="preprocessing variant name (params variants:) instead of the "
+              "checkpoint's own [default: params predict.variant]")
+@click.option("--skip-bad/--no-skip-bad", default=None, help="report and skip unreadable images (exit 1 at the "
+              "end) instead of stopping at the first [default: params predict.skip_bad]")
+@click.option("--overlays/--no-overlays", default=None, help="one overlay PNG per image [default: params "
+              "predict.overlays]")
+@params_option
+def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_mm: float | None,
+            batch_size: int | None, device: str | None, variant: str | None, skip_bad: bool | None,
+            overlays: bool | None, params_path: Path) -> None:
+    """Landmarks for an image or folder (PNG/JPEG/BMP/TIFF/DICOM) -> JSON/CSV/overlays."""
+    params = read_params(params_path)
+    pp = predict_params(params)
+    spacing_mm = pp["spacing_mm"] if spacing_mm is None else spacing_mm
+    batch_size = pp["batch_size"] if batch_size is None else batch_size
+    device = pp["device"] if device is None else device
+    variant = pp["variant"] if variant is None else variant
+    skip_bad = pp["skip_bad"] if skip_bad is None else skip_bad
+    overlays = pp["overlays"] if overlays is None else overlays
+
+    from ..models import load_model
+    from ..predict import find_images, predict_images, resolve_device, write_predictions
+
+    if not model_path.is_file():
+        raise DataError("model checkpoint not found", model_path)
+    files = find_images(inputs)
+    dev = resolve_device(device)
+    model, meta = load_model(model_path, "cpu")
+    variants = params.get("variants") or {}
+    skipped: list[dict] = []
+
+    def on_error(path: Path, err: Exception) -> None:
+        skipped.append({"file": str(path), "error": str(err)})
+        click.echo(f"skipped: {err}", err=True)
+
+    preds = predict_images(model, meta, files, variant=variant, variants=variants, spacing_mm=spacing_mm,
+                           batch_size=batch_size, device=dev, on_error=on_error if skip_bad else None)
+    if not preds:
+        raise DataError(f"none of the {len(files)} input images could be read; nothing written", inputs[0])
+    info = {
+        "command": "cephalo " + " ".join(sys.argv[1:]) if sys.argv and "predict" in sys.argv else "cephalo predict",
+        "checkpoint": str(model_path),
+        "model": {"arch": meta.arch, "landmark_names": list(meta.landmark_names),
+                  "input_size": list(meta.input_size), "codec": dict(meta.codec or {})},
+        "device": dev,
+        "fallback_spacing_mm": spacing_mm,
+    }
+    paths = write_predictions(preds, out_dir, overlays=overlays, info=info, skipped=skipped)
+    n_mm = sum(p.spacing is not None for p in preds)
+    click.echo(f"predicted {len(preds)} image(s) x {len(meta.landmark_names)} landmarks "
+               f"({n_mm} with mm); wrote {paths['json']}, {paths['csv']}"
+               + (f", {paths['overlays']}/" if "overlays" in paths else ""))
+    if skipped:
+        raise DataError(f"{len(skipped)} of {len(files)} input image(s) could not be read and were skipped "
+                        f"(listed in predictions.json): {', '.join(s['file'] for s in skipped[:3])}"
+                        + (" ..." if len(skipped) > 3 else ""))
