@@ -122,3 +122,20 @@ def test_config_errors():
     aug = build_augmentation({}, seed=0)
     with pytest.raises(ValueError, match="uint8/uint16"):
         aug(np.zeros((4, 4), np.float32), np.zeros((1, 2)))
+
+
+def test_out_of_frame_landmarks_follow_the_same_affine():
+    """With an affine-only config, landmarks far outside the frame obey the affine that the
+    in-frame ones reveal (nothing clipped or dropped)."""
+    cfg = {"affine": {"p": 1.0, "rotate_deg": 30, "scale": [0.8, 1.2], "translate_frac": 0.1, "shear_deg": 8},
+           "brightness_contrast": {"p": 0}, "gamma": {"p": 0}, "noise": {"p": 0}}
+    aug = build_augmentation(cfg, seed=5)
+    inside = np.array([[10.0, 12.0], [80.0, 15.0], [20.0, 85.0]])
+    outside = np.array([[-300.0, 40.0], [500.0, -250.0], [48.0, 1000.0]])
+    img = np.zeros((H, W), np.uint8)
+    for _ in range(50):
+        _, got = aug(img, np.vstack([inside, outside]))
+        # solve the (2, 3) affine from the three in-frame landmarks
+        a = np.hstack([inside, np.ones((3, 1))])
+        m = np.linalg.solve(a, got[:3]).T
+        np.testing.assert_allclose(got[3:], outside @ m[:, :2].T + m[:, 2], atol=2e-3)

@@ -110,6 +110,7 @@ def test_cephalo_round_trip(tmp_path):
     loaded, meta2, extra = load_checkpoint(path)
     assert meta2.to_dict() == {**meta.to_dict(), "arch_kwargs": meta2.arch_kwargs}
     assert meta2.arch_kwargs["num_modules"] == [1, 1, 1] and meta2.arch_kwargs["num_blocks"] == 1
+    assert meta2.arch_kwargs["width"] == 18
     assert extra["epoch"] == 4
     x = torch.randn(1, 3, 48, 64)
     with torch.no_grad():
@@ -119,12 +120,20 @@ def test_cephalo_round_trip(tmp_path):
     assert not m3.training and meta3.heatmap_size == (16, 12)
 
 
+def test_width_override_round_trip(tmp_path):
+    model = create_model("hrnet_w18", 2, width=8, num_modules=(1, 1, 1), num_blocks=1)
+    path = save_checkpoint(tmp_path / "w8.pt", model, ModelMeta("hrnet_w18", ["a", "b"], (32, 32), (8, 8)))
+    loaded, _ = load_model(path)
+    assert loaded.final_layer.weight.shape == (2, 8, 1, 1)
+
+
 def test_timm_round_trip(tmp_path):
     model = create_model("timm:hrnet_w18_small", 2, pretrained=False, head_channels=16)
     meta = ModelMeta("timm:hrnet_w18_small", ["sella", "nasion"], (64, 64), (16, 16))
     path = save_checkpoint(tmp_path / "t.pt", model, meta)
     loaded, meta2 = load_model(path)
     assert meta2.arch_kwargs["head_channels"] == 16
+    assert model.init_info == {"pretrained": False, "weights": None}
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model.eval()(x), loaded(x))
@@ -213,5 +222,21 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
 def test_save_rejects_wrong_meta(tmp_path):
     with pytest.raises(ValueError, match="2 landmark names"):
         save_checkpoint(tmp_path / "c.pt", _tiny(3), _tiny_meta(["sella", "nasion"]))
+    with pytest.raises(ValueError, match="does not describe this model"):
+        save_checkpoint(tmp_path / "c.pt", _tiny(2), ModelMeta("timm:resnet18", ["a", "b"], (32, 32), (8, 8)))
     with pytest.raises(ValueError, match="reserved"):
         save_checkpoint(tmp_path / "c.pt", _tiny(3), _tiny_meta(["a", "b", "c"]), extra={"meta": 1})
+
+
+def test_public_meta_is_consumable_by_codec_and_preprocess():
+    """The public model's meta drives the colleagues' factories as DESIGN.md says."""
+    codecs = pytest.importorskip("cephalo.codecs")
+    steps = pytest.importorskip("cephalo.preprocess.steps")
+    norm = pytest.importorskip("cephalo.preprocess.normalise")
+    from cephalo.models import public_hrnet_meta
+
+    meta = public_hrnet_meta()
+    codec = codecs.create_codec(**meta.codec)
+    assert codec.stride == 4 and tuple(codec.heatmap_size) == (192, 192)
+    assert steps.Pipeline.from_spec(meta.variant).output_wh() == (768, 768)
+    assert norm.normalisation_spec(meta.normalisation)["std"] == [0.229, 0.224, 0.225]

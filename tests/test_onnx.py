@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -83,21 +82,26 @@ def test_cli_export_onnx(tmp_path):
     assert report["passed"] and report["input_size"] == [64, 32] and report["output_shape"] == [2, 2, 8, 16]
     assert report["meta"]["landmark_names"] == ["sella", "nasion"]
     assert "max abs diff" in res.output
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(props["cephalo_meta"])["input_size"] == [64, 64]
 
 
-def test_cli_help_and_bad_checkpoint_exit_1(tmp_path):
+def test_cli_help_and_bad_checkpoint_exit_1(tmp_path, monkeypatch, capsys):
+    from cephalo.cli import run
+
     res = CliRunner().invoke(main, ["export-onnx", "--help"])
     assert res.exit_code == 0 and "--model" in res.output and "--params" in res.output
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x80\x02not really")
     params = tmp_path / "params.yaml"
     params.write_text("model: {}\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "cephalo", "export-onnx", "--model", str(bad), "--out", str(tmp_path / "o.onnx"),
-         "--params", str(params)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 1
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and str(bad) in lines[0] and "truncated" in lines[0], proc.stderr
+    monkeypatch.setattr(sys, "argv", ["cephalo", "export-onnx", "--model", str(bad), "--out",
+                                      str(tmp_path / "o.onnx"), "--params", str(params)])
+    with pytest.raises(SystemExit) as e:
+        run()
+    assert e.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "truncated" in lines[0], lines
     assert not (tmp_path / "o.onnx").exists()

@@ -129,9 +129,9 @@ def test_read_input_image_formats_keep_depth(images, tmp_path):
     assert dcm.spacing == pytest.approx((0.1, 0.2)) and dcm.spacing_source == "PixelSpacing"
     assert dcm.bit_depth == 12
     # 12-bit stored values are stretched to the 16-bit white level (4095 -> 65535)
-    np.testing.assert_allclose(dcm.image.astype(float), np.round(_ramp(70, 56, 4095, np.uint16) * 65535 / 4095),
+    np.testing.assert_allclose(dcm.image.astype(float), np.round(_ramp(70, 56, 4095, np.uint16).astype(float) * 65535 / 4095),
                                atol=0)
-    # MONOCHROME1: bright = low values -> inverted, so the result is the same picture
+    # MONOCHROME1 (bright = low values) comes out inverted to MONOCHROME2: the same picture
     inv = _write_dicom(tmp_path / "m1.dcm", 4095 - _ramp(70, 56, 4095, np.uint16), imager_spacing=[0.1, 0.1],
                        bits_stored=12, photometric="MONOCHROME1")
     m1 = read_input_image(inv)
@@ -268,6 +268,7 @@ def test_cli_writes_json_csv_overlays(ckpt, images, tmp_path):
             assert -0.5 <= lm["x"] <= w - 0.5 and -0.5 <= lm["y"] <= h - 0.5
             assert lm["x_mm"] == pytest.approx(lm["x"] * rec["spacing"][0])
             assert lm["y_mm"] == pytest.approx(lm["y"] * rec["spacing"][1])
+            assert lm["in_image"] and not lm["degenerate"]
         ov = out / rec["overlay"]
         assert ov.is_file() and cv2.imread(str(ov)) is not None
     df = pd.read_csv(out / "predictions.csv")
@@ -285,7 +286,9 @@ def test_cli_bad_file_exit_1_and_skip_bad(ckpt, images, tmp_path):
     r = subprocess.run([sys.executable, "-m", "cephalo", "predict", "--model", str(ckpt), str(images["dir"]),
                         "--out", str(out), "--params", str(params)], capture_output=True, text=True)
     assert r.returncode == 1
-    assert r.stderr.strip().count("\n") == 0 and "zz_bad.bmp" in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]  # above it: the tqdm bar only
+    assert last.startswith("cephalo: error:") and "zz_bad.bmp" in last and "cannot decode" in last, r.stderr
+    assert "imread_" not in r.stderr  # no OpenCV log noise
     assert not out.exists()  # nothing half-written
     out2 = tmp_path / "o2"
     res = CliRunner().invoke(main, ["predict", "--model", str(ckpt), str(images["dir"]), "--out", str(out2),
@@ -306,6 +309,11 @@ def test_cli_help_and_param_errors(tmp_path, ckpt, images):
     r = CliRunner().invoke(main, ["predict", "--model", str(ckpt), str(images["png"]), "--out", str(tmp_path / "o"),
                                   "--params", str(p)])
     assert isinstance(r.exception, ConfigError) and "batchsize" in str(r.exception)
+    if not torch.cuda.is_available():
+        r = CliRunner().invoke(main, ["predict", "--model", str(ckpt), str(images["png"]), "--out",
+                                      str(tmp_path / "o"), "--device", "cuda", "--params", str(_params(tmp_path))])
+        assert isinstance(r.exception, ConfigError) and "CUDA is not available" in str(r.exception)
+    assert not (tmp_path / "o").exists()
 
 
 # ----------------------------------------------------------------- real data

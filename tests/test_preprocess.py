@@ -10,7 +10,6 @@ from cephalo import geometry as G
 from cephalo.errors import ConfigError, DataError
 from cephalo.preprocess import (
     STEPS,
-    HistogramMatch,
     Pipeline,
     create_step,
     normalise,
@@ -51,6 +50,11 @@ def test_registry_and_unknown_name():
     assert Pipeline(steps).output_wh() == (32, 16)
     with pytest.raises(ConfigError):
         parse_steps([])
+    # the {"name": step, **kwargs} form and interpolation aliases
+    (lb,) = parse_steps([{"name": "letterbox", "size": [64, 64], "interpolation": "bicubic"}])
+    assert lb.to_spec() == {"step": "letterbox", "size": [64, 64], "interpolation": "cubic"}
+    with pytest.raises(ValueError, match="valid"):
+        create_step("stretch", interpolation="sinc")
 
 
 @pytest.mark.parametrize("name", list(GEOMETRIC))
@@ -186,3 +190,27 @@ def test_normalise_imagenet_unit_zscore_by_hand():
     np.testing.assert_allclose(normalise(x8.astype(np.float32), "unit", max_value=255).numpy(), normalise(x8, "unit").numpy())
     with pytest.raises(ValueError, match="valid"):
         normalise(x8, "minmax")
+
+
+def test_read_image_keeps_bit_depth_and_names_bad_files(tmp_path):
+    import cv2
+    import SimpleITK as sitk
+
+    from cephalo.preprocess import image_bit_depth, read_image
+
+    g16 = (np.arange(12 * 10).reshape(12, 10) * 500).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "a.png"), g16)
+    img = read_image(tmp_path / "a.png")
+    assert img.dtype == np.uint16 and image_bit_depth(tmp_path / "a.png") == 16
+    np.testing.assert_array_equal(img, g16)
+    grey3 = np.repeat((g16 // 257).astype(np.uint8)[:, :, None], 3, axis=2)
+    cv2.imwrite(str(tmp_path / "b.bmp"), grey3)
+    np.testing.assert_array_equal(read_image(tmp_path / "b.bmp"), grey3[:, :, 0])
+    assert image_bit_depth(tmp_path / "b.bmp") == 8
+    sitk.WriteImage(sitk.GetImageFromArray(g16), str(tmp_path / "c.dcm"))
+    np.testing.assert_array_equal(read_image(tmp_path / "c.dcm"), g16)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="bad.png"):
+        read_image(tmp_path / "bad.png")
+    with pytest.raises(DataError, match="not found"):
+        read_image(tmp_path / "missing.png")

@@ -165,3 +165,37 @@ def test_bad_inputs_exit_1_with_one_line(tmp_path, capsys):
         code, _, err = run_cli(["preprocess", "--index", str(index), "--variant", variant, "--out", str(out),
                                 "--params", str(params), "--no-progress"], capsys)
         assert code == 1 and msg in err, err
+
+
+def test_output_independent_of_worker_count_and_help(tmp_path):
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+    from cephalo.preprocess import HF_HRNET_SPEC, build_variant
+
+    index = make_index(tmp_path)
+    spec = {"steps": ["clahe", {"spacing": {"spacing_mm": 0.5, "fov_mm": 60}}]}
+    a = build_variant(index, spec, tmp_path / "w1", workers=1, progress=False)
+    b = build_variant(index, spec, tmp_path / "w3", workers=3, progress=False)
+    assert a.fingerprint == b.fingerprint
+    np.testing.assert_array_equal(load_variant(a.out_dir).images, load_variant(b.out_dir).images)
+    # the public HRNet spec is letterbox 768 bicubic
+    img = read_image(tmp_path / "images" / "a1.png")
+    np.testing.assert_allclose(preprocess_image(img, HF_HRNET_SPEC)[1], G.letterbox_geometry((120, 150), 768).affine())
+    res = CliRunner().invoke(main, ["preprocess", "--help"])
+    assert res.exit_code == 0 and "--variant" in res.output and "--index" in res.output
+
+
+def test_variant_pickles_without_copying_the_cache(tmp_path):
+    import pickle
+
+    from cephalo.preprocess import build_variant
+
+    res = build_variant(make_index(tmp_path), {"steps": [{"letterbox": {"size": 256}}]}, tmp_path / "v", progress=False)
+    v = load_variant(res.out_dir)
+    blob = pickle.dumps(v)
+    assert len(blob) < v.images.nbytes  # the images are not in the pickle
+    w = pickle.loads(blob)
+    assert isinstance(w.images, np.memmap)
+    np.testing.assert_array_equal(w.images, v.images)
+    np.testing.assert_array_equal(w.landmarks, v.landmarks)

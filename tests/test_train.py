@@ -23,7 +23,7 @@ class TinyHeatmapNet(nn.Module):
 
     stride = 4
 
-    def __init__(self, k: int = len(NAMES), norm: str = "bn"):
+    def __init__(self, k: int = len(NAMES), norm: str = "bn", p: float = 0.1):
         super().__init__()
 
         def nl(c):
@@ -34,7 +34,7 @@ class TinyHeatmapNet(nn.Module):
             nn.Conv2d(16, 16, 3, stride=2, padding=1, bias=False), nl(16), nn.ReLU(),
             nn.Conv2d(16, 16, 3, padding=2, dilation=2, bias=False), nl(16), nn.ReLU(),
         )
-        self.drop = nn.Dropout2d(0.1)
+        self.drop = nn.Dropout2d(p)
         self.final = nn.Conv2d(16, k, 1)
 
     def forward(self, x):
@@ -268,21 +268,21 @@ def test_cli_train_end_to_end_and_checkpoint_contract(tmp_path):
     from cephalo.models import load_model
     from cephalo.train import make_synthetic_variant
 
-    vdir = make_synthetic_variant(tmp_path / "v", n_images=12, size=64, landmark_names=NAMES)
+    vdir = make_synthetic_variant(tmp_path / "v", n_images=12, size=32, landmark_names=NAMES)
     params = _params(tmp_path)
     out = tmp_path / "run"
     r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(out), "--params", str(params),
-                                  "--image_size", "64", "64", "--no-progress", "--workers", "1"])
+                                  "--image_size", "32", "32", "--no-progress", "--workers", "1"])
     assert r.exit_code == 0, r.output
     for f in ("best.pt", "last.pt", "history.csv", "train.json", "init_report.json"):
         assert (out / f).is_file(), f
     model, meta = load_model(out / "best.pt")
     assert meta.arch == "hrnet_w18" and meta.landmark_names == list(NAMES)
-    assert tuple(meta.input_size) == (64, 64) and tuple(meta.heatmap_size) == (16, 16)
+    assert tuple(meta.input_size) == (32, 32) and tuple(meta.heatmap_size) == (8, 8)
     prov = meta.provenance
     assert len(prov["train_image_hashes"]) == 9 and prov["train_image_hash_kind"] == "preprocessed_array_sha256"
     assert prov["data_index_hash"] and prov["params"]["train"]["epochs"] == 1
-    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, len(NAMES), 16, 16)
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, len(NAMES), 8, 8)
 
     # --image_size that does not match the variant: one-line error, exit 1
     r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(tmp_path / "r2"), "--params",

@@ -105,7 +105,8 @@ class InputImage:
     Attributes:
         path: the file.
         image: ``(H, W)`` uint8 or uint16 greyscale, original pixels (a DICOM image stored with
-            ``BitsStored < 16`` is rescaled to the full 16-bit range, MONOCHROME1 inverted).
+            ``BitsStored < 16`` is rescaled to the full 16-bit range; MONOCHROME1 arrives inverted
+            to MONOCHROME2 by the decoder, SimpleITK/GDCM).
         spacing: ``(x, y)`` mm/px from the file (DICOM), or None.
         spacing_source: the DICOM attribute the spacing came from, or None.
         bit_depth: bits per pixel of the file's grey values (8, 16, or DICOM ``BitsStored``).
@@ -170,7 +171,8 @@ def read_input_image(path: str | Path) -> InputImage:
     PNG/TIFF stay uint16; colour -> grey). DICOM (``.dcm``/``.dicom`` or a ``DICM`` preamble): pixels
     through the same decoder (SimpleITK/GDCM), header through ``pydicom`` (spacing via
     :func:`dicom_spacing`; ``BitsStored`` < 16 rescaled to 0..65535 so that the white level is the
-    stored one, not 65535; ``MONOCHROME1`` inverted so that bone is bright as in MONOCHROME2).
+    stored one, not 65535). ``MONOCHROME1`` images come out of SimpleITK/GDCM already inverted to
+    MONOCHROME2 (bone bright); the tests check this.
 
     Raises:
         DataError: missing/unreadable/undecodable file, unsupported pixel format, bad DICOM header.
@@ -200,9 +202,6 @@ def read_input_image(path: str | Path) -> InputImage:
         if int(img.max()) <= top:  # values fit the stored depth: stretch to the 16-bit range
             bits = int(stored)
             img = np.round(img.astype(np.float64) * (65535.0 / top)).astype(np.uint16)
-    if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        white = 65535 if img.dtype == np.uint16 else 255
-        img = (white - img.astype(np.int64)).astype(img.dtype)
     return InputImage(path, img, spacing, source, bits)
 
 
@@ -358,8 +357,10 @@ class ImagePrediction:
 
     def to_dict(self) -> dict:
         """JSON record: ``file, image_id, width, height, spacing [x, y] | null, spacing_source, bit_depth,
-        affine, landmarks [{name, symbol, x, y, x_mm, y_mm, confidence, degenerate}]`` (NaN -> null)."""
+        affine, landmarks [{name, symbol, x, y, x_mm, y_mm, confidence, degenerate, in_image}]`` (NaN -> null;
+        ``in_image`` is False for a position outside the original image, e.g. in letterbox padding)."""
         mm = self.coords_mm
+        inside = self.in_image()
         lms = []
         for k, name in enumerate(self.landmark_names):
             lms.append({
@@ -371,6 +372,7 @@ class ImagePrediction:
                 "y_mm": None if mm is None else _num(mm[k, 1]),
                 "confidence": _num(self.confidence[k]),
                 "degenerate": bool(self.degenerate[k]),
+                "in_image": bool(inside[k]),
             })
         d = {
             "file": str(self.path),
@@ -542,7 +544,7 @@ def _assign_ids(preds: list[ImagePrediction]) -> None:
 # --------------------------------------------------------------------------- outputs
 
 CSV_COLUMNS = ["file", "image_id", "width", "height", "spacing_x_mm", "spacing_y_mm", "landmark_index",
-               "landmark_name", "landmark_symbol", "x", "y", "x_mm", "y_mm", "confidence", "degenerate"]
+               "landmark_name", "landmark_symbol", "x", "y", "x_mm", "y_mm", "confidence", "degenerate", "in_image"]
 
 
 def predictions_table(preds: Sequence[ImagePrediction]):
@@ -554,10 +556,12 @@ def predictions_table(preds: Sequence[ImagePrediction]):
     for p in preds:
         mm = p.coords_mm
         sx, sy = p.spacing if p.spacing is not None else (np.nan, np.nan)
+        inside = p.in_image()
         for k, name in enumerate(p.landmark_names):
             rows.append((str(p.path), p.image_id, p.width, p.height, sx, sy, k, name, p.symbols[k],
                          p.coords[k, 0], p.coords[k, 1], np.nan if mm is None else mm[k, 0],
-                         np.nan if mm is None else mm[k, 1], p.confidence[k], bool(p.degenerate[k])))
+                         np.nan if mm is None else mm[k, 1], p.confidence[k], bool(p.degenerate[k]),
+                         bool(inside[k])))
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 

@@ -2,7 +2,7 @@
 
 Params (``model.onnx``, all optional): ``opset`` (17), ``dynamic_batch`` (true), ``atol`` (1e-4),
 ``input_size`` ([W, H]; default: the checkpoint's ``meta.input_size``).
-Writes the ONNX file and a JSON check report (onnxruntime vs PyTorch max abs difference);
+Writes the ONNX file (ModelMeta JSON in its ``metadata_props["cephalo_meta"]``) and a JSON check report (onnxruntime vs PyTorch max abs difference);
 exit 1 if the check fails (nothing written then).
 """
 
@@ -39,11 +39,14 @@ def command(model_path: Path, out_path: Path, report_path: Path | None, params_p
     input_size = onnx_params.get("input_size") or list(meta.input_size)
     if len(input_size) != 2:
         raise ConfigError(f"params: model.onnx.input_size must be [W, H], got {input_size!r}", params_path)
+    click.echo(f"exporting {meta.arch} ({meta.num_landmarks} landmarks) at {input_size[0]}x{input_size[1]}, "
+               "then checking with onnxruntime ...", err=True)
     report = export_onnx(
         model, out_path, input_size,
         opset=int(onnx_params.get("opset", 17)),
         dynamic_batch=bool(onnx_params.get("dynamic_batch", True)),
         atol=float(onnx_params.get("atol", 1e-4)),
+        metadata={"cephalo_meta": meta.to_dict(), "cephalo_checkpoint": str(model_path)},
     )
     report["checkpoint"] = str(model_path)
     report["meta"] = meta.to_dict()

@@ -12,6 +12,7 @@ ones are listed in ``predictions.json`` (``skipped``) and on stderr, and the exi
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     skip_bad = pp["skip_bad"] if skip_bad is None else skip_bad
     overlays = pp["overlays"] if overlays is None else overlays
 
+    import os
+
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # unreadable files are reported by cephalo, in one line
     from ..models import load_model
     from ..predict import find_images, predict_images, resolve_device, write_predictions
 
@@ -93,7 +97,7 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     if not preds:
         raise DataError(f"none of the {len(files)} input images could be read; nothing written", inputs[0])
     info = {
-        "command": "cephalo " + " ".join(sys.argv[1:]) if sys.argv and "predict" in sys.argv else "cephalo predict",
+        "command": "cephalo " + shlex.join(sys.argv[1:]) if "predict" in sys.argv else "cephalo predict",
         "checkpoint": str(model_path),
         "model": {"arch": meta.arch, "landmark_names": list(meta.landmark_names),
                   "input_size": list(meta.input_size), "codec": dict(meta.codec or {})},

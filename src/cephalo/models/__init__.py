@@ -25,7 +25,7 @@ from .checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from .hrnet import HRNET_WIDTHS, HRNet
+from .hrnet import HRNet
 from .registry import MODEL_NAMES, create_model
 from .transfer import init_from_checkpoint, transfer_head
 

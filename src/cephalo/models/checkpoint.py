@@ -50,12 +50,11 @@ FORMAT_VERSION = 1
 _RESERVED = ("format", "format_version", "model_state_dict", "meta")
 _PREFIXES = ("module.", "model.", "_orig_mod.")
 
+#: ``cephalo.preprocess.normalise`` spec: grey -> RGB replicate, /255 (uint8) or /65535 (uint16), ImageNet mean/std
 IMAGENET_NORMALISATION = {
     "name": "imagenet",
     "mean": [0.485, 0.456, 0.406],
     "std": [0.229, 0.224, 0.225],
-    "max_value": 255.0,
-    "channels": "rgb_replicate",
 }
 
 
@@ -271,7 +270,8 @@ def public_hrnet_meta(
         heatmap_size=(hw, hh),
         variant={
             "name": f"letterbox{w}",
-            "steps": [{"name": "letterbox", "size": [w, h], "interpolation": "bicubic", "fill": 0}],
+            # cephalo.preprocess step spec: aspect-preserving bicubic resize, black integer pads
+            "steps": [{"step": "letterbox", "size": [w, h], "interpolation": "cubic"}],
         },
         normalisation=dict(IMAGENET_NORMALISATION),
         codec={
@@ -534,12 +534,17 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta, extra: 
     k = getattr(bare, "num_landmarks", None)
     if k is not None and k != meta.num_landmarks:
         raise ValueError(f"meta has {meta.num_landmarks} landmark names but the model has {k} output channels")
+    timm_name = getattr(bare, "timm_name", None)
+    if timm_name is not None and meta.arch != f"timm:{timm_name}":
+        raise ValueError(f"meta.arch {meta.arch!r} does not describe this model (timm:{timm_name})")
+    if timm_name is None and type(bare).__name__ == "HRNet" and not meta.arch.startswith("hrnet_"):
+        raise ValueError(f"meta.arch {meta.arch!r} does not describe this model (an HRNet)")
     extra = dict(extra or {})
     clash = set(extra) & set(_RESERVED)
     if clash:
         raise ValueError(f"extra uses reserved checkpoint keys {sorted(clash)}")
     if not meta.arch_kwargs and isinstance(getattr(bare, "config", None), dict):
-        cfg = {kk: v for kk, v in bare.config.items() if kk not in ("width", "timm_name")}
+        cfg = {kk: v for kk, v in bare.config.items() if kk != "timm_name"}
         meta = dataclasses.replace(meta, arch_kwargs=cfg)
     obj = {
         "format": "cephalo",

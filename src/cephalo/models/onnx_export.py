@@ -7,10 +7,11 @@ onnxruntime CPU session and reports the max absolute difference of the heatmap l
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -68,6 +69,7 @@ def export_onnx(
     dynamic_batch: bool = True,
     check: bool = True,
     atol: float = 1e-4,
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export ``model`` to ``path`` (atomic) and, with ``check``, compare onnxruntime vs torch.
 
@@ -79,6 +81,9 @@ def export_onnx(
         dynamic_batch: make the batch axis dynamic.
         check: run :func:`check_onnx` (batch 2 when dynamic).
         atol: fail if the max abs difference exceeds it.
+        metadata: stored as ONNX ``metadata_props`` (values JSON-encoded unless str), e.g.
+            ``{"cephalo_meta": meta.to_dict()}`` so that an ONNX consumer knows the landmark
+            names, input size, normalisation and codec.
 
     Returns:
         report dict: ``path``, ``input_size``, ``opset``, ``dynamic_batch``, ``torch``, ``onnx``,
@@ -115,6 +120,13 @@ def export_onnx(
                     )
                 except Exception as e:
                     raise CheckpointError(f"ONNX export failed ({type(e).__name__}: {e})".splitlines()[0], path) from None
+            if metadata:
+                proto = onnx.load(str(tmp))
+                for key, value in metadata.items():
+                    entry = proto.metadata_props.add()
+                    entry.key = str(key)
+                    entry.value = value if isinstance(value, str) else json.dumps(value)
+                onnx.save(proto, str(tmp))
             onnx.checker.check_model(str(tmp))
             if check:
                 report.update(check_onnx(bare, tmp, (w, h), batch=2 if dynamic_batch else 1))

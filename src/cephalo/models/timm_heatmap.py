@@ -95,6 +95,14 @@ class TimmHeatmapModel(nn.Module):
                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                 "go online once to cache them, or set model.pretrained: false explicitly"
             ) from None
+        cfg = getattr(self.backbone, "pretrained_cfg", None) or {}
+        if not isinstance(cfg, dict):
+            cfg = {k: getattr(cfg, k, None) for k in ("hf_hub_id", "url")}
+        #: what initialised the backbone, for checkpoint provenance
+        self.init_info = {
+            "pretrained": bool(pretrained),
+            "weights": (cfg.get("hf_hub_id") or cfg.get("url") or None) if pretrained else None,
+        }
         channels = int(self.backbone.feature_info.channels()[0])
         self.head = nn.Sequential()
         self.head.add_module("conv", nn.Conv2d(channels, head_channels, 3, padding=1, bias=False))

@@ -41,6 +41,16 @@ def _dtype_max(dtype: np.dtype) -> int:
     raise ValueError(f"expected a uint8 or uint16 image, got dtype {dtype}")
 
 
+_INTERP_ALIASES = {"bicubic": "cubic", "bilinear": "linear", "inter_cubic": "cubic", "inter_linear": "linear",
+                   "inter_area": "area", "inter_nearest": "nearest", "lanczos4": "lanczos"}
+
+
+def _interp(name: str) -> str:
+    name = _INTERP_ALIASES.get(str(name).lower(), str(name).lower())
+    G._cv2_flag(name)  # ValueError listing the valid names
+    return name
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 2:
@@ -100,7 +110,7 @@ class Letterbox(Step):
 
     def __post_init__(self) -> None:
         self.size = _wh(self.size, "letterbox")
-        G._cv2_flag(self.interpolation)
+        self.interpolation = _interp(self.interpolation)
 
     def apply(self, image, spacing=None):
         h, w = image.shape
@@ -132,7 +142,7 @@ class Stretch(Step):
 
     def __post_init__(self) -> None:
         self.size = _wh(self.size, "stretch")
-        G._cv2_flag(self.interpolation)
+        self.interpolation = _interp(self.interpolation)
 
     def apply(self, image, spacing=None):
         return G.resize_image(image, self.size, self.interpolation)
@@ -163,8 +173,8 @@ class Spacing(Step):
         fallback_spacing_mm: used when an image has no spacing (else DataError).
     """
 
-    spacing_mm: float = 0.3
-    fov_mm: Any = 230.4
+    spacing_mm: float = 0.3125
+    fov_mm: Any = 240.0
     interpolation: str = "area"
     fallback_spacing_mm: float | None = None
     name: ClassVar[str] = "spacing"
@@ -178,7 +188,7 @@ class Spacing(Step):
             raise ConfigError(f"spacing: fov_mm must be > 0 (scalar or [W, H]), got {self.fov_mm!r}")
         self.spacing_mm = float(self.spacing_mm)
         self.fov_mm = [float(fov[0]), float(fov[1])]
-        G._cv2_flag(self.interpolation)
+        self.interpolation = _interp(self.interpolation)
 
     def output_wh(self):
         return (max(1, round(self.fov_mm[0] / self.spacing_mm)), max(1, round(self.fov_mm[1] / self.spacing_mm)))
@@ -333,8 +343,9 @@ def create_step(name: str, **kwargs: Any) -> Step:
 
 
 def parse_steps(steps: Any) -> list[Step]:
-    """Steps from params: a list whose items are ``"name"``, ``{"name": {kwargs}}`` or
-    ``{"step": "name", **kwargs}``.
+    """Steps from params: a list whose items are ``"name"``, ``{"name": {kwargs}}``,
+    ``{"step": "name", **kwargs}`` or ``{"name": "name", **kwargs}``. Interpolation
+    aliases ``bicubic``/``bilinear`` mean ``cubic``/``linear``.
 
     Raises:
         ConfigError: malformed list or item; ValueError: unknown step name.
@@ -348,6 +359,9 @@ def parse_steps(steps: Any) -> list[Step]:
         elif isinstance(item, Mapping) and "step" in item:
             kw = {k: v for k, v in item.items() if k != "step"}
             out.append(create_step(str(item["step"]), **kw))
+        elif isinstance(item, Mapping) and "name" in item and isinstance(item["name"], str):
+            kw = {k: v for k, v in item.items() if k != "name"}  # {"name": step, **kwargs} form
+            out.append(create_step(item["name"], **kw))
         elif isinstance(item, Mapping) and len(item) == 1:
             (name, kw), = item.items()
             out.append(create_step(str(name), **dict(kw or {})))

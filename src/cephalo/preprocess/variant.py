@@ -137,6 +137,17 @@ class Variant:
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def __getstate__(self) -> dict:
+        # pickling (DataLoader workers under spawn) must not copy the whole image cache:
+        # drop the memmap and re-open it on the other side
+        state = dict(self.__dict__)
+        state["images"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.images = np.load(Path(self.path) / "images.npy", mmap_mode="r")
+
     def select(self, split: str) -> np.ndarray:
         """Integer indices of the images of ``split``."""
         return np.flatnonzero(self.splits == split)

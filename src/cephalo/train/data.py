@@ -82,7 +82,9 @@ class HeatmapDataset(Dataset):
     def _augment(self, image: np.ndarray, kp: np.ndarray, s: int):
         if self.augment_factory is None:
             return image, kp
-        if self._aug is not None and hasattr(self._aug, "set_random_seed"):
+        if self._aug is not None and hasattr(self._aug, "reseed"):  # cephalo.augment.Augmenter
+            self._aug.reseed(s)
+        elif self._aug is not None and hasattr(self._aug, "set_random_seed"):  # albumentations.Compose
             self._aug.set_random_seed(s)
         else:
             # rebuild: a callable without set_random_seed is seeded only at construction

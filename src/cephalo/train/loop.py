@@ -223,7 +223,11 @@ class Trainer:
         if self.info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            self.model = DDP(model, device_ids=[self.device.index] if self.on_cuda else None)
+            # find_unused_parameters: HRNet's last stage-4 module computes low-resolution outputs
+            # the head never uses (as in the public checkpoint). (static_graph would avoid the
+            # per-step search but breaks no_sync() gradient accumulation in torch 2.x.)
+            self.model = DDP(model, device_ids=[self.device.index] if self.on_cuda else None,
+                             find_unused_parameters=True)
         else:
             self.model = model
         del k_model

@@ -45,16 +45,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_deterministic(on: bool) -> None:
-    """Deterministic kernels (cuDNN, cuBLAS workspace) when ``on``; cuDNN autotuning otherwise."""
+def set_deterministic(on: bool, cuda: bool) -> None:
+    """Deterministic kernels (cuDNN, cuBLAS workspace) when ``on``; cuDNN autotuning otherwise.
+
+    On CPU, PyTorch's kernels are already deterministic for a fixed thread count, so nothing
+    is switched (``use_deterministic_algorithms`` would only cost an import of the compiler stack).
+    """
+    if not cuda:
+        return
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
+        torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.benchmark = True
-        torch.use_deterministic_algorithms(False)
 
 
 def build_model(arch: str, names: list[str], cfg: TrainConfig, model_kwargs: Mapping | None = None):
@@ -166,7 +172,7 @@ def train_on_variant(
 
     info: DistInfo = setup(cfg.device)
     try:
-        set_deterministic(cfg.deterministic)
+        set_deterministic(cfg.deterministic, info.device.type == "cuda")
         seed_everything(cfg.seed + info.rank * 0)  # same init on every rank; DDP broadcasts anyway
         variant = load_variant(data_dir)
         names = list(variant.landmark_names)
