@@ -117,3 +117,35 @@ def test_name_count_mismatch_is_an_error(public_state):
         transfer_head(model, public_state, ISBI19.names[:18], AARIZ29.names)
     with pytest.raises(ValueError, match="destination names"):
         transfer_head(model, public_state, ISBI19.names, ISBI19.names)
+
+
+_POOL = [f"lm{i}" for i in range(12)]
+
+
+def _tiny_head_model(k):
+    return create_model("hrnet_w18", k, width=4, num_modules=(1, 1, 1), num_blocks=1)
+
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_transfer_by_name_property(seed):
+    """Random source/destination name lists: every shared name's channel is copied, whatever the order."""
+    import random
+
+    rng = random.Random(seed)
+    src_names = rng.sample(_POOL, rng.randint(1, 8))
+    dst_names = rng.sample(_POOL, rng.randint(1, 8))
+    torch.manual_seed(seed)
+    src_state = _tiny_head_model(len(src_names)).state_dict()
+    model = _tiny_head_model(len(dst_names))
+    fresh = model.final_layer.weight.detach().clone()
+    report = transfer_head(model, src_state, src_names, dst_names, new_channel_init="default")
+    w = model.final_layer.weight
+    for j, name in enumerate(dst_names):
+        if name in src_names:
+            assert torch.equal(w[j], src_state["final_layer.weight"][src_names.index(name)]), name
+        else:
+            assert torch.equal(w[j], fresh[j]), name
+    assert report["counts"]["head_channels_copied"] == len(set(src_names) & set(dst_names))
+    assert sorted(report["head"]["dropped"]) == sorted(set(src_names) - set(dst_names))
+    assert report["backbone_fraction"] == 1.0
