@@ -126,7 +126,6 @@ def _tiny_head_model(k):
     return create_model("hrnet_w18", k, width=4, num_modules=(1, 1, 1), num_blocks=1)
 
 
-
 @pytest.mark.parametrize("seed", range(6))
 def test_transfer_by_name_property(seed):
     """Random source/destination name lists: every shared name's channel is copied, whatever the order."""
