@@ -318,3 +318,54 @@ def place(
     if x1 > x0 and y1 > y0:
         canvas[y0:y1, x0:x1] = image[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
     return canvas, translate(ox, oy)
+
+
+#: Label conventions a heatmap model can have been trained with (the codec's ``convention``).
+LABEL_CONVENTIONS = ("pixel_centre", "hf_corner")
+
+
+def label_frame_affine(
+    pixel_affine: np.ndarray,
+    orig_wh: tuple[int, int],
+    input_wh: tuple[int, int],
+    convention: str = "pixel_centre",
+) -> np.ndarray:
+    """The affine original -> model input *as the model's training labels were mapped*.
+
+    cephalo's own models are trained with labels moved exactly like the pixels
+    (``convention="pixel_centre"``): the answer is ``pixel_affine`` itself.
+
+    The public ISBI HRNet (``convention="hf_corner"``; Hugging Face
+    ``cwlachap/hrnet-cephalometric-landmark-detection``, its README and training code)
+    mapped labels as ``x * scale + pad`` with the letterbox ``scale`` (not the realised
+    ``new_w / w``) and no half-pixel term, while its pixels moved by ``pixel_affine``. The
+    difference is systematic (about -0.3 input px at 768, ~1 original px on ISBI), so its
+    predictions must be mapped back with the inverse of *this* affine, not of ``pixel_affine``.
+    When ``pixel_affine`` is that letterbox, its label mapping is returned exactly; for another
+    axis-aligned transform (e.g. a ``stretch`` variant used in a diagnosis), the corner-convention
+    counterpart ``x' = a x + t - 0.5 (a - 1)`` is (for a resize: ``x' = a x``).
+
+    Args:
+        pixel_affine: ``(2, 3)`` original -> input, as stored with the variant.
+        orig_wh: original image size ``(w, h)`` px.
+        input_wh: model input size ``(W, H)`` px.
+        convention: one of :data:`LABEL_CONVENTIONS`.
+
+    Returns:
+        ``(2, 3)`` float64 affine original px -> model-label input px.
+
+    Raises:
+        ValueError: unknown convention, or ``hf_corner`` with a rotated/sheared affine.
+    """
+    m = np.asarray(pixel_affine, dtype=np.float64)
+    if convention == "pixel_centre":
+        return m.copy()
+    if convention != "hf_corner":
+        raise ValueError(f"unknown label convention {convention!r}; valid: {list(LABEL_CONVENTIONS)}")
+    if not is_axis_aligned(m):
+        raise ValueError("hf_corner label convention is only defined for axis-aligned (resize/pad) affines")
+    lb = letterbox_geometry(orig_wh, input_wh)
+    if np.allclose(lb.affine(), m, rtol=0, atol=1e-9):
+        return lb.hf_label_affine()
+    a = np.array([m[0, 0], m[1, 1]])
+    return scale_translate(a[0], a[1], m[0, 2] - 0.5 * (a[0] - 1), m[1, 2] - 0.5 * (a[1] - 1))

@@ -484,7 +484,9 @@ def predict_images(
         dec = codec.decode(hm)
         coords_in = np.asarray(dec.coords, dtype=np.float64)
         for b, (inp, _, m, sp, src) in enumerate(pending):
-            orig = G.apply_affine(G.invert(m), coords_in[b])
+            # Undo the mapping the model's labels were trained with (see geometry.label_frame_affine).
+            lab = G.label_frame_affine(m, (inp.width, inp.height), (W, H), codec.convention)
+            orig = G.apply_affine(G.invert(lab), coords_in[b])
             results.append(ImagePrediction(
                 path=inp.path, width=inp.width, height=inp.height, spacing=sp, spacing_source=src,
                 bit_depth=inp.bit_depth, landmark_names=names, symbols=symbols, coords=orig,

@@ -310,7 +310,7 @@ def evaluate_model(
         cephalo.errors.DataError: no image in ``split``; ValueError: no shared landmark.
     """
     from ..errors import DataError
-    from ..geometry import apply_affine, invert
+    from ..geometry import apply_affine, invert, label_frame_affine
     from .leakage import find_leakage, image_content_hash
 
     if not hasattr(variant, "images"):
@@ -324,7 +324,12 @@ def evaluate_model(
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
     pred_pre, conf = predict_variant(model, meta, variant, rows, batch_size=batch_size, device=device,
                                      progress=progress)
-    inv = np.stack([invert(variant.affines[r]) for r in rows])
+    # Back to original pixels through the inverse of the mapping the model's labels were trained
+    # with (the pixel affine for cephalo's models; x*scale+pad for the public HRNet).
+    convention = str((getattr(meta, "codec", {}) or {}).get("convention", "pixel_centre"))
+    input_wh = tuple(int(v) for v in np.asarray(variant.images).shape[:0:-1])
+    inv = np.stack([invert(label_frame_affine(variant.affines[r], tuple(variant.orig_sizes[r]), input_wh, convention))
+                    for r in rows])
     pred = apply_affine(inv, pred_pre[:, mi])
     gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
     spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
