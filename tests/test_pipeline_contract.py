@@ -31,7 +31,7 @@ OVERRIDE = 'pipeline.variants=[letterbox256,letterbox768] evaluate.n_boot=17 pip
 
 # which params sections each subcommand reads (docs/DESIGN.md CLI contract); {ds}/{v} = its data set/variant
 SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
-            "preprocess": ["variants.{v}"], "fetch-model": ["model"], "train": ["train", "model", "codec"],
+            "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
             "evaluate": ["evaluate"], "compare": []}
 
 
@@ -219,7 +219,7 @@ def test_default_profile_engines_agree_and_commands_are_real(runs):
 
 
 def test_dvc_stage_params_cover_what_each_command_reads(runs):
-    for st in _dvc_for(runs["default"]):
+    for st in _dvc_for(runs["default"]) + _dvc_for(runs["aariz"]):
         cmd = _normalise(st["shell"])
         sub = cmd[1]
         ds = _opt(cmd, "--dataset") if "--dataset" in cmd else (cmd[2] if sub == "download" else None)

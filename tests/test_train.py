@@ -288,3 +288,76 @@ def test_cli_train_end_to_end_and_checkpoint_contract(tmp_path):
     r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(tmp_path / "r2"), "--params",
                                   str(params), "--image_size", "768", "768"])
     assert r.exit_code == 1 and "768" in str(r.exception)
+
+
+def test_cli_familiar_recipe_from_public_format_checkpoint_transfers_head_by_name(tmp_path):
+    """`--model --resume public.pth --image_size --batch_size --lr --epochs --mixed_precision --loss`."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+    from cephalo.landmarks import ISBI19
+    from cephalo.models import create_model, load_model
+    from cephalo.train import make_synthetic_variant
+
+    # a public-format training dict (HF best_model.pth layout) of a tiny 19-landmark HRNet
+    torch.manual_seed(3)
+    src = create_model("hrnet_w18", 19, num_modules=[1, 1, 1], num_blocks=1)
+    pub = tmp_path / "hrnet_cephalometric.pth"
+    torch.save({"epoch": 7, "model_state_dict": {f"module.{k}": v for k, v in src.state_dict().items()},
+                "config": {"MODEL": {"NUM_JOINTS": 19}, "INPUT": {"IMAGE_SIZE": [32, 32], "HEATMAP_SIZE": [8, 8]}}},
+               pub)
+    names = ("pronasale", "sella", "menton", "nasion")  # 3 shared with ISBI-19, 1 new (Aariz)
+    vdir = make_synthetic_variant(tmp_path / "v", n_images=10, size=32, landmark_names=names)
+    params = _params(tmp_path, epochs=5, lr=0.5)  # the CLI options below must win over these
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, [
+        "train", "--data", str(vdir), "--out", str(out), "--params", str(params), "--no-progress",
+        "--model", "hrnet_w18", "--resume", str(pub), "--image_size", "32", "32", "--batch_size", "4",
+        "--lr", "1e-5", "--epochs", "1", "--mixed_precision", "--loss", "adaptive_wing"])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    report = json.loads((out / "init_report.json").read_text())
+    assert report["init_source"] == "checkpoint" and report["backbone_fraction"] == 1.0
+    assert {c["name"] for c in report["head"]["copied"]} == {"sella", "menton", "nasion"}
+    assert [n["name"] for n in report["head"]["new"]] == ["pronasale"]
+    assert set(report["new_param_names"]) == {"final_layer.weight", "final_layer.bias"}
+    last = torch.load(out / "last.pt", weights_only=True)
+    cfg = last["training"]["config"]
+    assert cfg["lr"] == 1e-5 and cfg["epochs"] == 1 and cfg["batch_size"] == 4 and cfg["mixed_precision"] == "auto"
+    # backbone trained at lr 1e-5 for 1 step: still (almost) the public weights
+    _, meta = load_model(out / "last.pt")
+    sd = last["model_state_dict"]
+    diff = (sd["conv1.weight"] - src.state_dict()["conv1.weight"]).abs().max()
+    assert 0 < diff < 1e-3
+    assert meta.landmark_names == list(names)
+    assert meta.provenance["init"]["path"] == str(pub)
+    assert ISBI19.names[0] == "sella"
+
+
+def test_validation_split_resolution():
+    from cephalo.errors import DataError
+    from cephalo.train.loop import resolve_splits
+
+    ids = [f"{i:03d}" for i in range(20)]
+    isbi = ["train"] * 10 + ["test1"] * 5 + ["test2"] * 5
+    cfg = TrainConfig.from_dict({"val_fraction": 0.2})
+    tr, va, desc = resolve_splits(isbi, ids, cfg)
+    assert len(va) == 2 and set(va) <= set(range(10)) and not set(tr) & set(va) and len(tr) == 8
+    assert "held out" in desc
+    assert np.array_equal(resolve_splits(isbi, ids, cfg)[1], va)  # fixed choice
+    aariz = ["train"] * 10 + ["valid"] * 5 + ["test"] * 5
+    tr, va, desc = resolve_splits(aariz, ids, cfg)
+    assert list(va) == list(range(10, 15)) and len(tr) == 10
+    with pytest.raises(DataError, match="validation split 'test3'"):
+        resolve_splits(isbi, ids, TrainConfig.from_dict({"val_split": "test3"}))
+    assert len(resolve_splits(isbi, ids, TrainConfig.from_dict({"val_split": None}))[1]) == 0
+    with pytest.raises(DataError, match="training split"):
+        resolve_splits(["test"] * 3, ids[:3], cfg)
+
+
+def test_early_stopping_when_validation_mre_stops_improving(tmp_path):
+    variant, codec, loss, cfg = tiny_setup(tmp_path, n=12, size=32, epochs=5, lr=1e-12, head_lr=1e-12,
+                                           early_stopping_patience=1)
+    res = make_trainer(tmp_path, variant, codec, loss, cfg).run()
+    assert res.stopped_early and res.epochs_run == 2 and res.best_epoch == 1

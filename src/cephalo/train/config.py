@@ -67,6 +67,11 @@ class EMAConfig:
 class TrainConfig:
     """All knobs of one training run (``train:`` params section).
 
+    Validation split: ``val_split: auto`` takes the split named ``valid`` or ``val`` when the
+    variant has one, else holds out ``val_fraction`` of ``train_split`` (a fixed, seeded choice by
+    image id; e.g. ISBI 2015 has only train/test1/test2 - its test sets are never used to pick
+    checkpoints). A split name uses that split; ``null`` disables validation.
+
     Batch semantics: ``batch_size`` is the micro-batch **per process/device**; one
     optimizer step sees ``batch_size * world_size * accumulate`` images.
     Learning rates: ``lr`` for parameters initialised from pretrained weights
@@ -97,7 +102,8 @@ class TrainConfig:
     init: InitConfig = field(default_factory=InitConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     train_split: str = "train"
-    val_split: str = "valid"
+    val_split: str | None = "auto"
+    val_fraction: float = 0.1
     early_stopping_patience: int | None = None
     early_stopping_min_delta: float = 0.0
     num_workers: int = 2
@@ -181,6 +187,8 @@ class TrainConfig:
             bad("init.path", "init.source is 'checkpoint' but no path is given (set it or pass --init)")
         if not (0.0 <= self.ema.decay < 1.0):
             bad("ema.decay", f"must be in [0, 1), got {self.ema.decay!r}")
+        if not (0.0 <= float(self.val_fraction) < 1.0):
+            bad("val_fraction", f"must be in [0, 1), got {self.val_fraction!r}")
         if self.resume not in ("auto", "never", "must"):
             bad("resume", f"must be 'auto', 'never' or 'must', got {self.resume!r}")
         if self.grad_clip is not None and self.grad_clip <= 0:

@@ -135,6 +135,48 @@ def predict_original_px(model: nn.Module, images: np.ndarray, rows: Sequence[int
     return pred, dg, loss
 
 
+def resolve_splits(splits, image_ids, cfg: TrainConfig, label: str = "variant"):
+    """Rows for training and validation (see ``TrainConfig``: ``val_split``/``val_fraction``).
+
+    Returns:
+        ``(train_rows int64 ndarray, val_rows int64 ndarray, description str)``.
+
+    Raises:
+        DataError: empty training split, a named validation split that is absent, or a
+            hold-out that would leave no training image.
+    """
+    import hashlib
+
+    splits = np.asarray(splits).astype(str)
+    present = sorted(set(splits.tolist()))
+    train = np.flatnonzero(splits == cfg.train_split)
+    if len(train) == 0:
+        raise DataError(f"no images in training split {cfg.train_split!r} (splits present: {present}); "
+                        "set train.train_split", label)
+    vs = cfg.val_split
+    if vs is None:
+        return train, np.zeros(0, np.int64), "none"
+    if vs == "auto":
+        for cand in ("valid", "val", "validation"):
+            if cand in present and cand != cfg.train_split:
+                return train, np.flatnonzero(splits == cand), f"split {cand!r}"
+        if cfg.val_fraction <= 0:
+            return train, np.zeros(0, np.int64), "none"
+        n_val = int(math.ceil(cfg.val_fraction * len(train)))
+        if n_val >= len(train):
+            raise DataError(f"val_fraction {cfg.val_fraction} of {len(train)} training images leaves none "
+                            "to train on", label)
+        key = [hashlib.sha256(f"{cfg.seed}:{image_ids[int(r)]}".encode()).hexdigest() for r in train]
+        order = np.argsort(np.asarray(key), kind="stable")
+        val = np.sort(train[order[:n_val]])
+        return np.setdiff1d(train, val), val, f"{n_val} held out of split {cfg.train_split!r} (val_fraction)"
+    val = np.flatnonzero(splits == vs)
+    if len(val) == 0:
+        raise DataError(f"no images in validation split {vs!r} (splits present: {present}); set "
+                        "train.val_split (auto holds out train.val_fraction of the training split)", label)
+    return train, val, f"split {vs!r}"
+
+
 class Trainer:
     """Fine-tune / train a heatmap model on a preprocessing variant.
 
@@ -190,16 +232,8 @@ class Trainer:
         if unknown:
             raise ValueError(f"new_param_names not in the model: {sorted(unknown)[:5]}")
 
-        splits = np.asarray(variant.splits).astype(str)
-        self.train_rows = np.flatnonzero(splits == cfg.train_split)
-        self.val_rows = np.flatnonzero(splits == cfg.val_split) if cfg.val_split else np.zeros(0, int)
-        if len(self.train_rows) == 0:
-            raise DataError(f"no images in training split {cfg.train_split!r} (splits present: "
-                            f"{sorted(set(splits.tolist()))})", self.data_label)
-        if cfg.val_split and len(self.val_rows) == 0:
-            raise DataError(f"no images in validation split {cfg.val_split!r} (splits present: "
-                            f"{sorted(set(splits.tolist()))}); set train.val_split", self.data_label)
-        k_model = None
+        self.train_rows, self.val_rows, self.val_desc = resolve_splits(
+            variant.splits, variant.image_ids, cfg, self.data_label)
         self.K = len(variant.landmark_names)
 
         # ---------------------------------------------------------- precision
@@ -230,7 +264,6 @@ class Trainer:
                              find_unused_parameters=True)
         else:
             self.model = model
-        del k_model
 
         # ---------------------------------------------------------- data
         self.train_ds = HeatmapDataset(variant.images, variant.landmarks, self.train_rows, codec,

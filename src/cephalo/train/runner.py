@@ -91,13 +91,13 @@ def build_model(arch: str, names: list[str], cfg: TrainConfig, model_kwargs: Map
                                       new_channel_init=cfg.init.new_channel_init)
         loaded = set(report.get("loaded", []))
         new = [n for n in all_params if n not in loaded]
-        report = {"source": "checkpoint", "path": str(cfg.init.path), **report}
+        report = {"init_source": "checkpoint", "path": str(cfg.init.path), **report}
     elif src == "imagenet":
         new = [n for n in all_params if n.startswith("head.") or n in head_keys]
-        report = {"source": "imagenet", "arch": arch, "new": new}
+        report = {"init_source": "imagenet", "arch": arch}
     else:
         new = list(all_params)
-        report = {"source": "scratch", "arch": arch}
+        report = {"init_source": "scratch", "arch": arch}
     report["new_param_names"] = new
     return model, new, report
 
@@ -197,8 +197,9 @@ def train_on_variant(
             build_augmentation(cfg.augment, cfg.seed)  # validate the config now (ConfigError early)
             augment_factory = partial(build_augmentation, cfg.augment)
 
-        splits = np.asarray(variant.splits).astype(str)
-        train_rows = np.flatnonzero(splits == cfg.train_split)
+        from .loop import resolve_splits
+
+        train_rows, val_rows, val_desc = resolve_splits(variant.splits, variant.image_ids, cfg, str(data_dir))
         train_ids = [variant.image_ids[int(r)] for r in train_rows]
         vmeta = getattr(variant, "meta", {}) or {}
         provenance = {
@@ -212,6 +213,8 @@ def train_on_variant(
             "variant_fingerprint": vmeta.get("fingerprint"),
             "train_split": cfg.train_split,
             "val_split": cfg.val_split,
+            "validation": val_desc,
+            "val_image_ids": [variant.image_ids[int(r)] for r in val_rows],
             "train_image_ids": train_ids,
             # content hashes for leakage checks: original files where reachable, else preprocessed pixels
             "train_image_hashes": None,
@@ -249,7 +252,8 @@ def train_on_variant(
             summary = {**result.to_dict(), "device": str(info.device), "world_size": info.world_size,
                        "mixed_precision": cfg.mixed_precision if info.device.type == "cuda" else "none (cpu)",
                        "arch": arch, "data_dir": str(data_dir), "n_train": int(len(trainer.train_rows)),
-                       "n_val": int(len(trainer.val_rows)), "steps_per_epoch": trainer.steps_per_epoch,
+                       "n_val": int(len(trainer.val_rows)),
+                       "validation": trainer.val_desc, "steps_per_epoch": trainer.steps_per_epoch,
                        "best_checkpoint": str(trainer.best_path), "last_checkpoint": str(trainer.last_path)}
             write_json(out_dir / "train.json", _jsonable(summary))
             if tracking is not None and getattr(tracking, "enabled", False):
