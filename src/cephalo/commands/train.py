@@ -36,7 +36,9 @@ MODEL_KEYS = {"arch", "pretrained", "kwargs", "transfer", "onnx", "source"}
 @click.option("--resume", "resume_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="same as --init (the familiar recipe's name for the starting checkpoint). An interrupted "
                    "run in --out continues by itself from OUT/last.pt.")
-@click.option("--model", "arch", default=None, help="model name (hrnet_w32, timm:<name>); overrides model.arch.")
+@click.option("--model", "arch", default=None,
+              help="model name (hrnet_w32, timm:<name>). Default: the init checkpoint's architecture when "
+                   "starting from one, else model.arch.")
 @click.option("--image_size", "--image-size", "image_size", type=int, nargs=2, default=None, metavar="W H",
               help="expected input size; must equal the variant's (preprocess a variant of that size).")
 @click.option("--batch_size", "--batch-size", "batch_size", type=int, default=None,
@@ -98,11 +100,16 @@ def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path
         loss=loss, device=device, num_workers=num_workers, seed=seed,
         resume="never" if restart else None, init=init_over or None,
     )
-    arch = arch or msec.get("arch")
-    if not arch:
-        raise ConfigError("params: model.arch is not set and --model was not given", params_path)
     model_kwargs = dict(msec.get("kwargs") or {})
     model_kwargs["pretrained"] = bool(msec.get("pretrained", False))
+    if arch is None:
+        if cfg.init.resolved(model_kwargs["pretrained"]).source == "checkpoint":
+            arch = None  # the checkpoint's own architecture (e.g. the public HRNet-W32)
+            model_kwargs = {}
+        else:
+            arch = msec.get("arch")
+            if not arch:
+                raise ConfigError("params: model.arch is not set and --model was not given", params_path)
     if image_size is not None:
         _check_image_size(data_dir, tuple(image_size))
     tracking = None

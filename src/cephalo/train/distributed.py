@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import ConfigError
 
 __all__ = ["DistInfo", "setup", "teardown", "resolve_device", "unwrap", "barrier", "broadcast_floats",
-           "all_min"]
+           "all_min", "all_sum"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,15 @@ def all_min(value: float, info: DistInfo) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=info.device if _nccl() else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return float(t.item())
+
+
+def all_sum(values: list[float], info: DistInfo) -> list[float]:
+    """Element-wise sum of ``values`` over ranks (float64)."""
+    if not info.distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=info.device if _nccl() else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return [float(v) for v in t.cpu()]
 
 
 def _nccl() -> bool:

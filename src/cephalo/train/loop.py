@@ -41,7 +41,7 @@ from ..geometry import apply_affine, invert
 from ..io import atomic_path
 from .config import TrainConfig
 from .data import EpochBatchSampler, HeatmapDataset, make_loader
-from .distributed import DistInfo, all_min, barrier, broadcast_floats, unwrap
+from .distributed import DistInfo, all_min, all_sum, barrier, broadcast_floats
 from .optim import ModelEMA, build_optimizer, build_scheduler
 from .state import capture_rng, restore_rng
 
@@ -248,6 +248,8 @@ class Trainer:
         elif self.on_cuda and mp == "fp16":
             self.amp_dtype = torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        if not self.on_cuda and cfg.mixed_precision not in ("none", "fp32") and self.info.is_main:
+            log.info("mixed_precision %r: training on %s in float32", cfg.mixed_precision, self.device)
 
         # ---------------------------------------------------------- model
         model.to(self.device)
@@ -336,7 +338,9 @@ class Trainer:
             self._track(row)
             barrier(self.info)
             if self.info.is_main and self.progress:
-                log.info("epoch %d: %s", e + 1, {k: row[k] for k in ("train_loss", "val_mre_mm", "val_sdr_2mm")})
+                log.info("epoch %d/%d: train loss %.4g, val MRE %.3f mm, SDR@2mm %.1f %%, %.1f s%s", e + 1,
+                         cfg.epochs, row["train_loss"], row["val_mre_mm"], row["val_sdr_2mm"], row["epoch_time_s"],
+                         " (best)" if improved else "")
         return TrainResult(self.out_dir, self.epoch, self.best_epoch, self.best_score, self._score_name(),
                            self.stopped_early, self.resumed_from, list(self.history), time.perf_counter() - t0)
 
@@ -403,9 +407,10 @@ class Trainer:
         if bar is not None:
             bar.close()
         dt = time.perf_counter() - t0
+        loss_sum, n_img = all_sum([loss_sum, float(n_img)], self.info)  # mean over every rank's images
         lb, lh = self._lrs()
-        return {"train_loss": loss_sum / max(n_img, 1), "lr_backbone": lb, "lr_head": lh,
-                "epoch_time_s": dt, "images_per_s": n_img * self.info.world_size / dt if dt > 0 else float("nan")}
+        return {"train_loss": loss_sum / max(n_img, 1.0), "lr_backbone": lb, "lr_head": lh,
+                "epoch_time_s": dt, "images_per_s": n_img / dt if dt > 0 else float("nan")}
 
     def _optimizer_step(self, frozen: bool) -> None:
         cfg = self.cfg

@@ -63,8 +63,15 @@ def set_deterministic(on: bool, cuda: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def build_model(arch: str, names: list[str], cfg: TrainConfig, model_kwargs: Mapping | None = None):
+def build_model(arch: str | None, names: list[str], cfg: TrainConfig, model_kwargs: Mapping | None = None):
     """Create and initialise the model of a run.
+
+    Args:
+        arch: ``create_model`` name; ``None`` with a checkpoint init = the checkpoint's own
+            architecture and keywords (``ModelMeta.arch``/``arch_kwargs``).
+        names: the variant's landmark names (output channels, in order).
+        cfg: the run's config (``init``).
+        model_kwargs: ``create_model`` keywords (``pretrained`` read for ``init.source: auto``).
 
     Returns:
         ``(model, new_param_names, init_report dict)``. ``new_param_names`` are the parameters
@@ -78,6 +85,13 @@ def build_model(arch: str, names: list[str], cfg: TrainConfig, model_kwargs: Map
 
     kw = dict(model_kwargs or {})
     src = cfg.init.resolved(bool(kw.pop("pretrained", False))).source
+    if arch is None:
+        if src != "checkpoint":
+            raise ConfigError("no model architecture: set model.arch (or --model), or initialise from a checkpoint")
+        from ..models import read_checkpoint
+
+        meta = read_checkpoint(cfg.init.path).meta
+        arch, kw = meta.arch, dict(meta.arch_kwargs)
     if arch.startswith("timm:"):
         kw["pretrained"] = src == "imagenet"
     elif src == "imagenet":
@@ -98,6 +112,8 @@ def build_model(arch: str, names: list[str], cfg: TrainConfig, model_kwargs: Map
     else:
         new = list(all_params)
         report = {"init_source": "scratch", "arch": arch}
+    report["arch"] = arch
+    report["arch_kwargs"] = {k: v for k, v in kw.items() if k != "pretrained"}
     report["new_param_names"] = new
     return model, new, report
 
@@ -139,7 +155,7 @@ def train_on_variant(
     out_dir: str | Path,
     cfg: TrainConfig,
     *,
-    arch: str,
+    arch: str | None,
     model_kwargs: Mapping | None = None,
     codec_params: Mapping | None = None,
     params: Mapping | None = None,
@@ -154,7 +170,8 @@ def train_on_variant(
         out_dir: run directory: ``best.pt``, ``last.pt``, ``history.csv``, ``train.json``,
             ``init_report.json``.
         cfg: :class:`TrainConfig` (``train:`` params with CLI overrides applied).
-        arch: ``cephalo.models.create_model`` name (``hrnet_w32``, ``timm:<name>``).
+        arch: ``cephalo.models.create_model`` name (``hrnet_w32``, ``timm:<name>``); ``None``
+            with a checkpoint init: the checkpoint's architecture.
         model_kwargs: extra ``create_model`` keywords (``model:`` params).
         codec_params: ``codec:`` params (``name``, ``sigma``, ``decoder``, ``convention``...);
             ``input_size``/``heatmap_size`` come from the variant and the model stride.
@@ -178,6 +195,8 @@ def train_on_variant(
         names = list(variant.landmark_names)
         W, H = (int(v) for v in variant.input_size)
         model, new, report = build_model(arch, names, cfg, model_kwargs)
+        arch = report["arch"]
+        model_kwargs = report["arch_kwargs"]
         stride = int(getattr(model, "stride", 4))
         if W % stride or H % stride:
             raise ConfigError(f"variant input size {W}x{H} is not a multiple of the model stride {stride}")
