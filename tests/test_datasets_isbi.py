@@ -105,3 +105,13 @@ def test_isbi_real_300_images(shared_data):
     assert (img["spacing_x_mm"] == 0.1).all() and (img["spacing_y_mm"] == 0.1).all()
     assert ((img["width"] == 1935) & (img["height"] == 2400)).all()
     assert not res.exclusions
+
+
+def test_isbi_split_overrides_hold_out_a_validation_split(tmp_path):
+    make_isbi(tmp_path)
+    res = create_adapter("isbi2015").parse(tmp_path, split_overrides={"valid": "2-2"})
+    df = build_index(res, tmp_path, progress=False)
+    split = df.drop_duplicates("image_id").set_index("image_id")["split"].to_dict()
+    assert split == {"001": "train", "002": "valid", "151": "test1", "301": "test2"}
+    with pytest.raises(Exception, match="unknown option"):
+        create_adapter("isbi2015").parse(tmp_path, split_override={"valid": "2"})

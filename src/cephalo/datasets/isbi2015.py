@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..landmarks import ISBI19
-from .base import Adapter, AdapterResult, Exclusion, annotation_rows, find_child_dir, find_images
+from .base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, find_child_dir, find_images
 
 __all__ = ["ISBI2015Adapter", "SPLIT_FOLDERS", "parse_isbi_txt"]
 
@@ -65,11 +65,14 @@ class ISBI2015Adapter(Adapter):
         spacing_mm: pixel spacing (default 0.1 mm/px, the release's value).
         device: device label (default ``"ISBI2015"``).
         annotators: list of annotator names to index (default: every ``400_<name>`` folder).
+        split_overrides: re-assign some images to another split, e.g. ``{"valid": "131-150"}`` to
+            hold a validation split out of TrainingData (the release has none). Every other image
+            keeps its official split (``train``, ``test1``, ``test2``).
     """
 
     name = "isbi2015"
     version = "1"
-    option_names = frozenset({"spacing_mm", "device", "annotators"})
+    option_names = frozenset({"spacing_mm", "device", "annotators", "split_overrides"})
 
     def parse(self, root: str | Path, *, dataset: str | None = None, **options: Any) -> AdapterResult:
         self.check_options(options)
@@ -97,6 +100,11 @@ class ISBI2015Adapter(Adapter):
                 images[image_id] = (split, p)
         if not images:
             raise DataError("no images under RawImage/{TrainingData,Test1Data,Test2Data}", raw)
+        overrides = options.get("split_overrides")
+        if overrides:
+            official = {i: split for i, (split, _) in images.items()}
+            moved = assign_splits(official, overrides, default="", source=root)
+            images = {i: ((moved[i] or split), p) for i, (split, p) in images.items()}
 
         ann_dirs: dict[str, Path] = {}
         frontier = [ann]
