@@ -160,7 +160,7 @@ def bench_inference(make_model, variant, device, bs, steps, warmup, precision):
     return {"batch_size": bs, "precision": precision, "images_per_s": bs * steps / dt}
 
 
-def bench_loader(variant, codec, batch_size, workers, n_batches, augment):
+def bench_loader(variant, codec, batch_size, workers, n_batches, augment, encode=True):
     from functools import partial
 
     from cephalo.train.data import EpochBatchSampler, HeatmapDataset, make_loader
@@ -170,15 +170,18 @@ def bench_loader(variant, codec, batch_size, workers, n_batches, augment):
         from cephalo.augment import build_augmentation
 
         factory = partial(build_augmentation, {"enabled": True})
-    ds = HeatmapDataset(variant.images, variant.landmarks, np.arange(len(variant)), codec, factory, seed=0)
+    ds = HeatmapDataset(variant.images, variant.landmarks, np.arange(len(variant)), codec, factory, seed=0,
+                        encode=encode)
     sampler = EpochBatchSampler(len(variant), batch_size, seed=0, drop_last=True, max_batches=n_batches)
+    ds[0]  # one-time imports/builds (albumentations) before timing; workers fork after this
     t0 = time.perf_counter()
     n = 0
     loader = make_loader(ds, sampler, 0, workers, pin_memory=torch.cuda.is_available())
     for b in loader:
         n += b["image"].shape[0]
     dt = time.perf_counter() - t0
-    return {"batch_size": batch_size, "workers": workers, "augment": augment, "images": n,
+    return {"batch_size": batch_size, "workers": workers, "augment": augment, "encode_in_workers": encode,
+            "images": n,
             "images_per_s": n / dt, "seconds_incl_worker_start": dt}
 
 
@@ -248,10 +251,25 @@ def main(argv=None) -> dict:
                                            a.precision if device.type == "cuda" else "fp32")
         fitted = [r for r in res["train"] if "images_per_s" in r]
         best_train = max((r["images_per_s"] for r in fitted), default=float("nan"))
-        loader = bench_loader(variant, codec, batch_sizes[0], workers, 4 if smoke else 16, augment=True)
+        nb = 4 if smoke else 16
+        loader = bench_loader(variant, codec, batch_sizes[0], workers, nb, augment=True, encode=True)
         loader["train_images_per_s"] = best_train
         loader["keep_up"] = loader["images_per_s"] / best_train if best_train == best_train else None
         res["loader"] = loader
+        # the CUDA default (train.encode_on_device: auto): targets encoded on the GPU, not in workers
+        dev = bench_loader(variant, codec, batch_sizes[0], workers, nb, augment=True, encode=False)
+        kp = torch.as_tensor(np.stack([variant.landmarks[i] for i in range(batch_sizes[-1] % len(variant) or 1)]),
+                             device=device)
+        codec.encode_torch(kp)
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            codec.encode_torch(kp)
+        _sync(device)
+        dev["encode_torch_ms_per_batch"] = 100.0 * (time.perf_counter() - t0)
+        dev["train_images_per_s"] = best_train
+        dev["keep_up"] = dev["images_per_s"] / best_train if best_train == best_train else None
+        res["loader_encode_on_device"] = dev
     res["seconds"] = time.perf_counter() - t_start
     out = a.out or Path("benchmarks/results") / f"{'smoke' if smoke else 'gpu'}-{datetime.now():%Y%m%d-%H%M%S}.json"
     write_json(out, res)

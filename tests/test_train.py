@@ -282,6 +282,14 @@ def test_cli_train_end_to_end_and_checkpoint_contract(tmp_path):
     prov = meta.provenance
     assert len(prov["train_image_hashes"]) == 9 and prov["train_image_hash_kind"] == "preprocessed_array_sha256"
     assert prov["data_index_hash"] and prov["params"]["train"]["epochs"] == 1
+    assert list(prov["train_image_ids"]) == ["synthetic"] and len(prov["train_image_ids"]["synthetic"]) == 9
+    # the evaluation's leakage check recognises the training images by content
+    from cephalo.evaluate.leakage import image_content_hash
+    from cephalo.preprocess import load_variant
+
+    v = load_variant(vdir)
+    seen = {image_content_hash(v.images[i]) for i in range(len(v))} & set(prov["train_image_hashes"].values())
+    assert len(seen) == 9
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, len(NAMES), 8, 8)
 
     # --image_size that does not match the variant: one-line error, exit 1
@@ -419,3 +427,28 @@ def test_cli_train_logs_one_mlflow_run_when_switched_on(tmp_path):
     assert metrics["best_score"] > 0 and "final.val_mre_mm" in metrics
     assert tags["stage"] == "train" and tags["data_index_hash"]
     assert list((tmp_path / "ml" / "artifacts").rglob("history.csv"))
+
+
+def test_targets_encoded_on_device_train_like_targets_from_workers(tmp_path):
+    """encode_on_device (GPU path, here on CPU) gives the same training as loader-side encoding."""
+    variant, codec, loss, cfg = tiny_setup(tmp_path, n=12, size=32, epochs=2)
+    a = make_trainer(tmp_path, variant, codec, loss, cfg, out="a")
+    a.run()
+    cfg_b = cfg.with_overrides(encode_on_device=True)
+    b = make_trainer(tmp_path, variant, codec, loss, cfg_b, out="b")
+    assert b.encode_on_device and not b.train_ds.encode and a.train_ds.encode
+    b.run()
+    for (k, va), vb in zip(a.raw_model.state_dict().items(), b.raw_model.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_build_model_init_sources():
+    from cephalo.train.runner import build_model
+
+    kw = {"num_modules": [1, 1, 1], "num_blocks": 1}
+    model, new, report = build_model("hrnet_w18", list(NAMES), TrainConfig.from_dict({"init": "scratch"}), kw)
+    assert report["init_source"] == "scratch" and set(new) == {n for n, _ in model.named_parameters()}
+    with pytest.raises(ConfigError, match="imagenet"):
+        build_model("hrnet_w18", list(NAMES), TrainConfig.from_dict({"init": "imagenet"}), kw)
+    with pytest.raises(ConfigError, match="architecture"):
+        build_model(None, list(NAMES), TrainConfig.from_dict({"init": "scratch"}), kw)

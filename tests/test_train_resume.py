@@ -143,3 +143,37 @@ def test_augmentation_is_seeded_per_sample_not_per_worker(tmp_path):
     ds.set_epoch(3)
     assert not torch.equal(ds[0]["image"], a[0]["image"])  # a new epoch draws new augmentations
     assert np.isfinite(a[0]["keypoints"].numpy()).all()
+
+
+def test_kill_mid_epoch_with_step_checkpoints_resumes_inside_the_epoch_bitwise(tmp_path, reference):
+    """checkpoint_every_steps: resume continues at the saved batch of epoch 2, same final weights."""
+    ref_state, ref_hist, _ = reference
+    n = {"steps": 0}
+
+    def killer(loss):
+        def f(pred, target, weights):
+            n["steps"] += pred.requires_grad
+            if n["steps"] == 9:  # epoch 2, 4th micro-batch (2 optimizer steps of 2 micro-batches done)
+                raise SimulatedKill("power cut")
+            return loss(pred, target, weights)
+        return f
+
+    tr = _run(tmp_path, "run", killer, checkpoint_every_steps=1)
+    with pytest.raises(SimulatedKill):
+        tr.run()
+    st = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["training"]
+    assert st["epoch"] == 1 and st["mid_epoch"]["micro"] == 2  # saved after epoch 2's first optimizer step
+
+    seen = {"steps": 0}
+
+    def counter(loss):
+        def f(pred, target, weights):
+            seen["steps"] += pred.requires_grad
+            return loss(pred, target, weights)
+        return f
+
+    tr2 = _run(tmp_path, "run", counter, checkpoint_every_steps=1)
+    res = tr2.run()
+    assert seen["steps"] == 3 + 5  # the rest of epoch 2 (3 of 5 micro-batches) + epoch 3, nothing replayed
+    _assert_bitwise(_state(tr2), ref_state)
+    assert [r["train_loss"] for r in res.history] == pytest.approx([r["train_loss"] for r in ref_hist], rel=1e-12)

@@ -67,6 +67,17 @@ class EMAConfig:
 class TrainConfig:
     """All knobs of one training run (``train:`` params section).
 
+    Other keys: ``freeze_backbone_epochs`` (the first N epochs update only the new weights;
+    BatchNorm running statistics still adapt), ``grad_clip`` (max global L2 norm),
+    ``accumulate`` (micro-steps per optimizer step), ``ema`` (:class:`EMAConfig`; validated
+    and ``best.pt`` weights are the EMA's), ``mixed_precision`` (:data:`PRECISIONS`; loss and
+    decoding always float32), ``early_stopping_patience`` (epochs without a better validation
+    MRE), ``resume`` (``auto``: continue from ``OUT/last.pt`` if present; ``never``; ``must``),
+    ``encode_on_device`` (heatmap targets on the GPU), ``augment`` (``cephalo.augment``
+    params; ``None`` = no augmentation), ``max_steps_per_epoch`` (smoke runs),
+    ``checkpoint_every_steps`` (also write ``last.pt`` every N optimizer steps inside an epoch,
+    so a kill loses at most N steps; the resumed run is still bitwise the uninterrupted one).
+
     Validation split: ``val_split: auto`` takes the split named ``valid`` or ``val`` when the
     variant has one, else holds out ``val_fraction`` of ``train_split`` (a fixed, seeded choice by
     image id; e.g. ISBI 2015 has only train/test1/test2 - its test sets are never used to pick
@@ -113,6 +124,8 @@ class TrainConfig:
     sync_bn: bool = False
     val_batch_size: int | None = None
     max_steps_per_epoch: int | None = None
+    checkpoint_every_steps: int | None = None
+    encode_on_device: str | bool = "auto"
     tracking: bool = False
     augment: dict | None = None
 
@@ -189,12 +202,17 @@ class TrainConfig:
             bad("ema.decay", f"must be in [0, 1), got {self.ema.decay!r}")
         if not (0.0 <= float(self.val_fraction) < 1.0):
             bad("val_fraction", f"must be in [0, 1), got {self.val_fraction!r}")
+        if self.encode_on_device not in ("auto", True, False):
+            bad("encode_on_device", f"must be auto, true or false, got {self.encode_on_device!r}")
         if self.resume not in ("auto", "never", "must"):
             bad("resume", f"must be 'auto', 'never' or 'must', got {self.resume!r}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             bad("grad_clip", f"must be > 0 or null, got {self.grad_clip!r}")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             bad("num_workers", f"must be an integer >= 0, got {self.num_workers!r}")
+        if self.checkpoint_every_steps is not None and (
+                not isinstance(self.checkpoint_every_steps, int) or self.checkpoint_every_steps < 1):
+            bad("checkpoint_every_steps", f"must be an integer >= 1 or null, got {self.checkpoint_every_steps!r}")
         if self.freeze_backbone_epochs < 0:
             bad("freeze_backbone_epochs", "must be >= 0")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
@@ -222,7 +240,7 @@ class TrainConfig:
         """
         d = self.to_dict()
         for k in ("num_workers", "tracking", "resume", "early_stopping_patience",
-                  "early_stopping_min_delta", "device", "val_batch_size"):
+                  "early_stopping_min_delta", "device", "val_batch_size", "checkpoint_every_steps"):
             d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["HeatmapDataset", "EpochBatchSampler", "seed_worker", "make_loader", "sample_seed"]
+__all__ = ["HeatmapDataset", "EpochBatchSampler", "seed_worker", "make_loader", "sample_seed", "loader_generator"]
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -50,9 +50,12 @@ class HeatmapDataset(Dataset):
             (``cephalo.augment.build_augmentation(cfg, seed)``) or ``None`` for no augmentation.
         seed: run seed.
 
-    Item: dict with ``image`` (H, W) uint8/uint16 tensor, ``heatmaps`` (K, h, w) float32,
-    ``weights`` (K,) float32, ``keypoints`` (K, 2) float32 (after augmentation, preprocessed
-    px), ``index`` int (row in ``images``).
+        encode: encode targets here (``codec.encode``, in the loader workers); ``False`` leaves
+            it to the training step (``codec.encode_torch`` on the GPU).
+
+    Item: dict with ``image`` (H, W) uint8/uint16 tensor, ``keypoints`` (K, 2) float64 (after
+    augmentation, preprocessed px, NaN missing), ``index`` int (row in ``images``), and with
+    ``encode``: ``heatmaps`` (K, h, w) float32, ``weights`` (K,) float32.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class HeatmapDataset(Dataset):
         codec,
         augment_factory: Callable[[int], Callable] | None = None,
         seed: int = 0,
+        encode: bool = True,
     ):
         self.images = images
         self.landmarks = np.asarray(landmarks, dtype=np.float64)
@@ -70,6 +74,7 @@ class HeatmapDataset(Dataset):
         self.codec = codec
         self.augment_factory = augment_factory
         self.seed = int(seed)
+        self.encode = bool(encode)
         self.epoch = 0
         self._aug = None
 
@@ -97,14 +102,16 @@ class HeatmapDataset(Dataset):
         kp = self.landmarks[row].copy()
         image, kp = self._augment(image, kp, sample_seed(self.seed, self.epoch, row))
         kp = np.asarray(kp, dtype=np.float64)
-        heatmaps, weights = self.codec.encode(kp)
-        return {
+        item = {
             "image": torch.from_numpy(np.ascontiguousarray(image)),
-            "heatmaps": torch.as_tensor(np.asarray(heatmaps, dtype=np.float32)),
-            "weights": torch.as_tensor(np.asarray(weights, dtype=np.float32)),
-            "keypoints": torch.as_tensor(kp.astype(np.float32)),
+            "keypoints": torch.from_numpy(kp.copy()),
             "index": row,
         }
+        if self.encode:
+            heatmaps, weights = self.codec.encode(kp)
+            item["heatmaps"] = torch.as_tensor(np.asarray(heatmaps, dtype=np.float32))
+            item["weights"] = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+        return item
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -131,9 +138,12 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, int(seed)
         self.max_batches = max_batches
         self.epoch = 0
+        self.start = 0  # first batch to yield (a run resumed in the middle of an epoch)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch; ``start`` skips its first batches (mid-epoch resume)."""
         self.epoch = int(epoch)
+        self.start = int(start)
 
     def generator(self) -> torch.Generator:
         """The ``torch.Generator`` that draws this epoch's permutation (fresh, seeded)."""
@@ -150,11 +160,12 @@ class EpochBatchSampler(Sampler[list[int]]):
         return [perm[g * B:(g + 1) * B] for g in range(nb)]
 
     def __iter__(self) -> Iterator[list[int]]:
-        for gb in self._global_batches():
+        for gb in self._global_batches()[self.start:]:
             part = gb[self.rank * self.b:(self.rank + 1) * self.b]
             yield [int(i) for i in part]
 
     def __len__(self) -> int:
+        """Batches in the whole epoch (``start`` not subtracted)."""
         return len(self._global_batches())
 
 
@@ -177,16 +188,29 @@ def seed_worker(seed: int, epoch: int, rank: int, worker_id: int) -> int:
     return s
 
 
+def loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """The DataLoader's own generator for (seed, epoch, rank).
+
+    The loader draws its worker base seed from it instead of torch's global RNG, so creating a
+    loader (again, after a resume) never shifts the global RNG that dropout uses.
+    """
+    g = torch.Generator()
+    g.manual_seed(int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(rank), 7]).generate_state(1)[0]))
+    return g
+
+
 def make_loader(dataset: HeatmapDataset, sampler: EpochBatchSampler, epoch: int, num_workers: int,
-                pin_memory: bool, rank: int = 0) -> DataLoader:
+                pin_memory: bool, rank: int = 0, start: int = 0) -> DataLoader:
     """A DataLoader for one epoch (workers re-created and re-seeded each epoch).
 
-    ``pin_memory`` should be True on CUDA (then copy with ``non_blocking=True``).
+    ``pin_memory`` should be True on CUDA (then copy with ``non_blocking=True``); ``start``
+    skips the first batches of the epoch (mid-epoch resume).
     """
     dataset.set_epoch(epoch)
-    sampler.set_epoch(epoch)
+    sampler.set_epoch(epoch, start)
     return DataLoader(
         dataset,
+        generator=loader_generator(dataset.seed, epoch, rank),
         batch_sampler=sampler,
         num_workers=num_workers,
         pin_memory=pin_memory,

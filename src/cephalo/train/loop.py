@@ -5,7 +5,7 @@
 
 Outputs in ``out_dir`` (rank 0 only):
 
-* ``last.pt`` - after every epoch: weights + optimizer, scheduler, GradScaler, EMA, RNG
+* ``last.pt`` - after every epoch (and every ``checkpoint_every_steps`` optimizer steps): weights + optimizer, scheduler, GradScaler, EMA, RNG
   states (python, numpy, torch, CUDA; every rank), epoch, best score, history, and the
   config fingerprint. Written atomically, so a kill at any moment leaves the previous
   epoch's file intact; ``Trainer.run`` resumes from it and ends with the same weights as an
@@ -40,7 +40,7 @@ from ..errors import CephaloError, CheckpointError, ConfigError, DataError
 from ..geometry import apply_affine, invert
 from ..io import atomic_path
 from .config import TrainConfig
-from .data import EpochBatchSampler, HeatmapDataset, make_loader
+from .data import EpochBatchSampler, HeatmapDataset, loader_generator, make_loader
 from .distributed import DistInfo, all_min, all_sum, barrier, broadcast_floats
 from .optim import ModelEMA, build_optimizer, build_scheduler
 from .state import capture_rng, restore_rng
@@ -235,6 +235,16 @@ class Trainer:
         self.train_rows, self.val_rows, self.val_desc = resolve_splits(
             variant.splits, variant.image_ids, cfg, self.data_label)
         self.K = len(variant.landmark_names)
+        # model selection: validation MRE in mm; in original pixels where the validation images
+        # have no pixel spacing; the training loss when there is no validation set
+        if len(self.val_rows) == 0:
+            self.score_name = "train_loss"
+        elif np.isfinite(np.asarray(variant.spacing, dtype=np.float64)[self.val_rows]).all(axis=1).any():
+            self.score_name = "val_mre_mm"
+        else:
+            self.score_name = "val_mre_px"
+            log.warning("%s: validation images have no pixel spacing: best.pt is chosen by MRE in pixels",
+                        self.data_label)
 
         # ---------------------------------------------------------- precision
         self.on_cuda = self.device.type == "cuda"
@@ -268,8 +278,10 @@ class Trainer:
             self.model = model
 
         # ---------------------------------------------------------- data
+        eod = cfg.encode_on_device
+        self.encode_on_device = (self.on_cuda and hasattr(codec, "encode_torch")) if eod == "auto" else bool(eod)
         self.train_ds = HeatmapDataset(variant.images, variant.landmarks, self.train_rows, codec,
-                                       augment_factory, seed=cfg.seed)
+                                       augment_factory, seed=cfg.seed, encode=not self.encode_on_device)
         self.sampler = EpochBatchSampler(len(self.train_rows), cfg.batch_size, self.info.world_size,
                                          self.info.rank, shuffle=True, drop_last=cfg.drop_last,
                                          seed=cfg.seed, max_batches=cfg.max_steps_per_epoch)
@@ -298,6 +310,7 @@ class Trainer:
         self.stopped_early = False
         self.resumed_from: int | None = None
         self.global_step = 0
+        self._mid_epoch: dict | None = None  # position inside the current epoch after a mid-epoch resume
 
     # ================================================================ public
     @property
@@ -317,10 +330,8 @@ class Trainer:
             e = self.epoch  # 0-based index of the epoch being run
             train_stats = self._train_epoch(e)
             val = self._validate()
-            score = val["val_mre_mm"]
-            if not np.isfinite(score):  # no spacing: select on pixels
-                score = val["val_mre_px"] if np.isfinite(val["val_mre_px"]) else train_stats["train_loss"]
-            score = broadcast_floats([score], self.info)[0]
+            score = {**train_stats, **val}[self.score_name]
+            score = broadcast_floats([score if np.isfinite(score) else math.inf], self.info)[0]
             improved = self.best_score is None or score < self.best_score - cfg.early_stopping_min_delta
             if improved:
                 self.best_score, self.best_epoch, self.bad_epochs = float(score), e + 1, 0
@@ -359,15 +370,21 @@ class Trainer:
 
         cfg = self.cfg
         self.model.train()
+        mid = self._mid_epoch or {}
+        self._mid_epoch = None
+        start = int(mid.get("micro", 0))
         loader = make_loader(self.train_ds, self.sampler, epoch, cfg.num_workers, pin_memory=self.on_cuda,
-                             rank=self.info.rank)
+                             rank=self.info.rank, start=start)
         n_micro = len(self.sampler)
         frozen = epoch < cfg.freeze_backbone_epochs
         bar = _bar(n_micro, f"epoch {epoch + 1}/{cfg.epochs}", self.progress and self.info.is_main)
-        t0 = time.perf_counter()
-        loss_sum, n_img = 0.0, 0
+        if bar is not None and start:
+            bar.update(start)
+        t0 = time.perf_counter() - float(mid.get("seconds", 0.0))
+        loss_sum, n_img = float(mid.get("loss_sum", 0.0)), int(mid.get("n_img", 0))
         self.optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(loader):
+        every = cfg.checkpoint_every_steps
+        for i, batch in enumerate(loader, start=start):
             group_start = (i // cfg.accumulate) * cfg.accumulate
             group_len = min(cfg.accumulate, n_micro - group_start)
             last_micro = (i - group_start) == group_len - 1
@@ -375,8 +392,11 @@ class Trainer:
             if self.info.distributed and not last_micro:
                 sync = self.model.no_sync()
             img = batch["image"].to(self.device, non_blocking=True)
-            target = batch["heatmaps"].to(self.device, non_blocking=True)
-            weights = batch["weights"].to(self.device, non_blocking=True)  # (B, K)
+            if self.encode_on_device:
+                target, weights = self.codec.encode_torch(batch["keypoints"].to(self.device, non_blocking=True))
+            else:
+                target = batch["heatmaps"].to(self.device, non_blocking=True)
+                weights = batch["weights"].to(self.device, non_blocking=True)  # (B, K)
             with sync:
                 x = normalise(img, self.variant.normalisation)
                 ctx = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
@@ -400,9 +420,13 @@ class Trainer:
             n_img += img.shape[0]
             if last_micro:
                 self._optimizer_step(frozen)
+                step_in_epoch = (i // cfg.accumulate) + 1
+                if every and step_in_epoch % every == 0 and i + 1 < n_micro:
+                    self._save_last(mid_epoch={"micro": i + 1, "loss_sum": loss_sum, "n_img": n_img,
+                                               "seconds": time.perf_counter() - t0})
             if bar is not None:
                 lb, lh = self._lrs()
-                bar.set_postfix(loss=f"{lv:.4g}", lr=f"{lb:.2e}")
+                bar.set_postfix(loss=f"{lv:.4g}", lr=f"{lb if math.isfinite(lb) else lh:.2e}")
                 bar.update(1)
         if bar is not None:
             bar.close()
@@ -477,11 +501,7 @@ class Trainer:
         return out
 
     def _score_name(self) -> str:
-        if any(np.isfinite(r.get("val_mre_mm", np.nan)) for r in self.history):
-            return "val_mre_mm"
-        if any(np.isfinite(r.get("val_mre_px", np.nan)) for r in self.history):
-            return "val_mre_px"
-        return "train_loss"
+        return self.score_name
 
     # ================================================================ checkpoints
     def _save(self, path: Path, model: nn.Module, extra: dict | None) -> None:
@@ -494,7 +514,7 @@ class Trainer:
             meta = dict(self.meta)
         save(path, model, meta, extra)
 
-    def _training_state(self) -> dict:
+    def _training_state(self, mid_epoch: dict | None = None) -> dict:
         rng = capture_rng()
         if self.info.distributed:
             import torch.distributed as tdist
@@ -515,7 +535,9 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng": rng_all,
-            "loader_generator": self.sampler.generator().get_state(),
+            "mid_epoch": mid_epoch,  # None at an epoch boundary
+            "sampler_generator": self.sampler.generator().get_state(),
+            "loader_generator": loader_generator(self.cfg.seed, self.epoch, self.info.rank).get_state(),
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
@@ -524,8 +546,8 @@ class Trainer:
             "world_size": self.info.world_size,
         }
 
-    def _save_last(self) -> None:
-        state = self._training_state()  # collective in DDP: every rank
+    def _save_last(self, mid_epoch: dict | None = None) -> None:
+        state = self._training_state(mid_epoch)  # collective in DDP: every rank
         if self.info.is_main:
             self._save(self.last_path, self.raw_model, {"training": state})
 
@@ -578,9 +600,11 @@ class Trainer:
         self.history = list(st.get("history", []))
         rngs = st["rng"]
         restore_rng(rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0])
+        self._mid_epoch = st.get("mid_epoch")
         self.resumed_from = self.epoch
         if self.info.is_main:
-            log.info("resumed from %s at epoch %d", self.last_path, self.epoch)
+            where = f", batch {self._mid_epoch['micro']} of epoch {self.epoch + 1}" if self._mid_epoch else ""
+            log.info("resumed from %s after epoch %d%s", self.last_path, self.epoch, where)
 
     # ================================================================ logs
     def _write_history(self) -> None:

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..io import write_json
 from .config import TrainConfig
 from .distributed import DistInfo, setup, teardown
@@ -142,6 +142,15 @@ def _original_hashes(variant, rows) -> dict[str, str] | None:
     return out
 
 
+def _ids_by_dataset(variant, rows) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    ds = getattr(variant, "datasets", None)
+    for r in rows:
+        key = str(ds[int(r)]) if ds is not None else "unknown"
+        out.setdefault(key, []).append(variant.image_ids[int(r)])
+    return out
+
+
 def _git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
@@ -234,7 +243,8 @@ def train_on_variant(
             "val_split": cfg.val_split,
             "validation": val_desc,
             "val_image_ids": [variant.image_ids[int(r)] for r in val_rows],
-            "train_image_ids": train_ids,
+            # {dataset: [image ids]} (ids alone collide between data sets)
+            "train_image_ids": _ids_by_dataset(variant, train_rows),
             # content hashes for leakage checks: original files where reachable, else preprocessed pixels
             "train_image_hashes": None,
             "train_image_hash_kind": None,
@@ -269,7 +279,7 @@ def train_on_variant(
         result = trainer.run()
         if info.is_main:
             summary = {**result.to_dict(), "device": str(info.device), "world_size": info.world_size,
-                       "mixed_precision": cfg.mixed_precision if info.device.type == "cuda" else "none (cpu)",
+                       "precision": trainer.precision, "encode_on_device": trainer.encode_on_device,
                        "arch": arch, "data_dir": str(data_dir), "n_train": int(len(trainer.train_rows)),
                        "n_val": int(len(trainer.val_rows)),
                        "validation": trainer.val_desc, "steps_per_epoch": trainer.steps_per_epoch,
