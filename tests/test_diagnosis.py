@@ -112,3 +112,16 @@ def test_missing_values_and_errors():
         diagnose(np.full_like(gt, np.nan), gt, SP, NAMES)
     with pytest.raises(ValueError, match="names"):
         diagnose(gt, gt, SP, NAMES[:3])
+
+
+def test_leakage_ids_with_digits_do_not_match_by_number():
+    """Aariz-style cuids contain digits; only purely numeric ids (ISBI NNN) compare by number."""
+    from cephalo.evaluate.leakage import find_leakage
+
+    prov = {"train_image_ids": {"aariz": ["c3a96d771qguw5im1gqk0xeb4", "ck0000000000000000000003"]}}
+    res = find_leakage(["cx0000000000000000000003", "c3a96d771qguw5im1gqk0xeb4"], ["aariz", "aariz"],
+                       ["test", "test"], prov)
+    assert res["seen"] == ["c3a96d771qguw5im1gqk0xeb4"]
+    isbi = find_leakage(["151", "152"], ["isbi2015", "isbi2015"], ["test1", "test1"],
+                        {"train_image_ids": {"isbi2015": [151]}})
+    assert isbi["seen"] == ["151"]

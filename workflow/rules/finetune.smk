@@ -16,5 +16,5 @@ rule finetune:
     log:
         "logs/finetune/{variant}.log",
     shell:
-        "cephalo train --data {input.data} --init {input.init} --out {params.out_dir}"
+        "cephalo train --data {input.data} --init {input.init} --out {params.out_dir} --stage finetune"
         " --params {params.params_file} > {log} 2>&1"

@@ -17,7 +17,8 @@ if PIPE["train_source"]:
         log:
             "logs/train_source.log",
         shell:
-            "cephalo train --data {input.data} --out {params.out_dir} --params {params.params_file} > {log} 2>&1"
+            "cephalo train --data {input.data} --out {params.out_dir} --stage source"
+            " --params {params.params_file} > {log} 2>&1"
 
 
 if PIPE["fetch_source"]:

@@ -55,13 +55,17 @@ MODEL_KEYS = {"arch", "pretrained", "kwargs", "transfer", "onnx", "source"}
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (train.device).")
 @click.option("--workers", "num_workers", type=int, default=None, help="data-loader workers (train.num_workers).")
 @click.option("--seed", type=int, default=None, help="train.seed.")
+@click.option("--stage", default=None, metavar="NAME",
+              help="apply the overrides in train.stages.NAME on top of train (e.g. 'source' for training the "
+                   "source model from scratch, 'finetune' for adapting it to the target).")
 @click.option("--restart", is_flag=True, help="ignore an existing OUT/last.pt and start over.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars.")
 @params_option
 def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path | None, arch: str | None,
             image_size: tuple[int, int] | None, batch_size: int | None, lr: float | None, head_lr: float | None,
             epochs: int | None, mixed_precision: str | None, loss: str | None, device: str | None,
-            num_workers: int | None, seed: int | None, restart: bool, progress: bool, params_path: Path) -> None:
+            num_workers: int | None, seed: int | None, stage: str | None, restart: bool, progress: bool,
+            params_path: Path) -> None:
     """Fine-tune (or train) a heatmap model on a preprocessing variant.
 
     Params ``train`` (see params.yaml), ``model`` (arch, pretrained, kwargs, transfer),
@@ -79,6 +83,7 @@ def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path
     msec = params.get("model") or {}
     if not isinstance(tsec, dict) or not isinstance(msec, dict):
         raise ConfigError("params: 'train' and 'model' must be mappings", params_path)
+    tsec = stage_section(tsec, stage, params_path)
     try:
         cfg = TrainConfig.from_dict(tsec)
     except ConfigError as e:
@@ -131,6 +136,30 @@ def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path
                + (f" (resumed at {result.resumed_from_epoch})" if result.resumed_from_epoch else "")
                + (", stopped early" if result.stopped_early else "")
                + f"; best {result.score_name} {best} at epoch {result.best_epoch} -> {out / 'best.pt'}")
+
+
+def stage_section(train: dict, stage: str | None, params_path: Path | None = None) -> dict:
+    """``train`` without its ``stages`` entry, with ``stages[stage]`` deep-merged on top.
+
+    Raises:
+        ConfigError: an unknown stage (the message lists the defined ones).
+    """
+    from ..errors import ConfigError
+
+    base = {k: v for k, v in train.items() if k != "stages"}
+    stages = train.get("stages") or {}
+    if stage is None:
+        return base
+    if stage not in stages:
+        raise ConfigError(f"params: no train.stages.{stage} (defined: {sorted(stages)})", params_path)
+    return _deep_merge(base, stages[stage] or {})
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _check_image_size(data_dir: Path, wh: tuple[int, int]) -> None:

@@ -75,8 +75,13 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _number(image_id: str) -> int | None:
-    m = re.findall(r"\d+", str(image_id))
-    return int(m[-1]) if m else None
+    """The image number of a numbered id (``"001"``, ``"1"``, ``"001.bmp"``), else None.
+
+    Only ids that *are* numbers (ISBI's ``NNN``) compare by number; ids such as Aariz's cuids
+    (``"c3a96d771qguw..."``) contain digits but are not numbers and must never match by them.
+    """
+    m = re.fullmatch(r"\s*(\d+)(?:\.\w+)?\s*", str(image_id))
+    return int(m.group(1)) if m else None
 
 
 def is_public_hrnet(provenance: Mapping | None) -> bool:
