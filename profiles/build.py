@@ -3,7 +3,8 @@
 A profile must be a complete params file: DVC reads exactly one (``cp profiles/real.yaml params.yaml``)
 and Snakemake's first ``--configfile`` replaces params.yaml. Writing the profiles by hand would let
 them drift from params.yaml; this script deep-merges each overlay (top-level sections replaced key by
-key, nested mappings merged) and keeps params.yaml's comments for the sections it does not touch.
+key, nested mappings merged; ``pipeline`` -- which data sets and stages run -- is replaced whole) and
+keeps params.yaml's comments for the sections it does not touch.
 
     python profiles/build.py          # rewrite profiles/*.yaml
     python profiles/build.py --check  # exit 1 if a profile is out of date (run by the tests)
@@ -18,6 +19,8 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent
+#: sections an overlay replaces whole instead of deep-merging (a profile's own data/stage selection)
+REPLACED = {"pipeline"}
 PARAMS = HERE.parent / "params.yaml"
 
 
@@ -65,13 +68,15 @@ def build(overlay_path: Path) -> str:
         if key is None:
             continue
         if key in overlay:
-            merged = deep_merge(params[key], overlay[key])
+            merged = overlay[key] if key in REPLACED else deep_merge(params[key], overlay[key])
             out.append(f"\n# {key}: overridden by the profile\n")
             out.append(yaml.safe_dump({key: merged}, sort_keys=False, default_flow_style=False, width=110))
         else:
             out.append(block if block.startswith("\n") else "\n" + block)
     text = "".join(out)
-    assert yaml.safe_load(text) == deep_merge(params, overlay)
+    expected = deep_merge(params, {k: v for k, v in overlay.items() if k not in REPLACED})
+    expected.update({k: v for k, v in overlay.items() if k in REPLACED})
+    assert yaml.safe_load(text) == expected
     return text
 
 
