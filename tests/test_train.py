@@ -427,6 +427,10 @@ def test_cli_train_logs_one_mlflow_run_when_switched_on(tmp_path):
     assert metrics["best_score"] > 0 and "final.val_mre_mm" in metrics
     assert tags["stage"] == "train" and tags["data_index_hash"]
     assert list((tmp_path / "ml" / "artifacts").rglob("history.csv"))
+    # the per-epoch curve is a metric series (one step per epoch), as the MLflow UI plots it
+    epochs = len((tmp_path / "run" / "history.csv").read_text().strip().splitlines()) - 1
+    steps = con.execute("select step, value from metrics where key = 'val_mre_mm' order by step").fetchall()
+    assert [s for s, _ in steps] == list(range(epochs)) and epochs >= 1
 
 
 def test_targets_encoded_on_device_train_like_targets_from_workers(tmp_path):

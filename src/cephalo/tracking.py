@@ -29,7 +29,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = [
     "TrackingConfig",
@@ -190,6 +190,7 @@ def log_run(
     data_index_hash: str | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_hash: str | None = None,
+    series: Mapping[str, Sequence[float]] | None = None,
     strict: bool = False,
 ) -> str | None:
     """Log one finished stage run (params, metrics, artifacts, tags) to MLflow.
@@ -209,6 +210,8 @@ def log_run(
         data_index_hash: tag ``data_index_hash``.
         checkpoint: a model checkpoint, *referenced* (tag ``checkpoint``, path), not copied.
         checkpoint_hash: tag ``checkpoint_sha256``.
+        series: per-step curves, name -> values (step = position, e.g. epoch - 1), so the MLflow UI
+            plots them (e.g. a training run's ``val_mre_mm`` per epoch); non-finite values skipped.
         strict: raise instead of warning when logging fails (tests).
 
     Returns:
@@ -220,7 +223,7 @@ def log_run(
         return _log_run(cfg, dataset=dataset, stage=stage, variant=variant, run_name=run_name,
                         params=params or {}, metrics=metrics or {}, artifacts=list(artifacts),
                         tags=dict(tags or {}), command=command, data_index_hash=data_index_hash,
-                        checkpoint=checkpoint, checkpoint_hash=checkpoint_hash)
+                        checkpoint=checkpoint, checkpoint_hash=checkpoint_hash, series=dict(series or {}))
     except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
         if strict:
             raise
@@ -230,7 +233,7 @@ def log_run(
 
 
 def _log_run(cfg: TrackingConfig, *, dataset, stage, variant, run_name, params, metrics, artifacts, tags,
-             command, data_index_hash, checkpoint, checkpoint_hash) -> str:
+             command, data_index_hash, checkpoint, checkpoint_hash, series) -> str:
     import filelock
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -274,6 +277,9 @@ def _log_run(cfg: TrackingConfig, *, dataset, stage, variant, run_name, params, 
         now = int(time.time() * 1000)
         p = [Param(k, v) for k, v in flatten_params(params).items()]
         m = [Metric(k, v, now, 0) for k, v in flatten_metrics(metrics).items()]
+        for key, values in series.items():
+            m += [Metric(str(key), float(v), now, step) for step, v in enumerate(values)
+                  if v is not None and math.isfinite(float(v))]
         for i in range(0, max(len(p), 1), 100):
             _retry(lambda i=i: client.log_batch(run_id, params=p[i:i + 100]), cfg.retries)
         for i in range(0, max(len(m), 1), 1000):

@@ -162,6 +162,8 @@ def annotation_rows(
     for k, lm in enumerate(catalogue):
         xy = coords.get(lm.name)
         x, y = (float(xy[0]), float(xy[1])) if xy is not None else (math.nan, math.nan)
+        if math.isnan(x) or math.isnan(y):  # half a point is a missing point
+            x = y = math.nan
         rows.append(
             {
                 "dataset": dataset,
@@ -237,7 +239,8 @@ def assign_splits(
         image id -> split name.
 
     Raises:
-        ConfigError: an id covered by two splits, or not covered and no ``default``.
+        ConfigError: an id covered by two splits, named twice by one split (overlapping
+            entries), or not covered and no ``default``.
     """
     ids = list(image_ids)
     if not splits:
@@ -248,7 +251,15 @@ def assign_splits(
     out: dict[str, str] = {}
     uncovered = []
     for i in ids:
-        hits = [name for name, items in parsed.items() if any(_matches(i, it) for it in items)]
+        hits = []
+        for name, items in parsed.items():
+            n = sum(_matches(i, it) for it in items)
+            if n > 1:
+                raise ConfigError(f"split {name!r} names image id {i!r} {n} times (overlapping entries "
+                                  f"{[f'{lo}-{hi}' if hi else lo for lo, hi in items if _matches(i, (lo, hi))]})",
+                                  source)
+            if n:
+                hits.append(name)
         if len(hits) > 1:
             raise ConfigError(f"image id {i!r} is in several splits {hits}", source)
         if hits:
@@ -270,9 +281,18 @@ def assign_splits(
 def _header(path: str, mtime_ns: int, size: int) -> tuple[int, int, str]:
     from PIL import Image, UnidentifiedImageError
 
+    from ..preprocess.imageio import check_complete, oriented_size
+
+    check_complete(path)  # truncated PNG/JPEG/BMP -> DataError at index time already
     try:
         with Image.open(path) as im:  # lazy: reads the header only, no pixel decoding
-            return int(im.width), int(im.height), str(im.format or "")
+            try:
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
+            except Exception:  # noqa: BLE001 - a broken EXIF block = no rotation (as read_image)
+                orientation = 1
+            orientation = orientation if 1 <= orientation <= 8 else 1
+            w, h = oriented_size(int(im.width), int(im.height), orientation)
+            return w, h, str(im.format or "")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"unreadable image ({type(e).__name__}: {e})".replace("\n", " "), path) from None
 
@@ -280,10 +300,13 @@ def _header(path: str, mtime_ns: int, size: int) -> tuple[int, int, str]:
 def image_header(path: str | Path) -> tuple[int, int, str]:
     """``(width, height, format)`` of an image from its header (pixels are not decoded).
 
-    ``format`` is PIL's name (``"PNG"``, ``"JPEG"``, ``"BMP"``, ``"TIFF"``).
+    ``format`` is PIL's name (``"PNG"``, ``"JPEG"``, ``"BMP"``, ``"TIFF"``). The EXIF
+    orientation is applied to (width, height), as :func:`cephalo.preprocess.read_image`
+    applies it to the pixels; a truncated PNG/JPEG/BMP is refused
+    (:func:`cephalo.preprocess.imageio.check_complete`).
 
     Raises:
-        DataError: missing or unreadable file, naming it.
+        DataError: missing, unreadable or truncated file, naming it.
     """
     p = Path(path)
     try:

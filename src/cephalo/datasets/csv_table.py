@@ -9,7 +9,8 @@ One row per image x landmark (x annotator)::
 - ``landmark``: canonical name, symbol or title in ``catalogue`` (option; when no
   catalogue is given the landmarks are the table's own names, in first-appearance order).
 - ``x``, ``y``: original-image pixels, origin at the centre of the top-left pixel;
-  empty = missing landmark (NaN).
+  empty or ``nan`` = missing landmark (NaN); ``inf`` is an error.
+- One image id has one image file and one split (rows that disagree are a ``DataError``).
 - ``annotator`` (default ``"default"``), ``split`` (else the ``splits`` option),
   ``spacing_x_mm``/``spacing_y_mm`` (else the ``spacing_mm`` option), ``device``
   (else the ``device`` option), ``image_id`` (else the image file stem).
@@ -55,6 +56,8 @@ class CSVAdapter(Adapter):
             table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
         except (OSError, ValueError, UnicodeDecodeError) as e:
             raise DataError(f"unreadable CSV: {e}".replace("\n", " "), path) from None
+        if not table.index.equals(pd.RangeIndex(len(table))):  # pandas made column 1 the index
+            raise DataError("rows have more fields than the header (unquoted commas?)", path)
         table.columns = [c.strip() for c in table.columns]
         missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
         if missing:
@@ -73,9 +76,12 @@ class CSVAdapter(Adapter):
             if v == "":
                 return math.nan
             try:
-                return float(v)
+                f = float(v)
             except ValueError:
                 raise DataError(f"row {i + 2}: column {col!r} is not a number: {v!r}", path) from None
+            if math.isinf(f):
+                raise DataError(f"row {i + 2}: column {col!r} is not finite: {v!r}", path)
+            return f  # "nan" = missing, like an empty cell
 
         default_spacing = None
         has_spacing_cols = {"spacing_x_mm", "spacing_y_mm"} <= set(table.columns)
@@ -103,10 +109,26 @@ class CSVAdapter(Adapter):
                            else str(options.get("device", dataset))),
                 "row": i + 2,
             })
+            if g["image_path"] != img.resolve():
+                raise DataError(f"row {i + 2}: image {image_id!r} is also {g['image_path'].name} "
+                                f"(row {g['row']}): one image id, two files", path)
+            split_i = table.at[i, "split"] if "split" in table.columns else ""
+            if split_i != g["split"]:
+                raise DataError(f"row {i + 2}: image {image_id!r} is in split {split_i!r} here but in "
+                                f"{g['split']!r} in row {g['row']}: an image belongs to one split", path)
             if lm.name in g["coords"]:
                 g["dups"].append(lm.symbol)
             g["coords"][lm.name] = (num("x", i), num("y", i))
 
+        first: dict[str, dict] = {}
+        for (image_id, _), g in groups.items():  # across annotators: one file, one split per image
+            f = first.setdefault(image_id, g)
+            if f["image_path"] != g["image_path"]:
+                raise DataError(f"row {g['row']}: image {image_id!r} is also {f['image_path'].name} "
+                                f"(row {f['row']}): one image id, two files", path)
+            if f["split"] != g["split"]:
+                raise DataError(f"row {g['row']}: image {image_id!r} is in split {g['split']!r} here but in "
+                                f"{f['split']!r} in row {f['row']}: an image belongs to one split", path)
         ids = sorted({k[0] for k in groups})
         if "split" in table.columns and all(g["split"] for g in groups.values()):
             split_of = {k[0]: g["split"] for k, g in groups.items()}

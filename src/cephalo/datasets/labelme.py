@@ -7,8 +7,11 @@ Point coordinates are image pixels, origin top-left (integer values = pixel cent
 Images are found, in order: ``imagePath`` relative to the JSON file (LabelMe's rule); the JSON
 file's stem in the ``images`` folder; the embedded ``imageData``, decoded once into
 ``image_cache`` (the JSON's ``imagePath`` is often stale in the wild).
-The label -> landmark map is an option. An annotation with duplicated or missing labels is
-excluded and reported with the labels concerned -- never is one of two duplicates picked.
+The label -> landmark map is an option. An annotation with duplicated or missing labels, or
+NaN/Infinity coordinates, is excluded and reported with the labels concerned -- never is one of
+two duplicates picked. An annotation whose ``imageWidth``/``imageHeight`` disagree with the
+image's size (EXIF orientation applied) is excluded and reported: it was made on another
+version of the image.
 
 Options:
     annotators: list of folder names, or mapping folder name -> annotator name
@@ -37,7 +40,7 @@ from typing import Any, Mapping
 from ..errors import ConfigError, DataError
 from ..io import atomic_path
 from ..landmarks import Catalogue, catalogue_from_params
-from .base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, find_images
+from .base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, find_images, image_header
 
 __all__ = ["LabelMeAdapter", "label_map", "parse_spacing"]
 
@@ -143,8 +146,16 @@ class LabelMeAdapter(Adapter):
                     result.exclusions.append(
                         Exclusion(str(jpath), f"unreadable LabelMe JSON ({type(e).__name__})", jpath.stem, annotator))
                     continue
-                coords, labels_seen, unknown = {}, Counter(), []
+                if not isinstance(shapes, list):
+                    result.exclusions.append(Exclusion(
+                        str(jpath), f"unreadable LabelMe JSON ('shapes' is {type(shapes).__name__}, not a list)",
+                        jpath.stem, annotator))
+                    continue
+                coords, labels_seen, unknown, nonfinite = {}, Counter(), [], []
                 for s in shapes:
+                    if not isinstance(s, dict):
+                        unknown.append(repr(s)[:20])
+                        continue
                     label = str(s.get("label", ""))
                     if s.get("shape_type", "point") != "point":
                         continue
@@ -155,9 +166,13 @@ class LabelMeAdapter(Adapter):
                         continue
                     try:
                         (x, y), = s["points"]
-                        coords[name] = (float(x), float(y))
+                        x, y = float(x), float(y)
                     except (KeyError, TypeError, ValueError):
                         unknown.append(label)
+                        continue
+                    if not (math.isfinite(x) and math.isfinite(y)):  # JSON NaN/Infinity
+                        nonfinite.append(label)
+                    coords[name] = (x, y)
                 dups = sorted((lb for lb, n in labels_seen.items() if n > 1 and lb in lmap), key=_natural)
                 inv = {v: k for k, v in lmap.items()}
                 missing = [inv[lm.name] for lm in catalogue if lm.name not in coords and lm.name in inv]
@@ -166,9 +181,12 @@ class LabelMeAdapter(Adapter):
                     reasons.append(f"duplicated labels {dups}")
                 if missing:
                     reasons.append(f"missing labels {missing}")
+                nonfinite = sorted(set(nonfinite) - set(dups), key=_natural)
+                if nonfinite:
+                    reasons.append(f"non-finite (NaN/Infinity) coordinates for labels {nonfinite}")
                 if reasons:
                     result.exclusions.append(Exclusion(
-                        str(jpath), "; ".join(reasons), jpath.stem, annotator, tuple(dups + missing)))
+                        str(jpath), "; ".join(reasons), jpath.stem, annotator, tuple(dups + missing + nonfinite)))
                     continue
                 if unknown:
                     result.exclusions.append(Exclusion(
@@ -178,6 +196,20 @@ class LabelMeAdapter(Adapter):
                 img = self._locate_image(jpath, data, by_stem, cache, result, annotator)
                 if img is None:
                     continue
+                stated = _stated_size(data)
+                if stated is not None:
+                    try:
+                        actual = image_header(img)[:2]
+                    except DataError as e:
+                        result.exclusions.append(Exclusion(
+                            str(jpath), f"image unreadable: {str(e)}", jpath.stem, annotator))
+                        continue
+                    if tuple(actual) != stated:
+                        result.exclusions.append(Exclusion(
+                            str(jpath), f"size mismatch: imageWidth x imageHeight {stated[0]}x{stated[1]} "
+                            f"but {img.name} is {actual[0]}x{actual[1]} px (the annotation was made on "
+                            "another version of the image)", jpath.stem, annotator))
+                        continue
                 parsed.append((jpath.stem, img, annotator, coords))
 
         # one image path per id (the first annotator's choice wins only if they agree)
@@ -212,7 +244,7 @@ class LabelMeAdapter(Adapter):
 
                 with Image.open(io.BytesIO(raw)) as im:
                     fmt = (im.format or "PNG").lower()
-            except (binascii.Error, ValueError, OSError) as e:
+            except (binascii.Error, ValueError, TypeError, OSError) as e:  # TypeError: not a string
                 result.exclusions.append(Exclusion(
                     str(jpath), f"image not found and imageData undecodable ({type(e).__name__})",
                     jpath.stem, annotator))
@@ -227,6 +259,18 @@ class LabelMeAdapter(Adapter):
             str(jpath), f"image not found (imagePath {rel!r} stale, no {jpath.stem}.* in the images folder, "
             "no imageData)", jpath.stem, annotator))
         return None
+
+
+def _stated_size(data: dict) -> tuple[int, int] | None:
+    """LabelMe's ``(imageWidth, imageHeight)`` when both are positive integers, else None."""
+    w, h = data.get("imageWidth"), data.get("imageHeight")
+    try:
+        w_i, h_i = int(w), int(h)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if isinstance(w, bool) or isinstance(h, bool) or w_i != w or h_i != h or w_i <= 0 or h_i <= 0:
+        return None
+    return w_i, h_i
 
 
 def _natural(label: str):

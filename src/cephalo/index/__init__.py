@@ -14,6 +14,7 @@ from .core import (
     landmark_arrays,
     read_index,
     read_index_metadata,
+    spacing_outliers,
     validate_index,
     write_index,
 )
@@ -23,7 +24,7 @@ from .schema import COLUMNS, KEY, SCHEMA, SCHEMA_VERSION
 __all__ = [
     "SCHEMA", "SCHEMA_VERSION", "COLUMNS", "KEY",
     "build_index", "validate_index", "write_index", "read_index", "read_index_metadata",
-    "index_hash", "ground_truth", "landmark_arrays", "images_table",
+    "index_hash", "ground_truth", "landmark_arrays", "images_table", "spacing_outliers",
     "quality_report", "write_quality_report", "index_dataset",
 ]
 
@@ -34,7 +35,7 @@ def index_dataset(name: str, spec: dict, root, out, report_dir=None, *, progress
     Args:
         name: data set name (``params["data"]["datasets"]`` key).
         spec: ``{"adapter": ..., "policy": ..., "options": {...}, "drop_out_of_image": bool,
-            "require_spacing": bool, "hash_images": bool}``.
+            "require_spacing": bool, "hash_images": bool, "allow_implausible_spacing": bool}``.
         root: release root; out: index ``.parquet`` path; report_dir: folder for
             ``quality.json``/``quality.md``.
 
@@ -49,7 +50,8 @@ def index_dataset(name: str, spec: dict, root, out, report_dir=None, *, progress
 
     if not isinstance(spec, dict) or "adapter" not in spec:
         raise ConfigError(f"params: data.datasets.{name} needs an 'adapter' entry")
-    known = {"adapter", "policy", "options", "drop_out_of_image", "require_spacing", "hash_images", "download"}
+    known = {"adapter", "policy", "options", "drop_out_of_image", "require_spacing", "hash_images", "download",
+             "allow_implausible_spacing"}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise ConfigError(f"params: data.datasets.{name}: unknown key(s) {unknown}; valid: {sorted(known)}")
@@ -60,7 +62,8 @@ def index_dataset(name: str, spec: dict, root, out, report_dir=None, *, progress
     result = adapter.parse(root, dataset=name, **(spec.get("options") or {}))
     df = build_index(result, root, drop_out_of_image=bool(spec.get("drop_out_of_image", False)),
                      require_spacing=bool(spec.get("require_spacing", True)), policy=spec.get("policy"),
-                     progress=progress)
+                     progress=progress,
+                     allow_implausible_spacing=bool(spec.get("allow_implausible_spacing", False)))
     report = None
     if report_dir is not None:
         report = quality_report(df, result.exclusions, result.problems,

@@ -31,7 +31,16 @@ __all__ = [
     "ground_truth",
     "landmark_arrays",
     "images_table",
+    "spacing_outliers",
+    "SPACING_RANGE_MM",
+    "SPACING_RATIO_RANGE",
 ]
+
+#: plausible pixel spacing of a cephalogram, mm/px (detectors ~0.05-0.2; anything outside is a typo
+#: or a unit error, e.g. 1.139 for 0.139, or 100 for 0.1 mm given in um)
+SPACING_RANGE_MM: tuple[float, float] = (0.02, 1.0)
+#: plausible ratio of an image's spacing to the median spacing of its device
+SPACING_RATIO_RANGE: tuple[float, float] = (0.67, 1.5)
 
 _STR = ["dataset", "image_id", "split", "image_path", "device", "annotator", "landmark_name", "landmark_symbol"]
 
@@ -61,6 +70,7 @@ def build_index(
     require_spacing: bool = True,
     policy: str | None = None,
     progress: bool = True,
+    allow_implausible_spacing: bool = False,
 ) -> pd.DataFrame:
     """Turn an adapter's :class:`~cephalo.datasets.base.AdapterResult` into the validated index.
 
@@ -75,13 +85,16 @@ def build_index(
             a landmark outside the image instead of raising.
         require_spacing: a missing pixel spacing is an error (default).
         policy: the ground-truth policy to record (and check it can be applied).
+        allow_implausible_spacing: index images whose pixel spacing :func:`spacing_outliers`
+            flags (they still appear in the quality report) instead of raising.
 
     Returns:
         DataFrame in schema column order, sorted by (dataset, image_id, annotator,
         landmark_index), image paths absolute; ``df.attrs["cephalo"]`` holds the metadata.
 
     Raises:
-        DataError: unreadable/missing images, and every :func:`validate_index` problem.
+        DataError: unreadable/missing/truncated images, every :func:`validate_index` problem,
+            and implausible pixel spacings (unless ``allow_implausible_spacing``).
     """
     from tqdm import tqdm
 
@@ -102,10 +115,13 @@ def build_index(
         else:
             from PIL import Image
 
+            from ..preprocess.imageio import check_complete, exif_orientation, oriented_size
+
+            check_complete(p)
             try:
                 with Image.open(p) as im:
                     im.load()
-                    sizes[p] = im.size
+                    sizes[p] = oriented_size(*im.size, exif_orientation(p))
             except OSError as e:
                 raise DataError(f"unreadable image ({e})", p) from None
     df["width"] = df["image_path"].map(lambda p: sizes[p][0])
@@ -142,11 +158,59 @@ def build_index(
         "policy": policy,
     }
     validate_index(df, catalogue_names=cat.names, require_spacing=require_spacing, source=root)
+    if not allow_implausible_spacing:
+        bad = spacing_outliers(images_table(df))
+        if bad:
+            ex = "; ".join(f"{b['image_id']} ({b['device']}): {b['spacing_mm']:g} mm/px, {b['reason']}" for b in bad[:3])
+            raise DataError(f"implausible pixel spacing for {len(bad)} image(s), e.g. {ex}. Fix the source, or "
+                            "set allow_implausible_spacing: true for this data set to index it anyway "
+                            "(the quality report lists them)", root)
     if policy is not None:
         ground_truth(df, policy, on_missing="drop")  # raises if the policy matches nothing
     meta["checksum"] = index_hash(df)
     df.attrs["cephalo"] = meta
     return df
+
+
+def spacing_outliers(
+    images: pd.DataFrame,
+    *,
+    valid_range: tuple[float, float] = SPACING_RANGE_MM,
+    ratio_range: tuple[float, float] = SPACING_RATIO_RANGE,
+) -> list[dict]:
+    """Images whose pixel spacing is implausible: outside ``valid_range`` mm/px, or whose
+    ratio to the median spacing of their (dataset, device) is outside ``ratio_range``
+    (e.g. 1.139 mm/px among siblings at 0.139). Missing (NaN) spacings are not judged here.
+
+    Args:
+        images: one row per image (:func:`images_table`): ``dataset``, ``image_id``, ``device``,
+            ``image_path``, ``spacing_x_mm``, ``spacing_y_mm`` (float64 mm/px).
+
+    Returns:
+        one dict per (image, axis) flagged: ``dataset``, ``image_id``, ``device``, ``image_path``,
+        ``axis`` (``"x"``/``"y"``), ``spacing_mm``, ``device_median_mm``, ``ratio``, ``reason``;
+        sorted by (dataset, image_id, axis).
+    """
+    lo, hi = valid_range
+    rlo, rhi = ratio_range
+    out = []
+    for axis in ("x", "y"):
+        col = f"spacing_{axis}_mm"
+        v = images[col].astype("float64")
+        med = v.groupby([images["dataset"], images["device"]]).transform("median")
+        ratio = v / med
+        for i in np.flatnonzero(v.notna().to_numpy()):
+            sp, m, r = float(v.iloc[i]), float(med.iloc[i]), float(ratio.iloc[i])
+            if not lo <= sp <= hi:
+                reason = f"outside the plausible range {lo:g}-{hi:g} mm/px"
+            elif not rlo <= r <= rhi:
+                reason = f"{r:.2f}x the median {m:g} mm/px of device {images['device'].iloc[i]!r}"
+            else:
+                continue
+            out.append({"dataset": str(images["dataset"].iloc[i]), "image_id": str(images["image_id"].iloc[i]),
+                        "device": str(images["device"].iloc[i]), "image_path": str(images["image_path"].iloc[i]),
+                        "axis": axis, "spacing_mm": sp, "device_median_mm": m, "ratio": r, "reason": reason})
+    return sorted(out, key=lambda d: (d["dataset"], d["image_id"], d["axis"]))
 
 
 def _jsonable(obj: Any) -> Any:
@@ -176,7 +240,8 @@ def validate_index(
 
     Checks: schema columns; duplicate keys (dataset, image_id, annotator, landmark_index);
     landmark names/indices against the catalogue; the same number of landmarks for every
-    image x annotator; per-image columns constant within an image; positive sizes; pixel
+    image x annotator; per-image columns constant within an image (so one image is in one
+    split); one image file per image id; positive sizes; pixel
     spacing present and positive (unless ``require_spacing=False``); ``visible`` iff x, y
     finite; coordinates inside the image ([-0.5, W-0.5] in the pixel-centre frame);
     coordinates that look like millimetres (every landmark of an annotation below 1/5 of
@@ -216,6 +281,11 @@ def validate_index(
     if dupimg.any():
         raise DataError("image columns (split, path, size, spacing, device) differ between rows of one "
                         f"image, e.g. image_id={per_image.loc[dupimg, 'image_id'].iloc[0]}", source)
+    shared = per_image.drop_duplicates(["dataset", "image_id"]).duplicated("image_path", keep=False)
+    if shared.any():
+        ex = per_image.loc[shared].sort_values("image_path").head(2)
+        raise DataError(f"one image file under several image ids ({', '.join(ex['image_id'])} -> "
+                        f"{ex['image_path'].iloc[0]}); an image may appear once (in one split)", source)
     if (per_image["width"] <= 0).any() or (per_image["height"] <= 0).any():
         raise DataError("non-positive image width/height", source)
     sx, sy = per_image["spacing_x_mm"], per_image["spacing_y_mm"]

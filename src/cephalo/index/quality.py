@@ -147,12 +147,12 @@ def quality_report(
 
     Returns:
         dict with ``dataset``, ``index`` (metadata subset), ``counts`` (images/rows/annotators,
-        per split, per device, split x device), ``spacing_mm`` (distinct values with counts and
-        per-axis distribution), ``image_size`` (distinct WxH with counts, width/height
+        per split, per device, split x device), ``spacing_mm`` (distinct values with counts,
+        per-axis distribution, ``implausible``: ``cephalo.index.spacing_outliers``), ``image_size`` (distinct WxH with counts, width/height
         distribution), ``missing_landmarks``, ``exclusions`` (list + counts by annotator),
         ``problems``, ``identical_images`` (+ ``identical_cross_split``), ``annotator_disagreement``.
     """
-    from .core import images_table
+    from .core import images_table, spacing_outliers
 
     meta = df.attrs.get("cephalo", {})
     imgs = images_table(df)
@@ -188,6 +188,7 @@ def quality_report(
             "x": _dist(imgs["spacing_x_mm"]),
             "y": _dist(imgs["spacing_y_mm"]),
             "missing": int((imgs["spacing_x_mm"].isna() | imgs["spacing_y_mm"].isna()).sum()),
+            "implausible": spacing_outliers(imgs),
         },
         "image_size": {
             "values": [{"size": s, "images": int(n)} for s, n in sizes.most_common()],
@@ -239,6 +240,11 @@ def report_markdown(r: dict) -> str:
     lines += _md_table(["x", "y", "images"], [[v["x"], v["y"], v["images"]] for v in r["spacing_mm"]["values"]])
     if r["spacing_mm"]["missing"]:
         lines += ["", f"**{r['spacing_mm']['missing']} images without spacing.**"]
+    bad = r["spacing_mm"].get("implausible") or []
+    if bad:
+        lines += ["", f"**Implausible spacing ({len(bad)}):**", ""]
+        lines += _md_table(["image", "device", "axis", "mm/px", "reason"],
+                           [[b["image_id"], b["device"], b["axis"], b["spacing_mm"], b["reason"]] for b in bad])
     lines += ["", "## Image sizes (W x H px)", ""]
     lines += _md_table(["size", "images"], [[v["size"], v["images"]] for v in r["image_size"]["values"][:20]])
     lines += ["", f"## Excluded annotations ({r['exclusions']['count']})", ""]

@@ -359,6 +359,8 @@ def build_variant(
                 raise DataError(f"image is {w}x{h} px but the index says {row.width}x{row.height}", paths[k])
             if dtype == np.uint16 and img.dtype == np.uint8:
                 img = img.astype(np.uint16) * 257
+            elif img.dtype != dtype:  # never let a 16-bit image wrap into an 8-bit cache
+                raise DataError(f"image decodes as {img.dtype} but its header said 8-bit", paths[k])
             try:
                 out, m = pipe(img, (row.spacing_x_mm, row.spacing_y_mm))
             except DataError as e:

@@ -293,10 +293,19 @@ def train_on_variant(
                         metrics={"best_score": result.best_score, "final": summary.get("final") or {}},
                         artifacts=[out_dir / "history.csv", out_dir / "train.json"],
                         command=provenance["command"], data_index_hash=provenance["data_index_hash"],
-                        checkpoint=trainer.best_path)
+                        checkpoint=trainer.best_path, series=_history_series(out_dir / "history.csv"))
         return result
     finally:
         teardown()
+
+
+def _history_series(path: Path) -> dict[str, list[float]]:
+    """Per-epoch curves of ``history.csv`` (numeric columns except the epoch number) for MLflow."""
+    import pandas as pd
+
+    h = pd.read_csv(path)
+    return {c: h[c].astype(float).tolist() for c in h.columns
+            if c != "epoch" and pd.api.types.is_numeric_dtype(h[c])}
 
 
 def _jsonable(o: Any) -> Any:
