@@ -14,7 +14,6 @@ from PIL import Image
 from cephalo.datasets import create_adapter
 from cephalo.errors import ConfigError
 from cephalo.index import build_index, ground_truth, landmark_arrays, quality_report
-from cephalo.landmarks import ISBI19
 
 
 def _png_bytes(w=120, h=140, v=50) -> bytes:
