@@ -20,7 +20,6 @@ verified.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import CheckpointError, ConfigError, DownloadError
-from .io import atomic_path
+from .io import atomic_path, file_sha256
 
 __all__ = [
     "HF_REPO_ID",
@@ -165,12 +164,6 @@ def _env_offline() -> bool:
         return False
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_file(path: Path, where: str) -> None:
@@ -201,8 +194,8 @@ def _commit_from_path(p: Path) -> str | None:
 
 def _hf_download(src: ModelSource, offline: bool) -> Path:
     try:
-        from huggingface_hub import hf_hub_download
         from huggingface_hub import errors as hf_errors
+        from huggingface_hub import hf_hub_download
     except ImportError:  # pragma: no cover - a declared dependency
         raise ConfigError("the package 'huggingface_hub' is needed for model.source.kind=huggingface") from None
     revision = src.revision or "main"
@@ -292,7 +285,7 @@ def resolve_checkpoint(source: ModelSource | Mapping[str, Any] | str | Path | No
         where = f"{src.repo_id}/{src.filename}@{src.revision or 'main'}"
         commit = _commit_from_path(path)
     _check_file(path, where)
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if src.sha256 is not None and digest != _norm_sha(src.sha256):
         raise CheckpointError(
             f"sha256 mismatch ({where}): expected {_norm_sha(src.sha256)}, got {digest}", path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["atomic_path", "atomic_dir", "write_json", "load_params", "params_section"]
+__all__ = ["atomic_path", "atomic_dir", "write_json", "load_params", "params_section", "file_sha256"]
 
 
 def _umask() -> int:
@@ -121,3 +122,16 @@ def params_section(params: dict, dotted: str) -> Any:
             raise ConfigError(f"params: missing entry {dotted!r} (no {part!r})")
         node = node[part]
     return node
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in ``chunk``-byte blocks (constant memory for GB archives).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

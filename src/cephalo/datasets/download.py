@@ -47,7 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 from ..errors import CephaloError, ConfigError, DownloadError
-from ..io import atomic_dir, write_json
+from ..io import atomic_dir, file_sha256, write_json
 
 __all__ = [
     "ReleaseFile",
@@ -854,16 +854,10 @@ def _file_sha256(path: Path) -> str:
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key in _SHA_MEMO:
         return _SHA_MEMO[key]
-    _SHA_MEMO[key] = _file_sha256_uncached(path)
+    _SHA_MEMO[key] = "sha256:" + file_sha256(path, _CHUNK)
     return _SHA_MEMO[key]
 
 
-def _file_sha256_uncached(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
 
 
 def _normalise_hash(h: str | None, where: str) -> str | None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from ..io import file_sha256  # re-exported (see __all__)
 
 __all__ = [
     "HF_HRNET_W32_TRAINING_IDS",
@@ -65,13 +66,6 @@ def image_content_hash(pixels: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _number(image_id: str) -> int | None:

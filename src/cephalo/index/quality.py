@@ -11,7 +11,6 @@ below (Wang et al., Medical Image Analysis 31 (2016), report it for ISBI 2015).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -20,16 +19,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..io import file_sha256
+
 __all__ = ["quality_report", "write_quality_report", "file_sha256", "identical_images", "annotator_disagreement"]
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def identical_images(images: pd.DataFrame, progress: bool = True) -> list[dict]:

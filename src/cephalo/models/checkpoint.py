@@ -18,7 +18,6 @@ unpickling is refused unless ``trusted=True``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io import atomic_path
+from ..io import atomic_path, file_sha256
 from ..landmarks import CLDETECTION38, ISBI19
 
 __all__ = [
@@ -198,12 +197,6 @@ def _torch_load(path: Path, map_location: Any, trusted: bool) -> Any:
         raise CheckpointError(f"unreadable or truncated checkpoint ({type(e).__name__}: {msg})", path) from None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _infer_hrnet_kwargs(sd: Mapping[str, torch.Tensor], path: Path) -> tuple[str, dict, int]:
@@ -384,7 +377,7 @@ def read_checkpoint(
     try:
         meta = public_hrnet_meta(
             k, config if isinstance(config, Mapping) else None, landmark_names,
-            _public_provenance(path, raw if kind == "public_training_dict" else None, _sha256(path)),
+            _public_provenance(path, raw if kind == "public_training_dict" else None, file_sha256(path)),
             arch, arch_kwargs,
         )
     except ValueError as e:

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import geometry as G
 from ..errors import ConfigError, DataError
-from ..io import atomic_dir, write_json
+from ..io import atomic_dir, file_sha256, write_json
 from .imageio import image_bit_depth, read_image
 from .normalise import normalisation_spec
 from .steps import HistogramMatch, Pipeline
@@ -54,13 +54,6 @@ FORMAT_VERSION = 1
 AFFINE_COLUMNS = ("a00", "a01", "a02", "a10", "a11", "a12")
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _canonical_spec(spec: Mapping) -> dict:
@@ -280,8 +273,8 @@ def build_variant(
         ConfigError: a spec with no fixed-size geometric step, or bad step arguments.
         ValueError: an unknown step name.
     """
-    from tqdm.auto import tqdm
     import pandas as pd
+    from tqdm.auto import tqdm
 
     index_path, out_dir = Path(index_path), Path(out_dir)
     if not index_path.is_file():
