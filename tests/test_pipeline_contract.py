@@ -288,3 +288,10 @@ def test_profiles_are_complete_params_files():
 def test_bad_pipeline_params_fail_the_dry_run(runs):
     run = runs["bad"]
     assert run["rc"] != 0 and "exactly one of train_source" in run["text"]
+
+
+def test_profiles_are_generated_from_params_and_overlays():
+    """profiles/*.yaml = params.yaml + profiles/overlays/*.yaml (python profiles/build.py)."""
+    p = subprocess.run([sys.executable, str(REPO / "profiles" / "build.py"), "--check"], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
