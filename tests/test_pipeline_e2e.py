@@ -98,3 +98,18 @@ def test_dvc_repro_runs_the_reduced_demo_then_is_up_to_date(tmp_path):
     _check_results(d)
     status = _run([sys.executable, "-m", "dvc", "status"], d)
     assert "up to date" in status
+    # data and checkpoints travel through a DVC remote (here a local one): push, lose them, pull back
+    dvc = [sys.executable, "-m", "dvc"]
+    _run(dvc + ["remote", "add", "-d", "store", str(tmp_path / "remote")], d)
+    _run(dvc + ["push"], d)
+    best = d / "results" / "models" / "source" / "best.pt"
+    digest = best.read_bytes()
+    # checkpoints are DVC-cached outputs (the plots/metrics, `cache: false`, belong in git)
+    checkpoints = sorted((d / "results" / "models").rglob("*.pt"))
+    assert len(checkpoints) == 4  # best + last of the source and the fine-tuned model
+    for ckpt in checkpoints:
+        ckpt.unlink()
+    shutil.rmtree(d / ".dvc" / "cache")
+    _run(dvc + ["pull"], d)
+    assert best.read_bytes() == digest
+    assert "up to date" in _run(dvc + ["status"], d)
