@@ -32,7 +32,7 @@ OVERRIDE = 'pipeline.variants=[letterbox256,letterbox768] evaluate.n_boot=17 pip
 # which params sections each subcommand reads (docs/DESIGN.md CLI contract); {ds}/{v} = its data set/variant
 SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
             "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
-            "evaluate": ["evaluate"], "compare": []}
+            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": []}
 
 
 def _copy_workflow(dst: Path) -> Path:
@@ -206,7 +206,7 @@ def test_default_profile_engines_agree_and_commands_are_real(runs):
     stages = _dvc_for(run)
     _assert_engines_agree(jobs, stages)
     seen = {_check_cli(_normalise(j["shell"])) for j in jobs}
-    assert seen == {"make-demo", "index", "preprocess", "train", "evaluate", "compare"}
+    assert seen == {"make-demo", "index", "preprocess", "train", "adapt", "evaluate", "compare"}
     # the effective params Snakemake hands to the CLI are params.yaml itself when nothing is overridden
     eff = yaml.safe_load((run["dir"] / "results" / "params.effective.yaml").read_text())
     assert eff == yaml.safe_load((REPO / "params.yaml").read_text())

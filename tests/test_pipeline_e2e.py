@@ -1,9 +1,9 @@
 """The reduced demo, end to end, through both engines (what a user runs, at tiny sizes).
 
 Snakemake runs the whole DAG (make-demo -> index -> preprocess -> train source -> in-domain check ->
-zero-shot -> fine-tune -> evaluate -> compare) in a copy of the workflow, then a second run does
+zero-shot -> AdaBN -> fine-tune -> evaluate -> compare) in a copy of the workflow, then a second run does
 nothing; DVC does the same with `dvc repro` and reports the pipeline up to date afterwards. The MLflow
-store ends up holding the zero-shot and fine-tuned runs.
+store ends up holding the zero-shot, AdaBN and fine-tuned runs.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 
 def _check_results(d: Path) -> None:
-    for run in ("source-isbi2015", "zeroshot-letterbox128", "finetuned-letterbox128"):
+    for run in ("source-isbi2015", "zeroshot-letterbox128", "adabn-letterbox128", "finetuned-letterbox128"):
         m = json.loads((d / "results" / "eval" / run / "metrics.json").read_text())
         assert m["overall"]["n"] > 0 and m["overall"]["mre_mm"] > 0, run
         assert m["gt_policy"] and m["data_index_hash"] and m["command"].startswith("cephalo evaluate")
@@ -74,7 +74,7 @@ def _check_results(d: Path) -> None:
     assert "zeroshot-letterbox128" in table and "finetuned-letterbox128" in table
     con = sqlite3.connect(d / "mlflow" / "mlflow.db")
     stages = {v for (v,) in con.execute("select value from tags where key = 'stage'")}
-    assert {"zero_shot", "fine_tuned"} <= stages, stages
+    assert {"zero_shot", "adabn", "fine_tuned"} <= stages, stages
 
 
 def test_snakemake_runs_the_reduced_demo_then_does_nothing(tmp_path):
@@ -106,7 +106,7 @@ def test_dvc_repro_runs_the_reduced_demo_then_is_up_to_date(tmp_path):
     digest = best.read_bytes()
     # checkpoints are DVC-cached outputs (the plots/metrics, `cache: false`, belong in git)
     checkpoints = sorted((d / "results" / "models").rglob("*.pt"))
-    assert len(checkpoints) == 4  # best + last of the source and the fine-tuned model
+    assert len(checkpoints) == 5  # best + last of the source and fine-tuned models, the AdaBN model
     for ckpt in checkpoints:
         ckpt.unlink()
     shutil.rmtree(d / ".dvc" / "cache")

@@ -153,6 +153,7 @@ def get_runs():
     """Evaluation run names, in comparison order."""
     runs = [f"source-{d}" for d in PIPE["source"]]
     runs += [f"zeroshot-{v}" for v in PIPE["variants"]]
+    runs += [f"adabn-{v}" for v in PIPE["variants"]]
     runs += [f"finetuned-{v}" for v in PIPE["variants"]]
     return runs
 
