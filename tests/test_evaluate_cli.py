@@ -196,3 +196,38 @@ def test_leakage_by_content_hash_and_duplicates_across_splits():
                      all_hashes=[hb, ha, hb])
     assert r["seen"] == ["t2"]
     assert r["duplicates_across_splits"] == [["t2", "test", "x", "train"]]
+
+
+def test_evaluate_model_undoes_the_public_hrnet_label_mapping(tmp_path):
+    """A model trained like the public HRNet (labels x*scale+pad, codec convention hf_corner) that
+    predicts its training labels exactly is scored ~0 mm: evaluation inverts the label mapping it
+    learned, not the pixel affine (which would leave a systematic ~1 original px offset)."""
+    from cephalo.codecs import create_codec
+
+    W = H = 64
+    codec_kw = {"name": "gaussian", "input_size": (W, H), "heatmap_size": (16, 16), "sigma": 1.5,
+                "decoder": "dark", "convention": "hf_corner"}
+    codec = create_codec(**codec_kw)
+    rng = np.random.default_rng(1)
+    names = ["sella", "nasion", "orbitale"]
+    sizes = np.array([[387, 480], [480, 387]])
+    affines, orig, hms = [], [], []
+    for w, h in sizes:
+        lb = geometry.letterbox_geometry((w, h), W)
+        p = rng.uniform([0.2 * w, 0.2 * h], [0.8 * w, 0.8 * h], size=(3, 2))
+        affines.append(lb.affine())  # what the pixels underwent (stored with the variant)
+        orig.append(p)
+        hms.append(codec.encode(geometry.apply_affine(lb.hf_label_affine(), p))[0])  # what it learned
+    variant = _V(
+        images=np.zeros((2, H, W), np.uint8), image_ids=["001", "002"],
+        splits=np.array(["test", "test"], dtype=object), devices=np.array(["a", "a"], dtype=object),
+        datasets=np.array(["isbi2015"] * 2, dtype=object), spacing=np.array([[0.1, 0.1], [0.1, 0.1]]),
+        affines=np.stack(affines), landmarks=np.stack([geometry.apply_affine(a, p) for a, p in zip(affines, orig)]),
+        landmarks_original=np.stack(orig), annotators={}, landmark_names=names, orig_sizes=sizes,
+        input_size=(W, H), normalisation={"name": "imagenet"}, spec={},
+        meta={"name": "lb64", "ground_truth": "mean", "source_index": {"sha256": "abc"}}, path=tmp_path / "v")
+    meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw,
+                           arch="test", input_size=[W, H], provenance={})
+    res = evaluate_model(_PerfectModel(np.stack(hms)), meta, variant, "test", tmp_path / "ev", n_boot=20,
+                         progress=False, n_worst=1)
+    assert res["overall"]["max_mm"] < 0.01  # 0.1 mm/px: well under a tenth of an original pixel

@@ -113,3 +113,43 @@ def test_dvc_repro_runs_the_reduced_demo_then_is_up_to_date(tmp_path):
     _run(dvc + ["pull"], d)
     assert best.read_bytes() == digest
     assert "up to date" in _run(dvc + ["status"], d)
+
+
+def test_snakemake_downloads_an_aariz_release_over_loopback_and_runs_on_it(tmp_path, monkeypatch):
+    """The Aariz path of the DAG: `cephalo download aariz` from a (loopback) mirror with a pinned
+    checksum, then index -> ... -> compare on the downloaded release, not on generated folders."""
+    import hashlib
+    import zipfile
+
+    from httpserver import LoopbackServer, Route
+
+    from cephalo.demo import make_demo
+
+    demo = {**yaml.safe_load((REPO / "params.yaml").read_text())["demo"]}
+    demo["aariz"] = {**demo["aariz"], "n_train": 6, "n_valid": 3, "n_test": 3}
+    demo["isbi2015"] = {**demo["isbi2015"], "n_train": 8, "n_test1": 4}
+    make_demo(tmp_path / "release", demo)
+    buf = tmp_path / "Aariz.zip"
+    root = tmp_path / "release" / "aariz"
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(root.rglob("*")):
+            zf.write(f, f.relative_to(root).as_posix())
+    body = buf.read_bytes()
+    d = _copy(tmp_path / "aariz")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("CEPHALO_CACHE", str(tmp_path / "cache"))
+    with LoopbackServer() as srv:
+        url = srv.add("/files/Aariz.zip", Route(body=body))
+        sets = {**TINY, "pipeline.make_demo": ["resources/demo"], "pipeline.download": ["aariz"],
+                "pipeline.raw.aariz": "resources/raw/aariz",
+                "data.datasets.aariz.download.url": url,
+                "data.datasets.aariz.download.known_hash": "sha256:" + hashlib.sha256(body).hexdigest()}
+        arg = " ".join(f"{k}={json.dumps(v).replace(' ', '')}" for k, v in sets.items())
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--config", f"set={arg}"]
+        p = subprocess.run(cmd, cwd=d, env={**_env(), "NO_PROXY": "127.0.0.1,localhost",
+                                                "CEPHALO_CACHE": str(tmp_path / "cache")},
+                           capture_output=True, text=True, timeout=900)
+        assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+        assert any(path == "/files/Aariz.zip" for _, path, _ in srv.requests)
+    assert (d / "resources" / "raw" / "aariz" / "Aariz" / "cephalogram_machine_mappings.csv").is_file()
+    _check_results(d)
