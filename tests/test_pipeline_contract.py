@@ -172,8 +172,6 @@ def _check_cli(cmd: tuple[str, ...]) -> str:
     assert cmd[0] == "cephalo", cmd
     assert cmd[1] in SUBCOMMANDS, f"{cmd[1]!r} is not a cephalo subcommand"
     sub = main.get_command(click.Context(main), cmd[1])
-    if sub.callback is not None and sub.callback.__name__ == "_missing":
-        pytest.skip(f"cephalo {cmd[1]} is not implemented yet in this tree")
     args = [a for a in cmd[2:] if a != "results/eval/*"] + (["results/eval/x"] if "results/eval/*" in cmd else [])
     ctx = click.Context(sub, resilient_parsing=True)
     parser = sub.make_parser(ctx)

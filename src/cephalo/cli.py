@@ -39,18 +39,7 @@ class LazyGroup(click.Group):
         if name not in SUBCOMMANDS:
             return None
         module_name, help_text = SUBCOMMANDS[name]
-        try:
-            module = importlib.import_module(f"cephalo.commands.{module_name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"cephalo.commands.{module_name}":
-                raise
-
-            @click.command(name=name, help=f"{help_text} (not available in this build)")
-            def _missing() -> None:
-                raise CephaloError(f"subcommand {name!r} is not implemented in this build")
-
-            return _missing
-        cmd = module.command
+        cmd = importlib.import_module(f"cephalo.commands.{module_name}").command
         if not cmd.help:
             cmd.help = help_text
         return cmd
