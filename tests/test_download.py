@@ -628,3 +628,15 @@ def test_cli_download_isbi_archives_warn_once_per_line(tmp_path):
     assert f"known_hash: {{RawImage.zip: {sha256(raw.read_bytes())}}}" in warns[0]
     assert "Test2Data" in warns[2]
     assert (out / "AnnotationsByMD/400_senior/001.txt").is_file()
+
+
+def test_relative_destination_and_cache_as_the_pipeline_passes_them(server, tmp_path, monkeypatch, aariz_zip):
+    """`cephalo download aariz --out resources/raw/aariz` runs with a relative --out (pooch's
+    extractors would otherwise unpack relative to the archive's own folder)."""
+    monkeypatch.chdir(tmp_path)
+    url = server.add("/files/Aariz.zip", Route(body=aariz_zip))
+    out = dl.fetch_release("aariz", "resources/raw/aariz", url=url, known_hash=sha256(aariz_zip),
+                           cache_dir="cache", progress=False)
+    assert out == tmp_path / "resources" / "raw" / "aariz"
+    assert (out / "Aariz" / "cephalogram_machine_mappings.csv").is_file()
+    assert list((tmp_path / "cache").iterdir())  # the download was cached where asked

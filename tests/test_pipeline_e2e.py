@@ -41,6 +41,16 @@ def _env() -> dict:
     return env
 
 
+def _config_set(sets: dict) -> str:
+    """``--config set="a.b=v ..."``: strings bare (YAML reads them back as strings), the rest as JSON.
+
+    Snakemake's own ``--config`` parser strips a quote that ends the whole value, so no item may
+    end with a quote.
+    """
+    return "set=" + " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v).replace(' ', '')}"
+                             for k, v in sets.items())
+
+
 def _copy(dst: Path) -> Path:
     dst.mkdir(parents=True)
     for name in FILES:
@@ -79,8 +89,7 @@ def _check_results(d: Path) -> None:
 
 def test_snakemake_runs_the_reduced_demo_then_does_nothing(tmp_path):
     d = _copy(tmp_path / "smk")
-    sets = " ".join(f"{k}={json.dumps(v).replace(' ', '')}" for k, v in TINY.items())
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--config", f"set={sets}"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--config", _config_set(TINY)]
     _run(cmd, d)
     _check_results(d)
     again = _run(cmd, d)
@@ -144,8 +153,7 @@ def test_snakemake_downloads_an_aariz_release_over_loopback_and_runs_on_it(tmp_p
                 "pipeline.raw.aariz": "resources/raw/aariz",
                 "data.datasets.aariz.download.url": url,
                 "data.datasets.aariz.download.known_hash": "sha256:" + hashlib.sha256(body).hexdigest()}
-        arg = " ".join(f"{k}={json.dumps(v).replace(' ', '')}" for k, v in sets.items())
-        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--config", f"set={arg}"]
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--config", _config_set(sets)]
         p = subprocess.run(cmd, cwd=d, env={**_env(), "NO_PROXY": "127.0.0.1,localhost",
                                                 "CEPHALO_CACHE": str(tmp_path / "cache")},
                            capture_output=True, text=True, timeout=900)

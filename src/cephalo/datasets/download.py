@@ -971,7 +971,9 @@ def fetch_release(
             ``force``). ``dest`` is then unchanged and no temporary folder is left.
     """
     release = get_release(name)
-    dest = Path(dest)
+    # absolute: pooch's extractors read a relative extract_dir as relative to the archive's folder
+    dest = Path(dest).absolute()
+    cache_dir = None if cache_dir is None else Path(cache_dir).expanduser().absolute()
     if sum(x is not None for x in (folder, archive)) > 1 or (url is not None and (folder or archive)):
         raise ConfigError("give at most one source: a mirror URL, local archive(s), or a local folder")
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
