@@ -37,3 +37,24 @@ def hrnet_spec() -> Path:
     if not (p / "keys.json").is_file():
         pytest.skip(f"HRNet checkpoint spec not present at {p}")
     return p
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One intra-op torch thread for a module: on the 2-core CI machine two contended threads make
+    HRNet forward/backward many times slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def public_state(hrnet_spec):
+    """A random state dict in the exact public HRNet-W32 format (keys.json order/shapes/dtypes,
+    filled with the spec's deterministic recipe), built once per session."""
+    from cephalo.models.reference import read_keys_json, reference_state_dict
+
+    return reference_state_dict(read_keys_json(hrnet_spec / "keys.json"))

@@ -22,24 +22,12 @@ from cephalo.models import (
 )
 from cephalo.models.reference import (
     public_training_dict,
-    read_keys_json,
     reference_input,
-    reference_state_dict,
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-
-@pytest.fixture(scope="module")
-def public_state(hrnet_spec):
-    """Random state dict in the exact public format (keys.json order/shapes/dtypes, spec fill recipe)."""
-    return reference_state_dict(read_keys_json(hrnet_spec / "keys.json"))
 
 
 @pytest.fixture(scope="module")

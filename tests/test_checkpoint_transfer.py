@@ -10,20 +10,11 @@ import torch
 from cephalo.errors import CheckpointError
 from cephalo.landmarks import AARIZ29, ISBI19
 from cephalo.models import create_model, init_from_checkpoint, transfer_head
-from cephalo.models.reference import public_training_dict, read_keys_json, reference_state_dict
+from cephalo.models.reference import public_training_dict
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-
-@pytest.fixture(scope="module")
-def public_state(hrnet_spec):
-    return reference_state_dict(read_keys_json(hrnet_spec / "keys.json"))
 
 
 def test_isbi19_to_aariz29_copies_by_name(public_state):

@@ -10,13 +10,7 @@ from cephalo.models import HRNet, create_model
 from cephalo.models.reference import read_keys_json, reference_input, reference_state_dict
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: much faster than 2 contended threads on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,7 @@ from cephalo.errors import CheckpointError
 from cephalo.models import create_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_hrnet_w18_small_forward_backward():

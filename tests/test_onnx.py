@@ -16,12 +16,7 @@ from cephalo.cli import main  # noqa: E402
 from cephalo.models import ModelMeta, create_model, export_onnx, save_checkpoint  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _tiny(k=4):

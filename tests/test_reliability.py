@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from PIL import Image, ImageOps
 from cephalo.datasets import create_adapter
 from cephalo.datasets.base import AdapterResult, _header, annotation_rows, assign_splits, image_header
 from cephalo.errors import CheckpointError, ConfigError, DataError
-from cephalo.index import build_index, index_dataset, quality_report, spacing_outliers, validate_index, write_index
+from cephalo.index import build_index, index_dataset, quality_report, spacing_outliers, write_index
 from cephalo.landmarks import ISBI19
 from cephalo.preprocess import build_variant, image_bit_depth, load_variant, read_image
 
