@@ -639,6 +639,21 @@ def _make_extractors() -> dict[str, type]:
                 leave=False,
             )
 
+        def _extract_members(self, infos: list, open_member: Any, out: Path, archive: Path) -> None:
+            """Write zip/RAR members (objects with ``filename``, ``file_size``, ``is_dir()``) under
+            ``out``: names checked (no ``..``, absolute paths or links), free space checked first."""
+            _check_free_space(out, sum(i.file_size for i in infos), archive)
+            with self._bar(sum(i.file_size for i in infos)) as bar:
+                for info in infos:
+                    target = out.joinpath(*_check_member_name(info.filename, archive).parts)
+                    if info.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with open_member(info) as src:
+                        _write_member(src, target)
+                    bar.update(info.file_size)
+
     class SafeUnzip(_Progress, pooch.Unzip):
         def _extract_file(self, fname: str, extract_dir: str) -> None:
             archive, out = Path(fname), Path(extract_dir)
@@ -648,18 +663,7 @@ def _make_extractors() -> dict[str, type]:
                     _require_members(infos, archive, "zip")
                     for info in infos:
                         _check_member_name(info.filename, archive)
-                    _check_free_space(out, sum(i.file_size for i in infos), archive)
-                    with self._bar(sum(i.file_size for i in infos)) as bar:
-                        for info in infos:
-                            rel = _check_member_name(info.filename, archive)
-                            target = out.joinpath(*rel.parts)
-                            if info.is_dir():
-                                target.mkdir(parents=True, exist_ok=True)
-                                continue
-                            target.parent.mkdir(parents=True, exist_ok=True)
-                            with zf.open(info) as src:
-                                _write_member(src, target)
-                            bar.update(info.file_size)
+                    self._extract_members(infos, zf.open, out, archive)
             except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as e:
                 raise _err(f"corrupt or truncated zip archive: {_one_line(e)}", archive) from None
             except (NotImplementedError, RuntimeError) as e:  # unsupported compression / encrypted
@@ -720,17 +724,7 @@ def _make_extractors() -> dict[str, type]:
                         raise _err("RAR archive is encrypted", archive)
                     if any(i.compress_type != rarfile.RAR_M0 for i in infos if not i.is_dir()):
                         _require_rar_tool(rarfile, archive)
-                    _check_free_space(out, sum(i.file_size for i in infos), archive)
-                    with self._bar(sum(i.file_size for i in infos)) as bar:
-                        for i in infos:
-                            target = out.joinpath(*_check_member_name(i.filename, archive).parts)
-                            if i.is_dir():
-                                target.mkdir(parents=True, exist_ok=True)
-                                continue
-                            target.parent.mkdir(parents=True, exist_ok=True)
-                            with rf.open(i) as src:
-                                _write_member(src, target)
-                            bar.update(i.file_size)
+                    self._extract_members(infos, rf.open, out, archive)
             except rarfile.RarCannotExec:
                 raise _err(_NO_RAR_TOOL, archive) from None
             except rarfile.Error as e:
