@@ -55,17 +55,24 @@ def reference(tmp_path_factory):
     return _state(tr), res.history, tr.ema.state_dict()["state"]
 
 
-def test_kill_inside_a_step_then_resume_is_bitwise_identical(tmp_path, reference):
-    ref_state, ref_hist, ref_ema = reference
+def _kill_at_step(step: int):
+    """A loss wrapper that raises SimulatedKill at the ``step``-th training forward (a power cut)."""
     n = {"steps": 0}
 
     def killer(loss):
         def f(pred, target, weights):
             n["steps"] += pred.requires_grad
-            if n["steps"] == 7:  # epoch 2 (10 train images // 2 = 5 micro-steps per epoch)
+            if n["steps"] == step:
                 raise SimulatedKill("power cut")
             return loss(pred, target, weights)
         return f
+
+    return killer
+
+
+def test_kill_inside_a_step_then_resume_is_bitwise_identical(tmp_path, reference):
+    ref_state, ref_hist, ref_ema = reference
+    killer = _kill_at_step(7)  # epoch 2 (10 train images // 2 = 5 micro-steps per epoch)
 
     tr = _run(tmp_path, "run", killer)
     with pytest.raises(SimulatedKill):
@@ -148,15 +155,7 @@ def test_augmentation_is_seeded_per_sample_not_per_worker(tmp_path):
 def test_kill_mid_epoch_with_step_checkpoints_resumes_inside_the_epoch_bitwise(tmp_path, reference):
     """checkpoint_every_steps: resume continues at the saved batch of epoch 2, same final weights."""
     ref_state, ref_hist, _ = reference
-    n = {"steps": 0}
-
-    def killer(loss):
-        def f(pred, target, weights):
-            n["steps"] += pred.requires_grad
-            if n["steps"] == 9:  # epoch 2, 4th micro-batch (2 optimizer steps of 2 micro-batches done)
-                raise SimulatedKill("power cut")
-            return loss(pred, target, weights)
-        return f
+    killer = _kill_at_step(9)  # epoch 2, 4th micro-batch (2 optimizer steps of 2 micro-batches done)
 
     tr = _run(tmp_path, "run", killer, checkpoint_every_steps=1)
     with pytest.raises(SimulatedKill):
