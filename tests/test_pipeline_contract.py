@@ -32,7 +32,8 @@ OVERRIDE = 'pipeline.variants=[letterbox256,letterbox768] evaluate.n_boot=17 pip
 # which params sections each subcommand reads (docs/DESIGN.md CLI contract); {ds}/{v} = its data set/variant
 SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
             "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
-            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": []}
+            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [],
+            "train-refiner": ["train", "refine", "codec", "model.transfer"]}
 
 
 def _copy_workflow(dst: Path) -> Path:

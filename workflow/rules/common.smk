@@ -92,6 +92,15 @@ def _check_pipeline(cfg):
     for name in pipe["train_source"]:
         if name not in pipe["source"]:
             errors.append(f"pipeline.train_source {name!r} is not in pipeline.source")
+    for name in pipe.get("refine_source", {}):
+        if name not in pipe["source"]:
+            errors.append(f"pipeline.refine_source {name!r} is not in pipeline.source")
+    for v in pipe.get("refine_variants", []):
+        if v not in pipe["variants"]:
+            errors.append(f"pipeline.refine_variants: {v!r} is not in pipeline.variants")
+    if pipe.get("refine_variants") and not pipe.get("refine_source"):
+        errors.append("pipeline.refine_variants needs pipeline.refine_source (the fine-tuned refiner starts "
+                      "from the source refiner)")
     if errors:
         raise ValueError("invalid params: " + "; ".join(errors))
 
@@ -155,6 +164,8 @@ def get_runs():
     runs += [f"zeroshot-{v}" for v in PIPE["variants"]]
     runs += [f"adabn-{v}" for v in PIPE["variants"]]
     runs += [f"finetuned-{v}" for v in PIPE["variants"]]
+    runs += [f"refined-source-{d}" for d in PIPE.get("refine_source", {})]
+    runs += [f"refined-{v}" for v in PIPE.get("refine_variants", [])]
     return runs
 
 
