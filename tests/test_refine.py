@@ -145,18 +145,15 @@ def trained(tmp_path_factory, torch_one_thread):
 
 
 def _global_test_predictions(t):
-    import torch
-
-    from cephalo.codecs import create_codec
+    from cephalo.inference import Predictor, predict_variant
     from cephalo.models import load_model
     from cephalo.preprocess import load_variant
-    from cephalo.train.loop import predict_original_px
 
     v = load_variant(t["variant"])
     model, meta = load_model(t["global"])
     rows = v.select("test")
-    pred, _, _ = predict_original_px(model, v.images, rows, v.affines, create_codec(**meta.codec), v.normalisation,
-                                     torch.device("cpu"))
+    pred = predict_variant(Predictor.from_meta(model, meta, normalisation=v.normalisation, device="cpu"), v, rows,
+                           progress=False).coords
     return v, rows, pred
 
 

@@ -30,19 +30,25 @@ def test_refinement_stages_agree_in_both_engines(refine_run):
     stages = _dvc_for(run, ON_DVC)
     _assert_engines_agree(jobs, stages)
     cmds = {j["rule"]: _normalise(j["shell"]) for j in jobs}
-    for c in cmds.values():
-        _check_cli(c)
+    for j in jobs:
+        _check_cli(_normalise(j["shell"]))
     src = cmds["train_refiner_source"]
     assert _opt(src, "--global") == "results/models/source/best.pt" and _opt(src, "--stage") == "source"
+    assert _opt(src, "--out") == "results/models/refine_source"
     ft = cmds["finetune_refiner"]
-    assert _opt(ft, "--init") == "results/models/refiner/source/best.pt"
-    assert _opt(ft, "--global") == "results/models/finetuned/letterbox256/best.pt"
-    assert _opt(cmds["evaluate_refined"], "--model") == "results/models/refiner/finetuned/letterbox256/bundle.json"
-    assert _opt(cmds["evaluate_refined_source"], "--split") == "test1"
+    assert _opt(ft, "--init") == "results/models/refine_source/best.pt"
+    assert _opt(ft, "--global") == "results/models/finetune/letterbox256/best.pt"
+    # the one evaluate rule runs the bundles, one name per stage (run folder, --stage, models folder)
+    ev = {_opt(c, "--stage"): c for j, c in ((j, _normalise(j["shell"])) for j in jobs) if j["rule"] == "evaluate"}
+    assert _opt(ev["refine"], "--model") == "results/models/refine/letterbox256/bundle.json"
+    assert _opt(ev["refine"], "--out") == "results/eval/refine-letterbox256"
+    assert _opt(ev["refine_source"], "--model") == "results/models/refine_source/bundle.json"
+    assert _opt(ev["refine_source"], "--split") == "test1"
+    assert _opt(ev["refine_source"], "--data") == "results/variants/isbi2015/letterbox256"
     # the comparison waits for the refined runs; refiner training asks for the GPU resource
     compare = next(j for j in jobs if j["rule"] == "compare")
-    assert "results/eval/refined-letterbox256/metrics.json" in compare["input"]
-    assert "results/eval/refined-source-isbi2015/metrics.json" in compare["input"]
+    assert "results/eval/refine-letterbox256/metrics.json" in compare["input"]
+    assert "results/eval/refine_source-isbi2015/metrics.json" in compare["input"]
     gpu = {j["rule"] for j in jobs if "gpu=1" in j["resources"]}
     assert {"train_refiner_source", "finetune_refiner"} <= gpu
     for st in stages:
