@@ -87,6 +87,12 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     click.echo(f"{name}: {o['n_images']} images, MRE {o['mre_mm']:.3f} mm [{o['ci95']['mre_mm'][0]:.3f}, "
                f"{o['ci95']['mre_mm'][1]:.3f}], {sdr}")
     click.echo(f"diagnosis: {result['diagnosis']['summary']}")
+    meas = (result.get("measurements") or {}).get("per_measurement") or {}
+    if meas:
+        click.echo("measurements (MAE, human limit, class accuracy): " + ", ".join(
+            f"{k} {r['mae']:.2f}" + (f"/{r['human_mae']:.2f}" if r.get("human_mae") is not None else "")
+            + (f" {100 * r['accuracy']:.0f}%" if r.get("accuracy") is not None else "")
+            for k, r in meas.items() if r.get("mae") is not None))
 
     from .. import tracking
 
@@ -95,8 +101,11 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     tracking.log_run(cfg, dataset=dataset, stage=stage, variant=str(result.get("variant") or ""), run_name=name,
                      params={k: params.get(k) for k in ("evaluate", "variants", "codec", "model") if k in params},
                      metrics={k: result[k] for k in ("overall", "unseen", "seen", "per_split", "per_device")
-                              if result.get(k)},
+                              if result.get(k)}
+                     | {"measurements": {k: {f: r.get(f) for f in ("mae", "bias", "human_mae", "accuracy")}
+                                         for k, r in meas.items()}},
                      artifacts=[out_dir / "metrics.json", out_dir / "per_landmark.csv", out_dir / "per_image.csv",
+                                out_dir / "measurements.csv",
                                 out_dir / "diagnosis.md", out_dir / "plots", out_dir / "overlays"],
                      command=command_line, data_index_hash=result.get("data_index_hash"),
                      checkpoint=model_path, checkpoint_hash=info["checkpoint_sha256"])
