@@ -89,6 +89,7 @@ def evaluate_predictions(
     label: str = "",
     make_plots: bool = True,
     annotators: Mapping[str, np.ndarray] | None = None,
+    calibration: Mapping | None = None,
 ) -> dict:
     """Measure predictions against ground truth in mm and write the evaluation folder.
 
@@ -112,6 +113,8 @@ def evaluate_predictions(
         label: the run/variant name in titles.
         annotators: name -> (N, K, 2) original px per annotator: the two-annotator limit of the
             cephalometric measurements (:mod:`cephalo.evaluate.measurement_errors`).
+        calibration: the model's conformal calibration (:mod:`cephalo.uncertainty`): empirical
+            coverage of its radii on these images goes into ``uncertainty`` (needs ``confidence``).
 
     Returns:
         the metrics.json content (dict).
@@ -177,6 +180,13 @@ def evaluate_predictions(
 
     result["measurements"] = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators,
                                                 n_boot=n_boot, seed=seed)
+    if calibration and confidence is not None:
+        from ..uncertainty import coverage
+
+        result["uncertainty"] = {"method": calibration.get("method"), "scale": calibration.get("scale"),
+                                 "calibration_split": calibration.get("split"),
+                                 "calibration_images": calibration.get("n_images"),
+                                 "coverage": coverage(calibration, err, confidence, names)}
     result = _nanlist(result)
 
     import pandas as pd
@@ -297,6 +307,7 @@ def evaluate_model(
     n_worst: int = 4,
     diagnosis_thresholds: Mapping | None = None,
     progress: bool = True,
+    calibration: Mapping | None = None,
 ) -> dict:
     """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
 
@@ -381,6 +392,7 @@ def evaluate_model(
         confidence=conf[:, mi], image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
         n_boot=n_boot, seed=seed, human=human, leakage=leak, info=base_info, images=getter, n_worst=n_worst,
         diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"], annotators=annotators,
+        calibration=calibration,
     )
 
 
