@@ -206,12 +206,15 @@ def read_calibration(path: str | Path) -> dict | None:
 
 def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[float] = (0.9, 0.95),
                     scale: str = "inverse_confidence", conf_floor: float = 0.01, batch_size: int = 4,
-                    device: str = "cpu", progress: bool = True) -> dict:
+                    device: str = "cpu", progress: bool = True, shape_split: str | None = "train",
+                    shape_quantile: float = 0.99, shape_margin: float = 1.5) -> dict:
     """Predict the ``split`` images of a variant and calibrate radii on their errors (:func:`calibrate`).
 
     Predictions are mapped back to original pixels exactly as in evaluation
     (:func:`cephalo.evaluate.runner.evaluate_model`); errors are measured over the landmarks the model
-    and the data share, with each image's own spacing.
+    and the data share, with each image's own spacing. With ``shape_split``, a
+    :class:`cephalo.flags.ShapeModel` is also fitted on that split's ground-truth landmarks (the
+    training landmarks; patient frame, mm) and stored as ``shape_model`` for the review flags.
 
     Raises:
         DataError: no image in the split, or images without pixel spacing.
@@ -240,7 +243,23 @@ def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[flo
     e_mm = M.radial_errors_mm(pred, gt, spacing)
     e_px = M.radial_errors_mm(pred, gt, np.ones_like(spacing))  # the same formula with 1 px = 1 unit
     vmeta = getattr(variant, "meta", {}) or {}
-    return calibrate(e_mm, e_px, conf[:, mi], names, coverages, scale, conf_floor,
+    cal = calibrate(e_mm, e_px, conf[:, mi], names, coverages, scale, conf_floor,
                      info={"split": split, "n_images": int(rows.size),
                            "variant": vmeta.get("name", Path(str(getattr(variant, "path", ""))).name),
                            "variant_fingerprint": vmeta.get("fingerprint")})
+    if shape_split:
+        from .flags import ShapeModel
+        from .measurements import patient_frame_mm
+
+        srows = np.flatnonzero(np.asarray(variant.splits) == shape_split)
+        if srows.size >= 3:
+            shapes = np.asarray(variant.landmarks_original, dtype=np.float64)[srows][:, di]
+            sp = np.asarray(variant.spacing, dtype=np.float64)[srows]
+            ok = np.isfinite(sp).all(axis=1)
+            try:
+                sm = ShapeModel.fit(patient_frame_mm(shapes[ok], names, sp[ok]), names, shape_quantile, shape_margin)
+            except ValueError:
+                sm = None
+            if sm is not None:
+                cal["shape_model"] = {**sm.to_dict(), "split": shape_split}
+    return cal

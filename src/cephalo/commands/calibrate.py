@@ -6,7 +6,9 @@ quantiles of the radial error (:mod:`cephalo.uncertainty`) and writes a cephalo 
 carries them (top-level ``calibration``). ``--out`` may equal ``--model`` (replaced atomically).
 
 Params ``calibrate:`` (all optional): ``coverages`` ([0.9, 0.95]), ``scale`` (``inverse_confidence``
-| ``constant``), ``conf_floor`` (0.01), ``batch_size`` (4), ``device`` (auto), ``split`` (valid).
+| ``constant``), ``conf_floor`` (0.01), ``batch_size`` (4), ``device`` (auto), ``split`` (valid),
+``shape_split`` (train: the split whose ground-truth landmarks fit the shape model of the review
+flags, :class:`cephalo.flags.ShapeModel`; null = none), ``shape_quantile`` (0.99), ``shape_margin`` (1.5).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import click
 from ..errors import ConfigError, DataError
 from ._common import params_option
 
-_KEYS = {"coverages", "scale", "conf_floor", "batch_size", "device", "split"}
+_KEYS = {"coverages", "scale", "conf_floor", "batch_size", "device", "split", "shape_split", "shape_quantile",
+         "shape_margin"}
 
 
 def calibrate_params(params: dict) -> dict:
@@ -33,7 +36,10 @@ def calibrate_params(params: dict) -> dict:
         return {"coverages": [float(c) for c in sec.get("coverages", [0.9, 0.95])],
                 "scale": str(sec.get("scale", "inverse_confidence")),
                 "conf_floor": float(sec.get("conf_floor", 0.01)), "batch_size": int(sec.get("batch_size", 4)),
-                "device": str(sec.get("device", "auto")), "split": str(sec.get("split", "valid"))}
+                "device": str(sec.get("device", "auto")), "split": str(sec.get("split", "valid")),
+                "shape_split": sec.get("shape_split", "train"),
+                "shape_quantile": float(sec.get("shape_quantile", 0.99)),
+                "shape_margin": float(sec.get("shape_margin", 1.5))}
     except (TypeError, ValueError) as e:
         raise ConfigError(f"params calibrate: {e}") from None
 
@@ -67,7 +73,8 @@ def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path,
     model, meta, extra = load_checkpoint(model_path, "cpu")
     cal = calibrate_model(model.eval(), meta, variant, split, coverages=cp["coverages"], scale=cp["scale"],
                           conf_floor=cp["conf_floor"], batch_size=cp["batch_size"],
-                          device=resolve_device(cp["device"]), progress=progress)
+                          device=resolve_device(cp["device"]), progress=progress, shape_split=cp["shape_split"],
+                          shape_quantile=cp["shape_quantile"], shape_margin=cp["shape_margin"])
     cal["checkpoint"] = str(model_path)
     from ..models.checkpoint import read_checkpoint
 
