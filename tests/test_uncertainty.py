@@ -67,3 +67,51 @@ def test_calibration_round_trip_through_checkpoint(tmp_path):
     torch.save({"format": "cephalo", "format_version": 1, "model_state_dict": model.state_dict(),
                 "meta": meta.to_dict()}, ckpt)
     assert U.read_calibration(ckpt) is None
+
+
+def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
+    """A stand-in model whose heatmaps put every landmark 3 input px right of the truth (64 px input, images
+    4x larger, 0.1 mm/px): radial error 12 px = 1.2 mm everywhere, so every quantile is 1.2 mm."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from cephalo import geometry
+    from cephalo.codecs import create_codec
+
+    W = H = 64
+    codec_kw = {"name": "gaussian", "input_size": (W, H), "heatmap_size": (16, 16), "sigma": 1.5,
+                "decoder": "dark", "convention": "pixel_centre"}
+    codec = create_codec(**codec_kw)
+    rng = np.random.default_rng(0)
+    names = ["sella", "nasion", "menton", "gonion"]
+    n = 8
+    A = geometry.resize_affine((256, 256), (W, H))
+    orig = rng.uniform(60, 200, size=(n, 4, 2))
+    hms = np.stack([codec.encode(geometry.apply_affine(A, p) + [3.0, 0.0])[0] for p in orig])  # 3 input px
+
+    class Stand:
+        i = 0
+
+        def to(self, d):
+            return self
+
+        def eval(self):
+            return self
+
+        def __call__(self, x):
+            out = torch.as_tensor(hms[self.i:self.i + x.shape[0]])
+            self.i += x.shape[0]
+            return out
+
+    variant = SimpleNamespace(
+        images=np.zeros((n, H, W), np.uint8), image_ids=[f"{i:03d}" for i in range(n)],
+        splits=np.array(["valid"] * 4 + ["train"] * 4, dtype=object), spacing=np.full((n, 2), 0.1),
+        affines=np.stack([A] * n), landmarks_original=orig, landmark_names=names,
+        orig_sizes=np.full((n, 2), 256), input_size=(W, H), normalisation={"name": "imagenet"}, meta={"name": "v"}, path=tmp_path)
+    meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw)
+    cal = U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), scale="constant", progress=False)
+    assert cal["n_images"] == 4 and cal["split"] == "valid"
+    np.testing.assert_allclose(cal["q_mm"]["0.5"], 1.2, atol=0.05)  # 3 input px = 12 original px = 1.2 mm
+    np.testing.assert_allclose(cal["q_px"]["0.5"], 12.0, atol=0.5)
+    assert cal["shape_model"]["split"] == "train" and len(cal["shape_model"]["mean"]) == 4
