@@ -8,12 +8,13 @@ Pipeline per image (the same chain as training/evaluation, in reverse at the end
    interpretation);
 2. preprocess with the model's variant spec (:func:`cephalo.preprocess.preprocess_image`), which
    returns the ``(2, 3)`` affine ``M`` original -> model-input pixels;
-3. normalise (:func:`cephalo.preprocess.normalise`, white level from the image's bit depth), run the
-   model in batches, decode the heatmaps with the model's codec
-   (:func:`cephalo.codecs.create_codec`, ``**meta.codec``) into model-input pixels;
-4. map back with ``geometry.invert(M)`` into original pixels (xy, origin at the centre of the
-   top-left pixel, :mod:`cephalo.geometry`), and to mm with the image's pixel spacing
-   (:func:`cephalo.evaluate.metrics.offsets_mm` from the origin, i.e. ``x_mm = x * spacing_x``).
+3. run the model in batches and map its output back to original pixels (xy, origin at the centre
+   of the top-left pixel, :mod:`cephalo.geometry`) through :class:`cephalo.inference.Predictor`:
+   normalisation (white level from the image's bit depth), the model's codec (``meta.codec``),
+   and the inverse of the label frame / preprocessing affine ``M`` -- the same path as training
+   validation and ``cephalo evaluate``;
+4. to mm with the image's pixel spacing (:func:`cephalo.evaluate.metrics.offsets_mm` from the
+   origin, i.e. ``x_mm = x * spacing_x``).
 
 :func:`predict_images` is the library entry point (no CLI logic); :func:`write_predictions`
 assesses each prediction (calibrated radii, review flags, measurements: :mod:`cephalo.assess`) and
@@ -37,8 +38,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import geometry as G
 from .errors import CephaloError, ConfigError, DataError
+from .inference import resolve_device
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -261,26 +262,6 @@ def resolve_variant_spec(variant: Any, variants: Mapping[str, Any] | None = None
     return spec
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` if available else ``cpu``; ``cpu``/``cuda``/``cuda:N`` as given.
-
-    Raises:
-        ConfigError: an unknown name, or CUDA requested where it is not available.
-    """
-    import torch
-
-    device = str(device or "auto").strip().lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but CUDA is not available (use --device cpu)")
-        return device
-    raise ConfigError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N")
-
-
 def landmark_symbols(names: Sequence[str]) -> list[str]:
     """Symbols (``"S"``, ``"N"``) of canonical landmark names, from the catalogue that holds them all
     (an exact catalogue first, then ISBI-19, Aariz-29, CL-Detection-38 per name); ``""`` if unknown."""
@@ -456,52 +437,33 @@ def predict_images(
         ConfigError: bad batch size/device/spacing, no usable preprocessing spec, a spec whose output
             size differs from ``meta.input_size``, or a codec that does not fit the model output.
     """
-    import torch
     from tqdm import tqdm
 
-    from .codecs import create_codec
-    from .preprocess import normalise, preprocess_image
+    from .inference import Predictor
+    from .preprocess import preprocess_image
 
     if int(batch_size) < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     fallback = _fallback_spacing(spacing_mm)
     spec = resolve_variant_spec(variant if variant is not None else meta.variant, variants)
-    dev = resolve_device(device)
+    predictor = Predictor.from_meta(model, meta, normalisation=spec.get("normalisation") or "imagenet",
+                                    device=device)
     W, H = (int(v) for v in meta.input_size)
-    norm = meta.normalisation or spec.get("normalisation") or "imagenet"
     names = list(meta.landmark_names)
     symbols = landmark_symbols(names)
-    codec = None
-    model = model.to(dev).eval()
     results: list[ImagePrediction] = []
     pending: list[tuple[InputImage, np.ndarray, np.ndarray, tuple | None, str | None]] = []
 
     def flush() -> None:
-        nonlocal codec
         if not pending:
             return
-        x = torch.cat([normalise(p[1][None], norm, max_value=65535.0 if p[1].dtype == np.uint16 else 255.0)
-                       for p in pending]).to(dev)
-        with torch.no_grad():
-            hm = model(x)
-        hm = hm.float().cpu()
-        if codec is None:
-            kw = dict(meta.codec or {})
-            kw.update(input_size=(W, H), heatmap_size=(int(hm.shape[-1]), int(hm.shape[-2])))
-            codec = create_codec(**kw)
-        if hm.shape[1] != len(names):
-            raise ConfigError(f"the model outputs {hm.shape[1]} heatmaps but its meta names {len(names)} landmarks")
-        dec = codec.decode(hm)
-        coords_in = np.asarray(dec.coords, dtype=np.float64)
+        p = predictor.predict([q[1] for q in pending], np.stack([q[2] for q in pending]),
+                              np.array([(q[0].width, q[0].height) for q in pending]))
         for b, (inp, _, m, sp, src) in enumerate(pending):
-            # Undo the mapping the model's labels were trained with (see geometry.label_frame_affine).
-            lab = G.label_frame_affine(m, (inp.width, inp.height), (W, H), codec.convention)
-            orig = G.apply_affine(G.invert(lab), coords_in[b])
             results.append(ImagePrediction(
                 path=inp.path, width=inp.width, height=inp.height, spacing=sp, spacing_source=src,
-                bit_depth=inp.bit_depth, landmark_names=names, symbols=symbols, coords=orig,
-                confidence=np.asarray(dec.confidence[b], dtype=np.float64),
-                degenerate=np.asarray(dec.degenerate[b], dtype=bool), affine=np.asarray(m, dtype=np.float64)))
+                bit_depth=inp.bit_depth, landmark_names=names, symbols=symbols, coords=p.coords[b],
+                confidence=p.confidence[b], degenerate=p.degenerate[b], affine=np.asarray(m, dtype=np.float64)))
         pending.clear()
 
     paths = [Path(p) for p in paths]

@@ -141,21 +141,43 @@ def get_variant_dir(dataset, variant):
     return f"results/variants/{dataset}/{variant}"
 
 
-def get_source_split(wildcards):
-    return PIPE["source"][wildcards.dataset]
-
-
 def eval_outputs(run):
     return [f"results/eval/{run}/{f}" for f in EVAL_FILES]
 
 
+#: evaluation stages, in comparison order; each name is also the --stage tag, the run-name prefix
+#: (results/eval/{stage}-{target}) and, per variant, the results/models/{stage}/ folder
+EVAL_STAGES = ("source", "zero_shot", "adabn", "finetune")
+
+
 def get_runs():
-    """Evaluation run names, in comparison order."""
+    """Evaluation run names ``{stage}-{target}``, in comparison order."""
     runs = [f"source-{d}" for d in PIPE["source"]]
-    runs += [f"zeroshot-{v}" for v in PIPE["variants"]]
-    runs += [f"adabn-{v}" for v in PIPE["variants"]]
-    runs += [f"finetuned-{v}" for v in PIPE["variants"]]
+    runs += [f"{stage}-{v}" for stage in EVAL_STAGES[1:] for v in PIPE["variants"]]
     return runs
+
+
+def get_eval_model(wildcards):
+    """The checkpoint a run evaluates: the source model, or the stage's per-variant model."""
+    if wildcards.stage in ("source", "zero_shot"):
+        return SOURCE_CKPT
+    return f"results/models/{wildcards.stage}/{wildcards.target}/best.pt"
+
+
+def get_eval_data(wildcards):
+    if wildcards.stage == "source":
+        return get_variant_dir(wildcards.target, PIPE["source_variant"])
+    return get_variant_dir(PIPE["target"], wildcards.target)
+
+
+def get_eval_index(wildcards):
+    return get_index(wildcards.target if wildcards.stage == "source" else PIPE["target"])
+
+
+def get_eval_split(wildcards):
+    if wildcards.stage == "source":
+        return PIPE["source"][wildcards.target]
+    return PIPE["zero_shot_split"] if wildcards.stage == "zero_shot" else PIPE["eval_split"]
 
 
 def get_final_outputs():

@@ -38,7 +38,8 @@ def evaluate_params(params: dict) -> dict:
 @click.option("--name", default=None, help="run name (default: the output folder's name)")
 @click.option("--index", "index_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="landmark index with two or more annotators: human limit beside the model")
-@click.option("--stage", default="evaluate", show_default=True, help="tracking tag (e.g. zero_shot, fine_tuned)")
+@click.option("--stage", default="evaluate", show_default=True,
+              help="evaluation stage tag: source, zero_shot, adabn or finetune")
 @params_option
 def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: str | None, index_path: Path | None,
             stage: str, params_path: Path) -> None:

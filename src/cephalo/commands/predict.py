@@ -130,7 +130,7 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         "checkpoint": str(model_path),
         "model": {"arch": meta.arch, "landmark_names": list(meta.landmark_names),
                   "input_size": list(meta.input_size), "codec": dict(meta.codec or {})},
-        "device": dev,
+        "device": str(dev),
         "fallback_spacing_mm": spacing_mm,
     }
     paths = write_predictions(preds, out_dir, overlays=overlays, info=info, skipped=skipped, calibration=cal,

@@ -32,7 +32,7 @@ from . import metrics as M
 from . import plots
 from .diagnosis import diagnose
 
-__all__ = ["evaluate_predictions", "evaluate_model", "predict_variant", "shared_landmarks"]
+__all__ = ["evaluate_predictions", "evaluate_model", "shared_landmarks"]
 
 #: (image, affine original -> image frame) for overlays, given the row number of an image
 ImageGetter = Callable[[int], tuple[np.ndarray, np.ndarray]]
@@ -249,46 +249,6 @@ def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, g
                           title=f"{ids[i]}: MRE {img_mre[i]:.2f} mm", names=names)
 
 
-def predict_variant(model, meta, variant, rows: Sequence[int], batch_size: int = 4, device: str = "cpu",
-                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Run a model on variant images and decode landmarks in *preprocessed* pixels.
-
-    Args:
-        model: ``nn.Module`` in eval mode, ``(B, 3, H, W) -> (B, K, H/4, W/4)``.
-        meta: its ``ModelMeta`` (``normalisation``, ``codec``).
-        variant: a loaded :class:`cephalo.preprocess.Variant`.
-        rows: image rows to predict.
-
-    Returns:
-        (coords (R, K_model, 2) float64 xy preprocessed px, confidence (R, K_model) float64).
-    """
-    import torch
-    from tqdm import tqdm
-
-    from ..codecs import create_codec
-    from ..preprocess import normalise
-
-    norm = meta.normalisation or variant.normalisation
-    W, H = variant.input_size
-    codec = None
-    coords, confs = [], []
-    model = model.to(device).eval()
-    rows = list(rows)
-    with torch.no_grad():
-        for s in tqdm(range(0, len(rows), batch_size), desc="evaluate", disable=not progress):
-            batch = np.stack([np.asarray(variant.images[r]) for r in rows[s:s + batch_size]])
-            x = normalise(batch, norm).to(device)
-            hm = model(x).float().cpu()
-            if codec is None:
-                kw = dict(meta.codec or {})
-                kw.update(input_size=(W, H), heatmap_size=(int(hm.shape[-1]), int(hm.shape[-2])))
-                codec = create_codec(**kw)
-            r = codec.decode(hm)
-            coords.append(np.asarray(r.coords, dtype=np.float64))
-            confs.append(np.asarray(r.confidence, dtype=np.float64))
-    return np.concatenate(coords), np.concatenate(confs)
-
-
 def evaluate_model(
     model,
     meta,
@@ -311,15 +271,17 @@ def evaluate_model(
 ) -> dict:
     """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
 
-    Predictions are decoded in preprocessed pixels by ``create_codec(**meta.codec)``, mapped to
-    original pixels through ``geometry.invert`` of each image's stored affine, and compared over
-    the landmarks the model and the data share (by name). Leakage (seen images, duplicates across
+    Predictions in original pixels come from :func:`cephalo.inference.predict_variant` (codec
+    from ``meta.codec``, label frame and inverse preprocessing affine per image; the same path as
+    training validation and ``cephalo predict``) and are compared over the landmarks the model
+    and the data share (by name). Leakage (seen images, duplicates across
     splits) is checked against ``meta.provenance``.
 
     Args:
         model, meta: from ``cephalo.models.load_model``.
         variant: a loaded ``Variant`` or its directory.
         split: split name, or ``"all"``.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (:func:`cephalo.inference.resolve_device`).
         out_dir: output folder (see the module doc).
         human: a precomputed human limit; if None and the variant holds two or more annotators,
             it is computed from them.
@@ -328,10 +290,11 @@ def evaluate_model(
         the metrics.json content.
 
     Raises:
-        cephalo.errors.DataError: no image in ``split``; ValueError: no shared landmark.
+        cephalo.errors.DataError: no image in ``split``; ValueError: no shared landmark;
+        cephalo.errors.ConfigError: unusable ``device``, or a model/codec mismatch.
     """
     from ..errors import DataError
-    from ..geometry import apply_affine, invert, label_frame_affine
+    from ..inference import Predictor, predict_variant
     from .leakage import find_leakage, image_content_hash
 
     if not hasattr(variant, "images"):
@@ -343,15 +306,10 @@ def evaluate_model(
         raise DataError(f"no image in split {split!r} (splits: {sorted(set(map(str, variant.splits)))})",
                         getattr(variant, "path", None))
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
-    pred_pre, conf = predict_variant(model, meta, variant, rows, batch_size=batch_size, device=device,
-                                     progress=progress)
-    # Back to original pixels through the inverse of the mapping the model's labels were trained
-    # with (the pixel affine for cephalo's models; x*scale+pad for the public HRNet).
-    convention = str((getattr(meta, "codec", {}) or {}).get("convention", "pixel_centre"))
-    input_wh = tuple(int(v) for v in np.asarray(variant.images).shape[:0:-1])
-    inv = np.stack([invert(label_frame_affine(variant.affines[r], tuple(variant.orig_sizes[r]), input_wh, convention))
-                    for r in rows])
-    pred = apply_affine(inv, pred_pre[:, mi])
+    predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
+                                    device_key="evaluate.device")
+    p = predict_variant(predictor, variant, rows, batch_size=batch_size, progress=progress, desc="evaluate")
+    pred, conf = p.coords[:, mi], p.confidence[:, mi]
     gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
     spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
     if not np.isfinite(spacing).all():
@@ -389,7 +347,7 @@ def evaluate_model(
     return evaluate_predictions(
         pred, gt, spacing, image_ids=[ids_all[r] for r in rows], names=names, out_dir=out_dir,
         splits=[str(variant.splits[r]) for r in rows], devices=[str(variant.devices[r]) for r in rows],
-        confidence=conf[:, mi], image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
+        confidence=conf, image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
         n_boot=n_boot, seed=seed, human=human, leakage=leak, info=base_info, images=getter, n_worst=n_worst,
         diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"], annotators=annotators,
         calibration=calibration,
