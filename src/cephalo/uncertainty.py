@@ -210,8 +210,8 @@ def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[flo
                     shape_quantile: float = 0.99, shape_margin: float = 1.5) -> dict:
     """Predict the ``split`` images of a variant and calibrate radii on their errors (:func:`calibrate`).
 
-    Predictions are mapped back to original pixels exactly as in evaluation
-    (:func:`cephalo.evaluate.runner.evaluate_model`); errors are measured over the landmarks the model
+    Predictions come from the one inference path (:func:`cephalo.inference.predict_variant`, as in
+    evaluation and ``cephalo predict``); errors are measured over the landmarks the model
     and the data share, with each image's own spacing. With ``shape_split``, a
     :class:`cephalo.flags.ShapeModel` is also fitted on that split's ground-truth landmarks (the
     training landmarks; patient frame, mm) and stored as ``shape_model`` for the review flags.
@@ -221,21 +221,18 @@ def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[flo
     """
     from .errors import DataError
     from .evaluate import metrics as M
-    from .evaluate.runner import predict_variant, shared_landmarks
-    from .geometry import apply_affine, invert, label_frame_affine
+    from .evaluate.runner import shared_landmarks
+    from .inference import Predictor, predict_variant
 
     rows = np.flatnonzero(np.asarray(variant.splits) == split)
     if rows.size == 0:
         raise DataError(f"no image in split {split!r} (splits: {sorted(set(map(str, variant.splits)))})",
                         getattr(variant, "path", None))
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
-    pred_pre, conf = predict_variant(model, meta, variant, rows, batch_size=batch_size, device=device,
-                                     progress=progress)
-    convention = str((meta.codec or {}).get("convention", "pixel_centre"))
-    input_wh = tuple(int(v) for v in np.asarray(variant.images).shape[:0:-1])
-    inv = np.stack([invert(label_frame_affine(variant.affines[r], tuple(variant.orig_sizes[r]), input_wh, convention))
-                    for r in rows])
-    pred = apply_affine(inv, pred_pre[:, mi])
+    predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
+                                    device_key="calibrate.device")
+    p = predict_variant(predictor, variant, rows, batch_size=batch_size, progress=progress, desc="calibrate")
+    pred, conf = p.coords[:, mi], p.confidence
     gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
     spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
     if not np.isfinite(spacing).all():
