@@ -221,7 +221,7 @@ def _plot(block: Mapping, path: Path, title: str) -> Path:
                     xerr=np.nan_to_num(np.vstack([hm - hlo, hhi - hm])), capsize=2)
         ax.set_yticks(y)
         ax.set_yticklabels(ks, fontsize=8)
-        ax.invert_yaxis()
+        ax.set_ylim(max(len(ks), 4) - 0.5, -0.5)  # top to bottom; a lone measurement keeps a thin bar
         ax.set_xlabel(f"mean absolute error ({unit})")
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
