@@ -193,7 +193,7 @@ def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, 
     """Predicted landmarks on the original image, for a clinician: labels, uncertainty ellipses, flags.
 
     The PNG has the image's own resolution, reduced to ``max_side`` pixels on the long side when larger
-    (so labels stay readable: font sizes follow the output size). The legend lists only what is
+    (but not below 400 px on the short side), so labels stay readable: font sizes follow the output size. The legend lists only what is
     drawn: predictions, flagged landmarks (if any), the radius of the given coverage (if any).
 
     Args:
@@ -208,7 +208,8 @@ def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, 
     plt = _plt()
     img = np.asarray(image)
     h, w = img.shape[:2]
-    s = min(1.0, float(max_side) / max(h, w))
+    # at most max_side on the long side, but never below 400 px on the short side (extreme aspect ratios)
+    s = min(1.0, max(float(max_side) / max(h, w), min(1.0, 400.0 / max(min(h, w), 1))))
     ow, oh = max(1, round(w * s)), max(1, round(h * s))
     dpi = 100
     fig = plt.figure(figsize=(ow / dpi, oh / dpi), dpi=dpi)
