@@ -12,8 +12,10 @@ Output folder (written whole, atomically)::
     per_image.csv         # one row per image (MRE, device, split, seen)
     predictions.parquet   # one row per image x landmark: pred/gt original px, error mm, confidence
     diagnosis.md          # plain-words diagnosis
+    measurements.csv      # per cephalometric measurement: MAE [CI], bias, two-annotator limit, class accuracy
+    measurements_per_image.csv  # image x measurement from prediction and ground truth
     plots/sdr_curve.csv   # DVC plot data (threshold_mm, sdr)
-    plots/*.png           # SDR curve, per-landmark bars with human limit, error vs device, diagnosis
+    plots/*.png           # measurement errors, SDR curve, per-landmark bars with human limit, error vs device, diagnosis
     overlays/worst_*.png  # worst images with ground truth and prediction
 """
 
@@ -86,6 +88,8 @@ def evaluate_predictions(
     diagnosis_thresholds: Mapping | None = None,
     label: str = "",
     make_plots: bool = True,
+    annotators: Mapping[str, np.ndarray] | None = None,
+    calibration: Mapping | None = None,
 ) -> dict:
     """Measure predictions against ground truth in mm and write the evaluation folder.
 
@@ -107,6 +111,10 @@ def evaluate_predictions(
         images: ``i -> (image, affine original -> image)`` for overlays of the worst images.
         n_worst: how many overlays.
         label: the run/variant name in titles.
+        annotators: name -> (N, K, 2) original px per annotator: the two-annotator limit of the
+            cephalometric measurements (:mod:`cephalo.evaluate.measurement_errors`).
+        calibration: the model's conformal calibration (:mod:`cephalo.uncertainty`): empirical
+            coverage of its radii on these images goes into ``uncertainty`` (needs ``confidence``).
 
     Returns:
         the metrics.json content (dict).
@@ -168,6 +176,17 @@ def evaluate_predictions(
                        "offset_px": diag.offset_px, "offset_mm": diag.offset_mm, "confidence": diag.confidence}
                       if diag else {"summary": diag_error, "findings": []}),
     }
+    from .measurement_errors import measurement_errors, write_outputs
+
+    result["measurements"] = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators,
+                                                n_boot=n_boot, seed=seed)
+    if calibration and confidence is not None:
+        from ..uncertainty import coverage
+
+        result["uncertainty"] = {"method": calibration.get("method"), "scale": calibration.get("scale"),
+                                 "calibration_split": calibration.get("split"),
+                                 "calibration_images": calibration.get("n_images"),
+                                 "coverage": coverage(calibration, err, confidence, names)}
     result = _nanlist(result)
 
     import pandas as pd
@@ -200,6 +219,7 @@ def evaluate_predictions(
         (tmp / "diagnosis.md").write_text(diag.to_markdown() if diag else f"# Diagnosis\n\n{diag_error}\n")
         pdir = tmp / "plots"
         pdir.mkdir()
+        write_outputs(result["measurements"], tmp, make_plot=make_plots, title=label)
         pd.DataFrame(plots.sdr_curve_table(err)).to_csv(pdir / "sdr_curve.csv", index=False)
         if make_plots:
             _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images,
@@ -247,6 +267,7 @@ def evaluate_model(
     n_worst: int = 4,
     diagnosis_thresholds: Mapping | None = None,
     progress: bool = True,
+    calibration: Mapping | None = None,
 ) -> dict:
     """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
 
@@ -302,6 +323,7 @@ def evaluate_model(
                         all_splits=[str(s) for s in variant.splits], all_hashes=all_hashes)
     if human is None:
         human = _human_from_variant(variant, rows, names, thresholds)
+    annotators = _annotators_original(variant, rows, names)
 
     def getter(i: int):
         r = int(rows[i])
@@ -327,8 +349,21 @@ def evaluate_model(
         splits=[str(variant.splits[r]) for r in rows], devices=[str(variant.devices[r]) for r in rows],
         confidence=conf, image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
         n_boot=n_boot, seed=seed, human=human, leakage=leak, info=base_info, images=getter, n_worst=n_worst,
-        diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"],
+        diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"], annotators=annotators,
+        calibration=calibration,
     )
+
+
+def _annotators_original(variant, rows, names) -> dict[str, np.ndarray]:
+    """Each annotator's landmarks (``mean`` excluded) for ``rows`` x ``names`` in original pixels."""
+    from ..geometry import apply_affine, invert
+
+    anns = {a: v for a, v in (getattr(variant, "annotators", {}) or {}).items() if a != "mean"}
+    if len(anns) < 2:
+        return {}
+    di = [list(variant.landmark_names).index(n) for n in names]
+    inv = np.stack([invert(variant.affines[r]) for r in rows])
+    return {a: apply_affine(inv, np.asarray(v, dtype=np.float64)[rows][:, di]) for a, v in anns.items()}
 
 
 def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
