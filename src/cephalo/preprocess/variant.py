@@ -34,7 +34,7 @@ import numpy as np
 from .. import geometry as G
 from ..errors import ConfigError, DataError
 from ..io import atomic_dir, file_sha256, write_json
-from .imageio import image_bit_depth, read_image
+from ..imageio import image_bit_depth, read_image
 from .normalise import normalisation_spec
 from .steps import HistogramMatch, Pipeline
 
