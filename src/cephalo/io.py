@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -188,6 +189,47 @@ def sweep_tree(root: str | Path, *, max_age_s: float | None = None, dry_run: boo
     return out
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns:
+        ``False`` where the system or file system cannot (then the caller renames twice).
+
+    Raises:
+        OSError: any other failure of the swap.
+    """
+    global _renameat2
+    if _renameat2 is None:
+        try:
+            import ctypes
+            import ctypes.util
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fn = libc.renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _renameat2 = fn
+        except (OSError, AttributeError):
+            _renameat2 = False
+    if _renameat2 is False:
+        return False
+    import ctypes
+
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+_renameat2 = None
+
+
 @contextlib.contextmanager
 def _naming(target: Path) -> Iterator[None]:
     """Give an OSError raised without a file name (a ``write()`` on a full disk) the target's path."""
@@ -231,8 +273,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; it replaces ``path`` whole on success.
 
-    The temporary is ``.<name>.<host>_<pid>_<random>.tmp``; the previous ``path`` is moved to
-    ``.<name>.<owner>.old`` for the swap and deleted after it. Stale temporaries of ``path`` are
+    The temporary is ``.<name>.<host>_<pid>_<random>.tmp``; it is swapped with the previous
+    ``path`` in one atomic step where the system can (Linux ``renameat2(RENAME_EXCHANGE)``), so
+    ``path`` is never missing; elsewhere the previous ``path`` is moved to ``.<name>.<owner>.old``
+    for a two-rename swap and deleted after it. Stale temporaries of ``path`` are
     swept first (:func:`sweep_stale`: a killed swap's ``.old`` is put back when ``path`` is
     missing). On an exception the temporary directory is deleted and ``path`` is untouched.
 
@@ -249,6 +293,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # created 0700
         if path.exists():
+            if _exchange(tmp, path):  # one atomic step: `path` is always the old or the new output
+                shutil.rmtree(tmp)  # now the previous output
+                return
             old = path.with_name(temp_name(path, "old"))
             os.replace(path, old)
             os.replace(tmp, path)

@@ -47,7 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 from ..errors import CephaloError, ConfigError, DownloadError
-from ..io import atomic_dir, file_sha256, write_json
+from ..io import atomic_dir, file_sha256, sweep_stale, write_json
 
 __all__ = [
     "ReleaseFile",
@@ -1027,6 +1027,7 @@ def fetch_release(
     else:
         single_hash = _normalise_hash(known_hash, "known_hash")
 
+    sweep_stale(dest)  # a killed earlier unpack: its temporary folder (or the previous release, put back)
     if dest.exists() and not dest.is_dir():
         raise _err("destination exists and is not a folder", dest)
     occupied = dest.is_dir() and any(dest.iterdir())

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import geometry as G
 from ..errors import ConfigError, DataError
-from ..io import atomic_dir, file_sha256, write_json
+from ..io import atomic_dir, file_sha256, sweep_stale, write_json
 from .imageio import image_bit_depth, read_image
 from .normalise import normalisation_spec
 from .steps import HistogramMatch, Pipeline
@@ -322,6 +322,7 @@ def build_variant(
             f"variant {name!r}: needs a geometric step with a fixed output size (letterbox, stretch, spacing)"
         )
 
+    sweep_stale(out_dir)  # a killed earlier build's temporaries, even when the variant is up to date
     index_sha = file_sha256(index_path)
     if ground_truth is None:
         try:
