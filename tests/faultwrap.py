@@ -8,6 +8,9 @@
 - ``replace+:N`` -- just after that rename;
 - unset -- no kill (the wrapper is then plain ``cephalo``).
 
+``FAULT_DELETE_AT=N``: the N-th image whose header ``cephalo index`` reads is deleted just before
+it is read (a file removed under a running index, after the adapter listed it).
+
 Random points in time are the test's job (it sends SIGKILL after a random delay).
 """
 
@@ -57,9 +60,27 @@ def _install(spec: str) -> None:
     io._exchange = exchange
 
 
+def _install_delete(n: int) -> None:
+    import cephalo.datasets.base as base
+
+    real = base.image_header
+    calls = 0
+
+    def image_header(path, *a, **kw):
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            os.unlink(path)
+        return real(path, *a, **kw)
+
+    base.image_header = image_header
+
+
 if __name__ == "__main__":
     if os.environ.get("FAULT_AT"):
         _install(os.environ["FAULT_AT"])
+    if os.environ.get("FAULT_DELETE_AT"):
+        _install_delete(int(os.environ["FAULT_DELETE_AT"]))
     from cephalo.cli import run
 
     sys.argv = ["cephalo", *sys.argv[1:]]

@@ -209,3 +209,95 @@ def _done(p: Path, name: str) -> bool:
         return True
     except Exception:
         return False
+
+
+# --------------------------------------------------------------------------- full disk, read-only, vanished file
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 512 KiB tmpfs (root only; skipped with the reason where it cannot be mounted)."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount(8) here")
+
+    def mount(opts: str) -> Path:
+        d = mnt / opts.replace(",", "_").replace("=", "")
+        d.mkdir()
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)], capture_output=True, text=True)
+        if p.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {p.stderr.strip()}")
+        mounted.append(d)
+        return d
+
+    mounted: list[Path] = []
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def _one_line_error(p: subprocess.CompletedProcess, *needles: str) -> str:
+    full = p.stderr.strip()
+    assert p.returncode == 1, (p.returncode, full[-3000:])
+    # progress bars may precede it; the error itself is one line, and no traceback
+    assert "Traceback" not in full and full.count("cephalo: error: ") == 1, full[-3000:]
+    err = full.splitlines()[-1]
+    assert err.startswith("cephalo: error: "), full[-3000:]
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+def _cephalo(args: list[str], cwd: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(_cmd(args), cwd=cwd, env={**_env(), **env}, capture_output=True, text=True, timeout=600)
+
+
+def test_preprocess_on_a_full_disk_is_one_line_exit_1_and_leaves_nothing(project, tmpfs):
+    p = project
+    if not _done(p, "index"):
+        _run(_args("index", p), p)
+    disk = tmpfs("size=512k")
+    out = disk / "variant"
+    res = _cephalo(["preprocess", "--index", "results/index.parquet", "--variant", "letterbox256", "--out", str(out),
+                    "--no-progress", *PARAMS], p)
+    err = _one_line_error(res, str(disk), "No space left on device", "ENOSPC")
+    assert "Bus error" not in err and list(disk.iterdir()) == [], list(disk.iterdir())
+    TABLE.append(("preprocess: 512 KiB tmpfs (cache needs 590 KiB)", "one error line naming the path, exit 1, "
+                  "nothing left", f"exit {res.returncode}: `...{err[-70:]}`; folder empty"))
+
+
+def test_index_on_a_full_disk_and_on_a_read_only_folder_is_one_line_exit_1(project, tmpfs):
+    p = project
+    disk = tmpfs("size=512k")
+    with open(disk / "filler", "wb") as f:  # leave a few KiB: the index write fails part-way
+        try:
+            f.write(b"\0" * (512 << 10))
+        except OSError:
+            pass
+    args = ["index", "--dataset", "isbi2015", "--root", "demo/isbi2015", "--out", str(disk / "index.parquet"),
+            "--report", str(disk / "quality"), *PARAMS]
+    res = _cephalo(args, p)
+    err = _one_line_error(res, str(disk), "ENOSPC")
+    assert sorted(x.name for x in disk.iterdir()) == ["filler"] or not _debris(disk), list(disk.iterdir())
+    assert not _debris(disk) and not (disk / "index.parquet").exists()
+    TABLE.append(("index: full tmpfs", "one error line naming the path, exit 1, nothing partial",
+                  f"exit {res.returncode}: `...{err[-70:]}`; no index, no temporary"))
+    ro = tmpfs("ro,size=64k")
+    args = ["index", "--dataset", "isbi2015", "--root", "demo/isbi2015", "--out", str(ro / "index.parquet"),
+            "--report", str(ro / "quality"), *PARAMS]
+    res = _cephalo(args, p)
+    err = _one_line_error(res, str(ro), "Read-only file system", "EROFS")
+    TABLE.append(("index: read-only output folder", "one error line naming the path, exit 1",
+                  f"exit {res.returncode}: `...{err[-70:]}`"))
+
+
+def test_an_image_deleted_under_a_running_index_is_one_line_exit_1_and_nothing_written(project, tmp_path):
+    p = project
+    work = tmp_path / "isbi"
+    shutil.copytree(p / "demo" / "isbi2015", work)
+    out = tmp_path / "out" / "index.parquet"
+    res = _cephalo(["index", "--dataset", "isbi2015", "--root", str(work), "--out", str(out), "--report",
+                    str(tmp_path / "out" / "quality"), *PARAMS], p, FAULT_DELETE_AT="3")
+    err = _one_line_error(res, str(work))
+    assert not out.exists() and not _debris(tmp_path)
+    TABLE.append(("index: an image deleted while indexing", "one error line naming the file, exit 1, no index",
+                  f"exit {res.returncode}: `...{err[-90:]}`; no index, no temporary"))
