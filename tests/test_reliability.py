@@ -594,3 +594,96 @@ def test_aariz_missing_spacing_reaches_the_quality_report_as_an_exclusion(tmp_pa
     index_dataset("aariz", spec, root, tmp_path / "ix.parquet", tmp_path / "q", progress=False)
     report = (tmp_path / "q" / "quality.md").read_text()
     assert victim in report and "invalid pixel_size '0'" in report
+
+
+# =========================================================================== temporaries with an owner
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_temporary_names_carry_their_owner_and_only_stale_ones_are_swept(tmp_path):
+    from cephalo.io import _host, atomic_path, is_stale, sweep_stale, temp_owner
+
+    target = tmp_path / "index.parquet"
+    target.write_text("old")
+    host = _host()
+    mine = tmp_path / f".index.parquet.{host}_{os.getpid()}_0000abcd.tmp"     # a running writer (this test)
+    dead = tmp_path / f".index.parquet.{host}_{_dead_pid()}_0000abce.tmp"    # its writer was killed
+    foreign_new = tmp_path / ".index.parquet.otherhost_1_0000abcf.tmp"       # another host, recent
+    foreign_old = tmp_path / ".index.parquet.otherhost_2_0000abd0.tmp"       # another host, 2 days old
+    legacy_old = tmp_path / ".index.parquet.k2j_x9aa.tmp"                    # mkstemp name of an older version
+    other_target = tmp_path / f".other.csv.{host}_{_dead_pid()}_0000abd1.tmp"
+    for f in (mine, dead, foreign_new, foreign_old, legacy_old, other_target):
+        f.write_text("partial")
+    for f in (foreign_old, legacy_old):
+        os.utime(f, (time.time() - 2 * 86400,) * 2)
+    assert temp_owner(mine) == ("index.parquet", host, os.getpid())
+    assert temp_owner(legacy_old) == ("index.parquet", "", None) and temp_owner(target) is None
+    assert [is_stale(f) for f in (mine, dead, foreign_new, foreign_old, legacy_old)] == [False, True, False, True, True]
+    assert sorted(sweep_stale(target)) == sorted([dead, foreign_old, legacy_old])
+    assert mine.exists() and foreign_new.exists() and other_target.exists() and target.read_text() == "old"
+    with atomic_path(tmp_path / "other.csv") as tmp:  # every writer sweeps its own target first
+        assert temp_owner(tmp)[1:] == (host, os.getpid())
+        tmp.write_text("new")
+    assert not other_target.exists() and (tmp_path / "other.csv").read_text() == "new"
+
+
+def test_a_killed_two_rename_swap_gets_its_previous_output_back(tmp_path):
+    from cephalo.io import _host, atomic_dir
+
+    target = tmp_path / "variant"
+    old = tmp_path / f".variant.{_host()}_{_dead_pid()}_0000abcd.old"  # moved aside, then the writer died
+    old.mkdir()
+    (old / "images.npy").write_text("previous")
+    half = tmp_path / f".variant.{_host()}_{_dead_pid()}_0000abce.tmp"
+    half.mkdir()
+    from cephalo.io import sweep_stale
+
+    sweep_stale(target)
+    assert (target / "images.npy").read_text() == "previous" and not old.exists() and not half.exists()
+    with atomic_dir(target) as tmp:
+        (tmp / "images.npy").write_text("new")
+    assert (target / "images.npy").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["variant"]
+
+
+def test_cephalo_clean_lists_then_removes_stale_temporaries_in_a_project(tmp_path):
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+    from cephalo.io import _host
+
+    (tmp_path / "results" / "models").mkdir(parents=True)
+    stale = tmp_path / "results" / "models" / f".last.pt.{_host()}_{_dead_pid()}_0000abcd.tmp"
+    live = tmp_path / "results" / f".index.parquet.{_host()}_{os.getpid()}_0000abce.tmp"
+    stale.write_bytes(b"")
+    live.write_bytes(b"")
+    r = CliRunner().invoke(main, ["clean", str(tmp_path), "--dry-run"])
+    assert r.exit_code == 0 and f"would remove {stale}" in r.output and stale.exists()
+    r = CliRunner().invoke(main, ["clean", str(tmp_path)])
+    assert r.exit_code == 0 and "1 stale temporary removed" in r.output
+    assert not stale.exists() and live.exists()
+
+
+def test_os_errors_become_one_line_naming_the_path():
+    import errno
+
+    from cephalo.cli import os_error_message
+
+    e = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/results/index.parquet")
+    assert os_error_message(e) == "/data/results/index.parquet: No space left on device [ENOSPC]"
+    e = OSError(errno.EXDEV, os.strerror(errno.EXDEV), "/a", None, "/b")
+    assert os_error_message(e).startswith("/a -> /b: ")
+
+
+def test_an_oserror_without_a_file_name_in_a_writer_names_the_target(tmp_path):
+    import errno
+
+    from cephalo.io import atomic_path
+
+    with pytest.raises(OSError) as e:
+        with atomic_path(tmp_path / "metrics.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert e.value.filename == str(tmp_path / "metrics.json") and e.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
