@@ -44,24 +44,28 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 PIPE = config["pipeline"]
 
-#: the params file every command reads: the effective config, written at parse time (only
-#: rewritten when its content changes). Rules also list the sections they read under `params:`,
-#: so Snakemake's params rerun-trigger re-runs exactly the jobs whose params changed.
-PARAMS = "results/params.effective.yaml"
+# --- effective params of THIS run: content-addressed, written atomically ----------------------
+#: the params file every command of this run reads: results/params/<sha256[:16]>.yaml, named by its
+#: content, so that a dry run or a second run with other params (another --config) writes another
+#: file and never changes what a running job reads. It is written atomically (temporary + rename;
+#: identical content when two runs agree) and never rewritten. It is a Path, not a str: Snakemake's
+#: params rerun-trigger ignores it (only the sections that rules list under `params:` count), so
+#: changing one section re-runs exactly the jobs that read it.
+def _write_effective_params(cfg, folder="results/params"):
+    import hashlib
+    from pathlib import PurePosixPath
 
+    from cephalo.io import atomic_path
 
-def _write_effective_params(cfg, path=PARAMS):
     text = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    p = Path(path)
-    if p.is_file() and p.read_text() == text:
-        return
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(p)
+    path = Path(folder) / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if not (path.is_file() and path.read_text() == text):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return PurePosixPath(path.as_posix())
 
 
-_write_effective_params(config)
+PARAMS = _write_effective_params(config)
 
 
 # --- consistency checks the JSON schema cannot express ------------------------------------

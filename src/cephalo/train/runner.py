@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..io import write_json
+from ..io import sweep_tree, write_json
 from .config import TrainConfig
 from .distributed import DistInfo, setup, teardown
 from .loop import Trainer, TrainResult
@@ -276,6 +276,7 @@ def train_on_variant(
         out_dir = Path(out_dir)
         if info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
+            sweep_tree(out_dir)  # temporaries of a killed earlier run (checkpoints, history)
             write_json(out_dir / "init_report.json", _jsonable(report))
         trainer = Trainer(model, variant, codec, loss_fn, cfg, out_dir, meta=meta, new_param_names=new,
                           augment_factory=augment_factory, dist_info=info, progress=progress,
