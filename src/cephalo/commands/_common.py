@@ -1,12 +1,14 @@
-"""Options shared by every subcommand."""
+"""Options shared by every subcommand, and the one way a command reads its params."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..io import load_params
+if TYPE_CHECKING:
+    from ..config import Params
 
 params_option = click.option(
     "--params",
@@ -18,6 +20,15 @@ params_option = click.option(
 )
 
 
-def read_params(params_path: Path) -> dict:
-    """Load the params file; a missing/invalid file is a CephaloError (exit 1)."""
+def read_params(params_path: Path) -> "Params":
+    """Load and validate the params file once (:func:`cephalo.config.load_params`).
+
+    Returns the typed :class:`cephalo.config.Params` (every section, defaults filled in).
+
+    Raises:
+        ConfigError: a missing/invalid file, a bad value or an unknown key (one line naming the
+            file and the dotted key; exit 1).
+    """
+    from ..config import load_params
+
     return load_params(params_path)

@@ -18,27 +18,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ._common import params_option, read_params
-
-_KEYS = {"batch_size", "device", "spacing_mm", "variant", "overlays", "skip_bad"}
-
-
-def predict_params(params: dict) -> dict:
-    """The ``predict:`` section with defaults. Raises ConfigError on unknown keys / bad values."""
-    sec = params.get("predict") or {}
-    if not isinstance(sec, dict):
-        raise ConfigError(f"params predict: must be a mapping, got {sec!r}")
-    unknown = sorted(set(sec) - _KEYS)
-    if unknown:
-        raise ConfigError(f"params predict: unknown keys {unknown}; valid: {sorted(_KEYS)}")
-    try:
-        return {"batch_size": int(sec.get("batch_size", 4)), "device": str(sec.get("device", "auto")),
-                "spacing_mm": None if sec.get("spacing_mm") is None else float(sec["spacing_mm"]),
-                "variant": sec.get("variant"), "overlays": bool(sec.get("overlays", True)),
-                "skip_bad": bool(sec.get("skip_bad", False))}
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"params predict: {e}") from None
 
 
 @click.command(name="predict")
@@ -66,13 +47,13 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
             overlays: bool | None, params_path: Path) -> None:
     """Landmarks for an image or folder (PNG/JPEG/BMP/TIFF/DICOM) -> JSON/CSV/overlays."""
     params = read_params(params_path)
-    pp = predict_params(params)
-    spacing_mm = pp["spacing_mm"] if spacing_mm is None else spacing_mm
-    batch_size = pp["batch_size"] if batch_size is None else batch_size
-    device = pp["device"] if device is None else device
-    variant = pp["variant"] if variant is None else variant
-    skip_bad = pp["skip_bad"] if skip_bad is None else skip_bad
-    overlays = pp["overlays"] if overlays is None else overlays
+    pp = params.predict
+    spacing_mm = pp.spacing_mm if spacing_mm is None else spacing_mm
+    batch_size = pp.batch_size if batch_size is None else batch_size
+    device = pp.device if device is None else device
+    variant = pp.variant if variant is None else variant
+    skip_bad = pp.skip_bad if skip_bad is None else skip_bad
+    overlays = pp.overlays if overlays is None else overlays
 
     import os
 
@@ -85,7 +66,7 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     files = find_images(inputs)
     dev = resolve_device(device)
     model, meta = load_model(model_path, "cpu")
-    variants = params.get("variants") or {}
+    variants = {name: spec.model_dump() for name, spec in params.variants.items()}
     skipped: list[dict] = []
 
     def on_error(path: Path, err: Exception) -> None:

@@ -479,7 +479,7 @@ class InitConfig(Section):
     @model_validator(mode="after")
     def _path_given(self) -> "InitConfig":
         if self.source == "checkpoint" and not self.path:
-            raise PydanticCustomError("init", "source is 'checkpoint' but no path is given (set path or pass --init)")
+            raise PydanticCustomError("init", "source is 'checkpoint' but init.path is not set (set it or pass --init)")
         return self
 
     def resolved(self, model_pretrained: bool = False) -> "InitConfig":
@@ -705,7 +705,7 @@ class TrainSection(TrainConfig):
 class AdaptConfig(Section):
     """``adapt:`` (``cephalo adapt``: AdaBN)."""
 
-    split: str | None = "train"
+    split: str | None = None  # None: all images
     batch_size: Annotated[int, Ge(2)] = 16
     device: Device = "auto"
     max_images: PosInt | None = None
