@@ -29,6 +29,10 @@ def command(dataset: str, root: Path, out: Path, report_dir: Path | None, params
         s = suggest(dataset, list(datasets))
         raise ConfigError(f"data.datasets.{dataset}: no such data set" + (f"; did you mean {s!r}?" if s else "")
                           + f" (defined: {', '.join(datasets) or 'none'})", params_path)
+    if datasets[dataset].adapter is None:
+        from ..config.schema import ADAPTER_NAMES
+
+        raise ConfigError(f"data.datasets.{dataset}.adapter: missing (expected {ADAPTER_NAMES})", params_path)
     spec = datasets[dataset].model_dump()
     df, report = index_dataset(dataset, spec, root, out, report_dir)
     n_img = df["image_id"].nunique()

@@ -258,6 +258,9 @@ def check_pipeline(params: Params, source: str | Path | None = None) -> None:
     for name in list(pipe.raw) + list(pipe.download):
         if name not in datasets:
             errors.append(f"pipeline: data set {name!r} has no data.datasets.{name} entry")
+    for name in pipe.raw:
+        if name in datasets and datasets[name].adapter is None:
+            errors.append(f"data.datasets.{name}.adapter: missing (pipeline.raw indexes it)")
     for name in pipe.download:
         if pipe.raw.get(name) != f"resources/raw/{name}":
             errors.append(f"pipeline.raw.{name}: a downloaded data set lives in resources/raw/{name}")

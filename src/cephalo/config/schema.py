@@ -192,6 +192,9 @@ def _known_hash(v: Any) -> Any:
     raise PydanticCustomError("known_hash", "is not a hash")
 
 
+ADAPTER_NAMES = "aariz | isbi2015 | cldetection2023 | labelme | csv"
+
+
 class DatasetDownload(Section):
     """``data.datasets.<name>.download`` (``cephalo download``)."""
 
@@ -216,7 +219,8 @@ def _adapter(v: str) -> str:
 class DatasetSpec(Section):
     """``data.datasets.<name>`` (``cephalo index``; see ``cephalo.index.index_dataset``)."""
 
-    adapter: Annotated[str, AfterValidator(_adapter), Expect("aariz | isbi2015 | cldetection2023 | labelme | csv")]
+    #: required by ``cephalo index`` (and for every data set the pipeline indexes); a download-only entry may omit it
+    adapter: Annotated[str, AfterValidator(_adapter), Expect(ADAPTER_NAMES)] | None = None
     policy: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     drop_out_of_image: bool = False
