@@ -104,7 +104,7 @@ def _wh_pair(v: Any) -> list[int]:
 #: ``[W, H]`` in pixels
 WH = Annotated[Any, AfterValidator(_wh_pair), Expect("[W, H], two positive integers")]
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), Expect("a name of letters, digits, _ . -")]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$"), Expect("a name of letters, digits, _ and -")]
 
 
 class Section(BaseModel):
