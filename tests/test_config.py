@@ -33,6 +33,8 @@ WRONG = {
     "tracking": ("tracking.enabledd", True, r"unknown key; did you mean 'enabled'\?"),
     "pipeline": ("pipeline.variants", "letterbox256", r"'letterbox256' is not a list"),
     "predict": ("predict.batch_size", "four", r"'four' is not an integer \(expected an integer >= 1\)"),
+    "calibrate": ("calibrate.scale", "linear", r"'linear' is not allowed \(expected inverse_confidence \| constant\)"),
+    "refine": ("refine.stages.source.lr", "fast", r"'fast' is not a number \(expected a number > 0\)"),
 }
 
 
@@ -175,6 +177,10 @@ def test_literal_choices_match_the_library_registries():
     assert choices(CodecConfig, "decoder") == set(DECODERS)
     assert choices(CodecConfig, "convention") == set(CONVENTIONS)
     assert choices(TrainConfig, "loss") == set(LOSSES)
+    from cephalo.config.schema import CalibrateConfig
+    from cephalo.uncertainty import SCALES
+
+    assert choices(CalibrateConfig, "scale") == set(SCALES)
 
 
 def test_cli_prints_one_line_and_exits_1(tmp_path):
@@ -207,4 +213,4 @@ def test_snakemake_dry_run_rejects_a_typo_with_the_same_message(tmp_path):
     out = p.stdout + p.stderr
     assert "train.epoch: unknown key; did you mean 'epochs'?" in out, out[-2000:]
     assert "params.yaml" in out
-    assert not (d / "results" / "params.effective.yaml").exists()  # nothing written for a rejected config
+    assert not (d / "results" / "params").exists()  # no effective params written for a rejected config

@@ -280,5 +280,14 @@ def check_pipeline(params: Params, source: str | Path | None = None) -> None:
     for name in pipe.train_source:
         if name not in pipe.source:
             errors.append(f"pipeline.train_source: {name!r} is not in pipeline.source")
+    for name in pipe.refine_source:
+        if name not in pipe.source:
+            errors.append(f"pipeline.refine_source: {name!r} is not in pipeline.source")
+    for v in pipe.refine_variants:
+        if v not in pipe.variants:
+            errors.append(f"pipeline.refine_variants: {v!r} is not in pipeline.variants")
+    if pipe.refine_variants and not pipe.refine_source:
+        errors.append("pipeline.refine_variants: needs pipeline.refine_source (the fine-tuned refiner starts "
+                      "from the source refiner)")
     if errors:
         raise ConfigError("; ".join(errors), source)

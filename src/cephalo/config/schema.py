@@ -644,11 +644,15 @@ class TrainConfig(Section):
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _deep_merge(base: Mapping, over: Mapping) -> dict:
+def deep_merge(base: Mapping, over: Mapping) -> dict:
+    """``over`` deep-merged on top of ``base`` (new dicts; the inputs are not modified)."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
     return out
+
+
+_deep_merge = deep_merge
 
 
 class TrainSection(TrainConfig):
@@ -772,13 +776,26 @@ class PipelineConfig(Section):
     variants: Annotated[list[Name], Field(min_length=1)]
     zero_shot_split: str = "test"
     eval_split: str = "test"
+    refine_source: Annotated[dict[Name, str], Field(max_length=1)] = {}  # {DATASET: split}: source refiner
+    refine_variants: list[Name] = []  # target variants whose fine-tuned model gets a fine-tuned refiner
 
-    @field_validator("variants")
+    @field_validator("variants", "refine_variants")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise PydanticCustomError("unique", "has repeated names")
         return v
+
+
+class ReviewConfig(Section):
+    """``predict.review``: thresholds of the review flags (``cephalo.flags.ReviewConfig``)."""
+
+    radius_mm: PosFloat = 2.0  # flag a landmark whose calibrated prediction radius exceeds this
+    coverage: Annotated[float, Gt(0), Lt(1)] = 0.9  # coverage level of the radii drawn and compared
+    min_side_px: PosInt = 256  # image flag "tiny": shorter side below this
+    max_aspect: Annotated[float, Ge(1)] = 2.0  # image flag "aspect": long/short side above this
+    min_structure: NonNegFloat = 0.5  # image flag "no_structure": blur-surviving variance fraction below this
+    max_flagged_landmarks: PosInt = 3  # flag the image when this many landmarks are flagged
 
 
 class PredictConfig(Section):
@@ -790,6 +807,109 @@ class PredictConfig(Section):
     variant: str | None = None
     overlays: bool = True
     skip_bad: bool = False
+    report: bool = True
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+
+
+class CalibrateConfig(Section):
+    """``calibrate:`` (``cephalo calibrate``: split-conformal radii, ``cephalo.uncertainty.calibrate_model``)."""
+
+    split: str = "valid"
+    coverages: Annotated[list[Annotated[float, Gt(0), Lt(1)]], Field(min_length=1)] = [0.9, 0.95]
+    scale: Literal["inverse_confidence", "constant"] = "inverse_confidence"
+    conf_floor: PosFloat = 0.01
+    shape_split: str | None = "train"
+    shape_quantile: Annotated[float, Gt(0), Le(1)] = 0.99
+    shape_margin: PosFloat = 1.5
+    batch_size: PosInt = 4
+    device: Device = "auto"
+
+
+def _as_list(v: Any) -> Any:
+    return [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
+class RefineTTA(Section):
+    """``refine.tta``: test-time augmentation of the refiner (every combination, averaged)."""
+
+    scales: Annotated[list[PosFloat], Field(min_length=1)] = [1.0]
+    shifts_px: Annotated[list[float], Field(min_length=1)] = [0.0]
+    gammas: Annotated[list[PosFloat], Field(min_length=1)] = [1.0]
+
+    @field_validator("scales", "shifts_px", "gammas", mode="before")
+    @classmethod
+    def _scalar(cls, v: Any) -> Any:
+        return _as_list(v)
+
+
+def _window(v: int) -> int:
+    if v < 8 or v % 4:
+        raise PydanticCustomError("window", "is not a multiple of 4 >= 8")
+    return v
+
+
+def _jitter(v: Any) -> Any:
+    if v == "auto":
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise PydanticCustomError("jitter", "is not auto or a number >= 0")
+    return float(v)
+
+
+class RefineSection(Section):
+    """``refine:`` (``cephalo train-refiner``; the library object is ``cephalo.refine.RefineConfig``).
+
+    ``train`` (overrides of ``train:`` for every refiner run) and ``stages.<NAME>`` are validated
+    merged onto ``train:`` with the :class:`TrainConfig` types.
+    """
+
+    spacing_mm: PosFloat = 0.3
+    window: Annotated[int, AfterValidator(_window), Expect("a multiple of 4 >= 8 (the model stride)")] = 64
+    fallback_spacing_mm: PosFloat | None = None
+    arch: Annotated[str, Field(min_length=1)] = "timm:hrnet_w18_small"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    jitter_mm: Annotated[Any, AfterValidator(_jitter), Expect("auto or a number >= 0")] = "auto"
+    jitter_scale: NonNegFloat = 1.5
+    min_jitter_mm: NonNegFloat = 0.5
+    max_jitter_mm: NonNegFloat = 5.0
+    crops_per_landmark: PosInt = 4
+    iterations: PosInt = 1
+    batch_size: PosInt = 64
+    tta: RefineTTA = Field(default_factory=RefineTTA)
+    train: Annotated[dict[str, Any], Walk(TrainConfig)] = Field(default_factory=dict)
+    stages: Annotated[dict[str, dict[str, Any]], Walk(TrainConfig, keyed=True)] = Field(default_factory=dict)
+
+    @field_validator("kwargs", "tta", "train", mode="before")
+    @classmethod
+    def _null_is_default(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _null_stages(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if isinstance(v, Mapping):
+            return {k: ({} if s is None else s) for k, s in v.items()}
+        return v
+
+    def train_config(self, train: "TrainSection", stage: str | None = None) -> TrainConfig:
+        """The refiner's run: ``train:`` (no stages) + ``refine.train`` + ``refine.stages[stage]``.
+
+        Raises:
+            ConfigError: a stage that ``refine.stages`` does not define.
+        """
+        from ..errors import ConfigError
+
+        merged = deep_merge({k: v for k, v in train.model_dump(exclude_unset=True).items() if k != "stages"},
+                           self.train)
+        if stage is not None:
+            if stage not in self.stages:
+                s = suggest(stage, list(self.stages))
+                raise ConfigError(f"refine.stages: no stage {stage!r}" + (f" (did you mean {s!r}?)" if s else "")
+                                  + f"; defined: {', '.join(sorted(self.stages)) or 'none'}")
+            merged = deep_merge(merged, self.stages[stage])
+        return TrainConfig.model_validate(merged)
 
 
 # --- the whole file -------------------------------------------------------------------------
@@ -808,6 +928,8 @@ class Params(Section):
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     pipeline: PipelineConfig | None = None
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    calibrate: CalibrateConfig = Field(default_factory=CalibrateConfig)
+    refine: RefineSection = Field(default_factory=RefineSection)
 
     @model_validator(mode="before")
     @classmethod
@@ -815,3 +937,20 @@ class Params(Section):
         if isinstance(data, Mapping):
             return {k: ({} if v is None and k != "pipeline" else v) for k, v in data.items()}
         return data
+
+    @model_validator(mode="after")
+    def _refiner_runs(self) -> "Params":
+        """``refine.train`` and each ``refine.stages.<NAME>`` merged onto ``train:`` must be a valid run."""
+        from pydantic import ValidationError
+
+        for stage in [None, *self.refine.stages]:
+            try:
+                self.refine.train_config(self.train, stage)
+            except ValidationError as e:
+                err = e.errors()[0]
+                top = err["loc"][0] if err["loc"] else None
+                if err["type"] == "unknown_key":
+                    top = (err.get("ctx") or {}).get("key")
+                where = ["stages", stage] if stage is not None and top in self.refine.stages[stage] else ["train"]
+                raise PydanticCustomError("stage", "{inner}", {"inner": err, "prefix": ["refine", *where]}) from None
+        return self
