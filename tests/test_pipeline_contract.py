@@ -296,9 +296,9 @@ def test_override_reaches_the_cli_in_both_engines(runs):
     for p in (eff, dvc_params):  # nothing else changed
         assert {k: v for k, v in p.items() if k not in ("evaluate", "pipeline")} == \
             {k: v for k, v in base.items() if k not in ("evaluate", "pipeline")}
-    from cephalo.commands.evaluate import evaluate_params
+    from cephalo.config import validate_params
 
-    assert evaluate_params(eff)["n_boot"] == 17
+    assert validate_params(eff).evaluate.n_boot == 17
 
 
 def test_aariz_profile_downloads_and_fetches(runs):

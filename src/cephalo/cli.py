@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export-onnx": ("export_onnx", "Export a cephalo checkpoint to ONNX and check it with onnxruntime."),
     "make-demo": ("make_demo", "Generate the embedded synthetic demo data sets (ISBI + Aariz layouts)."),
     "clean": ("clean", "Remove temporaries left by killed writers (stale owner) under a project."),
+    "check-params": ("check_params", "Validate params files against the typed schema (what snakemake -n checks)."),
 }
 
 

@@ -8,23 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ._common import params_option, read_params
-
-_KEYS = {"thresholds_mm", "n_boot", "seed", "batch_size", "device", "n_worst", "diagnosis", "human_limit"}
-
-
-def evaluate_params(params: dict) -> dict:
-    """The ``evaluate:`` section with defaults; ConfigError on unknown keys."""
-    sec = dict(params.get("evaluate") or {})
-    unknown = sorted(set(sec) - _KEYS)
-    if unknown:
-        raise ConfigError(f"params evaluate: unknown keys {unknown}; valid: {sorted(_KEYS)}")
-    return {"thresholds_mm": [float(t) for t in sec.get("thresholds_mm", [2.0, 2.5, 3.0, 4.0])],
-            "n_boot": int(sec.get("n_boot", 1000)), "seed": int(sec.get("seed", 0)),
-            "batch_size": int(sec.get("batch_size", 4)), "device": str(sec.get("device", "cpu")),
-            "n_worst": int(sec.get("n_worst", 4)), "diagnosis": dict(sec.get("diagnosis") or {}),
-            "human_limit": bool(sec.get("human_limit", True))}
 
 
 @click.command(name="evaluate")
@@ -45,7 +30,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
             stage: str, params_path: Path) -> None:
     """Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."""
     params = read_params(params_path)
-    ep = evaluate_params(params)
+    ep = params.evaluate
     from ..evaluate.leakage import file_sha256
     from ..evaluate.runner import evaluate_model
     from ..uncertainty import read_calibration
@@ -57,7 +42,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     variant = load_variant(data_dir)
     model, meta = load_model(model_path)
     human = None
-    if index_path is not None and ep["human_limit"]:
+    if index_path is not None and ep.human_limit:
         from ..evaluate.human import human_limit
         from ..index import read_index
 
@@ -65,7 +50,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
         ids = [variant.image_ids[i] for i in rows]
         names = [n for n in variant.landmark_names if n in set(meta.landmark_names)]
         try:
-            human = human_limit(read_index(index_path), ids, names, ep["thresholds_mm"])
+            human = human_limit(read_index(index_path), ids, names, ep.thresholds_mm)
         except ValueError as e:
             raise DataError(str(e), index_path) from None
         if human is not None:
@@ -77,9 +62,10 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     name = name or out_dir.name
     try:
         result = evaluate_model(model, meta, variant, split, out_dir, name=name, human=human, info=info,
-                                thresholds=ep["thresholds_mm"], n_boot=ep["n_boot"], seed=ep["seed"],
-                                batch_size=ep["batch_size"], device=ep["device"], n_worst=ep["n_worst"],
-                                diagnosis_thresholds=ep["diagnosis"], calibration=read_calibration(model_path))
+                                thresholds=ep.thresholds_mm, n_boot=ep.n_boot, seed=ep.seed,
+                                batch_size=ep.batch_size, device=ep.device, n_worst=ep.n_worst,
+                                diagnosis_thresholds=ep.diagnosis.model_dump(),
+                                calibration=read_calibration(model_path))
     except ValueError as e:
         raise DataError(str(e), data_dir) from None
     o = result["overall"]
@@ -102,10 +88,10 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
 
     from .. import tracking
 
-    cfg = tracking.config_from_params(params.get("tracking"), root=Path.cwd())
+    cfg = tracking.config_from_params(params.tracking.model_dump(), root=Path.cwd())
     dataset = str(variant.datasets[0]) if len(variant) else "unknown"
     tracking.log_run(cfg, dataset=dataset, stage=stage, variant=str(result.get("variant") or ""), run_name=name,
-                     params={k: params.get(k) for k in ("evaluate", "variants", "codec", "model") if k in params},
+                     params=params.model_dump(include={"evaluate", "variants", "codec", "model"}),
                      metrics={k: result[k] for k in ("overall", "unseen", "seen", "per_split", "per_device")
                               if result.get(k)}
                      | {"measurements": {k: {f: r.get(f) for f in ("mae", "bias", "human_mae", "accuracy")}

@@ -25,41 +25,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, DataError
-from ._common import params_option
-
-_KEYS = {"batch_size", "device", "spacing_mm", "variant", "overlays", "skip_bad", "report", "review"}
-
-
-def predict_params(params: dict) -> dict:
-    """The ``predict:`` section with defaults. Raises ConfigError on unknown keys / bad values."""
-    sec = params.get("predict") or {}
-    if not isinstance(sec, dict):
-        raise ConfigError(f"params predict: must be a mapping, got {sec!r}")
-    unknown = sorted(set(sec) - _KEYS)
-    if unknown:
-        raise ConfigError(f"params predict: unknown keys {unknown}; valid: {sorted(_KEYS)}")
-    from ..flags import ReviewConfig
-
-    try:
-        return {"batch_size": int(sec.get("batch_size", 4)), "device": str(sec.get("device", "auto")),
-                "spacing_mm": None if sec.get("spacing_mm") is None else float(sec["spacing_mm"]),
-                "variant": sec.get("variant"), "overlays": bool(sec.get("overlays", True)),
-                "skip_bad": bool(sec.get("skip_bad", False)), "report": bool(sec.get("report", True)),
-                "review": ReviewConfig.from_params(sec.get("review"))}
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"params predict: {e}") from None
-
-
-def _read_optional_params(params_path: Path) -> dict:
-    """The params file if given explicitly (must exist) or present as the default ``params.yaml``; else {}."""
-    from ..io import load_params
-
-    ctx = click.get_current_context()
-    explicit = ctx.get_parameter_source("params_path") != click.core.ParameterSource.DEFAULT
-    if explicit or params_path.is_file():
-        return load_params(params_path)
-    return {}
+from ..errors import DataError
+from ._common import params_option, read_params
 
 
 @click.command(name="predict")
@@ -91,19 +58,20 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
             batch_size: int | None, device: str | None, variant: str | None, skip_bad: bool | None,
             overlays: bool | None, report: bool | None, labelme_dir: Path | None, params_path: Path) -> None:
     """Landmarks, measurements and review flags for an image or folder (PNG/JPEG/BMP/TIFF/DICOM)."""
-    params = _read_optional_params(params_path)
-    pp = predict_params(params)
-    spacing_mm = pp["spacing_mm"] if spacing_mm is None else spacing_mm
-    batch_size = pp["batch_size"] if batch_size is None else batch_size
-    device = pp["device"] if device is None else device
-    variant = pp["variant"] if variant is None else variant
-    skip_bad = pp["skip_bad"] if skip_bad is None else skip_bad
-    overlays = pp["overlays"] if overlays is None else overlays
-    report = pp["report"] if report is None else report
+    params = read_params(params_path, optional=True)
+    pp = params.predict
+    spacing_mm = pp.spacing_mm if spacing_mm is None else spacing_mm
+    batch_size = pp.batch_size if batch_size is None else batch_size
+    device = pp.device if device is None else device
+    variant = pp.variant if variant is None else variant
+    skip_bad = pp.skip_bad if skip_bad is None else skip_bad
+    overlays = pp.overlays if overlays is None else overlays
+    report = pp.report if report is None else report
 
     import os
 
     os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # unreadable files are reported by cephalo, in one line
+    from ..flags import ReviewConfig
     from ..models import load_checkpoint
     from ..predict import find_images, predict_images, resolve_device, write_predictions
 
@@ -114,7 +82,7 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     model, meta, extra = load_checkpoint(model_path, "cpu")
     model.eval()
     cal = extra.get("calibration") if isinstance(extra.get("calibration"), dict) else None
-    variants = params.get("variants") or {}
+    variants = {name: spec.model_dump() for name, spec in params.variants.items()}
     skipped: list[dict] = []
 
     def on_error(path: Path, err: Exception) -> None:
@@ -134,7 +102,7 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         "fallback_spacing_mm": spacing_mm,
     }
     paths = write_predictions(preds, out_dir, overlays=overlays, info=info, skipped=skipped, calibration=cal,
-                              review_cfg=pp["review"], report=report, labelme_dir=labelme_dir)
+                              review_cfg=ReviewConfig(**pp.review.model_dump()), report=report, labelme_dir=labelme_dir)
     n_mm = sum(p.spacing is not None for p in preds)
     sources = sorted({p.spacing_source for p in preds if p.spacing_source})
     click.echo(f"predicted {len(preds)} image(s) x {len(meta.landmark_names)} landmarks "
