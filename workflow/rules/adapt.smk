@@ -4,6 +4,7 @@
 
 rule adapt:
     input:
+        code=code("adapt"),
         model=SOURCE_CKPT,
         data=get_variant_dir(PIPE["target"], "{variant}"),
     output:
@@ -20,6 +21,7 @@ rule adapt:
 
 rule evaluate_adapted:
     input:
+        code=code("evaluate"),
         model="results/models/adabn/{variant}.pt",
         data=get_variant_dir(PIPE["target"], "{variant}"),
         index=get_index(PIPE["target"]),

@@ -3,6 +3,7 @@
 
 rule evaluate_finetuned:
     input:
+        code=code("evaluate"),
         model="results/models/finetuned/{variant}/best.pt",
         data=get_variant_dir(PIPE["target"], "{variant}"),
         index=get_index(PIPE["target"]),

@@ -4,6 +4,7 @@
 
 rule evaluate_source:
     input:
+        code=code("evaluate"),
         model=SOURCE_CKPT,
         data=lambda w: get_variant_dir(w.dataset, PIPE["source_variant"]),
         index="results/index/{dataset}.parquet",
@@ -24,6 +25,7 @@ rule evaluate_source:
 
 rule zero_shot:
     input:
+        code=code("evaluate"),
         model=SOURCE_CKPT,
         data=get_variant_dir(PIPE["target"], "{variant}"),
         index=get_index(PIPE["target"]),

@@ -30,7 +30,7 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
     from .. import provenance
     from ..evaluate.compare import compare_runs, provenance_warnings, public_rows, summary_figures, to_markdown
     from ..evaluate.report_html import write_html
-    from ..io import atomic_path, write_json
+    from ..io import atomic_dir, atomic_path, write_json
 
     params = read_params(params_path) if params_path.exists() else {}
     rows, pairs = compare_runs(run_dirs)
@@ -53,9 +53,10 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
               f"{'+dirty' if prov['git_dirty'] else ''}; {prov['cpu_model']}, {prov['threads']} threads; "
               + ", ".join(f"{k} {v}" for k, v in prov["packages"].items()))
     write_html(rows, md, html_path, stem.with_name(name + "_plots"), footer=footer)
-    if summary_dir is not None:
-        for r in rows:
-            write_json(summary_dir / f"{r['run']}.json", summary_figures(r))
+    if summary_dir is not None:  # replaced whole: no summary of a run that is no longer compared
+        with atomic_dir(summary_dir) as tmp:
+            for r in rows:
+                write_json(tmp / f"{r['run']}.json", summary_figures(r))
     _log_shared_figures(params, rows)
     click.echo(md, nl=False)
 
