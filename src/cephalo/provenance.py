@@ -216,9 +216,22 @@ def _imports_dynamically(tree: ast.AST) -> bool:
     return False
 
 
+@lru_cache(maxsize=1024)
+def _parse(path: Path, mtime_ns: int, size: int) -> ast.Module:
+    """The module's syntax tree (cached per file version within a process)."""
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _tree(path: Path) -> ast.Module:
+    st = path.stat()
+    return _parse(path, st.st_mtime_ns, st.st_size)
+
+
 def _normalised_source(path: Path) -> str:
     """The module's AST dump without docstrings (comments never reach the AST)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    import copy
+
+    tree = copy.deepcopy(_tree(path))
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
@@ -260,7 +273,7 @@ def command_modules(command_module: str, root: str | Path | None = None) -> dict
         parent = mod.rpartition(".")[0]
         if parent:
             todo.append(parent)
-        tree = ast.parse(f.read_text(encoding="utf-8"), filename=str(f))
+        tree = _tree(f)
         todo += sorted(_imports(tree, mod, f.name == "__init__.py") - set(seen))
         if mod != "cephalo.cli" and _imports_dynamically(tree):
             # importlib.import_module(...) with computed names (lazy registries): every module of
