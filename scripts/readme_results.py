@@ -99,10 +99,12 @@ def _sentences(rows: list[dict], pairs: list[dict]) -> list[str]:
     by = {r["run"]: r for r in rows}
     out = []
     for r in rows:
-        if not str(r["run"]).startswith("finetuned-"):
+        run = str(r["run"])
+        pre = next((p for p in ("finetune-", "finetuned-") if run.startswith(p)), None)
+        if pre is None:
             continue
-        v = str(r["run"])[len("finetuned-"):]
-        z = by.get(f"zeroshot-{v}")
+        v = run[len(pre):]
+        z = by.get(f"zero_shot-{v}") or by.get(f"zeroshot-{v}")
         n = r.get("n_landmarks/shared")
         if z is not None:
             ratio = z["mre_mm/shared"] / r["mre_mm/shared"] if r.get("mre_mm/shared") else float("nan")

@@ -174,10 +174,10 @@ def test_metric_change_reruns_evaluation_in_both_engines(clone):
           "SDR_TOLERANCE_MM: float = 2e-6")
     try:
         smk = _smk_jobs(clone)
-        assert {"zero_shot", "evaluate_finetuned", "evaluate_adapted", "compare"} <= smk, smk
+        assert {"evaluate", "compare"} <= smk, smk
         _run([sys.executable, "-m", "dvc", "repro", "-q", "code_fingerprint"], clone)
         dvc = _dvc_changed(clone)
-        assert {"zero_shot", "evaluate_finetuned", "evaluate_adapted", "compare"} <= dvc, dvc
+        assert {"evaluate_source", "evaluate_zero_shot", "evaluate", "compare"} <= dvc, dvc
         assert "make_demo" not in dvc
     finally:
         _git_reset(clone)

@@ -26,7 +26,7 @@ def _results(tmp_path: Path, cpu: str = "Test CPU 9000", shift_px: float = 0.0) 
     n, names = 8, ["a", "b", "c"]
     gt = rng.uniform(100, 200, size=(n, 4, 2))
     ann_a, ann_b = gt.copy(), gt + np.array([6.0, 0.0])
-    for run, lms, noise in (("zeroshot-v", names, 20.0), ("finetuned-v", names + ["d"], 4.0)):
+    for run, lms, noise in (("zero_shot-v", names, 20.0), ("finetune-v", names + ["d"], 4.0)):
         k = len(lms)
         pred = gt[:, :k] + rng.normal(0, noise, size=(n, k, 2)) + shift_px
         out = res / "eval" / run
@@ -35,7 +35,7 @@ def _results(tmp_path: Path, cpu: str = "Test CPU 9000", shift_px: float = 0.0) 
                              make_plots=False, label=run, info={"variant": "v", "split": "test",
                                                                 "provenance": {"cpu_model": cpu, "threads": 2}},
                              annotators={"A": ann_a[:, :k], "B": ann_b[:, :k]})
-    r = CliRunner().invoke(compare_command, [str(res / "eval" / "zeroshot-v"), str(res / "eval" / "finetuned-v"),
+    r = CliRunner().invoke(compare_command, [str(res / "eval" / "zero_shot-v"), str(res / "eval" / "finetune-v"),
                                              "--out", str(res / "comparison"), "--params", str(tmp_path / "no.yaml")])
     assert r.exit_code == 0, r.output
     return res
@@ -54,7 +54,7 @@ def test_write_then_check_is_current_and_idempotent(tmp_path, base):
     text = readme.read_text()
     assert text.startswith("# x\n") and text.rstrip().endswith("after") and "old" not in text
     assert "Machine: Test CPU 9000, 2 torch threads" in text
-    assert "| finetuned-v | 8 | 3 / 4 |" in text
+    assert "| finetune-v | 8 | 3 / 4 |" in text
     assert "Against each annotator, fine-tuned (v)" in text and "annotators are 0.60 mm apart" in text
     assert rr.main(["--block", "demo", "--results", str(res), "--readme", str(readme), "--check"]) == 0
     assert rr.main(["--block", "demo", "--results", str(res), "--readme", str(readme)]) == 0
@@ -68,7 +68,7 @@ def test_check_exact_on_the_same_cpu(tmp_path, base):
     rr.main(["--block", "demo", "--results", str(res), "--readme", str(readme)])
     # the same machine: one changed digit in the table is a failure
     text = readme.read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| finetuned-v"))
+    row = next(line for line in text.splitlines() if line.startswith("| finetune-v"))
     cells = row.split(" | ")
     cells[3] = cells[3].replace(cells[3][:4], f"{float(cells[3][:4]) + 0.01:.2f}", 1)
     readme.write_text(text.replace(row, " | ".join(cells)))
