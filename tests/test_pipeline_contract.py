@@ -32,7 +32,8 @@ OVERRIDE = 'pipeline.variants=[letterbox256,letterbox768] evaluate.n_boot=17 pip
 # which params sections each subcommand reads (docs/DESIGN.md CLI contract); {ds}/{v} = its data set/variant
 SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
             "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
-            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": []}
+            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [],
+            "train-refiner": ["train", "refine", "codec", "model.transfer"]}
 
 
 def _copy_workflow(dst: Path) -> Path:
@@ -67,6 +68,17 @@ def _parse_dry_run(text: str) -> list[dict]:
         elif cur is not None and s.startswith("Shell command:"):
             cur["shell"] = s[len("Shell command:"):].strip()
     return [j for j in jobs if j["rule"] != "all"]
+
+
+def _effective_params_path(jobs: list[dict]) -> str:
+    """The one params file every job of a run reads: results/params/<content hash>.yaml."""
+    import re
+
+    paths = {shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] for j in jobs}
+    assert len(paths) == 1, paths
+    path = paths.pop()
+    assert re.fullmatch(r"results/params/[0-9a-f]{16}\.yaml", path), path
+    return path
 
 
 def _normalise(cmd: str) -> tuple[str, ...]:
@@ -206,11 +218,12 @@ def test_default_profile_engines_agree_and_commands_are_real(runs):
     seen = {_check_cli(_normalise(j["shell"])) for j in jobs}
     assert seen == {"make-demo", "index", "preprocess", "train", "adapt", "evaluate", "compare"}
     # the effective params Snakemake hands to the CLI are params.yaml itself when nothing is overridden
-    eff = yaml.safe_load((run["dir"] / "results" / "params.effective.yaml").read_text())
+    eff_path = _effective_params_path(jobs)
+    eff = yaml.safe_load((run["dir"] / eff_path).read_text())
     assert eff == yaml.safe_load((REPO / "params.yaml").read_text())
     for j in jobs:
         assert _opt(_normalise(j["shell"]) + ("",), "--params") == "PARAMS"
-        assert shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] == "results/params.effective.yaml"
+        assert shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] == eff_path
     # training jobs (source model, fine-tuning) ask for the GPU resource; nothing else does
     gpu = {j["rule"] for j in jobs if "gpu=1" in j["resources"]}
     assert gpu == {"train_source", "finetune"}
@@ -276,7 +289,7 @@ def test_override_reaches_the_cli_in_both_engines(runs):
     assert {_opt(c, "--split") for c in zs} == {"valid"}
     assert sum(c[1] == "train" and "--init" in c for c in cmds) == 2
     # ... and a value override reaches the CLI through the params file it reads, in both engines
-    eff = yaml.safe_load((run["dir"] / "results" / "params.effective.yaml").read_text())
+    eff = yaml.safe_load((run["dir"] / _effective_params_path(jobs)).read_text())
     dvc_params = yaml.safe_load(next(run["dir"].glob("dvcside-*/params.yaml")).read_text())
     assert eff["evaluate"]["n_boot"] == dvc_params["evaluate"]["n_boot"] == 17
     base = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -299,7 +299,7 @@ def test_cli_bad_file_exit_1_and_skip_bad(ckpt, images, tmp_path):
                         "--out", str(out), "--params", str(params)], capture_output=True, text=True)
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]  # above it: the tqdm bar only
-    assert last.startswith("cephalo: error:") and "zz_bad.bmp" in last and "cannot decode" in last, r.stderr
+    assert last.startswith("cephalo: error:") and "zz_bad.bmp" in last and "a BMP file (14 bytes) that cannot be decoded" in last, r.stderr
     assert "imread_" not in r.stderr  # no OpenCV log noise
     assert not out.exists()  # nothing half-written
     out2 = tmp_path / "o2"

@@ -2,10 +2,9 @@
 
 Pipeline per image (the same chain as training/evaluation, in reverse at the end):
 
-1. decode the file (:func:`read_input_image`): PNG/JPEG/BMP/TIFF through
-   :func:`cephalo.preprocess.read_image` (16-bit stays 16-bit); DICOM through the same decoder for
-   the pixels and ``pydicom`` for the header (pixel spacing, bits stored, photometric
-   interpretation);
+1. decode the file (:func:`cephalo.imageio.read_input_image`, the one image reader): PNG/JPEG/BMP/TIFF
+   (16-bit stays 16-bit); DICOM through the same decoder for the pixels and ``pydicom`` for the
+   header (pixel spacing, bits stored, photometric interpretation);
 2. preprocess with the model's variant spec (:func:`cephalo.preprocess.preprocess_image`), which
    returns the ``(2, 3)`` affine ``M`` original -> model-input pixels;
 3. run the model in batches and map its output back to original pixels (xy, origin at the centre
@@ -21,11 +20,9 @@ assesses each prediction (calibrated radii, review flags, measurements: :mod:`ce
 writes ``predictions.json``, ``predictions.csv``, ``images.csv``, ``measurements.csv``, one overlay
 PNG per image, ``report.html`` and optionally LabelMe files, atomically.
 
-DICOM pixel spacing (DICOM PS3.3 C.7.6.2 / C.8.11.7): ``PixelSpacing`` (and
-``ImagerPixelSpacing``, ``NominalScannedPixelSpacing``) is ``[row spacing, column spacing]`` =
-``[y, x]`` mm/px; it is read in that order and stored here as ``(x, y)``. ``PixelSpacing`` (calibrated
-to the patient plane where the modality provides it) wins over ``ImagerPixelSpacing`` (detector plane),
-which wins over ``NominalScannedPixelSpacing``.
+DICOM pixel spacing: see :func:`cephalo.imageio.dicom_spacing` (``[row, column]`` = ``[y, x]`` in
+the file, ``(x, y)`` here; ``PixelSpacing`` over ``ImagerPixelSpacing`` over
+``NominalScannedPixelSpacing``).
 """
 
 from __future__ import annotations
@@ -39,6 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import CephaloError, ConfigError, DataError
+from .imageio import DICOM_SUFFIXES, IMAGE_SUFFIXES, InputImage, dicom_spacing, read_input_image
 from .inference import resolve_device
 
 __all__ = [
@@ -59,13 +57,6 @@ __all__ = [
     "write_predictions",
 ]
 
-#: raster formats read through OpenCV (``cephalo.preprocess.read_image``)
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-DICOM_SUFFIXES = (".dcm", ".dicom")
-#: every suffix a folder INPUT is searched for (case-insensitive)
-IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES
-
-_SPACING_TAGS = ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing")
 _INTERP_ALIASES = {"bicubic": "cubic", "bilinear": "linear", "inter_cubic": "cubic", "inter_linear": "linear",
                    "inter_area": "area", "inter_nearest": "nearest"}
 
@@ -101,113 +92,6 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
                 seen.add(r)
                 out.append(f)
     return out
-
-
-@dataclass
-class InputImage:
-    """One decoded input image.
-
-    Attributes:
-        path: the file.
-        image: ``(H, W)`` uint8 or uint16 greyscale, original pixels (a DICOM image stored with
-            ``BitsStored < 16`` is rescaled to the full 16-bit range; MONOCHROME1 arrives inverted
-            to MONOCHROME2 by the decoder, SimpleITK/GDCM).
-        spacing: ``(x, y)`` mm/px from the file (DICOM), or None.
-        spacing_source: the DICOM attribute the spacing came from, or None.
-        bit_depth: bits per pixel of the file's grey values (8, 16, or DICOM ``BitsStored``).
-    """
-
-    path: Path
-    image: np.ndarray
-    spacing: tuple[float, float] | None = None
-    spacing_source: str | None = None
-    bit_depth: int = 8
-
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    if path.suffix.lower() in RASTER_SUFFIXES:
-        return False
-    try:  # DICOM Part 10: 128-byte preamble + "DICM"
-        with open(path, "rb") as f:
-            head = f.read(132)
-        return len(head) == 132 and head[128:132] == b"DICM"
-    except OSError:
-        return False
-
-
-def dicom_spacing(ds: Any, path: str | Path | None = None) -> tuple[tuple[float, float] | None, str | None]:
-    """Pixel spacing of a pydicom dataset as ``((x, y) mm/px, attribute name)``, or ``(None, None)``.
-
-    DICOM stores ``[row spacing, column spacing]``, i.e. ``[y, x]``; the result is ``(x, y)``.
-    Attributes tried in order: ``PixelSpacing``, ``ImagerPixelSpacing``, ``NominalScannedPixelSpacing``.
-
-    Raises:
-        DataError: an attribute that is present but not two positive finite numbers.
-    """
-    for tag in _SPACING_TAGS:
-        value = getattr(ds, tag, None)
-        if value is None or value == "" or (hasattr(value, "__len__") and len(value) == 0):
-            continue
-        try:
-            vals = [float(v) for v in value]
-        except (TypeError, ValueError):
-            raise DataError(f"DICOM {tag} is not numeric: {value!r}", path) from None
-        if len(vals) != 2 or not all(math.isfinite(v) and v > 0 for v in vals):
-            raise DataError(f"DICOM {tag} must be two positive numbers [row (y), column (x)], got {vals}", path)
-        row_y, col_x = vals
-        return (col_x, row_y), tag
-    return None, None
-
-
-def read_input_image(path: str | Path) -> InputImage:
-    """Decode one image file for inference (see :class:`InputImage`).
-
-    PNG/JPEG/BMP/TIFF: :func:`cephalo.preprocess.read_image` (OpenCV, ``IMREAD_UNCHANGED``: 16-bit
-    PNG/TIFF stay uint16; colour -> grey). DICOM (``.dcm``/``.dicom`` or a ``DICM`` preamble): pixels
-    through the same decoder (SimpleITK/GDCM), header through ``pydicom`` (spacing via
-    :func:`dicom_spacing`; ``BitsStored`` < 16 rescaled to 0..65535 so that the white level is the
-    stored one, not 65535). ``MONOCHROME1`` images come out of SimpleITK/GDCM already inverted to
-    MONOCHROME2 (bone bright); the tests check this.
-
-    Raises:
-        DataError: missing/unreadable/undecodable file, unsupported pixel format, bad DICOM header.
-    """
-    from .preprocess import read_image
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("image file not found", path)
-    if not _is_dicom(path):
-        img = read_image(path)
-        return InputImage(path, img, None, None, 16 if img.dtype == np.uint16 else 8)
-
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-    except Exception as e:  # noqa: BLE001 - any header failure is bad input
-        raise DataError(f"cannot read DICOM header ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
-                        path) from None
-    spacing, source = dicom_spacing(ds, path)
-    img = read_image(path)
-    bits = 16 if img.dtype == np.uint16 else 8
-    stored = getattr(ds, "BitsStored", None)
-    if img.dtype == np.uint16 and stored is not None and 8 <= int(stored) < 16:
-        top = (1 << int(stored)) - 1
-        if int(img.max()) <= top:  # values fit the stored depth: stretch to the 16-bit range
-            bits = int(stored)
-            img = np.round(img.astype(np.float64) * (65535.0 / top)).astype(np.uint16)
-    return InputImage(path, img, spacing, source, bits)
 
 
 # --------------------------------------------------------------------------- model context
