@@ -33,6 +33,14 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, params_path: Path) -> No
     with atomic_path(csv_path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
     md = to_markdown(rows, pairs)
+    from ..evaluate.measurement_errors import comparison_markdown, comparison_rows
+    from ..evaluate.runner import read_metrics
+
+    mrows = comparison_rows([(r["run"], read_metrics(d)) for r, d in zip(rows, run_dirs)])
+    if mrows:  # cephalometric measurements and coverage, beside the landmark table
+        with atomic_path(stem.with_name(stem.name + "_measurements.csv")) as tmp:
+            pd.DataFrame(mrows).to_csv(tmp, index=False, float_format="%.6g")
+        md += comparison_markdown(mrows)
     with atomic_path(md_path) as tmp:
         tmp.write_text(md)
     click.echo(md, nl=False)
