@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("preprocess", "Build one preprocessing variant: image cache + variant index."),
     "fetch-model": ("fetch_model", "Get the public ISBI HRNet checkpoint (local file or Hugging Face)."),
     "train": ("train", "Fine-tune (or train) a heatmap model on a preprocessing variant."),
+    "train-refiner": ("train_refiner", "Train the coarse-to-fine refiner on windows cut from the original images."),
+    "calibrate": ("calibrate", "Per-landmark conformal prediction radii from a held-out split, into the checkpoint."),
     "adapt": ("adapt", "Unsupervised AdaBN adaptation of a model to unlabelled target images."),
     "evaluate": ("evaluate", "Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."),
     "predict": ("predict", "Landmarks for an image or folder (PNG/JPEG/BMP/TIFF/DICOM) -> JSON/CSV/overlays."),

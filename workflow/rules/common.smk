@@ -96,6 +96,15 @@ def _check_pipeline(cfg):
     for name in pipe["train_source"]:
         if name not in pipe["source"]:
             errors.append(f"pipeline.train_source {name!r} is not in pipeline.source")
+    for name in pipe.get("refine_source", {}):
+        if name not in pipe["source"]:
+            errors.append(f"pipeline.refine_source {name!r} is not in pipeline.source")
+    for v in pipe.get("refine_variants", []):
+        if v not in pipe["variants"]:
+            errors.append(f"pipeline.refine_variants: {v!r} is not in pipeline.variants")
+    if pipe.get("refine_variants") and not pipe.get("refine_source"):
+        errors.append("pipeline.refine_variants needs pipeline.refine_source (the fine-tuned refiner starts "
+                      "from the source refiner)")
     if errors:
         raise ValueError("invalid params: " + "; ".join(errors))
 
@@ -145,21 +154,55 @@ def get_variant_dir(dataset, variant):
     return f"results/variants/{dataset}/{variant}"
 
 
-def get_source_split(wildcards):
-    return PIPE["source"][wildcards.dataset]
-
-
 def eval_outputs(run):
     return [f"results/eval/{run}/{f}" for f in EVAL_FILES]
 
 
+#: evaluation stages, in comparison order; each name is also the --stage tag, the run-name prefix
+#: (results/eval/{stage}-{target}) and, per variant, the results/models/{stage}/ folder
+EVAL_STAGES = ("source", "zero_shot", "adabn", "finetune")
+#: refinement stages (refine.smk), evaluated through a bundle (global model + refiner):
+#: refine_source = the source refiner with the source model on the source test split (target =
+#: data set), refine = the fine-tuned refiner with the fine-tuned model, per variant
+REFINE_STAGES = ("refine_source", "refine")
+
+
 def get_runs():
-    """Evaluation run names, in comparison order."""
+    """Evaluation run names ``{stage}-{target}``, in comparison order."""
     runs = [f"source-{d}" for d in PIPE["source"]]
-    runs += [f"zeroshot-{v}" for v in PIPE["variants"]]
-    runs += [f"adabn-{v}" for v in PIPE["variants"]]
-    runs += [f"finetuned-{v}" for v in PIPE["variants"]]
+    runs += [f"{stage}-{v}" for stage in EVAL_STAGES[1:] for v in PIPE["variants"]]
+    runs += [f"refine_source-{d}" for d in PIPE.get("refine_source", {})]
+    runs += [f"refine-{v}" for v in PIPE.get("refine_variants", [])]
     return runs
+
+
+def get_eval_model(wildcards):
+    """The checkpoint a run evaluates: the source model, or the stage's per-variant model."""
+    if wildcards.stage in ("source", "zero_shot"):
+        return SOURCE_CKPT
+    if wildcards.stage == "refine_source":
+        return "results/models/refine_source/bundle.json"
+    if wildcards.stage == "refine":
+        return f"results/models/refine/{wildcards.target}/bundle.json"
+    return f"results/models/{wildcards.stage}/{wildcards.target}/best.pt"
+
+
+def get_eval_data(wildcards):
+    if wildcards.stage in ("source", "refine_source"):
+        return get_variant_dir(wildcards.target, PIPE["source_variant"])
+    return get_variant_dir(PIPE["target"], wildcards.target)
+
+
+def get_eval_index(wildcards):
+    return get_index(wildcards.target if wildcards.stage in ("source", "refine_source") else PIPE["target"])
+
+
+def get_eval_split(wildcards):
+    if wildcards.stage == "source":
+        return PIPE["source"][wildcards.target]
+    if wildcards.stage == "refine_source":
+        return PIPE["refine_source"][wildcards.target]
+    return PIPE["zero_shot_split"] if wildcards.stage == "zero_shot" else PIPE["eval_split"]
 
 
 def get_final_outputs():

@@ -34,8 +34,8 @@ import numpy as np
 
 from .. import geometry as G
 from ..errors import ConfigError, DataError
+from ..imageio import image_bit_depth, read_image
 from ..io import atomic_dir, file_sha256, sweep_stale, write_json
-from .imageio import image_bit_depth, read_image
 from .normalise import normalisation_spec
 from .steps import HistogramMatch, Pipeline
 

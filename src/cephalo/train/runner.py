@@ -175,7 +175,8 @@ def train_on_variant(
     """Train ``arch`` on the variant at ``data_dir``; outputs in ``out_dir`` (see module doc).
 
     Args:
-        data_dir: variant directory (``cephalo preprocess`` output).
+        data_dir: variant directory (``cephalo preprocess`` output), or an in-memory object with a
+            ``Variant``'s attributes (``cephalo.refine.CropSet``); its ``path`` labels it.
         out_dir: run directory: ``best.pt``, ``last.pt``, ``history.csv``, ``train.json``,
             ``init_report.json``.
         cfg: :class:`TrainConfig` (``train:`` params with CLI overrides applied).
@@ -200,7 +201,10 @@ def train_on_variant(
     try:
         set_deterministic(cfg.deterministic, info.device.type == "cuda")
         seed_everything(cfg.seed + info.rank * 0)  # same init on every rank; DDP broadcasts anyway
-        variant = load_variant(data_dir)
+        # a variant directory, or an object with a Variant's attributes (e.g. the refiner's windows,
+        # cephalo.refine.CropSet) trained by the same loop
+        variant = data_dir if hasattr(data_dir, "landmarks_original") else load_variant(data_dir)
+        data_dir = getattr(variant, "path", data_dir)
         names = list(variant.landmark_names)
         W, H = (int(v) for v in variant.input_size)
         model, new, report = build_model(arch, names, cfg, model_kwargs)
