@@ -16,7 +16,9 @@ Pipeline per image (the same chain as training/evaluation, in reverse at the end
    origin, i.e. ``x_mm = x * spacing_x``).
 
 :func:`predict_images` is the library entry point (no CLI logic); :func:`write_predictions`
-writes ``predictions.json``, ``predictions.csv`` and one overlay PNG per image, atomically.
+assesses each prediction (calibrated radii, review flags, measurements: :mod:`cephalo.assess`) and
+writes ``predictions.json``, ``predictions.csv``, ``images.csv``, ``measurements.csv``, one overlay
+PNG per image, ``report.html`` and optionally LabelMe files, atomically.
 
 DICOM pixel spacing: see :func:`cephalo.imageio.dicom_spacing` (``[row, column]`` = ``[y, x]`` in
 the file, ``(x, y)`` here; ``PixelSpacing`` over ``ImagerPixelSpacing`` over
@@ -50,6 +52,8 @@ __all__ = [
     "landmark_symbols",
     "predict_images",
     "predictions_table",
+    "images_table",
+    "measurements_table",
     "write_predictions",
 ]
 
@@ -186,6 +190,8 @@ class ImagePrediction:
         confidence: ``(K,)`` float64, the codec's confidence (decoder-dependent scale).
         degenerate: ``(K,)`` bool, flat/non-finite heatmap (no position).
         affine: ``(2, 3)`` float64, original px -> model-input px (the preprocessing).
+        extra: image-level entries added to the JSON record (``review``, ``measurements``, ``overlay``).
+        landmark_extra: name -> K values added to each landmark's JSON record (``radius_mm``, ``flags``).
     """
 
     path: Path
@@ -202,6 +208,7 @@ class ImagePrediction:
     affine: np.ndarray
     image_id: str = ""
     extra: dict = field(default_factory=dict)
+    landmark_extra: dict = field(default_factory=dict)
 
     @property
     def coords_mm(self) -> np.ndarray | None:
@@ -239,6 +246,9 @@ class ImagePrediction:
                 "degenerate": bool(self.degenerate[k]),
                 "in_image": bool(inside[k]),
             })
+            for key, arr in (self.landmark_extra or {}).items():  # radius_mm, flags, ... (one value per landmark)
+                v = None if arr is None else arr[k]
+                lms[-1][key] = v if isinstance(v, (list, str, bool)) or v is None else _num(v)
         d = {
             "file": str(self.path),
             "image_id": self.image_id,
@@ -284,6 +294,7 @@ def predict_images(
     device: str = "cpu",
     progress: bool = True,
     on_error: Callable[[Path, CephaloError], None] | None = None,
+    refine: Callable[[np.ndarray, np.ndarray, Any], np.ndarray] | None = None,
 ) -> list[ImagePrediction]:
     """Predict landmarks on image files, in original pixels.
 
@@ -302,6 +313,8 @@ def predict_images(
         progress: show a tqdm bar.
         on_error: called with ``(path, error)`` for an image that cannot be read or preprocessed,
             which is then skipped; None = raise.
+        refine: ``(original image, coords (K, 2) original px, spacing (x, y) or None) -> (K, 2)``
+            applied to each image's predictions (``cephalo.refine.image_refiner`` of a bundle).
 
     Returns:
         one :class:`ImagePrediction` per readable image, in ``paths`` order.
@@ -336,7 +349,8 @@ def predict_images(
         for b, (inp, _, m, sp, src) in enumerate(pending):
             results.append(ImagePrediction(
                 path=inp.path, width=inp.width, height=inp.height, spacing=sp, spacing_source=src,
-                bit_depth=inp.bit_depth, landmark_names=names, symbols=symbols, coords=p.coords[b],
+                bit_depth=inp.bit_depth, landmark_names=names, symbols=symbols,
+                coords=p.coords[b] if refine is None else refine(inp.image, p.coords[b], sp),
                 confidence=p.confidence[b], degenerate=p.degenerate[b], affine=np.asarray(m, dtype=np.float64)))
         pending.clear()
 
@@ -391,26 +405,80 @@ def _assign_ids(preds: list[ImagePrediction]) -> None:
 
 # --------------------------------------------------------------------------- outputs
 
-CSV_COLUMNS = ["file", "image_id", "width", "height", "spacing_x_mm", "spacing_y_mm", "landmark_index",
-               "landmark_name", "landmark_symbol", "x", "y", "x_mm", "y_mm", "confidence", "degenerate", "in_image"]
+#: ``predictions.csv``: one row per image x landmark (x, y original px; radius_mm at the review coverage)
+CSV_COLUMNS = ["image_id", "file", "landmark_index", "landmark_name", "landmark_symbol", "x", "y", "confidence",
+               "radius_mm", "in_image", "flagged", "flags"]
+#: ``images.csv``: one row per image
+IMAGE_COLUMNS = ["image_id", "file", "width", "height", "spacing_x_mm", "spacing_y_mm", "spacing_source",
+                 "n_landmarks", "n_landmarks_flagged", "flagged", "flags", "structure", "shape_residual", "overlay"]
+#: ``measurements.csv``: one row per image x measurement
+MEASUREMENT_COLUMNS = ["image_id", "measurement", "value", "half_width", "unit", "normal_lo", "normal_hi", "status",
+                       "class", "class_name"]
+_DECIMALS = {"x": 2, "y": 2, "confidence": 4, "radius_mm": 2, "spacing_x_mm": 5, "spacing_y_mm": 5,
+             "structure": 3, "shape_residual": 4, "value": 3, "half_width": 3}
+
+
+def _tidy(df):
+    """Round per column (:data:`_DECIMALS`) and write booleans as ``true``/``false``."""
+    for c in df.columns:
+        if df[c].dtype == bool:
+            df[c] = df[c].map({True: "true", False: "false"})
+        elif c in _DECIMALS:
+            df[c] = df[c].astype(float).round(_DECIMALS[c])
+    return df
 
 
 def predictions_table(preds: Sequence[ImagePrediction]):
-    """Long table (pandas DataFrame), one row per image x landmark, columns :data:`CSV_COLUMNS`
-    (x, y original px; x_mm, y_mm mm from the top-left pixel centre, NaN without spacing)."""
+    """Long table (pandas DataFrame), one row per image x landmark, columns :data:`CSV_COLUMNS`.
+
+    ``x``, ``y``: original-image pixels (origin at the centre of the top-left pixel); ``radius_mm``:
+    the calibrated prediction radius (empty without calibration or spacing); ``flags``: the landmark's
+    review flags joined by ``;`` (:mod:`cephalo.flags`)."""
     import pandas as pd
 
     rows = []
     for p in preds:
-        mm = p.coords_mm
-        sx, sy = p.spacing if p.spacing is not None else (np.nan, np.nan)
         inside = p.in_image()
+        r = p.landmark_extra.get("radius_mm")
+        fl = p.landmark_extra.get("flags")
         for k, name in enumerate(p.landmark_names):
-            rows.append((str(p.path), p.image_id, p.width, p.height, sx, sy, k, name, p.symbols[k],
-                         p.coords[k, 0], p.coords[k, 1], np.nan if mm is None else mm[k, 0],
-                         np.nan if mm is None else mm[k, 1], p.confidence[k], bool(p.degenerate[k]),
-                         bool(inside[k])))
-    return pd.DataFrame(rows, columns=CSV_COLUMNS)
+            f = list(fl[k]) if fl is not None else []
+            rows.append((p.image_id, str(p.path), k, name, p.symbols[k], p.coords[k, 0], p.coords[k, 1],
+                         p.confidence[k], np.nan if r is None or r[k] is None else r[k], bool(inside[k]),
+                         bool(f), ";".join(f)))
+    return _tidy(pd.DataFrame(rows, columns=CSV_COLUMNS))
+
+
+def images_table(preds: Sequence[ImagePrediction]):
+    """One row per image, columns :data:`IMAGE_COLUMNS` (spacing and its source, review flags)."""
+    import pandas as pd
+
+    rows = []
+    for p in preds:
+        rev = p.extra.get("review") or {}
+        vals = rev.get("values") or {}
+        sx, sy = p.spacing if p.spacing is not None else (np.nan, np.nan)
+        fl = list(rev.get("image", []))
+        rows.append((p.image_id, str(p.path), p.width, p.height, sx, sy, p.spacing_source or "",
+                     len(p.landmark_names), int(rev.get("n_landmarks_flagged", 0)), bool(fl), ";".join(fl),
+                     np.nan if vals.get("structure") is None else vals["structure"],
+                     np.nan if vals.get("shape_residual") is None else vals["shape_residual"],
+                     p.extra.get("overlay", "")))
+    return _tidy(pd.DataFrame(rows, columns=IMAGE_COLUMNS))
+
+
+def measurements_table(preds: Sequence[ImagePrediction]):
+    """One row per image x measurement, columns :data:`MEASUREMENT_COLUMNS`."""
+    import pandas as pd
+
+    rows = []
+    for p in preds:
+        for k, m in (p.extra.get("measurements") or {}).items():
+            rows.append((p.image_id, k, m["value"], m["half_width"], m["unit"], m["normal"][0], m["normal"][1],
+                         m["status"] or "", m["class"], m["class_name"] or ""))
+    df = pd.DataFrame(rows, columns=MEASUREMENT_COLUMNS)
+    df["class"] = df["class"].astype("Int64")
+    return _tidy(df)
 
 
 def write_predictions(
@@ -421,54 +489,118 @@ def write_predictions(
     info: Mapping[str, Any] | None = None,
     skipped: Sequence[Mapping[str, str]] = (),
     progress: bool = True,
-) -> dict[str, Path]:
-    """Write ``predictions.json``, ``predictions.csv`` and ``overlays/<image_id>.png`` in ``out_dir``.
+    calibration: Mapping | None = None,
+    review_cfg: Any = None,
+    report: bool = True,
+    labelme_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Assess each prediction and write the run's outputs in ``out_dir``.
 
-    Each file is written atomically (``overlays/`` is replaced whole; ``predictions.json``, written
-    last, lists the run: ``info``, ``coordinate_frame``, ``images``, ``skipped``). Overlays are drawn
-    with :func:`cephalo.evaluate.plots.overlay` on the original image (predictions only).
+    Per image (:func:`cephalo.assess.assess`): calibrated radii (when ``calibration`` is given),
+    review flags, cephalometric measurements. Files (each atomic; ``overlays/`` replaced whole;
+    ``predictions.json``, listing the run, written last):
+
+    * ``predictions.json``: ``info``, ``coordinate_frame``, ``images`` (landmarks with radius and
+      flags, ``review``, ``measurements``), ``skipped``, ``flags`` summary;
+    * ``predictions.csv`` (:data:`CSV_COLUMNS`), ``images.csv`` (:data:`IMAGE_COLUMNS`),
+      ``measurements.csv`` (:data:`MEASUREMENT_COLUMNS`);
+    * ``overlays/<image_id>.png`` (:func:`cephalo.evaluate.plots.prediction_overlay`);
+    * ``report.html`` (:func:`cephalo.report_html.write_report`, self-contained);
+    * with ``labelme_dir``: ``<labelme_dir>/<image_id>.json`` per image
+      (:func:`cephalo.datasets.labelme.write_labelme`), to correct in LabelMe and index back with the
+      ``labelme`` adapter.
 
     Returns:
-        ``{"json": ..., "csv": ..., "overlays": ...}`` paths.
+        paths ``{"json", "csv", "images_csv", "measurements_csv", "overlays", "report", "labelme"}``
+        (those written) and ``"flags"``: ``{"images": n flagged, "landmarks": n flagged, "by_flag": {...}}``.
 
     Raises:
-        DataError: an image can no longer be read for its overlay.
+        DataError: an image can no longer be read.
     """
+    from collections import Counter
+
     from tqdm import tqdm
 
+    from .assess import assess, shape_model_of
+    from .flags import ReviewConfig
     from .io import atomic_dir, atomic_path, write_json
 
+    cfg = review_cfg if review_cfg is not None else ReviewConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    records = [p.to_dict() for p in preds]
-    if overlays:
-        from .evaluate.plots import overlay
+    paths: dict[str, Any] = {}
+    sm = shape_model_of(calibration)
+    overlay_files: dict[str, Path] = {}
+    by_flag: Counter = Counter()
 
+    def run(tmp_overlays: Path | None) -> None:
+        from .evaluate.plots import prediction_overlay
+
+        for p in tqdm(preds, desc="assess", unit="img", disable=not progress):
+            img = read_input_image(p.path).image
+            a = assess(p, img, calibration, cfg, sm)
+            rev = a["review"]
+            p.landmark_extra = {"radius_mm": None if a["radius_mm"] is None else list(a["radius_mm"]),
+                                "flags": rev["landmarks"]}
+            p.extra.update(review={**rev, "landmarks": None}, measurements=a["measurements"],
+                           radius_coverage=a["coverage"])
+            p.extra["review"].pop("landmarks")
+            by_flag.update(rev["image"])
+            by_flag.update(f for fl in rev["landmarks"] for f in fl)
+            if tmp_overlays is not None:
+                flagged = [bool(f) for f in rev["landmarks"]]
+                n_ok = int((~p.degenerate).sum())
+                title = (f"{p.path.name}: {n_ok}/{len(p.landmark_names)} landmarks"
+                         + (f", {sum(flagged)} flagged" if any(flagged) else "")
+                         + (f"; image flags: {', '.join(rev['image'])}" if rev["image"] else ""))
+                prediction_overlay(img, p.coords, tmp_overlays / f"{p.image_id}.png", labels=p.symbols,
+                                   radii_px=a["radius_px"], flagged=flagged, coverage=a["coverage"], title=title)
+                p.extra["overlay"] = f"overlays/{p.image_id}.png"
+                overlay_files[p.image_id] = out_dir / "overlays" / f"{p.image_id}.png"
+
+    if overlays:
         with atomic_dir(out_dir / "overlays") as tmp:
-            for p, rec in zip(tqdm(preds, desc="overlays", unit="img", disable=not progress), records):
-                img = read_input_image(p.path).image
-                nan = np.full_like(p.coords, np.nan)
-                conf = np.nanmean(p.confidence) if np.isfinite(p.confidence).any() else float("nan")
-                overlay(img, nan, p.coords, tmp / f"{p.image_id}.png",
-                        title=f"{p.path.name}: {int((~p.degenerate).sum())}/{len(p.landmark_names)} landmarks, "
-                              f"mean confidence {conf:.2f}")
-                rec["overlay"] = f"overlays/{p.image_id}.png"
+            run(tmp)
         paths["overlays"] = out_dir / "overlays"
-    with atomic_path(out_dir / "predictions.csv") as tmp:
-        predictions_table(preds).to_csv(tmp, index=False)
-    paths["csv"] = out_dir / "predictions.csv"
+    else:
+        run(None)
+    for name, key, table in (("predictions.csv", "csv", predictions_table), ("images.csv", "images_csv", images_table),
+                             ("measurements.csv", "measurements_csv", measurements_table)):
+        with atomic_path(out_dir / name) as tmp:
+            table(preds).to_csv(tmp, index=False)
+        paths[key] = out_dir / name
+    if labelme_dir is not None:
+        from .datasets.labelme import write_labelme
+
+        ldir = Path(labelme_dir)
+        ldir.mkdir(parents=True, exist_ok=True)
+        for p in preds:
+            write_labelme(ldir / f"{p.image_id}.json", p.path, list(p.landmark_names), p.coords, p.width, p.height)
+        paths["labelme"] = ldir
+    records = [p.to_dict() for p in preds]
+    n_img = sum(1 for p in preds if p.extra["review"]["image"])
+    n_lm = sum(int(p.extra["review"]["n_landmarks_flagged"]) for p in preds)
+    flags_summary = {"images": n_img, "landmarks": n_lm, "by_flag": dict(sorted(by_flag.items()))}
+    run_info = {**dict(info or {}), "review": dict(cfg.__dict__),
+                "calibration": None if not calibration else {
+                    k: calibration.get(k) for k in ("method", "scale", "split", "n_images", "variant", "coverages")}}
+    if report:
+        from .report_html import write_report
+
+        paths["report"] = write_report(out_dir / "report.html", records, run_info, overlay_files)
     doc = {
         "format": "cephalo-predictions",
-        "format_version": 1,
+        "format_version": 2,
         "coordinate_frame": "original image pixels, xy, origin at the centre of the top-left pixel, x right, "
                             "y down; x_mm/y_mm = x/y times the pixel spacing (mm from that origin)",
-        **dict(info or {}),
+        **run_info,
         "n_images": len(records),
+        "flags": flags_summary,
         "images": records,
         "skipped": [dict(s) for s in skipped],
     }
     json.dumps(doc, allow_nan=False, default=str)  # fail before writing if anything is not strict JSON
     write_json(out_dir / "predictions.json", doc)
     paths["json"] = out_dir / "predictions.json"
+    paths["flags"] = flags_summary
     return paths

@@ -6,19 +6,21 @@
 #   zero_shot  the source model on the target data set, per variant (with diagnosis)
 #   adabn      the source model with BatchNorm statistics re-estimated on the target (adapt.smk)
 #   finetune   the source model fine-tuned on the target (finetune.smk)
+#   refine_source, refine  a global model + refiner bundle (refine.smk; REFINE_STAGES)
 #
 # The stage-specific inputs and split come from get_eval_* in common.smk.
 
 
 rule evaluate:
     input:
+        code=code("evaluate"),
         model=get_eval_model,
         data=get_eval_data,
         index=get_eval_index,
     output:
         **{f.split("/")[-1].split(".")[0]: f"results/eval/{{stage}}-{{target}}/{f}" for f in EVAL_FILES},
     wildcard_constraints:
-        stage=_alternatives(EVAL_STAGES),
+        stage=_alternatives(EVAL_STAGES + REFINE_STAGES),
         target=_alternatives(set(PIPE["raw"]) | set(PIPE["variants"])),
     params:
         section=get_section("evaluate"),

@@ -574,6 +574,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta, extra: 
         **extra,
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)  # through a Python file: a full disk is an OSError, not a RuntimeError
     return path
