@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         ap.error("give --bundle, or --global and --refiner")
     specs = [json.loads(s) for s in (a.tta or [DEFAULT_TTA])]
     res = run(gpath, rpath, a.data, a.split, specs, a.iterations, a.device)
-    from cephalo.io import write_json, atomic_path
+    from cephalo.io import atomic_path, write_json
 
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out.with_suffix(".json"), res)

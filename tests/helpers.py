@@ -7,6 +7,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +202,205 @@ def make_aariz(root: Path, *, split_case=("train", "valid", "test"), bom: bool =
     (a / AARIZ_CSV).write_bytes(("\ufeff" if bom else "").encode() + "\n".join(rows).encode() + b"\n")
     (a / "Readme.txt").write_text("Aariz")
     return root
+
+
+# ---------------------------------------------------------------------- the pipeline in a copy of the workflow
+WORKFLOW_FILES = ["Snakefile", "workflow", "dvc.yaml", "params.yaml", "profiles", ".dvcignore"]
+
+#: tiny demo: a few images, 128 px, one epoch each (the dotted keys work in both engines)
+TINY_DEMO = {
+    "demo.isbi2015.n_train": 8, "demo.isbi2015.n_test1": 4,
+    "demo.aariz.n_train": 6, "demo.aariz.n_valid": 3, "demo.aariz.n_test": 3,
+    "pipeline.variants": ["letterbox128"], "pipeline.source_variant": "letterbox128",
+    "train.stages.source.epochs": 1, "train.stages.finetune.epochs": 1, "train.num_workers": 0,
+    "evaluate.n_boot": 50, "evaluate.n_worst": 1,
+}
+
+
+def pipeline_env() -> dict:
+    """The environment a pipeline subprocess runs in: offline switches, this Python's scripts first."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1", DVC_NO_ANALYTICS="1",
+               MLFLOW_DISABLE_TELEMETRY="true", MPLBACKEND="Agg")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the `cephalo` script
+    return env
+
+
+def config_set(sets: dict) -> str:
+    """``--config set="a.b=v ..."``: strings bare (YAML reads them back as strings), the rest as JSON.
+
+    Snakemake's own ``--config`` parser strips a quote that ends the whole value, so no item may
+    end with a quote.
+    """
+    return "set=" + " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v).replace(' ', '')}"
+                             for k, v in sets.items())
+
+
+def copy_workflow(dst: Path) -> Path:
+    """A copy of the workflow files (:data:`WORKFLOW_FILES`) in ``dst``."""
+    dst.mkdir(parents=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dst / name)
+    return dst
+
+
+def set_dotted(params: dict, dotted: str, value) -> None:
+    """``params["a"]["b"] = value`` for ``dotted = "a.b"`` (creating the parents)."""
+    *parents, last = dotted.split(".")
+    node = params
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+# ---------------------------------------------------------------------- the engines' contract (dry runs)
+# which params sections each subcommand reads (docs/DESIGN.md CLI contract); {ds}/{v} = its data set/variant
+SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
+            "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
+            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [], "code-fingerprint": [],
+            "train-refiner": ["train", "refine", "codec", "model.transfer"]}
+#: DVC-only stage: Snakemake writes the same results/code/<command>.sha256 files at parse time
+CODE_STAGE = "code_fingerprint"
+
+
+def snakemake_dry_run_cmd(extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--dry-run", "--forceall", "--printshellcmds", "--cores", "1",
+            *extra]
+
+
+def parse_dry_run(text: str) -> list[dict]:
+    """Job blocks of a Snakemake dry run: rule, input, output, log, shell."""
+    jobs, cur = [], None
+    for line in text.splitlines():
+        s = line.strip()
+        if line.startswith(("rule ", "localrule ")) and s.endswith(":"):
+            cur = {"rule": s.split()[1].rstrip(":"), "input": [], "output": [], "log": [], "resources": [],
+                   "shell": None}
+            jobs.append(cur)
+        elif cur is not None and line.startswith("    ") and ":" in s:
+            key, _, val = s.partition(": ")
+            if key in ("input", "output", "log", "resources"):
+                cur[key] = [v.strip() for v in val.split(",") if v.strip()]
+        elif cur is not None and s.startswith("Shell command:"):
+            cur["shell"] = s[len("Shell command:"):].strip()
+    return [j for j in jobs if j["rule"] != "all"]
+
+
+def effective_params_path(jobs: list[dict]) -> str:
+    """The one params file every job of a run reads: results/params/<content hash>.yaml."""
+    import re
+
+    paths = {shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] for j in jobs}
+    assert len(paths) == 1, paths
+    path = paths.pop()
+    assert re.fullmatch(r"results/params/[0-9a-f]{16}\.yaml", path), path
+    return path
+
+
+def normalise_command(cmd: str) -> tuple[str, ...]:
+    """Drop the log redirection and unify the params file (both engines pass the effective params)."""
+    toks = shlex.split(cmd)
+    if ">" in toks:
+        toks = toks[: toks.index(">")]
+    if "--params" in toks:
+        i = toks.index("--params")
+        toks[i + 1] = "PARAMS"
+    return tuple(toks)
+
+
+def dvc_stages(repo_dir: Path) -> list[dict]:
+    from dvc.repo import Repo
+
+    out = []
+    with Repo(str(repo_dir)) as repo:
+        for st in repo.index.stages:
+            params = [p for d in st.deps if hasattr(d, "params") for p in (d.params or [])]
+            out.append({
+                "name": st.addressing,
+                "shell": st.cmd if isinstance(st.cmd, str) else " && ".join(st.cmd),
+                "deps": sorted(d.def_path for d in st.deps if not hasattr(d, "params")),
+                "params": sorted(params),
+                "outs": sorted(o.def_path for o in st.outs),
+                "metrics": sorted(o.def_path for o in st.outs if o.metric),
+                "uncached": sorted(o.def_path for o in st.outs if not o.use_cache),
+            })
+    return out
+
+
+def init_dvc(repo_dir: Path) -> None:
+    from dvc.repo import Repo
+
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    Repo.init(str(repo_dir), no_scm=True).close()
+
+
+def dvc_stages_for(run: dict, overrides: list[str] | None = None) -> list[dict]:
+    """DVC's resolved stages for a dry-run ``run`` (``runs`` fixture entry), in a throwaway DVC repo."""
+    import pytest
+    import yaml
+
+    d = Path(tempfile.mkdtemp(prefix="dvcside-", dir=run["dir"]))
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy2(run["dir"] / name, d / name)
+    # a profile with DVC = the params file override; a single value = `dvc exp run -S`
+    shutil.copy2(run["dir"] / (run["profile"] or "params.yaml"), d / "params.yaml")
+    if overrides:
+        from dvc.utils.hydra import apply_overrides
+
+        apply_overrides(d / "params.yaml", overrides)  # what `dvc exp run -S` does to params.yaml
+        try:
+            yaml.safe_load((d / "params.yaml").read_text())
+        except yaml.YAMLError as e:
+            pytest.fail(f"`dvc exp run -S` (ruamel round trip) corrupts params.yaml: {e}".replace("\n", " "))
+    init_dvc(d)
+    return dvc_stages(d)
+
+
+def assert_engines_agree(smk_jobs: list[dict], dvc_stages: list[dict]) -> None:
+    is_code = [s["name"].split(":")[-1] == CODE_STAGE for s in dvc_stages]
+    code = [s for s, c in zip(dvc_stages, is_code) if c]
+    assert len(code) == 1 and code[0]["outs"] == ["results/code"], code
+    dvc_stages = [s for s, c in zip(dvc_stages, is_code) if not c]
+    for job in smk_jobs:  # every job depends on its command's code fingerprint, in both engines
+        sub = normalise_command(job["shell"])[1]
+        assert f"results/code/{sub}.sha256" in job["input"], (job["rule"], job["input"])
+    smk = {normalise_command(j["shell"]): j for j in smk_jobs}
+    dvc = {normalise_command(s["shell"]): s for s in dvc_stages}
+    assert len(smk) == len(smk_jobs) and len(dvc) == len(dvc_stages), "duplicate commands"
+    assert set(smk) == set(dvc), (sorted(set(smk) - set(dvc)), sorted(set(dvc) - set(smk)))
+    for cmd, job in smk.items():
+        st = dvc[cmd]
+        assert sorted(job["output"]) == st["outs"], (cmd, job["output"], st["outs"])
+        # inputs: equal, except that a DVC directory dep may stand for files inside it (compare)
+        for path in job["input"]:
+            assert any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in st["deps"]), (cmd, path)
+        for dep in st["deps"]:
+            assert any(p == dep or p.startswith(dep.rstrip("/") + "/") for p in job["input"]), (cmd, dep)
+        assert job["log"], f"rule {job['rule']} has no log"
+
+
+def check_cli(cmd: tuple[str, ...]) -> str:
+    """The command is `cephalo <real subcommand>` and its click command accepts the arguments."""
+    import click
+
+    from cephalo.cli import SUBCOMMANDS, main
+
+    assert cmd[0] == "cephalo", cmd
+    assert cmd[1] in SUBCOMMANDS, f"{cmd[1]!r} is not a cephalo subcommand"
+    sub = main.get_command(click.Context(main), cmd[1])
+    args = [a for a in cmd[2:] if a != "results/eval/*"] + (["results/eval/x"] if "results/eval/*" in cmd else [])
+    ctx = click.Context(sub, resilient_parsing=True)
+    parser = sub.make_parser(ctx)
+    opts, largs, _ = parser.parse_args(args=list(args))  # raises NoSuchOption / BadOptionUsage
+    assert not largs, f"cephalo {cmd[1]}: unexpected arguments {largs}"
+    for param in sub.params:
+        if param.required:
+            assert opts.get(param.name) not in (None, ()), f"cephalo {cmd[1]}: required {param.name} missing"
+    return cmd[1]
+
+
+def cmd_option(cmd: tuple[str, ...], name: str) -> str:
+    return cmd[cmd.index(name) + 1]

@@ -9,7 +9,6 @@ store ends up holding the zero-shot, AdaBN and fine-tuned runs.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -19,52 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import REPO
+from helpers import TINY_DEMO as TINY
+from helpers import config_set as _config_set
+from helpers import copy_workflow as _copy
+from helpers import pipeline_env as _env
+from helpers import set_dotted as _set
+
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[1]
-FILES = ["Snakefile", "workflow", "dvc.yaml", "params.yaml", ".dvcignore"]
-
-#: tiny demo: a few images, 128 px, one epoch each (the dotted keys work in both engines)
-TINY = {
-    "demo.isbi2015.n_train": 8, "demo.isbi2015.n_test1": 4,
-    "demo.aariz.n_train": 6, "demo.aariz.n_valid": 3, "demo.aariz.n_test": 3,
-    "pipeline.variants": ["letterbox128"], "pipeline.source_variant": "letterbox128",
-    "train.stages.source.epochs": 1, "train.stages.finetune.epochs": 1, "train.num_workers": 0,
-    "evaluate.n_boot": 50, "evaluate.n_worst": 1,
-}
-
-
-def _env() -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1", DVC_NO_ANALYTICS="1",
-               MLFLOW_DISABLE_TELEMETRY="true", MPLBACKEND="Agg")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the `cephalo` script
-    return env
-
-
-def _config_set(sets: dict) -> str:
-    """``--config set="a.b=v ..."``: strings bare (YAML reads them back as strings), the rest as JSON.
-
-    Snakemake's own ``--config`` parser strips a quote that ends the whole value, so no item may
-    end with a quote.
-    """
-    return "set=" + " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v).replace(' ', '')}"
-                             for k, v in sets.items())
-
-
-def _copy(dst: Path) -> Path:
-    dst.mkdir(parents=True)
-    for name in FILES:
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
-    return dst
-
-
-def _set(params: dict, dotted: str, value) -> None:
-    *parents, last = dotted.split(".")
-    node = params
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
 
 
 def _run(cmd: list[str], cwd: Path) -> str:

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import refine_synth as S
 from cephalo import geometry as G
 from cephalo.errors import CheckpointError, ConfigError, DataError
 from cephalo.refine import RefineConfig, TTAConfig, cut_windows, jitter_from_mre, resample_to_spacing
-
-import refine_synth as S
 
 
 # ------------------------------------------------------------------ windows (no model)

@@ -410,7 +410,7 @@ def _rules_planned(dry_run_text: str) -> set[str]:
 
 
 def _run_long(cmd: list[str], cwd: Path, timeout: int = 2700) -> str:
-    from test_pipeline_e2e import _env
+    from helpers import pipeline_env as _env
 
     p = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
     out = p.stdout + p.stderr
@@ -431,7 +431,10 @@ def test_snakemake_run_is_recorded_by_dvc_and_a_dvc_checkout_leaves_snakemake_no
     import shutil
 
     import yaml
-    from test_pipeline_e2e import TINY, _copy, _set
+
+    from helpers import TINY_DEMO as TINY
+    from helpers import copy_workflow as _copy
+    from helpers import set_dotted as _set
 
     d = _copy(tmp_path / "sync")
     params = yaml.safe_load((d / "params.yaml").read_text())
@@ -479,7 +482,11 @@ def test_a_dry_run_with_other_params_during_a_run_changes_nothing_the_run_reads(
     """A dry run with another --config while a run works writes its own params file; the running
     jobs keep reading theirs. A second real run on overlapping outputs is refused by the lock."""
     import yaml
-    from test_pipeline_e2e import TINY, _config_set, _copy, _env
+
+    from helpers import TINY_DEMO as TINY
+    from helpers import config_set as _config_set
+    from helpers import copy_workflow as _copy
+    from helpers import pipeline_env as _env
 
     d = _copy(tmp_path / "conc")
     target = SOURCE_EVAL

@@ -58,7 +58,10 @@ def _metrics(d: Path) -> dict:
 
 
 def test_reduced_demo_through_slurm_matches_a_local_run(slurm, tmp_path):
-    from test_pipeline_e2e import TINY, _config_set, _copy, _env, _run
+    from helpers import TINY_DEMO as TINY
+    from helpers import config_set as _config_set
+    from helpers import copy_workflow as _copy
+    from helpers import pipeline_env as _env
 
     env = {**_env(), **slurm, "OMP_NUM_THREADS": "1"}
     local = _copy(tmp_path / "local")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 import yaml
-from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError

@@ -11,8 +11,15 @@ from .bundle import Bundle, is_bundle, read_bundle, write_bundle
 from .config import RefineConfig, TTAConfig
 from .crops import cut_windows, image_spacing, resample_to_spacing
 from .dataset import CropSet, build_crop_set, jitter_from_mre
-from .model import (Refiner, RefineResult, image_refiner, load_refiner, original_image_paths, refine_predictions,
-                    variant_refiner)
+from .model import (
+    Refiner,
+    RefineResult,
+    image_refiner,
+    load_refiner,
+    original_image_paths,
+    refine_predictions,
+    variant_refiner,
+)
 from .train import choose_jitter, train_refiner
 
 __all__ = [

@@ -136,9 +136,9 @@ def build_crop_set(index_path: str | Path, cfg: RefineConfig, jitter_sd_mm: floa
     """
     from tqdm.auto import tqdm
 
+    from ..imageio import read_image
     from ..io import file_sha256
     from ..preprocess import normalisation_spec
-    from ..imageio import read_image
 
     index_path = Path(index_path)
     imgs, names, gt, paths, dtype, policy = index if index is not None else _read_original_images(index_path, ground_truth)
