@@ -88,6 +88,21 @@ def _write_effective_params(cfg, folder="results/params"):
 PARAMS = _write_effective_params(config)
 
 
+# --- code-aware reruns: results/code/<command>.sha256, rewritten at parse time only when the code
+# a subcommand can run changed (its import closure, by syntax tree: comments and docstrings do not
+# count). Every rule lists its command's file as input, so Snakemake's mtime trigger reruns exactly
+# the jobs whose code changed and what follows; DVC's code_fingerprint stage writes the same files.
+from cephalo.provenance import write_code_fingerprints as _write_code_fingerprints
+
+CODE_DIR = "results/code"
+_write_code_fingerprints(CODE_DIR)
+
+
+def code(command):
+    """The code fingerprint file of a cephalo subcommand (a rule input)."""
+    return f"{CODE_DIR}/{command}.sha256"
+
+
 # --- wildcard domains ---------------------------------------------------------------------
 def _alternatives(names):
     import re
@@ -182,7 +197,7 @@ def get_eval_split(wildcards):
 
 
 def get_final_outputs():
-    out = ["results/comparison.csv", "results/comparison.md"]
+    out = ["results/comparison.csv", "results/comparison.md", "results/comparison.html", "results/summary"]
     out += [f"results/quality/{d}/quality.json" for d in PIPE["raw"]]
     for run in get_runs():
         out += eval_outputs(run)

@@ -31,7 +31,8 @@ from ._common import params_option, read_params
 
 @click.command(name="predict")
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="checkpoint (cephalo .pt or the public HF best_model.pth)")
+              help="checkpoint (cephalo .pt or the public HF best_model.pth), or a bundle.json (global model + "
+                   "refiner, cephalo train-refiner)")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="output folder: predictions.json/.csv, images.csv, measurements.csv, overlays/, report.html")
@@ -79,8 +80,20 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         raise DataError("model checkpoint not found", model_path)
     files = find_images(inputs)
     dev = resolve_device(device)
-    model, meta, extra = load_checkpoint(model_path, "cpu")
+    refine, bundle = None, None
+    from ..refine import is_bundle
+
+    global_path = model_path
+    if is_bundle(model_path):  # global model + refiner (cephalo train-refiner)
+        from ..refine import image_refiner, read_bundle
+
+        bundle = read_bundle(model_path)
+        global_path = bundle.global_path
+    model, meta, extra = load_checkpoint(global_path, "cpu")
     model.eval()
+    if bundle is not None:
+        refine = image_refiner(bundle.load_refiner(dev), list(meta.landmark_names), tta=bundle.tta,
+                               iterations=bundle.iterations, batch_size=bundle.batch_size)
     cal = extra.get("calibration") if isinstance(extra.get("calibration"), dict) else None
     variants = {name: spec.model_dump() for name, spec in params.variants.items()}
     skipped: list[dict] = []
@@ -90,7 +103,8 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         click.echo(f"skipped: {err}", err=True)
 
     preds = predict_images(model, meta, files, variant=variant, variants=variants, spacing_mm=spacing_mm,
-                           batch_size=batch_size, device=dev, on_error=on_error if skip_bad else None)
+                           batch_size=batch_size, device=dev, on_error=on_error if skip_bad else None,
+                           refine=refine)
     if not preds:
         raise DataError(f"none of the {len(files)} input images could be read; nothing written", inputs[0])
     info = {
@@ -101,6 +115,9 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         "device": str(dev),
         "fallback_spacing_mm": spacing_mm,
     }
+    if bundle is not None:
+        info["refine"] = {"global": str(bundle.global_path), "refiner": str(bundle.refiner_path),
+                          "iterations": bundle.iterations, "tta": bundle.tta.to_dict()}
     paths = write_predictions(preds, out_dir, overlays=overlays, info=info, skipped=skipped, calibration=cal,
                               review_cfg=ReviewConfig(**pp.review.model_dump()), report=report, labelme_dir=labelme_dir)
     n_mm = sum(p.spacing is not None for p in preds)

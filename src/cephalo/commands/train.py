@@ -114,17 +114,27 @@ def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path
     if cfg.tracking:
         from ..tracking import config_from_params
 
-        tracking = config_from_params(params.tracking.model_dump())
+        tracking = config_from_params(params.tracking.model_dump(), root=Path.cwd())
     result = train_on_variant(
         data_dir, out, cfg, arch=arch, model_kwargs=model_kwargs, codec_params=params.codec.codec_kwargs(),
         params=params.model_dump(include={"train", "model", "codec"}), tracking=tracking, progress=progress,
         command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        tracking_experiment=_experiment(tracking, params), tracking_stage=stage,
     )
     best = "n/a" if result.best_score is None else f"{result.best_score:.3f}"
     click.echo(f"{out}: {result.epochs_run} epochs"
                + (f" (resumed at {result.resumed_from_epoch})" if result.resumed_from_epoch else "")
                + (", stopped early" if result.stopped_early else "")
                + f"; best {result.score_name} {best} at epoch {result.best_epoch} -> {out / 'best.pt'}")
+
+
+def _experiment(tracking, params) -> str | None:
+    """One MLflow experiment per profile/target (``cephalo.tracking.experiment_name``)."""
+    if tracking is None:
+        return None
+    from ..tracking import experiment_name
+
+    return experiment_name(tracking, params)
 
 
 def _check_image_size(data_dir: Path, wh: tuple[int, int]) -> None:

@@ -758,6 +758,7 @@ class TrackingSection(Section):
     store: str = "mlflow/mlflow.db"
     artifacts: str = "mlflow/artifacts"
     experiment_prefix: str = "cephalo-"
+    experiment: str | None = None  # an explicit experiment name (None: prefix + pipeline.target)
     lock_timeout_s: PosFloat = 120.0
     retries: PosInt = 6
 
