@@ -38,7 +38,7 @@ def run(global_path: Path, refiner_path: Path, data_dir: Path, split: str, tta_s
         iterations: int = 1, device: str = "cpu") -> dict:
     from cephalo.evaluate import metrics as M
     from cephalo.evaluate.runner import shared_landmarks
-    from cephalo.preprocess.imageio import read_image
+    from cephalo.imageio import read_image
     from cephalo.models import load_model
     from cephalo.preprocess import load_variant
     from cephalo.refine import TTAConfig, load_refiner, original_image_paths, refine_predictions

@@ -32,8 +32,10 @@ OVERRIDE = 'pipeline.variants=[letterbox256,letterbox768] evaluate.n_boot=17 pip
 # which params sections each subcommand reads (docs/DESIGN.md CLI contract); {ds}/{v} = its data set/variant
 SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
             "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
-            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [],
+            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [], "code-fingerprint": [],
             "train-refiner": ["train", "refine", "codec", "model.transfer"]}
+#: DVC-only stage: Snakemake writes the same results/code/<command>.sha256 files at parse time
+CODE_STAGE = "code_fingerprint"
 
 
 def _copy_workflow(dst: Path) -> Path:
@@ -68,6 +70,17 @@ def _parse_dry_run(text: str) -> list[dict]:
         elif cur is not None and s.startswith("Shell command:"):
             cur["shell"] = s[len("Shell command:"):].strip()
     return [j for j in jobs if j["rule"] != "all"]
+
+
+def _effective_params_path(jobs: list[dict]) -> str:
+    """The one params file every job of a run reads: results/params/<content hash>.yaml."""
+    import re
+
+    paths = {shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] for j in jobs}
+    assert len(paths) == 1, paths
+    path = paths.pop()
+    assert re.fullmatch(r"results/params/[0-9a-f]{16}\.yaml", path), path
+    return path
 
 
 def _normalise(cmd: str) -> tuple[str, ...]:
@@ -151,6 +164,13 @@ def _dvc_for(run: dict, overrides: list[str] | None = None) -> list[dict]:
 
 
 def _assert_engines_agree(smk_jobs: list[dict], dvc_stages: list[dict]) -> None:
+    is_code = [s["name"].split(":")[-1] == CODE_STAGE for s in dvc_stages]
+    code = [s for s, c in zip(dvc_stages, is_code) if c]
+    assert len(code) == 1 and code[0]["outs"] == ["results/code"], code
+    dvc_stages = [s for s, c in zip(dvc_stages, is_code) if not c]
+    for job in smk_jobs:  # every job depends on its command's code fingerprint, in both engines
+        sub = _normalise(job["shell"])[1]
+        assert f"results/code/{sub}.sha256" in job["input"], (job["rule"], job["input"])
     smk = {_normalise(j["shell"]): j for j in smk_jobs}
     dvc = {_normalise(s["shell"]): s for s in dvc_stages}
     assert len(smk) == len(smk_jobs) and len(dvc) == len(dvc_stages), "duplicate commands"
@@ -207,11 +227,12 @@ def test_default_profile_engines_agree_and_commands_are_real(runs):
     seen = {_check_cli(_normalise(j["shell"])) for j in jobs}
     assert seen == {"make-demo", "index", "preprocess", "train", "adapt", "evaluate", "compare"}
     # the effective params Snakemake hands to the CLI are params.yaml itself when nothing is overridden
-    eff = yaml.safe_load((run["dir"] / "results" / "params.effective.yaml").read_text())
+    eff_path = _effective_params_path(jobs)
+    eff = yaml.safe_load((run["dir"] / eff_path).read_text())
     assert eff == yaml.safe_load((REPO / "params.yaml").read_text())
     for j in jobs:
         assert _opt(_normalise(j["shell"]) + ("",), "--params") == "PARAMS"
-        assert shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] == "results/params.effective.yaml"
+        assert shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] == eff_path
     # training jobs (source model, fine-tuning) ask for the GPU resource; nothing else does
     gpu = {j["rule"] for j in jobs if "gpu=1" in j["resources"]}
     assert gpu == {"train_source", "finetune"}
@@ -262,8 +283,8 @@ def test_dvc_stage_params_cover_what_each_command_reads(runs):
         v = _opt(cmd, "--variant") if "--variant" in cmd else None
         want = [s.format(ds=ds, v=v) for s in SECTIONS[sub]]
         assert sorted(want) == st["params"], (st["name"], want, st["params"])
-        for m in st["metrics"]:
-            assert m.endswith(".json") and m in st["uncached"]
+        for m in st["metrics"]:  # compact summaries only (full metrics.json files are plain outs)
+            assert m == "results/summary" and m in st["uncached"] and sub == "compare"
 
 
 def test_override_reaches_the_cli_in_both_engines(runs):
@@ -278,16 +299,16 @@ def test_override_reaches_the_cli_in_both_engines(runs):
     assert {_opt(c, "--split") for c in zs} == {"valid"}
     assert sum(c[1] == "train" and "--init" in c for c in cmds) == 2
     # ... and a value override reaches the CLI through the params file it reads, in both engines
-    eff = yaml.safe_load((run["dir"] / "results" / "params.effective.yaml").read_text())
+    eff = yaml.safe_load((run["dir"] / _effective_params_path(jobs)).read_text())
     dvc_params = yaml.safe_load(next(run["dir"].glob("dvcside-*/params.yaml")).read_text())
     assert eff["evaluate"]["n_boot"] == dvc_params["evaluate"]["n_boot"] == 17
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     for p in (eff, dvc_params):  # nothing else changed
         assert {k: v for k, v in p.items() if k not in ("evaluate", "pipeline")} == \
             {k: v for k, v in base.items() if k not in ("evaluate", "pipeline")}
-    from cephalo.commands.evaluate import evaluate_params
+    from cephalo.config import validate_params
 
-    assert evaluate_params(eff)["n_boot"] == 17
+    assert validate_params(eff).evaluate.n_boot == 17
 
 
 def test_aariz_profile_downloads_and_fetches(runs):

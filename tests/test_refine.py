@@ -159,7 +159,7 @@ def _global_test_predictions(t):
 
 @pytest.mark.slow
 def test_refiner_recovers_subpixel_positions_the_global_resolution_cannot(trained):
-    from cephalo.preprocess.imageio import read_image
+    from cephalo.imageio import read_image
     from cephalo.refine import load_refiner, refine_predictions
 
     v, rows, coarse = _global_test_predictions(trained)
@@ -217,7 +217,7 @@ def test_evaluate_and_predict_through_the_bundle_equal_global_plus_refiner_by_ha
     from click.testing import CliRunner
 
     from cephalo.cli import main
-    from cephalo.preprocess.imageio import read_image
+    from cephalo.imageio import read_image
     from cephalo.refine import load_refiner, refine_predictions
 
     v, rows, coarse = _global_test_predictions(trained)

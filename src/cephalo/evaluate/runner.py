@@ -12,8 +12,10 @@ Output folder (written whole, atomically)::
     per_image.csv         # one row per image (MRE, device, split, seen)
     predictions.parquet   # one row per image x landmark: pred/gt original px, error mm, confidence
     diagnosis.md          # plain-words diagnosis
+    measurements.csv      # per cephalometric measurement: MAE [CI], bias, two-annotator limit, class accuracy
+    measurements_per_image.csv  # image x measurement from prediction and ground truth
     plots/sdr_curve.csv   # DVC plot data (threshold_mm, sdr)
-    plots/*.png           # SDR curve, per-landmark bars with human limit, error vs device, diagnosis
+    plots/*.png           # measurement errors, SDR curve, per-landmark bars with human limit, error vs device, diagnosis
     overlays/worst_*.png  # worst images with ground truth and prediction
 """
 
@@ -86,6 +88,9 @@ def evaluate_predictions(
     diagnosis_thresholds: Mapping | None = None,
     label: str = "",
     make_plots: bool = True,
+    annotators: Mapping[str, np.ndarray] | None = None,
+    confidence_level: float = 0.95,
+    calibration: Mapping | None = None,
 ) -> dict:
     """Measure predictions against ground truth in mm and write the evaluation folder.
 
@@ -107,9 +112,20 @@ def evaluate_predictions(
         images: ``i -> (image, affine original -> image)`` for overlays of the worst images.
         n_worst: how many overlays.
         label: the run/variant name in titles.
+        annotators: name -> (N, K, 2) original px per annotator: with two or more, the model and
+            the annotators are compared like with like (:func:`cephalo.evaluate.human.like_with_like`,
+            key ``human_comparison``), and the two-annotator limit of the cephalometric measurements
+            is computed (:mod:`cephalo.evaluate.measurement_errors`).
+        confidence_level: bootstrap interval coverage.
+        calibration: the model's conformal calibration (:mod:`cephalo.uncertainty`): empirical
+            coverage of its radii on these images goes into ``uncertainty`` (needs ``confidence``).
 
     Returns:
-        the metrics.json content (dict).
+        the metrics.json content (dict). Its ``figures`` entry holds the run-level figures under
+        the names every view uses (:func:`cephalo.evaluate.compare.figure_names`): ``mre_mm/all``,
+        ``sdr_2.0mm/all`` (percent), their CI bounds, ``n_landmarks/all``, ``n_images``; ``/all``
+        = every landmark this run scores (listed in ``landmarks``). SDR in the detail blocks
+        (``overall``, ``per_*``) is a fraction (``units``).
 
     Raises:
         ValueError: inconsistent shapes or invalid spacing (from :mod:`metrics`).
@@ -130,7 +146,7 @@ def evaluate_predictions(
 
     def block(e: np.ndarray) -> dict:
         return {"n_images": int(e.shape[0]), **M.summarise(e, thresholds),
-                "ci95": M.bootstrap_ci(e, thresholds, n_boot=n_boot, seed=seed)}
+                "ci95": M.bootstrap_ci(e, thresholds, n_boot=n_boot, seed=seed, confidence=confidence_level)}
 
     seen_ids = set((leakage or {}).get("seen", []))
     seen_mask = np.array([i in seen_ids for i in ids], dtype=bool)
@@ -149,25 +165,47 @@ def evaluate_predictions(
     else:
         diag_error = ""
 
+    from .compare import run_figures
+    from .human import like_with_like
+
+    overall = block(err)
+    hcmp = like_with_like(pred, dict(annotators), spacing, names, thresholds) if annotators else None
     result: dict = {
         "name": label,
         **dict(info or {}),
+        "settings": {"n_boot": int(n_boot), "confidence_level": float(confidence_level), "bootstrap_seed": int(seed),
+                     "thresholds_mm": thresholds},
+        "units": {"mre": "mm", "sdr_in_figures": "percent", "sdr_in_detail_blocks": "fraction"},
+        "landmark_set": {"all": {"n_landmarks": k, "landmarks": names}},
+        "figures": run_figures(overall, names, human=human, human_comparison=hcmp),
         "thresholds_mm": thresholds,
         "landmarks": names,
         "missing": {"ground_truth": n_gt_missing, "prediction": n_pred_missing},
-        "overall": block(err),
+        "overall": overall,
         "unseen": block(err[~seen_mask]) if seen_mask.any() else None,
         "seen": block(err[seen_mask]) if seen_mask.any() else None,
         "per_split": M.summarise_groups(err, splits, thresholds),
         "per_device": M.summarise_groups(err, devices, thresholds),
         "per_landmark": {r["landmark"]: {kk: v for kk, v in r.items() if kk != "landmark"} for r in per_lm},
         "human_limit": dict(human) if human else None,
+        "human_comparison": hcmp,
         "leakage": dict(leakage) if leakage else None,
         "diagnosis": ({"summary": diag.summary, "findings": [f.__dict__ for f in diag.findings],
                        "constellation_ratio": diag.constellation_ratio, "spread_ratio": diag.spread_ratio,
                        "offset_px": diag.offset_px, "offset_mm": diag.offset_mm, "confidence": diag.confidence}
                       if diag else {"summary": diag_error, "findings": []}),
     }
+    from .measurement_errors import measurement_errors, write_outputs
+
+    result["measurements"] = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators,
+                                                n_boot=n_boot, seed=seed)
+    if calibration and confidence is not None:
+        from ..uncertainty import coverage
+
+        result["uncertainty"] = {"method": calibration.get("method"), "scale": calibration.get("scale"),
+                                 "calibration_split": calibration.get("split"),
+                                 "calibration_images": calibration.get("n_images"),
+                                 "coverage": coverage(calibration, err, confidence, names)}
     result = _nanlist(result)
 
     import pandas as pd
@@ -200,6 +238,7 @@ def evaluate_predictions(
         (tmp / "diagnosis.md").write_text(diag.to_markdown() if diag else f"# Diagnosis\n\n{diag_error}\n")
         pdir = tmp / "plots"
         pdir.mkdir()
+        write_outputs(result["measurements"], tmp, make_plot=make_plots, title=label)
         pd.DataFrame(plots.sdr_curve_table(err)).to_csv(pdir / "sdr_curve.csv", index=False)
         if make_plots:
             _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images,
@@ -247,6 +286,8 @@ def evaluate_model(
     n_worst: int = 4,
     diagnosis_thresholds: Mapping | None = None,
     progress: bool = True,
+    confidence_level: float = 0.95,
+    calibration: Mapping | None = None,
     refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None,
 ) -> dict:
     """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
@@ -306,6 +347,7 @@ def evaluate_model(
                         all_splits=[str(s) for s in variant.splits], all_hashes=all_hashes)
     if human is None:
         human = _human_from_variant(variant, rows, names, thresholds)
+    annotators = _annotators_original(variant, rows, names)
 
     def getter(i: int):
         r = int(rows[i])
@@ -331,22 +373,30 @@ def evaluate_model(
         splits=[str(variant.splits[r]) for r in rows], devices=[str(variant.devices[r]) for r in rows],
         confidence=conf, image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
         n_boot=n_boot, seed=seed, human=human, leakage=leak, info=base_info, images=getter, n_worst=n_worst,
-        diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"],
+        diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"], annotators=annotators,
+        calibration=calibration, confidence_level=confidence_level,
     )
+
+
+def _annotators_original(variant, rows, names) -> dict[str, np.ndarray]:
+    """Each annotator's landmarks (``mean`` excluded) for ``rows`` x ``names`` in original pixels."""
+    from ..geometry import apply_affine, invert
+
+    anns = {a: v for a, v in (getattr(variant, "annotators", {}) or {}).items() if a != "mean"}
+    if len(anns) < 2:
+        return {}
+    di = [list(variant.landmark_names).index(n) for n in names]
+    inv = np.stack([invert(variant.affines[r]) for r in rows])
+    return {a: apply_affine(inv, np.asarray(v, dtype=np.float64)[rows][:, di]) for a, v in anns.items()}
 
 
 def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
     """Annotator-vs-annotator limit from the variant's per-annotator landmarks (mapped back to original px)."""
     from itertools import combinations
 
-    from ..geometry import apply_affine, invert
-
-    anns = {a: v for a, v in (getattr(variant, "annotators", {}) or {}).items() if a != "mean"}
-    if len(anns) < 2:
+    orig = _annotators_original(variant, rows, names)
+    if len(orig) < 2:
         return None
-    di = [list(variant.landmark_names).index(n) for n in names]
-    inv = np.stack([invert(variant.affines[r]) for r in rows])
-    orig = {a: apply_affine(inv, np.asarray(v, dtype=np.float64)[rows][:, di]) for a, v in anns.items()}
     spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
     pairs = list(combinations(sorted(orig), 2))
     e = np.concatenate([M.radial_errors_mm(orig[a], orig[b], spacing) for a, b in pairs])

@@ -215,11 +215,11 @@ def variant_refiner(refine_image, variant: Any, progress: bool = False):
     """A callable ``(coords (R, K, 2) original px, rows) -> (R, K, 2)`` refining predictions on a variant.
 
     ``refine_image`` is from :func:`image_refiner`; the original images are read from
-    :func:`original_image_paths` with ``cephalo.preprocess.imageio.read_image`` (what ``cephalo index`` read).
+    :func:`original_image_paths` with ``cephalo.imageio.read_image`` (what ``cephalo index`` read).
     """
     from tqdm.auto import tqdm
 
-    from ..preprocess.imageio import read_image
+    from ..imageio import read_image
 
     def run(coords: np.ndarray, rows: Sequence[int]) -> np.ndarray:
         coords = np.asarray(coords, dtype=np.float64)

@@ -10,7 +10,6 @@ cuts the windows (:func:`cephalo.refine.build_crop_set`) and hands them to
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Mapping
@@ -93,8 +92,9 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
     crops.meta["validation"] = val_desc
     crops.meta["jitter_source"] = jitter_src
     # the windows carry their own train/valid labels (split by image above)
-    cfg = dataclasses.replace(tcfg, train_split="train", val_split="valid" if len(val_rows) else None)
-    cfg.validate()
+    d = tcfg.to_dict()
+    d.update(train_split="train", val_split="valid" if len(val_rows) else None)
+    cfg = type(tcfg).from_dict(d)
     arch = rcfg.arch
     kwargs = dict(rcfg.kwargs)
     if cfg.init.resolved(bool(kwargs.get("pretrained", False))).source == "checkpoint":

@@ -549,11 +549,13 @@ class Trainer:
             if cfg.resume == "must":
                 raise CheckpointError("resume: must, but there is no checkpoint to resume from", self.last_path)
             return
+        from ..models.checkpoint import torch_load_checked
+
         try:
-            ck = torch.load(self.last_path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-            raise CheckpointError(f"cannot read checkpoint to resume from ({type(e).__name__}: {e}); "
-                                  "delete it or set train.resume: never", self.last_path) from None
+            ck = torch_load_checked(self.last_path, "cpu", trusted=False)
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot resume: {str(e).removeprefix(f'{self.last_path}: ')}; delete it or set "
+                                  "train.resume: never", self.last_path) from None
         st = (ck.get("training") if isinstance(ck, dict) else None) or (ck.get("extra", {}) or {}).get("training")
         if not isinstance(st, dict):
             raise CheckpointError("not a training checkpoint (no training state); delete it or set "
