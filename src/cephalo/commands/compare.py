@@ -46,6 +46,13 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
     with atomic_path(csv_path) as tmp:
         pd.DataFrame(public_rows(rows)).to_csv(tmp, index=False, float_format="%.6g")
     md = to_markdown(rows, pairs, warnings)
+    from ..evaluate.measurement_errors import comparison_markdown, comparison_rows
+
+    mrows = comparison_rows([(r["run"], r["_run"]["metrics"]) for r in rows])
+    if mrows:  # cephalometric measurements and coverage, beside the landmark table
+        with atomic_path(stem.with_name(name + "_measurements.csv")) as tmp:
+            pd.DataFrame(mrows).to_csv(tmp, index=False, float_format="%.6g")
+        md += comparison_markdown(mrows)
     with atomic_path(md_path) as tmp:
         tmp.write_text(md)
     prov = provenance.collect()

@@ -74,7 +74,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
 
     info = {"stage": stage, "command": command_line, "checkpoint": str(model_path),
             "checkpoint_sha256": file_sha256(model_path),
-            "provenance": provenance.collect(params, seed=ep["seed"], device=ep["device"])}
+            "provenance": provenance.collect(params, seed=ep.seed, device=ep.device)}
     if bundle is not None:
         info["refine"] = {"bundle": str(model_path), "global": str(bundle.global_path),
                           "global_sha256": file_sha256(bundle.global_path), "refiner": str(bundle.refiner_path),
@@ -86,7 +86,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
                                 thresholds=ep.thresholds_mm, n_boot=ep.n_boot, seed=ep.seed,
                                 batch_size=ep.batch_size, device=ep.device, n_worst=ep.n_worst,
                                 diagnosis_thresholds=ep.diagnosis.model_dump(),
-                                calibration=read_calibration(bundle.global_path if bundle else model_path),
+                                calibration=read_calibration(bundle.global_path if bundle is not None else model_path),
                                 refine=refine)
     except ValueError as e:
         raise DataError(str(e), data_dir) from None
@@ -123,9 +123,9 @@ def _track(params, ep, result, variant, meta, stage, name, out_dir, model_path, 
            "gt_policy": result.get("gt_policy"), "model": str(model_path), "model_arch": getattr(meta, "arch", None),
            "model_input_size": "x".join(str(v) for v in (getattr(meta, "input_size", None) or [])),
            "decoder": codec.get("decoder"), "codec_convention": codec.get("convention"),
-           "n_landmarks": len(result.get("landmarks") or []), "n_boot": ep["n_boot"],
+           "n_landmarks": len(result.get("landmarks") or []), "n_boot": ep.n_boot,
            "confidence_level": (result.get("settings") or {}).get("confidence_level"),
-           "bootstrap_seed": ep["seed"], "thresholds_mm": ep["thresholds_mm"]}
+           "bootstrap_seed": ep.seed, "thresholds_mm": ep.thresholds_mm}
     figures = dict(result.get("figures") or {})  # SDR in percent, CI bounds, /all landmark set
     meas = (result.get("measurements") or {}).get("per_measurement") or {}
     figures["measurements"] = {k: {f: r.get(f) for f in ("mae", "bias", "human_mae", "accuracy")}

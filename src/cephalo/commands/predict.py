@@ -83,13 +83,13 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     refine, bundle = None, None
     from ..refine import is_bundle
 
+    global_path = model_path
     if is_bundle(model_path):  # global model + refiner (cephalo train-refiner)
         from ..refine import image_refiner, read_bundle
 
         bundle = read_bundle(model_path)
-        model, meta, extra = load_checkpoint(bundle.global_path, "cpu")
-    else:
-        model, meta, extra = load_checkpoint(model_path, "cpu")
+        global_path = bundle.global_path
+    model, meta, extra = load_checkpoint(global_path, "cpu")
     model.eval()
     if bundle is not None:
         refine = image_refiner(bundle.load_refiner(dev), list(meta.landmark_names), tta=bundle.tta,

@@ -197,8 +197,9 @@ def evaluate_predictions(
     }
     from .measurement_errors import measurement_errors, write_outputs
 
-    result["measurements"] = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators,
-                                                n_boot=n_boot, seed=seed)
+    mblock = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators, n_boot=n_boot,
+                                seed=seed)
+    result["measurements"] = {k: v for k, v in mblock.items() if k != "per_image"}  # per image: the CSV
     if calibration and confidence is not None:
         from ..uncertainty import coverage
 
@@ -238,7 +239,7 @@ def evaluate_predictions(
         (tmp / "diagnosis.md").write_text(diag.to_markdown() if diag else f"# Diagnosis\n\n{diag_error}\n")
         pdir = tmp / "plots"
         pdir.mkdir()
-        write_outputs(result["measurements"], tmp, make_plot=make_plots, title=label)
+        write_outputs(mblock, tmp, make_plot=make_plots, title=label)
         pd.DataFrame(plots.sdr_curve_table(err)).to_csv(pdir / "sdr_curve.csv", index=False)
         if make_plots:
             _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images,
