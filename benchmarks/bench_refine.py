@@ -3,7 +3,11 @@
     python benchmarks/bench_refine.py --bundle results/models/refiner/finetuned/letterbox256/bundle.json \\
         --data results/variants/aariz/letterbox256 --split valid --out benchmarks/results/refine-demo
 
-or ``--global CKPT --refiner CKPT`` instead of ``--bundle``. Choose settings on a validation split
+or ``--global CKPT --refiner CKPT`` instead of ``--bundle``, or on synthetic markers where the global
+model's resolution is the limit (``cephalo.refine.synthetic``: data, global model and refiner made in DIR)::
+
+    python benchmarks/bench_refine.py --synthetic /tmp/refine-synth --split valid --out /tmp/refine-synth/ablation
+ Choose settings on a validation split
 (``valid``, or the held-out training images); the test split is for the final report only.
 
 On the images of ``--split`` it predicts with the global model (``cephalo.inference``, the path
@@ -119,7 +123,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bundle", type=Path, help="bundle.json (global + refiner)")
     ap.add_argument("--global", dest="global_path", type=Path)
     ap.add_argument("--refiner", type=Path)
-    ap.add_argument("--data", type=Path, required=True, help="variant directory of the global model")
+    ap.add_argument("--synthetic", type=Path, help="make synthetic data + global model + refiner in this folder")
+    ap.add_argument("--data", type=Path, help="variant directory of the global model")
     ap.add_argument("--split", default="valid")
     ap.add_argument("--tta", action="append", default=None,
                     help=f"TTA setting as JSON (repeatable); default {DEFAULT_TTA}")
@@ -127,6 +132,20 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, required=True, help="output stem: OUT.json, OUT.md")
     a = ap.parse_args(argv)
+    if a.synthetic:
+        from cephalo.refine import synthetic as S
+
+        a.synthetic.mkdir(parents=True, exist_ok=True)
+        index = a.synthetic / "index.parquet"
+        if not index.is_file():
+            S.make_index(a.synthetic)
+        t0 = time.perf_counter()
+        paths = S.train_pair(a.synthetic, index) if not (a.synthetic / "refiner" / "bundle.json").is_file() else {
+            "bundle": a.synthetic / "refiner" / "bundle.json", "variant": a.synthetic / "lb32"}
+        print(f"synthetic data and models in {a.synthetic} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        a.bundle, a.data = paths["bundle"], paths["variant"]
+    if a.data is None:
+        ap.error("give --data (or --synthetic)")
     if a.bundle:
         from cephalo.refine import read_bundle
 
