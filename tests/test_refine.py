@@ -229,13 +229,14 @@ def test_evaluate_and_predict_through_the_bundle_equal_global_plus_refiner_by_ha
     r = CliRunner().invoke(main, ["predict", "--model", str(trained["bundle"]), *files, "--out", str(pout),
                                   "--spacing", "0.1", "--no-overlays", "--params", str(params)])
     assert r.exit_code == 0, r.output
-    tab = pd.read_csv(pout / "predictions.csv")
+    recs = {r["file"]: r for r in json.loads((pout / "predictions.json").read_text())["images"]}
     for j, f in enumerate(files):
-        t = tab[tab["file"] == f].set_index("landmark_name")
-        np.testing.assert_allclose(t.loc[list(v.landmark_names), ["x", "y"]].to_numpy(), by_hand[j], atol=1e-4)
+        lm = {d["name"]: (d["x"], d["y"]) for d in recs[f]["landmarks"]}
+        np.testing.assert_allclose([lm[n] for n in v.landmark_names], by_hand[j], atol=1e-4)
     # and a plain checkpoint still gives the global model's positions
     r = CliRunner().invoke(main, ["predict", "--model", str(trained["global"]), *files[:1], "--out",
                                   str(tmp_path / "plain"), "--spacing", "0.1", "--no-overlays", "--params", str(params)])
     assert r.exit_code == 0, r.output
-    t = pd.read_csv(tmp_path / "plain" / "predictions.csv").set_index("landmark_name")
-    np.testing.assert_allclose(t.loc[list(v.landmark_names), ["x", "y"]].to_numpy(), coarse[0], atol=1e-4)
+    rec = json.loads((tmp_path / "plain" / "predictions.json").read_text())["images"][0]
+    lm = {d["name"]: (d["x"], d["y"]) for d in rec["landmarks"]}
+    np.testing.assert_allclose([lm[n] for n in v.landmark_names], coarse[0], atol=1e-4)
