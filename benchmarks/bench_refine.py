@@ -45,7 +45,12 @@ def run(global_path: Path, refiner_path: Path, data_dir: Path, split: str, tta_s
     from cephalo.imageio import read_image
     from cephalo.models import load_model
     from cephalo.preprocess import load_variant
-    from cephalo.refine import TTAConfig, load_refiner, original_image_paths, refine_predictions
+    from cephalo.refine import (
+        TTAConfig,
+        load_refiner,
+        original_image_paths,
+        refine_predictions,
+    )
 
     variant = load_variant(data_dir)
     rows = np.flatnonzero(variant.splits == split) if split != "all" else np.arange(len(variant.image_ids))
@@ -70,7 +75,7 @@ def run(global_path: Path, refiner_path: Path, data_dir: Path, split: str, tta_s
                         for j in range(len(rows))])
         modes[label] = (out[:, mi], (time.perf_counter() - t0) / len(rows))
     ids = [variant.image_ids[int(r)] for r in rows]
-    res: dict = {"data": str(data_dir), "split": split, "n_images": int(len(rows)), "global": str(global_path),
+    res: dict = {"data": str(data_dir), "split": split, "n_images": len(rows), "global": str(global_path),
                  "refiner": str(refiner_path), "refiner_window": ref.window, "refiner_spacing_mm": ref.spacing_mm,
                  "iterations": iterations, "tta": tta_specs, "landmarks": names, "modes": {}, "paired": {},
                  "per_landmark": {}}
@@ -157,7 +162,7 @@ def main(argv=None) -> int:
         ap.error("give --bundle, or --global and --refiner")
     specs = [json.loads(s) for s in (a.tta or [DEFAULT_TTA])]
     res = run(gpath, rpath, a.data, a.split, specs, a.iterations, a.device)
-    from cephalo.io import write_json, atomic_path
+    from cephalo.io import atomic_path, write_json
 
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out.with_suffix(".json"), res)

@@ -10,8 +10,13 @@ import pytest
 
 from cephalo import geometry as G
 from cephalo.errors import CheckpointError, ConfigError, DataError
-from cephalo.refine import RefineConfig, TTAConfig, cut_windows, jitter_from_mre, resample_to_spacing
-
+from cephalo.refine import (
+    RefineConfig,
+    TTAConfig,
+    cut_windows,
+    jitter_from_mre,
+    resample_to_spacing,
+)
 from cephalo.refine import synthetic as S
 
 

@@ -19,7 +19,7 @@ SPACING = 0.1        # mm/px
 TEMPLATE = np.array([[50.0, 60.0], [108.0, 96.0]])
 
 
-__all__ = ["NAMES", "SIZE", "SPACING", "TEMPLATE", "render", "make_index", "train_pair"]
+__all__ = ["NAMES", "SIZE", "SPACING", "TEMPLATE", "make_index", "render", "train_pair"]
 
 
 def render(points: np.ndarray, rng: np.random.Generator, size: int = SIZE) -> np.ndarray:

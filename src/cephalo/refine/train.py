@@ -11,8 +11,9 @@ cuts the windows (:func:`cephalo.refine.build_crop_set`) and hands them to
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from ..io import write_json
 from .config import RefineConfig
 from .dataset import _read_original_images, build_crop_set, jitter_from_mre
 
-__all__ = ["train_refiner", "choose_jitter"]
+__all__ = ["choose_jitter", "train_refiner"]
 
 log = logging.getLogger("cephalo.refine")
 
