@@ -28,7 +28,8 @@ ON_DVC = ["+pipeline.refine_source.isbi2015=test1", "pipeline.refine_variants=[l
 @pytest.fixture(scope="module")
 def refine_run(tmp_path_factory) -> dict:
     d = copy_workflow(tmp_path_factory.mktemp("refine_contract") / "on")
-    p = subprocess.run(snakemake_dry_run_cmd(["--config", f"set={ON}"]), cwd=d, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(snakemake_dry_run_cmd(["--config", f"set={ON}"]), cwd=d, capture_output=True, text=True, timeout=300,
+                       check=False)
     return {"dir": d, "rc": p.returncode, "text": p.stdout + p.stderr, "profile": None}
 
 
@@ -68,5 +69,6 @@ def test_refinement_stages_agree_in_both_engines(refine_run):
 def test_refinement_without_a_source_refiner_fails_the_dry_run(tmp_path):
     d = copy_workflow(tmp_path / "bad")
     p = subprocess.run(snakemake_dry_run_cmd(["--config", "set=pipeline.refine_variants=[letterbox256]"]), cwd=d,
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300,
+                       check=False)
     assert p.returncode != 0 and "needs pipeline.refine_source" in p.stdout + p.stderr
