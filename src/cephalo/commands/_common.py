@@ -20,12 +20,13 @@ params_option = click.option(
 )
 
 
-def read_params(params_path: Path, optional: bool = False) -> "Params":
+def read_params(params_path: Path, optional: bool = False, missing_ok: bool = False) -> "Params":
     """Load and validate the params file once (:func:`cephalo.config.load_params`).
 
     Returns the typed :class:`cephalo.config.Params` (every section, defaults filled in). With
     ``optional`` (commands that work without a project, e.g. ``predict``), a ``--params`` left at its
-    default that does not exist gives the schema defaults; an explicit ``--params`` must exist.
+    default that does not exist gives the schema defaults; an explicit ``--params`` must exist
+    unless ``missing_ok`` (commands with no params of their own, e.g. ``compare``).
 
     Raises:
         ConfigError: a missing/invalid file, a bad value or an unknown key (one line naming the
@@ -33,6 +34,8 @@ def read_params(params_path: Path, optional: bool = False) -> "Params":
     """
     from ..config import Params, load_params
 
+    if missing_ok and not params_path.exists():
+        return Params()
     if optional and not params_path.is_file():
         ctx = click.get_current_context(silent=True)
         explicit = ctx is not None and ctx.get_parameter_source("params_path") != click.core.ParameterSource.DEFAULT

@@ -32,7 +32,7 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
     from ..evaluate.report_html import write_html
     from ..io import atomic_dir, atomic_path, write_json
 
-    params = read_params(params_path, optional=True)
+    params = read_params(params_path, missing_ok=True)  # only tracking: is read
     rows, pairs = compare_runs(run_dirs)
     warnings = provenance_warnings([r["_run"] for r in rows])
     for w in warnings:
