@@ -34,9 +34,9 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     ep = params.evaluate
     from ..evaluate.leakage import file_sha256
     from ..evaluate.runner import evaluate_model
-    from ..uncertainty import read_calibration
     from ..models import load_model
     from ..preprocess import load_variant
+    from ..uncertainty import read_calibration
 
     if not model_path.is_file():
         raise DataError("model checkpoint not found", model_path)

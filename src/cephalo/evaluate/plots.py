@@ -201,9 +201,9 @@ def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, 
         labels: K short labels (symbols). radii_px: (K, 2) radius along x and y in original px
             (NaN/inf: not drawn). flagged: K booleans (drawn in orange). coverage: level of the radii.
     """
+    import matplotlib.patheffects as pe
     from matplotlib.lines import Line2D
     from matplotlib.patches import Ellipse
-    import matplotlib.patheffects as pe
 
     plt = _plt()
     img = np.asarray(image)
