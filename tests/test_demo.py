@@ -16,7 +16,6 @@ from cephalo.demo import (
     DEFAULT_AARIZ_DEVICES,
     DemoConfig,
     DeviceSpec,
-    _class3,
     make_demo,
     render_cephalogram,
     skull_template,
@@ -183,13 +182,6 @@ def test_template_covers_aariz_and_isbi_by_name():
     mand = max((s for s in t.shapes if s[0] == "fill" and any(np.allclose(p, t.landmarks["gonion"]) for p in s[1])),
                key=lambda s: len(s[1]))
     assert np.isclose(mand[1][:, 1].max(), t.landmarks["menton"][1])
-
-
-def test_classification_thresholds_hand_computed():
-    assert _class3(4.0, 3.2, 5.7, 3, 2) == 1
-    assert _class3(2.0, 3.2, 5.7, 3, 2) == 3
-    assert _class3(6.0, 3.2, 5.7, 3, 2) == 2
-    assert _class3(3.2, 3.2, 5.7, 3, 2) == 1
 
 
 def test_bad_config_raises_config_error():

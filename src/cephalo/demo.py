@@ -536,38 +536,20 @@ def _write_image(path: Path, image: np.ndarray, device: DeviceSpec) -> None:
 # ISBI 2015 classification lines (trailing lines of the annotation .txt files)
 
 
-def _angle(a, b, c) -> float:
-    """Angle ABC in degrees."""
-    u, v = np.asarray(a) - b, np.asarray(c) - b
-    return float(np.degrees(np.arccos(np.clip(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)), -1, 1))))
+def isbi_classification(lms: Mapping[str, np.ndarray], spacing_mm: float) -> list[int]:
+    """ISBI 2015 classification labels (ANB, SNB, SNA, ODI, APDI, FHI, FMA, MW) of one image.
 
-
-def _class3(value: float, lo: float, hi: float, below: int, above: int) -> int:
-    return 1 if lo <= value <= hi else (below if value < lo else above)
-
-
-def isbi_classification(lms: Mapping[str, np.ndarray]) -> list[int]:
-    """ISBI-2015-style classification labels (ANB, SNB, SNA, ODI, APDI, FHI, FMA, MW), each 1-3.
-
-    Computed from the landmarks with the normal ranges of the ISBI 2015 challenge 2 description
-    (Wang et al. 2016, Table 2; values here are for realism only, the parsers ignore them).
-    ODI and APDI are simplified to the palatal-plane / mandibular-plane angle and the facial-plane
-    / AB-plane angle.
+    Computed by :mod:`cephalo.measurements` (the challenge's definitions and class ranges, Wang et al.,
+    Medical Image Analysis 31, 2016, Table 2) from landmarks in original pixels (canonical name ->
+    (2,) xy) at an isotropic ``spacing_mm`` mm/px. The parsers ignore these lines; they make the
+    synthetic files look like the release.
     """
-    S, N, A, B = lms["sella"], lms["nasion"], lms["a_point"], lms["b_point"]
-    sna, snb = _angle(S, N, A), _angle(S, N, B)
-    anb = sna - snb
-    go, me, po, orb = lms["gonion"], lms["menton"], lms["porion"], lms["orbitale"]
-    fh, mp = orb - po, me - go
-    fma = abs(math.degrees(math.atan2(mp[1], mp[0]) - math.atan2(fh[1], fh[0])))
-    pp = lms["anterior_nasal_spine"] - lms["posterior_nasal_spine"]
-    odi = abs(math.degrees(math.atan2(mp[1], mp[0]) - math.atan2(pp[1], pp[0])))
-    apdi = _angle(N, lms["pogonion"], A) + _angle(A, B, lms["pogonion"]) - 180.0
-    fhi = float(np.linalg.norm(S - go) / np.linalg.norm(N - me))
-    mw = float(A[0] - B[0])
-    return [_class3(anb, 3.2, 5.7, 3, 2), _class3(snb, 74.6, 78.7, 2, 3), _class3(sna, 79.4, 83.2, 3, 2),
-            _class3(odi, 68.4, 80.5, 2, 1), _class3(apdi, 77.6, 85.2, 2, 3), _class3(fhi, 0.65, 0.75, 3, 2),
-            _class3(fma, 26.8, 31.4, 3, 2), _class3(mw, 2.0, 4.5, 3, 2)]
+    from .measurements import ISBI2015_KEYS, classify, compute
+
+    names = list(lms)
+    coords = np.stack([np.asarray(lms[n], dtype=np.float64) for n in names])
+    values = compute(coords, names, np.array([spacing_mm, spacing_mm]), ISBI2015_KEYS)
+    return [int(classify(k, values[k])[0]) for k in ISBI2015_KEYS]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -612,7 +594,7 @@ def write_isbi2015(root: str | Path, cfg: DemoConfig, rng: np.random.Generator, 
                 senior, junior = _annotations(rng, lms29, dev, cfg)
                 path = root / "RawImage" / folder / f"{image_id}.bmp"
                 _write_image(path, img, dev)
-                cls = isbi_classification({nm: lms29[i] for i, nm in enumerate(AARIZ29.names)})
+                cls = isbi_classification({nm: lms29[i] for i, nm in enumerate(AARIZ29.names)}, dev.spacing_mm)
                 for who, pts in (("400_senior", senior), ("400_junior", junior)):
                     lines = [f"{pts[i, 0]},{pts[i, 1]}" for i in aariz_pos] + [str(c) for c in cls]
                     (root / "AnnotationsByMD" / who / f"{image_id}.txt").write_text("\n".join(lines) + "\n")

@@ -55,7 +55,15 @@ def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path,
     kind = read_checkpoint(model_path).kind  # public checkpoints' extras (their config) are not carried over
     keep = {k: v for k, v in extra.items() if k != "calibration"} if kind == "cephalo" else {}
     save_checkpoint(out_path, model.cpu(), meta, extra={**keep, "calibration": cal})
-    q = cal["q_mm"].get(coverage_key(cp.coverages[0])) or []
-    med = float(sorted(v for v in q if v is not None)[len(q) // 2]) if any(v is not None for v in q) else float("nan")
+    import math
+
+    q = [v for v in (cal["q_mm"].get(coverage_key(cp.coverages[0])) or []) if v is not None]
+    med = sorted(q)[len(q) // 2] if q else float("nan")
+    unit = "mm" if cp.scale == "constant" else "mm x decoder confidence"
     click.echo(f"{out_path}: conformal radii ({cp.scale}) from {cal['n_images']} '{split}' images, "
-               f"coverages {cp.coverages}; median landmark quantile at {cp.coverages[0]:g}: {med:.3g} mm")
+               f"coverages {cp.coverages}; median landmark quantile at {cp.coverages[0]:g}: {med:.3g} {unit}")
+    for c in cp.coverages:
+        need = math.ceil(c / (1 - c) - 1e-9)  # the rank ceil((n + 1) c) <= n needs n >= c / (1 - c)
+        if cal["n_images"] < need:
+            click.echo(f"warning: coverage {c:g} needs >= {need} calibration images (got {cal['n_images']}): "
+                       "its radii are infinite", err=True)
