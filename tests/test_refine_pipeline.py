@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+
 from test_pipeline_contract import (
     SECTIONS,
     _assert_engines_agree,
