@@ -267,10 +267,11 @@ def test_one_evaluate_rule_and_one_name_per_stage(runs):
     made = {o for j in jobs if j["rule"] in ("adapt", "finetune") for o in j["output"] if o.endswith("best.pt")}
     assert made == {f"results/models/{s}/{v}/best.pt" for s in ("adabn", "finetune") for v in variants}
     assert {_opt(_normalise(j["shell"]), "--stage") for j in jobs if j["rule"] == "finetune"} == {"finetune"}
-    # DVC: one matrix stage for the per-variant models, plus the source and zero-shot stages
+    # DVC: one matrix stage for the per-variant models, plus the source and zero-shot stages (and the
+    # two refinement bundles, tests/test_refine_pipeline.py)
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert sorted(k for k, st in dvc.items() if "cephalo evaluate" in str(st)) == \
-        ["evaluate", "evaluate_source", "evaluate_zero_shot"]
+        ["evaluate", "evaluate_refine", "evaluate_refine_source", "evaluate_source", "evaluate_zero_shot"]
     assert dvc["evaluate"]["matrix"]["stage"] == ["adabn", "finetune"]
 
 
@@ -305,9 +306,9 @@ def test_override_reaches_the_cli_in_both_engines(runs):
     for p in (eff, dvc_params):  # nothing else changed
         assert {k: v for k, v in p.items() if k not in ("evaluate", "pipeline")} == \
             {k: v for k, v in base.items() if k not in ("evaluate", "pipeline")}
-    from cephalo.commands.evaluate import evaluate_params
+    from cephalo.config import validate_params
 
-    assert evaluate_params(eff)["n_boot"] == 17
+    assert validate_params(eff).evaluate.n_boot == 17
 
 
 def test_aariz_profile_downloads_and_fetches(runs):

@@ -208,3 +208,53 @@ def test_bundle_pairs_the_checkpoints_and_detects_a_changed_one(trained, tmp_pat
     (tmp_path / "other.json").write_text('{"format": "nope"}')
     with pytest.raises(CheckpointError, match="not a cephalo bundle"):
         read_bundle(tmp_path / "other.json")
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_through_the_bundle_equal_global_plus_refiner_by_hand(trained, tmp_path):
+    import pandas as pd
+    import yaml
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+    from cephalo.preprocess.imageio import read_image
+    from cephalo.refine import load_refiner, refine_predictions
+
+    v, rows, coarse = _global_test_predictions(trained)
+    ref = load_refiner(trained["refiner"])
+    images = [read_image(v.table["image_path"].iloc[r]) for r in rows]
+    by_hand = np.stack([refine_predictions(ref, images[j], coarse[j], v.landmark_names, v.spacing[r]).coords
+                        for j, r in enumerate(rows)])
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": {"n_boot": 10, "device": "cpu", "n_worst": 0},
+                                      "tracking": {"enabled": False}, "predict": {"device": "cpu"}}))
+    # cephalo evaluate --model bundle.json
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(main, ["evaluate", "--model", str(trained["bundle"]), "--data", str(trained["variant"]),
+                                  "--split", "test", "--out", str(out), "--stage", "refine", "--params", str(params)])
+    assert r.exit_code == 0, r.output
+    got = pd.read_parquet(out / "predictions.parquet")
+    ids = [v.image_ids[r] for r in rows]
+    for j, i in enumerate(ids):
+        g = got[got["image_id"] == i].set_index("landmark_name").loc[list(v.landmark_names)]
+        np.testing.assert_allclose(g[["x_pred", "y_pred"]].to_numpy(), by_hand[j], atol=1e-6)
+    import json
+
+    info = json.loads((out / "metrics.json").read_text())
+    assert info["refine"]["refiner_sha256"] and info["refine"]["global"].endswith("best.pt")
+    # cephalo predict --model bundle.json on the original files
+    files = [str(v.table["image_path"].iloc[r]) for r in rows[:3]]
+    pout = tmp_path / "pred"
+    r = CliRunner().invoke(main, ["predict", "--model", str(trained["bundle"]), *files, "--out", str(pout),
+                                  "--spacing", "0.1", "--no-overlays", "--params", str(params)])
+    assert r.exit_code == 0, r.output
+    tab = pd.read_csv(pout / "predictions.csv")
+    for j, f in enumerate(files):
+        t = tab[tab["file"] == f].set_index("landmark_name")
+        np.testing.assert_allclose(t.loc[list(v.landmark_names), ["x", "y"]].to_numpy(), by_hand[j], atol=1e-4)
+    # and a plain checkpoint still gives the global model's positions
+    r = CliRunner().invoke(main, ["predict", "--model", str(trained["global"]), *files[:1], "--out",
+                                  str(tmp_path / "plain"), "--spacing", "0.1", "--no-overlays", "--params", str(params)])
+    assert r.exit_code == 0, r.output
+    t = pd.read_csv(tmp_path / "plain" / "predictions.csv").set_index("landmark_name")
+    np.testing.assert_allclose(t.loc[list(v.landmark_names), ["x", "y"]].to_numpy(), coarse[0], atol=1e-4)

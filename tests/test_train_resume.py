@@ -98,8 +98,11 @@ def test_kill_during_checkpoint_write_leaves_previous_checkpoint_and_resumes(tmp
         if isinstance(obj, dict) and "training" in obj:
             calls["last"] += 1
             if calls["last"] == 2:  # end of epoch 2: die half way through writing
-                with open(f, "wb") as fh:
-                    fh.write(b"PK\x03\x04 half a checkpoint")
+                if hasattr(f, "write"):  # cephalo saves through an open file
+                    f.write(b"PK\x03\x04 half a checkpoint")
+                else:
+                    with open(f, "wb") as fh:
+                        fh.write(b"PK\x03\x04 half a checkpoint")
                 raise SimulatedKill("killed while writing")
         return real_save(obj, f, *a, **kw)
 

@@ -95,15 +95,18 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def params_hash(params: Mapping | None) -> str | None:
-    """SHA-256 of the params as canonical JSON (sorted keys); None for None."""
+def params_hash(params: Any) -> str | None:
+    """SHA-256 of the params (a mapping or the typed :class:`cephalo.config.Params`) as canonical JSON
+    (sorted keys); None for None."""
     if params is None:
         return None
+    if hasattr(params, "model_dump"):  # the typed params (cephalo.config.Params)
+        params = params.model_dump(mode="json")
     text = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def collect(params: Mapping | None = None, *, seed: int | None = None, device: str | None = None) -> dict[str, Any]:
+def collect(params: Any = None, *, seed: int | None = None, device: str | None = None) -> dict[str, Any]:
     """The provenance record of this process.
 
     Args:

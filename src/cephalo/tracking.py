@@ -111,12 +111,15 @@ def config_from_params(section: Mapping | None, root: str | Path = ".") -> Track
     )
 
 
-def experiment_name(cfg: TrackingConfig, params: Mapping | None = None, dataset: str | None = None) -> str:
+def experiment_name(cfg: TrackingConfig, params: Any = None, dataset: str | None = None) -> str:
     """The experiment of a run: ``cfg.experiment``, else the prefix + ``params.pipeline.target``
     (one experiment per profile/target), else the prefix + ``dataset``."""
     if cfg.experiment:
         return cfg.experiment
-    target = ((params or {}).get("pipeline") or {}).get("target") if isinstance(params, Mapping) else None
+    if isinstance(params, Mapping):
+        target = (params.get("pipeline") or {}).get("target")
+    else:  # the typed params (cephalo.config.Params)
+        target = getattr(getattr(params, "pipeline", None), "target", None)
     return f"{cfg.experiment_prefix}{target or dataset or 'default'}"
 
 

@@ -32,7 +32,7 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
     from ..evaluate.report_html import write_html
     from ..io import atomic_dir, atomic_path, write_json
 
-    params = read_params(params_path) if params_path.exists() else {}
+    params = read_params(params_path, optional=True)
     rows, pairs = compare_runs(run_dirs)
     warnings = provenance_warnings([r["_run"] for r in rows])
     for w in warnings:
@@ -46,6 +46,13 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
     with atomic_path(csv_path) as tmp:
         pd.DataFrame(public_rows(rows)).to_csv(tmp, index=False, float_format="%.6g")
     md = to_markdown(rows, pairs, warnings)
+    from ..evaluate.measurement_errors import comparison_markdown, comparison_rows
+
+    mrows = comparison_rows([(r["run"], r["_run"]["metrics"]) for r in rows])
+    if mrows:  # cephalometric measurements and coverage, beside the landmark table
+        with atomic_path(stem.with_name(name + "_measurements.csv")) as tmp:
+            pd.DataFrame(mrows).to_csv(tmp, index=False, float_format="%.6g")
+        md += comparison_markdown(mrows)
     with atomic_path(md_path) as tmp:
         tmp.write_text(md)
     prov = provenance.collect()
@@ -61,12 +68,12 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
     click.echo(md, nl=False)
 
 
-def _log_shared_figures(params: dict, rows: list[dict]) -> None:
+def _log_shared_figures(params, rows: list[dict]) -> None:
     """Add the ``/shared`` figures (and the comparison's landmark count) to each run's MLflow run."""
     from .. import tracking
 
-    sec = params.get("tracking") if isinstance(params, dict) else None
-    if not sec:
+    sec = params.tracking.model_dump()
+    if not sec.get("enabled", True):
         return
     try:
         cfg = tracking.config_from_params(sec, root=Path.cwd())

@@ -197,8 +197,9 @@ def evaluate_predictions(
     }
     from .measurement_errors import measurement_errors, write_outputs
 
-    result["measurements"] = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators,
-                                                n_boot=n_boot, seed=seed)
+    mblock = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators, n_boot=n_boot,
+                                seed=seed)
+    result["measurements"] = {k: v for k, v in mblock.items() if k != "per_image"}  # per image: the CSV
     if calibration and confidence is not None:
         from ..uncertainty import coverage
 
@@ -238,7 +239,7 @@ def evaluate_predictions(
         (tmp / "diagnosis.md").write_text(diag.to_markdown() if diag else f"# Diagnosis\n\n{diag_error}\n")
         pdir = tmp / "plots"
         pdir.mkdir()
-        write_outputs(result["measurements"], tmp, make_plot=make_plots, title=label)
+        write_outputs(mblock, tmp, make_plot=make_plots, title=label)
         pd.DataFrame(plots.sdr_curve_table(err)).to_csv(pdir / "sdr_curve.csv", index=False)
         if make_plots:
             _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images,
@@ -288,6 +289,7 @@ def evaluate_model(
     progress: bool = True,
     confidence_level: float = 0.95,
     calibration: Mapping | None = None,
+    refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None,
 ) -> dict:
     """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
 
@@ -302,6 +304,8 @@ def evaluate_model(
         variant: a loaded ``Variant`` or its directory.
         split: split name, or ``"all"``.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (:func:`cephalo.inference.resolve_device`).
+        refine: ``(coords (R, K, 2) original px, rows) -> (R, K, 2)`` applied to the model's
+            predictions (``cephalo.refine.variant_refiner`` for a global + refiner bundle).
         out_dir: output folder (see the module doc).
         human: a precomputed human limit; if None and the variant holds two or more annotators,
             it is computed from them.
@@ -329,7 +333,8 @@ def evaluate_model(
     predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
                                     device_key="evaluate.device")
     p = predict_variant(predictor, variant, rows, batch_size=batch_size, progress=progress, desc="evaluate")
-    pred, conf = p.coords[:, mi], p.confidence[:, mi]
+    coords = p.coords if refine is None else refine(p.coords, rows)  # coarse-to-fine (cephalo.refine)
+    pred, conf = coords[:, mi], p.confidence[:, mi]
     gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
     spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
     if not np.isfinite(spacing).all():
