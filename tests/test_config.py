@@ -214,3 +214,29 @@ def test_snakemake_dry_run_rejects_a_typo_with_the_same_message(tmp_path):
     assert "train.epoch: unknown key; did you mean 'epochs'?" in out, out[-2000:]
     assert "params.yaml" in out
     assert not (d / "results" / "params").exists()  # no effective params written for a rejected config
+
+
+def test_library_dataclass_defaults_agree_with_the_schema():
+    """Library objects that keep their own defaults (for direct library callers) must not drift from the schema."""
+    import dataclasses as dc
+
+    from cephalo.config import schema as S
+    from cephalo.demo import DemoConfig
+    from cephalo.flags import ReviewConfig
+    from cephalo.hub import ModelSource
+    from cephalo.refine import RefineConfig
+    from cephalo.tracking import TrackingConfig
+
+    pairs = [(ReviewConfig, S.ReviewConfig), (ModelSource, S.ModelSourceConfig), (TrackingConfig, S.TrackingSection),
+             (RefineConfig, S.RefineSection), (DemoConfig, S.DemoConfigSchema)]
+    for lib, model in pairs:
+        ours = model().model_dump()
+        checked = 0
+        for f in dc.fields(lib):
+            if f.name not in ours or f.default is dc.MISSING:
+                continue
+            theirs = f.default
+            theirs = str(theirs) if isinstance(ours[f.name], str) else theirs
+            assert theirs == ours[f.name], (lib.__name__, f.name, theirs, ours[f.name])
+            checked += 1
+        assert checked >= 3, lib

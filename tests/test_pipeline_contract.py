@@ -13,8 +13,8 @@ import os
 import shlex
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import click

@@ -72,13 +72,9 @@ def _log_shared_figures(params, rows: list[dict]) -> None:
     """Add the ``/shared`` figures (and the comparison's landmark count) to each run's MLflow run."""
     from .. import tracking
 
-    sec = params.tracking.model_dump()
-    if not sec.get("enabled", True):
+    if not params.tracking.enabled:
         return
-    try:
-        cfg = tracking.config_from_params(sec, root=Path.cwd())
-    except ValueError:
-        return
+    cfg = tracking.config_from_params(params.tracking.model_dump(), root=Path.cwd())
     for r in rows:
         figs = {k: v for k, v in r.items() if k.endswith("/shared") or "/shared/" in k}
         tracking.log_to_evaluation(cfg, metrics_sha256=r["_run"].get("metrics_sha256"), run_name=r["run"],

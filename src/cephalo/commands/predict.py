@@ -121,7 +121,8 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     paths = write_predictions(preds, out_dir, overlays=overlays, info=info, skipped=skipped, calibration=cal,
                               review_cfg=ReviewConfig(**pp.review.model_dump()), report=report, labelme_dir=labelme_dir)
     n_mm = sum(p.spacing is not None for p in preds)
-    sources = sorted({p.spacing_source for p in preds if p.spacing_source})
+    sources = sorted({"--spacing" if p.spacing_source == "given" else p.spacing_source
+                      for p in preds if p.spacing_source})
     click.echo(f"predicted {len(preds)} image(s) x {len(meta.landmark_names)} landmarks "
                f"({n_mm} with mm" + (f", spacing from {', '.join(sources)}" if sources else "") + "); wrote "
                + ", ".join(str(paths[k]) for k in ("json", "csv", "images_csv", "measurements_csv", "report", "overlays",

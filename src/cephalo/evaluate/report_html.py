@@ -19,6 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..io import atomic_path
+from .metrics import DEFAULT_THRESHOLDS_MM
 from .plots import _plt, _save, sdr_curve_table
 
 __all__ = ["sdr_curves_png", "per_landmark_png", "write_html"]
@@ -45,7 +46,7 @@ def sdr_curves_png(rows: Sequence[Mapping], path: str | Path, max_mm: float = 6.
     for h, who in humans.items():
         ax.axvline(h, color="k", ls=":", lw=1.0)
         ax.text(h, 3, f" human MRE {h:.2f} mm", rotation=90, va="bottom", fontsize=7)
-    for t in (2.0, 2.5, 3.0, 4.0):
+    for t in DEFAULT_THRESHOLDS_MM:
         ax.axvline(t, color="0.85", lw=0.8, zorder=0)
     n = rows[0].get("n_landmarks/shared") if rows else 0
     ax.set_title(f"SDR over the {n} landmarks all runs share", fontsize=10)
