@@ -12,6 +12,13 @@ from cephalo.evaluate.compare import compare_runs, to_markdown
 from cephalo.evaluate.runner import evaluate_predictions
 
 
+def _params(tmp_path):
+    """A params file with tracking off (compare logs to MLflow when it is on)."""
+    p = tmp_path / "params.yaml"
+    p.write_text("tracking:\n  enabled: false\n")
+    return p
+
+
 def _run(tmp_path, name, noise_px, seed, n=10):
     rng = np.random.default_rng(seed)
     gt = rng.uniform(100, 900, size=(n, 5, 2))
@@ -42,7 +49,7 @@ def test_compare_cli_writes_csv_and_md(tmp_path):
     a = _run(tmp_path, "a", 20.0, 1)
     b = _run(tmp_path, "b", 10.0, 3)
     res = CliRunner().invoke(command, [str(a), str(b), "--out", str(tmp_path / "cmp" / "comparison.csv"),
-                                       "--params", str(tmp_path / "none.yaml")])
+                                       "--params", str(_params(tmp_path))])
     assert res.exit_code == 0, res.output
     assert "Wilcoxon" in res.output
     df = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
@@ -134,7 +141,7 @@ def test_cli_writes_offline_html_plots_and_compact_summaries(tmp_path):
     b = _run_lm(tmp_path, "finetuned-letterbox256", ["a", "b", "c", "d"], [2, 3, 4, 30])
     res = CliRunner().invoke(command, [str(a), str(b), "--out", str(tmp_path / "cmp" / "comparison"),
                                        "--summary-dir", str(tmp_path / "summary"),
-                                       "--params", str(tmp_path / "none.yaml")])
+                                       "--params", str(_params(tmp_path))])
     assert res.exit_code == 0, res.output
     page = (tmp_path / "cmp" / "comparison.html").read_text()
     # self-contained: no network reference of any kind; images embedded as valid PNGs

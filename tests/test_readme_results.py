@@ -20,6 +20,13 @@ rr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rr)
 
 
+def _params(tmp_path):
+    """A params file with tracking off (compare logs to MLflow when it is on)."""
+    p = tmp_path / "params.yaml"
+    p.write_text("tracking:\n  enabled: false\n")
+    return p
+
+
 def _results(tmp_path: Path, cpu: str = "Test CPU 9000", shift_px: float = 0.0) -> Path:
     res = tmp_path / "results"
     rng = np.random.default_rng(0)
@@ -36,7 +43,7 @@ def _results(tmp_path: Path, cpu: str = "Test CPU 9000", shift_px: float = 0.0) 
                                                                 "provenance": {"cpu_model": cpu, "threads": 2}},
                              annotators={"A": ann_a[:, :k], "B": ann_b[:, :k]})
     r = CliRunner().invoke(compare_command, [str(res / "eval" / "zero_shot-v"), str(res / "eval" / "finetune-v"),
-                                             "--out", str(res / "comparison"), "--params", str(tmp_path / "no.yaml")])
+                                             "--out", str(res / "comparison"), "--params", str(_params(tmp_path))])
     assert r.exit_code == 0, r.output
     return res
 

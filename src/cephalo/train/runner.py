@@ -291,8 +291,14 @@ def train_on_variant(
                        "best_checkpoint": str(trainer.best_path), "last_checkpoint": str(trainer.last_path)}
             write_json(out_dir / "train.json", _jsonable(summary))
             if tracking is not None and getattr(tracking, "enabled", False):
-                _track_training(tracking, variant, vmeta, cfg, arch, (W, H), (W // stride, H // stride), codec,
-                                trainer, result, summary, provenance, out_dir, tracking_experiment, tracking_stage)
+                try:  # tracking is a view: it never fails a finished training
+                    _track_training(tracking, variant, vmeta, cfg, arch, (W, H), (W // stride, H // stride), codec,
+                                    trainer, result, summary, provenance, out_dir, tracking_experiment, tracking_stage)
+                except Exception as e:  # noqa: BLE001
+                    import warnings
+
+                    warnings.warn(f"MLflow tracking failed (results are unaffected): {type(e).__name__}: {e}",
+                                  stacklevel=2)
         return result
     finally:
         teardown()
