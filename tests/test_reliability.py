@@ -371,7 +371,7 @@ def test_cephalo_checkpoint_whose_weights_are_for_another_architecture(tmp_path)
 SLEEPY_SNAKEFILE = """
 rule all:
     output: "done.txt"
-    shell: "sleep 8 && echo ok > {output}"
+    shell: "sleep 45 && echo ok > {output}"
 """
 
 
