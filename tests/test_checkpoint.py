@@ -25,7 +25,6 @@ from cephalo.models.reference import (
     reference_input,
 )
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

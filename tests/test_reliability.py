@@ -197,7 +197,7 @@ def test_png_named_jpg_is_read_by_content_and_aariz_reports_it(tmp_path):
                                    progress=False).out_dir)
     np.testing.assert_array_equal(v.images[0], g)
 
-    from test_datasets_aariz import make_aariz
+    from helpers import make_aariz
 
     root = make_aariz(tmp_path / "aariz")
     jpg = next((root / "Aariz").rglob("idb.jpg"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cephalo.errors import ConfigError
-from test_train import make_trainer, tiny_setup
+from helpers import make_trainer, tiny_setup
 
 # EMA, accumulation, warm-up, dropout and augmentation all carry state or randomness across epochs
 RESUME_CFG = dict(epochs=3, batch_size=2, accumulate=2, warmup_epochs=1.0, ema={"enabled": True, "decay": 0.9},

@@ -25,21 +25,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ..config.schema import DiagnosisConfig
 from .metrics import offsets_mm, radial_errors_mm, spread_ratio
 
 __all__ = ["Finding", "Diagnosis", "diagnose", "DEFAULT_DIAGNOSIS_THRESHOLDS"]
 
-#: default thresholds (params ``evaluate.diagnosis`` overrides them)
-DEFAULT_DIAGNOSIS_THRESHOLDS: dict = {
-    "collapse_ratio": 0.5,  # constellation spread pred/gt below this -> collapse
-    "scale_low": 0.8,  # spread ratio outside [scale_low, scale_high] -> scale mismatch
-    "scale_high": 1.25,
-    "offset_min_mm": 1.0,  # |mean offset| at least this ...
-    "offset_fraction": 0.5,  # ... and at least this fraction of the MRE -> systematic offset
-    "centre_fraction": 0.15,  # centroid within this fraction of the image size of its centre
-    "good_mre_mm": 2.5,  # MRE at or below this and no pattern -> "works"
-    "flip_corr": -0.2,  # correlation pred vs gt along an axis below this -> flipped
-}
+#: default thresholds (params ``evaluate.diagnosis``; their meaning and defaults: cephalo.config.schema.DiagnosisConfig)
+DEFAULT_DIAGNOSIS_THRESHOLDS: dict = DiagnosisConfig().model_dump()
 
 
 @dataclass

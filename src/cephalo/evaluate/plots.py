@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..io import atomic_path
-from .metrics import SDR_TOLERANCE_MM
+from .metrics import DEFAULT_THRESHOLDS_MM, SDR_TOLERANCE_MM
 
 __all__ = ["sdr_curve_table", "sdr_curve", "per_landmark_bars", "error_vs_device", "overlay", "diagnosis_figure",
            "prediction_overlay"]
@@ -49,7 +49,7 @@ def sdr_curve_table(errors: np.ndarray, max_mm: float = 10.0, step_mm: float = 0
 
 
 def sdr_curve(curves: Mapping[str, np.ndarray], path: str | Path, max_mm: float = 10.0,
-              marks: Sequence[float] = (2.0, 2.5, 3.0, 4.0)) -> Path:
+              marks: Sequence[float] = DEFAULT_THRESHOLDS_MM) -> Path:
     """SDR curve(s): fraction of landmarks within t mm vs t.
 
     Args:
