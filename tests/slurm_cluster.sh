@@ -46,12 +46,17 @@ SchedulerType=sched/backfill
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
+MinJobAge=3600
 KillWait=5
 NodeName=$host CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 PartitionName=gpu Nodes=$host MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
   echo "NodeName=$host Name=gpu File=/dev/null Count=1" > "$dir/gres.conf"
+  # job steps (srun inside sbatch) look for the default config path: point it here if it is free
+  if [ ! -e /etc/slurm/slurm.conf ]; then
+    mkdir -p /etc/slurm && ln -s "$dir/slurm.conf" /etc/slurm/slurm.conf && touch "$dir/linked-etc"
+  fi
   export SLURM_CONF="$dir/slurm.conf"
   /usr/sbin/slurmctld -f "$dir/slurm.conf"
   /usr/sbin/slurmd -f "$dir/slurm.conf"
@@ -65,5 +70,6 @@ stop)
   for f in "$dir/slurmd.pid" "$dir/slurmctld.pid"; do
     [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
   done
+  [ -e "$dir/linked-etc" ] && rm -f /etc/slurm/slurm.conf "$dir/linked-etc" || true
   ;;
 esac
