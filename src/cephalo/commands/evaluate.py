@@ -39,9 +39,15 @@ def evaluate_params(params: dict) -> dict:
 @click.option("--index", "index_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="landmark index with two or more annotators: human limit beside the model")
 @click.option("--stage", default="evaluate", show_default=True, help="tracking tag (e.g. zero_shot, fine_tuned)")
+@click.option("--normalisation", type=click.Choice(["imagenet", "unit", "zscore", "raw"]), default=None,
+              help="override the model's input normalisation (raw = grey values 0-255 unscaled): reproduces a "
+                   "preprocessing mistake, e.g. the clinic's first run with the public model")
+@click.option("--decoder", type=click.Choice(["dark", "argmax", "soft_argmax"]), default=None,
+              help="override the model's heatmap decoder (soft_argmax at temperature 1 on the raw outputs = "
+                   "the public HRNet demo)")
 @params_option
 def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: str | None, index_path: Path | None,
-            stage: str, params_path: Path) -> None:
+            stage: str, normalisation: str | None, decoder: str | None, params_path: Path) -> None:
     """Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."""
     params = read_params(params_path)
     ep = evaluate_params(params)
@@ -77,7 +83,8 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
         result = evaluate_model(model, meta, variant, split, out_dir, name=name, human=human, info=info,
                                 thresholds=ep["thresholds_mm"], n_boot=ep["n_boot"], seed=ep["seed"],
                                 batch_size=ep["batch_size"], device=ep["device"], n_worst=ep["n_worst"],
-                                diagnosis_thresholds=ep["diagnosis"])
+                                diagnosis_thresholds=ep["diagnosis"], normalisation=normalisation,
+                                decoder=decoder)
     except ValueError as e:
         raise DataError(str(e), data_dir) from None
     o = result["overall"]

@@ -195,6 +195,8 @@ def preprocessing_words(preprocessing: dict | None) -> str:
            f"{exp.get('normalisation')} normalisation, {exp.get('decoder')} decoder)")
     if preprocessing.get("fix_run"):
         fix += f", as in the run {preprocessing['fix_run']}"
+    else:
+        fix += ", as the zero-shot run of the same variant does"
     return "a preprocessing mismatch: " + "; and ".join(parts) + "." + fix + "."
 
 
@@ -659,12 +661,12 @@ def _order_hypotheses(pred, gt, spacing, names, relabelled: dict | None) -> list
         pi, gi = np.flatnonzero(have_p), np.flatnonzero(have_g)
         if pi.size >= 2 and gi.size >= 2:
             sp = np.asarray(spacing, dtype=np.float64)
-            cost = np.full((pi.size, gi.size), 1e9)
-            for a, j in enumerate(pi):
-                for b, kk in enumerate(gi):
-                    e = radial_errors_mm(pred[:, [j]], gt[:, [kk]], sp)
-                    if np.isfinite(e).any():
-                        cost[a, b] = float(np.nanmean(e))
+            # (N, P, G) radial distance in mm of every predicted slot to every GT landmark
+            d = (pred[:, pi, None, :] - gt[:, None, gi, :]) * sp[:, None, None, :]
+            e = np.hypot(d[..., 0], d[..., 1])
+            with np.errstate(invalid="ignore"):
+                cost = np.where(np.isfinite(e).any(0), np.nanmean(np.where(np.isfinite(e), e, np.nan), axis=0)
+                                if np.isfinite(e).any() else 1e9, 1e9)
             r, c = linear_sum_assignment(cost)
             mapping = {int(pi[a]): int(gi[b]) for a, b in zip(r, c)}
             if any(j != kk for j, kk in mapping.items()):
@@ -771,6 +773,9 @@ def _search(pred, gt, spacing, image_sizes, names, relabelled, thresholds, round
         found.append(Mistake(best.code, best.title, best.evidence, best.fix, base, after, best.details))
         current = best.undone
     base = _mre(current, gt, spacing)
+    iso, _ = _fit_scales(current, gt)
+    if np.isfinite(iso).any() and float(np.nanmedian(iso)) < th["collapse_ratio"]:
+        return found, current  # a collapse: a global scale-up would not undo a mistake, it would fake one
     res = [(_mre(h.undone, gt, spacing), h) for h in _residual(current, gt, spacing)]
     if res and np.isfinite(base):
         off_after, off = res[0]

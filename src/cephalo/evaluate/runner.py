@@ -86,6 +86,7 @@ def evaluate_predictions(
     diagnosis_thresholds: Mapping | None = None,
     label: str = "",
     make_plots: bool = True,
+    preprocessing: Mapping | None = None,
 ) -> dict:
     """Measure predictions against ground truth in mm and write the evaluation folder.
 
@@ -107,6 +108,8 @@ def evaluate_predictions(
         images: ``i -> (image, affine original -> image)`` for overlays of the worst images.
         n_worst: how many overlays.
         label: the run/variant name in titles.
+        preprocessing: what the run fed the model vs what it was trained with (see
+            :func:`cephalo.evaluate.diagnosis.diagnose`), to name a collapse's cause.
 
     Returns:
         the metrics.json content (dict).
@@ -143,7 +146,8 @@ def evaluate_predictions(
     diag = None
     try:
         diag = diagnose(pred, gt, spacing, names, confidence=confidence, image_sizes=image_sizes,
-                        thresholds=dict(diagnosis_thresholds or {}), label=label)
+                        thresholds=dict(diagnosis_thresholds or {}), label=label,
+                        preprocessing=dict(preprocessing) if preprocessing else None)
     except ValueError as e:
         diag_error = str(e)
     else:
@@ -229,8 +233,14 @@ def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, g
                           title=f"{ids[i]}: MRE {img_mre[i]:.2f} mm", names=names)
 
 
+#: run-time input normalisations beyond cephalo.preprocess.NORMALISATIONS: ``raw`` = grey values
+#: 0-255 fed unscaled (a user's preprocessing mistake, reproduced by the naive evaluation)
+EXTRA_NORMALISATIONS = {"raw": {"name": "unit", "max_value": 1.0}}
+
+
 def predict_variant(model, meta, variant, rows: Sequence[int], batch_size: int = 4, device: str = "cpu",
-                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                    progress: bool = True, normalisation: str | None = None,
+                    decoder: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run a model on variant images and decode landmarks in *preprocessed* pixels.
 
     Args:
@@ -238,6 +248,10 @@ def predict_variant(model, meta, variant, rows: Sequence[int], batch_size: int =
         meta: its ``ModelMeta`` (``normalisation``, ``codec``).
         variant: a loaded :class:`cephalo.preprocess.Variant`.
         rows: image rows to predict.
+        normalisation: override of the model's input normalisation (a name of
+            ``cephalo.preprocess.NORMALISATIONS`` or ``raw``), to reproduce a preprocessing mistake.
+        decoder: override of the codec's decoder (``dark``, ``argmax``, ``soft_argmax``; soft-argmax
+            runs at temperature 1 on the raw outputs, as the public HRNet demo does).
 
     Returns:
         (coords (R, K_model, 2) float64 xy preprocessed px, confidence (R, K_model) float64).
@@ -249,6 +263,8 @@ def predict_variant(model, meta, variant, rows: Sequence[int], batch_size: int =
     from ..preprocess import normalise
 
     norm = meta.normalisation or variant.normalisation
+    if normalisation is not None:
+        norm = EXTRA_NORMALISATIONS.get(normalisation, normalisation)
     W, H = variant.input_size
     codec = None
     coords, confs = [], []
@@ -262,6 +278,8 @@ def predict_variant(model, meta, variant, rows: Sequence[int], batch_size: int =
             if codec is None:
                 kw = dict(meta.codec or {})
                 kw.update(input_size=(W, H), heatmap_size=(int(hm.shape[-1]), int(hm.shape[-2])))
+                if decoder is not None:
+                    kw.update(decoder=decoder, temperature=1.0)
                 codec = create_codec(**kw)
             r = codec.decode(hm)
             coords.append(np.asarray(r.coords, dtype=np.float64))
@@ -287,6 +305,8 @@ def evaluate_model(
     n_worst: int = 4,
     diagnosis_thresholds: Mapping | None = None,
     progress: bool = True,
+    normalisation: str | None = None,
+    decoder: str | None = None,
 ) -> dict:
     """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
 
@@ -302,6 +322,9 @@ def evaluate_model(
         out_dir: output folder (see the module doc).
         human: a precomputed human limit; if None and the variant holds two or more annotators,
             it is computed from them.
+        normalisation, decoder: overrides of the model's own (see :func:`predict_variant`), to
+            reproduce a user's preprocessing mistake; recorded in metrics.json (``preprocessing``)
+            and named in the diagnosis.
 
     Returns:
         the metrics.json content.
@@ -323,7 +346,7 @@ def evaluate_model(
                         getattr(variant, "path", None))
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
     pred_pre, conf = predict_variant(model, meta, variant, rows, batch_size=batch_size, device=device,
-                                     progress=progress)
+                                     progress=progress, normalisation=normalisation, decoder=decoder)
     # Back to original pixels through the inverse of the mapping the model's labels were trained
     # with (the pixel affine for cephalo's models; x*scale+pad for the public HRNet).
     convention = str((getattr(meta, "codec", {}) or {}).get("convention", "pixel_centre"))
@@ -363,14 +386,28 @@ def evaluate_model(
                              "model_only": [n for n in meta.landmark_names if n not in names],
                              "data_only": [n for n in variant.landmark_names if n not in names]},
     }
+    exp_norm = meta.normalisation or variant.normalisation
+    preprocessing = {
+        "used": {"normalisation": normalisation or _norm_name(exp_norm),
+                 "decoder": decoder or base_info["model"]["codec"].get("decoder", "dark")},
+        "expected": {"normalisation": _norm_name(exp_norm),
+                     "decoder": base_info["model"]["codec"].get("decoder", "dark")},
+        "variant": base_info["variant"],
+    }
+    base_info["preprocessing"] = preprocessing
     base_info.update(dict(info or {}))
     return evaluate_predictions(
         pred, gt, spacing, image_ids=[ids_all[r] for r in rows], names=names, out_dir=out_dir,
         splits=[str(variant.splits[r]) for r in rows], devices=[str(variant.devices[r]) for r in rows],
         confidence=conf[:, mi], image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
         n_boot=n_boot, seed=seed, human=human, leakage=leak, info=base_info, images=getter, n_worst=n_worst,
-        diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"],
+        diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"], preprocessing=preprocessing,
     )
+
+
+def _norm_name(spec) -> str:
+    """The name of a normalisation spec (a name or ``{"name": ...}``)."""
+    return str(spec.get("name")) if isinstance(spec, Mapping) else str(spec)
 
 
 def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
