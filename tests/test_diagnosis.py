@@ -125,3 +125,68 @@ def test_leakage_ids_with_digits_do_not_match_by_number():
     isbi = find_leakage(["151", "152"], ["isbi2015", "isbi2015"], ["test1", "test1"],
                         {"train_image_ids": {"isbi2015": [151]}})
     assert isbi["seen"] == ["151"]
+
+
+def test_per_landmark_biases_of_2mm_are_named_in_the_summary():
+    """A good model (MRE < 2.5 mm) whose two landmarks are biased by >= 2 mm: the summary names both."""
+    gt = _gt()
+    rng = np.random.default_rng(3)
+    sp = np.full((12, 2), 0.1)
+    pred = gt + rng.normal(0, 6, gt.shape)  # ~0.75 mm scatter
+    pred[:, 2, 1] += 25.0  # lm2: +2.5 mm in y
+    pred[:, 5, 0] -= 22.0  # lm5: -2.2 mm in x
+    d = diagnose(pred, gt, sp, NAMES)
+    assert d.mre_mm < 2.5
+    assert "landmark_bias" in _codes(d)
+    assert "lm2" in d.summary and "lm5" in d.summary and d.summary.startswith("The model works")
+    assert "lm0" not in d.summary and "lm7" not in d.summary
+    # 1.5 mm is below the 2 mm anatomical threshold: not named
+    pred2 = gt + rng.normal(0, 6, gt.shape)
+    pred2[:, 2, 1] += 15.0
+    assert "landmark_bias" not in _codes(diagnose(pred2, gt, sp, NAMES))
+
+
+def test_landmark_bias_beyond_a_global_offset():
+    gt = _gt()
+    rng = np.random.default_rng(4)
+    sp = np.full((12, 2), 0.1)
+    pred = gt + np.array([40.0, 0.0]) + rng.normal(0, 3, gt.shape)
+    pred[:, 3, 1] += 30.0
+    d = diagnose(pred, gt, sp, NAMES)
+    assert _codes(d)[0] == "offset" and "landmark_bias" in _codes(d)
+    bias = next(f for f in d.findings if f.code == "landmark_bias")
+    assert "lm3" in bias.observation and "lm1" not in bias.observation and "lm3" in d.summary
+
+
+def test_preprocessing_mismatch_is_named_in_plain_words():
+    from cephalo.evaluate.diagnosis import preprocessing_words
+
+    pp = {"used": {"normalisation": "raw", "decoder": "soft_argmax"},
+          "expected": {"normalisation": "imagenet", "decoder": "dark"}, "variant": "letterbox256"}
+    w = preprocessing_words(pp)
+    assert "raw grey values 0-255" in w and "ImageNet mean" in w and "soft-argmax" in w
+    assert "variant letterbox256" in w and "imagenet normalisation" in w and "dark decoder" in w
+    assert preprocessing_words({"used": pp["expected"], "expected": pp["expected"]}) == ""
+    gt = _gt()
+    centre = np.array([(W - 1) / 2, (H - 1) / 2])
+    pred = centre + 0.05 * (gt - gt.mean(axis=1, keepdims=True))
+    d = diagnose(pred, gt, SP, NAMES, image_sizes=SIZES, preprocessing=pp)
+    assert _codes(d)[0] == "collapse" and "raw grey values 0-255" in d.summary and "Fix:" in d.summary
+
+
+def test_find_mistakes_two_rounds_swap_then_mirror():
+    from cephalo.evaluate.diagnosis import find_mistakes
+
+    gt = _gt()
+    rng = np.random.default_rng(6)
+    good = gt + rng.normal(0, 5, gt.shape)
+    wrong = np.stack([W - 1 - good[..., 0], good[..., 1]], -1)[..., ::-1]  # mirrored, then axes swapped
+    m = find_mistakes(wrong, gt, SP, SIZES, NAMES)
+    assert m[0].code == "swapped_axes" and m[0].details == {"mirror": "left-right"}
+    mre_good = float(np.nanmean(np.hypot(*((good - gt) * 0.1).transpose(2, 0, 1))))
+    assert m[0].mre_after_mm == pytest.approx(mre_good, abs=1e-9)
+    # two mistakes found one after the other: swapped axes, then a 40 px offset of every landmark
+    two = good[..., ::-1] + 40.0
+    m2 = find_mistakes(two, gt, SP, SIZES, NAMES)
+    assert [x.code for x in m2] == ["swapped_axes", "residual_offset"]
+    assert m2[-1].mre_after_mm == pytest.approx(mre_good, abs=0.05)

@@ -152,6 +152,7 @@ def eval_outputs(run):
 def get_runs():
     """Evaluation run names, in comparison order."""
     runs = [f"source-{d}" for d in PIPE["source"]]
+    runs += [f"naive-{v}" for v in PIPE["variants"]]
     runs += [f"zeroshot-{v}" for v in PIPE["variants"]]
     runs += [f"adabn-{v}" for v in PIPE["variants"]]
     runs += [f"finetuned-{v}" for v in PIPE["variants"]]

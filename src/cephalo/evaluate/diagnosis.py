@@ -163,7 +163,7 @@ _NORM_WORDS = {
 }
 _DECODER_WORDS = {
     "soft_argmax": "a soft-argmax over the raw network outputs (as the public HRNet demo reads its heatmaps), "
-                   "which returns the centre of the image for a heatmap without a clear peak",
+                   "which lands every landmark near the image centre when a heatmap has no sharp logit peak",
     "dark": "the DARK sub-pixel peak of each heatmap",
     "argmax": "the highest pixel of each heatmap",
 }
@@ -185,8 +185,8 @@ def preprocessing_words(preprocessing: dict | None) -> str:
     parts = []
     if used.get("normalisation") and used.get("normalisation") != exp.get("normalisation"):
         parts.append(f"the images were given to the model as {_NORM_WORDS.get(used['normalisation'], used['normalisation'])}, "
-                     f"but it was trained on {_NORM_WORDS.get(exp.get('normalisation'), exp.get('normalisation'))}, so "
-                     "it does not recognise the head and its heatmaps have no clear peak")
+                     f"but it was trained on {_NORM_WORDS.get(exp.get('normalisation'), exp.get('normalisation'))}, "
+                     "so it sees images unlike those it learnt from")
     if used.get("decoder") and used.get("decoder") != exp.get("decoder"):
         parts.append(f"the heatmaps were read with {_DECODER_WORDS.get(used['decoder'], used['decoder'])}")
     if not parts:
@@ -366,6 +366,10 @@ def diagnose(
             "mismatch (half a heatmap stride); a constant shift is also what a different head position "
             "or field of view produces.",
         ))
+    words = preprocessing_words(preprocessing)
+    if words and not any(f.code == "collapse" for f in findings):
+        findings.insert(0, Finding(
+            "preprocessing", "this run did not feed or read the model the way it was trained.", words))
     if conf is not None and np.isfinite(conf["spearman_vs_error"]) and conf["spearman_vs_error"] < -0.3:
         findings.append(Finding(
             "confidence",
@@ -373,7 +377,7 @@ def diagnose(
             "low-confidence landmarks are the failing ones: the model is uncertain there "
             "(appearance shift); confidence can flag them for review.",
         ))
-    geometric = {"collapse", "scale", "flip", "axis_swap", "offset"}
+    geometric = {"collapse", "scale", "flip", "axis_swap", "offset", "preprocessing"}
     if not any(f.code in geometric for f in findings) and mre > th["good_mre_mm"]:
         worst = sorted((r for r in per_lm if r["n"]), key=lambda r: -r["mre_mm"])[:3]
         findings.append(Finding(
@@ -387,7 +391,7 @@ def diagnose(
     # per-landmark bias beyond the global pattern: with a global offset named, what each landmark
     # adds to it; with another global pattern (collapse, scale, flip) per-landmark bias means nothing
     codes = {f.code for f in findings}
-    if codes & {"collapse", "scale", "flip", "axis_swap"}:
+    if codes & {"collapse", "scale", "flip", "axis_swap", "preprocessing"}:
         biased = []
     elif "offset" in codes:
         rel = [dict(r, bias_dx_mm=r["bias_dx_mm"] - off_mm[0], bias_dy_mm=r["bias_dy_mm"] - off_mm[1],
@@ -611,6 +615,19 @@ def _geometric_hypotheses(pred, gt, spacing, sizes) -> list[_Hypothesis]:
         "predicted y runs opposite to the ground-truth y",
         "do not flip the image vertically (or flip the predictions back)",
         _per_image([scale_translate(1, -1, 0, h - 1) for _, h in wh], pred), {"axis": "y"}))
+    # combined: swapped axes of a mirrored image (a transposed / rotated array), and a 180 degree turn
+    for mir, what in (((lambda w, h: scale_translate(-1, 1, w - 1, 0)), "left-right"),
+                      ((lambda w, h: scale_translate(1, -1, 0, h - 1)), "upside-down")):
+        hyps.append(_Hypothesis(
+            "swapped_axes", f"x and y swapped, and the image mirrored {what}",
+            "predicted x follows the ground-truth y in reverse (a transposed or rotated image array)",
+            "write x = column, y = row, and do not flip the image",
+            _per_image([compose(swap, mir(w, h)) for w, h in wh], pred), {"mirror": what}))
+    hyps.append(_Hypothesis(
+        "mirror", "the image turned by 180 degrees (mirrored left-right and upside down)",
+        "predicted x and y both run opposite to the ground truth",
+        "do not rotate the image (or turn the predictions back)",
+        _per_image([scale_translate(-1, -1, w - 1, h - 1) for w, h in wh], pred), {"axis": "xy"}))
     # units: mm instead of px (each image's spacing, or one spacing for all)
     sp = np.asarray(spacing, dtype=np.float64)
     hyps.append(_Hypothesis(
