@@ -215,13 +215,15 @@ def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, g
                  label) -> None:
     from ..geometry import apply_affine
 
-    plots.sdr_curve({"model": err}, pdir / "sdr_curve.png")
+    plots.sdr_curve({"model": err}, pdir / "sdr_curve.png", title=f"{label}: SDR curve")
     plots.per_landmark_bars(names, [r["mre_mm"] for r in per_lm], [r["sd_mm"] for r in per_lm],
                             pdir / "per_landmark.png",
                             human_mm=(human or {}).get("per_landmark"), title=label)
-    plots.error_vs_device(devices, img_mre, pdir / "error_vs_device.png")
+    plots.error_vs_device(devices, img_mre, pdir / "error_vs_device.png", title=f"{label}: per-image MRE by device")
     if diag is not None:
-        plots.diagnosis_figure(pred, gt, diag.per_landmark, pdir / "diagnosis.png", title=diag.summary[:110])
+        head = diag.findings[0].observation if diag.findings else diag.summary
+        plots.diagnosis_figure(pred, gt, diag.per_landmark, pdir / "diagnosis.png",
+                               title=f"{label}: MRE {diag.mre_mm:.2f} mm. {head}")
     if images is not None and n_worst > 0:
         odir = tmp / "overlays"
         odir.mkdir()
@@ -230,7 +232,7 @@ def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, g
             img, aff = images(i)
             plots.overlay(img, apply_affine(aff, gt[i]), apply_affine(aff, pred[i]),
                           odir / f"worst_{rank + 1:02d}_{ids[i]}.png",
-                          title=f"{ids[i]}: MRE {img_mre[i]:.2f} mm", names=names)
+                          title=f"{label}: {ids[i]}, MRE {img_mre[i]:.2f} mm", names=names)
 
 
 #: run-time input normalisations beyond cephalo.preprocess.NORMALISATIONS: ``raw`` = grey values
