@@ -277,7 +277,8 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
         pd.DataFrame(rows).to_csv(tmp / "per_landmark.csv", index=False, float_format="%.6g")
         (tmp / "plots").mkdir()
         plots.diagnosis_figure(pred, gt, rep.diagnosis.per_landmark, tmp / "plots" / "diagnosis.png",
-                               title=f"{name}: as given, MRE {rep.mre_mm:.1f} mm")
+                               title=f"{name}: predictions as given, MRE {rep.mre_mm:.2f} mm. "
+                                     + (f"Found: {rep.mistakes[0].title}." if rep.mistakes else rep.diagnosis.summary))
     click.echo(f"{name}: {len(ids)} images, MRE {rep.mre_mm:.2f} mm as given"
                + (f", {rep.mre_after_mm:.2f} mm after undoing: " + ", ".join(m.code for m in rep.mistakes)
                   if rep.mistakes and np.isfinite(rep.mistakes[-1].mre_after_mm) else ""))

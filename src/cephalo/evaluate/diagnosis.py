@@ -401,9 +401,10 @@ def diagnose(
     else:
         biased = biased_landmarks(per_lm, th)
     if biased:
+        beyond = " beyond the global offset" if "offset" in codes else ""
         findings.append(Finding(
             "landmark_bias",
-            f"{len(biased)} landmark(s) are displaced in a consistent direction by "
+            f"{len(biased)} landmark(s) are displaced in a consistent direction{beyond} by "
             f"{th['landmark_bias_mm']:g} mm or more: " + "; ".join(_bias_words(r) for r in biased) + ".",
             "these landmarks are defined or annotated differently in the two data sets, or the anatomy "
             "around them looks different on the target devices: fine-tune on target annotations, and "
