@@ -9,7 +9,8 @@
 # profile is a complete params file, exactly what DVC sees after `cp profiles/x.yaml params.yaml`);
 # later --configfile files are deep-merged on top; `--config set="a.b=v ..."` sets dotted keys
 # (values parsed as YAML), like `dvc exp run -S a.b=v`. The resulting params are written to
-# results/params.effective.yaml and every command reads that file (--params).
+# results/params/<content hash>.yaml (one file per distinct params, never rewritten) and every command
+# of the run reads that file (--params).
 
 from snakemake.utils import min_version
 
@@ -32,8 +33,9 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/index.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/source_model.smk"
-include: "workflow/rules/zero_shot.smk"
 include: "workflow/rules/adapt.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/refine.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/dvc.smk"

@@ -16,10 +16,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CEPHALO_SHARED", REPO.parent / "shared"))
-SHARED_DATA = SHARED / "data"
-SHARED_SPECS = SHARED / "specs"
+from helpers import SHARED_DATA, SHARED_SPECS  # noqa: E402 - after the environment switches
 
 
 @pytest.fixture(scope="session")

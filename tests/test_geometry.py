@@ -128,3 +128,44 @@ def test_warp_rotation_dot_lands_on_its_coordinate():
         G.warp(img, m, (10, 10), "bogus")
     with pytest.raises(ValueError, match="resize-only"):
         G.warp(img, m, (10, 10), "area")
+
+
+def test_crop_affine_hand_values_and_round_trip():
+    m = G.crop_affine((100.0, 50.0), (64, 32), (0.5, 0.25))
+    # hand computed: x' = 0.5 (x - 100) + 31.5, y' = 0.25 (y - 50) + 15.5
+    np.testing.assert_allclose(m, [[0.5, 0, -18.5], [0, 0.25, 3.0]])
+    np.testing.assert_allclose(G.apply_affine(m, [[100.0, 50.0]]), [[31.5, 15.5]])
+    pts = np.random.default_rng(0).uniform(-50, 500, (200, 2))
+    back = G.apply_affine(G.invert(m), G.apply_affine(m, pts))
+    assert np.abs(back - pts).max() < 1e-3
+    with pytest.raises(ValueError, match="positive"):
+        G.crop_affine((0, 0), (0, 4))
+    with pytest.raises(ValueError, match="finite"):
+        G.crop_affine((np.nan, 0), (4, 4))
+
+
+def test_crop_affine_warp_dot_lands_on_its_coordinate():
+    pts = [(80.3, 60.6)]
+    img = render_dots((160, 200), pts, sigma=6.0)
+    m = G.crop_affine((78.0, 63.0), (48, 40), (1.5, 1.5))  # an upsampling window
+    out = G.warp(img, m, (48, 40), "linear")
+    q = G.apply_affine(m, np.array(pts))[0]
+    assert np.linalg.norm(centroid(out, q, 12) - q) < 0.1
+
+
+@pytest.mark.parametrize("center", [(10.2, 7.7), (0.4, 0.6), (38.5, 29.49), (-3.0, 2.0)])
+def test_crop_window_copies_pixels_and_round_trips(center):
+    img = np.arange(30 * 40, dtype=np.uint16).reshape(30, 40)
+    win, m = G.crop_window(img, center, (9, 7), fill=0)
+    assert win.shape == (7, 9) and win.dtype == np.uint16 and G.is_axis_aligned(m)
+    # the window centre is within half a pixel of the requested centre
+    cw = G.apply_affine(G.invert(m), [[4.0, 3.0]])[0]
+    assert np.all(np.abs(cw - np.asarray(center)) <= 0.5 + 1e-12)
+    # every window pixel is the image pixel its affine points at (or the fill outside the image)
+    for r in range(7):
+        for c in range(9):
+            x, y = G.apply_affine(G.invert(m), [[c, r]])[0]
+            inside = 0 <= x < 40 and 0 <= y < 30
+            assert win[r, c] == (img[int(y), int(x)] if inside else 0)
+    pts = np.array([[3.25, 4.75], [12.1, -2.2]])
+    assert np.abs(G.apply_affine(G.invert(m), G.apply_affine(m, pts)) - pts).max() < 1e-3

@@ -116,7 +116,7 @@ def test_validation_errors(tmp_path):
     from cephalo.datasets.base import _header
 
     _header.cache_clear()
-    with pytest.raises(DataError, match="000.png: unreadable image"):
+    with pytest.raises(DataError, match="000.png: cannot read image: a text file"):
         build_index(_unreadable(tmp_path), progress=False)
 
 

@@ -21,7 +21,7 @@ import click
 import pytest
 import yaml
 
-from conftest import SHARED
+from helpers import SHARED
 
 pytestmark = pytest.mark.pipeline
 
@@ -32,7 +32,8 @@ OVERRIDE = 'pipeline.variants=[letterbox256,letterbox768] evaluate.n_boot=17 pip
 # which params sections each subcommand reads (docs/DESIGN.md CLI contract); {ds}/{v} = its data set/variant
 SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
             "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
-            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": []}
+            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [],
+            "train-refiner": ["train", "refine", "codec", "model.transfer"]}
 
 
 def _copy_workflow(dst: Path) -> Path:
@@ -67,6 +68,17 @@ def _parse_dry_run(text: str) -> list[dict]:
         elif cur is not None and s.startswith("Shell command:"):
             cur["shell"] = s[len("Shell command:"):].strip()
     return [j for j in jobs if j["rule"] != "all"]
+
+
+def _effective_params_path(jobs: list[dict]) -> str:
+    """The one params file every job of a run reads: results/params/<content hash>.yaml."""
+    import re
+
+    paths = {shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] for j in jobs}
+    assert len(paths) == 1, paths
+    path = paths.pop()
+    assert re.fullmatch(r"results/params/[0-9a-f]{16}\.yaml", path), path
+    return path
 
 
 def _normalise(cmd: str) -> tuple[str, ...]:
@@ -206,14 +218,51 @@ def test_default_profile_engines_agree_and_commands_are_real(runs):
     seen = {_check_cli(_normalise(j["shell"])) for j in jobs}
     assert seen == {"make-demo", "index", "preprocess", "train", "adapt", "evaluate", "compare"}
     # the effective params Snakemake hands to the CLI are params.yaml itself when nothing is overridden
-    eff = yaml.safe_load((run["dir"] / "results" / "params.effective.yaml").read_text())
+    eff_path = _effective_params_path(jobs)
+    eff = yaml.safe_load((run["dir"] / eff_path).read_text())
     assert eff == yaml.safe_load((REPO / "params.yaml").read_text())
     for j in jobs:
         assert _opt(_normalise(j["shell"]) + ("",), "--params") == "PARAMS"
-        assert shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] == "results/params.effective.yaml"
+        assert shlex.split(j["shell"])[shlex.split(j["shell"]).index("--params") + 1] == eff_path
     # training jobs (source model, fine-tuning) ask for the GPU resource; nothing else does
     gpu = {j["rule"] for j in jobs if "gpu=1" in j["resources"]}
     assert gpu == {"train_source", "finetune"}
+
+
+EVAL_STAGES = ("source", "zero_shot", "adabn", "finetune")
+
+
+def test_one_evaluate_rule_and_one_name_per_stage(runs):
+    """Every evaluation is one job of the single `evaluate` rule; a stage has one name everywhere:
+    the --stage tag, the run name/folder prefix and, per variant, results/models/<stage>/."""
+    run = runs["override"]
+    jobs = _parse_dry_run(run["text"])
+    ev = [j for j in jobs if shlex.split(j["shell"])[1] == "evaluate"]
+    assert {j["rule"] for j in ev} == {"evaluate"}
+    variants = ["letterbox256", "letterbox768"]
+    want = {f"source-{d}" for d in yaml.safe_load((REPO / "params.yaml").read_text())["pipeline"]["source"]}
+    want |= {f"{s}-{v}" for s in EVAL_STAGES[1:] for v in variants}
+    names = set()
+    for j in ev:
+        c = _normalise(j["shell"])
+        stage, name = _opt(c, "--stage"), _opt(c, "--name")
+        assert stage in EVAL_STAGES and name.startswith(f"{stage}-"), c
+        assert _opt(c, "--out") == f"results/eval/{name}", c
+        target = name[len(stage) + 1:]
+        model = _opt(c, "--model")
+        assert model == ("results/models/source/best.pt" if stage in ("source", "zero_shot")
+                         else f"results/models/{stage}/{target}/best.pt"), c
+        names.add(name)
+    assert names == want
+    # the models the per-variant stages evaluate are written under the same stage names
+    made = {o for j in jobs if j["rule"] in ("adapt", "finetune") for o in j["output"] if o.endswith("best.pt")}
+    assert made == {f"results/models/{s}/{v}/best.pt" for s in ("adabn", "finetune") for v in variants}
+    assert {_opt(_normalise(j["shell"]), "--stage") for j in jobs if j["rule"] == "finetune"} == {"finetune"}
+    # DVC: one matrix stage for the per-variant models, plus the source and zero-shot stages
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert sorted(k for k, st in dvc.items() if "cephalo evaluate" in str(st)) == \
+        ["evaluate", "evaluate_source", "evaluate_zero_shot"]
+    assert dvc["evaluate"]["matrix"]["stage"] == ["adabn", "finetune"]
 
 
 def test_dvc_stage_params_cover_what_each_command_reads(runs):
@@ -236,11 +285,11 @@ def test_override_reaches_the_cli_in_both_engines(runs):
     cmds = [_normalise(j["shell"]) for j in jobs]
     # structural override: a second variant appears (preprocess, zero-shot, fine-tune, evaluate) ...
     zs = [c for c in cmds if "--stage" in c and _opt(c, "--stage") == "zero_shot"]
-    assert sorted(_opt(c, "--name") for c in zs) == ["zeroshot-letterbox256", "zeroshot-letterbox768"]
+    assert sorted(_opt(c, "--name") for c in zs) == ["zero_shot-letterbox256", "zero_shot-letterbox768"]
     assert {_opt(c, "--split") for c in zs} == {"valid"}
     assert sum(c[1] == "train" and "--init" in c for c in cmds) == 2
     # ... and a value override reaches the CLI through the params file it reads, in both engines
-    eff = yaml.safe_load((run["dir"] / "results" / "params.effective.yaml").read_text())
+    eff = yaml.safe_load((run["dir"] / _effective_params_path(jobs)).read_text())
     dvc_params = yaml.safe_load(next(run["dir"].glob("dvcside-*/params.yaml")).read_text())
     assert eff["evaluate"]["n_boot"] == dvc_params["evaluate"]["n_boot"] == 17
     base = yaml.safe_load((REPO / "params.yaml").read_text())

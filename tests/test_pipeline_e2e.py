@@ -75,16 +75,16 @@ def _run(cmd: list[str], cwd: Path) -> str:
 
 
 def _check_results(d: Path) -> None:
-    for run in ("source-isbi2015", "zeroshot-letterbox128", "adabn-letterbox128", "finetuned-letterbox128"):
+    for run in ("source-isbi2015", "zero_shot-letterbox128", "adabn-letterbox128", "finetune-letterbox128"):
         m = json.loads((d / "results" / "eval" / run / "metrics.json").read_text())
         assert m["overall"]["n"] > 0 and m["overall"]["mre_mm"] > 0, run
         assert m["gt_policy"] and m["data_index_hash"] and m["command"].startswith("cephalo evaluate")
         assert (d / "results" / "eval" / run / "diagnosis.md").read_text().startswith("# Diagnosis")
     table = (d / "results" / "comparison.md").read_text()
-    assert "zeroshot-letterbox128" in table and "finetuned-letterbox128" in table
+    assert "zero_shot-letterbox128" in table and "finetune-letterbox128" in table
     con = sqlite3.connect(d / "mlflow" / "mlflow.db")
     stages = {v for (v,) in con.execute("select value from tags where key = 'stage'")}
-    assert {"zero_shot", "adabn", "fine_tuned"} <= stages, stages
+    assert {"zero_shot", "adabn", "finetune"} <= stages, stages
 
 
 def test_snakemake_runs_the_reduced_demo_then_does_nothing(tmp_path):

@@ -20,6 +20,8 @@ from cephalo.codecs import create_codec
 from cephalo.errors import ConfigError, DataError
 from cephalo.models import ModelMeta, create_model, load_model, public_hrnet_meta, save_checkpoint
 from cephalo.predict import (
+    CSV_COLUMNS,
+    MEASUREMENT_COLUMNS,
     dicom_spacing,
     find_images,
     landmark_symbols,
@@ -271,11 +273,21 @@ def test_cli_writes_json_csv_overlays(ckpt, images, tmp_path):
             assert lm["in_image"] and not lm["degenerate"]
         ov = out / rec["overlay"]
         assert ov.is_file() and cv2.imread(str(ov)) is not None
-    df = pd.read_csv(out / "predictions.csv")
+    df = pd.read_csv(out / "predictions.csv", keep_default_na=False, dtype={"in_image": str, "flagged": str})
     assert len(df) == 4 * 3 and list(df["landmark_symbol"][:3]) == ["S", "N", "Me"]
+    assert list(df.columns) == CSV_COLUMNS and set(df["in_image"]) <= {"true", "false"}
     d = df[df["image_id"] == "d"]
-    np.testing.assert_allclose(d["y_mm"], d["y"] * 0.2)
-    np.testing.assert_allclose(d["x"], [lm["x"] for lm in by["d.dcm"]["landmarks"]])
+    np.testing.assert_allclose(d["x"], [lm["x"] for lm in by["d.dcm"]["landmarks"]], atol=0.005)  # 2 decimals
+    assert all(len(str(v).split(".")[-1]) <= 2 for v in df["x"])
+    im = pd.read_csv(out / "images.csv", keep_default_na=False, dtype={"flagged": str}).set_index("image_id")
+    assert im.loc["d", "spacing_y_mm"] == pytest.approx(0.2) and im.loc["d", "spacing_source"] == "PixelSpacing"
+    assert im.loc["a", "spacing_source"] == "given"
+    # tiny test images (80 x 64 px) are flagged as such, and the command says so
+    assert set(im["flagged"]) == {"true"} and all("tiny" in f for f in im["flags"])
+    assert "review flags: 4 of 4 image(s)" in r.output
+    assert doc["flags"]["images"] == 4 and doc["flags"]["by_flag"]["tiny"] == 4
+    assert (out / "report.html").read_text().count("<h2 id='img-") == 4
+    assert list(pd.read_csv(out / "measurements.csv").columns) == MEASUREMENT_COLUMNS
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
 
 
@@ -287,7 +299,7 @@ def test_cli_bad_file_exit_1_and_skip_bad(ckpt, images, tmp_path):
                         "--out", str(out), "--params", str(params)], capture_output=True, text=True)
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]  # above it: the tqdm bar only
-    assert last.startswith("cephalo: error:") and "zz_bad.bmp" in last and "cannot decode" in last, r.stderr
+    assert last.startswith("cephalo: error:") and "zz_bad.bmp" in last and "a BMP file (14 bytes) that cannot be decoded" in last, r.stderr
     assert "imread_" not in r.stderr  # no OpenCV log noise
     assert not out.exists()  # nothing half-written
     out2 = tmp_path / "o2"

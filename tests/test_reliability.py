@@ -402,3 +402,288 @@ def test_second_pipeline_run_in_one_project_refuses_with_a_lock_error(tmp_path):
         if first.poll() is None:
             first.kill()
             first.wait()
+
+
+# =========================================================================== two engines, concurrent runs
+def _rules_planned(dry_run_text: str) -> set[str]:
+    return {line.split()[1].rstrip(":") for line in dry_run_text.splitlines() if line.startswith(("rule ", "localrule "))}
+
+
+@pytest.mark.pipeline
+@pytest.mark.slow
+def test_snakemake_run_is_recorded_by_dvc_and_a_dvc_checkout_leaves_snakemake_nothing_to_do(tmp_path):
+    """Both directions of "DVC tracks data and checkpoints whichever engine ran" on the reduced demo."""
+    import shutil
+
+    import yaml
+    from test_pipeline_e2e import TINY, _copy, _run, _set
+
+    d = _copy(tmp_path / "sync")
+    params = yaml.safe_load((d / "params.yaml").read_text())
+    for k, v in TINY.items():
+        _set(params, k, v)
+    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    smk = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"]
+    dvc = [sys.executable, "-m", "dvc"]
+    _run(dvc + ["init", "--no-scm", "-q"], d)
+    # Snakemake -> DVC: the run's outputs are recorded in dvc.lock (onsuccess), nothing recomputed
+    out = _run(smk, d)
+    assert "DVC: recorded" in out, out[-3000:]
+    assert (d / "dvc.lock").is_file()
+    assert "up to date" in _run(dvc + ["status"], d)
+    # DVC -> Snakemake: checkpoints and a variant restored by `dvc checkout` (same bytes, new mtimes)
+    ckpts = sorted((d / "results" / "models").rglob("*.pt"))
+    assert ckpts
+    digests = {c: c.read_bytes() for c in ckpts}
+    for c in ckpts:
+        c.unlink()
+    shutil.rmtree(d / "results" / "variants")
+    time.sleep(1.1)
+    _run(dvc + ["checkout"], d)
+    assert {c: c.read_bytes() for c in ckpts} == digests
+    plan = _run(smk + ["-n"], d)
+    assert "Nothing to be done" in plan, plan[-3000:]
+    # ... also in a fresh clone that has no Snakemake metadata at all (`git clone && dvc pull`)
+    shutil.rmtree(d / ".snakemake")
+    plan = _run(smk + ["-n"], d)
+    assert "Nothing to be done" in plan, plan[-3000:]
+    # params still count: a changed evaluation setting re-plans evaluation, never training/preprocessing
+    _set(params, "evaluate.n_boot", 60)
+    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    planned = _rules_planned(_run(smk + ["-n"], d))
+    assert "compare" in planned and planned.isdisjoint({"make_demo", "index", "preprocess", "train_source",
+                                                         "finetune", "adapt"}), planned
+
+
+@pytest.mark.pipeline
+@pytest.mark.slow
+def test_a_dry_run_with_other_params_during_a_run_changes_nothing_the_run_reads(tmp_path):
+    """A dry run with another --config while a run works writes its own params file; the running
+    jobs keep reading theirs. A second real run on overlapping outputs is refused by the lock."""
+    import yaml
+    from test_pipeline_e2e import TINY, _config_set, _copy, _env
+
+    d = _copy(tmp_path / "conc")
+    target = "results/eval/source-isbi2015/metrics.json"
+    smk = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"]
+    mine = _config_set(TINY)
+    other = _config_set({**TINY, "evaluate.n_boot": 7, "train.stages.source.epochs": 2})
+    real = subprocess.Popen(smk + ["--config", mine, target], cwd=d, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        locks = d / ".snakemake" / "locks"
+        deadline = time.monotonic() + 300
+        while not (locks.is_dir() and any(locks.iterdir())):
+            assert real.poll() is None, real.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the run never took its lock"
+            time.sleep(0.2)
+        (params_file,) = (d / "results" / "params").glob("*.yaml")
+        before = params_file.read_bytes()
+        dry = subprocess.run(smk + ["-n", "--config", other, target], cwd=d, env=_env(), capture_output=True,
+                             text=True, timeout=300)
+        assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
+        second = subprocess.run(smk + ["--config", other, target], cwd=d, env=_env(), capture_output=True,
+                                text=True, timeout=300)
+        assert real.poll() is None, "the run ended before the dry run and the second run: nothing was tested"
+        msg = second.stdout + second.stderr
+        assert second.returncode != 0 and ("LockException" in msg or "Directory cannot be locked" in msg), msg[-3000:]
+        out, _ = real.communicate(timeout=900)
+        assert real.returncode == 0, out[-4000:]
+    finally:
+        if real.poll() is None:
+            real.kill()
+            real.wait()
+    assert params_file.read_bytes() == before
+    assert len(list((d / "results" / "params").glob("*.yaml"))) == 2  # the dry run wrote its own file
+    metrics = json.loads((d / target).read_text())
+    read = metrics["command"].split("--params", 1)[1].split()[0]
+    assert (d / read).resolve() == params_file.resolve()
+    assert yaml.safe_load(params_file.read_text())["evaluate"]["n_boot"] == TINY["evaluate.n_boot"]
+    assert yaml.safe_load(params_file.read_text())["train"]["stages"]["source"]["epochs"] == 1
+
+
+# =========================================================================== one layout check, Aariz spacing
+def _small_aariz(tmp_path: Path) -> Path:
+    import yaml
+
+    from cephalo.demo import make_demo
+
+    repo = Path(__file__).resolve().parents[1]
+    demo = {**yaml.safe_load((repo / "params.yaml").read_text())["demo"]}
+    demo["aariz"] = {**demo["aariz"], "n_train": 3, "n_valid": 3, "n_test": 3}
+    demo["isbi2015"] = {**demo["isbi2015"], "n_train": 1, "n_test1": 1}
+    make_demo(tmp_path / "demo", demo)
+    return tmp_path / "demo" / "aariz"  # holds Aariz/
+
+
+def _zip_tree(root: Path, out: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(out, "w") as zf:
+        for f in sorted(root.rglob("*")):
+            zf.write(f, f.relative_to(root).as_posix())
+    return out
+
+
+def test_download_and_index_accept_the_same_aariz_tree_whatever_the_case_of_its_folders(tmp_path):
+    import hashlib
+
+    from cephalo.datasets.download import fetch_release
+
+    root = _small_aariz(tmp_path)
+    os.replace(root / "Aariz" / "train", root / "Aariz" / "Train")  # the official loader's spelling
+    archive = _zip_tree(root, tmp_path / "Aariz.zip")
+    sha = "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+    dest = fetch_release("aariz", tmp_path / "raw", archive=archive, known_hash=sha, progress=False)
+    res = create_adapter("aariz").parse(dest)
+    assert {r["split"] for r in res.rows} == {"train", "valid", "test"}
+    assert res.rows and not [e for e in res.exclusions if "pixel" in e.reason]
+
+
+def test_download_and_index_reject_the_same_incomplete_aariz_tree_with_the_same_message(tmp_path):
+    import hashlib
+    import shutil
+
+    from cephalo.datasets.download import fetch_release
+    from cephalo.errors import DownloadError
+
+    root = _small_aariz(tmp_path)
+    shutil.rmtree(root / "Aariz" / "valid" / "Cephalograms")
+    archive = _zip_tree(root, tmp_path / "Aariz.zip")
+    sha = "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+    with pytest.raises(DownloadError) as dl:
+        fetch_release("aariz", tmp_path / "raw", archive=archive, known_hash=sha, progress=False)
+    with pytest.raises(DataError) as ix:
+        create_adapter("aariz").parse(root)
+    assert not (tmp_path / "raw").exists()
+    for e in (dl.value, ix.value):
+        assert "missing Aariz/valid/Cephalograms/" in str(e), e
+
+
+def _break_spacing(root: Path, how: str) -> str:
+    csv = root / "Aariz" / "cephalogram_machine_mappings.csv"
+    lines = csv.read_text(encoding="utf-8-sig").splitlines()
+    victim = lines[1].split(",")[0]
+    if how == "no row":
+        lines = [lines[0]] + lines[2:]
+    else:
+        cells = lines[1].split(",")
+        cells[2] = how
+        lines[1] = ",".join(cells)
+    csv.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    return victim
+
+
+@pytest.mark.parametrize("how", ["no row", "0", "-0.1", ""])
+def test_aariz_image_without_a_valid_pixel_size_is_an_error_unless_excluded_explicitly(tmp_path, how):
+    root = _small_aariz(tmp_path)
+    victim = _break_spacing(root, how)
+    with pytest.raises(DataError) as e:
+        create_adapter("aariz").parse(root)
+    msg = str(e.value)
+    assert victim in msg and "cephalogram_machine_mappings.csv" in msg and "missing_spacing: exclude" in msg
+    res = create_adapter("aariz").parse(root, missing_spacing="exclude")
+    assert [x.image_id for x in res.exclusions] == [victim]
+    assert victim not in {r["image_id"] for r in res.rows}
+
+
+def test_aariz_missing_spacing_reaches_the_quality_report_as_an_exclusion(tmp_path):
+    root = _small_aariz(tmp_path)
+    victim = _break_spacing(root, "0")
+    spec = {"adapter": "aariz", "policy": "mean", "options": {"missing_spacing": "exclude"}}
+    index_dataset("aariz", spec, root, tmp_path / "ix.parquet", tmp_path / "q", progress=False)
+    report = (tmp_path / "q" / "quality.md").read_text()
+    assert victim in report and "invalid pixel_size '0'" in report
+
+
+# =========================================================================== temporaries with an owner
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_temporary_names_carry_their_owner_and_only_stale_ones_are_swept(tmp_path):
+    from cephalo.io import _host, atomic_path, is_stale, sweep_stale, temp_owner
+
+    target = tmp_path / "index.parquet"
+    target.write_text("old")
+    host = _host()
+    mine = tmp_path / f".index.parquet.{host}_{os.getpid()}_0000abcd.tmp"     # a running writer (this test)
+    dead = tmp_path / f".index.parquet.{host}_{_dead_pid()}_0000abce.tmp"    # its writer was killed
+    foreign_new = tmp_path / ".index.parquet.otherhost_1_0000abcf.tmp"       # another host, recent
+    foreign_old = tmp_path / ".index.parquet.otherhost_2_0000abd0.tmp"       # another host, 2 days old
+    legacy_old = tmp_path / ".index.parquet.k2j_x9aa.tmp"                    # mkstemp name of an older version
+    other_target = tmp_path / f".other.csv.{host}_{_dead_pid()}_0000abd1.tmp"
+    for f in (mine, dead, foreign_new, foreign_old, legacy_old, other_target):
+        f.write_text("partial")
+    for f in (foreign_old, legacy_old):
+        os.utime(f, (time.time() - 2 * 86400,) * 2)
+    assert temp_owner(mine) == ("index.parquet", host, os.getpid())
+    assert temp_owner(legacy_old) == ("index.parquet", "", None) and temp_owner(target) is None
+    assert [is_stale(f) for f in (mine, dead, foreign_new, foreign_old, legacy_old)] == [False, True, False, True, True]
+    assert sorted(sweep_stale(target)) == sorted([dead, foreign_old, legacy_old])
+    assert mine.exists() and foreign_new.exists() and other_target.exists() and target.read_text() == "old"
+    with atomic_path(tmp_path / "other.csv") as tmp:  # every writer sweeps its own target first
+        assert temp_owner(tmp)[1:] == (host, os.getpid())
+        tmp.write_text("new")
+    assert not other_target.exists() and (tmp_path / "other.csv").read_text() == "new"
+
+
+def test_a_killed_two_rename_swap_gets_its_previous_output_back(tmp_path):
+    from cephalo.io import _host, atomic_dir
+
+    target = tmp_path / "variant"
+    old = tmp_path / f".variant.{_host()}_{_dead_pid()}_0000abcd.old"  # moved aside, then the writer died
+    old.mkdir()
+    (old / "images.npy").write_text("previous")
+    half = tmp_path / f".variant.{_host()}_{_dead_pid()}_0000abce.tmp"
+    half.mkdir()
+    from cephalo.io import sweep_stale
+
+    sweep_stale(target)
+    assert (target / "images.npy").read_text() == "previous" and not old.exists() and not half.exists()
+    with atomic_dir(target) as tmp:
+        (tmp / "images.npy").write_text("new")
+    assert (target / "images.npy").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["variant"]
+
+
+def test_cephalo_clean_lists_then_removes_stale_temporaries_in_a_project(tmp_path):
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+    from cephalo.io import _host
+
+    (tmp_path / "results" / "models").mkdir(parents=True)
+    stale = tmp_path / "results" / "models" / f".last.pt.{_host()}_{_dead_pid()}_0000abcd.tmp"
+    live = tmp_path / "results" / f".index.parquet.{_host()}_{os.getpid()}_0000abce.tmp"
+    stale.write_bytes(b"")
+    live.write_bytes(b"")
+    r = CliRunner().invoke(main, ["clean", str(tmp_path), "--dry-run"])
+    assert r.exit_code == 0 and f"would remove {stale}" in r.output and stale.exists()
+    r = CliRunner().invoke(main, ["clean", str(tmp_path)])
+    assert r.exit_code == 0 and "1 stale temporary removed" in r.output
+    assert not stale.exists() and live.exists()
+
+
+def test_os_errors_become_one_line_naming_the_path():
+    import errno
+
+    from cephalo.cli import os_error_message
+
+    e = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/results/index.parquet")
+    assert os_error_message(e) == "/data/results/index.parquet: No space left on device [ENOSPC]"
+    e = OSError(errno.EXDEV, os.strerror(errno.EXDEV), "/a", None, "/b")
+    assert os_error_message(e).startswith("/a -> /b: ")
+
+
+def test_an_oserror_without_a_file_name_in_a_writer_names_the_target(tmp_path):
+    import errno
+
+    from cephalo.io import atomic_path
+
+    with pytest.raises(OSError) as e:
+        with atomic_path(tmp_path / "metrics.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert e.value.filename == str(tmp_path / "metrics.json") and e.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []

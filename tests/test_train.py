@@ -161,7 +161,7 @@ def test_few_epochs_lower_loss_and_mre_without_collapse(tmp_path):
 
 def test_validation_mre_uses_inverse_affine_and_spacing(tmp_path):
     """A model that outputs the ground-truth heatmaps scores ~0 mm (decode -> invert affine -> mm)."""
-    from cephalo.train.loop import predict_original_px
+    from cephalo.inference import Predictor, predict_variant
 
     variant, codec, loss, cfg = tiny_setup(tmp_path, n=6, size=32)
 
@@ -174,8 +174,9 @@ def test_validation_mre_uses_inverse_affine_and_spacing(tmp_path):
             return torch.stack(out)
 
     rows = list(range(6))
-    pred, degen, _ = predict_original_px(Oracle(), variant.images, rows, variant.affines, codec,
-                                         variant.normalisation, torch.device("cpu"), batch_size=4)
+    p = predict_variant(Predictor(Oracle(), codec=codec, normalisation=variant.normalisation, device="cpu"),
+                        variant, rows, batch_size=4)
+    pred, degen = p.coords, p.degenerate
     from cephalo.evaluate.metrics import radial_errors_mm
 
     err = radial_errors_mm(pred, variant.landmarks_original, variant.spacing)

@@ -15,7 +15,7 @@ def test_train_on_real_isbi_variant_reports_mm_in_the_original_frame(shared_data
     from cephalo.index import index_dataset, write_index
     from cephalo.preprocess import build_variant, load_variant
     from cephalo.train import train_on_variant
-    from cephalo.train.loop import predict_original_px
+    from cephalo.inference import Predictor, predict_variant
 
     params = yaml.safe_load((__import__("pathlib").Path(__file__).parents[1] / "params.yaml").read_text())
     df, _ = index_dataset("isbi2015", params["data"]["datasets"]["isbi2015"], shared_data / "isbi2015",
@@ -50,8 +50,8 @@ def test_train_on_real_isbi_variant_reports_mm_in_the_original_frame(shared_data
     from cephalo.codecs import create_codec
 
     v = load_variant(tmp_path / "v")
-    pred, _, _ = predict_original_px(model, v.images, range(len(v)), v.affines, create_codec(**meta.codec),
-                                     meta.normalisation, torch.device("cpu"))
+    pred = predict_variant(Predictor(model, codec=create_codec(**meta.codec), normalisation=meta.normalisation,
+                                     device=torch.device("cpu")), v, range(len(v))).coords
     assert pred.shape == (12, 19, 2)
     # forward through each image's affine they are inside the 64 x 64 network frame ...
     from cephalo.geometry import apply_affine

@@ -2,13 +2,16 @@
 
 Each subcommand lives in ``cephalo/commands/<name>.py`` as a ``click.Command``
 named ``command`` and is imported only when it is run (heavy imports deferred).
-Exit codes: 0 success, 1 a data/config/environment problem (one-line message on
-stderr), 2 a usage error (click's own).
+Exit codes: 0 success, 1 a data/config/environment problem or an operating-system error
+(no space left, permission denied, read-only file system, a file vanished: one-line message
+naming the path on stderr), 2 a usage error (click's own).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 
 import click
@@ -22,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("preprocess", "Build one preprocessing variant: image cache + variant index."),
     "fetch-model": ("fetch_model", "Get the public ISBI HRNet checkpoint (local file or Hugging Face)."),
     "train": ("train", "Fine-tune (or train) a heatmap model on a preprocessing variant."),
+    "train-refiner": ("train_refiner", "Train the coarse-to-fine refiner on windows cut from the original images."),
+    "calibrate": ("calibrate", "Per-landmark conformal prediction radii from a held-out split, into the checkpoint."),
     "adapt": ("adapt", "Unsupervised AdaBN adaptation of a model to unlabelled target images."),
     "evaluate": ("evaluate", "Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."),
     "predict": ("predict", "Landmarks for an image or folder (PNG/JPEG/BMP/TIFF/DICOM) -> JSON/CSV/overlays."),
@@ -29,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "Table of evaluated runs (zero-shot vs fine-tuned, per variant)."),
     "export-onnx": ("export_onnx", "Export a cephalo checkpoint to ONNX and check it with onnxruntime."),
     "make-demo": ("make_demo", "Generate the embedded synthetic demo data sets (ISBI + Aariz layouts)."),
+    "clean": ("clean", "Remove temporaries left by killed writers (stale owner) under a project."),
 }
 
 
@@ -57,8 +63,26 @@ def main() -> None:
     """cephalo: cephalometric landmark detection, from raw release to MRE in millimetres."""
 
 
+def os_error_message(e: OSError) -> str:
+    """One line for an OS error: ``<path>: <problem>`` (``-> <path2>`` for a failed rename).
+
+    ``strerror`` is the C library's text (``No space left on device``); the errno name is added
+    (``[ENOSPC]``) so that scripts can match it.
+    """
+    what = e.strerror or str(e) or type(e).__name__
+    code = errno.errorcode.get(e.errno or 0)
+    if code:
+        what += f" [{code}]"
+    if e.filename is None:
+        return what
+    where = os.fsdecode(e.filename)
+    if e.filename2 is not None:
+        where += f" -> {os.fsdecode(e.filename2)}"
+    return f"{where}: {what}"
+
+
 def run() -> None:
-    """Entry point: turn CephaloError into a one-line message and exit code 1."""
+    """Entry point: turn CephaloError and OSError into a one-line message and exit code 1."""
     try:
         main.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -69,6 +93,9 @@ def run() -> None:
         sys.exit(e.exit_code)
     except CephaloError as e:
         click.echo(f"cephalo: error: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:  # no space, read-only, permission denied, a file removed while we ran
+        click.echo(f"cephalo: error: {os_error_message(e)}", err=True)
         sys.exit(1)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)

@@ -40,6 +40,8 @@ __all__ = [
     "warp",
     "resize_image",
     "place",
+    "crop_affine",
+    "crop_window",
 ]
 
 
@@ -318,6 +320,68 @@ def place(
     if x1 > x0 and y1 > y0:
         canvas[y0:y1, x0:x1] = image[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
     return canvas, translate(ox, oy)
+
+
+
+def crop_affine(center_xy: tuple[float, float], out_wh: tuple[int, int],
+                scale_xy: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """Affine of a ``out_wh`` window centred on ``center_xy``, sampled at ``scale_xy``.
+
+    ``x' = sx * (x - cx) + (W - 1) / 2`` (same for y): the source point ``center_xy`` lands
+    on the window's centre ``((W - 1) / 2, (H - 1) / 2)`` (pixel-centre convention) and one
+    source pixel spans ``sx`` window pixels (``sx = source mm/px / window mm/px`` for a
+    window at a fixed physical resolution). ``warp(image, crop_affine(...), out_wh)``
+    samples the window.
+
+    Args:
+        center_xy: window centre, source px (xy).
+        out_wh: window size ``(W, H)`` px.
+        scale_xy: window px per source px, per axis (> 0).
+
+    Returns:
+        ``(2, 3)`` float64 affine source px -> window px.
+
+    Raises:
+        ValueError: a non-positive size or scale, or a non-finite centre.
+    """
+    cx, cy = (float(v) for v in center_xy)
+    sx, sy = (float(v) for v in scale_xy)
+    w, h = int(out_wh[0]), int(out_wh[1])
+    if w <= 0 or h <= 0 or not (sx > 0 and sy > 0):
+        raise ValueError(f"crop_affine: size and scale must be positive, got {out_wh}, {scale_xy}")
+    if not (np.isfinite(cx) and np.isfinite(cy)):
+        raise ValueError(f"crop_affine: centre must be finite, got {center_xy}")
+    return scale_translate(sx, sy, (w - 1) / 2.0 - sx * cx, (h - 1) / 2.0 - sy * cy)
+
+
+def crop_window(image: np.ndarray, center_xy: tuple[float, float], out_wh: tuple[int, int],
+                fill: float = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a ``out_wh`` window out of ``image`` around ``center_xy`` without interpolation.
+
+    The window's top-left pixel is at the integer offset ``round(c - (W - 1) / 2)`` (per
+    axis), so the window centre lies within half a pixel of ``center_xy``; pixels outside
+    ``image`` are ``fill`` (:func:`place`). The pixels are copied exactly.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)`` array, any dtype.
+        center_xy: window centre in ``image`` px (xy, finite).
+        out_wh: window size ``(W, H)`` px.
+        fill: value outside the image.
+
+    Returns:
+        ``(window, M)``: the window (``image``'s dtype) and the ``(2, 3)`` float64 translation
+        ``image px -> window px``.
+
+    Raises:
+        ValueError: non-finite centre or non-positive size.
+    """
+    cx, cy = (float(v) for v in center_xy)
+    if not (np.isfinite(cx) and np.isfinite(cy)):
+        raise ValueError(f"crop_window: centre must be finite, got {center_xy}")
+    w, h = int(out_wh[0]), int(out_wh[1])
+    x0 = int(np.floor(cx - (w - 1) / 2.0 + 0.5))
+    y0 = int(np.floor(cy - (h - 1) / 2.0 + 0.5))
+    return place(image, (w, h), (-x0, -y0), fill=fill)
 
 
 #: Label conventions a heatmap model can have been trained with (the codec's ``convention``).

@@ -2,27 +2,27 @@
 
 Pipeline per image (the same chain as training/evaluation, in reverse at the end):
 
-1. decode the file (:func:`read_input_image`): PNG/JPEG/BMP/TIFF through
-   :func:`cephalo.preprocess.read_image` (16-bit stays 16-bit); DICOM through the same decoder for
-   the pixels and ``pydicom`` for the header (pixel spacing, bits stored, photometric
-   interpretation);
+1. decode the file (:func:`cephalo.imageio.read_input_image`, the one image reader): PNG/JPEG/BMP/TIFF
+   (16-bit stays 16-bit); DICOM through the same decoder for the pixels and ``pydicom`` for the
+   header (pixel spacing, bits stored, photometric interpretation);
 2. preprocess with the model's variant spec (:func:`cephalo.preprocess.preprocess_image`), which
    returns the ``(2, 3)`` affine ``M`` original -> model-input pixels;
-3. normalise (:func:`cephalo.preprocess.normalise`, white level from the image's bit depth), run the
-   model in batches, decode the heatmaps with the model's codec
-   (:func:`cephalo.codecs.create_codec`, ``**meta.codec``) into model-input pixels;
-4. map back with ``geometry.invert(M)`` into original pixels (xy, origin at the centre of the
-   top-left pixel, :mod:`cephalo.geometry`), and to mm with the image's pixel spacing
-   (:func:`cephalo.evaluate.metrics.offsets_mm` from the origin, i.e. ``x_mm = x * spacing_x``).
+3. run the model in batches and map its output back to original pixels (xy, origin at the centre
+   of the top-left pixel, :mod:`cephalo.geometry`) through :class:`cephalo.inference.Predictor`:
+   normalisation (white level from the image's bit depth), the model's codec (``meta.codec``),
+   and the inverse of the label frame / preprocessing affine ``M`` -- the same path as training
+   validation and ``cephalo evaluate``;
+4. to mm with the image's pixel spacing (:func:`cephalo.evaluate.metrics.offsets_mm` from the
+   origin, i.e. ``x_mm = x * spacing_x``).
 
 :func:`predict_images` is the library entry point (no CLI logic); :func:`write_predictions`
-writes ``predictions.json``, ``predictions.csv`` and one overlay PNG per image, atomically.
+assesses each prediction (calibrated radii, review flags, measurements: :mod:`cephalo.assess`) and
+writes ``predictions.json``, ``predictions.csv``, ``images.csv``, ``measurements.csv``, one overlay
+PNG per image, ``report.html`` and optionally LabelMe files, atomically.
 
-DICOM pixel spacing (DICOM PS3.3 C.7.6.2 / C.8.11.7): ``PixelSpacing`` (and
-``ImagerPixelSpacing``, ``NominalScannedPixelSpacing``) is ``[row spacing, column spacing]`` =
-``[y, x]`` mm/px; it is read in that order and stored here as ``(x, y)``. ``PixelSpacing`` (calibrated
-to the patient plane where the modality provides it) wins over ``ImagerPixelSpacing`` (detector plane),
-which wins over ``NominalScannedPixelSpacing``.
+DICOM pixel spacing: see :func:`cephalo.imageio.dicom_spacing` (``[row, column]`` = ``[y, x]`` in
+the file, ``(x, y)`` here; ``PixelSpacing`` over ``ImagerPixelSpacing`` over
+``NominalScannedPixelSpacing``).
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import geometry as G
 from .errors import CephaloError, ConfigError, DataError
+from .imageio import DICOM_SUFFIXES, IMAGE_SUFFIXES, InputImage, dicom_spacing, read_input_image
+from .inference import resolve_device
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -51,16 +52,11 @@ __all__ = [
     "landmark_symbols",
     "predict_images",
     "predictions_table",
+    "images_table",
+    "measurements_table",
     "write_predictions",
 ]
 
-#: raster formats read through OpenCV (``cephalo.preprocess.read_image``)
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-DICOM_SUFFIXES = (".dcm", ".dicom")
-#: every suffix a folder INPUT is searched for (case-insensitive)
-IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES
-
-_SPACING_TAGS = ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing")
 _INTERP_ALIASES = {"bicubic": "cubic", "bilinear": "linear", "inter_cubic": "cubic", "inter_linear": "linear",
                    "inter_area": "area", "inter_nearest": "nearest"}
 
@@ -96,113 +92,6 @@ def find_images(inputs: Iterable[str | Path]) -> list[Path]:
                 seen.add(r)
                 out.append(f)
     return out
-
-
-@dataclass
-class InputImage:
-    """One decoded input image.
-
-    Attributes:
-        path: the file.
-        image: ``(H, W)`` uint8 or uint16 greyscale, original pixels (a DICOM image stored with
-            ``BitsStored < 16`` is rescaled to the full 16-bit range; MONOCHROME1 arrives inverted
-            to MONOCHROME2 by the decoder, SimpleITK/GDCM).
-        spacing: ``(x, y)`` mm/px from the file (DICOM), or None.
-        spacing_source: the DICOM attribute the spacing came from, or None.
-        bit_depth: bits per pixel of the file's grey values (8, 16, or DICOM ``BitsStored``).
-    """
-
-    path: Path
-    image: np.ndarray
-    spacing: tuple[float, float] | None = None
-    spacing_source: str | None = None
-    bit_depth: int = 8
-
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
-
-
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    if path.suffix.lower() in RASTER_SUFFIXES:
-        return False
-    try:  # DICOM Part 10: 128-byte preamble + "DICM"
-        with open(path, "rb") as f:
-            head = f.read(132)
-        return len(head) == 132 and head[128:132] == b"DICM"
-    except OSError:
-        return False
-
-
-def dicom_spacing(ds: Any, path: str | Path | None = None) -> tuple[tuple[float, float] | None, str | None]:
-    """Pixel spacing of a pydicom dataset as ``((x, y) mm/px, attribute name)``, or ``(None, None)``.
-
-    DICOM stores ``[row spacing, column spacing]``, i.e. ``[y, x]``; the result is ``(x, y)``.
-    Attributes tried in order: ``PixelSpacing``, ``ImagerPixelSpacing``, ``NominalScannedPixelSpacing``.
-
-    Raises:
-        DataError: an attribute that is present but not two positive finite numbers.
-    """
-    for tag in _SPACING_TAGS:
-        value = getattr(ds, tag, None)
-        if value is None or value == "" or (hasattr(value, "__len__") and len(value) == 0):
-            continue
-        try:
-            vals = [float(v) for v in value]
-        except (TypeError, ValueError):
-            raise DataError(f"DICOM {tag} is not numeric: {value!r}", path) from None
-        if len(vals) != 2 or not all(math.isfinite(v) and v > 0 for v in vals):
-            raise DataError(f"DICOM {tag} must be two positive numbers [row (y), column (x)], got {vals}", path)
-        row_y, col_x = vals
-        return (col_x, row_y), tag
-    return None, None
-
-
-def read_input_image(path: str | Path) -> InputImage:
-    """Decode one image file for inference (see :class:`InputImage`).
-
-    PNG/JPEG/BMP/TIFF: :func:`cephalo.preprocess.read_image` (OpenCV, ``IMREAD_UNCHANGED``: 16-bit
-    PNG/TIFF stay uint16; colour -> grey). DICOM (``.dcm``/``.dicom`` or a ``DICM`` preamble): pixels
-    through the same decoder (SimpleITK/GDCM), header through ``pydicom`` (spacing via
-    :func:`dicom_spacing`; ``BitsStored`` < 16 rescaled to 0..65535 so that the white level is the
-    stored one, not 65535). ``MONOCHROME1`` images come out of SimpleITK/GDCM already inverted to
-    MONOCHROME2 (bone bright); the tests check this.
-
-    Raises:
-        DataError: missing/unreadable/undecodable file, unsupported pixel format, bad DICOM header.
-    """
-    from .preprocess import read_image
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("image file not found", path)
-    if not _is_dicom(path):
-        img = read_image(path)
-        return InputImage(path, img, None, None, 16 if img.dtype == np.uint16 else 8)
-
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-    except Exception as e:  # noqa: BLE001 - any header failure is bad input
-        raise DataError(f"cannot read DICOM header ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
-                        path) from None
-    spacing, source = dicom_spacing(ds, path)
-    img = read_image(path)
-    bits = 16 if img.dtype == np.uint16 else 8
-    stored = getattr(ds, "BitsStored", None)
-    if img.dtype == np.uint16 and stored is not None and 8 <= int(stored) < 16:
-        top = (1 << int(stored)) - 1
-        if int(img.max()) <= top:  # values fit the stored depth: stretch to the 16-bit range
-            bits = int(stored)
-            img = np.round(img.astype(np.float64) * (65535.0 / top)).astype(np.uint16)
-    return InputImage(path, img, spacing, source, bits)
 
 
 # --------------------------------------------------------------------------- model context
@@ -257,26 +146,6 @@ def resolve_variant_spec(variant: Any, variants: Mapping[str, Any] | None = None
     return spec
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` if available else ``cpu``; ``cpu``/``cuda``/``cuda:N`` as given.
-
-    Raises:
-        ConfigError: an unknown name, or CUDA requested where it is not available.
-    """
-    import torch
-
-    device = str(device or "auto").strip().lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but CUDA is not available (use --device cpu)")
-        return device
-    raise ConfigError(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N")
-
-
 def landmark_symbols(names: Sequence[str]) -> list[str]:
     """Symbols (``"S"``, ``"N"``) of canonical landmark names, from the catalogue that holds them all
     (an exact catalogue first, then ISBI-19, Aariz-29, CL-Detection-38 per name); ``""`` if unknown."""
@@ -321,6 +190,8 @@ class ImagePrediction:
         confidence: ``(K,)`` float64, the codec's confidence (decoder-dependent scale).
         degenerate: ``(K,)`` bool, flat/non-finite heatmap (no position).
         affine: ``(2, 3)`` float64, original px -> model-input px (the preprocessing).
+        extra: image-level entries added to the JSON record (``review``, ``measurements``, ``overlay``).
+        landmark_extra: name -> K values added to each landmark's JSON record (``radius_mm``, ``flags``).
     """
 
     path: Path
@@ -337,6 +208,7 @@ class ImagePrediction:
     affine: np.ndarray
     image_id: str = ""
     extra: dict = field(default_factory=dict)
+    landmark_extra: dict = field(default_factory=dict)
 
     @property
     def coords_mm(self) -> np.ndarray | None:
@@ -374,6 +246,9 @@ class ImagePrediction:
                 "degenerate": bool(self.degenerate[k]),
                 "in_image": bool(inside[k]),
             })
+            for key, arr in (self.landmark_extra or {}).items():  # radius_mm, flags, ... (one value per landmark)
+                v = None if arr is None else arr[k]
+                lms[-1][key] = v if isinstance(v, (list, str, bool)) or v is None else _num(v)
         d = {
             "file": str(self.path),
             "image_id": self.image_id,
@@ -446,52 +321,33 @@ def predict_images(
         ConfigError: bad batch size/device/spacing, no usable preprocessing spec, a spec whose output
             size differs from ``meta.input_size``, or a codec that does not fit the model output.
     """
-    import torch
     from tqdm import tqdm
 
-    from .codecs import create_codec
-    from .preprocess import normalise, preprocess_image
+    from .inference import Predictor
+    from .preprocess import preprocess_image
 
     if int(batch_size) < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     fallback = _fallback_spacing(spacing_mm)
     spec = resolve_variant_spec(variant if variant is not None else meta.variant, variants)
-    dev = resolve_device(device)
+    predictor = Predictor.from_meta(model, meta, normalisation=spec.get("normalisation") or "imagenet",
+                                    device=device)
     W, H = (int(v) for v in meta.input_size)
-    norm = meta.normalisation or spec.get("normalisation") or "imagenet"
     names = list(meta.landmark_names)
     symbols = landmark_symbols(names)
-    codec = None
-    model = model.to(dev).eval()
     results: list[ImagePrediction] = []
     pending: list[tuple[InputImage, np.ndarray, np.ndarray, tuple | None, str | None]] = []
 
     def flush() -> None:
-        nonlocal codec
         if not pending:
             return
-        x = torch.cat([normalise(p[1][None], norm, max_value=65535.0 if p[1].dtype == np.uint16 else 255.0)
-                       for p in pending]).to(dev)
-        with torch.no_grad():
-            hm = model(x)
-        hm = hm.float().cpu()
-        if codec is None:
-            kw = dict(meta.codec or {})
-            kw.update(input_size=(W, H), heatmap_size=(int(hm.shape[-1]), int(hm.shape[-2])))
-            codec = create_codec(**kw)
-        if hm.shape[1] != len(names):
-            raise ConfigError(f"the model outputs {hm.shape[1]} heatmaps but its meta names {len(names)} landmarks")
-        dec = codec.decode(hm)
-        coords_in = np.asarray(dec.coords, dtype=np.float64)
+        p = predictor.predict([q[1] for q in pending], np.stack([q[2] for q in pending]),
+                              np.array([(q[0].width, q[0].height) for q in pending]))
         for b, (inp, _, m, sp, src) in enumerate(pending):
-            # Undo the mapping the model's labels were trained with (see geometry.label_frame_affine).
-            lab = G.label_frame_affine(m, (inp.width, inp.height), (W, H), codec.convention)
-            orig = G.apply_affine(G.invert(lab), coords_in[b])
             results.append(ImagePrediction(
                 path=inp.path, width=inp.width, height=inp.height, spacing=sp, spacing_source=src,
-                bit_depth=inp.bit_depth, landmark_names=names, symbols=symbols, coords=orig,
-                confidence=np.asarray(dec.confidence[b], dtype=np.float64),
-                degenerate=np.asarray(dec.degenerate[b], dtype=bool), affine=np.asarray(m, dtype=np.float64)))
+                bit_depth=inp.bit_depth, landmark_names=names, symbols=symbols, coords=p.coords[b],
+                confidence=p.confidence[b], degenerate=p.degenerate[b], affine=np.asarray(m, dtype=np.float64)))
         pending.clear()
 
     paths = [Path(p) for p in paths]
@@ -545,26 +401,80 @@ def _assign_ids(preds: list[ImagePrediction]) -> None:
 
 # --------------------------------------------------------------------------- outputs
 
-CSV_COLUMNS = ["file", "image_id", "width", "height", "spacing_x_mm", "spacing_y_mm", "landmark_index",
-               "landmark_name", "landmark_symbol", "x", "y", "x_mm", "y_mm", "confidence", "degenerate", "in_image"]
+#: ``predictions.csv``: one row per image x landmark (x, y original px; radius_mm at the review coverage)
+CSV_COLUMNS = ["image_id", "file", "landmark_index", "landmark_name", "landmark_symbol", "x", "y", "confidence",
+               "radius_mm", "in_image", "flagged", "flags"]
+#: ``images.csv``: one row per image
+IMAGE_COLUMNS = ["image_id", "file", "width", "height", "spacing_x_mm", "spacing_y_mm", "spacing_source",
+                 "n_landmarks", "n_landmarks_flagged", "flagged", "flags", "structure", "shape_residual", "overlay"]
+#: ``measurements.csv``: one row per image x measurement
+MEASUREMENT_COLUMNS = ["image_id", "measurement", "value", "half_width", "unit", "normal_lo", "normal_hi", "status",
+                       "class", "class_name"]
+_DECIMALS = {"x": 2, "y": 2, "confidence": 4, "radius_mm": 2, "spacing_x_mm": 5, "spacing_y_mm": 5,
+             "structure": 3, "shape_residual": 4, "value": 3, "half_width": 3}
+
+
+def _tidy(df):
+    """Round per column (:data:`_DECIMALS`) and write booleans as ``true``/``false``."""
+    for c in df.columns:
+        if df[c].dtype == bool:
+            df[c] = df[c].map({True: "true", False: "false"})
+        elif c in _DECIMALS:
+            df[c] = df[c].astype(float).round(_DECIMALS[c])
+    return df
 
 
 def predictions_table(preds: Sequence[ImagePrediction]):
-    """Long table (pandas DataFrame), one row per image x landmark, columns :data:`CSV_COLUMNS`
-    (x, y original px; x_mm, y_mm mm from the top-left pixel centre, NaN without spacing)."""
+    """Long table (pandas DataFrame), one row per image x landmark, columns :data:`CSV_COLUMNS`.
+
+    ``x``, ``y``: original-image pixels (origin at the centre of the top-left pixel); ``radius_mm``:
+    the calibrated prediction radius (empty without calibration or spacing); ``flags``: the landmark's
+    review flags joined by ``;`` (:mod:`cephalo.flags`)."""
     import pandas as pd
 
     rows = []
     for p in preds:
-        mm = p.coords_mm
-        sx, sy = p.spacing if p.spacing is not None else (np.nan, np.nan)
         inside = p.in_image()
+        r = p.landmark_extra.get("radius_mm")
+        fl = p.landmark_extra.get("flags")
         for k, name in enumerate(p.landmark_names):
-            rows.append((str(p.path), p.image_id, p.width, p.height, sx, sy, k, name, p.symbols[k],
-                         p.coords[k, 0], p.coords[k, 1], np.nan if mm is None else mm[k, 0],
-                         np.nan if mm is None else mm[k, 1], p.confidence[k], bool(p.degenerate[k]),
-                         bool(inside[k])))
-    return pd.DataFrame(rows, columns=CSV_COLUMNS)
+            f = list(fl[k]) if fl is not None else []
+            rows.append((p.image_id, str(p.path), k, name, p.symbols[k], p.coords[k, 0], p.coords[k, 1],
+                         p.confidence[k], np.nan if r is None or r[k] is None else r[k], bool(inside[k]),
+                         bool(f), ";".join(f)))
+    return _tidy(pd.DataFrame(rows, columns=CSV_COLUMNS))
+
+
+def images_table(preds: Sequence[ImagePrediction]):
+    """One row per image, columns :data:`IMAGE_COLUMNS` (spacing and its source, review flags)."""
+    import pandas as pd
+
+    rows = []
+    for p in preds:
+        rev = p.extra.get("review") or {}
+        vals = rev.get("values") or {}
+        sx, sy = p.spacing if p.spacing is not None else (np.nan, np.nan)
+        fl = list(rev.get("image", []))
+        rows.append((p.image_id, str(p.path), p.width, p.height, sx, sy, p.spacing_source or "",
+                     len(p.landmark_names), int(rev.get("n_landmarks_flagged", 0)), bool(fl), ";".join(fl),
+                     np.nan if vals.get("structure") is None else vals["structure"],
+                     np.nan if vals.get("shape_residual") is None else vals["shape_residual"],
+                     p.extra.get("overlay", "")))
+    return _tidy(pd.DataFrame(rows, columns=IMAGE_COLUMNS))
+
+
+def measurements_table(preds: Sequence[ImagePrediction]):
+    """One row per image x measurement, columns :data:`MEASUREMENT_COLUMNS`."""
+    import pandas as pd
+
+    rows = []
+    for p in preds:
+        for k, m in (p.extra.get("measurements") or {}).items():
+            rows.append((p.image_id, k, m["value"], m["half_width"], m["unit"], m["normal"][0], m["normal"][1],
+                         m["status"] or "", m["class"], m["class_name"] or ""))
+    df = pd.DataFrame(rows, columns=MEASUREMENT_COLUMNS)
+    df["class"] = df["class"].astype("Int64")
+    return _tidy(df)
 
 
 def write_predictions(
@@ -575,54 +485,118 @@ def write_predictions(
     info: Mapping[str, Any] | None = None,
     skipped: Sequence[Mapping[str, str]] = (),
     progress: bool = True,
-) -> dict[str, Path]:
-    """Write ``predictions.json``, ``predictions.csv`` and ``overlays/<image_id>.png`` in ``out_dir``.
+    calibration: Mapping | None = None,
+    review_cfg: Any = None,
+    report: bool = True,
+    labelme_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Assess each prediction and write the run's outputs in ``out_dir``.
 
-    Each file is written atomically (``overlays/`` is replaced whole; ``predictions.json``, written
-    last, lists the run: ``info``, ``coordinate_frame``, ``images``, ``skipped``). Overlays are drawn
-    with :func:`cephalo.evaluate.plots.overlay` on the original image (predictions only).
+    Per image (:func:`cephalo.assess.assess`): calibrated radii (when ``calibration`` is given),
+    review flags, cephalometric measurements. Files (each atomic; ``overlays/`` replaced whole;
+    ``predictions.json``, listing the run, written last):
+
+    * ``predictions.json``: ``info``, ``coordinate_frame``, ``images`` (landmarks with radius and
+      flags, ``review``, ``measurements``), ``skipped``, ``flags`` summary;
+    * ``predictions.csv`` (:data:`CSV_COLUMNS`), ``images.csv`` (:data:`IMAGE_COLUMNS`),
+      ``measurements.csv`` (:data:`MEASUREMENT_COLUMNS`);
+    * ``overlays/<image_id>.png`` (:func:`cephalo.evaluate.plots.prediction_overlay`);
+    * ``report.html`` (:func:`cephalo.report_html.write_report`, self-contained);
+    * with ``labelme_dir``: ``<labelme_dir>/<image_id>.json`` per image
+      (:func:`cephalo.datasets.labelme.write_labelme`), to correct in LabelMe and index back with the
+      ``labelme`` adapter.
 
     Returns:
-        ``{"json": ..., "csv": ..., "overlays": ...}`` paths.
+        paths ``{"json", "csv", "images_csv", "measurements_csv", "overlays", "report", "labelme"}``
+        (those written) and ``"flags"``: ``{"images": n flagged, "landmarks": n flagged, "by_flag": {...}}``.
 
     Raises:
-        DataError: an image can no longer be read for its overlay.
+        DataError: an image can no longer be read.
     """
+    from collections import Counter
+
     from tqdm import tqdm
 
+    from .assess import assess, shape_model_of
+    from .flags import ReviewConfig
     from .io import atomic_dir, atomic_path, write_json
 
+    cfg = review_cfg if review_cfg is not None else ReviewConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    records = [p.to_dict() for p in preds]
-    if overlays:
-        from .evaluate.plots import overlay
+    paths: dict[str, Any] = {}
+    sm = shape_model_of(calibration)
+    overlay_files: dict[str, Path] = {}
+    by_flag: Counter = Counter()
 
+    def run(tmp_overlays: Path | None) -> None:
+        from .evaluate.plots import prediction_overlay
+
+        for p in tqdm(preds, desc="assess", unit="img", disable=not progress):
+            img = read_input_image(p.path).image
+            a = assess(p, img, calibration, cfg, sm)
+            rev = a["review"]
+            p.landmark_extra = {"radius_mm": None if a["radius_mm"] is None else list(a["radius_mm"]),
+                                "flags": rev["landmarks"]}
+            p.extra.update(review={**rev, "landmarks": None}, measurements=a["measurements"],
+                           radius_coverage=a["coverage"])
+            p.extra["review"].pop("landmarks")
+            by_flag.update(rev["image"])
+            by_flag.update(f for fl in rev["landmarks"] for f in fl)
+            if tmp_overlays is not None:
+                flagged = [bool(f) for f in rev["landmarks"]]
+                n_ok = int((~p.degenerate).sum())
+                title = (f"{p.path.name}: {n_ok}/{len(p.landmark_names)} landmarks"
+                         + (f", {sum(flagged)} flagged" if any(flagged) else "")
+                         + (f"; image flags: {', '.join(rev['image'])}" if rev["image"] else ""))
+                prediction_overlay(img, p.coords, tmp_overlays / f"{p.image_id}.png", labels=p.symbols,
+                                   radii_px=a["radius_px"], flagged=flagged, coverage=a["coverage"], title=title)
+                p.extra["overlay"] = f"overlays/{p.image_id}.png"
+                overlay_files[p.image_id] = out_dir / "overlays" / f"{p.image_id}.png"
+
+    if overlays:
         with atomic_dir(out_dir / "overlays") as tmp:
-            for p, rec in zip(tqdm(preds, desc="overlays", unit="img", disable=not progress), records):
-                img = read_input_image(p.path).image
-                nan = np.full_like(p.coords, np.nan)
-                conf = np.nanmean(p.confidence) if np.isfinite(p.confidence).any() else float("nan")
-                overlay(img, nan, p.coords, tmp / f"{p.image_id}.png",
-                        title=f"{p.path.name}: {int((~p.degenerate).sum())}/{len(p.landmark_names)} landmarks, "
-                              f"mean confidence {conf:.2f}")
-                rec["overlay"] = f"overlays/{p.image_id}.png"
+            run(tmp)
         paths["overlays"] = out_dir / "overlays"
-    with atomic_path(out_dir / "predictions.csv") as tmp:
-        predictions_table(preds).to_csv(tmp, index=False)
-    paths["csv"] = out_dir / "predictions.csv"
+    else:
+        run(None)
+    for name, key, table in (("predictions.csv", "csv", predictions_table), ("images.csv", "images_csv", images_table),
+                             ("measurements.csv", "measurements_csv", measurements_table)):
+        with atomic_path(out_dir / name) as tmp:
+            table(preds).to_csv(tmp, index=False)
+        paths[key] = out_dir / name
+    if labelme_dir is not None:
+        from .datasets.labelme import write_labelme
+
+        ldir = Path(labelme_dir)
+        ldir.mkdir(parents=True, exist_ok=True)
+        for p in preds:
+            write_labelme(ldir / f"{p.image_id}.json", p.path, list(p.landmark_names), p.coords, p.width, p.height)
+        paths["labelme"] = ldir
+    records = [p.to_dict() for p in preds]
+    n_img = sum(1 for p in preds if p.extra["review"]["image"])
+    n_lm = sum(int(p.extra["review"]["n_landmarks_flagged"]) for p in preds)
+    flags_summary = {"images": n_img, "landmarks": n_lm, "by_flag": dict(sorted(by_flag.items()))}
+    run_info = {**dict(info or {}), "review": dict(cfg.__dict__),
+                "calibration": None if not calibration else {
+                    k: calibration.get(k) for k in ("method", "scale", "split", "n_images", "variant", "coverages")}}
+    if report:
+        from .report_html import write_report
+
+        paths["report"] = write_report(out_dir / "report.html", records, run_info, overlay_files)
     doc = {
         "format": "cephalo-predictions",
-        "format_version": 1,
+        "format_version": 2,
         "coordinate_frame": "original image pixels, xy, origin at the centre of the top-left pixel, x right, "
                             "y down; x_mm/y_mm = x/y times the pixel spacing (mm from that origin)",
-        **dict(info or {}),
+        **run_info,
         "n_images": len(records),
+        "flags": flags_summary,
         "images": records,
         "skipped": [dict(s) for s in skipped],
     }
     json.dumps(doc, allow_nan=False, default=str)  # fail before writing if anything is not strict JSON
     write_json(out_dir / "predictions.json", doc)
     paths["json"] = out_dir / "predictions.json"
+    paths["flags"] = flags_summary
     return paths

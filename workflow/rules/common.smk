@@ -44,24 +44,28 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 PIPE = config["pipeline"]
 
-#: the params file every command reads: the effective config, written at parse time (only
-#: rewritten when its content changes). Rules also list the sections they read under `params:`,
-#: so Snakemake's params rerun-trigger re-runs exactly the jobs whose params changed.
-PARAMS = "results/params.effective.yaml"
+# --- effective params of THIS run: content-addressed, written atomically ----------------------
+#: the params file every command of this run reads: results/params/<sha256[:16]>.yaml, named by its
+#: content, so that a dry run or a second run with other params (another --config) writes another
+#: file and never changes what a running job reads. It is written atomically (temporary + rename;
+#: identical content when two runs agree) and never rewritten. It is a Path, not a str: Snakemake's
+#: params rerun-trigger ignores it (only the sections that rules list under `params:` count), so
+#: changing one section re-runs exactly the jobs that read it.
+def _write_effective_params(cfg, folder="results/params"):
+    import hashlib
+    from pathlib import PurePosixPath
 
+    from cephalo.io import atomic_path
 
-def _write_effective_params(cfg, path=PARAMS):
     text = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    p = Path(path)
-    if p.is_file() and p.read_text() == text:
-        return
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(p)
+    path = Path(folder) / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if not (path.is_file() and path.read_text() == text):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return PurePosixPath(path.as_posix())
 
 
-_write_effective_params(config)
+PARAMS = _write_effective_params(config)
 
 
 # --- consistency checks the JSON schema cannot express ------------------------------------
@@ -92,6 +96,15 @@ def _check_pipeline(cfg):
     for name in pipe["train_source"]:
         if name not in pipe["source"]:
             errors.append(f"pipeline.train_source {name!r} is not in pipeline.source")
+    for name in pipe.get("refine_source", {}):
+        if name not in pipe["source"]:
+            errors.append(f"pipeline.refine_source {name!r} is not in pipeline.source")
+    for v in pipe.get("refine_variants", []):
+        if v not in pipe["variants"]:
+            errors.append(f"pipeline.refine_variants: {v!r} is not in pipeline.variants")
+    if pipe.get("refine_variants") and not pipe.get("refine_source"):
+        errors.append("pipeline.refine_variants needs pipeline.refine_source (the fine-tuned refiner starts "
+                      "from the source refiner)")
     if errors:
         raise ValueError("invalid params: " + "; ".join(errors))
 
@@ -141,22 +154,66 @@ def get_variant_dir(dataset, variant):
     return f"results/variants/{dataset}/{variant}"
 
 
-def get_source_split(wildcards):
-    return PIPE["source"][wildcards.dataset]
-
-
 def eval_outputs(run):
     return [f"results/eval/{run}/{f}" for f in EVAL_FILES]
 
 
+#: evaluation stages, in comparison order; each name is also the --stage tag, the run-name prefix
+#: (results/eval/{stage}-{target}) and, per variant, the results/models/{stage}/ folder
+#: naive = the source model on the target fed and decoded the way a clinic first runs a public model
+#: (get_eval_options), per variant
+EVAL_STAGES = ("source", "naive", "zero_shot", "adabn", "finetune")
+#: refinement stages (refine.smk), evaluated through a bundle (global model + refiner):
+#: refine_source = the source refiner with the source model on the source test split (target =
+#: data set), refine = the fine-tuned refiner with the fine-tuned model, per variant
+REFINE_STAGES = ("refine_source", "refine")
+
+
 def get_runs():
-    """Evaluation run names, in comparison order."""
+    """Evaluation run names ``{stage}-{target}``, in comparison order."""
     runs = [f"source-{d}" for d in PIPE["source"]]
-    runs += [f"naive-{v}" for v in PIPE["variants"]]
-    runs += [f"zeroshot-{v}" for v in PIPE["variants"]]
-    runs += [f"adabn-{v}" for v in PIPE["variants"]]
-    runs += [f"finetuned-{v}" for v in PIPE["variants"]]
+    runs += [f"{stage}-{v}" for stage in EVAL_STAGES[1:] for v in PIPE["variants"]]
+    runs += [f"refine_source-{d}" for d in PIPE.get("refine_source", {})]
+    runs += [f"refine-{v}" for v in PIPE.get("refine_variants", [])]
     return runs
+
+
+def get_eval_model(wildcards):
+    """The checkpoint a run evaluates: the source model, or the stage's per-variant model."""
+    if wildcards.stage in ("source", "naive", "zero_shot"):
+        return SOURCE_CKPT
+    if wildcards.stage == "refine_source":
+        return "results/models/refine_source/bundle.json"
+    if wildcards.stage == "refine":
+        return f"results/models/refine/{wildcards.target}/bundle.json"
+    return f"results/models/{wildcards.stage}/{wildcards.target}/best.pt"
+
+
+def get_eval_data(wildcards):
+    if wildcards.stage in ("source", "refine_source"):
+        return get_variant_dir(wildcards.target, PIPE["source_variant"])
+    return get_variant_dir(PIPE["target"], wildcards.target)
+
+
+def get_eval_index(wildcards):
+    return get_index(wildcards.target if wildcards.stage in ("source", "refine_source") else PIPE["target"])
+
+
+def get_eval_split(wildcards):
+    if wildcards.stage == "source":
+        return PIPE["source"][wildcards.target]
+    if wildcards.stage == "refine_source":
+        return PIPE["refine_source"][wildcards.target]
+    return PIPE["zero_shot_split"] if wildcards.stage in ("naive", "zero_shot") else PIPE["eval_split"]
+
+
+#: extra `cephalo evaluate` options of a stage: the naive run feeds grey values 0-1 without the
+#: ImageNet mean/std and reads the heatmaps by soft-argmax over the raw outputs (the public HRNet demo)
+EVAL_OPTIONS = {"naive": " --normalisation unit --decoder soft_argmax"}
+
+
+def get_eval_options(wildcards):
+    return EVAL_OPTIONS.get(wildcards.stage, "")
 
 
 def get_final_outputs():

@@ -1,4 +1,5 @@
-# Fine-tune the source model on the target data set, per variant (one GPU each).
+# Fine-tune the source model on the target data set, per variant (one GPU each); evaluated by
+# evaluate.smk (stage finetune).
 
 
 rule finetune:
@@ -6,10 +7,10 @@ rule finetune:
         data=get_variant_dir(PIPE["target"], "{variant}"),
         init=SOURCE_CKPT,
     output:
-        **{f.split(".")[0]: f"results/models/finetuned/{{variant}}/{f}" for f in TRAIN_FILES},
+        **{f.split(".")[0]: f"results/models/finetune/{{variant}}/{f}" for f in TRAIN_FILES},
     params:
         section=[get_section("train"), get_section("model"), get_section("codec")],
-        out_dir="results/models/finetuned/{variant}",
+        out_dir="results/models/finetune/{variant}",
         params_file=PARAMS,
     resources:
         gpu=1,

@@ -38,7 +38,8 @@ def evaluate_params(params: dict) -> dict:
 @click.option("--name", default=None, help="run name (default: the output folder's name)")
 @click.option("--index", "index_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="landmark index with two or more annotators: human limit beside the model")
-@click.option("--stage", default="evaluate", show_default=True, help="tracking tag (e.g. zero_shot, fine_tuned)")
+@click.option("--stage", default="evaluate", show_default=True,
+              help="evaluation stage tag: source, naive, zero_shot, adabn or finetune")
 @click.option("--normalisation", type=click.Choice(["imagenet", "unit", "zscore", "raw"]), default=None,
               help="override the model's input normalisation (raw = grey values 0-255 unscaled): reproduces a "
                    "preprocessing mistake, e.g. the clinic's first run with the public model")
@@ -53,6 +54,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     ep = evaluate_params(params)
     from ..evaluate.leakage import file_sha256
     from ..evaluate.runner import evaluate_model
+    from ..uncertainty import read_calibration
     from ..models import load_model
     from ..preprocess import load_variant
 
@@ -83,8 +85,8 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
         result = evaluate_model(model, meta, variant, split, out_dir, name=name, human=human, info=info,
                                 thresholds=ep["thresholds_mm"], n_boot=ep["n_boot"], seed=ep["seed"],
                                 batch_size=ep["batch_size"], device=ep["device"], n_worst=ep["n_worst"],
-                                diagnosis_thresholds=ep["diagnosis"], normalisation=normalisation,
-                                decoder=decoder)
+                                diagnosis_thresholds=ep["diagnosis"], calibration=read_calibration(model_path),
+                                normalisation=normalisation, decoder=decoder)
     except ValueError as e:
         raise DataError(str(e), data_dir) from None
     o = result["overall"]
@@ -94,6 +96,16 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     click.echo(f"{name}: {o['n_images']} images, MRE {o['mre_mm']:.3f} mm [{o['ci95']['mre_mm'][0]:.3f}, "
                f"{o['ci95']['mre_mm'][1]:.3f}], {sdr}")
     click.echo(f"diagnosis: {result['diagnosis']['summary']}")
+    for lv, c in ((result.get("uncertainty") or {}).get("coverage") or {}).items():
+        if c.get("overall") is not None and c.get("mean_radius") is not None:
+            click.echo(f"coverage of the {100 * c['nominal']:.0f}% radii: {100 * c['overall']:.1f}% "
+                       f"(mean radius {c['mean_radius']:.2f} mm)")
+    meas = (result.get("measurements") or {}).get("per_measurement") or {}
+    if meas:
+        click.echo("measurements (MAE, human limit, class accuracy): " + ", ".join(
+            f"{k} {r['mae']:.2f}" + (f"/{r['human_mae']:.2f}" if r.get("human_mae") is not None else "")
+            + (f" {100 * r['accuracy']:.0f}%" if r.get("accuracy") is not None else "")
+            for k, r in meas.items() if r.get("mae") is not None))
 
     from .. import tracking
 
@@ -102,8 +114,13 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     tracking.log_run(cfg, dataset=dataset, stage=stage, variant=str(result.get("variant") or ""), run_name=name,
                      params={k: params.get(k) for k in ("evaluate", "variants", "codec", "model") if k in params},
                      metrics={k: result[k] for k in ("overall", "unseen", "seen", "per_split", "per_device")
-                              if result.get(k)},
+                              if result.get(k)}
+                     | {"measurements": {k: {f: r.get(f) for f in ("mae", "bias", "human_mae", "accuracy")}
+                                         for k, r in meas.items()},
+                        "coverage": {lv: c.get("overall") for lv, c in
+                                     ((result.get("uncertainty") or {}).get("coverage") or {}).items()}},
                      artifacts=[out_dir / "metrics.json", out_dir / "per_landmark.csv", out_dir / "per_image.csv",
+                                out_dir / "measurements.csv",
                                 out_dir / "diagnosis.md", out_dir / "plots", out_dir / "overlays"],
                      command=command_line, data_index_hash=result.get("data_index_hash"),
                      checkpoint=model_path, checkpoint_hash=info["checkpoint_sha256"])

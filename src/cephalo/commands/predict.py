@@ -1,13 +1,20 @@
-"""``cephalo predict --model CKPT INPUT... --out DIR``: landmarks on raw images -> JSON/CSV/overlays.
+"""``cephalo predict --model CKPT INPUT... --out DIR``: landmarks, measurements and review flags on raw images.
+
+Works from any folder with only a checkpoint: a cephalo checkpoint carries its preprocessing, codec
+and (after ``cephalo calibrate``) its conformal radii and shape model; a params file is read only when
+``--params`` is given or ``params.yaml`` exists in the current folder, and only overrides.
 
 Params (``predict:``, all optional; command-line options override): ``batch_size`` (4), ``device``
 (auto), ``spacing_mm`` (null: fallback mm/px for images without their own spacing), ``variant``
 (null: the checkpoint's ``meta.variant``; else a ``variants:`` name), ``overlays`` (true),
-``skip_bad`` (false).
+``skip_bad`` (false), ``report`` (true: ``report.html``), ``review`` (thresholds of the review flags,
+:class:`cephalo.flags.ReviewConfig`: ``radius_mm`` 2.0, ``coverage`` 0.9, ``min_side_px`` 256,
+``max_aspect`` 2.0, ``min_structure`` 0.5, ``max_flagged_landmarks`` 3).
 
-Exit status: 0 when every input was predicted; 1 (one line on stderr) on a bad checkpoint, params
-or input — with ``--skip-bad`` the readable images are still predicted and written, the unreadable
-ones are listed in ``predictions.json`` (``skipped``) and on stderr, and the exit status is 1.
+Exit status: 0 when every input was predicted (flags are findings, not failures); 1 (one line on
+stderr) on a bad checkpoint, params or input — with ``--skip-bad`` the readable images are still
+predicted and written, the unreadable ones are listed in ``predictions.json`` (``skipped``) and on
+stderr, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -19,9 +26,9 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, DataError
-from ._common import params_option, read_params
+from ._common import params_option
 
-_KEYS = {"batch_size", "device", "spacing_mm", "variant", "overlays", "skip_bad"}
+_KEYS = {"batch_size", "device", "spacing_mm", "variant", "overlays", "skip_bad", "report", "review"}
 
 
 def predict_params(params: dict) -> dict:
@@ -32,13 +39,27 @@ def predict_params(params: dict) -> dict:
     unknown = sorted(set(sec) - _KEYS)
     if unknown:
         raise ConfigError(f"params predict: unknown keys {unknown}; valid: {sorted(_KEYS)}")
+    from ..flags import ReviewConfig
+
     try:
         return {"batch_size": int(sec.get("batch_size", 4)), "device": str(sec.get("device", "auto")),
                 "spacing_mm": None if sec.get("spacing_mm") is None else float(sec["spacing_mm"]),
                 "variant": sec.get("variant"), "overlays": bool(sec.get("overlays", True)),
-                "skip_bad": bool(sec.get("skip_bad", False))}
+                "skip_bad": bool(sec.get("skip_bad", False)), "report": bool(sec.get("report", True)),
+                "review": ReviewConfig.from_params(sec.get("review"))}
     except (TypeError, ValueError) as e:
         raise ConfigError(f"params predict: {e}") from None
+
+
+def _read_optional_params(params_path: Path) -> dict:
+    """The params file if given explicitly (must exist) or present as the default ``params.yaml``; else {}."""
+    from ..io import load_params
+
+    ctx = click.get_current_context()
+    explicit = ctx.get_parameter_source("params_path") != click.core.ParameterSource.DEFAULT
+    if explicit or params_path.is_file():
+        return load_params(params_path)
+    return {}
 
 
 @click.command(name="predict")
@@ -46,10 +67,10 @@ def predict_params(params: dict) -> dict:
               help="checkpoint (cephalo .pt or the public HF best_model.pth)")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="output folder: predictions.json, predictions.csv, overlays/")
+              help="output folder: predictions.json/.csv, images.csv, measurements.csv, overlays/, report.html")
 @click.option("--spacing", "spacing_mm", type=float, default=None,
-              help="pixel spacing in mm/px for images without their own (DICOM PixelSpacing wins) "
-                   "[default: params predict.spacing_mm]")
+              help="pixel spacing in mm/px for images without their own (a DICOM file's PixelSpacing or "
+                   "ImagerPixelSpacing wins) [default: params predict.spacing_mm]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="images per forward pass "
               "[default: params predict.batch_size]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
@@ -60,12 +81,17 @@ def predict_params(params: dict) -> dict:
               "end) instead of stopping at the first [default: params predict.skip_bad]")
 @click.option("--overlays/--no-overlays", default=None, help="one overlay PNG per image [default: params "
               "predict.overlays]")
+@click.option("--report/--no-report", default=None, help="self-contained report.html [default: params "
+              "predict.report]")
+@click.option("--labelme", "labelme_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="also write one LabelMe JSON per image into this folder (correct them in LabelMe, then "
+                   "index the folder with the labelme adapter)")
 @params_option
 def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_mm: float | None,
             batch_size: int | None, device: str | None, variant: str | None, skip_bad: bool | None,
-            overlays: bool | None, params_path: Path) -> None:
-    """Landmarks for an image or folder (PNG/JPEG/BMP/TIFF/DICOM) -> JSON/CSV/overlays."""
-    params = read_params(params_path)
+            overlays: bool | None, report: bool | None, labelme_dir: Path | None, params_path: Path) -> None:
+    """Landmarks, measurements and review flags for an image or folder (PNG/JPEG/BMP/TIFF/DICOM)."""
+    params = _read_optional_params(params_path)
     pp = predict_params(params)
     spacing_mm = pp["spacing_mm"] if spacing_mm is None else spacing_mm
     batch_size = pp["batch_size"] if batch_size is None else batch_size
@@ -73,18 +99,21 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     variant = pp["variant"] if variant is None else variant
     skip_bad = pp["skip_bad"] if skip_bad is None else skip_bad
     overlays = pp["overlays"] if overlays is None else overlays
+    report = pp["report"] if report is None else report
 
     import os
 
     os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # unreadable files are reported by cephalo, in one line
-    from ..models import load_model
+    from ..models import load_checkpoint
     from ..predict import find_images, predict_images, resolve_device, write_predictions
 
     if not model_path.is_file():
         raise DataError("model checkpoint not found", model_path)
     files = find_images(inputs)
     dev = resolve_device(device)
-    model, meta = load_model(model_path, "cpu")
+    model, meta, extra = load_checkpoint(model_path, "cpu")
+    model.eval()
+    cal = extra.get("calibration") if isinstance(extra.get("calibration"), dict) else None
     variants = params.get("variants") or {}
     skipped: list[dict] = []
 
@@ -101,14 +130,28 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         "checkpoint": str(model_path),
         "model": {"arch": meta.arch, "landmark_names": list(meta.landmark_names),
                   "input_size": list(meta.input_size), "codec": dict(meta.codec or {})},
-        "device": dev,
+        "device": str(dev),
         "fallback_spacing_mm": spacing_mm,
     }
-    paths = write_predictions(preds, out_dir, overlays=overlays, info=info, skipped=skipped)
+    paths = write_predictions(preds, out_dir, overlays=overlays, info=info, skipped=skipped, calibration=cal,
+                              review_cfg=pp["review"], report=report, labelme_dir=labelme_dir)
     n_mm = sum(p.spacing is not None for p in preds)
+    sources = sorted({p.spacing_source for p in preds if p.spacing_source})
     click.echo(f"predicted {len(preds)} image(s) x {len(meta.landmark_names)} landmarks "
-               f"({n_mm} with mm); wrote {paths['json']}, {paths['csv']}"
-               + (f", {paths['overlays']}/" if "overlays" in paths else ""))
+               f"({n_mm} with mm" + (f", spacing from {', '.join(sources)}" if sources else "") + "); wrote "
+               + ", ".join(str(paths[k]) for k in ("json", "csv", "images_csv", "measurements_csv", "report", "overlays",
+                                                 "labelme") if k in paths))
+    fl = paths["flags"]
+    detail = ", ".join(f"{k} {v}" for k, v in fl["by_flag"].items())
+    click.echo(f"review flags: {fl['images']} of {len(preds)} image(s) and {fl['landmarks']} landmark(s) flagged"
+               + (f" ({detail})" if detail else ""))
+    if n_mm < len(preds):
+        click.echo(f"warning: {len(preds) - n_mm} image(s) have no pixel spacing (no DICOM PixelSpacing/"
+                   "ImagerPixelSpacing, no --spacing): positions in pixels only, no mm measurements, angles "
+                   "assume square pixels", err=True)
+    if cal is None:
+        click.echo("note: the checkpoint carries no calibration (cephalo calibrate): no prediction radii, no "
+                   "shape-model flag", err=True)
     if skipped:
         raise DataError(f"{len(skipped)} of {len(files)} input image(s) could not be read and were skipped "
                         f"(listed in predictions.json): {', '.join(s['file'] for s in skipped[:3])}"

@@ -141,23 +141,40 @@ def _cvm_stage(path: Path) -> int | None:
 
 
 class AarizAdapter(Adapter):
-    """Adapter ``aariz``. Options: ``annotators`` (subset of ``senior``/``junior``, default both)."""
+    """Adapter ``aariz``.
+
+    Options:
+        annotators: subset of ``senior``/``junior`` (default both).
+        missing_spacing: ``"error"`` (default) or ``"exclude"``. An image without a row in
+            ``cephalogram_machine_mappings.csv``, or whose ``pixel_size`` is empty, not a number,
+            zero or negative, has no millimetre scale. By default that is a :class:`DataError`
+            naming the image and the CSV (an evaluation in mm over silently fewer images would not
+            be comparable with published Aariz figures); ``"exclude"`` drops such images and lists
+            each one in the quality report's exclusions.
+    """
 
     name = "aariz"
     version = "1"
-    option_names = frozenset({"annotators"})
+    option_names = frozenset({"annotators", "missing_spacing"})
 
     def parse(self, root: str | Path, *, dataset: str | None = None, **options: Any) -> AdapterResult:
         self.check_options(options)
         base = find_aariz_root(Path(root))
         dataset = dataset or self.name
         wanted = list(options.get("annotators", list(ANNOTATORS)))
+        on_missing = str(options.get("missing_spacing", "error"))
+        if on_missing not in ("error", "exclude"):
+            raise DataError(f"option missing_spacing must be 'error' or 'exclude', got {on_missing!r}", base)
         bad = sorted(set(wanted) - set(ANNOTATORS))
         if bad:
             raise DataError(f"unknown Aariz annotator(s) {bad}; valid: {sorted(ANNOTATORS)}", base)
         csv_path = next((p for p in base.iterdir() if p.name.lower() == CSV_NAME), None)
         if csv_path is None:
             raise DataError(f"{CSV_NAME} not found (pixel sizes and devices come from it)", base)
+        # the same layout check as `cephalo download aariz` (case-insensitive names)
+        from .download import check_release_layout
+
+        check_release_layout("aariz", base)
         mapping = read_machine_mappings(csv_path)
         result = AdapterResult(dataset, self.name, self.version, AARIZ29, options=dict(options))
 
@@ -173,19 +190,22 @@ class AarizAdapter(Adapter):
             cvm_dir = find_child_dir(adir, "CVM Stages", max_depth=0)
             for image_id, img in find_images(cdir).items():
                 meta = mapping.get(image_id)
+                problem = None
+                px = math.nan
                 if meta is None:
-                    result.exclusions.append(
-                        Exclusion(str(img), f"no row in {CSV_NAME} (no pixel size/device)", image_id)
-                    )
-                    continue
-                try:
-                    px = float(meta["pixel_size"])
-                    if not px > 0:
-                        raise ValueError
-                except ValueError:
-                    result.exclusions.append(
-                        Exclusion(str(img), f"invalid pixel_size {meta['pixel_size']!r} in {CSV_NAME}", image_id)
-                    )
+                    problem = f"no row in {csv_path} (no pixel size/device)"
+                else:
+                    try:
+                        px = float(meta["pixel_size"])
+                    except ValueError:
+                        pass
+                    if not (math.isfinite(px) and px > 0):
+                        problem = f"invalid pixel_size {meta['pixel_size']!r} in {csv_path}"
+                if problem is not None:
+                    if on_missing == "error":
+                        raise DataError(f"{problem}; fix the CSV, or set the adapter option "
+                                        "missing_spacing: exclude to leave such images out", img)
+                    result.exclusions.append(Exclusion(str(img), problem.replace(str(csv_path), CSV_NAME), image_id))
                     continue
                 self._check_image(img, image_id, split, meta, result)
                 cvm = None

@@ -281,7 +281,7 @@ def assign_splits(
 def _header(path: str, mtime_ns: int, size: int) -> tuple[int, int, str]:
     from PIL import Image, UnidentifiedImageError
 
-    from ..preprocess.imageio import check_complete, oriented_size
+    from ..imageio import check_complete, describe_file, oriented_size
 
     check_complete(path)  # truncated PNG/JPEG/BMP -> DataError at index time already
     try:
@@ -293,8 +293,8 @@ def _header(path: str, mtime_ns: int, size: int) -> tuple[int, int, str]:
             orientation = orientation if 1 <= orientation <= 8 else 1
             w, h = oriented_size(int(im.width), int(im.height), orientation)
             return w, h, str(im.format or "")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"unreadable image ({type(e).__name__}: {e})".replace("\n", " "), path) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise DataError(f"cannot read image: {describe_file(path)}", path) from None
 
 
 def image_header(path: str | Path) -> tuple[int, int, str]:
@@ -303,7 +303,7 @@ def image_header(path: str | Path) -> tuple[int, int, str]:
     ``format`` is PIL's name (``"PNG"``, ``"JPEG"``, ``"BMP"``, ``"TIFF"``). The EXIF
     orientation is applied to (width, height), as :func:`cephalo.preprocess.read_image`
     applies it to the pixels; a truncated PNG/JPEG/BMP is refused
-    (:func:`cephalo.preprocess.imageio.check_complete`).
+    (:func:`cephalo.imageio.check_complete`).
 
     Raises:
         DataError: missing, unreadable or truncated file, naming it.

@@ -47,7 +47,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 from ..errors import CephaloError, ConfigError, DownloadError
-from ..io import atomic_dir, file_sha256, write_json
+from ..io import atomic_dir, file_sha256, sweep_stale, write_json
 
 __all__ = [
     "ReleaseFile",
@@ -58,6 +58,8 @@ __all__ = [
     "fetch_release",
     "sniff_archive",
     "validate_layout",
+    "check_release_layout",
+    "resolve_ci",
     "default_cache_dir",
     "PROVENANCE_FILE",
     "MissingChecksumWarning",
@@ -300,46 +302,93 @@ def _has_file(d: Path) -> bool:
     return False
 
 
-def validate_layout(root: str | Path, layout: Layout, *, source: str) -> list[str]:
-    """Check that ``root`` holds ``layout``.
+def resolve_ci(root: str | Path, rel: str) -> Path | None:
+    """``root / rel`` with every component matched case-insensitively (``Aariz/Train`` for
+    ``Aariz/train``); an exact match wins. ``None`` when a component is missing."""
+    node = Path(root)
+    for part in PurePosixPath(rel).parts:
+        exact = node / part
+        if exact.exists():
+            node = exact
+            continue
+        try:
+            match = next((c for c in sorted(node.iterdir()) if c.name.lower() == part.lower()), None)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if match is None:
+            return None
+        node = match
+    return node
+
+
+def validate_layout(root: str | Path, layout: Layout, *, source: str, error: type[CephaloError] = DownloadError) -> list[str]:
+    """Check that ``root`` holds ``layout``; folder and file names match case-insensitively.
+
+    The one layout check of a release: ``cephalo download`` runs it on the unpacked folder and
+    ``cephalo index`` on the folder it reads (:func:`check_release_layout`), so the two commands
+    accept the same trees.
 
     Args:
         root: the unpacked release folder.
         layout: the expectation.
         source: the URL/file the release came from (named in the error).
+        error: the exception class raised (``DownloadError`` for downloads, ``DataError`` for indexing).
 
     Returns:
         the ``recommended`` paths that are missing (the caller warns about them).
 
     Raises:
-        DownloadError: a required path is missing or empty; the message lists what is
-            missing and the top-level entries that were found.
+        DownloadError (or ``error``): a required path is missing or empty; the message lists what
+            is missing and the top-level entries that were found.
     """
     root = Path(root)
     missing: list[str] = []
     for rel in layout.dirs:
-        if not (root / rel).is_dir():
+        d = resolve_ci(root, rel)
+        if d is None or not d.is_dir():
             missing.append(rel + "/")
     for rel in layout.nonempty_dirs:
-        d = root / rel
-        if not d.is_dir():
+        d = resolve_ci(root, rel)
+        if d is None or not d.is_dir():
             missing.append(rel + "/")
         elif not _has_file(d):
             missing.append(rel + "/ (empty)")
     for rel in layout.files:
-        if not (root / rel).is_file():
+        f = resolve_ci(root, rel)
+        if f is None or not f.is_file():
             missing.append(rel)
     for group in layout.any_of:
-        if not any((root / rel).exists() for rel in group):
+        if not any(resolve_ci(root, rel) is not None for rel in group):
             missing.append(" or ".join(group))
     if missing:
         found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir() if p.name != PROVENANCE_FILE)
         shown = ", ".join(missing[:6]) + (f" (+{len(missing) - 6} more)" if len(missing) > 6 else "")
-        raise _err(
-            f"unexpected layout: missing {shown}; top-level entries found: {found[:10] or 'none'}",
-            source,
-        )
-    return [rel for rel in layout.recommended if not (root / rel).exists()]
+        msg = f"unexpected layout: missing {shown}; top-level entries found: {found[:10] or 'none'}"
+        raise _err(msg, source) if error is DownloadError else error(msg, source)
+    return [rel for rel in layout.recommended if resolve_ci(root, rel) is None]
+
+
+def check_release_layout(name: str, root: str | Path) -> list[str]:
+    """The layout check of :func:`validate_layout` for a folder that ``cephalo index`` reads.
+
+    ``root`` is the folder a download made (``dest``) or its top-level release folder itself
+    (``.../Aariz``), as the adapters accept both.
+
+    Returns:
+        the missing ``recommended`` paths.
+
+    Raises:
+        DataError: a required path is missing (the same paths that make a download fail).
+    """
+    from ..errors import DataError
+
+    root = Path(root)
+    layout = get_release(name).layout
+    paths = layout.dirs + layout.nonempty_dirs + layout.files
+    top = PurePosixPath(paths[0]).parts[0] if paths else None
+    if top and resolve_ci(root, top) is None and root.name.lower() == top.lower():
+        root = root.parent  # given the release folder itself
+    return validate_layout(root, layout, source=str(root), error=DataError)
 
 
 # --------------------------------------------------------------------------- HTTP download
@@ -978,6 +1027,7 @@ def fetch_release(
     else:
         single_hash = _normalise_hash(known_hash, "known_hash")
 
+    sweep_stale(dest)  # a killed earlier unpack: its temporary folder (or the previous release, put back)
     if dest.exists() and not dest.is_dir():
         raise _err("destination exists and is not a folder", dest)
     occupied = dest.is_dir() and any(dest.iterdir())

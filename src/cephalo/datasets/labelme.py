@@ -42,7 +42,7 @@ from ..io import atomic_path
 from ..landmarks import Catalogue, catalogue_from_params
 from .base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, find_images, image_header
 
-__all__ = ["LabelMeAdapter", "label_map", "parse_spacing"]
+__all__ = ["LabelMeAdapter", "label_map", "parse_spacing", "write_labelme"]
 
 
 def parse_spacing(value: Any, where: str) -> tuple[float, float]:
@@ -276,3 +276,36 @@ def _stated_size(data: dict) -> tuple[int, int] | None:
 def _natural(label: str):
     digits = "".join(c for c in label if c.isdigit())
     return (label.rstrip("0123456789"), int(digits) if digits else math.inf, label)
+
+
+def write_labelme(json_path: str | Path, image_path: str | Path, labels: list[str], coords, width: int, height: int,
+                  *, version: str = "5.0.1") -> Path:
+    """Write one LabelMe point-annotation file (atomically), e.g. predicted landmarks to correct by hand.
+
+    Args:
+        json_path: the ``.json`` file to write.
+        image_path: the image; stored as ``imagePath`` relative to the JSON's folder (LabelMe's rule),
+            ``imageData`` null.
+        labels: K point labels (canonical landmark names read back by :class:`LabelMeAdapter`'s
+            default label map).
+        coords: (K, 2) xy image pixels (origin at the centre of the top-left pixel, LabelMe's
+            integer-centre convention); a non-finite point is left out.
+        width, height: image size (``imageWidth``/``imageHeight``, checked by the adapter).
+
+    Returns:
+        ``json_path``.
+    """
+    import os
+
+    json_path = Path(json_path)
+    rel = os.path.relpath(Path(image_path).resolve(), json_path.parent.resolve())
+    shapes = []
+    for label, (x, y) in zip(labels, coords):
+        if math.isfinite(float(x)) and math.isfinite(float(y)):
+            shapes.append({"label": str(label), "points": [[float(x), float(y)]], "group_id": None,
+                           "description": "", "shape_type": "point", "flags": {}})
+    doc = {"version": version, "flags": {}, "shapes": shapes, "imagePath": rel.replace(os.sep, "/"),
+           "imageData": None, "imageHeight": int(height), "imageWidth": int(width)}
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))
+    return json_path

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import offsets_mm, radial_errors_mm
+from .metrics import offsets_mm, radial_errors_mm, spread_ratio
 
 __all__ = ["Finding", "Diagnosis", "diagnose", "DEFAULT_DIAGNOSIS_THRESHOLDS", "biased_landmarks",
            "preprocessing_words"]
@@ -269,8 +269,7 @@ def diagnose(
 
     ranges = {ax: {"pred": [float(p[:, i].min()), float(p[:, i].max())],
                    "gt": [float(g[:, i].min()), float(g[:, i].max())]} for i, ax in enumerate("xy")}
-    spread = {ax: float(p[:, i].std() / g[:, i].std()) if g[:, i].std() > 0 else float("nan")
-              for i, ax in enumerate("xy")}
+    spread = spread_ratio(pred, gt)
 
     # constellation size per image: RMS distance from the centroid of the landmarks present in both
     ratios = []

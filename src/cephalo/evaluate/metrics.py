@@ -35,6 +35,7 @@ __all__ = [
     "summarise_per_landmark",
     "summarise_groups",
     "per_image_mre",
+    "spread_ratio",
     "bootstrap_ci",
     "paired_wilcoxon",
     "threshold_key",
@@ -203,6 +204,36 @@ def per_image_mre(errors: np.ndarray) -> np.ndarray:
     s = np.where(ok, e, 0.0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
+
+
+def spread_ratio(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    """How widely the predictions spread compared with the ground truth, per axis.
+
+    Per axis ``x``/``y``: the standard deviation (``ddof=0``) of the predicted coordinates over
+    every (image, landmark) point that has both a prediction and a ground truth, divided by the
+    same for the ground truth (pixels cancel; no spacing needed). 1 = the predictions spread like
+    the ground truth; << 1 = collapse toward one point (e.g. the image centre); NaN where the
+    ground truth does not vary along the axis or no point is present. The one definition used by
+    the diagnosis (:mod:`cephalo.evaluate.diagnosis`) and by training validation.
+
+    Args:
+        pred: (N, K, 2) float, xy, original-image pixels; NaN = missing.
+        gt: (N, K, 2) float, xy, original-image pixels; NaN = missing.
+
+    Returns:
+        ``{"x": float, "y": float}``.
+    """
+    pred = _check_coords("pred", pred)
+    gt = _check_coords("gt", gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in shape")
+    ok = np.isfinite(pred).all(axis=-1) & np.isfinite(gt).all(axis=-1)
+    p, g = pred[ok], gt[ok]
+    out: dict[str, float] = {}
+    for i, ax in enumerate("xy"):
+        gs = float(g[:, i].std()) if len(g) else 0.0
+        out[ax] = float(p[:, i].std() / gs) if gs > 0 else float("nan")
+    return out
 
 
 def bootstrap_ci(

@@ -14,7 +14,8 @@ import numpy as np
 from ..io import atomic_path
 from .metrics import SDR_TOLERANCE_MM
 
-__all__ = ["wrap_title", "sdr_curve_table", "sdr_curve", "per_landmark_bars", "error_vs_device", "overlay", "diagnosis_figure"]
+__all__ = ["wrap_title", "sdr_curve_table", "sdr_curve", "per_landmark_bars", "error_vs_device", "overlay",
+           "diagnosis_figure", "prediction_overlay"]
 
 
 def _plt():
@@ -147,7 +148,8 @@ def overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, path: str | Pat
             ax.plot([g[k, 0], p[k, 0]], [g[k, 1], p[k, 1]], "y-", lw=0.8)
         if names is not None and np.isfinite(g[k]).all():
             ax.annotate(str(names[k]), g[k], fontsize=5, color="w", xytext=(3, 3), textcoords="offset points")
-    ax.scatter(g[:, 0], g[:, 1], s=12, c="lime", label="ground truth")
+    if np.isfinite(g).any():  # the legend names only what is drawn
+        ax.scatter(g[:, 0], g[:, 1], s=12, c="lime", label="ground truth")
     ax.scatter(p[:, 0], p[:, 1], s=12, c="red", marker="x", label="prediction")
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
@@ -213,3 +215,68 @@ def diagnosis_figure(pred: np.ndarray, gt: np.ndarray, per_landmark: Sequence[Ma
     ax.set_title(f"per-landmark bias (largest {max_labels} labelled)", fontsize=9)
     fig.suptitle(wrap_title(title, 140), fontsize=9)
     return _save(fig, path)
+
+
+def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, *, labels: Sequence[str],
+                       radii_px: np.ndarray | None = None, flagged: Sequence[bool] | None = None,
+                       coverage: float | None = None, title: str = "", max_side: int = 1600) -> Path:
+    """Predicted landmarks on the original image, for a clinician: labels, uncertainty ellipses, flags.
+
+    The PNG has the image's own resolution, reduced to ``max_side`` pixels on the long side when larger
+    (but not below 400 px on the short side), so labels stay readable: font sizes follow the output size. The legend lists only what is
+    drawn: predictions, flagged landmarks (if any), the radius of the given coverage (if any).
+
+    Args:
+        image: (H, W) original image (uint8/uint16/float); coords: (K, 2) xy original px (NaN skipped).
+        labels: K short labels (symbols). radii_px: (K, 2) radius along x and y in original px
+            (NaN/inf: not drawn). flagged: K booleans (drawn in orange). coverage: level of the radii.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Ellipse
+    import matplotlib.patheffects as pe
+
+    plt = _plt()
+    img = np.asarray(image)
+    h, w = img.shape[:2]
+    # at most max_side on the long side, but never below 400 px on the short side (extreme aspect ratios)
+    s = min(1.0, max(float(max_side) / max(h, w), min(1.0, 400.0 / max(min(h, w), 1))))
+    ow, oh = max(1, round(w * s)), max(1, round(h * s))
+    dpi = 100
+    fig = plt.figure(figsize=(ow / dpi, oh / dpi), dpi=dpi)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.imshow(img, cmap="gray", interpolation="antialiased", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.axis("off")
+    fs = max(7.0, oh / 110)
+    c = np.asarray(coords, dtype=np.float64)
+    fl = np.zeros(len(c), bool) if flagged is None else np.asarray(flagged, dtype=bool)
+    outline = [pe.withStroke(linewidth=fs / 4, foreground="black")]
+    drawn_radius = False
+    for k in range(len(c)):
+        if not np.isfinite(c[k]).all():
+            continue
+        col = "orange" if fl[k] else "red"
+        if radii_px is not None and np.isfinite(radii_px[k]).all():
+            ax.add_patch(Ellipse(tuple(c[k]), 2 * radii_px[k][0], 2 * radii_px[k][1], fill=False, color="cyan",
+                                 lw=max(0.8, fs / 10), alpha=0.9))
+            drawn_radius = True
+        ax.plot(c[k, 0], c[k, 1], marker="+", color=col, ms=fs * 1.3, mew=max(1.0, fs / 7))
+        ax.annotate(str(labels[k]), tuple(c[k]), xytext=(fs * 0.45, fs * 0.45), textcoords="offset points",
+                    fontsize=fs, color=col, path_effects=outline)
+    handles = [Line2D([], [], color="red", marker="+", ls="", ms=fs, label="predicted landmark")]
+    if fl.any():
+        handles.append(Line2D([], [], color="orange", marker="+", ls="", ms=fs, label="flagged: check"))
+    if drawn_radius:
+        lvl = f"{100 * coverage:.0f}% " if coverage else ""
+        handles.append(Line2D([], [], color="cyan", marker="o", mfc="none", ls="", ms=fs,
+                              label=f"{lvl}prediction radius"))
+    ax.legend(handles=handles, loc="lower left", fontsize=fs, framealpha=0.8)
+    if title:
+        ax.text(0.01, 0.99, title, transform=ax.transAxes, va="top", ha="left", fontsize=fs, color="white",
+                bbox={"facecolor": "black", "alpha": 0.6, "pad": 3})
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return path

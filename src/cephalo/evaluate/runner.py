@@ -12,8 +12,10 @@ Output folder (written whole, atomically)::
     per_image.csv         # one row per image (MRE, device, split, seen)
     predictions.parquet   # one row per image x landmark: pred/gt original px, error mm, confidence
     diagnosis.md          # plain-words diagnosis
+    measurements.csv      # per cephalometric measurement: MAE [CI], bias, two-annotator limit, class accuracy
+    measurements_per_image.csv  # image x measurement from prediction and ground truth
     plots/sdr_curve.csv   # DVC plot data (threshold_mm, sdr)
-    plots/*.png           # SDR curve, per-landmark bars with human limit, error vs device, diagnosis
+    plots/*.png           # measurement errors, SDR curve, per-landmark bars with human limit, error vs device, diagnosis
     overlays/worst_*.png  # worst images with ground truth and prediction
 """
 
@@ -30,7 +32,7 @@ from . import metrics as M
 from . import plots
 from .diagnosis import diagnose
 
-__all__ = ["evaluate_predictions", "evaluate_model", "predict_variant", "shared_landmarks"]
+__all__ = ["evaluate_predictions", "evaluate_model", "shared_landmarks"]
 
 #: (image, affine original -> image frame) for overlays, given the row number of an image
 ImageGetter = Callable[[int], tuple[np.ndarray, np.ndarray]]
@@ -87,6 +89,8 @@ def evaluate_predictions(
     label: str = "",
     make_plots: bool = True,
     preprocessing: Mapping | None = None,
+    annotators: Mapping[str, np.ndarray] | None = None,
+    calibration: Mapping | None = None,
 ) -> dict:
     """Measure predictions against ground truth in mm and write the evaluation folder.
 
@@ -110,6 +114,10 @@ def evaluate_predictions(
         label: the run/variant name in titles.
         preprocessing: what the run fed the model vs what it was trained with (see
             :func:`cephalo.evaluate.diagnosis.diagnose`), to name a collapse's cause.
+        annotators: name -> (N, K, 2) original px per annotator: the two-annotator limit of the
+            cephalometric measurements (:mod:`cephalo.evaluate.measurement_errors`).
+        calibration: the model's conformal calibration (:mod:`cephalo.uncertainty`): empirical
+            coverage of its radii on these images goes into ``uncertainty`` (needs ``confidence``).
 
     Returns:
         the metrics.json content (dict).
@@ -172,6 +180,17 @@ def evaluate_predictions(
                        "offset_px": diag.offset_px, "offset_mm": diag.offset_mm, "confidence": diag.confidence}
                       if diag else {"summary": diag_error, "findings": []}),
     }
+    from .measurement_errors import measurement_errors, write_outputs
+
+    result["measurements"] = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators,
+                                                n_boot=n_boot, seed=seed)
+    if calibration and confidence is not None:
+        from ..uncertainty import coverage
+
+        result["uncertainty"] = {"method": calibration.get("method"), "scale": calibration.get("scale"),
+                                 "calibration_split": calibration.get("split"),
+                                 "calibration_images": calibration.get("n_images"),
+                                 "coverage": coverage(calibration, err, confidence, names)}
     result = _nanlist(result)
 
     import pandas as pd
@@ -204,6 +223,7 @@ def evaluate_predictions(
         (tmp / "diagnosis.md").write_text(diag.to_markdown() if diag else f"# Diagnosis\n\n{diag_error}\n")
         pdir = tmp / "plots"
         pdir.mkdir()
+        write_outputs(result["measurements"], tmp, make_plot=make_plots, title=label)
         pd.DataFrame(plots.sdr_curve_table(err)).to_csv(pdir / "sdr_curve.csv", index=False)
         if make_plots:
             _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images,
@@ -240,55 +260,6 @@ def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, g
 EXTRA_NORMALISATIONS = {"raw": {"name": "unit", "max_value": 1.0}}
 
 
-def predict_variant(model, meta, variant, rows: Sequence[int], batch_size: int = 4, device: str = "cpu",
-                    progress: bool = True, normalisation: str | None = None,
-                    decoder: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Run a model on variant images and decode landmarks in *preprocessed* pixels.
-
-    Args:
-        model: ``nn.Module`` in eval mode, ``(B, 3, H, W) -> (B, K, H/4, W/4)``.
-        meta: its ``ModelMeta`` (``normalisation``, ``codec``).
-        variant: a loaded :class:`cephalo.preprocess.Variant`.
-        rows: image rows to predict.
-        normalisation: override of the model's input normalisation (a name of
-            ``cephalo.preprocess.NORMALISATIONS`` or ``raw``), to reproduce a preprocessing mistake.
-        decoder: override of the codec's decoder (``dark``, ``argmax``, ``soft_argmax``; soft-argmax
-            runs at temperature 1 on the raw outputs, as the public HRNet demo does).
-
-    Returns:
-        (coords (R, K_model, 2) float64 xy preprocessed px, confidence (R, K_model) float64).
-    """
-    import torch
-    from tqdm import tqdm
-
-    from ..codecs import create_codec
-    from ..preprocess import normalise
-
-    norm = meta.normalisation or variant.normalisation
-    if normalisation is not None:
-        norm = EXTRA_NORMALISATIONS.get(normalisation, normalisation)
-    W, H = variant.input_size
-    codec = None
-    coords, confs = [], []
-    model = model.to(device).eval()
-    rows = list(rows)
-    with torch.no_grad():
-        for s in tqdm(range(0, len(rows), batch_size), desc="evaluate", disable=not progress):
-            batch = np.stack([np.asarray(variant.images[r]) for r in rows[s:s + batch_size]])
-            x = normalise(batch, norm).to(device)
-            hm = model(x).float().cpu()
-            if codec is None:
-                kw = dict(meta.codec or {})
-                kw.update(input_size=(W, H), heatmap_size=(int(hm.shape[-1]), int(hm.shape[-2])))
-                if decoder is not None:
-                    kw.update(decoder=decoder, temperature=1.0)
-                codec = create_codec(**kw)
-            r = codec.decode(hm)
-            coords.append(np.asarray(r.coords, dtype=np.float64))
-            confs.append(np.asarray(r.confidence, dtype=np.float64))
-    return np.concatenate(coords), np.concatenate(confs)
-
-
 def evaluate_model(
     model,
     meta,
@@ -309,18 +280,21 @@ def evaluate_model(
     progress: bool = True,
     normalisation: str | None = None,
     decoder: str | None = None,
+    calibration: Mapping | None = None,
 ) -> dict:
     """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
 
-    Predictions are decoded in preprocessed pixels by ``create_codec(**meta.codec)``, mapped to
-    original pixels through ``geometry.invert`` of each image's stored affine, and compared over
-    the landmarks the model and the data share (by name). Leakage (seen images, duplicates across
+    Predictions in original pixels come from :func:`cephalo.inference.predict_variant` (codec
+    from ``meta.codec``, label frame and inverse preprocessing affine per image; the same path as
+    training validation and ``cephalo predict``) and are compared over the landmarks the model
+    and the data share (by name). Leakage (seen images, duplicates across
     splits) is checked against ``meta.provenance``.
 
     Args:
         model, meta: from ``cephalo.models.load_model``.
         variant: a loaded ``Variant`` or its directory.
         split: split name, or ``"all"``.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (:func:`cephalo.inference.resolve_device`).
         out_dir: output folder (see the module doc).
         human: a precomputed human limit; if None and the variant holds two or more annotators,
             it is computed from them.
@@ -332,10 +306,11 @@ def evaluate_model(
         the metrics.json content.
 
     Raises:
-        cephalo.errors.DataError: no image in ``split``; ValueError: no shared landmark.
+        cephalo.errors.DataError: no image in ``split``; ValueError: no shared landmark;
+        cephalo.errors.ConfigError: unusable ``device``, or a model/codec mismatch.
     """
     from ..errors import DataError
-    from ..geometry import apply_affine, invert, label_frame_affine
+    from ..inference import Predictor, predict_variant
     from .leakage import find_leakage, image_content_hash
 
     if not hasattr(variant, "images"):
@@ -347,15 +322,14 @@ def evaluate_model(
         raise DataError(f"no image in split {split!r} (splits: {sorted(set(map(str, variant.splits)))})",
                         getattr(variant, "path", None))
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
-    pred_pre, conf = predict_variant(model, meta, variant, rows, batch_size=batch_size, device=device,
-                                     progress=progress, normalisation=normalisation, decoder=decoder)
-    # Back to original pixels through the inverse of the mapping the model's labels were trained
-    # with (the pixel affine for cephalo's models; x*scale+pad for the public HRNet).
-    convention = str((getattr(meta, "codec", {}) or {}).get("convention", "pixel_centre"))
-    input_wh = tuple(int(v) for v in np.asarray(variant.images).shape[:0:-1])
-    inv = np.stack([invert(label_frame_affine(variant.affines[r], tuple(variant.orig_sizes[r]), input_wh, convention))
-                    for r in rows])
-    pred = apply_affine(inv, pred_pre[:, mi])
+    predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
+                                    device_key="evaluate.device")
+    if normalisation is not None:  # reproduce a user's preprocessing mistake
+        predictor.normalisation = EXTRA_NORMALISATIONS.get(normalisation, normalisation)
+    if decoder is not None:
+        predictor.codec_spec.update(decoder=decoder, temperature=1.0)
+    p = predict_variant(predictor, variant, rows, batch_size=batch_size, progress=progress, desc="evaluate")
+    pred, conf = p.coords[:, mi], p.confidence[:, mi]
     gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
     spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
     if not np.isfinite(spacing).all():
@@ -369,6 +343,7 @@ def evaluate_model(
                         all_splits=[str(s) for s in variant.splits], all_hashes=all_hashes)
     if human is None:
         human = _human_from_variant(variant, rows, names, thresholds)
+    annotators = _annotators_original(variant, rows, names)
 
     def getter(i: int):
         r = int(rows[i])
@@ -401,15 +376,28 @@ def evaluate_model(
     return evaluate_predictions(
         pred, gt, spacing, image_ids=[ids_all[r] for r in rows], names=names, out_dir=out_dir,
         splits=[str(variant.splits[r]) for r in rows], devices=[str(variant.devices[r]) for r in rows],
-        confidence=conf[:, mi], image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
+        confidence=conf, image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
         n_boot=n_boot, seed=seed, human=human, leakage=leak, info=base_info, images=getter, n_worst=n_worst,
-        diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"], preprocessing=preprocessing,
+        diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"], annotators=annotators,
+        calibration=calibration, preprocessing=preprocessing,
     )
 
 
 def _norm_name(spec) -> str:
     """The name of a normalisation spec (a name or ``{"name": ...}``)."""
     return str(spec.get("name")) if isinstance(spec, Mapping) else str(spec)
+
+
+def _annotators_original(variant, rows, names) -> dict[str, np.ndarray]:
+    """Each annotator's landmarks (``mean`` excluded) for ``rows`` x ``names`` in original pixels."""
+    from ..geometry import apply_affine, invert
+
+    anns = {a: v for a, v in (getattr(variant, "annotators", {}) or {}).items() if a != "mean"}
+    if len(anns) < 2:
+        return {}
+    di = [list(variant.landmark_names).index(n) for n in names]
+    inv = np.stack([invert(variant.affines[r]) for r in rows])
+    return {a: apply_affine(inv, np.asarray(v, dtype=np.float64)[rows][:, di]) for a, v in anns.items()}
 
 
 def _human_from_variant(variant, rows, names, thresholds) -> dict | None:

@@ -115,15 +115,15 @@ def build_index(
         else:
             from PIL import Image
 
-            from ..preprocess.imageio import check_complete, exif_orientation, oriented_size
+            from ..imageio import check_complete, describe_file, exif_orientation, oriented_size
 
             check_complete(p)
             try:
                 with Image.open(p) as im:
                     im.load()
                     sizes[p] = oriented_size(*im.size, exif_orientation(p))
-            except OSError as e:
-                raise DataError(f"unreadable image ({e})", p) from None
+            except (OSError, ValueError, SyntaxError):
+                raise DataError(f"cannot read image: {describe_file(p)}", p) from None
     df["width"] = df["image_path"].map(lambda p: sizes[p][0])
     df["height"] = df["image_path"].map(lambda p: sizes[p][1])
     df = _coerce(df)

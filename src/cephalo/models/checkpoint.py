@@ -35,6 +35,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ModelMeta",
     "Checkpoint",
+    "torch_load_checked",
     "save_checkpoint",
     "read_checkpoint",
     "load_checkpoint",
@@ -173,7 +174,37 @@ def _numpy_safe_globals() -> list:
     return out
 
 
-def _torch_load(path: Path, map_location: Any, trusted: bool) -> Any:
+def _describe_bad_checkpoint(path: Path) -> str:
+    """What a checkpoint that failed to load holds, in words (never torch's own advice)."""
+    from ..imageio import text_excerpt
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if size == 0:
+        return "an empty file (0 bytes), not a checkpoint"
+    if head.startswith(b"PK\x03\x04"):
+        return f"not a valid checkpoint: its zip archive ({size} bytes) is truncated or corrupt"
+    if head[:1] == b"\x80" and 2 <= head[1:2][0] <= 5:
+        return f"not a valid checkpoint: a truncated or corrupt pickle ({size} bytes)"
+    text = text_excerpt(head)
+    if text is not None:
+        return f"not a checkpoint: a text file (starts with {text!r})"
+    return f"not a PyTorch checkpoint (unknown format, first bytes {head[:8].hex(' ')})"
+
+
+def torch_load_checked(path: Path, map_location: Any, trusted: bool) -> Any:
+    """``torch.load(path)`` (``weights_only=True`` plus numpy scalars/arrays unless ``trusted``) with
+    one-line :class:`CheckpointError` messages that say what the file holds (empty, text, a
+    truncated zip/pickle, unknown format, or a pickled object safe loading refuses) and never
+    suggest ``weights_only=False``.
+
+    Raises:
+        CheckpointError: missing or unloadable file, naming it.
+    """
     if not path.is_file():
         raise CheckpointError("checkpoint file not found", path)
     try:
@@ -182,19 +213,15 @@ def _torch_load(path: Path, map_location: Any, trusted: bool) -> Any:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        text = str(e)
-        glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        glob = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
         if glob:
             raise CheckpointError(
                 f"holds a Python object ({glob.group(1)}) that safe loading refuses; "
                 "if you trust this file, load it with trusted=True", path
             ) from None
-        detail = re.search(r"Unpickler error: ([^\n]+)", text)
-        msg = detail.group(1) if detail else (text.splitlines()[0] if text else type(e).__name__)
-        raise CheckpointError(f"unreadable or truncated checkpoint ({msg.strip()})", path) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else ""
-        raise CheckpointError(f"unreadable or truncated checkpoint ({type(e).__name__}: {msg})", path) from None
+        raise CheckpointError(_describe_bad_checkpoint(path), path) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError, TypeError):
+        raise CheckpointError(_describe_bad_checkpoint(path), path) from None
 
 
 
@@ -335,7 +362,7 @@ def read_checkpoint(
             ``format_version``; malformed meta.
     """
     path = Path(path)
-    raw = _torch_load(path, map_location, trusted)
+    raw = torch_load_checked(path, map_location, trusted)
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"unknown checkpoint layout: top level is {type(raw).__name__}, not a dict", path)
     if raw.get("format") == "cephalo":
@@ -547,6 +574,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta, extra: 
         **extra,
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)  # through a Python file: a full disk is an OSError, not a RuntimeError
     return path

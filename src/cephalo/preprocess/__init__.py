@@ -6,7 +6,7 @@ Public API (``docs/DESIGN.md``): :func:`load_variant`, :class:`Variant`, :func:`
 ``histogram_match``); :func:`read_image` decodes an image keeping 16-bit depth.
 """
 
-from .imageio import image_bit_depth, read_image
+from ..imageio import image_bit_depth, read_image
 from .normalise import IMAGENET_MEAN, IMAGENET_STD, NORMALISATIONS, normalisation_spec, normalise
 from .steps import STEPS, Clahe, HistogramMatch, Letterbox, Pipeline, Spacing, Step, Stretch, create_step, parse_steps
 from .variant import (

@@ -21,6 +21,7 @@ normalisation, reference index bytes, format version): :func:`variant_fingerprin
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -33,8 +34,8 @@ import numpy as np
 
 from .. import geometry as G
 from ..errors import ConfigError, DataError
-from ..io import atomic_dir, file_sha256, write_json
-from .imageio import image_bit_depth, read_image
+from ..imageio import image_bit_depth, read_image
+from ..io import atomic_dir, file_sha256, sweep_stale, write_json
 from .normalise import normalisation_spec
 from .steps import HistogramMatch, Pipeline
 
@@ -237,6 +238,38 @@ def _fit_references(pipe: Pipeline, df, root: Path, index_path: Path, index_sha:
 # --------------------------------------------------------------------------- build
 
 
+def _allocated_memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """A new ``.npy`` memmap whose blocks are allocated on disk before any pixel is written.
+
+    ``open_memmap`` makes a sparse file; writing through the map on a full disk then kills the
+    process with SIGBUS. ``posix_fallocate`` reserves every block first, so a full disk is an
+    ``OSError`` (ENOSPC, naming ``path``) before the cache is filled.
+
+    Raises:
+        OSError: no space (or another I/O error) while allocating.
+    """
+    cache = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    size = os.path.getsize(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                del cache
+                raise OSError(e.errno, e.strerror, str(path)) from None
+            # no fallocate on this file system: write zeros (a full disk fails here, not in the map)
+            with open(path, "r+b") as f:
+                f.seek(cache.offset)
+                block = b"\0" * (1 << 20)
+                left = size - cache.offset
+                while left > 0:
+                    left -= f.write(block[: min(left, len(block))])
+    finally:
+        os.close(fd)
+    return cache
+
+
 def build_variant(
     index_path: str | Path,
     spec: Mapping,
@@ -289,6 +322,7 @@ def build_variant(
             f"variant {name!r}: needs a geometric step with a fixed output size (letterbox, stretch, spacing)"
         )
 
+    sweep_stale(out_dir)  # a killed earlier build's temporaries, even when the variant is up to date
     index_sha = file_sha256(index_path)
     if ground_truth is None:
         try:
@@ -341,7 +375,7 @@ def build_variant(
     affines = np.zeros((n, 2, 3))
 
     with atomic_dir(out_dir) as tmp:
-        cache = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=dtype, shape=(n, H, W))
+        cache = _allocated_memmap(tmp / "images.npy", dtype, (n, H, W))
         rows = list(imgs.itertuples(index=False))
 
         def work(k: int):

@@ -2,7 +2,8 @@
 
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT``;
 :func:`setup` initialises the process group with NCCL on CUDA and gloo on CPU, and pins
-each process to ``cuda:LOCAL_RANK``. Rank 0 alone logs and writes files.
+each process to ``cuda:LOCAL_RANK``. Rank 0 alone logs and writes files. Device names are
+resolved by :func:`cephalo.inference.resolve_device` (re-exported here).
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
-from ..errors import ConfigError
+from ..inference import resolve_device
 
-__all__ = ["DistInfo", "setup", "teardown", "resolve_device", "unwrap", "barrier", "broadcast_floats",
-           "all_min", "all_sum"]
+__all__ = ["DistInfo", "setup", "teardown", "resolve_device", "barrier", "broadcast_floats", "all_min",
+           "all_sum"]
 
 
 @dataclass(frozen=True)
@@ -38,23 +38,6 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``.
-
-    Raises:
-        ConfigError: ``cuda`` asked for but not available.
-    """
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"params train.device: {spec!r} asked for but CUDA is not available "
-                              "(use device: auto or cpu)")
-        if spec == "cuda":
-            spec = f"cuda:{local_rank}"
-    return torch.device(spec)
-
-
 def setup(device_spec: str = "auto") -> DistInfo:
     """Read the torchrun environment, start the process group when ``WORLD_SIZE > 1``.
 
@@ -63,7 +46,7 @@ def setup(device_spec: str = "auto") -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_spec, local)
+    device = resolve_device(device_spec, local, key="train.device")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
@@ -75,13 +58,6 @@ def teardown() -> None:
     """Destroy the process group if this module's :func:`setup` created one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel`` wrapper (or ``model`` itself)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def barrier(info: DistInfo) -> None:

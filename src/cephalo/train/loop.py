@@ -14,9 +14,11 @@ Outputs in ``out_dir`` (rank 0 only):
   weights when EMA is on).
 * ``history.csv`` - one row per epoch (DVC plots), rewritten atomically.
 
-Validation: heatmaps are decoded with the codec (float32) to preprocessed pixels, mapped
-to original pixels through ``geometry.invert(affine)`` per image, and scored with
-``cephalo.evaluate.metrics.radial_errors_mm`` using per-image pixel spacing.
+Validation: the validation images are predicted in original pixels by
+:func:`cephalo.inference.predict_variant` (the same path as ``cephalo evaluate`` and ``cephalo
+predict``: the trainer's codec, label frame and inverse preprocessing affine), and scored by
+:func:`validation_figures` with :mod:`cephalo.evaluate.metrics` (MRE/SD/SDR as in
+``metrics.json``; SDR in percent in ``history.csv``), using per-image pixel spacing.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ import torch
 from torch import nn
 
 from ..errors import CephaloError, CheckpointError, ConfigError, DataError
-from ..geometry import apply_affine, invert
 from ..io import atomic_path
 from .config import TrainConfig
 from .data import EpochBatchSampler, HeatmapDataset, loader_generator, make_loader
@@ -45,7 +46,7 @@ from .distributed import DistInfo, all_min, all_sum, barrier, broadcast_floats
 from .optim import ModelEMA, build_optimizer, build_scheduler
 from .state import capture_rng, restore_rng
 
-__all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "HISTORY_COLUMNS", "predict_original_px"]
+__all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "HISTORY_COLUMNS", "validation_figures"]
 
 log = logging.getLogger("cephalo.train")
 
@@ -85,54 +86,47 @@ class TrainResult:
         }
 
 
-def predict_original_px(model: nn.Module, images: np.ndarray, rows: Sequence[int], affines: np.ndarray,
-                        codec, normalisation: dict, device: torch.device, batch_size: int = 8,
-                        autocast_dtype: torch.dtype | None = None, loss_fn=None, landmarks=None):
-    """Predict landmarks for ``images[rows]`` and map them to original pixels.
+def validation_figures(pred: np.ndarray | None, gt: np.ndarray | None, spacing: np.ndarray | None,
+                       degenerate: np.ndarray | None = None) -> dict:
+    """The validation columns of ``history.csv`` (except ``val_loss``), computed with the same
+    code as ``cephalo evaluate``'s ``metrics.json`` (:mod:`cephalo.evaluate.metrics`).
 
     Args:
-        model: heatmap model (set to eval mode here), ``(B, 3, H, W) -> (B, K, h, w)``.
-        images: ``(N, H, W)`` uint8/uint16 preprocessed images.
-        rows: rows to predict.
-        affines: ``(N, 2, 3)`` float64 original -> preprocessed.
-        codec: decodes ``(B, K, h, w)`` float32 -> coords in preprocessed (input) pixels.
-        normalisation: spec for ``cephalo.preprocess.normalise``.
-        loss_fn, landmarks: optional; with both, also the mean heatmap loss against targets
-            encoded from ``landmarks`` ``(N, K, 2)`` preprocessed px.
+        pred, gt: ``(N, K, 2)`` float64, xy, original-image pixels (NaN = missing); None = no
+            validation (every figure NaN).
+        spacing: ``(N, 2)`` float64 mm/px (x, y); rows without a finite positive spacing are left
+            out of the mm figures (they still count in ``val_mre_px``).
+        degenerate: ``(N, K)`` bool, heatmaps without a position.
 
     Returns:
-        ``(pred (len(rows), K, 2) float64 original px xy, degenerate (len(rows), K) bool,
-        mean loss or NaN)``.
+        ``val_mre_mm``, ``val_sd_mm`` (mm, ``metrics.summarise``'s ``mre_mm``/``sd_mm``),
+        ``val_sdr_2mm`` (**percent**: 100 x ``metrics.summarise``'s SDR fraction at 2 mm),
+        ``val_mre_px`` (original px), ``val_spread_ratio`` (mean of the x and y
+        ``metrics.spread_ratio``), ``val_degenerate`` (count), and ``val_loss`` (NaN here).
     """
-    from ..preprocess import normalise
+    from ..evaluate import metrics as M
 
-    model.eval()
-    preds, degen, losses, counts = [], [], [], []
-    rows = list(rows)
-    with torch.no_grad():
-        for s in range(0, len(rows), batch_size):
-            r = rows[s:s + batch_size]
-            img = torch.from_numpy(np.stack([np.asarray(images[i]) for i in r])).to(device)
-            x = normalise(img, normalisation)
-            ctx = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
-            with ctx:
-                out = model(x)
-            out = out.float()
-            if loss_fn is not None and landmarks is not None:
-                hm, w = zip(*(codec.encode(np.asarray(landmarks[i], dtype=np.float64)) for i in r))
-                t = torch.as_tensor(np.stack(hm), device=device)
-                wt = torch.as_tensor(np.stack(w), device=device)
-                losses.append(float(loss_fn(out, t, wt)) * len(r))
-                counts.append(len(r))
-            dec = codec.decode(out.cpu().numpy())
-            coords = np.asarray(dec.coords, dtype=np.float64)
-            inv = np.stack([invert(affines[i]) for i in r])
-            preds.append(apply_affine(inv, coords))
-            degen.append(np.asarray(dec.degenerate, dtype=bool))
-    pred = np.concatenate(preds) if preds else np.zeros((0, 0, 2))
-    dg = np.concatenate(degen) if degen else np.zeros((0, 0), bool)
-    loss = sum(losses) / sum(counts) if counts else float("nan")
-    return pred, dg, loss
+    nan = float("nan")
+    out = {"val_loss": nan, "val_mre_mm": nan, "val_sd_mm": nan, "val_sdr_2mm": nan, "val_mre_px": nan,
+           "val_spread_ratio": nan, "val_degenerate": 0}
+    if pred is None or gt is None or spacing is None:
+        return out
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    spacing = np.asarray(spacing, dtype=np.float64).reshape(-1, 2)
+    has_mm = np.isfinite(spacing).all(axis=1) & (spacing > 0).all(axis=1)
+    if has_mm.any():
+        s = M.summarise(M.radial_errors_mm(pred[has_mm], gt[has_mm], spacing[has_mm]), [2.0])
+        out["val_mre_mm"] = s["mre_mm"]
+        out["val_sd_mm"] = s["sd_mm"]
+        sdr = s["sdr"][M.threshold_key(2.0)]
+        out["val_sdr_2mm"] = 100.0 * sdr if np.isfinite(sdr) else nan
+    s_px = M.summarise(M.radial_errors_mm(pred, gt, np.ones(2)), [])
+    out["val_mre_px"] = s_px["mre_mm"]  # unit spacing: the radial error in original pixels
+    with np.errstate(all="ignore"):
+        out["val_spread_ratio"] = float(np.mean(list(M.spread_ratio(pred, gt).values())))
+    out["val_degenerate"] = int(np.asarray(degenerate, dtype=bool).sum()) if degenerate is not None else 0
+    return out
 
 
 def resolve_splits(splits, image_ids, cfg: TrainConfig, label: str = "variant"):
@@ -464,40 +458,31 @@ class Trainer:
         return self.ema.model_copy(self.raw_model) if self.ema is not None else self.raw_model
 
     def _validate(self) -> dict:
-        nan = float("nan")
-        empty = {"val_loss": nan, "val_mre_mm": nan, "val_sd_mm": nan, "val_sdr_2mm": nan, "val_mre_px": nan,
-                 "val_spread_ratio": nan, "val_degenerate": 0}
         if len(self.val_rows) == 0 or not self.info.is_main:
-            return empty
-        from ..evaluate.metrics import radial_errors_mm
+            return validation_figures(None, None, None)
+        from ..inference import Predictor, predict_variant
 
         v = self.variant
-        model = self.eval_model()
-        rows = self.val_rows
-        pred, degen, vloss = predict_original_px(
-            model, v.images, rows, np.asarray(v.affines), self.codec, v.normalisation, self.device,
-            batch_size=self.cfg.val_batch_size or self.cfg.batch_size, autocast_dtype=self.amp_dtype,
-            loss_fn=self.loss_fn, landmarks=v.landmarks)
+        predictor = Predictor(self.eval_model(), codec=self.codec, normalisation=v.normalisation,
+                              device=self.device, n_landmarks=self.K, autocast_dtype=self.amp_dtype)
+        targets = v.landmarks
+        loss_sum, n = 0.0, 0
+
+        def loss_hook(rows: Sequence[int], out: torch.Tensor) -> None:
+            nonlocal loss_sum, n
+            hm, w = zip(*(self.codec.encode(np.asarray(targets[i], dtype=np.float64)) for i in rows))
+            t = torch.as_tensor(np.stack(hm), device=out.device)
+            wt = torch.as_tensor(np.stack(w), device=out.device)
+            loss_sum += float(self.loss_fn(out, t, wt)) * len(rows)
+            n += len(rows)
+
+        pred = predict_variant(predictor, v, self.val_rows, on_heatmaps=loss_hook,
+                               batch_size=self.cfg.val_batch_size or self.cfg.batch_size)
         self.raw_model.train()
-        gt = np.asarray(v.landmarks_original, dtype=np.float64)[rows]
-        spacing = np.asarray(v.spacing, dtype=np.float64)[rows]
-        err_mm = radial_errors_mm(pred, gt, spacing)
-        err_px = np.linalg.norm(pred - gt, axis=-1)
-        out = dict(empty)
-        out["val_loss"] = vloss
-        if np.isfinite(err_mm).any():
-            out["val_mre_mm"] = float(np.nanmean(err_mm))
-            out["val_sd_mm"] = float(np.nanstd(err_mm))
-            fin = err_mm[np.isfinite(err_mm)]
-            out["val_sdr_2mm"] = float(np.mean(fin <= 2.0) * 100.0)
-        if np.isfinite(err_px).any():
-            out["val_mre_px"] = float(np.nanmean(err_px))
-        # collapse check: spread of predictions across images vs spread of ground truth
-        with np.errstate(all="ignore"):
-            ps = np.nanmean(np.nanstd(pred, axis=0))
-            gs = np.nanmean(np.nanstd(gt, axis=0))
-        out["val_spread_ratio"] = float(ps / gs) if gs > 0 else nan
-        out["val_degenerate"] = int(degen.sum())
+        rows = self.val_rows
+        out = validation_figures(pred.coords, np.asarray(v.landmarks_original, dtype=np.float64)[rows],
+                                 np.asarray(v.spacing, dtype=np.float64)[rows], pred.degenerate)
+        out["val_loss"] = loss_sum / n if n else float("nan")
         return out
 
     def _score_name(self) -> str:
@@ -564,11 +549,13 @@ class Trainer:
             if cfg.resume == "must":
                 raise CheckpointError("resume: must, but there is no checkpoint to resume from", self.last_path)
             return
+        from ..models.checkpoint import torch_load_checked
+
         try:
-            ck = torch.load(self.last_path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-            raise CheckpointError(f"cannot read checkpoint to resume from ({type(e).__name__}: {e}); "
-                                  "delete it or set train.resume: never", self.last_path) from None
+            ck = torch_load_checked(self.last_path, "cpu", trusted=False)
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot resume: {str(e).removeprefix(f'{self.last_path}: ')}; delete it or set "
+                                  "train.resume: never", self.last_path) from None
         st = (ck.get("training") if isinstance(ck, dict) else None) or (ck.get("extra", {}) or {}).get("training")
         if not isinstance(st, dict):
             raise CheckpointError("not a training checkpoint (no training state); delete it or set "
@@ -648,4 +635,4 @@ def _bar(total: int, desc: str, enabled: bool):
 def _device_for(cfg: TrainConfig) -> torch.device:
     from .distributed import resolve_device
 
-    return resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+    return resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")), key="train.device")

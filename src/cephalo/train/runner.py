@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..io import write_json
+from ..io import sweep_tree, write_json
 from .config import TrainConfig
 from .distributed import DistInfo, setup, teardown
 from .loop import Trainer, TrainResult
@@ -175,7 +175,8 @@ def train_on_variant(
     """Train ``arch`` on the variant at ``data_dir``; outputs in ``out_dir`` (see module doc).
 
     Args:
-        data_dir: variant directory (``cephalo preprocess`` output).
+        data_dir: variant directory (``cephalo preprocess`` output), or an in-memory object with a
+            ``Variant``'s attributes (``cephalo.refine.CropSet``); its ``path`` labels it.
         out_dir: run directory: ``best.pt``, ``last.pt``, ``history.csv``, ``train.json``,
             ``init_report.json``.
         cfg: :class:`TrainConfig` (``train:`` params with CLI overrides applied).
@@ -200,7 +201,10 @@ def train_on_variant(
     try:
         set_deterministic(cfg.deterministic, info.device.type == "cuda")
         seed_everything(cfg.seed + info.rank * 0)  # same init on every rank; DDP broadcasts anyway
-        variant = load_variant(data_dir)
+        # a variant directory, or an object with a Variant's attributes (e.g. the refiner's windows,
+        # cephalo.refine.CropSet) trained by the same loop
+        variant = data_dir if hasattr(data_dir, "landmarks_original") else load_variant(data_dir)
+        data_dir = getattr(variant, "path", data_dir)
         names = list(variant.landmark_names)
         W, H = (int(v) for v in variant.input_size)
         model, new, report = build_model(arch, names, cfg, model_kwargs)
@@ -272,6 +276,7 @@ def train_on_variant(
         out_dir = Path(out_dir)
         if info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
+            sweep_tree(out_dir)  # temporaries of a killed earlier run (checkpoints, history)
             write_json(out_dir / "init_report.json", _jsonable(report))
         trainer = Trainer(model, variant, codec, loss_fn, cfg, out_dir, meta=meta, new_param_names=new,
                           augment_factory=augment_factory, dist_info=info, progress=progress,

@@ -1,0 +1,94 @@
+"""What a clinic reads next to the landmarks of one predicted image: radii, flags, measurements.
+
+:func:`assess` combines, for one :class:`cephalo.predict.ImagePrediction` and its decoded image:
+
+* calibrated prediction radii (:mod:`cephalo.uncertainty`) in mm (with the image's spacing) and in
+  original pixels per axis (``radius_mm / spacing``; without a spacing the pixel radii come from
+  the calibration's pixel table);
+* review flags (:mod:`cephalo.flags`);
+* cephalometric measurements (:mod:`cephalo.measurements`) with their normal range, status
+  (``below`` / ``normal`` / ``above``), ISBI class where defined, and interval half-width from the
+  radii. Without a pixel spacing, angles and ratios are computed assuming square pixels (stated in
+  ``assumes_square_pixels``) and millimetre measurements are left out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import measurements as MS
+from .flags import ReviewConfig, ShapeModel, review
+
+__all__ = ["assess", "shape_model_of"]
+
+
+def shape_model_of(calibration: Mapping | None) -> ShapeModel | None:
+    """The shape model stored in a calibration, or None."""
+    if calibration and calibration.get("shape_model"):
+        return ShapeModel.from_dict(calibration["shape_model"])
+    return None
+
+
+def _num(v: Any) -> float | None:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def assess(pred: Any, image: np.ndarray, calibration: Mapping | None = None, cfg: ReviewConfig = ReviewConfig(),
+           shape_model: ShapeModel | None = None) -> dict:
+    """Radii, flags and measurements of one prediction.
+
+    Args:
+        pred: an ``ImagePrediction`` (``coords`` (K, 2) original px, ``confidence``, ``degenerate``,
+            ``spacing`` (x, y) mm/px or None, ``landmark_names``, ``in_image()``).
+        image: its decoded (H, W) image.
+        calibration: the checkpoint's conformal calibration, or None (no radii, no radius flags).
+        cfg: review thresholds; ``cfg.coverage`` is the radius level.
+        shape_model: default ``shape_model_of(calibration)``.
+
+    Returns:
+        ``{"coverage": level | None, "radius_mm": (K,) | None, "radius_px": (K, 2) | None,
+        "review": flags.review(...) dict, "measurements": {key: {...}}, "assumes_square_pixels": bool}``
+        (numpy arrays; JSON conversion is the writer's).
+    """
+    from .uncertainty import radii
+
+    names = list(pred.landmark_names)
+    conf = np.asarray(pred.confidence, dtype=np.float64)
+    sp = None if pred.spacing is None else (float(pred.spacing[0]), float(pred.spacing[1]))
+    r_mm = r_px = None
+    level = None
+    if calibration:
+        level = cfg.coverage
+        if sp is not None and calibration.get("q_mm"):
+            r_mm = radii(calibration, names, conf, level, "mm")
+            r_px = np.stack([r_mm / sp[0], r_mm / sp[1]], axis=-1)
+        elif calibration.get("q_px"):
+            r = radii(calibration, names, conf, level, "px")
+            r_px = np.stack([r, r], axis=-1)
+    sm = shape_model if shape_model is not None else shape_model_of(calibration)
+    rev = review(image, pred.coords, names, sp, pred.in_image(), pred.degenerate, r_mm, sm, cfg)
+    spacing = np.asarray(sp if sp is not None else (1.0, 1.0))
+    keys = [k for k in MS.available(names) if sp is not None or MS.MEASUREMENTS[k].unit != "mm"]
+    vals = MS.compute(pred.coords[None], names, spacing, keys) if keys else {}
+    half = MS.measurement_intervals(pred.coords[None], names, spacing, r_mm, keys) if (keys and r_mm is not None) else {}
+    meas = {}
+    for k in keys:
+        m = MS.MEASUREMENTS[k]
+        v = float(vals[k][0])
+        status = None
+        if math.isfinite(v):
+            status = "below" if v < m.normal[0] else ("above" if v > m.normal[1] else "normal")
+        cls = int(MS.classify(k, np.array([v]))[0]) if m.classes else 0
+        meas[k] = {"value": _num(v), "unit": m.unit, "title": m.title, "normal": list(m.normal),
+                   "normal_source": m.normal_source, "status": status,
+                   "class": cls or None, "class_name": next((c.name for c in m.classes if c.label == cls), None),
+                   "half_width": _num(half[k][0]) if k in half else None}
+    return {"coverage": level, "radius_mm": r_mm, "radius_px": r_px, "review": rev, "measurements": meas,
+            "assumes_square_pixels": sp is None}

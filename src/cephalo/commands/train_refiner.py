@@ -1,0 +1,109 @@
+"""``cephalo train-refiner``: train the coarse-to-fine refiner on windows cut from the original images.
+
+Reads params ``refine`` (windows, jitter, network, ``refine.train`` / ``refine.stages.<stage>``
+deep-merged on top of ``train``), ``codec``, ``model.transfer`` and ``tracking``::
+
+    cephalo train-refiner --index results/index/isbi2015.parquet --global results/models/source/best.pt \\
+        --out results/models/refiner/source --stage source
+    cephalo train-refiner --index results/index/hamedan.parquet --global results/models/finetuned/V/best.pt \\
+        --init results/models/refiner/source/best.pt --out results/models/refiner/finetuned/V --stage finetune
+
+With ``--global``, OUT/bundle.json pairs that global model with OUT/best.pt; ``cephalo evaluate`` and
+``cephalo predict`` take it as ``--model``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from ._common import params_option, read_params
+
+
+def refiner_sections(params: dict, stage: str | None, params_path: Path | None = None):
+    """``(TrainConfig, RefineConfig)`` of the refiner: ``train`` (no stages) + ``refine.train`` + ``refine.stages[stage]``.
+
+    Raises:
+        ConfigError: bad values, or a stage that ``refine.stages`` does not define.
+    """
+    from ..errors import ConfigError
+    from ..refine import RefineConfig
+    from ..train import TrainConfig
+    from .train import _deep_merge
+
+    tsec = params.get("train") or {}
+    rsec = params.get("refine") or {}
+    if not isinstance(tsec, dict) or not isinstance(rsec, dict):
+        raise ConfigError("params: 'train' and 'refine' must be mappings", params_path)
+    try:
+        rcfg = RefineConfig.from_dict(rsec)
+    except ConfigError as e:
+        raise ConfigError(str(e), params_path) from None
+    merged = _deep_merge({k: v for k, v in tsec.items() if k != "stages"}, rcfg.train)
+    if stage is not None:
+        if stage not in rcfg.stages:
+            raise ConfigError(f"params: no refine.stages.{stage} (defined: {sorted(rcfg.stages)})", params_path)
+        merged = _deep_merge(merged, rcfg.stages[stage] or {})
+    try:
+        return TrainConfig.from_dict(merged), rcfg
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("params train", "params train+refine.train"), params_path) from None
+
+
+@click.command(name="train-refiner")
+@click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Parquet landmark index (cephalo index): the original images and ground truth.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="run directory: best.pt, last.pt, history.csv, train.json, refine.json (+ bundle.json).")
+@click.option("--global", "global_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="the global model the refiner follows: jitter 'auto' from its validation MRE, and OUT/bundle.json.")
+@click.option("--init", "init_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="initial refiner weights (e.g. the source refiner); the head moves by landmark name.")
+@click.option("--stage", default=None, metavar="NAME", help="apply refine.stages.NAME (source | finetune).")
+@click.option("--restart", is_flag=True, help="ignore an existing OUT/last.pt and start over.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars.")
+@params_option
+def command(index_path: Path, out: Path, global_path: Path | None, init_path: Path | None, stage: str | None,
+            restart: bool, progress: bool, params_path: Path) -> None:
+    """Train the refiner: windows at refine.spacing_mm around jittered ground truth, one heatmap channel per landmark."""
+    import logging
+
+    from ..errors import ConfigError, DataError
+    from ..refine import train_refiner
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    params = read_params(params_path)
+    cfg, rcfg = refiner_sections(params, stage, params_path)
+    if not index_path.is_file():
+        raise DataError("index file not found", index_path)
+    if global_path is not None and not global_path.is_file():
+        raise ConfigError("global checkpoint not found", global_path)
+    init_over: dict = {}
+    if init_path is not None:
+        if not init_path.is_file():
+            raise ConfigError("initial checkpoint not found", init_path)
+        init_over = {"source": "checkpoint", "path": str(init_path)}
+    transfer = (params.get("model") or {}).get("transfer") or {}
+    for key in ("min_backbone_fraction", "new_channel_init"):
+        if key in transfer:
+            init_over[key] = transfer[key]
+    cfg = cfg.with_overrides(resume="never" if restart else None, init=init_over or None)
+    tracking = None
+    tr = params.get("tracking") or {}
+    if cfg.tracking and tr:
+        from ..tracking import config_from_params
+
+        try:
+            tracking = config_from_params(tr)
+        except ValueError as e:
+            raise ConfigError(f"params tracking: {e}", params_path) from None
+    result = train_refiner(
+        index_path, out, cfg, rcfg, global_ckpt=global_path, codec_params=params.get("codec") or {},
+        params={k: params.get(k) for k in ("train", "refine", "codec")}, tracking=tracking, progress=progress,
+        command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    best = "n/a" if result.best_score is None else f"{result.best_score:.3f}"
+    click.echo(f"{out}: refiner {result.epochs_run} epochs; best {result.score_name} {best} at epoch "
+               f"{result.best_epoch} -> {out / 'best.pt'}" + (f"; bundle {out / 'bundle.json'}" if global_path else ""))

@@ -1,0 +1,106 @@
+"""The checkpoint bundle: a global model + a refiner, one file that evaluate and predict accept.
+
+``bundle.json`` (written atomically by ``cephalo train-refiner --global CKPT``)::
+
+    {"format": "cephalo-bundle", "format_version": 1,
+     "global": "<path>", "global_sha256": "...",       # paths relative to the bundle's folder
+     "refiner": "<path>", "refiner_sha256": "...",
+     "refine": {"iterations": 1, "batch_size": 64, "tta": {...}}}  # inference settings
+
+``cephalo evaluate --model bundle.json`` / ``cephalo predict --model bundle.json`` predict with
+the global model as usual, then :func:`cephalo.refine.refine_predictions` moves each landmark
+with the refiner. A plain checkpoint path keeps working as before (global model only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+from .config import TTAConfig
+
+__all__ = ["Bundle", "is_bundle", "read_bundle", "write_bundle", "BUNDLE_FORMAT"]
+
+BUNDLE_FORMAT = "cephalo-bundle"
+
+
+@dataclass
+class Bundle:
+    """A read ``bundle.json``: absolute checkpoint paths and the inference settings."""
+
+    path: Path
+    global_path: Path
+    refiner_path: Path
+    iterations: int = 1
+    batch_size: int = 64
+    tta: TTAConfig = field(default_factory=TTAConfig)
+
+    def load_refiner(self, device: str = "cpu"):
+        from .model import load_refiner
+
+        return load_refiner(self.refiner_path, device)
+
+
+def is_bundle(path: str | Path) -> bool:
+    """True for a ``.json`` file (a bundle is the only JSON a ``--model`` option takes)."""
+    return Path(path).suffix.lower() == ".json"
+
+
+def write_bundle(path: str | Path, global_ckpt: str | Path, refiner_ckpt: str | Path, settings: dict | None = None) -> Path:
+    """Write ``bundle.json`` pairing two checkpoints (paths stored relative to its folder).
+
+    Raises:
+        CheckpointError: a checkpoint file is missing.
+    """
+    from ..io import file_sha256, write_json
+
+    path = Path(path)
+    rel = {}
+    for key, p in (("global", Path(global_ckpt)), ("refiner", Path(refiner_ckpt))):
+        if not p.is_file():
+            raise CheckpointError(f"bundle: {key} checkpoint not found", p)
+        rel[key] = os.path.relpath(p.resolve(), path.parent.resolve())
+        rel[f"{key}_sha256"] = file_sha256(p)
+    write_json(path, {"format": BUNDLE_FORMAT, "format_version": 1, **rel, "refine": dict(settings or {})})
+    return path
+
+
+def read_bundle(path: str | Path, check_hashes: bool = True) -> Bundle:
+    """Read a ``bundle.json``.
+
+    Raises:
+        CheckpointError: unreadable/invalid JSON, wrong format, a missing checkpoint, or (``check_hashes``) a
+            checkpoint whose SHA-256 differs from the one recorded (it was retrained after the bundle was made).
+    """
+    from ..io import file_sha256
+
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read bundle ({type(e).__name__}: {e})".splitlines()[0], path) from None
+    if not isinstance(d, dict) or d.get("format") != BUNDLE_FORMAT:
+        raise CheckpointError(f"not a cephalo bundle (format {d.get('format') if isinstance(d, dict) else None!r})", path)
+    paths = {}
+    for key in ("global", "refiner"):
+        if not isinstance(d.get(key), str):
+            raise CheckpointError(f"bundle: no '{key}' checkpoint path", path)
+        p = Path(d[key])
+        p = p if p.is_absolute() else path.parent / p
+        if not p.is_file():
+            raise CheckpointError(f"bundle: {key} checkpoint not found ({p})", path)
+        if check_hashes and d.get(f"{key}_sha256") and file_sha256(p) != d[f"{key}_sha256"]:
+            raise CheckpointError(f"bundle: {key} checkpoint {p} changed since the bundle was written "
+                                  "(sha256 differs); re-run cephalo train-refiner", path)
+        paths[key] = p
+    s: dict[str, Any] = d.get("refine") or {}
+    try:
+        return Bundle(path=path, global_path=paths["global"], refiner_path=paths["refiner"],
+                      iterations=int(s.get("iterations", 1)), batch_size=int(s.get("batch_size", 64)),
+                      tta=TTAConfig.from_dict(s.get("tta")))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"bundle: bad refine settings ({e})", path) from None

@@ -1,0 +1,167 @@
+"""One self-contained HTML report per prediction run (opens offline: CSS inline, images embedded).
+
+Content: the run (model, checkpoint, calibration, spacing), a table of the images with their flags,
+then per image the overlay, the review flags in words, the cephalometric measurements against
+their normal ranges (with source) and ISBI 2015 classes, and the landmark table.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+__all__ = ["FLAG_TEXT", "write_report"]
+
+#: plain-words meaning of each flag (image and landmark level)
+FLAG_TEXT = {
+    "tiny": "image too small to be a cephalogram",
+    "aspect": "extreme aspect ratio: not a lateral cephalogram",
+    "no_structure": "no radiographic structure (noise, blank or not an X-ray)",
+    "shape": "implausible landmark constellation for a cephalogram",
+    "landmarks": "several landmarks flagged",
+    "radius": "prediction radius above the review threshold",
+    "outside": "landmark outside the image",
+    "no_position": "the model found no position",
+}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-top:1px solid #ccc;padding-top:1em}
+table{border-collapse:collapse;margin:0.5em 0 1em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f2f2f2}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.flag{display:inline-block;background:#ffe0b2;color:#8a4b00;border-radius:3px;padding:0 5px;margin:1px;font-size:0.85em}
+.ok{color:#1b5e20}.warn{color:#b71c1c;font-weight:600}.muted{color:#777}
+.below,.above{color:#b71c1c}.normal{color:#1b5e20}
+.grid{display:flex;gap:24px;flex-wrap:wrap}.grid img{max-width:720px;width:100%;border:1px solid #ccc}
+.note{background:#fff8e1;border-left:4px solid #ffb300;padding:6px 10px;margin:8px 0}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def _fmt(v: Any, nd: int = 2) -> str:
+    return "&ndash;" if v is None else f"{float(v):.{nd}f}"
+
+
+def _img_tag(path: Path | None, max_side: int = 1000) -> str:
+    """The overlay as an embedded JPEG (long side <= ``max_side``), or a note when absent."""
+    if path is None or not Path(path).is_file():
+        return '<p class="muted">(no overlay)</p>'
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        return '<p class="muted">(overlay unreadable)</p>'
+    h, w = img.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s < 1:
+        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    data = base64.b64encode(buf.tobytes()).decode("ascii")
+    return f'<img alt="overlay" src="data:image/jpeg;base64,{data}">'
+
+
+def _flags(fl: Sequence[str]) -> str:
+    if not fl:
+        return '<span class="ok">none</span>'
+    return " ".join(f'<span class="flag" title="{_e(FLAG_TEXT.get(f, f))}">{_e(f)}</span>' for f in fl)
+
+
+def write_report(path: str | Path, records: Sequence[Mapping], info: Mapping[str, Any],
+                 overlay_files: Mapping[str, Path] | None = None) -> Path:
+    """Write the report atomically.
+
+    Args:
+        path: the ``.html`` file.
+        records: image records as in ``predictions.json`` (``image_id``, ``file``, ``width``,
+            ``height``, ``spacing``, ``spacing_source``, ``landmarks`` with ``radius_mm``/``flags``,
+            ``review``, ``measurements``).
+        info: run information (``checkpoint``, ``model``, ``calibration``, ``review``, ``command``).
+        overlay_files: image_id -> overlay PNG to embed.
+    """
+    from .io import atomic_path
+
+    overlay_files = dict(overlay_files or {})
+    n_flag = sum(1 for r in records if (r.get("review") or {}).get("image"))
+    n_lm = sum((r.get("review") or {}).get("n_landmarks_flagged", 0) for r in records)
+    cal = info.get("calibration") or {}
+    rv = info.get("review") or {}
+    out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cephalo predictions</title>",
+           f"<style>{_CSS}</style></head><body>", "<h1>cephalo: predicted landmarks and measurements</h1>",
+           "<table>", f"<tr><th>checkpoint</th><td>{_e(info.get('checkpoint'))}</td></tr>",
+           f"<tr><th>model</th><td>{_e((info.get('model') or {}).get('arch'))}, "
+           f"{len((info.get('model') or {}).get('landmark_names', []))} landmarks</td></tr>"]
+    if cal:
+        out.append(f"<tr><th>uncertainty</th><td>split-conformal radii at {100 * float(rv.get('coverage', 0.9)):.0f}% "
+                   f"coverage, calibrated on {_e(cal.get('n_images'))} '{_e(cal.get('split'))}' images of "
+                   f"{_e(cal.get('variant'))}</td></tr>")
+    else:
+        out.append("<tr><th>uncertainty</th><td class='warn'>the checkpoint carries no calibration: no prediction "
+                   "radii, no radius flags (run <code>cephalo calibrate</code>)</td></tr>")
+    out.append(f"<tr><th>review thresholds</th><td>landmark radius &gt; {_e(rv.get('radius_mm'))} mm; image: "
+               f"short side &lt; {_e(rv.get('min_side_px'))} px, aspect &gt; {_e(rv.get('max_aspect'))}, "
+               f"structure &lt; {_e(rv.get('min_structure'))}, shape model</td></tr>")
+    out.append(f"<tr><th>images</th><td>{len(records)}: <b>{n_flag}</b> flagged for review, {n_lm} landmarks "
+               f"flagged</td></tr></table>")
+    no_mm = [r["image_id"] for r in records if not r.get("spacing")]
+    if no_mm:
+        out.append(f"<p class='note'>No pixel spacing for {len(no_mm)} image(s) ({_e(', '.join(no_mm[:5]))}"
+                   f"{' ...' if len(no_mm) > 5 else ''}): positions in pixels only, no millimetre measurements; "
+                   "angles and ratios assume square pixels. Give <code>--spacing</code> or use DICOM files with "
+                   "PixelSpacing.</p>")
+    out.append("<h2>Images</h2><table><tr><th>#</th><th>image</th><th>size (px)</th><th>pixel spacing (mm/px)</th>"
+               "<th>image flags</th><th>flagged landmarks</th></tr>")
+    for i, r in enumerate(records, 1):
+        rev = r.get("review") or {}
+        sp = r.get("spacing")
+        sp_txt = (f"{sp[0]:.4g} x {sp[1]:.4g} ({_e(r.get('spacing_source'))})" if sp else
+                  "<span class='warn'>unknown</span>")
+        flagged_lm = [lm["symbol"] or lm["name"] for lm in r["landmarks"] if lm.get("flags")]
+        out.append(f"<tr><td>{i}</td><td><a href='#img-{_e(r['image_id'])}'>{_e(r['image_id'])}</a></td>"
+                   f"<td>{r['width']} x {r['height']}</td><td>{sp_txt}</td><td>{_flags(rev.get('image', []))}</td>"
+                   f"<td>{_e(', '.join(flagged_lm)) or '<span class=ok>none</span>'}</td></tr>")
+    out.append("</table>")
+    for r in records:
+        rev = r.get("review") or {}
+        out.append(f"<h2 id='img-{_e(r['image_id'])}'>{_e(r['image_id'])} <span class='muted'>"
+                   f"({_e(Path(str(r['file'])).name)})</span></h2>")
+        fl = rev.get("image", [])
+        out.append("<p>image flags: " + _flags(fl) + "".join(
+            f"<br><span class='warn'>{_e(f)}</span>: {_e(FLAG_TEXT.get(f, f))}" for f in fl) + "</p>")
+        out.append("<div class='grid'><div>" + _img_tag(overlay_files.get(r["image_id"])) + "</div><div>")
+        meas = r.get("measurements") or {}
+        if meas:
+            out.append("<table><tr><th>measurement</th><th>value</th><th>normal range</th><th>status</th>"
+                       "<th>class (ISBI 2015)</th></tr>")
+            for k, m in meas.items():
+                unit = {"deg": "&deg;", "mm": " mm", "ratio": ""}.get(m["unit"], "")
+                hw = f" &plusmn; {m['half_width']:.2f}" if m.get("half_width") is not None else ""
+                status = m.get("status") or ""
+                cls = f"{m['class']}: {_e(m['class_name'])}" if m.get("class") else ""
+                out.append(f"<tr><td title='{_e(m.get('title'))}'>{_e(k)}</td><td class='num'>"
+                           f"{_fmt(m.get('value'))}{hw}{unit}</td><td title='{_e(m.get('normal_source'))}'>"
+                           f"{m['normal'][0]:g} to {m['normal'][1]:g}{unit}</td>"
+                           f"<td class='{_e(status)}'>{_e(status)}</td><td>{cls}</td></tr>")
+            out.append("</table>")
+            if any(m.get("half_width") is not None for m in meas.values()):
+                out.append("<p class='muted'>&plusmn;: interval from the landmark radii (first-order worst case "
+                           "over the radius disks).</p>")
+        out.append("<details><summary>landmarks</summary><table><tr><th>landmark</th><th>x (px)</th><th>y (px)</th>"
+                   "<th>confidence</th><th>radius (mm)</th><th>flags</th></tr>")
+        for lm in r["landmarks"]:
+            out.append(f"<tr><td>{_e(lm['symbol'])} {_e(lm['name'])}</td><td class='num'>{_fmt(lm['x'], 1)}</td>"
+                       f"<td class='num'>{_fmt(lm['y'], 1)}</td><td class='num'>{_fmt(lm['confidence'], 3)}</td>"
+                       f"<td class='num'>{_fmt(lm.get('radius_mm'))}</td><td>{_flags(lm.get('flags', []))}</td></tr>")
+        out.append("</table></details></div></div>")
+    out.append("<p class='muted'>Generated by cephalo predict"
+               f"{(': <code>' + _e(info.get('command')) + '</code>') if info.get('command') else ''}. "
+               "A decision aid: every flagged item needs a clinician's check.</p></body></html>")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(out), encoding="utf-8")
+    return path

@@ -1,0 +1,262 @@
+"""Calibrated per-landmark prediction radii (split conformal prediction).
+
+A radius ``r`` with coverage ``1 - alpha`` promises: for a new image from the same distribution as
+the calibration images, the true landmark lies within ``r`` of the prediction with probability at
+least ``1 - alpha`` (marginally, per landmark). Method: split conformal prediction with a normalised
+nonconformity score (Vovk, Gammerman & Shafer, *Algorithmic Learning in a Random World*, 2005;
+Papadopoulos et al. 2002; Angelopoulos & Bates, "A gentle introduction to conformal prediction",
+arXiv 2107.07511, section 2.3):
+
+* score of calibration image ``i``, landmark ``k``: ``s_ik = e_ik / u_ik``, with ``e_ik`` the radial
+  error (mm; and separately in original pixels, for images without a spacing) and ``u_ik`` a
+  per-prediction *scale* from the decoder confidence ``c_ik``:
+  ``inverse_confidence``: ``u = 1 / max(c, conf_floor)`` (a flat, low heatmap -> a wide radius), or
+  ``constant``: ``u = 1`` (one radius per landmark);
+* ``q_k`` = the ``ceil((n_k + 1)(1 - alpha))``-th smallest of the ``n_k`` finite scores (infinite if
+  that rank exceeds ``n_k``);
+* radius of a new prediction: ``r = q_k * u`` (mm, or px without spacing).
+
+The guarantee needs the calibration split to be exchangeable with the images predicted later (use
+the fine-tuning validation split of the target clinic, never training images); it holds for any
+scale, the confidence only makes the radii adaptive. Empirical coverage on a test split is
+:func:`coverage` (reported by ``cephalo evaluate`` when the checkpoint carries a calibration).
+
+The calibration is a JSON-ready dict stored in the checkpoint (top-level key ``calibration``, written
+by ``cephalo calibrate``) and read back by :func:`read_calibration`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+
+__all__ = ["SCALES", "calibrate", "radii", "coverage", "read_calibration", "coverage_key", "calibrate_model"]
+
+SCALES = ("inverse_confidence", "constant")
+FORMAT = "cephalo-conformal"
+
+
+def coverage_key(c: float) -> str:
+    """``0.9 -> "0.9"``, ``0.95 -> "0.95"`` (dict/JSON key of a coverage level)."""
+    return f"{float(c):g}"
+
+
+def _scale(confidence: np.ndarray, kind: str, floor: float) -> np.ndarray:
+    c = np.asarray(confidence, dtype=np.float64)
+    if kind == "constant":
+        return np.ones_like(c)
+    if kind == "inverse_confidence":
+        return 1.0 / np.maximum(np.nan_to_num(c, nan=floor), floor)
+    raise ConfigError(f"unknown conformal scale {kind!r}; valid: {list(SCALES)}")
+
+
+def _quantile(scores: np.ndarray, coverage_level: float) -> float:
+    s = np.sort(scores[np.isfinite(scores)])
+    n = s.size
+    if n == 0:
+        return float("nan")
+    rank = math.ceil((n + 1) * coverage_level)
+    return float(s[rank - 1]) if rank <= n else float("inf")
+
+
+def calibrate(
+    errors_mm: np.ndarray | None,
+    errors_px: np.ndarray,
+    confidence: np.ndarray,
+    names: Sequence[str],
+    coverages: Sequence[float] = (0.9, 0.95),
+    scale: str = "inverse_confidence",
+    conf_floor: float = 0.01,
+    info: Mapping[str, Any] | None = None,
+) -> dict:
+    """Split-conformal quantiles per landmark and coverage level.
+
+    Args:
+        errors_mm: (N, K) radial errors in mm on the calibration images (NaN = missing), or None.
+        errors_px: (N, K) the same in original-image pixels.
+        confidence: (N, K) decoder confidence of those predictions.
+        names: K canonical landmark names.
+        coverages: levels in (0, 1).
+        scale: ``inverse_confidence`` | ``constant`` (see the module doc).
+        conf_floor: lower bound of the confidence in the scale (> 0).
+        info: provenance recorded in the result (split, variant, checkpoint).
+
+    Returns:
+        ``{"format", "method", "scale", "conf_floor", "landmarks", "coverages", "n" [K],
+        "q_mm" {cov: [K]}, "q_px" {cov: [K]}, **info}``; infinite quantiles are stored as None
+        (too few calibration images for that level).
+
+    Raises:
+        ConfigError: bad coverage levels, scale or floor; ValueError: shapes disagree.
+    """
+    ep = np.asarray(errors_px, dtype=np.float64)
+    conf = np.asarray(confidence, dtype=np.float64)
+    names = [str(n) for n in names]
+    if ep.ndim != 2 or ep.shape != conf.shape or ep.shape[1] != len(names):
+        raise ValueError(f"errors {ep.shape}, confidence {conf.shape} and {len(names)} names disagree")
+    if not all(0 < float(c) < 1 for c in coverages):
+        raise ConfigError(f"conformal coverages must lie in (0, 1), got {list(coverages)}")
+    if not conf_floor > 0:
+        raise ConfigError(f"conformal conf_floor must be > 0, got {conf_floor}")
+    u = _scale(conf, scale, conf_floor)
+    out: dict = {"format": FORMAT, "format_version": 1,
+                 "method": "split conformal prediction, normalised score = radial error / scale",
+                 "scale": scale, "conf_floor": float(conf_floor), "landmarks": names,
+                 "coverages": [float(c) for c in coverages], "n": [int(np.isfinite(ep[:, k]).sum())
+                                                                  for k in range(len(names))],
+                 "q_mm": {}, "q_px": {}}
+
+    def q(e: np.ndarray) -> dict:
+        res = {}
+        for c in coverages:
+            vals = [_quantile(e[:, k] / u[:, k], float(c)) for k in range(len(names))]
+            res[coverage_key(c)] = [None if not np.isfinite(v) else v for v in vals]
+        return res
+
+    out["q_px"] = q(ep)
+    if errors_mm is not None:
+        out["q_mm"] = q(np.asarray(errors_mm, dtype=np.float64))
+    out.update(dict(info or {}))
+    return out
+
+
+def _qvec(cal: Mapping, unit: str, level: float, names: Sequence[str]) -> np.ndarray:
+    table = cal.get(f"q_{unit}") or {}
+    key = coverage_key(level)
+    if key not in table:
+        raise ConfigError(f"the calibration has no {unit} radii at coverage {key} (has {sorted(table)})")
+    pos = {n: i for i, n in enumerate(cal["landmarks"])}
+    vals = table[key]
+    counts = cal.get("n") or [1] * len(vals)
+
+    def one(n: str) -> float:
+        if n not in pos or counts[pos[n]] == 0:
+            return float("nan")  # not calibrated
+        v = vals[pos[n]]
+        return float("inf") if v is None else float(v)  # None: too few images for this level
+
+    return np.array([one(n) for n in names], dtype=np.float64)
+
+
+def radii(cal: Mapping, names: Sequence[str], confidence: np.ndarray, level: float,
+          unit: str = "mm") -> np.ndarray:
+    """Prediction radii ``q_k * scale(confidence)``.
+
+    Args:
+        cal: a calibration (:func:`calibrate`).
+        names: K landmark names of ``confidence``'s columns (matched by name; unknown -> NaN).
+        confidence: (N, K) or (K,) decoder confidence.
+        level: coverage level present in ``cal``.
+        unit: ``mm`` or ``px`` (original-image pixels).
+
+    Returns:
+        array of ``confidence``'s shape, float64 (NaN where no quantile exists; inf where the
+        calibration set was too small for the level).
+
+    Raises:
+        ConfigError: the level/unit is not in the calibration.
+    """
+    q = _qvec(cal, unit, level, list(names))
+    return q * _scale(confidence, str(cal.get("scale", "inverse_confidence")), float(cal.get("conf_floor", 0.01)))
+
+
+def coverage(cal: Mapping, errors: np.ndarray, confidence: np.ndarray, names: Sequence[str],
+             levels: Sequence[float] | None = None, unit: str = "mm") -> dict:
+    """Empirical coverage: the fraction of (image, landmark) errors within their radius.
+
+    Args:
+        errors: (N, K) radial errors (``unit``) on held-out images, NaN = missing (excluded).
+        confidence: (N, K) decoder confidence; names: K names.
+        levels: coverage levels (default: all in ``cal``).
+
+    Returns:
+        ``{level: {"nominal", "overall", "n", "mean_radius", "per_landmark" {name: fraction}}}``.
+    """
+    e = np.asarray(errors, dtype=np.float64)
+    out = {}
+    for lv in (levels if levels is not None else cal.get("coverages", [])):
+        r = radii(cal, names, confidence, float(lv), unit)
+        ok = np.isfinite(e) & ~np.isnan(r)
+        hit = np.where(ok, e <= r, False)
+        per = {n: (float(hit[:, k][ok[:, k]].mean()) if ok[:, k].any() else float("nan")) for k, n in enumerate(names)}
+        fin = ok & np.isfinite(r)
+        out[coverage_key(lv)] = {"nominal": float(lv), "overall": float(hit[ok].mean()) if ok.any() else float("nan"),
+                                 "n": int(ok.sum()), "unit": unit,
+                                 "mean_radius": float(r[fin].mean()) if fin.any() else float("nan"),
+                                 "per_landmark": per}
+    return out
+
+
+def read_calibration(path: str | Path) -> dict | None:
+    """The calibration stored in a checkpoint (top-level ``calibration``), or None.
+
+    Raises:
+        CheckpointError: unreadable checkpoint.
+    """
+    from .models.checkpoint import read_checkpoint
+
+    cal = read_checkpoint(path).extra.get("calibration")
+    return dict(cal) if isinstance(cal, Mapping) and cal.get("format") == FORMAT else None
+
+
+def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[float] = (0.9, 0.95),
+                    scale: str = "inverse_confidence", conf_floor: float = 0.01, batch_size: int = 4,
+                    device: str = "cpu", progress: bool = True, shape_split: str | None = "train",
+                    shape_quantile: float = 0.99, shape_margin: float = 1.5) -> dict:
+    """Predict the ``split`` images of a variant and calibrate radii on their errors (:func:`calibrate`).
+
+    Predictions come from the one inference path (:func:`cephalo.inference.predict_variant`, as in
+    evaluation and ``cephalo predict``); errors are measured over the landmarks the model
+    and the data share, with each image's own spacing. With ``shape_split``, a
+    :class:`cephalo.flags.ShapeModel` is also fitted on that split's ground-truth landmarks (the
+    training landmarks; patient frame, mm) and stored as ``shape_model`` for the review flags.
+
+    Raises:
+        DataError: no image in the split, or images without pixel spacing.
+    """
+    from .errors import DataError
+    from .evaluate import metrics as M
+    from .evaluate.runner import shared_landmarks
+    from .inference import Predictor, predict_variant
+
+    rows = np.flatnonzero(np.asarray(variant.splits) == split)
+    if rows.size == 0:
+        raise DataError(f"no image in split {split!r} (splits: {sorted(set(map(str, variant.splits)))})",
+                        getattr(variant, "path", None))
+    names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
+    predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
+                                    device_key="calibrate.device")
+    p = predict_variant(predictor, variant, rows, batch_size=batch_size, progress=progress, desc="calibrate")
+    pred, conf = p.coords[:, mi], p.confidence
+    gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
+    spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
+    if not np.isfinite(spacing).all():
+        raise DataError("some calibration images have no pixel spacing", getattr(variant, "path", None))
+    e_mm = M.radial_errors_mm(pred, gt, spacing)
+    e_px = M.radial_errors_mm(pred, gt, np.ones_like(spacing))  # the same formula with 1 px = 1 unit
+    vmeta = getattr(variant, "meta", {}) or {}
+    cal = calibrate(e_mm, e_px, conf[:, mi], names, coverages, scale, conf_floor,
+                     info={"split": split, "n_images": int(rows.size),
+                           "variant": vmeta.get("name", Path(str(getattr(variant, "path", ""))).name),
+                           "variant_fingerprint": vmeta.get("fingerprint")})
+    if shape_split:
+        from .flags import ShapeModel
+        from .measurements import patient_frame_mm
+
+        srows = np.flatnonzero(np.asarray(variant.splits) == shape_split)
+        if srows.size >= 3:
+            shapes = np.asarray(variant.landmarks_original, dtype=np.float64)[srows][:, di]
+            sp = np.asarray(variant.spacing, dtype=np.float64)[srows]
+            ok = np.isfinite(sp).all(axis=1)
+            try:
+                sm = ShapeModel.fit(patient_frame_mm(shapes[ok], names, sp[ok]), names, shape_quantile, shape_margin)
+            except ValueError:
+                sm = None
+            if sm is not None:
+                cal["shape_model"] = {**sm.to_dict(), "split": shape_split}
+    return cal

@@ -1,0 +1,117 @@
+"""Conformal prediction radii (cephalo.uncertainty): rank rule, coverage on synthetic data, storage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cephalo import uncertainty as U
+from cephalo.errors import ConfigError
+
+
+def test_conformal_rank_rule_hand_computed():
+    e = np.arange(1, 10, dtype=float)[:, None]  # 9 calibration scores 1..9
+    cal = U.calibrate(e, e, np.ones_like(e), ["sella"], coverages=(0.8, 0.9, 0.95), scale="constant")
+    # rank ceil((n + 1) * level): 8 -> 8, 9 -> 9, 9.5 -> 10 > n -> infinite (None)
+    assert cal["q_mm"]["0.8"] == [8.0] and cal["q_mm"]["0.9"] == [9.0] and cal["q_mm"]["0.95"] == [None]
+    assert np.isinf(U.radii(cal, ["sella"], np.ones((1, 1)), 0.95, "mm")).all()
+    assert np.isnan(U.radii(cal, ["nasion"], np.ones((1, 1)), 0.9, "mm")).all()  # not calibrated
+    # NaN errors are excluded from the ranks
+    e2 = np.concatenate([e, [[np.nan]]])
+    assert U.calibrate(e2, e2, np.ones_like(e2), ["sella"], (0.9,), "constant")["n"] == [9]
+    with pytest.raises(ConfigError):
+        U.calibrate(e, e, np.ones_like(e), ["sella"], coverages=(1.0,))
+    with pytest.raises(ConfigError):
+        U.calibrate(e, e, np.ones_like(e), ["sella"], scale="bogus")
+
+
+@pytest.mark.parametrize("scale", ["inverse_confidence", "constant"])
+def test_coverage_on_synthetic_heteroscedastic_errors(scale):
+    rng = np.random.default_rng(0)
+    k = 5
+
+    def draw(n):
+        conf = rng.uniform(0.2, 1.0, size=(n, k))
+        sigma = 0.8 / conf  # low confidence, large error
+        err = np.hypot(*rng.normal(0, 1, size=(2, n, k))) * sigma  # Rayleigh radial errors
+        return err, conf
+
+    e_cal, c_cal = draw(400)
+    cal = U.calibrate(e_cal, e_cal * 10, c_cal, [f"l{i}" for i in range(k)], (0.9, 0.95), scale)
+    e_test, c_test = draw(4000)
+    cov = U.coverage(cal, e_test, c_test, [f"l{i}" for i in range(k)])
+    for lv in ("0.9", "0.95"):
+        assert abs(cov[lv]["overall"] - float(lv)) < 0.025
+        assert all(abs(v - float(lv)) < 0.05 for v in cov[lv]["per_landmark"].values())
+    if scale == "inverse_confidence":  # adaptive radii: low confidence -> wider
+        r = U.radii(cal, ["l0"], np.array([[0.2], [1.0]]), 0.9)
+        assert r[0, 0] == pytest.approx(5 * r[1, 0])
+    # px table calibrated on errors x 10: radii x 10
+    np.testing.assert_allclose(np.array(cal["q_px"]["0.9"]), 10 * np.array(cal["q_mm"]["0.9"]))
+
+
+def test_calibration_round_trip_through_checkpoint(tmp_path):
+    import torch
+
+    from cephalo.models import ModelMeta
+
+    names = ["sella", "nasion"]
+    model = torch.nn.Conv2d(3, 2, 1)
+    meta = ModelMeta(arch="test", landmark_names=names, input_size=(8, 8), heatmap_size=(2, 2))
+    e = np.abs(np.random.default_rng(0).normal(size=(20, 2)))
+    cal = U.calibrate(e, e, np.ones_like(e), names)
+    ckpt = tmp_path / "m.pt"
+    torch.save({"format": "cephalo", "format_version": 1, "model_state_dict": model.state_dict(),
+                "meta": meta.to_dict(), "calibration": cal}, ckpt)
+    assert U.read_calibration(ckpt) == cal
+    torch.save({"format": "cephalo", "format_version": 1, "model_state_dict": model.state_dict(),
+                "meta": meta.to_dict()}, ckpt)
+    assert U.read_calibration(ckpt) is None
+
+
+def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
+    """A stand-in model whose heatmaps put every landmark 3 input px right of the truth (64 px input, images
+    4x larger, 0.1 mm/px): radial error 12 px = 1.2 mm everywhere, so every quantile is 1.2 mm."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from cephalo import geometry
+    from cephalo.codecs import create_codec
+
+    W = H = 64
+    codec_kw = {"name": "gaussian", "input_size": (W, H), "heatmap_size": (16, 16), "sigma": 1.5,
+                "decoder": "dark", "convention": "pixel_centre"}
+    codec = create_codec(**codec_kw)
+    rng = np.random.default_rng(0)
+    names = ["sella", "nasion", "menton", "gonion"]
+    n = 8
+    A = geometry.resize_affine((256, 256), (W, H))
+    orig = rng.uniform(60, 200, size=(n, 4, 2))
+    hms = np.stack([codec.encode(geometry.apply_affine(A, p) + [3.0, 0.0])[0] for p in orig])  # 3 input px
+
+    class Stand:
+        i = 0
+
+        def to(self, d):
+            return self
+
+        def eval(self):
+            return self
+
+        def __call__(self, x):
+            out = torch.as_tensor(hms[self.i:self.i + x.shape[0]])
+            self.i += x.shape[0]
+            return out
+
+    variant = SimpleNamespace(
+        images=np.zeros((n, H, W), np.uint8), image_ids=[f"{i:03d}" for i in range(n)],
+        splits=np.array(["valid"] * 4 + ["train"] * 4, dtype=object), spacing=np.full((n, 2), 0.1),
+        affines=np.stack([A] * n), landmarks_original=orig, landmark_names=names,
+        orig_sizes=np.full((n, 2), 256), input_size=(W, H), normalisation={"name": "imagenet"}, meta={"name": "v"}, path=tmp_path)
+    meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw)
+    cal = U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), scale="constant", progress=False)
+    assert cal["n_images"] == 4 and cal["split"] == "valid"
+    np.testing.assert_allclose(cal["q_mm"]["0.5"], 1.2, atol=0.05)  # 3 input px = 12 original px = 1.2 mm
+    np.testing.assert_allclose(cal["q_px"]["0.5"], 12.0, atol=0.5)
+    assert cal["shape_model"]["split"] == "train" and len(cal["shape_model"]["mean"]) == 4
