@@ -26,7 +26,7 @@ def demo(tmp_path_factory):
     """A small demo Aariz release (3 devices, spacings 0.65-0.9 mm/px), indexed; GT of its test split."""
     root = tmp_path_factory.mktemp("diagdemo")
     make_demo(root / "demo", {"seed": 11, "isbi2015": {"n_train": 1, "n_test1": 0},
-                              "aariz": {"n_train": 0, "n_valid": 0, "n_test": 9}})
+                              "aariz": {"n_train": 1, "n_valid": 1, "n_test": 9}})
     index = root / "aariz.parquet"
     index_dataset("aariz", {"adapter": "aariz", "policy": "mean", "options": {"annotators": ["senior", "junior"]}},
                   root / "demo" / "aariz", index, progress=False)
