@@ -3,7 +3,11 @@
     python benchmarks/bench_refine.py --bundle results/models/refiner/finetuned/letterbox256/bundle.json \\
         --data results/variants/aariz/letterbox256 --split valid --out benchmarks/results/refine-demo
 
-or ``--global CKPT --refiner CKPT`` instead of ``--bundle``. Choose settings on a validation split
+or ``--global CKPT --refiner CKPT`` instead of ``--bundle``, or on synthetic markers where the global
+model's resolution is the limit (``cephalo.refine.synthetic``: data, global model and refiner made in DIR)::
+
+    python benchmarks/bench_refine.py --synthetic /tmp/refine-synth --split valid --out /tmp/refine-synth/ablation
+ Choose settings on a validation split
 (``valid``, or the held-out training images); the test split is for the final report only.
 
 On the images of ``--split`` it predicts with the global model (``cephalo.inference``, the path
@@ -41,7 +45,12 @@ def run(global_path: Path, refiner_path: Path, data_dir: Path, split: str, tta_s
     from cephalo.imageio import read_image
     from cephalo.models import load_model
     from cephalo.preprocess import load_variant
-    from cephalo.refine import TTAConfig, load_refiner, original_image_paths, refine_predictions
+    from cephalo.refine import (
+        TTAConfig,
+        load_refiner,
+        original_image_paths,
+        refine_predictions,
+    )
 
     variant = load_variant(data_dir)
     rows = np.flatnonzero(variant.splits == split) if split != "all" else np.arange(len(variant.image_ids))
@@ -66,7 +75,7 @@ def run(global_path: Path, refiner_path: Path, data_dir: Path, split: str, tta_s
                         for j in range(len(rows))])
         modes[label] = (out[:, mi], (time.perf_counter() - t0) / len(rows))
     ids = [variant.image_ids[int(r)] for r in rows]
-    res: dict = {"data": str(data_dir), "split": split, "n_images": int(len(rows)), "global": str(global_path),
+    res: dict = {"data": str(data_dir), "split": split, "n_images": len(rows), "global": str(global_path),
                  "refiner": str(refiner_path), "refiner_window": ref.window, "refiner_spacing_mm": ref.spacing_mm,
                  "iterations": iterations, "tta": tta_specs, "landmarks": names, "modes": {}, "paired": {},
                  "per_landmark": {}}
@@ -119,7 +128,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bundle", type=Path, help="bundle.json (global + refiner)")
     ap.add_argument("--global", dest="global_path", type=Path)
     ap.add_argument("--refiner", type=Path)
-    ap.add_argument("--data", type=Path, required=True, help="variant directory of the global model")
+    ap.add_argument("--synthetic", type=Path, help="make synthetic data + global model + refiner in this folder")
+    ap.add_argument("--data", type=Path, help="variant directory of the global model")
     ap.add_argument("--split", default="valid")
     ap.add_argument("--tta", action="append", default=None,
                     help=f"TTA setting as JSON (repeatable); default {DEFAULT_TTA}")
@@ -127,6 +137,20 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, required=True, help="output stem: OUT.json, OUT.md")
     a = ap.parse_args(argv)
+    if a.synthetic:
+        from cephalo.refine import synthetic as S
+
+        a.synthetic.mkdir(parents=True, exist_ok=True)
+        index = a.synthetic / "index.parquet"
+        if not index.is_file():
+            S.make_index(a.synthetic)
+        t0 = time.perf_counter()
+        paths = S.train_pair(a.synthetic, index) if not (a.synthetic / "refiner" / "bundle.json").is_file() else {
+            "bundle": a.synthetic / "refiner" / "bundle.json", "variant": a.synthetic / "lb32"}
+        print(f"synthetic data and models in {a.synthetic} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        a.bundle, a.data = paths["bundle"], paths["variant"]
+    if a.data is None:
+        ap.error("give --data (or --synthetic)")
     if a.bundle:
         from cephalo.refine import read_bundle
 
@@ -138,7 +162,7 @@ def main(argv=None) -> int:
         ap.error("give --bundle, or --global and --refiner")
     specs = [json.loads(s) for s in (a.tta or [DEFAULT_TTA])]
     res = run(gpath, rpath, a.data, a.split, specs, a.iterations, a.device)
-    from cephalo.io import write_json, atomic_path
+    from cephalo.io import atomic_path, write_json
 
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out.with_suffix(".json"), res)

@@ -16,7 +16,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from helpers import SHARED_DATA, SHARED_SPECS  # noqa: E402 - after the environment switches
+from helpers import HRNET_SPEC, SHARED_DATA  # noqa: E402 - after the environment switches
 
 
 @pytest.fixture(scope="session")
@@ -29,10 +29,11 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def hrnet_spec() -> Path:
-    """``../shared/specs/hf_hrnet_w32`` (keys.json, numerical reference); skips where absent."""
-    p = SHARED_SPECS / "hf_hrnet_w32"
+    """``tests/data/hf_hrnet_w32``: the public HRNet-W32's key list (keys.json), numerical reference
+    (reference_output_256.npz) and published training split, kept in the repository (README there)."""
+    p = HRNET_SPEC
     if not (p / "keys.json").is_file():
-        pytest.skip(f"HRNet checkpoint spec not present at {p}")
+        pytest.skip(f"HRNet checkpoint spec not present at {p} (an incomplete copy of the repository)")
     return p
 
 

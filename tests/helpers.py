@@ -1,13 +1,200 @@
 """Helpers shared by test modules (import with ``from helpers import ...``; pytest puts tests/ on
-the path). conftest.py holds fixtures only."""
+the path). conftest.py holds fixtures only. Heavy imports (torch, cephalo.train) happen inside the
+helpers that need them, so that importing this module (conftest does) stays cheap."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 #: the shared folder beside the repository (real data, specs); absent on a user's clone
 SHARED = Path(os.environ.get("CEPHALO_SHARED", REPO.parent / "shared"))
 SHARED_DATA = SHARED / "data"
-SHARED_SPECS = SHARED / "specs"
+#: the public HRNet-W32 checkpoint spec the fidelity tests need (small; in the repository)
+HRNET_SPEC = REPO / "tests" / "data" / "hf_hrnet_w32"
+
+
+# ---------------------------------------------------------------------- images (geometry, preprocessing)
+def render_dots(shape_hw, points, sigma, dtype=np.uint8, peak=None):
+    """Gaussian dots at sub-pixel xy ``points`` (pixel-centre convention), computed locally."""
+    h, w = shape_hw
+    img = np.zeros((h, w), np.float64)
+    r = int(np.ceil(4 * sigma))
+    for x, y in points:
+        x0, x1 = max(0, int(x) - r), min(w, int(x) + r + 2)
+        y0, y1 = max(0, int(y) - r), min(h, int(y) + r + 2)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        img[y0:y1, x0:x1] += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    top = peak if peak is not None else (255 if dtype == np.uint8 else 65535)
+    return np.round(img / img.max() * top).astype(dtype)
+
+
+def centroid(img, p, r):
+    """Intensity centroid (xy) of the window of radius ``r`` around ``p``, background removed."""
+    x0, y0 = int(round(p[0])), int(round(p[1]))
+    sub = img[y0 - r : y0 + r + 1, x0 - r : x0 + r + 1].astype(np.float64)
+    assert sub.shape == (2 * r + 1, 2 * r + 1), "window leaves the image"
+    border = np.concatenate([sub[0], sub[-1], sub[:, 0], sub[:, -1]])
+    sub = np.clip(sub - np.median(border), 0, None)
+    yy, xx = np.mgrid[y0 - r : y0 + r + 1, x0 - r : x0 + r + 1]
+    return np.array([(sub * xx).sum() / sub.sum(), (sub * yy).sum() / sub.sum()])
+
+
+# ---------------------------------------------------------------------- training engine
+NAMES = ("sella", "nasion", "orbitale", "porion", "menton")
+
+
+def _tiny_heatmap_net():
+    from torch import nn
+
+    class TinyHeatmapNet(nn.Module):
+        """A small real heatmap CNN (stride 4, BatchNorm, dropout) for fast CPU tests."""
+
+        stride = 4
+
+        def __init__(self, k: int = len(NAMES), norm: str = "bn", p: float = 0.1):
+            super().__init__()
+
+            def nl(c):
+                return nn.BatchNorm2d(c) if norm == "bn" else nn.GroupNorm(4, c)
+
+            self.backbone = nn.Sequential(
+                nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nl(16), nn.ReLU(),
+                nn.Conv2d(16, 16, 3, stride=2, padding=1, bias=False), nl(16), nn.ReLU(),
+                nn.Conv2d(16, 16, 3, padding=2, dilation=2, bias=False), nl(16), nn.ReLU(),
+            )
+            self.drop = nn.Dropout2d(p)
+            self.final = nn.Conv2d(16, k, 1)
+
+        def forward(self, x):
+            return self.final(self.drop(self.backbone(x)))
+
+    TinyHeatmapNet.__qualname__ = "TinyHeatmapNet"
+    return TinyHeatmapNet
+
+
+def __getattr__(name: str):
+    """``TinyHeatmapNet`` is built on first use (it subclasses ``torch.nn.Module``)."""
+    if name == "TinyHeatmapNet":
+        globals()[name] = cls = _tiny_heatmap_net()
+        return cls
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+
+
+def tiny_setup(tmp_path: Path, n=24, size=32, seed=0, **cfg_over):
+    from cephalo.codecs import create_codec
+    from cephalo.losses import create_loss
+    from cephalo.preprocess import load_variant
+    from cephalo.train import TrainConfig, make_synthetic_variant
+
+    vdir = make_synthetic_variant(tmp_path / "variant", n_images=n, size=size, landmark_names=NAMES, seed=seed)
+    variant = load_variant(vdir)
+    codec = create_codec(input_size=(size, size), heatmap_size=(size // 4, size // 4), sigma=1.0, decoder="dark")
+    cfg = TrainConfig.from_dict({"epochs": 3, "batch_size": 4, "lr": 3e-3, "num_workers": 0, "loss": "mse",
+                                 "warmup_epochs": 0.0, "grad_clip": 5.0, **cfg_over})
+    loss = create_loss(cfg.loss)
+    return variant, codec, loss, cfg
+
+
+def make_trainer(tmp_path, variant, codec, loss, cfg, out="run", model=None, **kw):
+    import torch
+
+    from cephalo.train import Trainer
+
+    torch.manual_seed(cfg.seed)
+    model = model or __getattr__("TinyHeatmapNet")()
+    meta = {"arch": "test:tiny", "landmark_names": list(NAMES), "input_size": list(variant.input_size),
+            "heatmap_size": [s // 4 for s in variant.input_size], "codec": codec.to_dict(),
+            "normalisation": variant.normalisation, "provenance": {}}
+    new = kw.pop("new_param_names", ("final.weight", "final.bias"))
+    return Trainer(model, variant, codec, loss, cfg, tmp_path / out, meta=meta, new_param_names=new,
+                   progress=False, save_fn=save_test_checkpoint, **kw)
+
+
+def save_test_checkpoint(path, model, meta, extra):
+    """Checkpoint writer for tests' non-registry model: same layout as cephalo.models.save_checkpoint."""
+    import torch
+
+    from cephalo.io import atomic_path
+
+    obj = {"format": "cephalo", "format_version": 1, "model_state_dict": model.state_dict(), "meta": meta,
+           **(extra or {})}
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def normalised_image(variant, j):
+    from cephalo.preprocess import normalise
+
+    return normalise(np.asarray(variant.images[j:j + 1]), variant.normalisation)[0, 0]
+
+
+def train_params(tmp_path: Path, **train) -> Path:
+    import yaml
+
+    p = {
+        "model": {"arch": "hrnet_w18", "pretrained": False,
+                  "kwargs": {"num_modules": [1, 1, 1], "num_blocks": 1}},
+        "codec": {"name": "gaussian", "sigma": 1.5, "decoder": "argmax", "convention": "pixel_centre"},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "num_workers": 0, "loss": "adaptive_wing",
+                  "max_steps_per_epoch": 2, **train},
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(p))
+    return path
+
+
+# ---------------------------------------------------------------------- Aariz release layout
+AARIZ_CSV = "cephalogram_machine_mappings.csv"
+
+
+def write_image(path: Path, w: int, h: int, fmt: str) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((h, w), 90, np.uint8)).save(path, format=fmt)
+
+
+def aariz_landmarks(ceph_id: str, base: float, order: list[int], by: str = "both") -> dict:
+    from cephalo.landmarks import AARIZ29
+
+    items = []
+    for k in order:
+        lm = AARIZ29[k]
+        it = {"title": lm.title, "value": {"x": int(base + 3 * k), "y": int(base + 2 * k)}}
+        if by in ("both", "id"):
+            it["landmark_id"] = lm.source_id
+        if by in ("both", "symbol"):
+            it["symbol"] = lm.symbol
+        items.append(it)
+    return {"ceph_id": ceph_id, "landmarks": items, "labeled_at": "2021", "dataset_name": "Aariz"}
+
+
+def make_aariz(root: Path, *, split_case=("train", "valid", "test"), bom: bool = True) -> Path:
+    """Three images (png, jpg saved as .png mismatch, bmp) in the official layout."""
+    a = root / "Aariz"
+    specs = [("ida", split_case[0], "png", "PNG", "png", 200, 220, 0.1, "ART Plus"),
+             ("idb", split_case[1], "jpg", "JPEG", "png", 240, 180, 0.139, "ProMax 2D"),  # CSV says png
+             ("idc", split_case[2], "bmp", "BMP", "bmp", 160, 150, 0.144, "Veraviewepocs 2D")]
+    rows = ["cephalogram_id,machine,pixel_size,image_format,mode"]
+    for n, (cid, split, ext, fmt, declared, w, h, px, dev) in enumerate(specs):
+        write_image(a / split / "Cephalograms" / f"{cid}.{ext}", w, h, fmt)
+        lm_dir = a / split / "Annotations" / "Cephalometric Landmarks"
+        order = list(range(29))
+        random.Random(n).shuffle(order)
+        (lm_dir / "Senior Orthodontists").mkdir(parents=True, exist_ok=True)
+        (lm_dir / "Junior Orthodontists").mkdir(parents=True, exist_ok=True)
+        (lm_dir / "Senior Orthodontists" / f"{cid}.json").write_text(json.dumps(aariz_landmarks(cid, 5, order)))
+        (lm_dir / "Junior Orthodontists" / f"{cid}.json").write_text(json.dumps(aariz_landmarks(cid, 6, order[::-1])))
+        cvm = a / split / "Annotations" / "CVM Stages"
+        cvm.mkdir(parents=True, exist_ok=True)
+        (cvm / f"{cid}.json").write_text(json.dumps({"ceph_id": cid, "cvm_stage": {"id": "x", "title": f"CVM-S{n + 2}", "value": n + 2}}))
+        rows.append(f"{cid},{dev},{px},{declared},{split.lower()}")
+    (a / AARIZ_CSV).write_bytes(("\ufeff" if bom else "").encode() + "\n".join(rows).encode() + b"\n")
+    (a / "Readme.txt").write_text("Aariz")
+    return root

@@ -24,7 +24,6 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
 __all__ = ["Route", "LoopbackServer"]
 
 

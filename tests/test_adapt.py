@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cephalo.train.adabn import adapt_batchnorm, batchnorm_layers
-from test_train import NAMES, TinyHeatmapNet
+from helpers import NAMES, TinyHeatmapNet
 
 
 def _images(n=10, size=32, seed=0, offset=0):

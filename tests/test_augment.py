@@ -7,8 +7,7 @@ import pytest
 
 from cephalo.augment import DEFAULT_AUGMENT, build_augmentation, invert_displacement
 from cephalo.errors import ConfigError
-
-from test_geometry import centroid
+from helpers import centroid
 
 H = W = 96
 MARKED = np.array([[24.3, 25.7], [71.1, 24.2], [23.6, 70.4], [70.3, 71.8], [47.5, 48.2]])  # spread apart

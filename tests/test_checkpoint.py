@@ -25,7 +25,6 @@ from cephalo.models.reference import (
     reference_input,
 )
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
@@ -195,9 +194,8 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "c.pt", _tiny(3), _tiny_meta(["sella", "nasion", "menton"]))
     before = path.read_bytes()
 
-    def boom(obj, f, *a, **k):
-        with open(f, "wb") as fh:
-            fh.write(b"half")
+    def boom(obj, f, *a, **k):  # save_checkpoint writes through a file object
+        f.write(b"half")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", boom)

@@ -12,7 +12,6 @@ from cephalo.landmarks import AARIZ29, ISBI19
 from cephalo.models import create_model, init_from_checkpoint, transfer_head
 from cephalo.models.reference import public_training_dict
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

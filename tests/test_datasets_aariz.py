@@ -4,61 +4,15 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from cephalo.datasets import create_adapter
 from cephalo.errors import DataError
 from cephalo.index import build_index, ground_truth, landmark_arrays
 from cephalo.landmarks import AARIZ29
-
-CSV = "cephalogram_machine_mappings.csv"
-
-
-def _img(path: Path, w: int, h: int, fmt: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((h, w), 90, np.uint8)).save(path, format=fmt)
-
-
-def _landmarks(ceph_id: str, base: float, order: list[int], by: str = "both") -> dict:
-    items = []
-    for k in order:
-        lm = AARIZ29[k]
-        it = {"title": lm.title, "value": {"x": int(base + 3 * k), "y": int(base + 2 * k)}}
-        if by in ("both", "id"):
-            it["landmark_id"] = lm.source_id
-        if by in ("both", "symbol"):
-            it["symbol"] = lm.symbol
-        items.append(it)
-    return {"ceph_id": ceph_id, "landmarks": items, "labeled_at": "2021", "dataset_name": "Aariz"}
-
-
-def make_aariz(root: Path, *, split_case=("train", "valid", "test"), bom: bool = True) -> Path:
-    """Three images (png, jpg saved as .png mismatch, bmp) in the official layout."""
-    a = root / "Aariz"
-    specs = [("ida", split_case[0], "png", "PNG", "png", 200, 220, 0.1, "ART Plus"),
-             ("idb", split_case[1], "jpg", "JPEG", "png", 240, 180, 0.139, "ProMax 2D"),  # CSV says png
-             ("idc", split_case[2], "bmp", "BMP", "bmp", 160, 150, 0.144, "Veraviewepocs 2D")]
-    rows = ["cephalogram_id,machine,pixel_size,image_format,mode"]
-    for n, (cid, split, ext, fmt, declared, w, h, px, dev) in enumerate(specs):
-        _img(a / split / "Cephalograms" / f"{cid}.{ext}", w, h, fmt)
-        lm_dir = a / split / "Annotations" / "Cephalometric Landmarks"
-        order = list(range(29))
-        random.Random(n).shuffle(order)
-        (lm_dir / "Senior Orthodontists").mkdir(parents=True, exist_ok=True)
-        (lm_dir / "Junior Orthodontists").mkdir(parents=True, exist_ok=True)
-        (lm_dir / "Senior Orthodontists" / f"{cid}.json").write_text(json.dumps(_landmarks(cid, 5, order)))
-        (lm_dir / "Junior Orthodontists" / f"{cid}.json").write_text(json.dumps(_landmarks(cid, 6, order[::-1])))
-        cvm = a / split / "Annotations" / "CVM Stages"
-        cvm.mkdir(parents=True, exist_ok=True)
-        (cvm / f"{cid}.json").write_text(json.dumps({"ceph_id": cid, "cvm_stage": {"id": "x", "title": f"CVM-S{n + 2}", "value": n + 2}}))
-        rows.append(f"{cid},{dev},{px},{declared},{split.lower()}")
-    (a / CSV).write_bytes(("\ufeff" if bom else "").encode() + "\n".join(rows).encode() + b"\n")
-    (a / "Readme.txt").write_text("Aariz")
-    return root
+from helpers import AARIZ_CSV, make_aariz
 
 
 def test_aariz_official_layout(tmp_path):
@@ -132,8 +86,8 @@ def test_aariz_missing_layout_is_data_error(tmp_path):
 
 def test_aariz_missing_csv_row_is_reported(tmp_path):
     make_aariz(tmp_path)
-    csv = tmp_path / "Aariz" / CSV
-    csv.write_text("\n".join(l for l in csv.read_text(encoding="utf-8-sig").splitlines() if not l.startswith("idc")))
+    csv = tmp_path / "Aariz" / AARIZ_CSV
+    csv.write_text("\n".join(line for line in csv.read_text(encoding="utf-8-sig").splitlines() if not line.startswith("idc")))
     res = create_adapter("aariz").parse(tmp_path)
-    assert any(e.image_id == "idc" and CSV in e.reason for e in res.exclusions)
+    assert any(e.image_id == "idc" and AARIZ_CSV in e.reason for e in res.exclusions)
     assert "idc" not in {r["image_id"] for r in res.rows}

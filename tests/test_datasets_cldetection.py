@@ -11,7 +11,7 @@ from PIL import Image
 
 from cephalo.datasets import create_adapter
 from cephalo.datasets.cldetection2023 import strip_zero_padding
-from cephalo.index import build_index, landmark_arrays, ground_truth
+from cephalo.index import build_index, ground_truth, landmark_arrays
 
 
 def make_cl(root, sizes=((50, 40), (60, 45))):

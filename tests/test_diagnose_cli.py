@@ -57,8 +57,7 @@ def _write_csv(path: Path, ids, coords, names=AARIZ29.names, by_index=False, col
 
 def _diagnose(demo, pred_file: Path, out: Path, *extra) -> dict:
     r = CliRunner().invoke(main, ["diagnose", "--predictions", str(pred_file), "--index", str(demo["index"]),
-                                  "--split", "test", "--out", str(out), "--params", str(out) + ".none.yaml",
-                                  *extra])
+                                  "--split", "test", "--out", str(out), *extra])
     assert r.exit_code == 0, r.output
     assert (out / "diagnosis.md").is_file() and (out / "plots" / "diagnosis.png").is_file()
     return json.loads((out / "diagnosis.json").read_text())

@@ -6,31 +6,7 @@ import numpy as np
 import pytest
 
 from cephalo import geometry as G
-
-
-def render_dots(shape_hw, points, sigma, dtype=np.uint8, peak=None):
-    """Gaussian dots at sub-pixel xy ``points`` (pixel-centre convention), computed locally."""
-    h, w = shape_hw
-    img = np.zeros((h, w), np.float64)
-    r = int(np.ceil(4 * sigma))
-    for x, y in points:
-        x0, x1 = max(0, int(x) - r), min(w, int(x) + r + 2)
-        y0, y1 = max(0, int(y) - r), min(h, int(y) + r + 2)
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        img[y0:y1, x0:x1] += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
-    top = peak if peak is not None else (255 if dtype == np.uint8 else 65535)
-    return np.round(img / img.max() * top).astype(dtype)
-
-
-def centroid(img, p, r):
-    """Intensity centroid (xy) of the window of radius ``r`` around ``p``, background removed."""
-    x0, y0 = int(round(p[0])), int(round(p[1]))
-    sub = img[y0 - r : y0 + r + 1, x0 - r : x0 + r + 1].astype(np.float64)
-    assert sub.shape == (2 * r + 1, 2 * r + 1), "window leaves the image"
-    border = np.concatenate([sub[0], sub[-1], sub[:, 0], sub[:, -1]])
-    sub = np.clip(sub - np.median(border), 0, None)
-    yy, xx = np.mgrid[y0 - r : y0 + r + 1, x0 - r : x0 + r + 1]
-    return np.array([(sub * xx).sum() / sub.sum(), (sub * yy).sum() / sub.sum()])
+from helpers import centroid, render_dots
 
 
 def test_resize_affine_hand_values():

@@ -16,9 +16,20 @@ from PIL import Image
 
 from cephalo.datasets.base import AdapterResult, annotation_rows
 from cephalo.errors import DataError
-from cephalo.index import (SCHEMA, build_index, ground_truth, images_table, index_hash, landmark_arrays,
-                           quality_report, read_index, read_index_metadata, validate_index, write_index,
-                           write_quality_report)
+from cephalo.index import (
+    SCHEMA,
+    build_index,
+    ground_truth,
+    images_table,
+    index_hash,
+    landmark_arrays,
+    quality_report,
+    read_index,
+    read_index_metadata,
+    validate_index,
+    write_index,
+    write_quality_report,
+)
 from cephalo.landmarks import ISBI19
 
 
@@ -216,6 +227,6 @@ def test_cli_data_error_one_line_exit_1_nothing_written(tmp_path):
                         str(tmp_path / "isbi"), "--out", str(out), "--params", str(params)],
                        capture_output=True, text=True)
     assert p.returncode == 1
-    err = [l for l in p.stderr.splitlines() if l.startswith("cephalo: error")]
+    err = [line for line in p.stderr.splitlines() if line.startswith("cephalo: error")]
     assert len(err) == 1 and "outside the image" in err[0] and "001" in err[0]
     assert not out.exists() and not list(tmp_path.glob(".index.parquet*"))

@@ -53,3 +53,21 @@ def test_no_supported_measurement_is_empty(tmp_path):
     b = measurement_errors(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), np.array([0.1, 0.1]), ["sella", "nasion"])
     assert b["keys"] == [] and write_outputs(b, tmp_path) == []
     json.dumps(b)
+
+
+def test_comparison_rows_and_markdown():
+    from cephalo.evaluate.measurement_errors import comparison_markdown, comparison_rows
+
+    def metrics(mae, acc):
+        return {"measurements": {"keys": ["SNA"], "per_measurement": {"SNA": {
+            "unit": "deg", "mae": mae, "mae_ci95": [mae - 0.5, mae + 0.5], "bias": 0.1, "human_mae": 1.0,
+            "accuracy": acc, "human_accuracy": 0.8}}},
+            "uncertainty": {"coverage": {"0.9": {"overall": 0.88}}}}
+
+    rows = comparison_rows([("zero_shot", metrics(3.0, 0.5)), ("fine_tuned", metrics(1.5, 0.75))])
+    assert [(r["run"], r["measurement"]) for r in rows] == [("zero_shot", "SNA"), ("zero_shot", "coverage@0.9"),
+                                                             ("fine_tuned", "SNA"), ("fine_tuned", "coverage@0.9")]
+    md = comparison_markdown(rows)
+    assert "| SNA | deg | 3.00 [2.50, 3.50] (50 %) | 1.50 [1.00, 2.00] (75 %) | 1.00 (80 %) |" in md
+    assert "| coverage@0.9 | fraction | 88.0 % | 88.0 % | - |" in md
+    assert comparison_markdown([]) == ""

@@ -9,7 +9,6 @@ import torch
 from cephalo.models import HRNet, create_model
 from cephalo.models.reference import read_keys_json, reference_input, reference_state_dict
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

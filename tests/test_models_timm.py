@@ -8,7 +8,6 @@ import torch
 from cephalo.errors import CheckpointError
 from cephalo.models import create_model
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

@@ -15,7 +15,6 @@ from click.testing import CliRunner  # noqa: E402
 from cephalo.cli import main  # noqa: E402
 from cephalo.models import ModelMeta, create_model, export_onnx, save_checkpoint  # noqa: E402
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

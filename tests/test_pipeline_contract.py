@@ -13,8 +13,8 @@ import os
 import shlex
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -32,8 +32,10 @@ OVERRIDE = 'pipeline.variants=[letterbox256,letterbox768] evaluate.n_boot=17 pip
 # which params sections each subcommand reads (docs/DESIGN.md CLI contract); {ds}/{v} = its data set/variant
 SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
             "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
-            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [],
+            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [], "code-fingerprint": [],
             "train-refiner": ["train", "refine", "codec", "model.transfer"]}
+#: DVC-only stage: Snakemake writes the same results/code/<command>.sha256 files at parse time
+CODE_STAGE = "code_fingerprint"
 
 
 def _copy_workflow(dst: Path) -> Path:
@@ -162,6 +164,13 @@ def _dvc_for(run: dict, overrides: list[str] | None = None) -> list[dict]:
 
 
 def _assert_engines_agree(smk_jobs: list[dict], dvc_stages: list[dict]) -> None:
+    is_code = [s["name"].split(":")[-1] == CODE_STAGE for s in dvc_stages]
+    code = [s for s, c in zip(dvc_stages, is_code) if c]
+    assert len(code) == 1 and code[0]["outs"] == ["results/code"], code
+    dvc_stages = [s for s, c in zip(dvc_stages, is_code) if not c]
+    for job in smk_jobs:  # every job depends on its command's code fingerprint, in both engines
+        sub = _normalise(job["shell"])[1]
+        assert f"results/code/{sub}.sha256" in job["input"], (job["rule"], job["input"])
     smk = {_normalise(j["shell"]): j for j in smk_jobs}
     dvc = {_normalise(s["shell"]): s for s in dvc_stages}
     assert len(smk) == len(smk_jobs) and len(dvc) == len(dvc_stages), "duplicate commands"
@@ -261,10 +270,12 @@ def test_one_evaluate_rule_and_one_name_per_stage(runs):
     made = {o for j in jobs if j["rule"] in ("adapt", "finetune") for o in j["output"] if o.endswith("best.pt")}
     assert made == {f"results/models/{s}/{v}/best.pt" for s in ("adabn", "finetune") for v in variants}
     assert {_opt(_normalise(j["shell"]), "--stage") for j in jobs if j["rule"] == "finetune"} == {"finetune"}
-    # DVC: one matrix stage for the per-variant models, plus the source, naive and zero-shot stages
+    # DVC: one matrix stage for the per-variant models, plus the source, naive and zero-shot stages (and the
+    # two refinement bundles, tests/test_refine_pipeline.py)
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert {"evaluate", "evaluate_naive", "evaluate_source", "evaluate_zero_shot"} <= \
-        {k for k, st in dvc.items() if "cephalo evaluate" in str(st)}
+    assert sorted(k for k, st in dvc.items() if "cephalo evaluate" in str(st)) == \
+        ["evaluate", "evaluate_naive", "evaluate_refine", "evaluate_refine_source", "evaluate_source",
+         "evaluate_zero_shot"]
     assert dvc["evaluate"]["matrix"]["stage"] == ["adabn", "finetune"]
 
 
@@ -276,8 +287,8 @@ def test_dvc_stage_params_cover_what_each_command_reads(runs):
         v = _opt(cmd, "--variant") if "--variant" in cmd else None
         want = [s.format(ds=ds, v=v) for s in SECTIONS[sub]]
         assert sorted(want) == st["params"], (st["name"], want, st["params"])
-        for m in st["metrics"]:
-            assert m.endswith(".json") and m in st["uncached"]
+        for m in st["metrics"]:  # compact summaries only (full metrics.json files are plain outs)
+            assert m == "results/summary" and m in st["uncached"] and sub == "compare"
 
 
 def test_override_reaches_the_cli_in_both_engines(runs):
@@ -299,9 +310,9 @@ def test_override_reaches_the_cli_in_both_engines(runs):
     for p in (eff, dvc_params):  # nothing else changed
         assert {k: v for k, v in p.items() if k not in ("evaluate", "pipeline")} == \
             {k: v for k, v in base.items() if k not in ("evaluate", "pipeline")}
-    from cephalo.commands.evaluate import evaluate_params
+    from cephalo.config import validate_params
 
-    assert evaluate_params(eff)["n_boot"] == 17
+    assert validate_params(eff).evaluate.n_boot == 17
 
 
 def test_aariz_profile_downloads_and_fetches(runs):

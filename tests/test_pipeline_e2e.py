@@ -130,9 +130,8 @@ def test_snakemake_downloads_an_aariz_release_over_loopback_and_runs_on_it(tmp_p
     import hashlib
     import zipfile
 
-    from httpserver import LoopbackServer, Route
-
     from cephalo.demo import make_demo
+    from httpserver import LoopbackServer, Route
 
     demo = {**yaml.safe_load((REPO / "params.yaml").read_text())["demo"]}
     demo["aariz"] = {**demo["aariz"], "n_train": 6, "n_valid": 3, "n_test": 3}

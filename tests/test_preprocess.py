@@ -16,8 +16,7 @@ from cephalo.preprocess import (
     parse_steps,
     preprocess_image,
 )
-
-from test_geometry import centroid, render_dots
+from helpers import centroid, render_dots
 
 SIZES = [(1935, 2400), (1968, 2225), (2400, 1935), (31, 17), (767, 1000), (1340, 1671)]
 GEOMETRIC = {

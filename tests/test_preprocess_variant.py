@@ -154,17 +154,22 @@ def test_histogram_match_variant_stores_its_reference(tmp_path):
 
 def test_bad_inputs_exit_1_with_one_line(tmp_path, capsys):
     index = make_index(tmp_path / "bad", corrupt_size="a2")
-    params = write_params(tmp_path, {"lb": {"steps": ["letterbox"]}, "nogeo": {"steps": ["clahe"]},
-                                     "typo": {"steps": ["lettrbox"]}})
+    params = write_params(tmp_path, {"lb": {"steps": ["letterbox"]}, "nogeo": {"steps": ["clahe"]}})
     out = tmp_path / "out"
     code, _, err = run_cli(["preprocess", "--index", str(index), "--variant", "lb", "--out", str(out),
                             "--params", str(params), "--no-progress"], capsys)
     assert code == 1 and "a2.png" in err and "index says 147x100" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # nothing half-written
-    for variant, msg in (("nogeo", "fixed output size"), ("typo", "valid:"), ("missing", "variants.missing")):
+    for variant, msg in (("nogeo", "fixed output size"), ("missing", "variants.missing")):
         code, _, err = run_cli(["preprocess", "--index", str(index), "--variant", variant, "--out", str(out),
                                 "--params", str(params), "--no-progress"], capsys)
         assert code == 1 and msg in err, err
+    # a typo anywhere in the params file stops every command (the whole file is validated once)
+    (tmp_path / "typo").mkdir()
+    typo = write_params(tmp_path / "typo", {"lb": {"steps": ["letterbox"]}, "typo": {"steps": ["lettrbox"]}})
+    code, _, err = run_cli(["preprocess", "--index", str(index), "--variant", "lb", "--out", str(out),
+                            "--params", str(typo), "--no-progress"], capsys)
+    assert code == 1 and "variants.typo.steps[0]: unknown step 'lettrbox' (did you mean 'letterbox'?)" in err, err
 
 
 def test_output_independent_of_worker_count_and_help(tmp_path):

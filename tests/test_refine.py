@@ -10,9 +10,14 @@ import pytest
 
 from cephalo import geometry as G
 from cephalo.errors import CheckpointError, ConfigError, DataError
-from cephalo.refine import RefineConfig, TTAConfig, cut_windows, jitter_from_mre, resample_to_spacing
-
-import refine_synth as S
+from cephalo.refine import (
+    RefineConfig,
+    TTAConfig,
+    cut_windows,
+    jitter_from_mre,
+    resample_to_spacing,
+)
+from cephalo.refine import synthetic as S
 
 
 # ------------------------------------------------------------------ windows (no model)
@@ -117,31 +122,12 @@ def test_missing_spacing_without_fallback_is_a_data_error():
 
 
 # ------------------------------------------------------------------ trained global model + refiner
-GLOBAL_KW = {"pretrained": False}
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, torch_one_thread):
     """A global model at a 32-px letterbox (0.5 mm/px input, 2 mm heatmap px) and a refiner at 0.2 mm/px."""
-    from cephalo.preprocess import build_variant
-    from cephalo.refine import train_refiner
-    from cephalo.train import TrainConfig, train_on_variant
-
     root = tmp_path_factory.mktemp("refine_trained")
     index = S.make_index(root, n_train=32, n_valid=8, n_test=12)
-    vd = root / "lb32"
-    build_variant(index, {"steps": [{"letterbox": {"size": 32}}]}, vd, progress=False)
-    cfg = TrainConfig.from_dict({"epochs": 16, "batch_size": 4, "lr": 3e-3, "head_lr": 3e-3, "device": "cpu",
-                                 "num_workers": 0, "augment": None, "warmup_epochs": 0.5})
-    train_on_variant(vd, root / "global", cfg, arch="timm:resnet10t", model_kwargs=GLOBAL_KW,
-                     codec_params={"sigma": 1.5}, progress=False)
-    rcfg = RefineConfig.from_dict({"spacing_mm": 0.2, "window": 32, "arch": "timm:resnet10t", "kwargs": GLOBAL_KW,
-                                   "crops_per_landmark": 4, "jitter_mm": "auto", "jitter_scale": 1.0,
-                                   "max_jitter_mm": 2.5})
-    train_refiner(index, root / "refiner", cfg.with_overrides(epochs=6, batch_size=16), rcfg,
-                  global_ckpt=root / "global" / "best.pt", codec_params={"sigma": 1.5}, progress=False)
-    return {"root": root, "index": index, "variant": vd, "global": root / "global" / "best.pt",
-            "refiner": root / "refiner" / "best.pt", "bundle": root / "refiner" / "bundle.json"}
+    return {"root": root, "index": index, **S.train_pair(root, index)}
 
 
 def _global_test_predictions(t):
@@ -208,3 +194,54 @@ def test_bundle_pairs_the_checkpoints_and_detects_a_changed_one(trained, tmp_pat
     (tmp_path / "other.json").write_text('{"format": "nope"}')
     with pytest.raises(CheckpointError, match="not a cephalo bundle"):
         read_bundle(tmp_path / "other.json")
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_through_the_bundle_equal_global_plus_refiner_by_hand(trained, tmp_path):
+    import pandas as pd
+    import yaml
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+    from cephalo.imageio import read_image
+    from cephalo.refine import load_refiner, refine_predictions
+
+    v, rows, coarse = _global_test_predictions(trained)
+    ref = load_refiner(trained["refiner"])
+    images = [read_image(v.table["image_path"].iloc[r]) for r in rows]
+    by_hand = np.stack([refine_predictions(ref, images[j], coarse[j], v.landmark_names, v.spacing[r]).coords
+                        for j, r in enumerate(rows)])
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": {"n_boot": 10, "device": "cpu", "n_worst": 0},
+                                      "tracking": {"enabled": False}, "predict": {"device": "cpu"}}))
+    # cephalo evaluate --model bundle.json
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(main, ["evaluate", "--model", str(trained["bundle"]), "--data", str(trained["variant"]),
+                                  "--split", "test", "--out", str(out), "--stage", "refine", "--params", str(params)])
+    assert r.exit_code == 0, r.output
+    got = pd.read_parquet(out / "predictions.parquet")
+    ids = [v.image_ids[r] for r in rows]
+    for j, i in enumerate(ids):
+        g = got[got["image_id"] == i].set_index("landmark_name").loc[list(v.landmark_names)]
+        np.testing.assert_allclose(g[["x_pred", "y_pred"]].to_numpy(), by_hand[j], atol=1e-6)
+    import json
+
+    info = json.loads((out / "metrics.json").read_text())
+    assert info["refine"]["refiner_sha256"] and info["refine"]["global"].endswith("best.pt")
+    # cephalo predict --model bundle.json on the original files
+    files = [str(v.table["image_path"].iloc[r]) for r in rows[:3]]
+    pout = tmp_path / "pred"
+    r = CliRunner().invoke(main, ["predict", "--model", str(trained["bundle"]), *files, "--out", str(pout),
+                                  "--spacing", "0.1", "--no-overlays", "--params", str(params)])
+    assert r.exit_code == 0, r.output
+    recs = {r["file"]: r for r in json.loads((pout / "predictions.json").read_text())["images"]}
+    for j, f in enumerate(files):
+        lm = {d["name"]: (d["x"], d["y"]) for d in recs[f]["landmarks"]}
+        np.testing.assert_allclose([lm[n] for n in v.landmark_names], by_hand[j], atol=1e-4)
+    # and a plain checkpoint still gives the global model's positions
+    r = CliRunner().invoke(main, ["predict", "--model", str(trained["global"]), *files[:1], "--out",
+                                  str(tmp_path / "plain"), "--spacing", "0.1", "--no-overlays", "--params", str(params)])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "plain" / "predictions.json").read_text())["images"][0]
+    lm = {d["name"]: (d["x"], d["y"]) for d in rec["landmarks"]}
+    np.testing.assert_allclose([lm[n] for n in v.landmark_names], coarse[0], atol=1e-4)

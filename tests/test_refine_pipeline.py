@@ -5,9 +5,17 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
-from test_pipeline_contract import (SECTIONS, _assert_engines_agree, _check_cli, _copy_workflow, _dvc_for, _normalise,
-                                    _opt, _parse_dry_run, _snakemake_cmd)
+from test_pipeline_contract import (
+    SECTIONS,
+    _assert_engines_agree,
+    _check_cli,
+    _copy_workflow,
+    _dvc_for,
+    _normalise,
+    _opt,
+    _parse_dry_run,
+    _snakemake_cmd,
+)
 
 pytestmark = pytest.mark.pipeline
 
@@ -19,7 +27,8 @@ ON_DVC = ["+pipeline.refine_source.isbi2015=test1", "pipeline.refine_variants=[l
 @pytest.fixture(scope="module")
 def refine_run(tmp_path_factory) -> dict:
     d = _copy_workflow(tmp_path_factory.mktemp("refine_contract") / "on")
-    p = subprocess.run(_snakemake_cmd(["--config", f"set={ON}"]), cwd=d, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(_snakemake_cmd(["--config", f"set={ON}"]), cwd=d, capture_output=True, text=True, timeout=300,
+                       check=False)
     return {"dir": d, "rc": p.returncode, "text": p.stdout + p.stderr, "profile": None}
 
 
@@ -59,5 +68,5 @@ def test_refinement_stages_agree_in_both_engines(refine_run):
 def test_refinement_without_a_source_refiner_fails_the_dry_run(tmp_path):
     d = _copy_workflow(tmp_path / "bad")
     p = subprocess.run(_snakemake_cmd(["--config", "set=pipeline.refine_variants=[letterbox256]"]), cwd=d,
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode != 0 and "needs pipeline.refine_source" in p.stdout + p.stderr

@@ -197,7 +197,7 @@ def test_png_named_jpg_is_read_by_content_and_aariz_reports_it(tmp_path):
                                    progress=False).out_dir)
     np.testing.assert_array_equal(v.images[0], g)
 
-    from test_datasets_aariz import make_aariz
+    from helpers import make_aariz
 
     root = make_aariz(tmp_path / "aariz")
     jpg = next((root / "Aariz").rglob("idb.jpg"))
@@ -409,6 +409,21 @@ def _rules_planned(dry_run_text: str) -> set[str]:
     return {line.split()[1].rstrip(":") for line in dry_run_text.splitlines() if line.startswith(("rule ", "localrule "))}
 
 
+def _run_long(cmd: list[str], cwd: Path, timeout: int = 2700) -> str:
+    from test_pipeline_e2e import _env
+
+    p = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
+    return out
+
+
+#: the source model's branch of the reduced demo: demo data -> index -> variant -> trained checkpoint
+#: -> evaluation (every kind of DVC-tracked output, at a third of the demo's cost)
+SOURCE_EVAL = "results/eval/source-isbi2015/metrics.json"
+SOURCE_STAGE = "evaluate_source@isbi2015"
+
+
 @pytest.mark.pipeline
 @pytest.mark.slow
 def test_snakemake_run_is_recorded_by_dvc_and_a_dvc_checkout_leaves_snakemake_nothing_to_do(tmp_path):
@@ -416,22 +431,25 @@ def test_snakemake_run_is_recorded_by_dvc_and_a_dvc_checkout_leaves_snakemake_no
     import shutil
 
     import yaml
-    from test_pipeline_e2e import TINY, _copy, _run, _set
+    from test_pipeline_e2e import TINY, _copy, _set
 
     d = _copy(tmp_path / "sync")
     params = yaml.safe_load((d / "params.yaml").read_text())
     for k, v in TINY.items():
         _set(params, k, v)
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    smk = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"]
+    smk = [sys.executable, "-m", "snakemake", SOURCE_EVAL, "--cores", "2", "--resources", "gpu=1"]
     dvc = [sys.executable, "-m", "dvc"]
-    _run(dvc + ["init", "--no-scm", "-q"], d)
+    _run_long(dvc + ["init", "--no-scm", "-q"], d)
     # Snakemake -> DVC: the run's outputs are recorded in dvc.lock (onsuccess), nothing recomputed
-    out = _run(smk, d)
+    out = _run_long(smk, d)
     assert "DVC: recorded" in out, out[-3000:]
-    assert (d / "dvc.lock").is_file()
-    assert "up to date" in _run(dvc + ["status"], d)
-    # DVC -> Snakemake: checkpoints and a variant restored by `dvc checkout` (same bytes, new mtimes)
+    lock = yaml.safe_load((d / "dvc.lock").read_text())["stages"]
+    assert {"make_demo@resources/demo", "index@isbi2015", "preprocess_source@isbi2015", "train_source@isbi2015",
+            SOURCE_STAGE} <= set(lock), sorted(lock)
+    status = _run_long(dvc + ["status", SOURCE_STAGE, "--with-deps"], d)
+    assert "up to date" in status, status
+    # DVC -> Snakemake: checkpoints and the variant restored by `dvc checkout` (same bytes, new mtimes)
     ckpts = sorted((d / "results" / "models").rglob("*.pt"))
     assert ckpts
     digests = {c: c.read_bytes() for c in ckpts}
@@ -439,20 +457,20 @@ def test_snakemake_run_is_recorded_by_dvc_and_a_dvc_checkout_leaves_snakemake_no
         c.unlink()
     shutil.rmtree(d / "results" / "variants")
     time.sleep(1.1)
-    _run(dvc + ["checkout"], d)
+    _run_long(dvc + ["checkout", SOURCE_STAGE, "--with-deps"], d)
     assert {c: c.read_bytes() for c in ckpts} == digests
-    plan = _run(smk + ["-n"], d)
+    plan = _run_long(smk + ["-n"], d)
     assert "Nothing to be done" in plan, plan[-3000:]
     # ... also in a fresh clone that has no Snakemake metadata at all (`git clone && dvc pull`)
     shutil.rmtree(d / ".snakemake")
-    plan = _run(smk + ["-n"], d)
+    plan = _run_long(smk + ["-n"], d)
     assert "Nothing to be done" in plan, plan[-3000:]
     # params still count: a changed evaluation setting re-plans evaluation, never training/preprocessing
     _set(params, "evaluate.n_boot", 60)
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    planned = _rules_planned(_run(smk + ["-n"], d))
-    assert "compare" in planned and planned.isdisjoint({"make_demo", "index", "preprocess", "train_source",
-                                                         "finetune", "adapt"}), planned
+    planned = _rules_planned(_run_long(smk + ["-n"], d))
+    assert planned and planned.isdisjoint({"make_demo", "index", "preprocess", "train_source", "finetune", "adapt"}), \
+        planned
 
 
 @pytest.mark.pipeline
@@ -464,35 +482,42 @@ def test_a_dry_run_with_other_params_during_a_run_changes_nothing_the_run_reads(
     from test_pipeline_e2e import TINY, _config_set, _copy, _env
 
     d = _copy(tmp_path / "conc")
-    target = "results/eval/source-isbi2015/metrics.json"
-    smk = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"]
+    target = SOURCE_EVAL
+    smk = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--resources", "gpu=1"]
     mine = _config_set(TINY)
     other = _config_set({**TINY, "evaluate.n_boot": 7, "train.stages.source.epochs": 2})
-    real = subprocess.Popen(smk + ["--config", mine, target], cwd=d, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    log = open(tmp_path / "real.log", "w")  # a file, not a pipe: nothing blocks the run while we wait
+    real = subprocess.Popen(smk + ["--config", mine], cwd=d, env=_env(), stdout=log, stderr=subprocess.STDOUT,
+                            text=True)
+
+    def real_output() -> str:
+        log.flush()
+        return (tmp_path / "real.log").read_text()[-4000:]
+
     try:
         locks = d / ".snakemake" / "locks"
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 900
         while not (locks.is_dir() and any(locks.iterdir())):
-            assert real.poll() is None, real.communicate()[0][-3000:]
+            assert real.poll() is None, real_output()
             assert time.monotonic() < deadline, "the run never took its lock"
             time.sleep(0.2)
         (params_file,) = (d / "results" / "params").glob("*.yaml")
         before = params_file.read_bytes()
-        dry = subprocess.run(smk + ["-n", "--config", other, target], cwd=d, env=_env(), capture_output=True,
-                             text=True, timeout=300)
+        dry = subprocess.run(smk + ["-n", "--config", other], cwd=d, env=_env(), capture_output=True,
+                             text=True, timeout=900)
         assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
-        second = subprocess.run(smk + ["--config", other, target], cwd=d, env=_env(), capture_output=True,
-                                text=True, timeout=300)
+        second = subprocess.run(smk + ["--config", other], cwd=d, env=_env(), capture_output=True,
+                                text=True, timeout=900)
         assert real.poll() is None, "the run ended before the dry run and the second run: nothing was tested"
         msg = second.stdout + second.stderr
         assert second.returncode != 0 and ("LockException" in msg or "Directory cannot be locked" in msg), msg[-3000:]
-        out, _ = real.communicate(timeout=900)
-        assert real.returncode == 0, out[-4000:]
+        real.wait(timeout=2700)
+        assert real.returncode == 0, real_output()
     finally:
         if real.poll() is None:
             real.kill()
             real.wait()
+        log.close()
     assert params_file.read_bytes() == before
     assert len(list((d / "results" / "params").glob("*.yaml"))) == 2  # the dry run wrote its own file
     metrics = json.loads((d / target).read_text())

@@ -68,7 +68,7 @@ def test_reduced_demo_through_slurm_matches_a_local_run(slurm, tmp_path):
 
     d = _copy(tmp_path / "slurm")
     small = ["slurm_partition=cpu", "mem_mb=1500", "cpus_per_task=1", "runtime=60"]
-    train = [f"{r}:{k}" for r in ("train_source", "finetune")
+    train = [f"{r}:{k}" for r in ("train_source", "finetune", "train_refiner_source", "finetune_refiner")
              for k in ("slurm_partition=gpu", "mem_mb=2500", "cpus_per_task=1", "runtime=60")]
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "workflow/profiles/slurm", "--jobs", "2",
            "--latency-wait", "10", "--verbose", "--config", _config_set(TINY),
@@ -82,11 +82,21 @@ def test_reduced_demo_through_slurm_matches_a_local_run(slurm, tmp_path):
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
     assert calls and len(submitted) == len(calls) and planned and max(planned) - 1 == len(submitted), (
         len(calls), len(submitted), planned)
-    # the training jobs asked for the GPU resource; nothing else did
-    gpu_calls = [c for c in calls if "--gpus=1" in c]
-    assert len(gpu_calls) == 2 and all("-p gpu" in c or "--partition gpu" in c or "partition=gpu" in c
-                                       for c in gpu_calls), gpu_calls
-    assert all(("train_source" in c or "finetune" in c) for c in gpu_calls), gpu_calls
+    # the training jobs asked for the GPU resource on the GPU partition; nothing else did
+    def rule(call: str) -> str:
+        return re.search(r"--comment '?rule_(\w+?)(?=_wildcards_|['\"\s]|$)", call).group(1)
+
+    gpu_rules = {"train_source", "finetune", "train_refiner_source", "finetune_refiner"}
+    by_rule = {}
+    for c in calls:
+        by_rule.setdefault(rule(c), []).append(c)
+    assert {"train_source", "finetune"} <= set(by_rule), sorted(by_rule)
+    for r, cs in by_rule.items():
+        for c in cs:
+            if r in gpu_rules:
+                assert "--gpus=1" in c and re.search(r"-p '?gpu'?(\s|$)", c), c
+            else:
+                assert "--gpus" not in c and "gres" not in c and re.search(r"-p '?cpu'?(\s|$)", c), c
     # same numbers as the local run
     a, b = _metrics(local), _metrics(d)
     for run in RUNS:

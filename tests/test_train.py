@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,69 +13,7 @@ from cephalo.errors import ConfigError
 from cephalo.train import TrainConfig
 from cephalo.train.data import EpochBatchSampler, sample_seed
 from cephalo.train.optim import ModelEMA, warmup_cosine
-
-NAMES = ("sella", "nasion", "orbitale", "porion", "menton")
-
-
-class TinyHeatmapNet(nn.Module):
-    """A small real heatmap CNN (stride 4, BatchNorm, dropout) for fast CPU tests."""
-
-    stride = 4
-
-    def __init__(self, k: int = len(NAMES), norm: str = "bn", p: float = 0.1):
-        super().__init__()
-
-        def nl(c):
-            return nn.BatchNorm2d(c) if norm == "bn" else nn.GroupNorm(4, c)
-
-        self.backbone = nn.Sequential(
-            nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nl(16), nn.ReLU(),
-            nn.Conv2d(16, 16, 3, stride=2, padding=1, bias=False), nl(16), nn.ReLU(),
-            nn.Conv2d(16, 16, 3, padding=2, dilation=2, bias=False), nl(16), nn.ReLU(),
-        )
-        self.drop = nn.Dropout2d(p)
-        self.final = nn.Conv2d(16, k, 1)
-
-    def forward(self, x):
-        return self.final(self.drop(self.backbone(x)))
-
-
-def tiny_setup(tmp_path: Path, n=24, size=32, seed=0, **cfg_over):
-    from cephalo.codecs import create_codec
-    from cephalo.losses import create_loss
-    from cephalo.preprocess import load_variant
-    from cephalo.train import make_synthetic_variant
-
-    vdir = make_synthetic_variant(tmp_path / "variant", n_images=n, size=size, landmark_names=NAMES, seed=seed)
-    variant = load_variant(vdir)
-    codec = create_codec(input_size=(size, size), heatmap_size=(size // 4, size // 4), sigma=1.0, decoder="dark")
-    cfg = TrainConfig.from_dict({"epochs": 3, "batch_size": 4, "lr": 3e-3, "num_workers": 0, "loss": "mse",
-                                 "warmup_epochs": 0.0, "grad_clip": 5.0, **cfg_over})
-    loss = create_loss(cfg.loss)
-    return variant, codec, loss, cfg
-
-
-def make_trainer(tmp_path, variant, codec, loss, cfg, out="run", model=None, **kw):
-    from cephalo.train import Trainer
-
-    torch.manual_seed(cfg.seed)
-    model = model or TinyHeatmapNet()
-    meta = {"arch": "test:tiny", "landmark_names": list(NAMES), "input_size": list(variant.input_size),
-            "heatmap_size": [s // 4 for s in variant.input_size], "codec": codec.to_dict(),
-            "normalisation": variant.normalisation, "provenance": {}}
-    new = kw.pop("new_param_names", ("final.weight", "final.bias"))
-    return Trainer(model, variant, codec, loss, cfg, tmp_path / out, meta=meta, new_param_names=new,
-                   progress=False, save_fn=_save, **kw)
-
-
-def _save(path, model, meta, extra):
-    """Checkpoint writer for tests' non-registry model: same layout as cephalo.models.save_checkpoint."""
-    from cephalo.io import atomic_path
-
-    obj = {"format": "cephalo", "format_version": 1, "model_state_dict": model.state_dict(), "meta": meta,
-           **(extra or {})}
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+from helpers import NAMES, make_trainer, normalised_image, tiny_setup, train_params
 
 
 # ---------------------------------------------------------------------- config
@@ -169,7 +106,7 @@ def test_validation_mre_uses_inverse_affine_and_spacing(tmp_path):
         def forward(self, x):  # look up the sample by its pixels
             out = []
             for img in x:
-                i = int(np.argmin([float((img[0] - _norm(variant, j)).abs().sum()) for j in range(len(variant))]))
+                i = int(np.argmin([float((img[0] - normalised_image(variant, j)).abs().sum()) for j in range(len(variant))]))
                 out.append(torch.as_tensor(codec.encode(variant.landmarks[i])[0]))
             return torch.stack(out)
 
@@ -185,12 +122,6 @@ def test_validation_mre_uses_inverse_affine_and_spacing(tmp_path):
     assert not degen.any()
     # and the original frame really is different from the preprocessed one
     assert np.abs(variant.landmarks_original - variant.landmarks).max() > 50
-
-
-def _norm(variant, j):
-    from cephalo.preprocess import normalise
-
-    return normalise(np.asarray(variant.images[j:j + 1]), variant.normalisation)[0, 0]
 
 
 # ---------------------------------------------------------------------- NaN stop
@@ -247,21 +178,6 @@ def test_cli_help_lists_familiar_options():
         assert opt in r.output
 
 
-def _params(tmp_path: Path, **train) -> Path:
-    import yaml
-
-    p = {
-        "model": {"arch": "hrnet_w18", "pretrained": False,
-                  "kwargs": {"num_modules": [1, 1, 1], "num_blocks": 1}},
-        "codec": {"name": "gaussian", "sigma": 1.5, "decoder": "argmax", "convention": "pixel_centre"},
-        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "num_workers": 0, "loss": "adaptive_wing",
-                  "max_steps_per_epoch": 2, **train},
-    }
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(p))
-    return path
-
-
 def test_cli_train_end_to_end_and_checkpoint_contract(tmp_path):
     from click.testing import CliRunner
 
@@ -270,7 +186,7 @@ def test_cli_train_end_to_end_and_checkpoint_contract(tmp_path):
     from cephalo.train import make_synthetic_variant
 
     vdir = make_synthetic_variant(tmp_path / "v", n_images=12, size=32, landmark_names=NAMES)
-    params = _params(tmp_path)
+    params = train_params(tmp_path)
     out = tmp_path / "run"
     r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(out), "--params", str(params),
                                   "--image_size", "32", "32", "--no-progress", "--workers", "1"])
@@ -319,7 +235,7 @@ def test_cli_familiar_recipe_from_public_format_checkpoint_transfers_head_by_nam
                pub)
     names = ("pronasale", "sella", "menton", "nasion")  # 3 shared with ISBI-19, 1 new (Aariz)
     vdir = make_synthetic_variant(tmp_path / "v", n_images=10, size=32, landmark_names=names)
-    params = _params(tmp_path, epochs=5, lr=0.5)  # the CLI options below must win over these
+    params = train_params(tmp_path, epochs=5, lr=0.5)  # the CLI options below must win over these
     out = tmp_path / "run"
     r = CliRunner().invoke(main, [
         "train", "--data", str(vdir), "--out", str(out), "--params", str(params), "--no-progress",
@@ -387,7 +303,7 @@ def test_cli_init_from_cephalo_checkpoint_uses_its_architecture(tmp_path):
     from cephalo.train import make_synthetic_variant
 
     vdir = make_synthetic_variant(tmp_path / "v", n_images=10, size=32, landmark_names=NAMES)
-    params = _params(tmp_path)
+    params = train_params(tmp_path)
     r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(tmp_path / "a"), "--params",
                                   str(params), "--no-progress"])
     assert r.exit_code == 0, r.output
@@ -414,7 +330,7 @@ def test_cli_train_logs_one_mlflow_run_when_switched_on(tmp_path):
     from cephalo.train import make_synthetic_variant
 
     vdir = make_synthetic_variant(tmp_path / "v", n_images=10, size=32, landmark_names=NAMES)
-    params = _params(tmp_path, tracking=True)
+    params = train_params(tmp_path, tracking=True)
     p = yaml.safe_load(params.read_text())
     p["tracking"] = {"enabled": True, "store": str(tmp_path / "ml" / "mlflow.db"),
                      "artifacts": str(tmp_path / "ml" / "artifacts")}

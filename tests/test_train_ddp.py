@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train import NAMES, TinyHeatmapNet, make_trainer, tiny_setup
+from helpers import NAMES, TinyHeatmapNet, make_trainer, tiny_setup
 
 TESTS = Path(__file__).resolve().parent
 CFG = dict(epochs=2, lr=3e-3, head_lr=3e-3, grad_clip=None, seed=5, accumulate=2)
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 import torch
 from cephalo.train.distributed import setup, teardown
-from test_train import TinyHeatmapNet, make_trainer, tiny_setup
+from helpers import TinyHeatmapNet, make_trainer, tiny_setup
 
 tmp = Path(sys.argv[1])
 info = setup("cpu")
@@ -71,10 +71,10 @@ def test_torchrun_two_processes_match_one_process_with_same_global_batch(tmp_pat
 def test_torchrun_cli_trains_with_gloo(tmp_path):
     from cephalo.models import load_model
     from cephalo.train import make_synthetic_variant
-    from test_train import _params
+    from helpers import train_params
 
     vdir = make_synthetic_variant(tmp_path / "v", n_images=12, size=32, landmark_names=NAMES)
-    params = _params(tmp_path, batch_size=2)
+    params = train_params(tmp_path, batch_size=2)
     r = _torchrun(["-m", "cephalo", "train", "--data", str(vdir), "--out", str(tmp_path / "run"), "--params",
                    str(params), "--no-progress", "--workers", "0"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

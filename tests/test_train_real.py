@@ -13,9 +13,9 @@ pytestmark = pytest.mark.shared_data
 
 def test_train_on_real_isbi_variant_reports_mm_in_the_original_frame(shared_data, tmp_path):
     from cephalo.index import index_dataset, write_index
+    from cephalo.inference import Predictor, predict_variant
     from cephalo.preprocess import build_variant, load_variant
     from cephalo.train import train_on_variant
-    from cephalo.inference import Predictor, predict_variant
 
     params = yaml.safe_load((__import__("pathlib").Path(__file__).parents[1] / "params.yaml").read_text())
     df, _ = index_dataset("isbi2015", params["data"]["datasets"]["isbi2015"], shared_data / "isbi2015",

@@ -115,3 +115,21 @@ def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
     np.testing.assert_allclose(cal["q_mm"]["0.5"], 1.2, atol=0.05)  # 3 input px = 12 original px = 1.2 mm
     np.testing.assert_allclose(cal["q_px"]["0.5"], 12.0, atol=0.5)
     assert cal["shape_model"]["split"] == "train" and len(cal["shape_model"]["mean"]) == 4
+
+
+def test_evaluation_reports_coverage_per_landmark_and_overall(tmp_path):
+    from cephalo.evaluate.runner import evaluate_predictions
+
+    rng = np.random.default_rng(0)
+    n, names = 200, ["sella", "nasion"]
+    gt = rng.uniform(100, 900, size=(n, 2, 2))
+    pred = gt + rng.normal(0, 10, size=gt.shape)  # 0.1 mm/px: ~1 mm errors
+    e = np.hypot(*(pred - gt).transpose(2, 0, 1)) * 0.1
+    cal = U.calibrate(e[:100], e[:100] * 10, np.ones((100, 2)), names, (0.9, 0.95), "constant")
+    res = evaluate_predictions(pred[100:], gt[100:], np.full((100, 2), 0.1), image_ids=[str(i) for i in range(100)],
+                               names=names, out_dir=tmp_path / "ev", confidence=np.ones((100, 2)), n_boot=20,
+                               calibration=cal, make_plots=False)
+    cov = res["uncertainty"]["coverage"]
+    assert set(cov) == {"0.9", "0.95"} and set(cov["0.9"]["per_landmark"]) == set(names)
+    assert 0.8 < cov["0.9"]["overall"] < 0.98 and cov["0.95"]["overall"] >= cov["0.9"]["overall"]
+    assert cov["0.9"]["overall"] == pytest.approx((e[100:] <= np.array(cal["q_mm"]["0.9"])).mean())

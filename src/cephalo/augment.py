@@ -45,22 +45,16 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .config.schema import AugmentConfig
 from .errors import ConfigError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __all__ = ["DEFAULT_AUGMENT", "AUGMENT_KEYS", "build_augmentation", "Augmenter", "invert_displacement"]
 
-#: the defaults of every block; a block given in params overrides these keys
-DEFAULT_AUGMENT: dict[str, dict[str, Any]] = {
-    "affine": {"p": 0.8, "rotate_deg": 10.0, "scale": [0.9, 1.1], "translate_frac": 0.05, "shear_deg": 0.0},
-    "elastic": {"p": 0.0, "alpha": 30.0, "sigma": 10.0},
-    "hflip": {"p": 0.0},
-    "clahe": {"p": 0.0, "clip_limit": [1.0, 4.0], "tile_grid": 8},
-    "brightness_contrast": {"p": 0.5, "brightness": 0.2, "contrast": 0.2},
-    "gamma": {"p": 0.3, "gamma": [0.8, 1.2]},
-    "noise": {"p": 0.2, "std": [0.01, 0.04]},
-}
+#: the defaults of every block (from the params schema, cephalo.config.schema.AugmentConfig);
+#: a block given in params overrides these keys
+DEFAULT_AUGMENT: dict[str, dict[str, Any]] = AugmentConfig.default_blocks()
 AUGMENT_KEYS = ("enabled", *DEFAULT_AUGMENT)
 
 

@@ -34,7 +34,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("compare", "Table of evaluated runs (zero-shot vs fine-tuned, per variant)."),
     "export-onnx": ("export_onnx", "Export a cephalo checkpoint to ONNX and check it with onnxruntime."),
     "make-demo": ("make_demo", "Generate the embedded synthetic demo data sets (ISBI + Aariz layouts)."),
+    "code-fingerprint": ("code_fingerprint", "Per-subcommand code fingerprints (workflow rerun triggers)."),
     "clean": ("clean", "Remove temporaries left by killed writers (stale owner) under a project."),
+    "check-params": ("check_params", "Validate params files against the typed schema (what snakemake -n checks)."),
 }
 
 

@@ -221,7 +221,7 @@ class Predictor:
                            degenerate=np.asarray(dec.degenerate, dtype=bool), coords_input=coords_in)
 
 
-def predict_variant(predictor: Predictor, variant: Any, rows: Sequence[int], *, batch_size: int = 4,
+def predict_variant(predictor: Predictor, variant: Any, rows: Sequence[int] | np.ndarray, *, batch_size: int = 4,
                     on_heatmaps: Callable[[Sequence[int], Any], None] | None = None, progress: bool = False,
                     desc: str = "predict") -> Predictions:
     """Predict the images ``rows`` of a preprocessing variant, in original pixels.

@@ -1,4 +1,4 @@
-"""Small I/O helpers shared by every stage: atomic writes and params loading."""
+"""Small I/O helpers shared by every stage: atomic writes, JSON, file hashes (params: cephalo.config)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
-from .errors import ConfigError
-
 __all__ = [
     "atomic_path", "atomic_dir", "sweep_stale", "sweep_tree", "is_stale", "temp_name", "temp_owner",
-    "write_json", "load_params", "params_section", "file_sha256"]
+    "write_json", "file_sha256"]
 
 
 def _umask() -> int:
@@ -325,38 +321,6 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def load_params(path: str | Path) -> dict:
-    """Read a params YAML file (``params.yaml``) as a dict.
-
-    Raises:
-        ConfigError: missing file, invalid YAML, or a top level that is not a mapping.
-    """
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("params file not found", path) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"invalid YAML: {e}".replace("\n", " "), path) from None
-    if not isinstance(data, dict):
-        raise ConfigError("params file must hold a mapping at the top level", path)
-    return data
-
-
-def params_section(params: dict, dotted: str) -> Any:
-    """``params_section(p, "variants.letterbox768")`` -> that sub-entry.
-
-    Raises:
-        ConfigError: a missing key, naming the dotted path.
-    """
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"params: missing entry {dotted!r} (no {part!r})")
-        node = node[part]
-    return node
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -294,6 +294,7 @@ def predict_images(
     device: str = "cpu",
     progress: bool = True,
     on_error: Callable[[Path, CephaloError], None] | None = None,
+    refine: Callable[[np.ndarray, np.ndarray, Any], np.ndarray] | None = None,
 ) -> list[ImagePrediction]:
     """Predict landmarks on image files, in original pixels.
 
@@ -312,6 +313,8 @@ def predict_images(
         progress: show a tqdm bar.
         on_error: called with ``(path, error)`` for an image that cannot be read or preprocessed,
             which is then skipped; None = raise.
+        refine: ``(original image, coords (K, 2) original px, spacing (x, y) or None) -> (K, 2)``
+            applied to each image's predictions (``cephalo.refine.image_refiner`` of a bundle).
 
     Returns:
         one :class:`ImagePrediction` per readable image, in ``paths`` order.
@@ -346,7 +349,8 @@ def predict_images(
         for b, (inp, _, m, sp, src) in enumerate(pending):
             results.append(ImagePrediction(
                 path=inp.path, width=inp.width, height=inp.height, spacing=sp, spacing_source=src,
-                bit_depth=inp.bit_depth, landmark_names=names, symbols=symbols, coords=p.coords[b],
+                bit_depth=inp.bit_depth, landmark_names=names, symbols=symbols,
+                coords=p.coords[b] if refine is None else refine(inp.image, p.coords[b], sp),
                 confidence=p.confidence[b], degenerate=p.degenerate[b], affine=np.asarray(m, dtype=np.float64)))
         pending.clear()
 

@@ -8,10 +8,20 @@ Layout (explicit, inside the project - no ``./mlruns`` file store, nothing in th
 
 * backend store: SQLite database ``tracking.store`` (default ``mlflow/mlflow.db``); view it with
   ``mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db``;
-* artifacts: ``tracking.artifacts`` (default ``mlflow/artifacts``), one folder per experiment;
-* one experiment per data set (``tracking.experiment_prefix`` + data set name), one run per
-  stage and variant; params flattened with dotted names (``train.lr``), as ``dvc params diff``
-  shows them; tags ``git_commit``, ``data_index_hash``, ``variant``, ``stage``, ``command``.
+* artifacts: ``tracking.artifacts`` (default ``mlflow/artifacts``), one folder per experiment,
+  recorded in the store as paths **relative to the project folder** (``mlflow/artifacts/...``),
+  so moving or copying the project keeps them working; run ``mlflow ui`` from the project folder;
+* one experiment per profile/target (``tracking.experiment``, else ``tracking.experiment_prefix``
+  + the pipeline's target data set, else + the run's data set): the source model's training, its
+  zero-shot evaluation and the fine-tuned runs of one profile sit side by side;
+* one run per stage and variant. Params are the stage's *own* effective settings (a training
+  run: lr, epochs, loss, input size, architecture, init checkpoint and its hash...; an evaluation:
+  split, decoder, ground-truth policy, model...), flattened with dotted names, so the compare
+  view's "show diff only" shows what differs; tags: ``stage``, ``variant``, ``command``,
+  ``data_index_hash``, ``checkpoint``/``checkpoint_sha256``, the provenance record
+  (``cephalo.provenance.collect``: ``prov.git_commit``, ``prov.torch``, ``prov.cpu_model``...);
+  an evaluation run carries ``training_run_id`` (filter ``tags.training_run_id = '<id>'``) naming
+  the training run whose checkpoint it evaluated.
 
 Several processes (Snakemake jobs) may log at once. SQLite allows one writer; every logging call
 here therefore runs under an inter-process file lock beside the database (``filelock``), the
@@ -33,6 +43,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = [
     "TrackingConfig",
+    "experiment_name",
+    "find_training_run",
+    "log_to_evaluation",
+    "provenance_tags",
     "config_from_params",
     "tracking_uri",
     "flatten_params",
@@ -53,7 +67,9 @@ class TrackingConfig:
         enabled: log to MLflow at all.
         store: SQLite database file (absolute after :func:`config_from_params`).
         artifacts: artifact root folder (absolute).
-        experiment_prefix: prepended to the data set name to form the experiment name.
+        experiment_prefix: prepended to the target/data set name to form the experiment name.
+        experiment: an explicit experiment name (None: prefix + target).
+        root: the project folder; artifact locations are stored relative to it.
         lock_timeout_s: how long to wait for the inter-process lock.
         retries: attempts for a logging call that hits a locked database.
     """
@@ -64,6 +80,8 @@ class TrackingConfig:
     experiment_prefix: str = "cephalo-"
     lock_timeout_s: float = 120.0
     retries: int = 6
+    experiment: str | None = None
+    root: Path = Path(".")
 
 
 def config_from_params(section: Mapping | None, root: str | Path = ".") -> TrackingConfig:
@@ -75,7 +93,7 @@ def config_from_params(section: Mapping | None, root: str | Path = ".") -> Track
         ValueError: an unknown key (the message lists the valid ones).
     """
     section = dict(section or {})
-    valid = {"enabled", "store", "artifacts", "experiment_prefix", "lock_timeout_s", "retries"}
+    valid = {"enabled", "store", "artifacts", "experiment_prefix", "experiment", "lock_timeout_s", "retries"}
     unknown = sorted(set(section) - valid)
     if unknown:
         raise ValueError(f"tracking: unknown keys {unknown}; valid: {sorted(valid)}")
@@ -88,7 +106,32 @@ def config_from_params(section: Mapping | None, root: str | Path = ".") -> Track
         experiment_prefix=str(section.get("experiment_prefix", d.experiment_prefix)),
         lock_timeout_s=float(section.get("lock_timeout_s", d.lock_timeout_s)),
         retries=int(section.get("retries", d.retries)),
+        experiment=(str(section["experiment"]) if section.get("experiment") else None),
+        root=root,
     )
+
+
+def experiment_name(cfg: TrackingConfig, params: Any = None, dataset: str | None = None) -> str:
+    """The experiment of a run: ``cfg.experiment``, else the prefix + ``params.pipeline.target``
+    (one experiment per profile/target), else the prefix + ``dataset``."""
+    if cfg.experiment:
+        return cfg.experiment
+    if isinstance(params, Mapping):
+        target = (params.get("pipeline") or {}).get("target")
+    else:  # the typed params (cephalo.config.Params)
+        target = getattr(getattr(params, "pipeline", None), "target", None)
+    return f"{cfg.experiment_prefix}{target or dataset or 'default'}"
+
+
+def provenance_tags(prov: Mapping | None) -> dict[str, str]:
+    """A :func:`cephalo.provenance.collect` record as flat ``prov.*`` tags (packages as ``prov.<dist>``)."""
+    out = {}
+    for k, v in dict(prov or {}).items():
+        if k == "packages":
+            out.update({f"prov.{n}": str(ver) for n, ver in dict(v or {}).items()})
+        elif v is not None:
+            out[f"prov.{k}"] = str(v)
+    return out
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
@@ -192,6 +235,9 @@ def log_run(
     checkpoint_hash: str | None = None,
     series: Mapping[str, Sequence[float]] | None = None,
     strict: bool = False,
+    experiment: str | None = None,
+    provenance: Mapping | None = None,
+    link_checkpoints: Sequence[str] = (),
 ) -> str | None:
     """Log one finished stage run (params, metrics, artifacts, tags) to MLflow.
 
@@ -213,6 +259,11 @@ def log_run(
         series: per-step curves, name -> values (step = position, e.g. epoch - 1), so the MLflow UI
             plots them (e.g. a training run's ``val_mre_mm`` per epoch); non-finite values skipped.
         strict: raise instead of warning when logging fails (tests).
+        experiment: the experiment name (default: :func:`experiment_name` of ``dataset``).
+        provenance: a :func:`cephalo.provenance.collect` record, logged as ``prov.*`` tags.
+        link_checkpoints: SHA-256s of the checkpoint evaluated and of the ones it derives from
+            (AdaBN: its source): the first training run (tag ``stage=train``) whose best
+            checkpoint has one of them is named in tags ``training_run_id`` / ``training_run_name``.
 
     Returns:
         the MLflow run id, or None when tracking is disabled or failed (a ``UserWarning`` says why).
@@ -223,7 +274,9 @@ def log_run(
         return _log_run(cfg, dataset=dataset, stage=stage, variant=variant, run_name=run_name,
                         params=params or {}, metrics=metrics or {}, artifacts=list(artifacts),
                         tags=dict(tags or {}), command=command, data_index_hash=data_index_hash,
-                        checkpoint=checkpoint, checkpoint_hash=checkpoint_hash, series=dict(series or {}))
+                        checkpoint=checkpoint, checkpoint_hash=checkpoint_hash, series=dict(series or {}),
+                        experiment=experiment or experiment_name(cfg, None, dataset),
+                        provenance=dict(provenance or {}), link_checkpoints=[h for h in link_checkpoints if h])
     except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
         if strict:
             raise
@@ -232,35 +285,134 @@ def log_run(
         return None
 
 
-def _log_run(cfg: TrackingConfig, *, dataset, stage, variant, run_name, params, metrics, artifacts, tags,
-             command, data_index_hash, checkpoint, checkpoint_hash, series) -> str:
-    import filelock
+def _client(cfg: TrackingConfig):
+    from mlflow.tracking import MlflowClient
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    return _retry(lambda: MlflowClient(tracking_uri=tracking_uri(cfg)), cfg.retries)
+
+
+def _relative_location(cfg: TrackingConfig, path: Path) -> str:
+    """``path`` relative to the project folder when inside it (POSIX), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path(cfg.root).resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _set_relative_locations(cfg: TrackingConfig, exp_id: str | None = None, run_id: str | None = None,
+                            exp_loc: str | None = None, run_loc: str | None = None) -> None:
+    """Store artifact locations relative to the project (MLflow itself would store absolute URIs)."""
+    con = sqlite3.connect(str(cfg.store), timeout=60)
+    try:
+        con.execute("PRAGMA busy_timeout = 60000")
+        if exp_id is not None:
+            con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?", (exp_loc, int(exp_id)))
+        if run_id is not None:
+            con.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", (run_loc, run_id))
+        con.commit()
+    finally:
+        con.close()
+
+
+def _copy_artifacts(dest: Path, artifacts: Sequence[Path]) -> None:
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for a in artifacts:
+        a = Path(a)
+        if a.is_dir():
+            shutil.copytree(a, dest / a.name, dirs_exist_ok=True)
+        elif a.is_file():
+            shutil.copy2(a, dest / a.name)
+
+
+def find_training_run(client, checkpoint_hashes: Sequence[str], experiment_ids: Sequence[str] | None = None):
+    """The newest training run (tag ``stage=train``) whose ``checkpoint_sha256`` is one of the hashes, or None."""
+    if not checkpoint_hashes:
+        return None
+    if experiment_ids is None:
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    for h in checkpoint_hashes:
+        runs = client.search_runs(list(experiment_ids), filter_string=f"tags.stage = 'train' and "
+                                  f"tags.checkpoint_sha256 = '{h}'", order_by=["attributes.start_time DESC"],
+                                  max_results=1)
+        if runs:
+            return runs[0]
+    return None
+
+
+def log_to_evaluation(cfg: TrackingConfig, *, metrics_sha256: str | None, run_name: str,
+                      metrics: Mapping[str, float | None], strict: bool = False) -> str | None:
+    """Add metrics (e.g. ``cephalo compare``'s ``/shared`` figures) to the evaluation run whose
+    ``metrics.json`` has this SHA-256 (tag ``metrics_sha256``; newest first). Returns its id or None."""
+    if not cfg.enabled or not metrics_sha256 or not Path(cfg.store).is_file():
+        return None
+    try:
+        import filelock
+        from mlflow.entities import Metric
+
+        lock = filelock.FileLock(str(Path(cfg.store).with_suffix(".lock")), timeout=cfg.lock_timeout_s)
+        with lock:
+            client = _client(cfg)
+            exps = [e.experiment_id for e in client.search_experiments()]
+            runs = _retry(lambda: client.search_runs(exps, filter_string=f"tags.metrics_sha256 = '{metrics_sha256}'",
+                                                     order_by=["attributes.start_time DESC"], max_results=1),
+                          cfg.retries)
+            if not runs:
+                return None
+            rid = runs[0].info.run_id
+            now = int(time.time() * 1000)
+            m = [Metric(k, float(v), now, 0) for k, v in metrics.items()
+                 if v is not None and math.isfinite(float(v))]
+            for i in range(0, len(m), 1000):
+                _retry(lambda i=i: client.log_batch(rid, metrics=m[i:i + 1000]), cfg.retries)
+            return rid
+    except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
+        if strict:
+            raise
+        warnings.warn(f"MLflow tracking failed for {run_name} (results are unaffected): {type(e).__name__}: {e}",
+                      stacklevel=2)
+        return None
+
+
+def _log_run(cfg: TrackingConfig, *, dataset, stage, variant, run_name, params, metrics, artifacts, tags,
+             command, data_index_hash, checkpoint, checkpoint_hash, series, experiment, provenance,
+             link_checkpoints) -> str:
+    import filelock
+
     lock = filelock.FileLock(str(Path(cfg.store).with_suffix(".lock")), timeout=cfg.lock_timeout_s)
     Path(cfg.store).parent.mkdir(parents=True, exist_ok=True)
     with lock:
         _prepare_store(cfg)
         from mlflow.entities import Metric, Param
-        from mlflow.tracking import MlflowClient
 
-        client = _retry(lambda: MlflowClient(tracking_uri=tracking_uri(cfg)), cfg.retries)
-        name = f"{cfg.experiment_prefix}{dataset}"
+        client = _client(cfg)
+        name = experiment
+        exp_dir = Path(cfg.artifacts) / name
 
         def get_or_create() -> str:
             exp = client.get_experiment_by_name(name)
             if exp is not None:
                 return exp.experiment_id
-            loc = (Path(cfg.artifacts) / name).resolve().as_uri()
-            return client.create_experiment(name, artifact_location=loc)
+            eid = client.create_experiment(name, artifact_location=exp_dir.resolve().as_uri())
+            _set_relative_locations(cfg, exp_id=eid, exp_loc=_relative_location(cfg, exp_dir))
+            return eid
 
         exp_id = _retry(get_or_create, cfg.retries)
         all_tags = {"stage": stage, "variant": variant, "dataset": dataset}
+        all_tags.update(provenance_tags(provenance))
         commit = git_commit()
         if commit:
             all_tags["git_commit"] = commit
             all_tags["mlflow.source.git.commit"] = commit.split("+")[0]
+        if link_checkpoints:
+            tr = _retry(lambda: find_training_run(client, link_checkpoints), cfg.retries)
+            if tr is not None:
+                all_tags["training_run_id"] = tr.info.run_id
+                all_tags["training_run_name"] = tr.info.run_name or ""
         if command:
             all_tags["command"] = command
         if data_index_hash:
@@ -274,6 +426,9 @@ def _log_run(cfg: TrackingConfig, *, dataset, stage, variant, run_name, params, 
                                                tags={k: str(v)[:5000] for k, v in all_tags.items()}),
                      cfg.retries)
         run_id = run.info.run_id
+        run_dir = exp_dir / run_id / "artifacts"
+        _retry(lambda: _set_relative_locations(cfg, run_id=run_id, run_loc=_relative_location(cfg, run_dir)),
+               cfg.retries)
         now = int(time.time() * 1000)
         p = [Param(k, v) for k, v in flatten_params(params).items()]
         m = [Metric(k, v, now, 0) for k, v in flatten_metrics(metrics).items()]
@@ -284,11 +439,6 @@ def _log_run(cfg: TrackingConfig, *, dataset, stage, variant, run_name, params, 
             _retry(lambda i=i: client.log_batch(run_id, params=p[i:i + 100]), cfg.retries)
         for i in range(0, max(len(m), 1), 1000):
             _retry(lambda i=i: client.log_batch(run_id, metrics=m[i:i + 1000]), cfg.retries)
-        for a in artifacts:
-            a = Path(a)
-            if a.is_dir():
-                client.log_artifacts(run_id, str(a), artifact_path=a.name)
-            elif a.is_file():
-                client.log_artifact(run_id, str(a))
+        _copy_artifacts(run_dir, [Path(a) for a in artifacts])
         _retry(lambda: client.set_terminated(run_id, "FINISHED"), cfg.retries)
         return run_id

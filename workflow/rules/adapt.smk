@@ -6,6 +6,7 @@
 
 rule adapt:
     input:
+        code=code("adapt"),
         model=SOURCE_CKPT,
         data=get_variant_dir(PIPE["target"], "{variant}"),
     output:

@@ -1,4 +1,4 @@
-# Shared helpers: effective params (profiles + overrides), schema validation, get_* functions.
+# Shared helpers: effective params (profiles + overrides), typed validation (cephalo.config), get_* functions.
 #
 # Layout (snakemake-workflows): resources/ (raw inputs: demo data, downloads), results/ (every
 # product: index, variants, models, eval runs, comparison), logs/<rule>/... (one log per job).
@@ -9,7 +9,7 @@ import shlex
 from pathlib import Path
 
 import yaml
-from snakemake.utils import update_config, validate
+from snakemake.utils import update_config
 
 
 # --- effective params: profile replacement and `--config set="a.b=v ..."` -----------------
@@ -25,7 +25,8 @@ def _apply_profiles_and_overrides(cfg):
         cfg.update(fresh)
     sets = cfg.pop("set", None)
     if sets is None:
-        return
+        return []
+    keys = []
     for item in shlex.split(str(sets)):
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -37,10 +38,29 @@ def _apply_profiles_and_overrides(cfg):
                 node[part] = {}
             node = node[part]
         node[parts[-1]] = yaml.safe_load(value)
+        keys.append(key)
+    return keys
 
 
-_apply_profiles_and_overrides(config)
-validate(config, schema="../schemas/config.schema.yaml")
+_SET_KEYS = _apply_profiles_and_overrides(config)
+
+# The effective params are validated with the same typed schema every `cephalo` command uses
+# (cephalo.config): `snakemake -n` rejects exactly what a run would reject, with the same one-line
+# message naming the dotted key (the source here: the params file(s) and the --config overrides).
+import sys
+
+from cephalo.config import validate_params
+from cephalo.config.load import check_pipeline
+from cephalo.errors import ConfigError
+
+_PARAMS_SOURCE = " + ".join([str(f) for f in (workflow.config_settings.configfiles or [])] or ["params.yaml"])
+if _SET_KEYS:
+    _PARAMS_SOURCE += " + --config set=" + ",".join(_SET_KEYS)
+try:
+    PARAMS_TYPED = validate_params(config, source=_PARAMS_SOURCE)
+    check_pipeline(PARAMS_TYPED, source=_PARAMS_SOURCE)
+except ConfigError as e:
+    sys.exit(f"cephalo: error: {e}")
 
 PIPE = config["pipeline"]
 
@@ -68,48 +88,19 @@ def _write_effective_params(cfg, folder="results/params"):
 PARAMS = _write_effective_params(config)
 
 
-# --- consistency checks the JSON schema cannot express ------------------------------------
-def _check_pipeline(cfg):
-    pipe = cfg["pipeline"]
-    datasets = cfg.get("data", {}).get("datasets", {}) or {}
-    variants = cfg.get("variants", {}) or {}
-    errors = []
-    for name in list(pipe["raw"]) + list(pipe["download"]):
-        if name not in datasets:
-            errors.append(f"pipeline: data set {name!r} has no data.datasets.{name} entry")
-    for name in pipe["download"]:
-        if pipe["raw"].get(name) != f"resources/raw/{name}":
-            errors.append(f"pipeline.raw.{name}: a downloaded data set lives in resources/raw/{name}")
-    if pipe["target"] not in pipe["raw"]:
-        errors.append(f"pipeline.target {pipe['target']!r} is not in pipeline.raw")
-    for name in pipe["source"]:
-        if name not in pipe["raw"]:
-            errors.append(f"pipeline.source {name!r} is not in pipeline.raw")
-        if name == pipe["target"]:
-            errors.append(f"pipeline.source {name!r} is also the target")
-    for v in list(pipe["variants"]) + [pipe["source_variant"]]:
-        if v not in variants:
-            errors.append(f"pipeline: variant {v!r} has no variants.{v} entry")
-    if len(pipe["train_source"]) + len(pipe["fetch_source"]) != 1:
-        errors.append("pipeline: exactly one of train_source ([DATASET]) and fetch_source ([public]) "
-                      "must name the source model")
-    for name in pipe["train_source"]:
-        if name not in pipe["source"]:
-            errors.append(f"pipeline.train_source {name!r} is not in pipeline.source")
-    for name in pipe.get("refine_source", {}):
-        if name not in pipe["source"]:
-            errors.append(f"pipeline.refine_source {name!r} is not in pipeline.source")
-    for v in pipe.get("refine_variants", []):
-        if v not in pipe["variants"]:
-            errors.append(f"pipeline.refine_variants: {v!r} is not in pipeline.variants")
-    if pipe.get("refine_variants") and not pipe.get("refine_source"):
-        errors.append("pipeline.refine_variants needs pipeline.refine_source (the fine-tuned refiner starts "
-                      "from the source refiner)")
-    if errors:
-        raise ValueError("invalid params: " + "; ".join(errors))
+# --- code-aware reruns: results/code/<command>.sha256, rewritten at parse time only when the code
+# a subcommand can run changed (its import closure, by syntax tree: comments and docstrings do not
+# count). Every rule lists its command's file as input, so Snakemake's mtime trigger reruns exactly
+# the jobs whose code changed and what follows; DVC's code_fingerprint stage writes the same files.
+from cephalo.provenance import write_code_fingerprints as _write_code_fingerprints
+
+CODE_DIR = "results/code"
+_write_code_fingerprints(CODE_DIR)
 
 
-_check_pipeline(config)
+def code(command):
+    """The code fingerprint file of a cephalo subcommand (a rule input)."""
+    return f"{CODE_DIR}/{command}.sha256"
 
 
 # --- wildcard domains ---------------------------------------------------------------------
@@ -217,7 +208,7 @@ def get_eval_options(wildcards):
 
 
 def get_final_outputs():
-    out = ["results/comparison.csv", "results/comparison.md"]
+    out = ["results/comparison.csv", "results/comparison.md", "results/comparison.html", "results/summary"]
     out += [f"results/quality/{d}/quality.json" for d in PIPE["raw"]]
     for run in get_runs():
         out += eval_outputs(run)

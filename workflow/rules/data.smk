@@ -4,6 +4,8 @@
 if PIPE["make_demo"]:
 
     rule make_demo:
+        input:
+            code=code("make-demo"),
         output:
             isbi2015=directory("{demo_dir}/isbi2015"),
             aariz=directory("{demo_dir}/aariz"),
@@ -19,6 +21,8 @@ if PIPE["make_demo"]:
 
 
 rule download:
+    input:
+        code=code("download"),
     output:
         directory("resources/raw/{dataset}"),
     params:

@@ -15,6 +15,7 @@
 
 rule evaluate:
     input:
+        code=code("evaluate"),
         model=get_eval_model,
         data=get_eval_data,
         index=get_eval_index,

@@ -4,6 +4,7 @@
 
 rule finetune:
     input:
+        code=code("train"),
         data=get_variant_dir(PIPE["target"], "{variant}"),
         init=SOURCE_CKPT,
     output:

@@ -3,6 +3,7 @@
 
 rule index:
     input:
+        code=code("index"),
         root=get_raw_root,
     output:
         index="results/index/{dataset}.parquet",

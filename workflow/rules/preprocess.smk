@@ -4,6 +4,7 @@
 
 rule preprocess:
     input:
+        code=code("preprocess"),
         index="results/index/{dataset}.parquet",
     output:
         directory("results/variants/{dataset}/{variant}"),

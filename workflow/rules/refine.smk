@@ -11,6 +11,7 @@ if PIPE.get("refine_source"):
 
     rule train_refiner_source:
         input:
+            code=code("train-refiner"),
             index=get_index(next(iter(PIPE["refine_source"]))),
             global_model=SOURCE_CKPT,
         output:
@@ -31,6 +32,7 @@ if PIPE.get("refine_source"):
 
 rule finetune_refiner:
     input:
+        code=code("train-refiner"),
         index=get_index(PIPE["target"]),
         global_model="results/models/finetune/{variant}/best.pt",
         init="results/models/refine_source/best.pt",

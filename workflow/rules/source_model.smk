@@ -5,6 +5,7 @@ if PIPE["train_source"]:
 
     rule train_source:
         input:
+            code=code("train"),
             data=get_variant_dir(PIPE["train_source"][0], PIPE["source_variant"]),
         output:
             **{f.split(".")[0]: f"results/models/source/{f}" for f in TRAIN_FILES},
@@ -24,6 +25,8 @@ if PIPE["train_source"]:
 if PIPE["fetch_source"]:
 
     rule fetch_source:
+        input:
+            code=code("fetch-model"),
         output:
             SOURCE_CKPT,
         params:

@@ -1,9 +1,12 @@
 """The Gaussian heatmap codec: one object for target encoding (training) and decoding (inference).
 
 Targets follow Tompson et al., NeurIPS 2014 / Newell et al., ECCV 2016 (an unnormalised 2-D
-Gaussian per landmark, peak 1 at its centre), but centred at the **sub-pixel** landmark position in
-heatmap pixels (no rounding to integer cells, unlike the public HRNet's training targets), so the
-decoders can recover the position without a quantisation error.
+Gaussian per landmark, peak 1 at its centre), centred at the **sub-pixel** landmark position in
+heatmap pixels (no rounding to integer cells), so the decoders can recover the position without a
+quantisation error. The public HRNet's training code does the same (its Gaussians are evaluated on
+the integer index grid around the unrounded centre ``landmark_768 / 4``); it differs only in the
+frame: its heatmap index ``i`` is input pixel ``4 i`` (``convention="hf_corner"``), cephalo's is
+the pixel centre ``4 i + 1.5`` (``convention="pixel_centre"``).
 """
 
 from __future__ import annotations

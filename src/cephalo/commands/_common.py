@@ -1,12 +1,14 @@
-"""Options shared by every subcommand."""
+"""Options shared by every subcommand, and the one way a command reads its params."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..io import load_params
+if TYPE_CHECKING:
+    from ..config import Params
 
 params_option = click.option(
     "--params",
@@ -18,6 +20,22 @@ params_option = click.option(
 )
 
 
-def read_params(params_path: Path) -> dict:
-    """Load the params file; a missing/invalid file is a CephaloError (exit 1)."""
+def read_params(params_path: Path, optional: bool = False) -> "Params":
+    """Load and validate the params file once (:func:`cephalo.config.load_params`).
+
+    Returns the typed :class:`cephalo.config.Params` (every section, defaults filled in). With
+    ``optional`` (commands that work without a project, e.g. ``predict``), a ``--params`` left at its
+    default that does not exist gives the schema defaults; an explicit ``--params`` must exist.
+
+    Raises:
+        ConfigError: a missing/invalid file, a bad value or an unknown key (one line naming the
+            file and the dotted key; exit 1).
+    """
+    from ..config import Params, load_params
+
+    if optional and not params_path.is_file():
+        ctx = click.get_current_context(silent=True)
+        explicit = ctx is not None and ctx.get_parameter_source("params_path") != click.core.ParameterSource.DEFAULT
+        if not explicit:
+            return Params()
     return load_params(params_path)

@@ -13,8 +13,6 @@ import click
 
 from ._common import params_option, read_params
 
-ADAPT_KEYS = {"split", "batch_size", "device", "max_images", "seed"}
-
 
 @click.command(name="adapt")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -44,18 +42,10 @@ def command(model_path: Path, data_dir: Path, out: Path, split: str | None, prog
     from ..train.adabn import adapt_batchnorm
     from ..train.distributed import resolve_device
 
-    params = read_params(params_path)
-    sec = params.get("adapt") or {}
-    if not isinstance(sec, dict):
-        raise ConfigError("params: 'adapt' must be a mapping", params_path)
-    unknown = sorted(set(sec) - ADAPT_KEYS)
-    if unknown:
-        raise ConfigError(f"params adapt: unknown key(s) {unknown}; valid: {sorted(ADAPT_KEYS)}", params_path)
-    split = split if split is not None else sec.get("split")
-    batch_size = int(sec.get("batch_size", 16))
-    if batch_size < 2:
-        raise ConfigError("params adapt.batch_size must be >= 2 (batch statistics)", params_path)
-    device = resolve_device(str(sec.get("device", "auto")))
+    ap = read_params(params_path).adapt
+    split = split if split is not None else ap.split
+    batch_size = ap.batch_size
+    device = resolve_device(ap.device)
 
     variant = load_variant(data_dir)
     model, meta, _extra = load_checkpoint(model_path, "cpu")
@@ -66,10 +56,10 @@ def command(model_path: Path, data_dir: Path, out: Path, split: str | None, prog
     if len(rows) == 0:
         raise DataError(f"no images in split {split!r} (splits present: {sorted(set(map(str, variant.splits)))})",
                         data_dir)
-    max_images = sec.get("max_images")
-    if max_images is not None and len(rows) > int(max_images):
-        rng = np.random.default_rng(int(sec.get("seed", 0)))
-        rows = np.sort(rng.choice(rows, size=int(max_images), replace=False))
+    max_images = ap.max_images
+    if max_images is not None and len(rows) > max_images:
+        rng = np.random.default_rng(ap.seed)
+        rows = np.sort(rng.choice(rows, size=max_images, replace=False))
     try:
         report = adapt_batchnorm(model, variant.images, rows, meta.normalisation or variant.normalisation,
                                  device=device, batch_size=batch_size, progress=progress)

@@ -17,31 +17,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, DataError
-from ._common import params_option
-
-_KEYS = {"coverages", "scale", "conf_floor", "batch_size", "device", "split", "shape_split", "shape_quantile",
-         "shape_margin"}
-
-
-def calibrate_params(params: dict) -> dict:
-    """The ``calibrate:`` section with defaults. Raises ConfigError on unknown keys / bad values."""
-    sec = params.get("calibrate") or {}
-    if not isinstance(sec, dict):
-        raise ConfigError(f"params calibrate: must be a mapping, got {sec!r}")
-    unknown = sorted(set(sec) - _KEYS)
-    if unknown:
-        raise ConfigError(f"params calibrate: unknown keys {unknown}; valid: {sorted(_KEYS)}")
-    try:
-        return {"coverages": [float(c) for c in sec.get("coverages", [0.9, 0.95])],
-                "scale": str(sec.get("scale", "inverse_confidence")),
-                "conf_floor": float(sec.get("conf_floor", 0.01)), "batch_size": int(sec.get("batch_size", 4)),
-                "device": str(sec.get("device", "auto")), "split": str(sec.get("split", "valid")),
-                "shape_split": sec.get("shape_split", "train"),
-                "shape_quantile": float(sec.get("shape_quantile", 0.99)),
-                "shape_margin": float(sec.get("shape_margin", 1.5))}
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"params calibrate: {e}") from None
+from ..errors import DataError
+from ._common import params_option, read_params
 
 
 @click.command(name="calibrate")
@@ -57,11 +34,8 @@ def calibrate_params(params: dict) -> dict:
 def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path, progress: bool,
             params_path: Path) -> None:
     """Per-landmark conformal prediction radii from a held-out split, stored in the checkpoint."""
-    from ..io import load_params
-
-    params = load_params(params_path) if params_path.is_file() else {}
-    cp = calibrate_params(params)
-    split = split or cp["split"]
+    cp = read_params(params_path, optional=True).calibrate
+    split = split or cp.split
     from ..models import load_checkpoint, save_checkpoint
     from ..predict import resolve_device
     from ..preprocess import load_variant
@@ -71,17 +45,17 @@ def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path,
         raise DataError("model checkpoint not found", model_path)
     variant = load_variant(data_dir)
     model, meta, extra = load_checkpoint(model_path, "cpu")
-    cal = calibrate_model(model.eval(), meta, variant, split, coverages=cp["coverages"], scale=cp["scale"],
-                          conf_floor=cp["conf_floor"], batch_size=cp["batch_size"],
-                          device=resolve_device(cp["device"]), progress=progress, shape_split=cp["shape_split"],
-                          shape_quantile=cp["shape_quantile"], shape_margin=cp["shape_margin"])
+    cal = calibrate_model(model.eval(), meta, variant, split, coverages=cp.coverages, scale=cp.scale,
+                          conf_floor=cp.conf_floor, batch_size=cp.batch_size,
+                          device=resolve_device(cp.device), progress=progress, shape_split=cp.shape_split,
+                          shape_quantile=cp.shape_quantile, shape_margin=cp.shape_margin)
     cal["checkpoint"] = str(model_path)
     from ..models.checkpoint import read_checkpoint
 
     kind = read_checkpoint(model_path).kind  # public checkpoints' extras (their config) are not carried over
     keep = {k: v for k, v in extra.items() if k != "calibration"} if kind == "cephalo" else {}
     save_checkpoint(out_path, model.cpu(), meta, extra={**keep, "calibration": cal})
-    q = cal["q_mm"].get(coverage_key(cp["coverages"][0])) or []
+    q = cal["q_mm"].get(coverage_key(cp.coverages[0])) or []
     med = float(sorted(v for v in q if v is not None)[len(q) // 2]) if any(v is not None for v in q) else float("nan")
-    click.echo(f"{out_path}: conformal radii ({cp['scale']}) from {cal['n_images']} '{split}' images, "
-               f"coverages {cp['coverages']}; median landmark quantile at {cp['coverages'][0]:g}: {med:.3g} mm")
+    click.echo(f"{out_path}: conformal radii ({cp.scale}) from {cal['n_images']} '{split}' images, "
+               f"coverages {cp.coverages}; median landmark quantile at {cp.coverages[0]:g}: {med:.3g} mm")

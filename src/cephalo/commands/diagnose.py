@@ -199,8 +199,7 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
     from ..io import atomic_dir, write_json
     from ..landmarks import CATALOGUES, get_catalogue
 
-    params = read_params(params_path) if params_path.is_file() else {}
-    th = dict(((params.get("evaluate") or {}).get("diagnosis")) or {})
+    th = read_params(params_path, optional=True).evaluate.diagnosis.model_dump()
     name = name or out_dir.name
     df = read_index(index_path, check_images=False)
     meta = df.attrs.get("cephalo", {})

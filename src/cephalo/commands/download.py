@@ -19,34 +19,9 @@ from pathlib import Path
 
 import click
 
+from ..config.schema import DatasetDownload
 from ..datasets.download import RELEASES, fetch_release
-from ..errors import ConfigError
-from ..io import params_section
 from ._common import params_option, read_params
-
-_KEYS = {"url", "known_hash", "cache_dir", "keep_archive", "timeout_s", "link"}
-
-
-def download_params(params: dict, dataset: str) -> dict:
-    """The ``data.datasets.<dataset>.download`` section (``{}`` when absent), validated.
-
-    Raises:
-        ConfigError: not a mapping, or an unknown key (listing the valid ones).
-    """
-    try:
-        section = params_section(params, f"data.datasets.{dataset}.download")
-    except ConfigError:
-        return {}
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"params: data.datasets.{dataset}.download must be a mapping")
-    unknown = set(section) - _KEYS
-    if unknown:
-        raise ConfigError(
-            f"params: data.datasets.{dataset}.download: unknown key(s) {sorted(unknown)}; valid: {sorted(_KEYS)}"
-        )
-    return section
 
 
 @click.command(name="download")
@@ -71,10 +46,11 @@ def command(
     params_path: Path,
 ) -> None:
     """Fetch a data set release (pooch: pinned URL + checksum) and unpack it into --out."""
-    cfg = download_params(read_params(params_path), dataset)
+    spec = read_params(params_path).data.datasets.get(dataset)
+    cfg = spec.download if spec is not None else DatasetDownload()
     if sum(bool(x) for x in (mirror, archives, folder)) > 1:
         raise click.UsageError("give at most one of --mirror, --archive, --from-folder")
-    url = mirror or (None if (archives or folder) else cfg.get("url"))
+    url = mirror or (None if (archives or folder) else cfg.url)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         path = _fetch(dataset, out, url, archives, folder, known_hash, cfg, progress, force)
@@ -83,18 +59,18 @@ def command(
     click.echo(f"{dataset}: release unpacked in {path}")
 
 
-def _fetch(dataset, out, url, archives, folder, known_hash, cfg, progress, force) -> Path:
+def _fetch(dataset, out, url, archives, folder, known_hash, cfg: DatasetDownload, progress, force) -> Path:
     return fetch_release(
         dataset,
         out,
         url=url,
         archive=list(archives) if archives else None,
         folder=folder,
-        known_hash=known_hash or cfg.get("known_hash"),
+        known_hash=known_hash or cfg.known_hash,
         progress=progress,
-        cache_dir=cfg.get("cache_dir"),
-        keep_archive=bool(cfg.get("keep_archive", True)),
-        timeout_s=float(cfg.get("timeout_s", 60)),
-        link=bool(cfg.get("link", False)),
+        cache_dir=cfg.cache_dir,
+        keep_archive=cfg.keep_archive,
+        timeout_s=cfg.timeout_s,
+        link=cfg.link,
         force=force,
     )

@@ -8,28 +8,14 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ._common import params_option, read_params
-
-_KEYS = {"thresholds_mm", "n_boot", "seed", "batch_size", "device", "n_worst", "diagnosis", "human_limit"}
-
-
-def evaluate_params(params: dict) -> dict:
-    """The ``evaluate:`` section with defaults; ConfigError on unknown keys."""
-    sec = dict(params.get("evaluate") or {})
-    unknown = sorted(set(sec) - _KEYS)
-    if unknown:
-        raise ConfigError(f"params evaluate: unknown keys {unknown}; valid: {sorted(_KEYS)}")
-    return {"thresholds_mm": [float(t) for t in sec.get("thresholds_mm", [2.0, 2.5, 3.0, 4.0])],
-            "n_boot": int(sec.get("n_boot", 1000)), "seed": int(sec.get("seed", 0)),
-            "batch_size": int(sec.get("batch_size", 4)), "device": str(sec.get("device", "cpu")),
-            "n_worst": int(sec.get("n_worst", 4)), "diagnosis": dict(sec.get("diagnosis") or {}),
-            "human_limit": bool(sec.get("human_limit", True))}
 
 
 @click.command(name="evaluate")
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="checkpoint (cephalo .pt or the public HF best_model.pth)")
+              help="checkpoint (cephalo .pt or the public HF best_model.pth), or a bundle.json "
+                   "(global model + refiner, cephalo train-refiner)")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="preprocessing variant directory (cephalo preprocess output)")
 @click.option("--split", default="test", show_default=True, help="split to evaluate ('all' for every image)")
@@ -39,7 +25,7 @@ def evaluate_params(params: dict) -> dict:
 @click.option("--index", "index_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="landmark index with two or more annotators: human limit beside the model")
 @click.option("--stage", default="evaluate", show_default=True,
-              help="evaluation stage tag: source, naive, zero_shot, adabn or finetune")
+              help="evaluation stage tag: source, naive, zero_shot, adabn, finetune, refine_source or refine")
 @click.option("--normalisation", type=click.Choice(["imagenet", "unit", "zscore", "raw"]), default=None,
               help="override the model's input normalisation (raw = grey values 0-255 unscaled): reproduces a "
                    "preprocessing mistake, e.g. the clinic's first run with the public model")
@@ -51,7 +37,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
             stage: str, normalisation: str | None, decoder: str | None, params_path: Path) -> None:
     """Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."""
     params = read_params(params_path)
-    ep = evaluate_params(params)
+    ep = params.evaluate
     from ..evaluate.leakage import file_sha256
     from ..evaluate.runner import evaluate_model
     from ..uncertainty import read_calibration
@@ -61,9 +47,21 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     if not model_path.is_file():
         raise DataError("model checkpoint not found", model_path)
     variant = load_variant(data_dir)
-    model, meta = load_model(model_path)
+    bundle, refine = None, None
+    from ..refine import is_bundle
+
+    if is_bundle(model_path):
+        from ..refine import image_refiner, read_bundle, variant_refiner
+
+        bundle = read_bundle(model_path)
+        model, meta = load_model(bundle.global_path)
+        refiner = bundle.load_refiner(ep.device)
+        refine = variant_refiner(image_refiner(refiner, list(meta.landmark_names), tta=bundle.tta,
+                                               iterations=bundle.iterations, batch_size=bundle.batch_size), variant)
+    else:
+        model, meta = load_model(model_path)
     human = None
-    if index_path is not None and ep["human_limit"]:
+    if index_path is not None and ep.human_limit:
         from ..evaluate.human import human_limit
         from ..index import read_index
 
@@ -71,22 +69,31 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
         ids = [variant.image_ids[i] for i in rows]
         names = [n for n in variant.landmark_names if n in set(meta.landmark_names)]
         try:
-            human = human_limit(read_index(index_path), ids, names, ep["thresholds_mm"])
+            human = human_limit(read_index(index_path), ids, names, ep.thresholds_mm)
         except ValueError as e:
             raise DataError(str(e), index_path) from None
         if human is not None:
             human["source"] = str(index_path)
     command_line = "cephalo " + shlex.join(sys.argv[1:]) if sys.argv and "evaluate" in sys.argv else (
         f"cephalo evaluate --model {model_path} --data {data_dir} --split {split} --out {out_dir}")
+    from .. import provenance
+
     info = {"stage": stage, "command": command_line, "checkpoint": str(model_path),
-            "checkpoint_sha256": file_sha256(model_path)}
+            "checkpoint_sha256": file_sha256(model_path),
+            "provenance": provenance.collect(params, seed=ep.seed, device=ep.device)}
+    if bundle is not None:
+        info["refine"] = {"bundle": str(model_path), "global": str(bundle.global_path),
+                          "global_sha256": file_sha256(bundle.global_path), "refiner": str(bundle.refiner_path),
+                          "refiner_sha256": file_sha256(bundle.refiner_path), "iterations": bundle.iterations,
+                          "tta": bundle.tta.to_dict()}
     name = name or out_dir.name
     try:
         result = evaluate_model(model, meta, variant, split, out_dir, name=name, human=human, info=info,
-                                thresholds=ep["thresholds_mm"], n_boot=ep["n_boot"], seed=ep["seed"],
-                                batch_size=ep["batch_size"], device=ep["device"], n_worst=ep["n_worst"],
-                                diagnosis_thresholds=ep["diagnosis"], calibration=read_calibration(model_path),
-                                normalisation=normalisation, decoder=decoder)
+                                thresholds=ep.thresholds_mm, n_boot=ep.n_boot, seed=ep.seed,
+                                batch_size=ep.batch_size, device=ep.device, n_worst=ep.n_worst,
+                                diagnosis_thresholds=ep.diagnosis.model_dump(),
+                                calibration=read_calibration(bundle.global_path if bundle is not None else model_path),
+                                refine=refine, normalisation=normalisation, decoder=decoder)
     except ValueError as e:
         raise DataError(str(e), data_dir) from None
     o = result["overall"]
@@ -107,20 +114,42 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
             + (f" {100 * r['accuracy']:.0f}%" if r.get("accuracy") is not None else "")
             for k, r in meas.items() if r.get("mae") is not None))
 
-    from .. import tracking
+    _track(params, ep, result, variant, meta, stage, name, out_dir, model_path, command_line, info)
 
-    cfg = tracking.config_from_params(params.get("tracking"), root=Path.cwd())
+
+def _track(params, ep, result, variant, meta, stage, name, out_dir, model_path, command_line, info) -> None:
+    """One MLflow run: the evaluation's own settings as params, figures as metrics, linked to its training run."""
+    from .. import tracking
+    from ..evaluate.leakage import file_sha256
+
+    cfg = tracking.config_from_params(params.tracking.model_dump(), root=Path.cwd())
     dataset = str(variant.datasets[0]) if len(variant) else "unknown"
+    codec = dict(getattr(meta, "codec", {}) or {})
+    own = {"stage": stage, "split": result.get("split"), "variant": result.get("variant"),
+           "gt_policy": result.get("gt_policy"), "model": str(model_path), "model_arch": getattr(meta, "arch", None),
+           "model_input_size": "x".join(str(v) for v in (getattr(meta, "input_size", None) or [])),
+           "decoder": codec.get("decoder"), "codec_convention": codec.get("convention"),
+           "n_landmarks": len(result.get("landmarks") or []), "n_boot": ep.n_boot,
+           "confidence_level": (result.get("settings") or {}).get("confidence_level"),
+           "bootstrap_seed": ep.seed, "thresholds_mm": ep.thresholds_mm}
+    figures = dict(result.get("figures") or {})  # SDR in percent, CI bounds, /all landmark set
+    meas = (result.get("measurements") or {}).get("per_measurement") or {}
+    figures["measurements"] = {k: {f: r.get(f) for f in ("mae", "bias", "human_mae", "accuracy")}
+                               for k, r in meas.items()}
+    figures["coverage"] = {lv: c.get("overall") for lv, c in
+                           ((result.get("uncertainty") or {}).get("coverage") or {}).items()}
+    derived = [info["checkpoint_sha256"]]
+    adabn = (getattr(meta, "provenance", {}) or {}).get("adabn") or {}
+    if adabn.get("model_sha256"):
+        derived.append(adabn["model_sha256"])  # AdaBN keeps the weights of the model it adapted
+    mpath = out_dir / "metrics.json"
     tracking.log_run(cfg, dataset=dataset, stage=stage, variant=str(result.get("variant") or ""), run_name=name,
-                     params={k: params.get(k) for k in ("evaluate", "variants", "codec", "model") if k in params},
-                     metrics={k: result[k] for k in ("overall", "unseen", "seen", "per_split", "per_device")
-                              if result.get(k)}
-                     | {"measurements": {k: {f: r.get(f) for f in ("mae", "bias", "human_mae", "accuracy")}
-                                         for k, r in meas.items()},
-                        "coverage": {lv: c.get("overall") for lv, c in
-                                     ((result.get("uncertainty") or {}).get("coverage") or {}).items()}},
-                     artifacts=[out_dir / "metrics.json", out_dir / "per_landmark.csv", out_dir / "per_image.csv",
+                     params=own, metrics=figures,
+                     artifacts=[mpath, out_dir / "per_landmark.csv", out_dir / "per_image.csv",
                                 out_dir / "measurements.csv",
                                 out_dir / "diagnosis.md", out_dir / "plots", out_dir / "overlays"],
+                     tags={"metrics_sha256": file_sha256(mpath), "eval_dir": str(out_dir)},
                      command=command_line, data_index_hash=result.get("data_index_hash"),
-                     checkpoint=model_path, checkpoint_hash=info["checkpoint_sha256"])
+                     checkpoint=model_path, checkpoint_hash=info["checkpoint_sha256"],
+                     experiment=tracking.experiment_name(cfg, params, dataset),
+                     provenance=info.get("provenance"), link_checkpoints=derived)

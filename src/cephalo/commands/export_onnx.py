@@ -25,27 +25,20 @@ from ._common import params_option, read_params
 @params_option
 def command(model_path: Path, out_path: Path, report_path: Path | None, params_path: Path) -> None:
     """Export a cephalo checkpoint to ONNX and check it with onnxruntime."""
-    from ..errors import ConfigError
     from ..io import write_json
     from ..models import load_model
     from ..models.onnx_export import export_onnx
 
-    params = read_params(params_path)
-    model_params = params.get("model") or {}
-    onnx_params = model_params.get("onnx") or {}
-    if not isinstance(onnx_params, dict):
-        raise ConfigError("params: model.onnx must be a mapping", params_path)
+    onnx_params = read_params(params_path).model.onnx
     model, meta = load_model(model_path, "cpu")
-    input_size = onnx_params.get("input_size") or list(meta.input_size)
-    if len(input_size) != 2:
-        raise ConfigError(f"params: model.onnx.input_size must be [W, H], got {input_size!r}", params_path)
+    input_size = onnx_params.input_size or list(meta.input_size)
     click.echo(f"exporting {meta.arch} ({meta.num_landmarks} landmarks) at {input_size[0]}x{input_size[1]}, "
                "then checking with onnxruntime ...", err=True)
     report = export_onnx(
         model, out_path, input_size,
-        opset=int(onnx_params.get("opset", 17)),
-        dynamic_batch=bool(onnx_params.get("dynamic_batch", True)),
-        atol=float(onnx_params.get("atol", 1e-4)),
+        opset=onnx_params.opset,
+        dynamic_batch=onnx_params.dynamic_batch,
+        atol=onnx_params.atol,
         metadata={"cephalo_meta": meta.to_dict(), "cephalo_checkpoint": str(model_path)},
     )
     report["checkpoint"] = str(model_path)

@@ -22,23 +22,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
 from ..hub import ModelSource, fetch_model
-from ..io import params_section
 from ._common import params_option, read_params
-
-
-def source_params(params: dict) -> ModelSource:
-    """``model.source`` as a :class:`ModelSource` (defaults when absent).
-
-    Raises:
-        ConfigError: an invalid section.
-    """
-    try:
-        section = params_section(params, "model.source")
-    except ConfigError:
-        section = None
-    return ModelSource.from_params(section)
 
 
 @click.command(name="fetch-model")
@@ -47,7 +32,7 @@ def source_params(params: dict) -> ModelSource:
 @params_option
 def command(out: Path, checkpoint: Path | None, params_path: Path) -> None:
     """Get the public ISBI HRNet checkpoint (local file or Hugging Face) and write it to --out."""
-    src = source_params(read_params(params_path))
+    src = ModelSource(**read_params(params_path).model.source.model_dump())
     if checkpoint is not None:
         src = ModelSource(kind="local", path=str(checkpoint), sha256=src.sha256, link=src.link)
     with warnings.catch_warnings(record=True) as caught:

@@ -20,10 +20,20 @@ from ._common import params_option, read_params
 @params_option
 def command(dataset: str, root: Path, out: Path, report_dir: Path | None, params_path: Path) -> None:
     """Parse a data set into the validated Parquet landmark index + quality report."""
+    from ..config.schema import suggest
+    from ..errors import ConfigError
     from ..index import index_dataset
-    from ..io import params_section
 
-    spec = params_section(read_params(params_path), f"data.datasets.{dataset}")
+    datasets = read_params(params_path).data.datasets
+    if dataset not in datasets:
+        s = suggest(dataset, list(datasets))
+        raise ConfigError(f"data.datasets.{dataset}: no such data set" + (f"; did you mean {s!r}?" if s else "")
+                          + f" (defined: {', '.join(datasets) or 'none'})", params_path)
+    if datasets[dataset].adapter is None:
+        from ..config.schema import ADAPTER_NAMES
+
+        raise ConfigError(f"data.datasets.{dataset}.adapter: missing (expected {ADAPTER_NAMES})", params_path)
+    spec = datasets[dataset].model_dump()
     df, report = index_dataset(dataset, spec, root, out, report_dir)
     n_img = df["image_id"].nunique()
     msg = f"{out}: {n_img} images, {len(df)} rows"

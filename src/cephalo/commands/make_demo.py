@@ -22,10 +22,10 @@ def command(out_dir: Path, seed: int | None, quiet: bool, params_path: Path) -> 
     """
     from ..demo import DemoConfig, make_demo
 
-    section = dict(read_params(params_path).get("demo") or {})
+    demo = read_params(params_path).demo
     if seed is not None:
-        section["seed"] = seed
-    cfg = DemoConfig.from_params(section)
+        demo = demo.model_copy(update={"seed": seed})
+    cfg = DemoConfig.from_params(demo.model_dump(exclude_none=True))
     result = make_demo(out_dir, cfg, progress=not quiet)
     for name, recs in result.items():
         click.echo(f"{name}: {len(recs)} images -> {out_dir / name}")

@@ -25,46 +25,14 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, DataError
-from ._common import params_option
-
-_KEYS = {"batch_size", "device", "spacing_mm", "variant", "overlays", "skip_bad", "report", "review"}
-
-
-def predict_params(params: dict) -> dict:
-    """The ``predict:`` section with defaults. Raises ConfigError on unknown keys / bad values."""
-    sec = params.get("predict") or {}
-    if not isinstance(sec, dict):
-        raise ConfigError(f"params predict: must be a mapping, got {sec!r}")
-    unknown = sorted(set(sec) - _KEYS)
-    if unknown:
-        raise ConfigError(f"params predict: unknown keys {unknown}; valid: {sorted(_KEYS)}")
-    from ..flags import ReviewConfig
-
-    try:
-        return {"batch_size": int(sec.get("batch_size", 4)), "device": str(sec.get("device", "auto")),
-                "spacing_mm": None if sec.get("spacing_mm") is None else float(sec["spacing_mm"]),
-                "variant": sec.get("variant"), "overlays": bool(sec.get("overlays", True)),
-                "skip_bad": bool(sec.get("skip_bad", False)), "report": bool(sec.get("report", True)),
-                "review": ReviewConfig.from_params(sec.get("review"))}
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"params predict: {e}") from None
-
-
-def _read_optional_params(params_path: Path) -> dict:
-    """The params file if given explicitly (must exist) or present as the default ``params.yaml``; else {}."""
-    from ..io import load_params
-
-    ctx = click.get_current_context()
-    explicit = ctx.get_parameter_source("params_path") != click.core.ParameterSource.DEFAULT
-    if explicit or params_path.is_file():
-        return load_params(params_path)
-    return {}
+from ..errors import DataError
+from ._common import params_option, read_params
 
 
 @click.command(name="predict")
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="checkpoint (cephalo .pt or the public HF best_model.pth)")
+              help="checkpoint (cephalo .pt or the public HF best_model.pth), or a bundle.json (global model + "
+                   "refiner, cephalo train-refiner)")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="output folder: predictions.json/.csv, images.csv, measurements.csv, overlays/, report.html")
@@ -91,19 +59,20 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
             batch_size: int | None, device: str | None, variant: str | None, skip_bad: bool | None,
             overlays: bool | None, report: bool | None, labelme_dir: Path | None, params_path: Path) -> None:
     """Landmarks, measurements and review flags for an image or folder (PNG/JPEG/BMP/TIFF/DICOM)."""
-    params = _read_optional_params(params_path)
-    pp = predict_params(params)
-    spacing_mm = pp["spacing_mm"] if spacing_mm is None else spacing_mm
-    batch_size = pp["batch_size"] if batch_size is None else batch_size
-    device = pp["device"] if device is None else device
-    variant = pp["variant"] if variant is None else variant
-    skip_bad = pp["skip_bad"] if skip_bad is None else skip_bad
-    overlays = pp["overlays"] if overlays is None else overlays
-    report = pp["report"] if report is None else report
+    params = read_params(params_path, optional=True)
+    pp = params.predict
+    spacing_mm = pp.spacing_mm if spacing_mm is None else spacing_mm
+    batch_size = pp.batch_size if batch_size is None else batch_size
+    device = pp.device if device is None else device
+    variant = pp.variant if variant is None else variant
+    skip_bad = pp.skip_bad if skip_bad is None else skip_bad
+    overlays = pp.overlays if overlays is None else overlays
+    report = pp.report if report is None else report
 
     import os
 
     os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # unreadable files are reported by cephalo, in one line
+    from ..flags import ReviewConfig
     from ..models import load_checkpoint
     from ..predict import find_images, predict_images, resolve_device, write_predictions
 
@@ -111,10 +80,22 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         raise DataError("model checkpoint not found", model_path)
     files = find_images(inputs)
     dev = resolve_device(device)
-    model, meta, extra = load_checkpoint(model_path, "cpu")
+    refine, bundle = None, None
+    from ..refine import is_bundle
+
+    global_path = model_path
+    if is_bundle(model_path):  # global model + refiner (cephalo train-refiner)
+        from ..refine import image_refiner, read_bundle
+
+        bundle = read_bundle(model_path)
+        global_path = bundle.global_path
+    model, meta, extra = load_checkpoint(global_path, "cpu")
     model.eval()
+    if bundle is not None:
+        refine = image_refiner(bundle.load_refiner(dev), list(meta.landmark_names), tta=bundle.tta,
+                               iterations=bundle.iterations, batch_size=bundle.batch_size)
     cal = extra.get("calibration") if isinstance(extra.get("calibration"), dict) else None
-    variants = params.get("variants") or {}
+    variants = {name: spec.model_dump() for name, spec in params.variants.items()}
     skipped: list[dict] = []
 
     def on_error(path: Path, err: Exception) -> None:
@@ -122,7 +103,8 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         click.echo(f"skipped: {err}", err=True)
 
     preds = predict_images(model, meta, files, variant=variant, variants=variants, spacing_mm=spacing_mm,
-                           batch_size=batch_size, device=dev, on_error=on_error if skip_bad else None)
+                           batch_size=batch_size, device=dev, on_error=on_error if skip_bad else None,
+                           refine=refine)
     if not preds:
         raise DataError(f"none of the {len(files)} input images could be read; nothing written", inputs[0])
     info = {
@@ -133,10 +115,14 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         "device": str(dev),
         "fallback_spacing_mm": spacing_mm,
     }
+    if bundle is not None:
+        info["refine"] = {"global": str(bundle.global_path), "refiner": str(bundle.refiner_path),
+                          "iterations": bundle.iterations, "tta": bundle.tta.to_dict()}
     paths = write_predictions(preds, out_dir, overlays=overlays, info=info, skipped=skipped, calibration=cal,
-                              review_cfg=pp["review"], report=report, labelme_dir=labelme_dir)
+                              review_cfg=ReviewConfig(**pp.review.model_dump()), report=report, labelme_dir=labelme_dir)
     n_mm = sum(p.spacing is not None for p in preds)
-    sources = sorted({p.spacing_source for p in preds if p.spacing_source})
+    sources = sorted({"--spacing" if p.spacing_source == "given" else p.spacing_source
+                      for p in preds if p.spacing_source})
     click.echo(f"predicted {len(preds)} image(s) x {len(meta.landmark_names)} landmarks "
                f"({n_mm} with mm" + (f", spacing from {', '.join(sources)}" if sources else "") + "); wrote "
                + ", ".join(str(paths[k]) for k in ("json", "csv", "images_csv", "measurements_csv", "report", "overlays",

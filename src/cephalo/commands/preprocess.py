@@ -8,8 +8,6 @@ import click
 
 from ._common import params_option, read_params
 
-VARIANT_KEYS = {"steps", "ground_truth", "normalisation"}
-
 
 @click.command(name="preprocess")
 @click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -28,26 +26,24 @@ def command(index_path: Path, variant: str, out: Path, force: bool, progress: bo
     recorded policy, else ``mean``) and ``normalisation`` (imagenet | unit | zscore).
     Only a changed (index, spec) recomputes: an up-to-date output is left as it is.
     """
+    from ..config.schema import suggest
     from ..errors import ConfigError
-    from ..io import params_section
     from ..preprocess import build_variant
 
-    params = read_params(params_path)
-    spec = params_section(params, f"variants.{variant}")
-    if not isinstance(spec, dict):
-        raise ConfigError(f"params: variants.{variant} must be a mapping with 'steps'", params_path)
-    unknown = sorted(set(spec) - VARIANT_KEYS)
-    if unknown:
-        raise ConfigError(f"params: variants.{variant}: unknown key(s) {unknown}; valid: {sorted(VARIANT_KEYS)}",
-                          params_path)
+    variants = read_params(params_path).variants
+    if variant not in variants:
+        s = suggest(variant, list(variants))
+        raise ConfigError(f"variants.{variant}: no such variant" + (f"; did you mean {s!r}?" if s else "")
+                          + f" (defined: {', '.join(variants) or 'none'})", params_path)
+    spec = variants[variant]
     try:
         res = build_variant(
             index_path,
-            {"steps": spec.get("steps")},
+            {"steps": spec.steps},
             out,
             name=variant,
-            ground_truth=spec.get("ground_truth"),
-            normalisation=spec.get("normalisation", "imagenet"),
+            ground_truth=spec.ground_truth,
+            normalisation=spec.normalisation,
             force=force,
             progress=progress,
         )

@@ -22,8 +22,6 @@ import click
 
 from ._common import params_option, read_params
 
-MODEL_KEYS = {"arch", "pretrained", "kwargs", "transfer", "onnx", "source"}
-
 
 @click.command(name="train")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -75,61 +73,53 @@ def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path
     import logging
 
     from ..errors import ConfigError
-    from ..train import TrainConfig, train_on_variant
+    from ..train import train_on_variant
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = read_params(params_path)
-    tsec = params.get("train") or {}
-    msec = params.get("model") or {}
-    if not isinstance(tsec, dict) or not isinstance(msec, dict):
-        raise ConfigError("params: 'train' and 'model' must be mappings", params_path)
-    tsec = stage_section(tsec, stage, params_path)
+    msec = params.model
     try:
-        cfg = TrainConfig.from_dict(tsec)
+        cfg = params.train.for_stage(stage)
     except ConfigError as e:
         raise ConfigError(str(e), params_path) from None
     if init_path is not None and resume_path is not None and init_path != resume_path:
         raise click.UsageError("--init and --resume name different checkpoints; give one")
     start = init_path or resume_path
-    transfer = msec.get("transfer") or {}
     init_over: dict = {}
     if start is not None:
         if not start.is_file():
             raise ConfigError("initial checkpoint not found", start)
         init_over = {"source": "checkpoint", "path": str(start)}
-    for key in ("min_backbone_fraction", "new_channel_init"):
-        if key in transfer and key not in (tsec.get("init") or {}):
-            init_over[key] = transfer[key]
+    for key in ("min_backbone_fraction", "new_channel_init"):  # model.transfer unless train.init sets them
+        if key not in cfg.init.model_fields_set:
+            init_over[key] = getattr(msec.transfer, key)
     cfg = cfg.with_overrides(
         batch_size=batch_size, lr=lr, head_lr=head_lr, epochs=epochs, mixed_precision=mixed_precision,
         loss=loss, device=device, num_workers=num_workers, seed=seed,
         resume="never" if restart else None, init=init_over or None,
     )
-    model_kwargs = dict(msec.get("kwargs") or {})
-    model_kwargs["pretrained"] = bool(msec.get("pretrained", False))
+    model_kwargs = dict(msec.kwargs)
+    model_kwargs["pretrained"] = msec.pretrained
     if arch is None:
         if cfg.init.resolved(model_kwargs["pretrained"]).source == "checkpoint":
             arch = None  # the checkpoint's own architecture (e.g. the public HRNet-W32)
             model_kwargs = {}
         else:
-            arch = msec.get("arch")
+            arch = msec.arch
             if not arch:
                 raise ConfigError("params: model.arch is not set and --model was not given", params_path)
     if image_size is not None:
         _check_image_size(data_dir, tuple(image_size))
     tracking = None
-    tr = params.get("tracking") or {}
-    if cfg.tracking and tr:
+    if cfg.tracking:
         from ..tracking import config_from_params
 
-        try:
-            tracking = config_from_params(tr)
-        except ValueError as e:
-            raise ConfigError(f"params tracking: {e}", params_path) from None
+        tracking = config_from_params(params.tracking.model_dump(), root=Path.cwd())
     result = train_on_variant(
-        data_dir, out, cfg, arch=arch, model_kwargs=model_kwargs, codec_params=params.get("codec") or {},
-        params={k: params.get(k) for k in ("train", "model", "codec")}, tracking=tracking, progress=progress,
+        data_dir, out, cfg, arch=arch, model_kwargs=model_kwargs, codec_params=params.codec.codec_kwargs(),
+        params=params.model_dump(include={"train", "model", "codec"}), tracking=tracking, progress=progress,
         command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        tracking_experiment=_experiment(tracking, params), tracking_stage=stage,
     )
     best = "n/a" if result.best_score is None else f"{result.best_score:.3f}"
     click.echo(f"{out}: {result.epochs_run} epochs"
@@ -138,28 +128,13 @@ def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path
                + f"; best {result.score_name} {best} at epoch {result.best_epoch} -> {out / 'best.pt'}")
 
 
-def stage_section(train: dict, stage: str | None, params_path: Path | None = None) -> dict:
-    """``train`` without its ``stages`` entry, with ``stages[stage]`` deep-merged on top.
+def _experiment(tracking, params) -> str | None:
+    """One MLflow experiment per profile/target (``cephalo.tracking.experiment_name``)."""
+    if tracking is None:
+        return None
+    from ..tracking import experiment_name
 
-    Raises:
-        ConfigError: an unknown stage (the message lists the defined ones).
-    """
-    from ..errors import ConfigError
-
-    base = {k: v for k, v in train.items() if k != "stages"}
-    stages = train.get("stages") or {}
-    if stage is None:
-        return base
-    if stage not in stages:
-        raise ConfigError(f"params: no train.stages.{stage} (defined: {sorted(stages)})", params_path)
-    return _deep_merge(base, stages[stage] or {})
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    return experiment_name(tracking, params)
 
 
 def _check_image_size(data_dir: Path, wh: tuple[int, int]) -> None:

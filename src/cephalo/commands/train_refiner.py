@@ -23,36 +23,6 @@ import click
 from ._common import params_option, read_params
 
 
-def refiner_sections(params: dict, stage: str | None, params_path: Path | None = None):
-    """``(TrainConfig, RefineConfig)`` of the refiner: ``train`` (no stages) + ``refine.train`` + ``refine.stages[stage]``.
-
-    Raises:
-        ConfigError: bad values, or a stage that ``refine.stages`` does not define.
-    """
-    from ..errors import ConfigError
-    from ..refine import RefineConfig
-    from ..train import TrainConfig
-    from .train import _deep_merge
-
-    tsec = params.get("train") or {}
-    rsec = params.get("refine") or {}
-    if not isinstance(tsec, dict) or not isinstance(rsec, dict):
-        raise ConfigError("params: 'train' and 'refine' must be mappings", params_path)
-    try:
-        rcfg = RefineConfig.from_dict(rsec)
-    except ConfigError as e:
-        raise ConfigError(str(e), params_path) from None
-    merged = _deep_merge({k: v for k, v in tsec.items() if k != "stages"}, rcfg.train)
-    if stage is not None:
-        if stage not in rcfg.stages:
-            raise ConfigError(f"params: no refine.stages.{stage} (defined: {sorted(rcfg.stages)})", params_path)
-        merged = _deep_merge(merged, rcfg.stages[stage] or {})
-    try:
-        return TrainConfig.from_dict(merged), rcfg
-    except ConfigError as e:
-        raise ConfigError(str(e).replace("params train", "params train+refine.train"), params_path) from None
-
-
 @click.command(name="train-refiner")
 @click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Parquet landmark index (cephalo index): the original images and ground truth.")
@@ -75,8 +45,14 @@ def command(index_path: Path, out: Path, global_path: Path | None, init_path: Pa
     from ..refine import train_refiner
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from ..refine import RefineConfig
+
     params = read_params(params_path)
-    cfg, rcfg = refiner_sections(params, stage, params_path)
+    try:
+        cfg = params.refine.train_config(params.train, stage)
+    except ConfigError as e:
+        raise ConfigError(str(e), params_path) from None
+    rcfg = RefineConfig.from_dict(params.refine.model_dump())
     if not index_path.is_file():
         raise DataError("index file not found", index_path)
     if global_path is not None and not global_path.is_file():
@@ -86,23 +62,18 @@ def command(index_path: Path, out: Path, global_path: Path | None, init_path: Pa
         if not init_path.is_file():
             raise ConfigError("initial checkpoint not found", init_path)
         init_over = {"source": "checkpoint", "path": str(init_path)}
-    transfer = (params.get("model") or {}).get("transfer") or {}
-    for key in ("min_backbone_fraction", "new_channel_init"):
-        if key in transfer:
-            init_over[key] = transfer[key]
+    for key in ("min_backbone_fraction", "new_channel_init"):  # model.transfer unless the train sections set them
+        if key not in cfg.init.model_fields_set:
+            init_over[key] = getattr(params.model.transfer, key)
     cfg = cfg.with_overrides(resume="never" if restart else None, init=init_over or None)
     tracking = None
-    tr = params.get("tracking") or {}
-    if cfg.tracking and tr:
+    if cfg.tracking:
         from ..tracking import config_from_params
 
-        try:
-            tracking = config_from_params(tr)
-        except ValueError as e:
-            raise ConfigError(f"params tracking: {e}", params_path) from None
+        tracking = config_from_params(params.tracking.model_dump())
     result = train_refiner(
-        index_path, out, cfg, rcfg, global_ckpt=global_path, codec_params=params.get("codec") or {},
-        params={k: params.get(k) for k in ("train", "refine", "codec")}, tracking=tracking, progress=progress,
+        index_path, out, cfg, rcfg, global_ckpt=global_path, codec_params=params.codec.codec_kwargs(),
+        params=params.model_dump(include={"train", "refine", "codec"}), tracking=tracking, progress=progress,
         command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     best = "n/a" if result.best_score is None else f"{result.best_score:.3f}"
     click.echo(f"{out}: refiner {result.epochs_run} epochs; best {result.score_name} {best} at epoch "

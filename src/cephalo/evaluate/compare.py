@@ -1,7 +1,22 @@
-"""Compare evaluated runs: one table with confidence intervals, and paired Wilcoxon tests.
+"""Compare evaluated runs over the same landmarks: figures, paired Wilcoxon tests, provenance check.
 
-Each run is an evaluation folder (``metrics.json`` + ``predictions.parquet``). Pairs of runs
-evaluated on the same images (same split, overlapping image ids) are compared image by image
+Each run is an evaluation folder (``metrics.json`` + ``predictions.parquet``). Runs may score
+different landmark sets (a 19-landmark source model zero-shot on a 29-landmark target, a
+fine-tuned 29-landmark model), so every run-level figure names the set it is over:
+
+* ``/shared`` - the landmarks common to **all** compared runs (the primary figures: like with
+  like), recomputed here from each run's per-image errors, with the bootstrap CI the run itself
+  used (``settings.n_boot``, ``settings.confidence_level``, ``settings.bootstrap_seed``);
+* ``/all`` - every landmark the run scores (as in its ``metrics.json``).
+
+One naming scheme, used by ``comparison.md``/``.csv``, ``metrics.json["figures"]``, the DVC
+summaries and MLflow (:func:`figure_names`): ``n_images``, ``n_landmarks/<set>``,
+``mre_mm/<set>`` (+ ``/ci95_lo``, ``/ci95_hi``), ``sdr_<t>mm/<set>`` in **percent** (+ CI),
+and the human figures, each over the same set as the model figure beside it:
+``human_mre_mm/<set>`` (annotator vs annotator), ``vs_each_mre_mm/<set>`` (the model against
+each annotator, pooled: compare with ``human_mre_mm``), ``human_vs_mean_mre_mm/<set>`` (each
+annotator against the annotators' mean: compare with ``mre_mm`` when the ground truth is that
+mean). Pairs of runs evaluated on the same images are compared image by image
 (:func:`cephalo.evaluate.metrics.paired_wilcoxon`) over the landmarks both runs report.
 """
 
@@ -9,19 +24,69 @@ from __future__ import annotations
 
 from itertools import combinations
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DataError
-from .metrics import paired_wilcoxon
+from . import metrics as M
+from .human import pooled_mre
 from .runner import read_metrics
 
-__all__ = ["load_run", "compare_runs", "to_markdown"]
+__all__ = ["load_run", "compare_runs", "to_markdown", "run_figures", "figure_names", "summary_figures",
+           "provenance_warnings", "SUMMARY_KEYS"]
+
+#: the few figures of a run the DVC summary shows (rows < 200 characters)
+SUMMARY_KEYS = ("n_images", "n_landmarks/shared", "mre_mm/shared", "mre_mm/all", "sdr_2.0mm/shared",
+                "human_mre_mm/shared", "vs_each_mre_mm/shared")
+
+
+def figure_names(thresholds: Sequence[float] = M.DEFAULT_THRESHOLDS_MM, landmark_set: str = "shared") -> list[str]:
+    """The names of a run's figures over ``landmark_set`` (``shared`` | ``all``), in table order."""
+    s = landmark_set
+    out = [f"n_landmarks/{s}", f"mre_mm/{s}", f"mre_mm/{s}/ci95_lo", f"mre_mm/{s}/ci95_hi"]
+    for t in thresholds:
+        k = M.threshold_key(t)
+        out += [f"sdr_{k}mm/{s}", f"sdr_{k}mm/{s}/ci95_lo", f"sdr_{k}mm/{s}/ci95_hi"]
+    return out + [f"human_mre_mm/{s}", f"vs_each_mre_mm/{s}", f"human_vs_mean_mre_mm/{s}"]
+
+
+def _pct(v):
+    return None if v is None or not np.isfinite(v) else 100.0 * float(v)
+
+
+def _set_figures(summary: Mapping, ci: Mapping, names: Sequence[str], s: str, human: Mapping | None,
+                 hcmp: Mapping | None) -> dict:
+    out: dict = {f"n_landmarks/{s}": len(names), f"mre_mm/{s}": summary.get("mre_mm")}
+    lo_hi = (ci or {}).get("mre_mm") or [None, None]
+    out[f"mre_mm/{s}/ci95_lo"], out[f"mre_mm/{s}/ci95_hi"] = lo_hi[0], lo_hi[1]
+    for t, v in (summary.get("sdr") or {}).items():
+        b = ((ci or {}).get("sdr") or {}).get(t) or [None, None]
+        out[f"sdr_{t}mm/{s}"] = _pct(v)
+        out[f"sdr_{t}mm/{s}/ci95_lo"], out[f"sdr_{t}mm/{s}/ci95_hi"] = _pct(b[0]), _pct(b[1])
+    hcmp = hcmp or {}
+    out[f"human_mre_mm/{s}"] = pooled_mre(hcmp.get("annotator_vs_annotator") or human, names)
+    out[f"vs_each_mre_mm/{s}"] = pooled_mre(hcmp.get("model_vs_each"), names)
+    out[f"human_vs_mean_mre_mm/{s}"] = pooled_mre(hcmp.get("annotator_vs_mean"), names)
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
+
+
+def run_figures(overall: Mapping, names: Sequence[str], human: Mapping | None = None,
+                human_comparison: Mapping | None = None) -> dict:
+    """A run's figures over all its landmarks (``/all`` names, SDR in percent).
+
+    Args:
+        overall: the ``overall`` block of an evaluation (``summarise`` + ``ci95`` + ``n_images``).
+        names: the landmarks it is over.
+        human: the ``human_limit`` block (``per_landmark``, ``per_landmark_n``), if any.
+        human_comparison: the ``human_comparison`` block (:func:`cephalo.evaluate.human.like_with_like`).
+    """
+    return {"n_images": overall.get("n_images"),
+            **_set_figures(overall, overall.get("ci95") or {}, list(names), "all", human, human_comparison)}
 
 
 def load_run(run_dir: str | Path) -> dict:
-    """``{"name", "dir", "metrics", "image_ids", "landmarks", "errors" (N, K) mm}`` of one run.
+    """``{"name", "dir", "metrics", "metrics_sha256", "image_ids", "landmarks", "errors" (N, K) mm}`` of one run.
 
     Raises:
         DataError: missing/invalid metrics.json or predictions.parquet.
@@ -39,46 +104,91 @@ def load_run(run_dir: str | Path) -> dict:
         raise DataError(f"cannot read ({type(e).__name__}: {e})".splitlines()[0], p) from None
     wide = df.pivot_table(index="image_id", columns="landmark_name", values="error_mm", aggfunc="first",
                           dropna=False, sort=False)
+    from .leakage import file_sha256
+
     return {"name": m.get("name") or run_dir.name, "dir": str(run_dir), "metrics": m,
+            "metrics_sha256": file_sha256(run_dir / "metrics.json"),
             "image_ids": [str(i) for i in wide.index], "landmarks": [str(c) for c in wide.columns],
             "errors": wide.to_numpy(dtype=np.float64)}
 
 
-def _fmt_ci(v, ci, scale=1.0, nd=2) -> str:
+def _fmt_ci(v, lo, hi, nd=2) -> str:
     if v is None:
         return "-"
-    s = f"{scale * v:.{nd}f}"
-    if ci and ci[0] is not None and ci[1] is not None:
-        s += f" [{scale * ci[0]:.{nd}f}, {scale * ci[1]:.{nd}f}]"
+    s = f"{v:.{nd}f}"
+    if lo is not None and hi is not None:
+        s += f" [{lo:.{nd}f}, {hi:.{nd}f}]"
     return s
 
 
+def shared_landmarks(runs: Sequence[dict]) -> list[str]:
+    """Landmarks every run scores, in the first run's order."""
+    if not runs:
+        return []
+    common = set(runs[0]["landmarks"])
+    for r in runs[1:]:
+        common &= set(r["landmarks"])
+    return [n for n in runs[0]["landmarks"] if n in common]
+
+
+def provenance_warnings(runs: Sequence[dict]) -> list[str]:
+    """Plain-words warnings when the compared runs differ in code or environment (or lack provenance)."""
+    from ..provenance import differences
+
+    d = differences({r["name"]: (r["metrics"].get("provenance") or None) for r in runs})
+    out = []
+    if d["missing"]:
+        out.append(f"no provenance recorded for {', '.join(d['missing'])} (evaluated by an older cephalo)")
+    if d["code"]:
+        out.append("runs were produced by different code (" + ", ".join(d["code"]) + "): "
+                   + "; ".join(f"{r['name']} {((r['metrics'].get('provenance') or {}).get('git_commit') or '?')[:10]}"
+                               + ("+dirty" if (r['metrics'].get('provenance') or {}).get('git_dirty') else "")
+                               for r in runs))
+    if d["environment"]:
+        out.append("runs were produced in different environments (" + ", ".join(d["environment"])
+                   + "): float results may differ in the last digits")
+    return out
+
+
 def compare_runs(run_dirs: Sequence[str | Path]) -> tuple[list[dict], list[dict]]:
-    """Table rows (one per run) and paired tests (one per pair of runs on shared images).
+    """Table rows (one per run, figures over shared and all landmarks) and paired tests.
 
     Returns:
-        (rows, pairs). A row: ``run, variant, split, stage, n_images, mre_mm, mre_ci95, sdr_2.0 ...
-        (percent, with CIs), human_mre_mm, n_seen``. A pair: ``run_a, run_b, n_images,
-        mean_diff_mm, median_diff_mm, statistic, p_value, n_a_better, n_b_better``.
+        (rows, pairs). A row: ``run, stage, variant, split, n_images, shared_landmarks`` (count
+        note), the :func:`figure_names` figures for ``shared`` and ``all``, ``n_seen``. A pair:
+        ``run_a, run_b, n_images, n_landmarks, mre_a_mm, mre_b_mm, mean_diff_mm, median_diff_mm,
+        statistic, p_value, n_a_better, n_b_better``. ``rows[i]["_run"]`` holds the loaded run
+        (errors, landmarks) for plots; ``rows[i]["_warnings"]`` nothing (see
+        :func:`provenance_warnings`).
 
     Raises:
-        DataError: a run folder is not an evaluation folder.
+        DataError: a run folder is not an evaluation folder, or the runs share no landmark.
     """
     runs = [load_run(d) for d in run_dirs]
+    shared = shared_landmarks(runs)
+    if runs and not shared:
+        raise DataError("the runs share no landmark: nothing to compare like with like", run_dirs[0])
     rows = []
     for r in runs:
         m = r["metrics"]
         o = m.get("overall") or {}
-        ci = o.get("ci95") or {}
-        row = {"run": r["name"], "variant": m.get("variant", ""), "split": m.get("split", ""),
-               "stage": m.get("stage", ""), "n_images": o.get("n_images"),
-               "mre_mm": o.get("mre_mm"), "mre_ci95": _fmt_ci(o.get("mre_mm"), ci.get("mre_mm"))}
-        for t, v in (o.get("sdr") or {}).items():
-            row[f"sdr_{t}_pct"] = None if v is None else 100 * v
-            row[f"sdr_{t}_ci95"] = _fmt_ci(v, (ci.get("sdr") or {}).get(t), 100, 1)
-        hl = m.get("human_limit") or {}
-        row["human_mre_mm"] = (hl.get("overall") or {}).get("mre_mm")
+        st = m.get("settings") or {}
+        thresholds = [float(t) for t in (m.get("thresholds_mm") or M.DEFAULT_THRESHOLDS_MM)]
+        idx = [r["landmarks"].index(n) for n in shared]
+        e = r["errors"][:, idx]
+        s_sum = M.summarise(e, thresholds)
+        s_ci = M.bootstrap_ci(e, thresholds, n_boot=int(st.get("n_boot", (o.get("ci95") or {}).get("n_boot", 1000))),
+                              confidence=float(st.get("confidence_level", 0.95)),
+                              seed=int(st.get("bootstrap_seed", 0)))
+        row = {"run": r["name"], "stage": m.get("stage", ""), "variant": m.get("variant", ""),
+               "split": m.get("split", ""), "n_images": o.get("n_images")}
+        row.update(_set_figures(s_sum, s_ci, shared, "shared", m.get("human_limit"), m.get("human_comparison")))
+        all_names = list(m.get("landmarks") or r["landmarks"])
+        row.update(_set_figures(o, o.get("ci95") or {}, all_names, "all", m.get("human_limit"),
+                                m.get("human_comparison")))
+        row["gt_policy"] = m.get("gt_policy")
         row["n_seen"] = (m.get("leakage") or {}).get("n_seen", 0)
+        row["_run"] = r
         rows.append(row)
     pairs = []
     for a, b in combinations(runs, 2):
@@ -87,7 +197,7 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> tuple[list[dict], list[dict]
             continue
         ea = a["errors"][:, [a["landmarks"].index(n) for n in common_lm]]
         eb = b["errors"][:, [b["landmarks"].index(n) for n in common_lm]]
-        res = paired_wilcoxon(ea, eb, a["image_ids"], b["image_ids"])
+        res = M.paired_wilcoxon(ea, eb, a["image_ids"], b["image_ids"])
         if res["n_images"] == 0:
             continue
         pairs.append({"run_a": a["name"], "run_b": b["name"], "n_images": res["n_images"],
@@ -96,6 +206,20 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> tuple[list[dict], list[dict]
                       "statistic": res["statistic"], "p_value": res["p_value"],
                       "n_a_better": res["n_a_better"], "n_b_better": res["n_b_better"]})
     return rows, pairs
+
+
+def public_rows(rows: Sequence[dict]) -> list[dict]:
+    """Rows without the private ``_run`` entries (for CSV/JSON)."""
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+def summary_figures(row: Mapping) -> dict:
+    """The compact per-run summary (:data:`SUMMARY_KEYS`, rounded to 4 significant digits) for DVC."""
+    out = {}
+    for k in SUMMARY_KEYS:
+        v = row.get(k)
+        out[k] = float(f"{v:.4g}") if isinstance(v, float) else v
+    return out
 
 
 def _cell(v) -> str:
@@ -108,18 +232,55 @@ def _cell(v) -> str:
     return str(v)
 
 
-def to_markdown(rows: list[dict], pairs: list[dict]) -> str:
-    """The comparison as Markdown: a runs table and a paired-test table."""
-    cols = ["run", "variant", "split", "n_images", "mre_ci95"] + \
-        [c for c in (rows[0] if rows else {}) if c.endswith("_ci95") and c.startswith("sdr_")] + \
-        ["human_mre_mm", "n_seen"]
-    out = ["## Runs (MRE mm, SDR %; 95 % bootstrap CI over images)", "",
-           "| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    out += ["| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in rows]
-    out += ["", "## Paired comparisons (per-image MRE, a - b; Wilcoxon signed-rank, two-sided)", ""]
+def to_markdown(rows: list[dict], pairs: list[dict], warnings: Sequence[str] = ()) -> str:
+    """The comparison as Markdown: runs over the shared landmarks, over all, human limits, pairs."""
+    if not rows:
+        return "No runs.\n"
+    r0 = rows[0]
+    n_shared = r0.get("n_landmarks/shared")
+    thr = [k.split("mm/")[0][4:] for k in r0 if k.startswith("sdr_") and k.endswith("mm/shared")]
+
+    def table(cols, header):
+        out = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+        for r in rows:
+            out.append("| " + " | ".join(c(r) if callable(c) else _cell(r.get(c)) for c in cols) + " |")
+        return out
+
+    def mre(s):
+        return lambda r: _fmt_ci(r.get(f"mre_mm/{s}"), r.get(f"mre_mm/{s}/ci95_lo"), r.get(f"mre_mm/{s}/ci95_hi"))
+
+    def sdr(t, s):
+        return lambda r: _fmt_ci(r.get(f"sdr_{t}mm/{s}"), r.get(f"sdr_{t}mm/{s}/ci95_lo"),
+                                 r.get(f"sdr_{t}mm/{s}/ci95_hi"), 1)
+
+    out = []
+    if warnings:
+        out += ["> **Warning:** " + w for w in warnings] + [""]
+    out += [f"## Runs over the {n_shared} landmarks all runs share (`/shared`; MRE mm, SDR %, 95 % bootstrap CI "
+            "over images)", ""]
+    out += table(["run", "stage", "variant", "split", "n_images", "n_landmarks/shared", mre("shared")]
+                 + [sdr(t, "shared") for t in thr],
+                 ["run", "stage", "variant", "split", "n_images", "n_landmarks/shared", "mre_mm/shared"]
+                 + [f"sdr_{t}mm/shared" for t in thr])
+    out += ["", "## Runs over all the landmarks each run scores (`/all`)", ""]
+    out += table(["run", "n_landmarks/all", mre("all")] + [sdr(t, "all") for t in thr],
+                 ["run", "n_landmarks/all", "mre_mm/all"] + [f"sdr_{t}mm/all" for t in thr])
+    out += ["", f"## Against the annotators, like with like (MRE mm over the {n_shared} shared landmarks)", "",
+            "Each model figure sits beside the human figure measured the same way: the model against each "
+            "annotator (`vs_each`) beside annotator against annotator (`human`); the model against the mean "
+            "of the annotators (`mre_mm`, when that mean is the ground truth) beside each annotator against "
+            "that mean (`human_vs_mean`). With two annotators an annotator is exactly half their distance from "
+            "the mean, so `human_vs_mean` is half of `human`: a model below it is not better than a human, "
+            "it is scored against a reference half-made of that human.", ""]
+    out += table(["run", "gt_policy", "vs_each_mre_mm/shared", "human_mre_mm/shared", "mre_mm/shared",
+                  "human_vs_mean_mre_mm/shared"],
+                 ["run", "ground truth", "vs_each_mre_mm/shared", "human_mre_mm/shared", "mre_mm/shared",
+                  "human_vs_mean_mre_mm/shared"])
+    out += ["", "## Paired comparisons (per-image MRE over the landmarks both runs score, a - b; Wilcoxon "
+            "signed-rank, two-sided)", ""]
     if pairs:
-        pc = ["run_a", "run_b", "n_images", "mre_a_mm", "mre_b_mm", "mean_diff_mm", "p_value", "n_a_better",
-              "n_b_better"]
+        pc = ["run_a", "run_b", "n_images", "n_landmarks", "mre_a_mm", "mre_b_mm", "mean_diff_mm", "p_value",
+              "n_a_better", "n_b_better"]
         out += ["| " + " | ".join(pc) + " |", "| " + " | ".join("---" for _ in pc) + " |"]
         out += ["| " + " | ".join(_cell(p.get(c)) for c in pc) + " |" for p in pairs]
     else:

@@ -25,34 +25,14 @@ from typing import Sequence
 
 import numpy as np
 
+from ..config.schema import DiagnosisConfig
 from .metrics import offsets_mm, radial_errors_mm, spread_ratio
 
 __all__ = ["Finding", "Diagnosis", "diagnose", "DEFAULT_DIAGNOSIS_THRESHOLDS", "biased_landmarks",
            "preprocessing_words"]
 
-#: default thresholds (params ``evaluate.diagnosis`` overrides them)
-DEFAULT_DIAGNOSIS_THRESHOLDS: dict = {
-    "collapse_ratio": 0.5,  # constellation spread pred/gt below this -> collapse
-    "scale_low": 0.8,  # spread ratio outside [scale_low, scale_high] -> scale mismatch
-    "scale_high": 1.25,
-    "offset_min_mm": 1.0,  # |mean offset| at least this ...
-    "offset_fraction": 0.5,  # ... and at least this fraction of the MRE -> systematic offset
-    "centre_fraction": 0.15,  # centroid within this fraction of the image size of its centre
-    "good_mre_mm": 2.5,  # MRE at or below this and no pattern -> "works"
-    "flip_corr": -0.2,  # correlation pred vs gt along an axis below this -> flipped
-    # per-landmark bias: a landmark whose mean error vector is at least this many mm of a real head
-    # (errors are in mm through each image's own pixel spacing) ...
-    "landmark_bias_mm": 2.0,
-    # ... and at least this fraction of that landmark's MRE (systematic, not scatter) is named
-    "landmark_bias_fraction": 0.5,
-    # find_mistakes: a hypothesis explains the predictions when undoing it leaves at most this
-    # fraction of the MRE and gains at least mistake_min_gain_mm
-    "mistake_max_fraction": 0.5,
-    "mistake_min_gain_mm": 1.0,
-    # a residual global offset/scale is named when fitting it removes this fraction of the MRE
-    "residual_min_fraction": 0.25,
-    "residual_min_gain_mm": 0.5,
-}
+#: default thresholds (params ``evaluate.diagnosis``; their meaning and defaults: cephalo.config.schema.DiagnosisConfig)
+DEFAULT_DIAGNOSIS_THRESHOLDS: dict = DiagnosisConfig().model_dump()
 
 
 @dataclass

@@ -10,6 +10,7 @@ index (documented columns: ``image_id``, ``annotator``, ``landmark_name``, ``x``
 
 from __future__ import annotations
 
+import warnings
 from itertools import combinations
 from typing import Sequence
 
@@ -18,7 +19,7 @@ import pandas as pd
 
 from .metrics import DEFAULT_THRESHOLDS_MM, radial_errors_mm, summarise
 
-__all__ = ["human_limit"]
+__all__ = ["human_limit", "like_with_like", "pooled_mre"]
 
 _DERIVED = {"mean"}  # annotator labels that are not a person
 
@@ -92,3 +93,96 @@ def human_limit(
         "per_landmark": per,
         "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)},
     }
+
+
+def _block(e: np.ndarray, names: Sequence[str], thresholds: Sequence[float]) -> dict:
+    """Pooled summary + per-landmark MRE and counts of an (M, K) error array (mm)."""
+    with np.errstate(invalid="ignore"):
+        per = {n: (float(np.nanmean(e[:, k])) if np.isfinite(e[:, k]).any() else float("nan"))
+               for k, n in enumerate(names)}
+    return {"overall": summarise(e, thresholds), "per_landmark": per,
+            "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)}}
+
+
+def like_with_like(
+    pred: np.ndarray,
+    annotators: dict[str, np.ndarray],
+    spacing: np.ndarray,
+    names: Sequence[str],
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS_MM,
+) -> dict | None:
+    """The model and the annotators measured the same way, over the same images and landmarks.
+
+    Two comparisons, each like with like:
+
+    * against **each annotator**: the model's error against annotator A, pooled over the
+      annotators (``model_vs_each``), beside annotator-vs-annotator (``annotator_vs_annotator``,
+      every pair);
+    * against the **mean** of the annotators (the usual ground truth): the model
+      (``model_vs_mean``) beside each annotator against that mean (``annotator_vs_mean``). With
+      two annotators an annotator is exactly half the inter-annotator distance from their mean,
+      so this human figure is half the one above: a model "below" it is not better than a human,
+      it is compared with a reference half-made of that human.
+
+    Args:
+        pred: (N, K, 2) float xy original px, the model's landmarks (NaN = missing).
+        annotators: annotator name -> (N, K, 2) float xy original px (NaN = not annotated); the
+            derived ``mean`` entry, if any, is ignored (the mean is recomputed as the float mean
+            of the annotators present, never rounded, as ``cephalo.index.ground_truth`` does).
+        spacing: (N, 2) mm/px (x, y).
+        names: K landmark names (keys of the per-landmark dicts).
+        thresholds: SDR thresholds (mm).
+
+    Returns:
+        None with fewer than two annotators; else ``{"annotators", "pairs", "model_vs_each",
+        "annotator_vs_annotator", "model_vs_mean", "annotator_vs_mean"}``, each block
+        ``{"overall": summarise(...), "per_landmark": {name: MRE mm}, "per_landmark_n": {name: n}}``;
+        ``model_vs_each`` also has ``per_annotator: {name: MRE mm}``.
+
+    Raises:
+        ValueError: shapes differ (from :func:`radial_errors_mm`).
+    """
+    anns = {str(a): np.asarray(v, dtype=np.float64) for a, v in annotators.items() if str(a) not in _DERIVED}
+    if len(anns) < 2:
+        return None
+    order = sorted(anns)
+    pred = np.asarray(pred, dtype=np.float64)
+    stack = np.stack([anns[a] for a in order])  # (A, N, K, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: not annotated by anyone
+        mean = np.nanmean(stack, axis=0)
+    e_each = {a: radial_errors_mm(pred, anns[a], spacing) for a in order}
+    pairs = list(combinations(order, 2))
+    e_pairs = np.concatenate([radial_errors_mm(anns[a], anns[b], spacing) for a, b in pairs])
+    e_ann_mean = np.concatenate([radial_errors_mm(anns[a], mean, spacing) for a in order])
+    each = _block(np.concatenate([e_each[a] for a in order]), names, thresholds)
+    with np.errstate(invalid="ignore"):
+        each["per_annotator"] = {a: (float(np.nanmean(e_each[a])) if np.isfinite(e_each[a]).any() else float("nan"))
+                                 for a in order}
+    return {
+        "annotators": order,
+        "pairs": [list(p) for p in pairs],
+        "model_vs_each": each,
+        "annotator_vs_annotator": _block(e_pairs, names, thresholds),
+        "model_vs_mean": _block(radial_errors_mm(pred, mean, spacing), names, thresholds),
+        "annotator_vs_mean": _block(e_ann_mean, names, thresholds),
+    }
+
+
+def pooled_mre(block: dict | None, landmarks: Sequence[str]) -> float | None:
+    """Pooled MRE (mm) of a per-landmark block over a subset of landmarks.
+
+    ``sum(mre_k * n_k) / sum(n_k)`` over ``landmarks``: exactly the MRE of the pooled errors of
+    those landmarks (every error weighs the same). None when the block or the counts are absent.
+    """
+    if not block:
+        return None
+    per, cnt = block.get("per_landmark") or {}, block.get("per_landmark_n") or {}
+    num = den = 0.0
+    for n in landmarks:
+        m, c = per.get(n), cnt.get(n)
+        if m is None or not c or not np.isfinite(m):
+            continue
+        num += float(m) * int(c)
+        den += int(c)
+    return num / den if den else None

@@ -245,3 +245,57 @@ def _plot(block: Mapping, path: Path, title: str) -> Path:
         ax.legend(fontsize=7, loc="lower left")
     fig.suptitle(title or "measurement errors", fontsize=10)
     return _save(fig, path)
+
+
+def comparison_rows(runs: Sequence[tuple[str, Mapping]]) -> list[dict]:
+    """One row per run x measurement from evaluated runs' ``metrics.json`` (``measurements`` block), for
+    ``cephalo compare``: ``run, measurement, unit, mae, mae_ci_lo, mae_ci_hi, bias, human_mae, accuracy,
+    human_accuracy``, and a ``coverage`` pseudo-measurement per level when the run has ``uncertainty``."""
+    rows = []
+    for name, m in runs:
+        block = m.get("measurements") or {}
+        for k in block.get("keys", []):
+            r = block["per_measurement"][k]
+            ci = r.get("mae_ci95") or [None, None]
+            rows.append({"run": name, "measurement": k, "unit": r.get("unit"), "mae": r.get("mae"),
+                         "mae_ci_lo": ci[0], "mae_ci_hi": ci[1], "bias": r.get("bias"),
+                         "human_mae": r.get("human_mae"), "accuracy": r.get("accuracy"),
+                         "human_accuracy": r.get("human_accuracy")})
+        for lv, c in ((m.get("uncertainty") or {}).get("coverage") or {}).items():
+            rows.append({"run": name, "measurement": f"coverage@{lv}", "unit": "fraction", "mae": None,
+                         "mae_ci_lo": None, "mae_ci_hi": None, "bias": None, "human_mae": None,
+                         "accuracy": c.get("overall"), "human_accuracy": None})
+    return rows
+
+
+def comparison_markdown(rows: Sequence[Mapping]) -> str:
+    """Markdown: per measurement, each run's MAE [95 % CI] (class accuracy %), and the two-annotator limit."""
+    if not rows:
+        return ""
+    runs = list(dict.fromkeys(r["run"] for r in rows))
+    keys = list(dict.fromkeys(r["measurement"] for r in rows))
+    by = {(r["run"], r["measurement"]): r for r in rows}
+
+    def cell(r: Mapping | None) -> str:
+        if r is None:
+            return "-"
+        if r["mae"] is None:
+            return "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} %"
+        s = f"{r['mae']:.2f}"
+        if r["mae_ci_lo"] is not None and r["mae_ci_hi"] is not None:
+            s += f" [{r['mae_ci_lo']:.2f}, {r['mae_ci_hi']:.2f}]"
+        if r.get("accuracy") is not None:
+            s += f" ({100 * r['accuracy']:.0f} %)"
+        return s
+
+    out = ["", "## Cephalometric measurements (MAE [95 % CI], class accuracy %; coverage of the radii)", "",
+           "| measurement | unit | " + " | ".join(runs) + " | two annotators |",
+           "| " + " | ".join("---" for _ in range(len(runs) + 3)) + " |"]
+    for k in keys:
+        rs = [by.get((run, k)) for run in runs]
+        unit = next((r["unit"] for r in rs if r), "")
+        hum = next((r for r in rs if r and r.get("human_mae") is not None), None)
+        htxt = "-" if hum is None else (f"{hum['human_mae']:.2f}" + (
+            f" ({100 * hum['human_accuracy']:.0f} %)" if hum.get("human_accuracy") is not None else ""))
+        out.append(f"| {k} | {unit} | " + " | ".join(cell(r) for r in rs) + f" | {htxt} |")
+    return "\n".join(out) + "\n"

@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..config.schema import EvaluateConfig
+
 __all__ = [
     "DEFAULT_THRESHOLDS_MM",
     "SDR_TOLERANCE_MM",
@@ -41,8 +43,8 @@ __all__ = [
     "threshold_key",
 ]
 
-#: SDR thresholds of the ISBI 2015 challenge (mm).
-DEFAULT_THRESHOLDS_MM: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0)
+#: SDR thresholds of the ISBI 2015 challenge (mm): params ``evaluate.thresholds_mm``'s default (cephalo.config).
+DEFAULT_THRESHOLDS_MM: tuple[float, ...] = tuple(EvaluateConfig.model_fields["thresholds_mm"].default)
 #: An error within this many mm above a threshold still counts (float round-off only).
 SDR_TOLERANCE_MM: float = 1e-6
 

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..io import atomic_path
-from .metrics import SDR_TOLERANCE_MM
+from .metrics import DEFAULT_THRESHOLDS_MM, SDR_TOLERANCE_MM
 
 __all__ = ["wrap_title", "sdr_curve_table", "sdr_curve", "per_landmark_bars", "error_vs_device", "overlay",
            "diagnosis_figure", "prediction_overlay"]
@@ -56,7 +56,7 @@ def wrap_title(title: str, width: int = 90, max_lines: int = 3) -> str:
 
 
 def sdr_curve(curves: Mapping[str, np.ndarray], path: str | Path, max_mm: float = 10.0,
-              marks: Sequence[float] = (2.0, 2.5, 3.0, 4.0), title: str = "") -> Path:
+              marks: Sequence[float] = DEFAULT_THRESHOLDS_MM, title: str = "") -> Path:
     """SDR curve(s): fraction of landmarks within t mm vs t.
 
     Args:

@@ -90,6 +90,7 @@ def evaluate_predictions(
     make_plots: bool = True,
     preprocessing: Mapping | None = None,
     annotators: Mapping[str, np.ndarray] | None = None,
+    confidence_level: float = 0.95,
     calibration: Mapping | None = None,
 ) -> dict:
     """Measure predictions against ground truth in mm and write the evaluation folder.
@@ -114,13 +115,20 @@ def evaluate_predictions(
         label: the run/variant name in titles.
         preprocessing: what the run fed the model vs what it was trained with (see
             :func:`cephalo.evaluate.diagnosis.diagnose`), to name a collapse's cause.
-        annotators: name -> (N, K, 2) original px per annotator: the two-annotator limit of the
-            cephalometric measurements (:mod:`cephalo.evaluate.measurement_errors`).
+        annotators: name -> (N, K, 2) original px per annotator: with two or more, the model and
+            the annotators are compared like with like (:func:`cephalo.evaluate.human.like_with_like`,
+            key ``human_comparison``), and the two-annotator limit of the cephalometric measurements
+            is computed (:mod:`cephalo.evaluate.measurement_errors`).
+        confidence_level: bootstrap interval coverage.
         calibration: the model's conformal calibration (:mod:`cephalo.uncertainty`): empirical
             coverage of its radii on these images goes into ``uncertainty`` (needs ``confidence``).
 
     Returns:
-        the metrics.json content (dict).
+        the metrics.json content (dict). Its ``figures`` entry holds the run-level figures under
+        the names every view uses (:func:`cephalo.evaluate.compare.figure_names`): ``mre_mm/all``,
+        ``sdr_2.0mm/all`` (percent), their CI bounds, ``n_landmarks/all``, ``n_images``; ``/all``
+        = every landmark this run scores (listed in ``landmarks``). SDR in the detail blocks
+        (``overall``, ``per_*``) is a fraction (``units``).
 
     Raises:
         ValueError: inconsistent shapes or invalid spacing (from :mod:`metrics`).
@@ -141,7 +149,7 @@ def evaluate_predictions(
 
     def block(e: np.ndarray) -> dict:
         return {"n_images": int(e.shape[0]), **M.summarise(e, thresholds),
-                "ci95": M.bootstrap_ci(e, thresholds, n_boot=n_boot, seed=seed)}
+                "ci95": M.bootstrap_ci(e, thresholds, n_boot=n_boot, seed=seed, confidence=confidence_level)}
 
     seen_ids = set((leakage or {}).get("seen", []))
     seen_mask = np.array([i in seen_ids for i in ids], dtype=bool)
@@ -161,19 +169,30 @@ def evaluate_predictions(
     else:
         diag_error = ""
 
+    from .compare import run_figures
+    from .human import like_with_like
+
+    overall = block(err)
+    hcmp = like_with_like(pred, dict(annotators), spacing, names, thresholds) if annotators else None
     result: dict = {
         "name": label,
         **dict(info or {}),
+        "settings": {"n_boot": int(n_boot), "confidence_level": float(confidence_level), "bootstrap_seed": int(seed),
+                     "thresholds_mm": thresholds},
+        "units": {"mre": "mm", "sdr_in_figures": "percent", "sdr_in_detail_blocks": "fraction"},
+        "landmark_set": {"all": {"n_landmarks": k, "landmarks": names}},
+        "figures": run_figures(overall, names, human=human, human_comparison=hcmp),
         "thresholds_mm": thresholds,
         "landmarks": names,
         "missing": {"ground_truth": n_gt_missing, "prediction": n_pred_missing},
-        "overall": block(err),
+        "overall": overall,
         "unseen": block(err[~seen_mask]) if seen_mask.any() else None,
         "seen": block(err[seen_mask]) if seen_mask.any() else None,
         "per_split": M.summarise_groups(err, splits, thresholds),
         "per_device": M.summarise_groups(err, devices, thresholds),
         "per_landmark": {r["landmark"]: {kk: v for kk, v in r.items() if kk != "landmark"} for r in per_lm},
         "human_limit": dict(human) if human else None,
+        "human_comparison": hcmp,
         "leakage": dict(leakage) if leakage else None,
         "diagnosis": ({"summary": diag.summary, "findings": [f.__dict__ for f in diag.findings],
                        "constellation_ratio": diag.constellation_ratio, "spread_ratio": diag.spread_ratio,
@@ -182,8 +201,9 @@ def evaluate_predictions(
     }
     from .measurement_errors import measurement_errors, write_outputs
 
-    result["measurements"] = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators,
-                                                n_boot=n_boot, seed=seed)
+    mblock = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators, n_boot=n_boot,
+                                seed=seed)
+    result["measurements"] = {k: v for k, v in mblock.items() if k != "per_image"}  # per image: the CSV
     if calibration and confidence is not None:
         from ..uncertainty import coverage
 
@@ -223,7 +243,7 @@ def evaluate_predictions(
         (tmp / "diagnosis.md").write_text(diag.to_markdown() if diag else f"# Diagnosis\n\n{diag_error}\n")
         pdir = tmp / "plots"
         pdir.mkdir()
-        write_outputs(result["measurements"], tmp, make_plot=make_plots, title=label)
+        write_outputs(mblock, tmp, make_plot=make_plots, title=label)
         pd.DataFrame(plots.sdr_curve_table(err)).to_csv(pdir / "sdr_curve.csv", index=False)
         if make_plots:
             _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images,
@@ -278,9 +298,11 @@ def evaluate_model(
     n_worst: int = 4,
     diagnosis_thresholds: Mapping | None = None,
     progress: bool = True,
+    confidence_level: float = 0.95,
     normalisation: str | None = None,
     decoder: str | None = None,
     calibration: Mapping | None = None,
+    refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None,
 ) -> dict:
     """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
 
@@ -295,6 +317,8 @@ def evaluate_model(
         variant: a loaded ``Variant`` or its directory.
         split: split name, or ``"all"``.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (:func:`cephalo.inference.resolve_device`).
+        refine: ``(coords (R, K, 2) original px, rows) -> (R, K, 2)`` applied to the model's
+            predictions (``cephalo.refine.variant_refiner`` for a global + refiner bundle).
         out_dir: output folder (see the module doc).
         human: a precomputed human limit; if None and the variant holds two or more annotators,
             it is computed from them.
@@ -329,7 +353,8 @@ def evaluate_model(
     if decoder is not None:
         predictor.codec_spec.update(decoder=decoder, temperature=1.0)
     p = predict_variant(predictor, variant, rows, batch_size=batch_size, progress=progress, desc="evaluate")
-    pred, conf = p.coords[:, mi], p.confidence[:, mi]
+    coords = p.coords if refine is None else refine(p.coords, rows)  # coarse-to-fine (cephalo.refine)
+    pred, conf = coords[:, mi], p.confidence[:, mi]
     gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
     spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
     if not np.isfinite(spacing).all():
@@ -379,7 +404,7 @@ def evaluate_model(
         confidence=conf, image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
         n_boot=n_boot, seed=seed, human=human, leakage=leak, info=base_info, images=getter, n_worst=n_worst,
         diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"], annotators=annotators,
-        calibration=calibration, preprocessing=preprocessing,
+        calibration=calibration, confidence_level=confidence_level, preprocessing=preprocessing,
     )
 
 
@@ -404,14 +429,9 @@ def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
     """Annotator-vs-annotator limit from the variant's per-annotator landmarks (mapped back to original px)."""
     from itertools import combinations
 
-    from ..geometry import apply_affine, invert
-
-    anns = {a: v for a, v in (getattr(variant, "annotators", {}) or {}).items() if a != "mean"}
-    if len(anns) < 2:
+    orig = _annotators_original(variant, rows, names)
+    if len(orig) < 2:
         return None
-    di = [list(variant.landmark_names).index(n) for n in names]
-    inv = np.stack([invert(variant.affines[r]) for r in rows])
-    orig = {a: apply_affine(inv, np.asarray(v, dtype=np.float64)[rows][:, di]) for a, v in anns.items()}
     spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
     pairs = list(combinations(sorted(orig), 2))
     e = np.concatenate([M.radial_errors_mm(orig[a], orig[b], spacing) for a, b in pairs])

@@ -5,7 +5,7 @@ A cephalo checkpoint is ``torch.save({"format": "cephalo", "format_version": 1,
 optimizer, scheduler, epoch, ...), written atomically (temp file + ``os.replace``).
 
 The public ISBI HRNet-W32 (``cwlachap/hrnet-cephalometric-landmark-detection``, format described in
-``shared/specs/hf_hrnet_w32/README.md``) is read either as its training dict (``model_state_dict``
+``tests/data/hf_hrnet_w32/README.md``) is read either as its training dict (``model_state_dict``
 + ``config``) or as a plain state dict; ``module.`` / ``model.`` / ``_orig_mod.`` key prefixes are
 stripped; K is read from ``final_layer.weight``; its :class:`ModelMeta` is
 :func:`public_hrnet_meta` (ISBI-19 names, 768x768 letterbox, 192x192 heatmaps, ImageNet

@@ -11,13 +11,37 @@ from .bundle import Bundle, is_bundle, read_bundle, write_bundle
 from .config import RefineConfig, TTAConfig
 from .crops import cut_windows, image_spacing, resample_to_spacing
 from .dataset import CropSet, build_crop_set, jitter_from_mre
-from .model import (Refiner, RefineResult, image_refiner, load_refiner, original_image_paths, refine_predictions,
-                    variant_refiner)
+from .model import (
+                    Refiner,
+                    RefineResult,
+                    image_refiner,
+                    load_refiner,
+                    original_image_paths,
+                    refine_predictions,
+                    variant_refiner,
+)
 from .train import choose_jitter, train_refiner
 
 __all__ = [
-    "Bundle", "is_bundle", "read_bundle", "write_bundle", "RefineConfig", "TTAConfig", "cut_windows",
-    "image_spacing", "resample_to_spacing", "CropSet", "build_crop_set", "jitter_from_mre", "Refiner",
-    "RefineResult", "load_refiner", "refine_predictions", "choose_jitter", "train_refiner", "image_refiner",
-    "original_image_paths", "variant_refiner",
+                    "Bundle",
+                    "CropSet",
+                    "RefineConfig",
+                    "RefineResult",
+                    "Refiner",
+                    "TTAConfig",
+                    "build_crop_set",
+                    "choose_jitter",
+                    "cut_windows",
+                    "image_refiner",
+                    "image_spacing",
+                    "is_bundle",
+                    "jitter_from_mre",
+                    "load_refiner",
+                    "original_image_paths",
+                    "read_bundle",
+                    "refine_predictions",
+                    "resample_to_spacing",
+                    "train_refiner",
+                    "variant_refiner",
+                    "write_bundle",
 ]

@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import CheckpointError
 from .config import TTAConfig
 
-__all__ = ["Bundle", "is_bundle", "read_bundle", "write_bundle", "BUNDLE_FORMAT"]
+__all__ = ["BUNDLE_FORMAT", "Bundle", "is_bundle", "read_bundle", "write_bundle"]
 
 BUNDLE_FORMAT = "cephalo-bundle"
 

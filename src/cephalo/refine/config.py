@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -37,7 +38,7 @@ class TTAConfig:
     gammas: tuple[float, ...] = (1.0,)
 
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "TTAConfig":
+    def from_dict(cls, d: Mapping | None) -> TTAConfig:
         d = dict(d or {})
         unknown = set(d) - {"scales", "shifts_px", "gammas"}
         if unknown:
@@ -88,7 +89,7 @@ class RefineConfig:
     stages: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "RefineConfig":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> RefineConfig:
         """Build from the ``refine:`` section.
 
         Raises:
@@ -120,9 +121,9 @@ class RefineConfig:
             pos("fallback_spacing_mm", self.fallback_spacing_mm)
         if not isinstance(self.window, int) or self.window < 8 or self.window % 4:
             raise ConfigError(f"params refine.window: expected a multiple of 4 >= 8 (the model stride), got {self.window!r}")
-        if self.jitter_mm != "auto":
-            if isinstance(self.jitter_mm, bool) or not isinstance(self.jitter_mm, (int, float)) or self.jitter_mm < 0:
-                raise ConfigError(f"params refine.jitter_mm: expected 'auto' or a number >= 0, got {self.jitter_mm!r}")
+        if self.jitter_mm != "auto" and (isinstance(self.jitter_mm, bool) or not isinstance(self.jitter_mm, (int, float))
+                                         or self.jitter_mm < 0):
+            raise ConfigError(f"params refine.jitter_mm: expected 'auto' or a number >= 0, got {self.jitter_mm!r}")
         for k in ("jitter_scale", "min_jitter_mm", "max_jitter_mm"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:

@@ -16,14 +16,14 @@ maps back to original px through ``geometry.invert`` of it.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .. import geometry as G
 from ..errors import DataError
 
-__all__ = ["resample_to_spacing", "cut_windows", "image_spacing", "apply_gamma"]
+__all__ = ["apply_gamma", "cut_windows", "image_spacing", "resample_to_spacing"]
 
 
 def image_spacing(spacing_xy: Sequence[float] | None, fallback_mm: float | None, label: str = "image") -> tuple[float, float]:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,13 @@ class CropSet:
 def _read_original_images(index_path: Path, ground_truth: str | None):
     """(images table, names, gt (N, K, 2) original px, paths, dtype) of an index."""
     from ..imageio import image_bit_depth
-    from ..preprocess.variant import _arrays_for, _index_api, _index_root, _landmark_names, _resolve
+    from ..preprocess.variant import (
+        _arrays_for,
+        _index_api,
+        _index_root,
+        _landmark_names,
+        _resolve,
+    )
 
     read_index, ground_truth_fn, images_table, landmark_arrays = _index_api()
     df = read_index(index_path)
@@ -136,9 +143,9 @@ def build_crop_set(index_path: str | Path, cfg: RefineConfig, jitter_sd_mm: floa
     """
     from tqdm.auto import tqdm
 
+    from ..imageio import read_image
     from ..io import file_sha256
     from ..preprocess import normalisation_spec
-    from ..imageio import read_image
 
     index_path = Path(index_path)
     imgs, names, gt, paths, dtype, policy = index if index is not None else _read_original_images(index_path, ground_truth)

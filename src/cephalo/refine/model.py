@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from ..inference import Predictions
 from .config import TTAConfig
 from .crops import apply_gamma, cut_windows, image_spacing, resample_to_spacing
 
-__all__ = ["Refiner", "load_refiner", "refine_predictions", "RefineResult"]
+__all__ = ["RefineResult", "Refiner", "load_refiner", "refine_predictions"]
 
 
 @dataclass

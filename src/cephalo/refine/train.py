@@ -10,10 +10,10 @@ cuts the windows (:func:`cephalo.refine.build_crop_set`) and hands them to
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from ..io import write_json
 from .config import RefineConfig
 from .dataset import _read_original_images, build_crop_set, jitter_from_mre
 
-__all__ = ["train_refiner", "choose_jitter"]
+__all__ = ["choose_jitter", "train_refiner"]
 
 log = logging.getLogger("cephalo.refine")
 
@@ -93,8 +93,9 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
     crops.meta["validation"] = val_desc
     crops.meta["jitter_source"] = jitter_src
     # the windows carry their own train/valid labels (split by image above)
-    cfg = dataclasses.replace(tcfg, train_split="train", val_split="valid" if len(val_rows) else None)
-    cfg.validate()
+    d = tcfg.to_dict()
+    d.update(train_split="train", val_split="valid" if len(val_rows) else None)
+    cfg = type(tcfg).from_dict(d)
     arch = rcfg.arch
     kwargs = dict(rcfg.kwargs)
     if cfg.init.resolved(bool(kwargs.get("pretrained", False))).source == "checkpoint":

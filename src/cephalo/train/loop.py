@@ -492,7 +492,8 @@ class Trainer:
     def _save(self, path: Path, model: nn.Module, extra: dict | None) -> None:
         save = self.save_fn
         if save is None:
-            from ..models import ModelMeta, save_checkpoint as save
+            from ..models import ModelMeta
+            from ..models import save_checkpoint as save
 
             meta = ModelMeta.from_dict(self.meta)
         else:

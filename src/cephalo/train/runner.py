@@ -18,7 +18,6 @@ import hashlib
 import logging
 import os
 import random
-import subprocess
 import sys
 from functools import partial
 from pathlib import Path
@@ -151,14 +150,6 @@ def _ids_by_dataset(variant, rows) -> dict[str, list[str]]:
     return out
 
 
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def train_on_variant(
     data_dir: str | Path,
     out_dir: str | Path,
@@ -171,6 +162,8 @@ def train_on_variant(
     tracking: Any = None,
     progress: bool = True,
     command: str | None = None,
+    tracking_experiment: str | None = None,
+    tracking_stage: str | None = None,
 ) -> TrainResult:
     """Train ``arch`` on the variant at ``data_dir``; outputs in ``out_dir`` (see module doc).
 
@@ -189,6 +182,9 @@ def train_on_variant(
         tracking: a ``cephalo.tracking.TrackingConfig`` (or None): one MLflow run at the end.
         progress: tqdm bars.
         command: the command line, recorded in provenance and tracking.
+        tracking_experiment: the MLflow experiment (default: ``cephalo.tracking.experiment_name``
+            of the data set).
+        tracking_stage: the ``--stage`` name (``source``, ``finetune``), in the run name and params.
 
     Raises:
         DataError, ConfigError, CheckpointError, NonFiniteLossError (all ``CephaloError``).
@@ -234,10 +230,14 @@ def train_on_variant(
         train_rows, val_rows, val_desc = resolve_splits(variant.splits, variant.image_ids, cfg, str(data_dir))
         train_ids = [variant.image_ids[int(r)] for r in train_rows]
         vmeta = getattr(variant, "meta", {}) or {}
+        from .. import provenance as _prov
+
         provenance = {
             "stage": "train",
             "command": command or " ".join(sys.argv),
-            "git_commit": _git_commit(),
+            # cephalo version, git commit + dirty flag, Python/package versions, CPU/GPU, threads,
+            # seed, SHA-256 of the effective params (cephalo.provenance.collect)
+            **_prov.collect(params, seed=cfg.seed, device=str(info.device)),
             "params": dict(params or {}),
             "train_config": cfg.to_dict(),
             "data_dir": str(data_dir),
@@ -291,17 +291,52 @@ def train_on_variant(
                        "best_checkpoint": str(trainer.best_path), "last_checkpoint": str(trainer.last_path)}
             write_json(out_dir / "train.json", _jsonable(summary))
             if tracking is not None and getattr(tracking, "enabled", False):
-                from ..tracking import log_run
-
-                log_run(tracking, dataset=str(variant.datasets[0]) if len(variant.datasets) else "unknown",
-                        stage="train", variant=str(vmeta.get("name", "")), params=params or {},
-                        metrics={"best_score": result.best_score, "final": summary.get("final") or {}},
-                        artifacts=[out_dir / "history.csv", out_dir / "train.json"],
-                        command=provenance["command"], data_index_hash=provenance["data_index_hash"],
-                        checkpoint=trainer.best_path, series=_history_series(out_dir / "history.csv"))
+                _track_training(tracking, variant, vmeta, cfg, arch, (W, H), (W // stride, H // stride), codec,
+                                trainer, result, summary, provenance, out_dir, tracking_experiment, tracking_stage)
         return result
     finally:
         teardown()
+
+
+def _track_training(tracking, variant, vmeta, cfg, arch, input_wh, heatmap_wh, codec, trainer, result, summary,
+                    provenance, out_dir: Path, experiment, stage) -> None:
+    """One MLflow run per training: effective hyperparameters as params, per-epoch histories,
+    the best checkpoint linked by path and SHA-256 (tags ``checkpoint``, ``checkpoint_sha256``)."""
+    from ..evaluate.leakage import file_sha256
+    from ..tracking import experiment_name, log_run
+
+    c = cfg.to_dict()
+    init = provenance.get("init") or {}
+    init_path = init.get("path")
+    init_hash = file_sha256(init_path) if init_path and Path(init_path).is_file() else None
+    cdict = codec.to_dict() if hasattr(codec, "to_dict") else {}
+    own = {
+        "train_stage": stage or "", "arch": arch, "variant": str(vmeta.get("name", "")),
+        "input_size": f"{input_wh[0]}x{input_wh[1]}", "heatmap_size": f"{heatmap_wh[0]}x{heatmap_wh[1]}",
+        "init_source": init.get("init_source"), "init_checkpoint": init_path, "init_checkpoint_sha256": init_hash,
+        "epochs": c.get("epochs"), "batch_size": c.get("batch_size"), "accumulate": c.get("accumulate"),
+        "lr": c.get("lr"), "head_lr": cfg.effective_head_lr, "weight_decay": c.get("weight_decay"),
+        "warmup_epochs": c.get("warmup_epochs"), "min_lr_ratio": c.get("min_lr_ratio"),
+        "freeze_backbone_epochs": c.get("freeze_backbone_epochs"), "grad_clip": c.get("grad_clip"),
+        "loss": c.get("loss"), "loss_kwargs": c.get("loss_kwargs") or {}, "ema": (c.get("ema") or {}).get("enabled"),
+        "precision": trainer.precision, "augment": bool((c.get("augment") or {}).get("enabled", False)),
+        "codec_sigma": cdict.get("sigma"), "decoder": cdict.get("decoder"), "seed": c.get("seed"),
+        "n_train": summary.get("n_train"), "n_val": summary.get("n_val"), "validation": summary.get("validation"),
+    }
+    best = Path(trainer.best_path)
+    dataset = str(variant.datasets[0]) if len(variant.datasets) else "unknown"
+    log_run(tracking, dataset=dataset, stage="train", variant=own["variant"],
+            run_name=f"train-{stage}/{own['variant']}" if stage else None, params=own,
+            metrics={"best_val_mre_mm": result.best_score, "best_epoch": result.best_epoch,
+                     "epochs_run": result.epochs_run},
+            artifacts=[out_dir / "history.csv", out_dir / "train.json", out_dir / "init_report.json"],
+            command=provenance["command"], data_index_hash=provenance["data_index_hash"],
+            checkpoint=best, checkpoint_hash=file_sha256(best) if best.is_file() else None,
+            series=_history_series(out_dir / "history.csv"),
+            experiment=experiment or experiment_name(tracking, None, dataset),
+            provenance={k: provenance.get(k) for k in ("cephalo_version", "git_commit", "git_dirty", "python",
+                                                         "packages", "cpu_model", "gpu_name", "threads", "device",
+                                                         "seed", "params_sha256")})
 
 
 def _history_series(path: Path) -> dict[str, list[float]]:
@@ -309,8 +344,10 @@ def _history_series(path: Path) -> dict[str, list[float]]:
     import pandas as pd
 
     h = pd.read_csv(path)
-    return {c: h[c].astype(float).tolist() for c in h.columns
-            if c != "epoch" and pd.api.types.is_numeric_dtype(h[c])}
+    # val_sdr_2mm is already in percent; named as everywhere else (sdr_<t>mm)
+    rename = {"val_sdr_2mm": "val_sdr_2.0mm"}
+    return {rename.get(c, c): h[c].astype(float).tolist() for c in h.columns
+            if c not in ("epoch", "is_best") and pd.api.types.is_numeric_dtype(h[c])}
 
 
 def _jsonable(o: Any) -> Any:

@@ -1,0 +1,102 @@
+"""The README's generated results blocks: written from results/, checked against a fresh run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cephalo.commands.compare import command as compare_command
+from cephalo.evaluate.runner import evaluate_predictions
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("readme_results", REPO / "scripts" / "readme_results.py")
+rr = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(rr)
+
+
+def _results(tmp_path: Path, cpu: str = "Test CPU 9000", shift_px: float = 0.0) -> Path:
+    res = tmp_path / "results"
+    rng = np.random.default_rng(0)
+    n, names = 8, ["a", "b", "c"]
+    gt = rng.uniform(100, 200, size=(n, 4, 2))
+    ann_a, ann_b = gt.copy(), gt + np.array([6.0, 0.0])
+    for run, lms, noise in (("zero_shot-v", names, 20.0), ("finetune-v", names + ["d"], 4.0)):
+        k = len(lms)
+        pred = gt[:, :k] + rng.normal(0, noise, size=(n, k, 2)) + shift_px
+        out = res / "eval" / run
+        evaluate_predictions(pred, (ann_a[:, :k] + ann_b[:, :k]) / 2, np.full((n, 2), 0.1),
+                             image_ids=[f"{i:03d}" for i in range(n)], names=lms, out_dir=out, n_boot=100,
+                             make_plots=False, label=run, info={"variant": "v", "split": "test",
+                                                                "provenance": {"cpu_model": cpu, "threads": 2}},
+                             annotators={"A": ann_a[:, :k], "B": ann_b[:, :k]})
+    r = CliRunner().invoke(compare_command, [str(res / "eval" / "zero_shot-v"), str(res / "eval" / "finetune-v"),
+                                             "--out", str(res / "comparison"), "--params", str(tmp_path / "no.yaml")])
+    assert r.exit_code == 0, r.output
+    return res
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return _results(tmp_path_factory.mktemp("base"))
+
+
+def test_write_then_check_is_current_and_idempotent(tmp_path, base):
+    res = base
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- results:demo:begin -->\nold\n<!-- results:demo:end -->\n\nafter\n")
+    assert rr.main(["--block", "demo", "--results", str(res), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# x\n") and text.rstrip().endswith("after") and "old" not in text
+    assert "Machine: Test CPU 9000, 2 torch threads" in text
+    assert "| finetune-v | 8 | 3 / 4 |" in text
+    assert "Against each annotator, fine-tuned (v)" in text and "annotators are 0.60 mm apart" in text
+    assert rr.main(["--block", "demo", "--results", str(res), "--readme", str(readme), "--check"]) == 0
+    assert rr.main(["--block", "demo", "--results", str(res), "--readme", str(readme)]) == 0
+    assert readme.read_text() == text
+
+
+def test_check_exact_on_the_same_cpu(tmp_path, base):
+    res = base
+    readme = tmp_path / "README.md"
+    readme.write_text("")
+    rr.main(["--block", "demo", "--results", str(res), "--readme", str(readme)])
+    # the same machine: one changed digit in the table is a failure
+    text = readme.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| finetune-v"))
+    cells = row.split(" | ")
+    cells[3] = cells[3].replace(cells[3][:4], f"{float(cells[3][:4]) + 0.01:.2f}", 1)
+    readme.write_text(text.replace(row, " | ".join(cells)))
+    assert rr.main(["--block", "demo", "--results", str(res), "--readme", str(readme), "--check"]) == 1
+
+
+def test_check_tolerance_on_another_cpu(tmp_path, base):
+    """Another CPU: figures may move within their own CI half-width, counts and human figures may not."""
+    block = rr.extract(_render(base), "demo")
+    fresh_close = rr.extract(_render(_results(tmp_path / "b", cpu="Other CPU", shift_px=0.01)), "demo")
+    assert rr.compare_blocks(block, fresh_close, "Other CPU") == []
+    fresh_far = rr.extract(_render(_results(tmp_path / "c", cpu="Other CPU", shift_px=30.0)), "demo")
+    problems = rr.compare_blocks(block, fresh_far, "Other CPU")
+    assert any("beyond the CI half-width" in p for p in problems)
+    data = json.loads(rr.DATA.search(block).group(1))
+    data["runs"][0]["n_landmarks/shared"] = 99
+    assert any("n_landmarks/shared" in p
+               for p in rr.compare_blocks(rr.DATA.sub(f"<!-- results-data {json.dumps(data)} -->", block),
+                                          fresh_close, "Other CPU"))
+
+
+def _render(res: Path) -> str:
+    rows, pairs, prov = rr.load(res)
+    return rr.replace("", "demo", rr.render("demo", rows, pairs, prov, "scripts/demo.sh"))
+
+
+@pytest.mark.skipif(not os.environ.get("CEPHALO_DEMO_RESULTS"),
+                    reason="set CEPHALO_DEMO_RESULTS=<results/ of a fresh scripts/demo.sh run> (CI does)")
+def test_readme_demo_block_matches_a_fresh_demo():
+    res = Path(os.environ["CEPHALO_DEMO_RESULTS"])
+    assert rr.main(["--block", "demo", "--results", str(res), "--readme", str(REPO / "README.md"), "--check"]) == 0
