@@ -72,14 +72,14 @@ def test_isbi_layout_and_annotation_files(demo_dir):
 def test_isbi_parses_with_real_adapter(demo_dir):
     datasets = pytest.importorskip("cephalo.datasets")
     out, recs = demo_dir
-    res = datasets.create_adapter("isbi2015").parse(out / "isbi2015")
+    res = datasets.create_adapter("isbi2015").parse(out / "isbi2015", spacing_mm=0.8)
     assert not res.exclusions
     senior = [r for r in res.rows if r["annotator"] == "senior" and r["image_id"] == "002"]
     assert len(senior) == 19
     got = np.array([[r["x"], r["y"]] for r in sorted(senior, key=lambda r: r["landmark_index"])])
     np.testing.assert_array_equal(got, np.round(recs["isbi2015"][1]["landmarks"]))
     assert {r["split"] for r in res.rows} >= {"train"} and len({r["image_id"] for r in res.rows}) == 5
-    assert {r["spacing_x_mm"] for r in res.rows} == {0.1}
+    assert {r["spacing_x_mm"] for r in res.rows} == {0.8}
 
 
 def test_aariz_layout_parses_with_real_adapter(demo_dir):
@@ -220,4 +220,43 @@ def test_device_too_small_for_head_is_config_error():
     cfg = DemoConfig()
     with pytest.raises(ConfigError, match="cannot hold the head"):
         render_cephalogram(np.random.default_rng(0), DeviceSpec("tiny", 0.2, (40, 40)), cfg)
-    assert math.isclose(cfg.head_scale, 0.125)
+    assert math.isclose(cfg.head_scale, 1.0)
+
+
+def test_head_is_real_size_in_mm_on_every_device():
+    """Sella-nasion is ~59 mm in the template; in pixels x each device's spacing it stays ~59 mm."""
+    cfg = DemoConfig()
+    rng = np.random.default_rng(1)
+    s, n = AARIZ29.names.index("sella"), AARIZ29.names.index("nasion")
+    for dev in (cfg.isbi_device,) + DEFAULT_AARIZ_DEVICES:
+        assert 0.6 <= dev.spacing_mm <= 0.9 and max(dev.size) <= 400  # coarse spacing, small images
+        d = []
+        for _ in range(3):
+            _, lms = render_cephalogram(rng, dev, cfg)
+            d.append(np.linalg.norm(lms[s] - lms[n]) * dev.spacing_mm / dev.head_size)
+        assert 52 < np.mean(d) < 66, (dev.name, d)
+
+
+def test_target_devices_have_burnt_in_labels_and_collimation():
+    """Target images carry white text near the top-left corner and (Hyperion) bright collimated borders;
+    the source device has neither."""
+    cfg = DemoConfig()
+    rng = np.random.default_rng(2)
+    src, _ = render_cephalogram(rng, cfg.isbi_device, cfg)
+    assert np.percentile(src[:20, :60], 99) < 200
+    for dev in DEFAULT_AARIZ_DEVICES:
+        img, lms = render_cephalogram(rng, dev, cfg)
+        cx, cy = int(round(dev.collimation * dev.size[0])), int(round(dev.collimation * dev.size[1]))
+        corner = img[cy + 2:cy + int(0.12 * dev.size[1]), cx + 2:cx + int(0.4 * dev.size[0])]
+        assert (corner > 240).sum() > 20, dev.name  # text strokes
+        if dev.collimation:
+            assert img[: max(1, cy - 3)].mean() > 200 and img[:, : max(1, cx - 3)].mean() > 200
+            assert (lms[:, 0] > cx).all() and (lms[:, 1] > cy).all()  # landmarks in the open window
+
+
+def test_device_pose_keys_validate():
+    d = DeviceSpec.from_params({"spacing_mm": 0.7, "size": [300, 300], "head_size": 0.9, "tilt_deg": 3,
+                                "head_offset_mm": [5, -2], "collimation": 0.05, "labels": True}, "x")
+    assert d.head_size == 0.9 and d.head_offset_mm == (5.0, -2.0) and d.labels
+    with pytest.raises(ConfigError, match="collimation"):
+        DeviceSpec.from_params({"spacing_mm": 0.7, "size": [300, 300], "collimation": 0.4}, "x")

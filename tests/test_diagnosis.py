@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cephalo.evaluate.diagnosis import diagnose
@@ -125,3 +126,150 @@ def test_leakage_ids_with_digits_do_not_match_by_number():
     isbi = find_leakage(["151", "152"], ["isbi2015", "isbi2015"], ["test1", "test1"],
                         {"train_image_ids": {"isbi2015": [151]}})
     assert isbi["seen"] == ["151"]
+
+
+def test_per_landmark_biases_of_2mm_are_named_in_the_summary():
+    """A good model (MRE < 2.5 mm) whose two landmarks are biased by >= 2 mm: the summary names both."""
+    gt = _gt()
+    rng = np.random.default_rng(3)
+    sp = np.full((12, 2), 0.1)
+    pred = gt + rng.normal(0, 6, gt.shape)  # ~0.75 mm scatter
+    pred[:, 2, 1] += 25.0  # lm2: +2.5 mm in y
+    pred[:, 5, 0] -= 22.0  # lm5: -2.2 mm in x
+    d = diagnose(pred, gt, sp, NAMES)
+    assert d.mre_mm < 2.5
+    assert "landmark_bias" in _codes(d)
+    assert "lm2" in d.summary and "lm5" in d.summary and d.summary.startswith("The model works")
+    assert "lm0" not in d.summary and "lm7" not in d.summary
+    # 1.5 mm is below the 2 mm anatomical threshold: not named
+    pred2 = gt + rng.normal(0, 6, gt.shape)
+    pred2[:, 2, 1] += 15.0
+    assert "landmark_bias" not in _codes(diagnose(pred2, gt, sp, NAMES))
+
+
+def test_landmark_bias_beyond_a_global_offset():
+    gt = _gt()
+    rng = np.random.default_rng(4)
+    sp = np.full((12, 2), 0.1)
+    pred = gt + np.array([40.0, 0.0]) + rng.normal(0, 3, gt.shape)
+    pred[:, 3, 1] += 30.0
+    d = diagnose(pred, gt, sp, NAMES)
+    assert _codes(d)[0] == "offset" and "landmark_bias" in _codes(d)
+    bias = next(f for f in d.findings if f.code == "landmark_bias")
+    assert "lm3" in bias.observation and "lm1" not in bias.observation and "lm3" in d.summary
+
+
+def test_preprocessing_mismatch_is_named_in_plain_words():
+    from cephalo.evaluate.diagnosis import preprocessing_words
+
+    pp = {"used": {"normalisation": "raw", "decoder": "soft_argmax"},
+          "expected": {"normalisation": "imagenet", "decoder": "dark"}, "variant": "letterbox256"}
+    w = preprocessing_words(pp)
+    assert "raw grey values 0-255" in w and "ImageNet mean" in w and "soft-argmax" in w
+    assert "variant letterbox256" in w and "imagenet normalisation" in w and "dark decoder" in w
+    assert preprocessing_words({"used": pp["expected"], "expected": pp["expected"]}) == ""
+    gt = _gt()
+    centre = np.array([(W - 1) / 2, (H - 1) / 2])
+    pred = centre + 0.05 * (gt - gt.mean(axis=1, keepdims=True))
+    d = diagnose(pred, gt, SP, NAMES, image_sizes=SIZES, preprocessing=pp)
+    assert _codes(d)[0] == "collapse" and "raw grey values 0-255" in d.summary and "Fix:" in d.summary
+
+
+def test_find_mistakes_two_rounds_swap_then_mirror():
+    from cephalo.evaluate.diagnosis import find_mistakes
+
+    gt = _gt()
+    rng = np.random.default_rng(6)
+    good = gt + rng.normal(0, 5, gt.shape)
+    wrong = np.stack([W - 1 - good[..., 0], good[..., 1]], -1)[..., ::-1]  # mirrored, then axes swapped
+    m = find_mistakes(wrong, gt, SP, SIZES, NAMES)
+    assert m[0].code == "swapped_axes" and m[0].details == {"mirror": "left-right"}
+    mre_good = float(np.nanmean(np.hypot(*((good - gt) * 0.1).transpose(2, 0, 1))))
+    assert m[0].mre_after_mm == pytest.approx(mre_good, abs=1e-9)
+    # two mistakes found one after the other: swapped axes, then a 40 px offset of every landmark
+    two = good[..., ::-1] + 40.0
+    m2 = find_mistakes(two, gt, SP, SIZES, NAMES)
+    assert [x.code for x in m2] == ["swapped_axes", "residual_offset"]
+    assert m2[-1].mre_after_mm == pytest.approx(mre_good, abs=0.05)
+
+
+class _HeatmapModel:
+    """Returns fixed [0, 1] Gaussian heatmaps (a heatmap-regression model that found every landmark)
+    and records the input it was given."""
+
+    def __init__(self, heatmaps):
+        import torch
+
+        self.hm = torch.as_tensor(heatmaps)
+        self.i = 0
+        self.inputs = []
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def __call__(self, x):
+        self.inputs.append(x.detach().clone())
+        out = self.hm[self.i:self.i + x.shape[0]]
+        self.i += x.shape[0]
+        return out
+
+
+def test_naive_run_soft_argmax_on_heatmaps_collapses_to_centre_and_names_the_mismatch(tmp_path):
+    """The clinic's first run: 0-1 grey values without ImageNet mean/std, soft-argmax over raw outputs.
+    A model that finds every landmark (its dark decoding is exact) then lands them all near the image
+    centre, and the diagnosis says why in plain words."""
+    from types import SimpleNamespace
+
+    from cephalo import geometry
+    from cephalo.codecs import create_codec
+    from cephalo.evaluate.runner import evaluate_model
+
+    W = H = 64
+    codec_kw = {"name": "gaussian", "input_size": (W, H), "heatmap_size": (16, 16), "sigma": 1.5,
+                "decoder": "dark", "convention": "pixel_centre"}
+    codec = create_codec(**codec_kw)
+    rng = np.random.default_rng(0)
+    names = ["sella", "nasion", "orbitale", "porion", "menton", "gonion"]
+    n = 6
+    sizes = np.tile([300, 300], (n, 1))
+    affines, orig, hms = [], [], []
+    for w, h in sizes:
+        a = geometry.letterbox_geometry((int(w), int(h)), W).affine()
+        p = rng.uniform([0.15 * w, 0.15 * h], [0.85 * w, 0.85 * h], size=(len(names), 2))
+        affines.append(a)
+        orig.append(p)
+        hms.append(codec.encode(geometry.apply_affine(a, p))[0])
+
+    class V(SimpleNamespace):  # the attributes of cephalo.preprocess.Variant
+        def __len__(self):
+            return n
+
+    v = V(images=np.full((n, H, W), 128, np.uint8), image_ids=[f"{i:03d}" for i in range(n)],
+          splits=np.array(["test"] * n, dtype=object), devices=np.array(["d"] * n, dtype=object),
+          datasets=np.array(["demo"] * n, dtype=object), spacing=np.full((n, 2), 0.8), affines=np.stack(affines),
+          landmarks=None, landmarks_original=np.stack(orig), annotators={}, landmark_names=names, orig_sizes=sizes,
+          input_size=(W, H), normalisation={"name": "imagenet"}, spec={},
+          meta={"name": "lb64", "ground_truth": "mean"}, path=tmp_path / "variant")
+    meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw, arch="t",
+                           input_size=[W, H], provenance={})
+    good = evaluate_model(_HeatmapModel(np.stack(hms)), meta, v, "test", tmp_path / "good", n_boot=20,
+                          progress=False, n_worst=0)
+    assert good["overall"]["mre_mm"] < 0.5 and good["preprocessing"]["used"]["decoder"] == "dark"
+    m = _HeatmapModel(np.stack(hms))
+    naive = evaluate_model(m, meta, v, "test", tmp_path / "naive", n_boot=20, progress=False, n_worst=0,
+                           normalisation="unit", decoder="soft_argmax", name="naive-lb64")
+    x = m.inputs[0]
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0  # 0-1, no ImageNet mean/std
+    assert naive["overall"]["mre_mm"] > 20  # tens of mm on a real-size head
+    assert naive["preprocessing"] == {"used": {"normalisation": "unit", "decoder": "soft_argmax"},
+                                      "expected": {"normalisation": "imagenet", "decoder": "dark"},
+                                      "variant": "lb64"}
+    d = naive["diagnosis"]
+    assert d["findings"][0]["code"] == "collapse" and "toward the image centre" in d["findings"][0]["observation"]
+    assert "without the ImageNet mean/std" in d["summary"] and "soft-argmax" in d["summary"]
+    assert "variant lb64" in d["summary"] and "Fix:" in d["summary"]
+    pr = pd.read_parquet(tmp_path / "naive" / "predictions.parquet")
+    assert pr["x_pred"].std() < 0.2 * pr["x_gt"].std()  # bunched

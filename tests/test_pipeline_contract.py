@@ -90,7 +90,7 @@ def test_default_profile_engines_agree_and_commands_are_real(runs):
     assert gpu == {"train_source", "finetune"}
 
 
-EVAL_STAGES = ("source", "zero_shot", "adabn", "finetune")
+EVAL_STAGES = ("source", "naive", "zero_shot", "adabn", "finetune")
 
 
 def test_one_evaluate_rule_and_one_name_per_stage(runs):
@@ -111,19 +111,23 @@ def test_one_evaluate_rule_and_one_name_per_stage(runs):
         assert cmd_option(c, "--out") == f"results/eval/{name}", c
         target = name[len(stage) + 1:]
         model = cmd_option(c, "--model")
-        assert model == ("results/models/source/best.pt" if stage in ("source", "zero_shot")
+        assert model == ("results/models/source/best.pt" if stage in ("source", "naive", "zero_shot")
                          else f"results/models/{stage}/{target}/best.pt"), c
+        # the naive run (the clinic's first try) alone overrides the model's normalisation and decoder
+        assert (("--normalisation" in c and cmd_option(c, "--normalisation") == "unit"
+                 and cmd_option(c, "--decoder") == "soft_argmax") == (stage == "naive")), c
         names.add(name)
     assert names == want
     # the models the per-variant stages evaluate are written under the same stage names
     made = {o for j in jobs if j["rule"] in ("adapt", "finetune") for o in j["output"] if o.endswith("best.pt")}
     assert made == {f"results/models/{s}/{v}/best.pt" for s in ("adabn", "finetune") for v in variants}
     assert {cmd_option(normalise_command(j["shell"]), "--stage") for j in jobs if j["rule"] == "finetune"} == {"finetune"}
-    # DVC: one matrix stage for the per-variant models, plus the source and zero-shot stages (and the
+    # DVC: one matrix stage for the per-variant models, plus the source, naive and zero-shot stages (and the
     # two refinement bundles, tests/test_refine_pipeline.py)
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert sorted(k for k, st in dvc.items() if "cephalo evaluate" in str(st)) == \
-        ["evaluate", "evaluate_refine", "evaluate_refine_source", "evaluate_source", "evaluate_zero_shot"]
+        ["evaluate", "evaluate_naive", "evaluate_refine", "evaluate_refine_source", "evaluate_source",
+         "evaluate_zero_shot"]
     assert dvc["evaluate"]["matrix"]["stage"] == ["adabn", "finetune"]
 
 

@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "adapt": ("adapt", "Unsupervised AdaBN adaptation of a model to unlabelled target images."),
     "evaluate": ("evaluate", "Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."),
     "predict": ("predict", "Landmarks for an image or folder (PNG/JPEG/BMP/TIFF/DICOM) -> JSON/CSV/overlays."),
+    "diagnose": ("diagnose", "What is wrong with predictions made by any pipeline: MRE in mm, mistakes undone."),
     "compare": ("compare", "Table of evaluated runs (zero-shot vs fine-tuned, per variant)."),
     "export-onnx": ("export_onnx", "Export a cephalo checkpoint to ONNX and check it with onnxruntime."),
     "make-demo": ("make_demo", "Generate the embedded synthetic demo data sets (ISBI + Aariz layouts)."),

@@ -5,8 +5,10 @@ evaluate -> compare) run offline on a laptop. Nothing here is real anatomy, but 
 sits *on* a drawn, anatomy-like structure (cranial vault, cranial base, sella turcica, orbit,
 ear-rod ring, nasal bone, maxilla, mandible, incisors, premolars, molars, soft-tissue profile),
 so a heatmap network can learn it, and the target "devices" differ from the source in image
-size, aspect ratio (one landscape), pixel spacing and contrast/gamma, so the zero-shot failure on
-the target is produced by the data, not faked.
+size, aspect ratio (one landscape), field of view, pixel spacing, contrast/gamma, noise and blur,
+in where the head sits and how it is tilted, in collimation (bright unexposed borders) and in
+the text labels burnt into the image, so the zero-shot failure on the target is produced by the
+data, not faked.
 
 How an image is made (:func:`render_cephalogram`)
 --------------------------------------------------
@@ -17,11 +19,14 @@ How an image is made (:func:`render_cephalogram`)
    smooth elastic displacement (a sum of Gaussian radial basis bumps, amplitude ~2-3 mm) is applied
    to every template point; drawn structures and landmarks move together, so landmarks stay on
    their structures.
-3. Anatomical mm become detector mm by ``head_scale`` (the demo head is a 1:8 miniature, so images
-   are a few hundred pixels), and pixels by the device's pixel spacing (mm/px). Coordinates use
-   cephalo's convention (``cephalo.geometry``: xy, origin at the centre of the top-left pixel).
+3. Anatomical mm become detector mm by ``head_scale`` (1.0: the head has its real size, so every
+   figure is in real mm), and pixels by the device's pixel spacing (mm/px; the demo devices are
+   coarse, 0.65-0.9 mm/px, so images are a few hundred pixels). Coordinates use cephalo's
+   convention (``cephalo.geometry``: xy, origin at the centre of the top-left pixel).
 4. Layers are rendered with anti-aliasing (OpenCV ``LINE_AA`` with 4 fractional bits), blurred,
-   passed through the device's gamma/contrast/brightness, and given Gaussian noise.
+   passed through the device's gamma/contrast/brightness, shaded by its collimator (bright,
+   unexposed borders) and given Gaussian noise; devices with ``labels`` get white text (machine
+   name, patient number, date) burnt in, as real cephalograms have.
 
 Annotations: the senior annotator is the true landmark rounded to integer pixels (as the
 releases store it); the junior annotator adds isotropic Gaussian jitter whose mean radial size is
@@ -99,6 +104,12 @@ class DeviceSpec:
         image_format: file extension (``png``, ``jpg``, ``jpeg``, ``bmp``).
         channels: 1 (greyscale file) or 3 (three equal channels, as many real releases store).
         weight: relative share of the images this device produces.
+        head_size: mean scale of the heads imaged on this device (its patients' age/population).
+        tilt_deg: mean head rotation (positioning habit of the site), degrees, positive = chin down.
+        head_offset_mm: mean ``(dx, dy)`` of the head from the centre of the field of view, mm.
+        collimation: width of the collimated (unexposed, bright) border on each side, as a
+            fraction of the image width/height; 0 = none.
+        labels: burn white text labels (machine name, patient number, date) into the image.
     """
 
     name: str
@@ -112,6 +123,11 @@ class DeviceSpec:
     image_format: str = "png"
     channels: int = 1
     weight: float = 1.0
+    head_size: float = 1.0
+    tilt_deg: float = 0.0
+    head_offset_mm: tuple[float, float] = (0.0, 0.0)
+    collimation: float = 0.0
+    labels: bool = False
 
     @classmethod
     def from_params(cls, d: Mapping[str, Any], where: str) -> "DeviceSpec":
@@ -136,6 +152,11 @@ class DeviceSpec:
                 image_format=str(d.get("image_format", "png")).lower(),
                 channels=int(d.get("channels", 1)),
                 weight=float(d.get("weight", 1.0)),
+                head_size=float(d.get("head_size", 1.0)),
+                tilt_deg=float(d.get("tilt_deg", 0.0)),
+                head_offset_mm=(float(d.get("head_offset_mm", (0, 0))[0]), float(d.get("head_offset_mm", (0, 0))[1])),
+                collimation=float(d.get("collimation", 0.0)),
+                labels=bool(d.get("labels", False)),
             )
         except KeyError as e:
             raise ConfigError(f"params {where}: missing key {e.args[0]!r}") from None
@@ -150,6 +171,9 @@ class DeviceSpec:
             raise ConfigError(f"params {where}: image_format {spec.image_format!r} not in {_IMAGE_FORMATS}")
         if spec.channels not in (1, 3):
             raise ConfigError(f"params {where}: channels must be 1 or 3, got {spec.channels}")
+        if spec.head_size <= 0 or not 0 <= spec.collimation < 0.3:
+            raise ConfigError(f"params {where}: head_size must be > 0 and collimation in [0, 0.3), got "
+                              f"{spec.head_size}, {spec.collimation}")
         return spec
 
 
@@ -159,7 +183,8 @@ class DemoConfig:
 
     Attributes:
         seed: seed of the single random generator (same seed -> byte-identical files).
-        head_scale: detector mm per anatomical mm (0.125: a 1:8 miniature head).
+        head_scale: detector mm per anatomical mm (1.0: real size; the devices' coarse pixel
+            spacings keep the images small).
         rotation_deg: s.d. of the per-image rotation, degrees.
         scale_sd: s.d. of the per-image isotropic scale factor around 1.
         shift_mm: s.d. of the per-image translation, anatomical mm.
@@ -174,14 +199,14 @@ class DemoConfig:
     """
 
     seed: int = 2015
-    head_scale: float = 0.125
+    head_scale: float = 1.0
     rotation_deg: float = 3.0
     scale_sd: float = 0.04
     shift_mm: float = 4.0
     elastic_mm: float = 2.5
     junior_jitter_mm: float = 1.0
     isbi_counts: dict = field(default_factory=lambda: {"TrainingData": 40, "Test1Data": 20, "Test2Data": 0})
-    isbi_device: DeviceSpec = DeviceSpec("ISBI 2015 (Soredex CRANEX 3+ Ceph)", 0.1, (240, 300), image_format="bmp")
+    isbi_device: DeviceSpec = DeviceSpec("ISBI 2015 (Soredex CRANEX 3+ Ceph)", 0.8, (240, 300), image_format="bmp")
     aariz_counts: dict = field(default_factory=lambda: {"train": 30, "valid": 10, "test": 10})
     aariz_devices: tuple = ()
     shuffle_json_landmarks: bool = True
@@ -262,15 +287,18 @@ def _count(v: Any, where: str) -> int:
     return n
 
 
-#: Three target devices after Aariz's ART Plus (0.1), Hyperion X5 (0.089) and ProMax 2D (0.139):
-#: different size, aspect ratio (ProMax landscape), spacing, format and intensity response.
+#: Three target devices after Aariz's ART Plus, Hyperion X5 and ProMax 2D, at coarse demo spacings
+#: (0.65-0.9 mm/px instead of 0.09-0.14) so a real-size head fits in a few hundred pixels: different
+#: size, aspect ratio (ProMax landscape), field of view, spacing, format, intensity response, head
+#: position/tilt/size, collimation and burnt-in text labels (the source device has none of these).
 DEFAULT_AARIZ_DEVICES = (
-    DeviceSpec("ART Plus", 0.1, (260, 300), gamma=1.0, contrast=0.9, brightness=0.05, noise_sd=0.025,
-               image_format="png"),
-    DeviceSpec("Hyperion X5", 0.089, (300, 360), gamma=0.6, contrast=0.8, brightness=0.12, noise_sd=0.03,
-               blur_px=1.0, image_format="jpg", channels=3),
-    DeviceSpec("ProMax 2D", 0.139, (300, 220), gamma=1.7, contrast=1.1, brightness=0.0, noise_sd=0.015,
-               blur_px=0.4, image_format="bmp"),
+    DeviceSpec("ART Plus", 0.75, (280, 320), gamma=1.0, contrast=0.9, brightness=0.05, noise_sd=0.025,
+               image_format="png", head_offset_mm=(8.0, 0.0), labels=True),
+    DeviceSpec("Hyperion X5", 0.65, (330, 390), gamma=0.6, contrast=0.8, brightness=0.12, noise_sd=0.03,
+               blur_px=1.0, image_format="jpg", channels=3, tilt_deg=4.0, collimation=0.06, labels=True),
+    DeviceSpec("ProMax 2D", 0.9, (300, 240), gamma=1.7, contrast=1.1, brightness=0.0, noise_sd=0.015,
+               blur_px=0.4, image_format="bmp", head_size=0.94, head_offset_mm=(-10.0, 4.0), collimation=0.04,
+               labels=True),
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -415,13 +443,16 @@ def skull_template() -> SkullTemplate:
 # perturbation and rendering
 
 
-def perturb_template(template: SkullTemplate, rng: np.random.Generator, cfg: DemoConfig):
+def perturb_template(template: SkullTemplate, rng: np.random.Generator, cfg: DemoConfig,
+                     size: float = 1.0, tilt_deg: float = 0.0, offset_mm: tuple[float, float] = (0.0, 0.0)):
     """Random similarity + smooth elastic warp of every template point (anatomical mm).
 
     The elastic part is ``d(p) = sum_j a_j exp(-|p - c_j|^2 / (2 s^2))`` with 6 random centres
     ``c_j`` over the field, ``s`` = 45 mm and amplitudes ``a_j ~ N(0, elastic_mm^2)`` per axis;
-    then a rotation (``N(0, rotation_deg^2)``) and isotropic scale (``N(1, scale_sd^2)``) about the
-    field centre and a translation (``N(0, shift_mm^2)`` per axis).
+    then a rotation (``N(tilt_deg, rotation_deg^2)``) and isotropic scale
+    (``size * N(1, scale_sd^2)``) about the field centre and a translation
+    (``offset_mm + N(0, shift_mm^2)`` per axis). ``size``, ``tilt_deg`` and ``offset_mm`` are a
+    device's :class:`DeviceSpec` ``head_size``, ``tilt_deg`` and ``head_offset_mm``.
 
     Returns:
         ``(warp, landmarks)``: ``warp`` a function ``(P, 2) mm -> (P, 2) mm``; ``landmarks`` a
@@ -431,9 +462,9 @@ def perturb_template(template: SkullTemplate, rng: np.random.Generator, cfg: Dem
     centre = np.array([fw / 2, fh / 2])
     centres = rng.uniform([0, 0], [fw, fh], size=(6, 2))
     amps = rng.normal(0.0, cfg.elastic_mm, size=(6, 2))
-    theta = np.deg2rad(rng.normal(0.0, cfg.rotation_deg))
-    scale = 1.0 + rng.normal(0.0, cfg.scale_sd)
-    shift = rng.normal(0.0, cfg.shift_mm, size=2)
+    theta = np.deg2rad(tilt_deg + rng.normal(0.0, cfg.rotation_deg))
+    scale = size * (1.0 + rng.normal(0.0, cfg.scale_sd))
+    shift = np.asarray(offset_mm, dtype=np.float64) + rng.normal(0.0, cfg.shift_mm, size=2)
     rot = scale * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     s2 = 2.0 * 45.0 ** 2
 
@@ -476,12 +507,16 @@ def render_cephalogram(rng: np.random.Generator, device: DeviceSpec, cfg: DemoCo
     w, h = device.size
     px_per_mm = cfg.head_scale / device.spacing_mm  # anatomical mm -> pixels
     fw, fh = template.field_mm
+    # the collimator leaves an open window; landmarks must lie inside it (3 px margin)
+    cx, cy = int(round(device.collimation * w)), int(round(device.collimation * h))
     for _ in range(100):
-        warp, lms_mm = perturb_template(template, rng, cfg)
+        warp, lms_mm = perturb_template(template, rng, cfg, device.head_size, device.tilt_deg,
+                                        device.head_offset_mm)
         # centre the template field on the image, then the per-image shift from the warp
         offset = np.array([(w - 1) / 2 - fw / 2 * px_per_mm, (h - 1) / 2 - fh / 2 * px_per_mm])
         lms = lms_mm * px_per_mm + offset
-        if (lms.min(0) >= 3).all() and lms[:, 0].max() <= w - 4 and lms[:, 1].max() <= h - 4:
+        if ((lms.min(0) >= [cx + 3, cy + 3]).all() and lms[:, 0].max() <= w - 4 - cx
+                and lms[:, 1].max() <= h - 4 - cy):
             break
     else:  # pragma: no cover - only with absurd sizes
         raise ConfigError(f"demo device {device.name!r}: {device.size} px at {device.spacing_mm} mm/px "
@@ -502,9 +537,34 @@ def render_cephalogram(rng: np.random.Generator, device: DeviceSpec, cfg: DemoCo
     if device.blur_px > 0:
         img = cv2.GaussianBlur(img, (0, 0), device.blur_px)
     img = device.contrast * np.clip(img, 0.0, 1.0) ** device.gamma + device.brightness
+    if device.collimation > 0:  # unexposed borders are bright, with a soft (penumbra) edge
+        window = np.zeros((h, w), dtype=np.float32)
+        window[cy:h - cy, cx:w - cx] = 1.0
+        window = cv2.GaussianBlur(window, (0, 0), 1.5)
+        img = img * window + np.float32(0.92) * (1.0 - window)
     img = img + rng.normal(0.0, device.noise_sd, size=img.shape).astype(np.float32)
+    if device.labels:
+        img = _burn_labels(img, rng, device, (cx, cy))
     out = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
     return out, lms
+
+
+def _burn_labels(img: np.ndarray, rng: np.random.Generator, device: DeviceSpec, margin: tuple[int, int]) -> np.ndarray:
+    """White text burnt into the image (machine name and patient number top left, date bottom right)."""
+    import cv2
+
+    h, w = img.shape
+    scale = 0.035 * h / 22.0  # FONT_HERSHEY_SIMPLEX is ~22 px tall at scale 1
+    mask = np.zeros((h, w), dtype=np.uint8)
+    line = int(round(0.05 * h))
+    x0, y0 = margin[0] + 4, margin[1] + 4 + line
+    date = f"{2015 + int(rng.integers(0, 8))}-{1 + int(rng.integers(0, 12)):02d}-{1 + int(rng.integers(0, 28)):02d}"
+    texts = [(device.name.upper(), (x0, y0)), (f"ID {int(rng.integers(10000, 99999))}", (x0, y0 + line)),
+             (date, (w - margin[0] - 4 - int(5.6 * line), h - margin[1] - 6)), ("R", (w - margin[0] - 4 - line, y0))]
+    for text, org in texts:
+        cv2.putText(mask, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, 1, cv2.LINE_AA)
+    a = mask.astype(np.float32) / 255.0
+    return img * (1.0 - a) + np.float32(1.0) * a
 
 
 def _annotations(rng: np.random.Generator, lms_px: np.ndarray, device: DeviceSpec, cfg: DemoConfig):

@@ -151,7 +151,9 @@ def eval_outputs(run):
 
 #: evaluation stages, in comparison order; each name is also the --stage tag, the run-name prefix
 #: (results/eval/{stage}-{target}) and, per variant, the results/models/{stage}/ folder
-EVAL_STAGES = ("source", "zero_shot", "adabn", "finetune")
+#: naive = the source model on the target fed and decoded the way a clinic first runs a public model
+#: (get_eval_options), per variant
+EVAL_STAGES = ("source", "naive", "zero_shot", "adabn", "finetune")
 #: refinement stages (refine.smk), evaluated through a bundle (global model + refiner):
 #: refine_source = the source refiner with the source model on the source test split (target =
 #: data set), refine = the fine-tuned refiner with the fine-tuned model, per variant
@@ -169,7 +171,7 @@ def get_runs():
 
 def get_eval_model(wildcards):
     """The checkpoint a run evaluates: the source model, or the stage's per-variant model."""
-    if wildcards.stage in ("source", "zero_shot"):
+    if wildcards.stage in ("source", "naive", "zero_shot"):
         return SOURCE_CKPT
     if wildcards.stage == "refine_source":
         return "results/models/refine_source/bundle.json"
@@ -193,7 +195,16 @@ def get_eval_split(wildcards):
         return PIPE["source"][wildcards.target]
     if wildcards.stage == "refine_source":
         return PIPE["refine_source"][wildcards.target]
-    return PIPE["zero_shot_split"] if wildcards.stage == "zero_shot" else PIPE["eval_split"]
+    return PIPE["zero_shot_split"] if wildcards.stage in ("naive", "zero_shot") else PIPE["eval_split"]
+
+
+#: extra `cephalo evaluate` options of a stage: the naive run feeds grey values 0-1 without the
+#: ImageNet mean/std and reads the heatmaps by soft-argmax over the raw outputs (the public HRNet demo)
+EVAL_OPTIONS = {"naive": " --normalisation unit --decoder soft_argmax"}
+
+
+def get_eval_options(wildcards):
+    return EVAL_OPTIONS.get(wildcards.stage, "")
 
 
 def get_final_outputs():

@@ -3,6 +3,8 @@
 # the --stage tag, the run-name prefix and the results/models/{stage}/ folder:
 #
 #   source     the source model on the source data set's test split (in-domain check); target = data set
+#   naive      the source model on the target fed and decoded as a clinic first runs a public model
+#              (no ImageNet mean/std, soft-argmax over the raw outputs; EVAL_OPTIONS), per variant
 #   zero_shot  the source model on the target data set, per variant (with diagnosis)
 #   adabn      the source model with BatchNorm statistics re-estimated on the target (adapt.smk)
 #   finetune   the source model fine-tuned on the target (finetune.smk)
@@ -25,10 +27,11 @@ rule evaluate:
     params:
         section=get_section("evaluate"),
         split=get_eval_split,
+        options=get_eval_options,
         params_file=PARAMS,
     log:
         "logs/evaluate/{stage}-{target}.log",
     shell:
         "cephalo evaluate --model {input.model} --data {input.data} --split {params.split}"
         " --out results/eval/{wildcards.stage}-{wildcards.target} --name {wildcards.stage}-{wildcards.target}"
-        " --index {input.index} --stage {wildcards.stage} --params {params.params_file} > {log} 2>&1"
+        " --index {input.index} --stage {wildcards.stage}{params.options} --params {params.params_file} > {log} 2>&1"

@@ -25,10 +25,16 @@ from ._common import params_option, read_params
 @click.option("--index", "index_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="landmark index with two or more annotators: human limit beside the model")
 @click.option("--stage", default="evaluate", show_default=True,
-              help="evaluation stage tag: source, zero_shot, adabn, finetune, refine_source or refine")
+              help="evaluation stage tag: source, naive, zero_shot, adabn, finetune, refine_source or refine")
+@click.option("--normalisation", type=click.Choice(["imagenet", "unit", "zscore", "raw"]), default=None,
+              help="override the model's input normalisation (raw = grey values 0-255 unscaled): reproduces a "
+                   "preprocessing mistake, e.g. the clinic's first run with the public model")
+@click.option("--decoder", type=click.Choice(["dark", "argmax", "soft_argmax"]), default=None,
+              help="override the model's heatmap decoder (soft_argmax at temperature 1 on the raw outputs = "
+                   "the public HRNet demo)")
 @params_option
 def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: str | None, index_path: Path | None,
-            stage: str, params_path: Path) -> None:
+            stage: str, normalisation: str | None, decoder: str | None, params_path: Path) -> None:
     """Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."""
     params = read_params(params_path)
     ep = params.evaluate
@@ -87,7 +93,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
                                 batch_size=ep.batch_size, device=ep.device, n_worst=ep.n_worst,
                                 diagnosis_thresholds=ep.diagnosis.model_dump(),
                                 calibration=read_calibration(bundle.global_path if bundle is not None else model_path),
-                                refine=refine)
+                                refine=refine, normalisation=normalisation, decoder=decoder)
     except ValueError as e:
         raise DataError(str(e), data_dir) from None
     o = result["overall"]

@@ -140,6 +140,11 @@ class DemoDevice(Section):
     image_format: Literal["png", "jpg", "jpeg", "bmp"] = "png"
     channels: Literal[1, 3] = 1
     weight: PosFloat = 1.0
+    head_size: PosFloat = 1.0  # mean head scale of the device's patients
+    tilt_deg: float = 0.0  # mean head rotation (positioning), degrees
+    head_offset_mm: tuple[float, float] = (0.0, 0.0)  # mean head position from the field centre, mm
+    collimation: Annotated[float, Field(ge=0.0, lt=0.3)] = 0.0  # bright unexposed border, fraction per side
+    labels: bool = False  # burnt-in text labels
 
 
 class DemoIsbi(Section):
@@ -172,7 +177,7 @@ class DemoConfigSchema(Section):
     """``demo:`` (``cephalo make-demo``; the library object is ``cephalo.demo.DemoConfig``)."""
 
     seed: int = 2015
-    head_scale: PosFloat = 0.125
+    head_scale: PosFloat = 1.0  # real-size head; coarse demo spacings keep images small
     rotation_deg: NonNegFloat = 3.0
     scale_sd: NonNegFloat = 0.04
     shift_mm: NonNegFloat = 4.0
@@ -731,6 +736,12 @@ class DiagnosisConfig(Section):
     centre_fraction: NonNegFloat = 0.15  # centroid within this fraction of the image size of its centre
     good_mre_mm: PosFloat = 2.5  # MRE at or below this and no pattern -> "works"
     flip_corr: float = -0.2  # correlation pred vs gt along an axis below this -> flipped
+    landmark_bias_mm: NonNegFloat = 2.0  # a landmark's mean error vector >= this (mm of a real head) ...
+    landmark_bias_fraction: NonNegFloat = 0.5  # ... and >= this fraction of its MRE -> named as biased
+    mistake_max_fraction: PosFloat = 0.5  # find_mistakes: undoing leaves <= this fraction of the MRE ...
+    mistake_min_gain_mm: NonNegFloat = 1.0  # ... and gains >= this many mm
+    residual_min_fraction: NonNegFloat = 0.25  # residual offset/scale named when it removes this fraction ...
+    residual_min_gain_mm: NonNegFloat = 0.5  # ... and this many mm
 
 
 class EvaluateConfig(Section):

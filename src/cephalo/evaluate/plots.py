@@ -14,8 +14,8 @@ import numpy as np
 from ..io import atomic_path
 from .metrics import DEFAULT_THRESHOLDS_MM, SDR_TOLERANCE_MM
 
-__all__ = ["sdr_curve_table", "sdr_curve", "per_landmark_bars", "error_vs_device", "overlay", "diagnosis_figure",
-           "prediction_overlay"]
+__all__ = ["wrap_title", "sdr_curve_table", "sdr_curve", "per_landmark_bars", "error_vs_device", "overlay",
+           "diagnosis_figure", "prediction_overlay"]
 
 
 def _plt():
@@ -48,8 +48,15 @@ def sdr_curve_table(errors: np.ndarray, max_mm: float = 10.0, step_mm: float = 0
             for t in ts]
 
 
+def wrap_title(title: str, width: int = 90, max_lines: int = 3) -> str:
+    """A title that fits its figure: wrapped at ``width`` characters, at most ``max_lines`` lines."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(str(title), width=width, max_lines=max_lines, placeholder=" ..."))
+
+
 def sdr_curve(curves: Mapping[str, np.ndarray], path: str | Path, max_mm: float = 10.0,
-              marks: Sequence[float] = DEFAULT_THRESHOLDS_MM) -> Path:
+              marks: Sequence[float] = DEFAULT_THRESHOLDS_MM, title: str = "") -> Path:
     """SDR curve(s): fraction of landmarks within t mm vs t.
 
     Args:
@@ -69,6 +76,8 @@ def sdr_curve(curves: Mapping[str, np.ndarray], path: str | Path, max_mm: float 
     ax.set_xlim(0, max_mm)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(wrap_title(title, 60), fontsize=9)
     return _save(fig, path)
 
 
@@ -93,13 +102,14 @@ def per_landmark_bars(names: Sequence[str], mre_mm: Sequence[float], sd_mm: Sequ
     ax.set_xticklabels(names, rotation=70, ha="right", fontsize=8)
     ax.set_ylabel("radial error (mm)")
     ax.axhline(2.0, color="r", lw=0.8, ls="--", label="2 mm")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(wrap_title(title, 100), fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
 
-def error_vs_device(devices: Sequence[str], image_mre_mm: Sequence[float], path: str | Path) -> Path:
+def error_vs_device(devices: Sequence[str], image_mre_mm: Sequence[float], path: str | Path,
+                    title: str = "") -> Path:
     """Box plot of per-image MRE (mm) per X-ray device."""
     plt = _plt()
     dev = np.asarray([str(d) for d in devices])
@@ -113,6 +123,8 @@ def error_vs_device(devices: Sequence[str], image_mre_mm: Sequence[float], path:
     ax.set_ylabel("per-image MRE (mm)")
     ax.set_xlabel("device")
     ax.grid(axis="y", alpha=0.3)
+    if title:
+        ax.set_title(wrap_title(title, 50), fontsize=9)
     return _save(fig, path)
 
 
@@ -148,9 +160,13 @@ def overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, path: str | Pat
 
 
 def diagnosis_figure(pred: np.ndarray, gt: np.ndarray, per_landmark: Sequence[Mapping], path: str | Path,
-                     title: str = "") -> Path:
+                     title: str = "", max_labels: int = 10) -> Path:
     """Three panels: predicted vs GT x, predicted vs GT y (identity line; collapse is a flat cloud,
     an offset a shifted one), and the per-landmark mean offset (mm) as arrows.
+
+    Arrows are drawn in data units on equal axes (an arrow twice as long is a bias twice as large);
+    only the ``max_labels`` largest biases are labelled, each at its arrow's tip pushed outward, so
+    labels do not pile up at the origin. The title (the run name and its finding) is wrapped.
 
     Args:
         pred, gt: (N, K, 2) float xy original pixels.
@@ -161,7 +177,7 @@ def diagnosis_figure(pred: np.ndarray, gt: np.ndarray, per_landmark: Sequence[Ma
     g = np.asarray(gt, dtype=np.float64).reshape(-1, 2)
     ok = np.isfinite(p).all(axis=1) & np.isfinite(g).all(axis=1)
     p, g = p[ok], g[ok]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
     for i, ax in enumerate(axes[:2]):
         ax.scatter(g[:, i], p[:, i], s=4, alpha=0.5)
         lo = float(min(g[:, i].min(), p[:, i].min())) if g.size else 0.0
@@ -169,21 +185,35 @@ def diagnosis_figure(pred: np.ndarray, gt: np.ndarray, per_landmark: Sequence[Ma
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_xlabel(f"ground-truth {'xy'[i]} (px)")
         ax.set_ylabel(f"predicted {'xy'[i]} (px)")
+        ax.set_title(f"predicted vs ground-truth {'xy'[i]}", fontsize=9)
         ax.grid(alpha=0.3)
     ax = axes[2]
-    for j, r in enumerate(per_landmark):
-        dx, dy = r.get("bias_dx_mm", np.nan), r.get("bias_dy_mm", np.nan)
-        if np.isfinite(dx) and np.isfinite(dy):
-            ax.arrow(0, 0, dx, dy, head_width=0.08, length_includes_head=True, alpha=0.7)
-            ax.annotate(str(r["landmark"]), (dx, dy), fontsize=6)
+    rows = [(str(r["landmark"]), float(r.get("bias_dx_mm", np.nan)), float(r.get("bias_dy_mm", np.nan)))
+            for r in per_landmark]
+    rows = [r for r in rows if np.isfinite(r[1]) and np.isfinite(r[2])]
+    if rows:
+        b = np.array([[dx, dy] for _, dx, dy in rows])
+        ax.quiver(np.zeros(len(b)), np.zeros(len(b)), b[:, 0], b[:, 1], angles="xy", scale_units="xy", scale=1,
+                  width=0.006, alpha=0.7, color="#4C72B0")
+        lim = max(1.0, float(np.abs(b).max()) * 1.3)
+        order = np.argsort(-np.hypot(b[:, 0], b[:, 1]))[:max_labels]
+        for j in order:
+            dx, dy = b[j]
+            r = float(np.hypot(dx, dy))
+            if r < 0.05 * lim:
+                continue
+            ux, uy = dx / r, dy / r
+            ax.annotate(rows[j][0], (dx, dy), xytext=(6 * ux, 6 * uy), textcoords="offset points", fontsize=6,
+                        ha="left" if ux >= 0 else "right", va="top" if uy >= 0 else "bottom")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(lim, -lim)  # y down, as in the image
     ax.axhline(0, color="0.7", lw=0.8)
     ax.axvline(0, color="0.7", lw=0.8)
-    ax.invert_yaxis()
-    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_aspect("equal")
     ax.set_xlabel("mean dx (mm)")
     ax.set_ylabel("mean dy (mm, down)")
-    ax.set_title("per-landmark bias", fontsize=9)
-    fig.suptitle(title, fontsize=10)
+    ax.set_title(f"per-landmark bias (largest {max_labels} labelled)", fontsize=9)
+    fig.suptitle(wrap_title(title, 140), fontsize=9)
     return _save(fig, path)
 
 

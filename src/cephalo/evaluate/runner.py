@@ -88,6 +88,7 @@ def evaluate_predictions(
     diagnosis_thresholds: Mapping | None = None,
     label: str = "",
     make_plots: bool = True,
+    preprocessing: Mapping | None = None,
     annotators: Mapping[str, np.ndarray] | None = None,
     confidence_level: float = 0.95,
     calibration: Mapping | None = None,
@@ -112,6 +113,8 @@ def evaluate_predictions(
         images: ``i -> (image, affine original -> image)`` for overlays of the worst images.
         n_worst: how many overlays.
         label: the run/variant name in titles.
+        preprocessing: what the run fed the model vs what it was trained with (see
+            :func:`cephalo.evaluate.diagnosis.diagnose`), to name a collapse's cause.
         annotators: name -> (N, K, 2) original px per annotator: with two or more, the model and
             the annotators are compared like with like (:func:`cephalo.evaluate.human.like_with_like`,
             key ``human_comparison``), and the two-annotator limit of the cephalometric measurements
@@ -159,7 +162,8 @@ def evaluate_predictions(
     diag = None
     try:
         diag = diagnose(pred, gt, spacing, names, confidence=confidence, image_sizes=image_sizes,
-                        thresholds=dict(diagnosis_thresholds or {}), label=label)
+                        thresholds=dict(diagnosis_thresholds or {}), label=label,
+                        preprocessing=dict(preprocessing) if preprocessing else None)
     except ValueError as e:
         diag_error = str(e)
     else:
@@ -251,13 +255,15 @@ def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, g
                  label) -> None:
     from ..geometry import apply_affine
 
-    plots.sdr_curve({"model": err}, pdir / "sdr_curve.png")
+    plots.sdr_curve({"model": err}, pdir / "sdr_curve.png", title=f"{label}: SDR curve")
     plots.per_landmark_bars(names, [r["mre_mm"] for r in per_lm], [r["sd_mm"] for r in per_lm],
                             pdir / "per_landmark.png",
                             human_mm=(human or {}).get("per_landmark"), title=label)
-    plots.error_vs_device(devices, img_mre, pdir / "error_vs_device.png")
+    plots.error_vs_device(devices, img_mre, pdir / "error_vs_device.png", title=f"{label}: per-image MRE by device")
     if diag is not None:
-        plots.diagnosis_figure(pred, gt, diag.per_landmark, pdir / "diagnosis.png", title=diag.summary[:110])
+        head = diag.findings[0].observation if diag.findings else diag.summary
+        plots.diagnosis_figure(pred, gt, diag.per_landmark, pdir / "diagnosis.png",
+                               title=f"{label}: MRE {diag.mre_mm:.2f} mm. {head}")
     if images is not None and n_worst > 0:
         odir = tmp / "overlays"
         odir.mkdir()
@@ -266,7 +272,12 @@ def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, g
             img, aff = images(i)
             plots.overlay(img, apply_affine(aff, gt[i]), apply_affine(aff, pred[i]),
                           odir / f"worst_{rank + 1:02d}_{ids[i]}.png",
-                          title=f"{ids[i]}: MRE {img_mre[i]:.2f} mm", names=names)
+                          title=f"{label}: {ids[i]}, MRE {img_mre[i]:.2f} mm", names=names)
+
+
+#: run-time input normalisations beyond cephalo.preprocess.NORMALISATIONS: ``raw`` = grey values
+#: 0-255 fed unscaled (a user's preprocessing mistake, reproduced by the naive evaluation)
+EXTRA_NORMALISATIONS = {"raw": {"name": "unit", "max_value": 1.0}}
 
 
 def evaluate_model(
@@ -288,6 +299,8 @@ def evaluate_model(
     diagnosis_thresholds: Mapping | None = None,
     progress: bool = True,
     confidence_level: float = 0.95,
+    normalisation: str | None = None,
+    decoder: str | None = None,
     calibration: Mapping | None = None,
     refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None,
 ) -> dict:
@@ -309,6 +322,9 @@ def evaluate_model(
         out_dir: output folder (see the module doc).
         human: a precomputed human limit; if None and the variant holds two or more annotators,
             it is computed from them.
+        normalisation, decoder: overrides of the model's own (see :func:`predict_variant`), to
+            reproduce a user's preprocessing mistake; recorded in metrics.json (``preprocessing``)
+            and named in the diagnosis.
 
     Returns:
         the metrics.json content.
@@ -332,6 +348,10 @@ def evaluate_model(
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
     predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
                                     device_key="evaluate.device")
+    if normalisation is not None:  # reproduce a user's preprocessing mistake
+        predictor.normalisation = EXTRA_NORMALISATIONS.get(normalisation, normalisation)
+    if decoder is not None:
+        predictor.codec_spec.update(decoder=decoder, temperature=1.0)
     p = predict_variant(predictor, variant, rows, batch_size=batch_size, progress=progress, desc="evaluate")
     coords = p.coords if refine is None else refine(p.coords, rows)  # coarse-to-fine (cephalo.refine)
     pred, conf = coords[:, mi], p.confidence[:, mi]
@@ -368,6 +388,15 @@ def evaluate_model(
                              "model_only": [n for n in meta.landmark_names if n not in names],
                              "data_only": [n for n in variant.landmark_names if n not in names]},
     }
+    exp_norm = meta.normalisation or variant.normalisation
+    preprocessing = {
+        "used": {"normalisation": normalisation or _norm_name(exp_norm),
+                 "decoder": decoder or base_info["model"]["codec"].get("decoder", "dark")},
+        "expected": {"normalisation": _norm_name(exp_norm),
+                     "decoder": base_info["model"]["codec"].get("decoder", "dark")},
+        "variant": base_info["variant"],
+    }
+    base_info["preprocessing"] = preprocessing
     base_info.update(dict(info or {}))
     return evaluate_predictions(
         pred, gt, spacing, image_ids=[ids_all[r] for r in rows], names=names, out_dir=out_dir,
@@ -375,8 +404,13 @@ def evaluate_model(
         confidence=conf, image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
         n_boot=n_boot, seed=seed, human=human, leakage=leak, info=base_info, images=getter, n_worst=n_worst,
         diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"], annotators=annotators,
-        calibration=calibration, confidence_level=confidence_level,
+        calibration=calibration, confidence_level=confidence_level, preprocessing=preprocessing,
     )
+
+
+def _norm_name(spec) -> str:
+    """The name of a normalisation spec (a name or ``{"name": ...}``)."""
+    return str(spec.get("name")) if isinstance(spec, Mapping) else str(spec)
 
 
 def _annotators_original(variant, rows, names) -> dict[str, np.ndarray]:
