@@ -534,8 +534,8 @@ def _geometric_hypotheses(pred, gt, spacing, sizes) -> list[_Hypothesis]:
             f"the predicted constellation is {np.nanmedian(iso):.3f} x the size of the ground truth's, which is "
             f"{size} px / the longest image side; undoing a {size} px letterbox (e.g. scale "
             f"{lbs[0].scale:.4f}, pads {list(lbs[0].pad)} px for a {wh[0][0]} x {wh[0][1]} image) fits",
-            f"map predictions back through the inverse of the letterbox (subtract the pads, divide by the "
-            f"scale) before saving them",
+            "map predictions back through the inverse of the letterbox (subtract the pads, divide by the "
+            "scale) before saving them",
             _per_image(undo, pred),
             {"size": [size, size], "scale_example": lbs[0].scale, "pads_example": list(lbs[0].pad),
              "image_example": list(wh[0])}))
