@@ -84,10 +84,12 @@ def test_aariz_missing_layout_is_data_error(tmp_path):
         create_adapter("aariz").parse(tmp_path)
 
 
-def test_aariz_missing_csv_row_is_reported(tmp_path):
+def test_aariz_missing_csv_row_is_an_error_or_an_exclusion_when_asked(tmp_path):
     make_aariz(tmp_path)
     csv = tmp_path / "Aariz" / AARIZ_CSV
     csv.write_text("\n".join(line for line in csv.read_text(encoding="utf-8-sig").splitlines() if not line.startswith("idc")))
-    res = create_adapter("aariz").parse(tmp_path)
+    with pytest.raises(DataError, match=r"idc\.bmp: no row in .*cephalogram_machine_mappings\.csv"):
+        create_adapter("aariz").parse(tmp_path)
+    res = create_adapter("aariz").parse(tmp_path, missing_spacing="exclude")
     assert any(e.image_id == "idc" and AARIZ_CSV in e.reason for e in res.exclusions)
     assert "idc" not in {r["image_id"] for r in res.rows}

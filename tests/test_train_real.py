@@ -17,7 +17,9 @@ def test_train_on_real_isbi_variant_reports_mm_in_the_original_frame(shared_data
     from cephalo.preprocess import build_variant, load_variant
     from cephalo.train import train_on_variant
 
-    params = yaml.safe_load((__import__("pathlib").Path(__file__).parents[1] / "params.yaml").read_text())
+    # the real-data profile (params.yaml is the demo, whose ISBI-layout source is drawn at 0.8 mm/px)
+    params = yaml.safe_load((__import__("pathlib").Path(__file__).parents[1] / "profiles" / "real.yaml").read_text())
+    assert params["data"]["datasets"]["isbi2015"]["options"]["spacing_mm"] == 0.1
     df, _ = index_dataset("isbi2015", params["data"]["datasets"]["isbi2015"], shared_data / "isbi2015",
                           tmp_path / "full.parquet", progress=False)
     ids = sorted(df[df.split == "train"].image_id.unique())[:8] + sorted(df[df.split == "test1"].image_id.unique())[:4]
