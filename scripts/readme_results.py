@@ -13,8 +13,8 @@ plain sentences worded from those figures; a JSON comment keeps the exact figure
 
 ``--check`` regenerates the block from ``--results`` and compares it with the README's:
 
-* same CPU model as the one the block records: the text must be identical (the demo is
-  deterministic on one machine);
+* same CPU model (name, family, model, stepping) as the one the block records: the text must be
+  identical but for the commit it was generated at (the demo is deterministic on one machine);
 * another CPU model (float rounding differs between CPUs): counts must be equal, human figures
   (model-free) equal to 1e-6 mm, and every model figure within the half-width of its own 95 %
   bootstrap CI recorded in the block (the stated tolerance).
@@ -178,7 +178,10 @@ def compare_blocks(recorded: str, fresh: str, cpu_model: str | None) -> list[str
     old, new = json.loads(m_old.group(1)), json.loads(m_new.group(1))
     same_cpu = old.get("cpu_model") == (cpu_model or new.get("cpu_model"))
     if same_cpu:
-        if recorded.strip() != fresh.strip():
+        # the commit the block was generated at is not a figure: a check at a later commit compares the rest
+        recorded, fresh = (re.sub(r" at [0-9a-f?]{1,40}(\+dirty)?\.$", ".", b.strip(), flags=re.M)
+                           for b in (recorded, fresh))
+        if recorded != fresh:
             import difflib
 
             diff = difflib.unified_diff(recorded.strip().splitlines(), fresh.strip().splitlines(), "README", "fresh",

@@ -75,11 +75,19 @@ def git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
 
 @lru_cache(maxsize=1)
 def cpu_model() -> str:
-    """The CPU model name (``/proc/cpuinfo`` "model name", else :func:`platform.processor`)."""
+    """The CPU model: ``/proc/cpuinfo`` "model name" with its family/model/stepping numbers (virtual
+    machines often report only a generic name such as "AMD EPYC", which spans generations whose float
+    results differ), else :func:`platform.processor`."""
     try:
+        fields: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break  # the first processor is enough
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip().lower(), value.strip())
+        if "model name" in fields:
+            ids = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if fields.get(k)]
+            return fields["model name"] + (f" ({', '.join(ids)})" if ids else "")
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
