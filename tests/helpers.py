@@ -205,7 +205,8 @@ def make_aariz(root: Path, *, split_case=("train", "valid", "test"), bom: bool =
 
 
 # ---------------------------------------------------------------------- the pipeline in a copy of the workflow
-WORKFLOW_FILES = ["Snakefile", "workflow", "dvc.yaml", "params.yaml", "profiles", ".dvcignore"]
+WORKFLOW_FILES = ["Snakefile", "workflow", "dvc.yaml", "params.yaml", "profiles", ".dvcignore",
+                  "src"]  # src/cephalo: the DVC code_fingerprint stage depends on it
 
 #: tiny demo: a few images, 128 px, one epoch each (the dotted keys work in both engines)
 TINY_DEMO = {
@@ -241,7 +242,7 @@ def copy_workflow(dst: Path) -> Path:
     for name in WORKFLOW_FILES:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif src.exists():
             shutil.copy2(src, dst / name)
     return dst
