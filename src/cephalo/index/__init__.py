@@ -14,6 +14,7 @@ from .core import (
     landmark_arrays,
     read_index,
     read_index_metadata,
+    recorded_policy,
     spacing_outliers,
     validate_index,
     write_index,
@@ -23,7 +24,7 @@ from .schema import COLUMNS, KEY, SCHEMA, SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA", "SCHEMA_VERSION", "COLUMNS", "KEY",
-    "build_index", "validate_index", "write_index", "read_index", "read_index_metadata",
+    "build_index", "validate_index", "write_index", "read_index", "read_index_metadata", "recorded_policy",
     "index_hash", "ground_truth", "landmark_arrays", "images_table", "spacing_outliers",
     "quality_report", "write_quality_report", "index_dataset",
 ]

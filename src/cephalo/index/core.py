@@ -389,6 +389,18 @@ def read_index_metadata(path: str | Path) -> dict:
     return meta
 
 
+def recorded_policy(path: str | Path, default: str = "mean") -> str:
+    """The ground-truth policy ``cephalo index`` recorded in an index file's metadata.
+
+    Returns ``default`` where the file records none or its metadata cannot be read (the table
+    reader reports a broken index with its own error).
+    """
+    try:
+        return read_index_metadata(path).get("policy") or default
+    except DataError:
+        return default
+
+
 def read_index(path: str | Path, *, root: str | Path | None = None, check_images: bool = True,
                require_spacing: bool = True) -> pd.DataFrame:
     """Read and validate a landmark index.

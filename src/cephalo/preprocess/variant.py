@@ -325,12 +325,9 @@ def build_variant(
     sweep_stale(out_dir)  # a killed earlier build's temporaries, even when the variant is up to date
     index_sha = file_sha256(index_path)
     if ground_truth is None:
-        try:
-            from ..index import read_index_metadata
+        from ..index import recorded_policy
 
-            ground_truth = read_index_metadata(index_path).get("policy") or "mean"
-        except (ImportError, DataError):
-            ground_truth = "mean"
+        ground_truth = recorded_policy(index_path)
     ref_hashes = {
         str(s.reference_index): file_sha256(s.reference_index)
         for s in pipe.steps

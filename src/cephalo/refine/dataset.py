@@ -98,12 +98,9 @@ def _read_original_images(index_path: Path, ground_truth: str | None):
     read_index, ground_truth_fn, images_table, landmark_arrays = _index_api()
     df = read_index(index_path)
     if ground_truth is None:
-        try:
-            from ..index import read_index_metadata
+        from ..index import recorded_policy
 
-            ground_truth = read_index_metadata(index_path).get("policy") or "mean"
-        except (ImportError, DataError):
-            ground_truth = "mean"
+        ground_truth = recorded_policy(index_path)
     root = _index_root(index_path, df)
     names = _landmark_names(df)
     imgs = images_table(df).reset_index(drop=True)
