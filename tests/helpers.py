@@ -262,7 +262,7 @@ def set_dotted(params: dict, dotted: str, value) -> None:
 SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
             "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
             "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [], "code-fingerprint": [],
-            "train-refiner": ["train", "refine", "codec", "model.transfer"]}
+            "train-refiner": ["train", "refine", "codec", "model.transfer"], "calibrate": ["calibrate"]}
 #: DVC-only stage: Snakemake writes the same results/code/<command>.sha256 files at parse time
 CODE_STAGE = "code_fingerprint"
 

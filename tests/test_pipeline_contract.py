@@ -77,7 +77,7 @@ def test_default_profile_engines_agree_and_commands_are_real(runs):
     stages = dvc_stages_for(run)
     assert_engines_agree(jobs, stages)
     seen = {check_cli(normalise_command(j["shell"])) for j in jobs}
-    assert seen == {"make-demo", "index", "preprocess", "train", "adapt", "evaluate", "compare"}
+    assert seen == {"make-demo", "index", "preprocess", "train", "adapt", "calibrate", "evaluate", "compare"}
     # the effective params Snakemake hands to the CLI are params.yaml itself when nothing is overridden
     eff_path = effective_params_path(jobs)
     eff = yaml.safe_load((run["dir"] / eff_path).read_text())
@@ -112,7 +112,7 @@ def test_one_evaluate_rule_and_one_name_per_stage(runs):
         target = name[len(stage) + 1:]
         model = cmd_option(c, "--model")
         assert model == ("results/models/source/best.pt" if stage in ("source", "naive", "zero_shot")
-                         else f"results/models/{stage}/{target}/best.pt"), c
+                         else f"results/models/{stage}/{target}/calibrated.pt"), c
         # the naive run (the clinic's first try) alone overrides the model's normalisation and decoder
         assert (("--normalisation" in c and cmd_option(c, "--normalisation") == "unit"
                  and cmd_option(c, "--decoder") == "soft_argmax") == (stage == "naive")), c
@@ -122,6 +122,10 @@ def test_one_evaluate_rule_and_one_name_per_stage(runs):
     made = {o for j in jobs if j["rule"] in ("adapt", "finetune") for o in j["output"] if o.endswith("best.pt")}
     assert made == {f"results/models/{s}/{v}/best.pt" for s in ("adabn", "finetune") for v in variants}
     assert {cmd_option(normalise_command(j["shell"]), "--stage") for j in jobs if j["rule"] == "finetune"} == {"finetune"}
+    # ... and calibrated on the target's validation split (params calibrate.split) before evaluation
+    cal = {cmd_option(normalise_command(j["shell"]), "--model"): cmd_option(normalise_command(j["shell"]), "--out")
+           for j in jobs if j["rule"] == "calibrate"}
+    assert cal == {m: m.replace("best.pt", "calibrated.pt") for m in made}
     # DVC: one matrix stage for the per-variant models, plus the source, naive and zero-shot stages (and the
     # two refinement bundles, tests/test_refine_pipeline.py)
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]

@@ -50,7 +50,7 @@ def test_refinement_stages_agree_in_both_engines(refine_run):
     assert cmd_option(ft, "--global") == "results/models/finetune/letterbox256/best.pt"
     # the one evaluate rule runs the bundles, one name per stage (run folder, --stage, models folder)
     ev = {cmd_option(c, "--stage"): c for j, c in ((j, normalise_command(j["shell"])) for j in jobs) if j["rule"] == "evaluate"}
-    assert cmd_option(ev["refine"], "--model") == "results/models/refine/letterbox256/bundle.json"
+    assert cmd_option(ev["refine"], "--model") == "results/models/refine/letterbox256/calibrated.json"
     assert cmd_option(ev["refine"], "--out") == "results/eval/refine-letterbox256"
     assert cmd_option(ev["refine_source"], "--model") == "results/models/refine_source/bundle.json"
     assert cmd_option(ev["refine_source"], "--split") == "test1"

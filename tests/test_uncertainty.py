@@ -116,6 +116,38 @@ def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
     np.testing.assert_allclose(cal["q_px"]["0.5"], 12.0, atol=0.5)
     assert cal["shape_model"]["split"] == "train" and len(cal["shape_model"]["mean"]) == 4
 
+    # a refiner bundle is calibrated on its refined predictions: one that undoes the 12 px shift
+    # leaves no error, so every radius is 0 (the global model's own radii would be 1.2 mm)
+    seen_rows = []
+
+    def refine(coords, rows):
+        seen_rows.append(list(rows))
+        return coords - [12.0, 0.0]
+
+    Stand.i = 0
+    cal_r = U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), scale="constant", progress=False,
+                              refine=refine, shape_split=None)
+    assert seen_rows == [[0, 1, 2, 3]]  # the calibration split's variant rows
+    np.testing.assert_allclose(cal_r["q_mm"]["0.5"], 0.0, atol=0.02)
+
+
+def test_bundle_carries_its_own_calibration(tmp_path):
+    """read_calibration: a bundle's own radii (not its global checkpoint's); none -> None."""
+    from cephalo.refine import read_bundle, write_bundle
+
+    g, r = tmp_path / "g.pt", tmp_path / "r.pt"
+    g.write_bytes(b"global")
+    r.write_bytes(b"refiner")
+    e = np.linspace(0.1, 2.0, 20)[:, None]
+    cal = U.calibrate(e, e * 10, np.ones_like(e), ["sella"], (0.9,), "constant")
+    plain = write_bundle(tmp_path / "bundle.json", g, r, settings={"iterations": 2})
+    assert U.read_calibration(plain) is None
+    calibrated = write_bundle(tmp_path / "calibrated.json", g, r, settings=read_bundle(plain).settings, calibration=cal)
+    b = read_bundle(calibrated)
+    assert b.iterations == 2 and b.settings == {"iterations": 2}
+    got = U.read_calibration(calibrated)
+    assert got is not None and got["q_mm"]["0.9"] == cal["q_mm"]["0.9"]
+
 
 def test_evaluation_reports_coverage_per_landmark_and_overall(tmp_path):
     from cephalo.evaluate.runner import evaluate_predictions

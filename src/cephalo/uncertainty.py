@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -193,25 +193,37 @@ def coverage(cal: Mapping, errors: np.ndarray, confidence: np.ndarray, names: Se
 
 
 def read_calibration(path: str | Path) -> dict | None:
-    """The calibration stored in a checkpoint (top-level ``calibration``), or None.
+    """The calibration stored in a checkpoint (top-level ``calibration``) or a bundle JSON, or None.
+
+    A bundle (global model + refiner) carries the radii of its refined predictions; the global
+    checkpoint's own calibration is not used for it.
 
     Raises:
-        CheckpointError: unreadable checkpoint.
+        CheckpointError: unreadable checkpoint or bundle.
     """
-    from .models.checkpoint import read_checkpoint
+    from .refine.bundle import is_bundle, read_bundle
 
-    cal = read_checkpoint(path).extra.get("calibration")
+    if is_bundle(path):
+        cal = read_bundle(path, check_hashes=False).calibration
+    else:
+        from .models.checkpoint import read_checkpoint
+
+        cal = read_checkpoint(path).extra.get("calibration")
     return dict(cal) if isinstance(cal, Mapping) and cal.get("format") == FORMAT else None
 
 
 def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[float] = (0.9, 0.95),
                     scale: str = "inverse_confidence", conf_floor: float = 0.01, batch_size: int = 4,
                     device: str = "cpu", progress: bool = True, shape_split: str | None = "train",
-                    shape_quantile: float = 0.99, shape_margin: float = 1.5) -> dict:
+                    shape_quantile: float = 0.99, shape_margin: float = 1.5,
+                    refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None) -> dict:
     """Predict the ``split`` images of a variant and calibrate radii on their errors (:func:`calibrate`).
 
     Predictions come from the one inference path (:func:`cephalo.inference.predict_variant`, as in
-    evaluation and ``cephalo predict``); errors are measured over the landmarks the model
+    evaluation and ``cephalo predict``), moved by ``refine`` when given (a global + refiner bundle:
+    ``(coords (R, K, 2) original px, rows) -> (R, K, 2)``, :func:`cephalo.refine.variant_refiner`,
+    exactly as ``cephalo evaluate`` applies it; the decoder confidence of the global model stays the
+    scale); errors are measured over the landmarks the model
     and the data share, with each image's own spacing. With ``shape_split``, a
     :class:`cephalo.flags.ShapeModel` is also fitted on that split's ground-truth landmarks (the
     training landmarks; patient frame, mm) and stored as ``shape_model`` for the review flags.
@@ -232,7 +244,8 @@ def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[flo
     predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
                                     device_key="calibrate.device")
     p = predict_variant(predictor, variant, rows, batch_size=batch_size, progress=progress, desc="calibrate")
-    pred, conf = p.coords[:, mi], p.confidence
+    coords = p.coords if refine is None else refine(p.coords, rows)
+    pred, conf = coords[:, mi], p.confidence
     gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
     spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
     if not np.isfinite(spacing).all():

@@ -1,7 +1,7 @@
 # AdaBN (Li et al., 2016): the source model with BatchNorm statistics re-estimated on unlabelled target
 # images, per variant -- the label-free adaptation, evaluated (evaluate.smk, stage adabn) beside
-# zero-shot and fine-tuned. The checkpoint sits where every per-variant stage keeps the model it
-# evaluates: results/models/{stage}/{variant}/best.pt.
+# zero-shot and fine-tuned. The checkpoint sits where every per-variant stage keeps its model:
+# results/models/{stage}/{variant}/best.pt (evaluated with its radii as calibrated.pt, calibrate.smk).
 
 
 rule adapt:

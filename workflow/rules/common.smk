@@ -170,14 +170,15 @@ def get_runs():
 
 
 def get_eval_model(wildcards):
-    """The checkpoint a run evaluates: the source model, or the stage's per-variant model."""
+    """The checkpoint a run evaluates: the source model, or the stage's per-variant model with its
+    conformal radii (calibrate.smk: calibrated.pt, or calibrated.json for a refiner bundle)."""
     if wildcards.stage in ("source", "naive", "zero_shot"):
         return SOURCE_CKPT
     if wildcards.stage == "refine_source":
         return "results/models/refine_source/bundle.json"
     if wildcards.stage == "refine":
-        return f"results/models/refine/{wildcards.target}/bundle.json"
-    return f"results/models/{wildcards.stage}/{wildcards.target}/best.pt"
+        return f"results/models/refine/{wildcards.target}/calibrated.json"
+    return f"results/models/{wildcards.stage}/{wildcards.target}/calibrated.pt"
 
 
 def get_eval_data(wildcards):

@@ -8,6 +8,7 @@
 #   zero_shot  the source model on the target data set, per variant (with diagnosis)
 #   adabn      the source model with BatchNorm statistics re-estimated on the target (adapt.smk)
 #   finetune   the source model fine-tuned on the target (finetune.smk)
+#   (adabn, finetune and refine evaluate their models with conformal radii: calibrate.smk)
 #   refine_source, refine  a global model + refiner bundle (refine.smk; REFINE_STAGES)
 #
 # The stage-specific inputs and split come from get_eval_* in common.smk.

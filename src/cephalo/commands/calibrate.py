@@ -4,6 +4,8 @@ Predicts the ``--split`` images of a variant (the fine-tuning validation split o
 never training images, never the evaluated test images), computes per-landmark split-conformal
 quantiles of the radial error (:mod:`cephalo.uncertainty`) and writes a cephalo checkpoint that
 carries them (top-level ``calibration``). ``--out`` may equal ``--model`` (replaced atomically).
+A bundle (``--model bundle.json``: global model + refiner) is calibrated on its refined predictions
+and written as a bundle JSON with a ``calibration`` entry (``--out`` ends in ``.json``).
 
 Params ``calibrate:`` (all optional): ``coverages`` ([0.9, 0.95]), ``scale`` (``inverse_confidence``
 | ``constant``), ``conf_floor`` (0.01), ``batch_size`` (4), ``device`` (auto), ``split`` (valid),
@@ -36,25 +38,44 @@ def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path,
     """Per-landmark conformal prediction radii from a held-out split, stored in the checkpoint."""
     cp = read_params(params_path, optional=True).calibrate
     split = split or cp.split
+    from ..inference import resolve_device
     from ..models import load_checkpoint, save_checkpoint
-    from ..predict import resolve_device
     from ..preprocess import load_variant
     from ..uncertainty import calibrate_model, coverage_key
 
     if not model_path.is_file():
         raise DataError("model checkpoint not found", model_path)
+    from ..refine import is_bundle
+
+    bundle, refine = None, None
+    if is_bundle(model_path):  # global model + refiner: the radii describe the refined predictions
+        from ..refine import image_refiner, read_bundle, variant_refiner
+
+        if not is_bundle(out_path):
+            raise DataError("a bundle is calibrated into a bundle: --out must be a .json file", out_path)
+        bundle = read_bundle(model_path)
     variant = load_variant(data_dir)
-    model, meta, extra = load_checkpoint(model_path, "cpu")
+    model, meta, extra = load_checkpoint(bundle.global_path if bundle is not None else model_path, "cpu")
+    device = resolve_device(cp.device, key="calibrate.device")
+    if bundle is not None:
+        refine = variant_refiner(image_refiner(bundle.load_refiner(device), list(meta.landmark_names),
+                                               tta=bundle.tta, iterations=bundle.iterations,
+                                               batch_size=bundle.batch_size), variant)
     cal = calibrate_model(model.eval(), meta, variant, split, coverages=cp.coverages, scale=cp.scale,
                           conf_floor=cp.conf_floor, batch_size=cp.batch_size,
-                          device=resolve_device(cp.device), progress=progress, shape_split=cp.shape_split,
-                          shape_quantile=cp.shape_quantile, shape_margin=cp.shape_margin)
+                          device=device, progress=progress, shape_split=cp.shape_split,
+                          shape_quantile=cp.shape_quantile, shape_margin=cp.shape_margin, refine=refine)
     cal["checkpoint"] = str(model_path)
-    from ..models.checkpoint import read_checkpoint
+    if bundle is not None:
+        from ..refine import write_bundle
 
-    kind = read_checkpoint(model_path).kind  # public checkpoints' extras (their config) are not carried over
-    keep = {k: v for k, v in extra.items() if k != "calibration"} if kind == "cephalo" else {}
-    save_checkpoint(out_path, model.cpu(), meta, extra={**keep, "calibration": cal})
+        write_bundle(out_path, bundle.global_path, bundle.refiner_path, settings=bundle.settings, calibration=cal)
+    else:
+        from ..models.checkpoint import read_checkpoint
+
+        kind = read_checkpoint(model_path).kind  # public checkpoints' extras (their config) are not carried over
+        keep = {k: v for k, v in extra.items() if k != "calibration"} if kind == "cephalo" else {}
+        save_checkpoint(out_path, model.cpu(), meta, extra={**keep, "calibration": cal})
     import math
 
     q = [v for v in (cal["q_mm"].get(coverage_key(cp.coverages[0])) or []) if v is not None]

@@ -92,7 +92,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
                                 thresholds=ep.thresholds_mm, n_boot=ep.n_boot, seed=ep.seed,
                                 batch_size=ep.batch_size, device=ep.device, n_worst=ep.n_worst,
                                 diagnosis_thresholds=ep.diagnosis.model_dump(),
-                                calibration=read_calibration(bundle.global_path if bundle is not None else model_path),
+                                calibration=read_calibration(model_path),
                                 refine=refine, normalisation=normalisation, decoder=decoder)
     except ValueError as e:
         raise DataError(str(e), data_dir) from None

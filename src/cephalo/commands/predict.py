@@ -94,7 +94,10 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     if bundle is not None:
         refine = image_refiner(bundle.load_refiner(dev), list(meta.landmark_names), tta=bundle.tta,
                                iterations=bundle.iterations, batch_size=bundle.batch_size)
-    cal = extra.get("calibration") if isinstance(extra.get("calibration"), dict) else None
+    if bundle is not None:  # a bundle carries the radii of its refined predictions
+        cal = bundle.calibration
+    else:
+        cal = extra.get("calibration") if isinstance(extra.get("calibration"), dict) else None
     variants = {name: spec.model_dump() for name, spec in params.variants.items()}
     skipped: list[dict] = []
 
@@ -136,7 +139,7 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
                    "ImagerPixelSpacing, no --spacing): positions in pixels only, no mm measurements, angles "
                    "assume square pixels", err=True)
     if cal is None:
-        click.echo("note: the checkpoint carries no calibration (cephalo calibrate): no prediction radii, no "
+        click.echo(f"note: {model_path.name} carries no calibration (cephalo calibrate): no prediction radii, no "
                    "shape-model flag", err=True)
     if skipped:
         raise DataError(f"{len(skipped)} of {len(files)} input image(s) could not be read and were skipped "

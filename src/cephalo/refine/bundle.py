@@ -5,7 +5,8 @@
     {"format": "cephalo-bundle", "format_version": 1,
      "global": "<path>", "global_sha256": "...",       # paths relative to the bundle's folder
      "refiner": "<path>", "refiner_sha256": "...",
-     "refine": {"iterations": 1, "batch_size": 64, "tta": {...}}}  # inference settings
+     "refine": {"iterations": 1, "batch_size": 64, "tta": {...}},  # inference settings
+     "calibration": {...}}                              # optional: cephalo calibrate --model bundle.json
 
 ``cephalo evaluate --model bundle.json`` / ``cephalo predict --model bundle.json`` predict with
 the global model as usual, then :func:`cephalo.refine.refine_predictions` moves each landmark
@@ -38,6 +39,10 @@ class Bundle:
     iterations: int = 1
     batch_size: int = 64
     tta: TTAConfig = field(default_factory=TTAConfig)
+    #: the ``refine`` settings as stored (written back unchanged by a calibrated copy)
+    settings: dict = field(default_factory=dict)
+    #: conformal radii of the *refined* predictions (:mod:`cephalo.uncertainty`), or None
+    calibration: dict | None = None
 
     def load_refiner(self, device: str = "cpu"):
         from .model import load_refiner
@@ -50,8 +55,13 @@ def is_bundle(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".json"
 
 
-def write_bundle(path: str | Path, global_ckpt: str | Path, refiner_ckpt: str | Path, settings: dict | None = None) -> Path:
+def write_bundle(path: str | Path, global_ckpt: str | Path, refiner_ckpt: str | Path, settings: dict | None = None,
+                 calibration: dict | None = None) -> Path:
     """Write ``bundle.json`` pairing two checkpoints (paths stored relative to its folder).
+
+    ``calibration``: conformal radii calibrated on the bundle's refined predictions (``cephalo
+    calibrate --model bundle.json``); a bundle carries its own, since the global checkpoint's radii
+    describe the coarse predictions.
 
     Raises:
         CheckpointError: a checkpoint file is missing.
@@ -65,7 +75,10 @@ def write_bundle(path: str | Path, global_ckpt: str | Path, refiner_ckpt: str | 
             raise CheckpointError(f"bundle: {key} checkpoint not found", p)
         rel[key] = os.path.relpath(p.resolve(), path.parent.resolve())
         rel[f"{key}_sha256"] = file_sha256(p)
-    write_json(path, {"format": BUNDLE_FORMAT, "format_version": 1, **rel, "refine": dict(settings or {})})
+    body = {"format": BUNDLE_FORMAT, "format_version": 1, **rel, "refine": dict(settings or {})}
+    if calibration is not None:
+        body["calibration"] = calibration
+    write_json(path, body)
     return path
 
 
@@ -101,6 +114,7 @@ def read_bundle(path: str | Path, check_hashes: bool = True) -> Bundle:
     try:
         return Bundle(path=path, global_path=paths["global"], refiner_path=paths["refiner"],
                       iterations=int(s.get("iterations", 1)), batch_size=int(s.get("batch_size", 64)),
-                      tta=TTAConfig.from_dict(s.get("tta")))
+                      tta=TTAConfig.from_dict(s.get("tta")), settings=dict(s),
+                      calibration=d["calibration"] if isinstance(d.get("calibration"), dict) else None)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"bundle: bad refine settings ({e})", path) from None
