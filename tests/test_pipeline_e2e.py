@@ -76,7 +76,11 @@ def test_dvc_repro_runs_the_reduced_demo_then_is_up_to_date(tmp_path):
     digest = best.read_bytes()
     # checkpoints are DVC-cached outputs (the plots/metrics, `cache: false`, belong in git)
     checkpoints = sorted((d / "results" / "models").rglob("*.pt"))
-    assert len(checkpoints) == 5  # best + last of the source and fine-tuned models, the AdaBN model
+    # best + last of the source and fine-tuned models, the AdaBN model, and the calibrated copies of the
+    # two target models (calibrate stage: adabn and finetune)
+    names = sorted(str(p.relative_to(d / "results" / "models")) for p in checkpoints)
+    assert len(checkpoints) == 7, names
+    assert sum(p.name == "calibrated.pt" for p in checkpoints) == 2, names
     for ckpt in checkpoints:
         ckpt.unlink()
     shutil.rmtree(d / ".dvc" / "cache")
