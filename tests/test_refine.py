@@ -245,3 +245,45 @@ def test_evaluate_and_predict_through_the_bundle_equal_global_plus_refiner_by_ha
     rec = json.loads((tmp_path / "plain" / "predictions.json").read_text())["images"][0]
     lm = {d["name"]: (d["x"], d["y"]) for d in rec["landmarks"]}
     np.testing.assert_allclose([lm[n] for n in v.landmark_names], coarse[0], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_calibrate_a_bundle_on_its_refined_predictions(trained, tmp_path):
+    """`cephalo calibrate --model bundle.json` writes a bundle JSON whose radii come from the refined
+    validation errors (not the global model's), and `evaluate` reports their coverage on test."""
+    import json
+
+    import yaml
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+    from cephalo.refine import read_bundle
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"evaluate": {"n_boot": 10, "device": "cpu", "n_worst": 0},
+                                      "tracking": {"enabled": False},
+                                      "calibrate": {"device": "cpu", "coverages": [0.5], "scale": "constant"}}))
+    run = CliRunner().invoke
+    common = ["--data", str(trained["variant"]), "--split", "valid", "--no-progress", "--params", str(params)]
+    r = run(main, ["calibrate", "--model", str(trained["bundle"]), "--out", str(tmp_path / "cal.pt"), *common])
+    assert r.exit_code == 1 and "--out must be a .json file" in f"{r.output}{r.exception}"
+    r = run(main, ["calibrate", "--model", str(trained["bundle"]), "--out", str(tmp_path / "cal.json"), *common])
+    assert r.exit_code == 0, r.output
+    r = run(main, ["calibrate", "--model", str(trained["global"]), "--out", str(tmp_path / "global.pt"), *common])
+    assert r.exit_code == 0, r.output
+    b = read_bundle(tmp_path / "cal.json")
+    assert b.calibration is not None and b.calibration["n_images"] == 8 and b.calibration["split"] == "valid"
+    original = read_bundle(trained["bundle"])  # the same two checkpoints, referenced relative to the new file
+    assert b.global_path.resolve() == original.global_path.resolve()
+    assert b.refiner_path.resolve() == original.refiner_path.resolve()
+    from cephalo.uncertainty import read_calibration
+
+    q_refined = np.asarray(b.calibration["q_mm"]["0.5"], dtype=float)
+    q_global = np.asarray(read_calibration(tmp_path / "global.pt")["q_mm"]["0.5"], dtype=float)
+    assert not np.allclose(q_refined, q_global)  # refined errors, not the coarse ones
+    out = tmp_path / "eval"
+    r = run(main, ["evaluate", "--model", str(tmp_path / "cal.json"), "--data", str(trained["variant"]), "--split",
+                   "test", "--out", str(out), "--stage", "refine", "--params", str(params)])
+    assert r.exit_code == 0, r.output
+    cov = json.loads((out / "metrics.json").read_text())["uncertainty"]["coverage"]["0.5"]
+    assert 0.0 <= cov["overall"] <= 1.0 and cov["mean_radius"] == pytest.approx(float(np.mean(q_refined)), rel=1e-6)
