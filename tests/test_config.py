@@ -222,13 +222,10 @@ def test_library_dataclass_defaults_agree_with_the_schema():
 
     from cephalo.config import schema as S
     from cephalo.demo import DemoConfig
-    from cephalo.flags import ReviewConfig
     from cephalo.hub import ModelSource
-    from cephalo.refine import RefineConfig
     from cephalo.tracking import TrackingConfig
 
-    pairs = [(ReviewConfig, S.ReviewConfig), (ModelSource, S.ModelSourceConfig), (TrackingConfig, S.TrackingSection),
-             (RefineConfig, S.RefineSection), (DemoConfig, S.DemoConfigSchema)]
+    pairs = [(ModelSource, S.ModelSourceConfig), (TrackingConfig, S.TrackingSection), (DemoConfig, S.DemoConfigSchema)]
     for lib, model in pairs:
         ours = model().model_dump()
         checked = 0

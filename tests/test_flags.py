@@ -54,9 +54,11 @@ def test_landmark_flags_and_review_counts():
     lm = F.landmark_flags(np.array([1.0, 2.5, np.nan]), np.array([True, False, True]), np.array([False, False, True]))
     assert lm == [[], ["outside", "radius"], ["no_position"]]
     assert F.landmark_flags(None, np.array([True]), np.array([False])) == [[]]
-    with pytest.raises(ConfigError):
-        F.ReviewConfig.from_params({"radius": 2})
-    assert F.ReviewConfig.from_params({"radius_mm": 3}).radius_mm == 3.0
+    with pytest.raises(ConfigError, match=r"predict\.review\.radius.*radius_mm"):  # names the key, suggests the right one
+        F.ReviewConfig.from_dict({"radius": 2}, "predict.review")
+    with pytest.raises(ConfigError, match=r"predict\.review\.coverage"):
+        F.ReviewConfig.from_dict({"coverage": 1.5}, "predict.review")
+    assert F.ReviewConfig.from_dict({"radius_mm": 3}).radius_mm == 3.0
 
 
 def test_real_cephalogram_is_not_flagged_and_noise_is(shared_data):

@@ -40,7 +40,7 @@ def _num(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def assess(pred: Any, image: np.ndarray, calibration: Mapping | None = None, cfg: ReviewConfig = ReviewConfig(),
+def assess(pred: Any, image: np.ndarray, calibration: Mapping | None = None, cfg: ReviewConfig | None = None,
            shape_model: ShapeModel | None = None) -> dict:
     """Radii, flags and measurements of one prediction.
 
@@ -59,6 +59,7 @@ def assess(pred: Any, image: np.ndarray, calibration: Mapping | None = None, cfg
     """
     from .uncertainty import radii
 
+    cfg = cfg or ReviewConfig()
     names = list(pred.landmark_names)
     conf = np.asarray(pred.confidence, dtype=np.float64)
     sp = None if pred.spacing is None else (float(pred.spacing[0]), float(pred.spacing[1]))

@@ -32,41 +32,13 @@ image is not implausible for its direction alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import ConfigError
+from .config.schema import ReviewConfig
 
 __all__ = ["ReviewConfig", "ShapeModel", "structure_score", "image_flags", "landmark_flags", "review"]
-
-
-@dataclass(frozen=True)
-class ReviewConfig:
-    """Thresholds of the review flags (params ``predict.review``; see the module doc)."""
-
-    radius_mm: float = 2.0
-    coverage: float = 0.9
-    min_side_px: int = 256
-    max_aspect: float = 2.0
-    min_structure: float = 0.5
-    max_flagged_landmarks: int = 3
-
-    @classmethod
-    def from_params(cls, sec: Mapping[str, Any] | None) -> "ReviewConfig":
-        """Raises ConfigError on unknown keys or bad values."""
-        sec = dict(sec or {})
-        valid = set(cls.__dataclass_fields__)
-        unknown = sorted(set(sec) - valid)
-        if unknown:
-            raise ConfigError(f"params predict.review: unknown keys {unknown}; valid: {sorted(valid)}")
-        try:
-            cfg = cls(**{k: type(getattr(cls, k))(v) for k, v in sec.items()})
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"params predict.review: {e}") from None
-        if not 0 < cfg.coverage < 1 or cfg.radius_mm <= 0 or cfg.max_aspect < 1:
-            raise ConfigError(f"params predict.review: out of range: {cfg}")
-        return cfg
 
 
 # --------------------------------------------------------------------------- image content
@@ -93,8 +65,9 @@ def structure_score(image: np.ndarray) -> float:
     return float(cv2.GaussianBlur(img, (0, 0), 2.0).var() / v)
 
 
-def image_flags(image: np.ndarray, cfg: ReviewConfig = ReviewConfig()) -> tuple[list[str], dict]:
+def image_flags(image: np.ndarray, cfg: ReviewConfig | None = None) -> tuple[list[str], dict]:
     """Content flags of one image (``tiny``, ``aspect``, ``no_structure``) and the values behind them."""
+    cfg = cfg or ReviewConfig()
     h, w = np.asarray(image).shape[:2]
     aspect = max(w, h) / max(min(w, h), 1)
     score = structure_score(image)
@@ -207,13 +180,14 @@ class ShapeModel:
 
 
 def landmark_flags(radius_mm: np.ndarray | None, in_image: np.ndarray, degenerate: np.ndarray,
-                   cfg: ReviewConfig = ReviewConfig()) -> list[list[str]]:
+                   cfg: ReviewConfig | None = None) -> list[list[str]]:
     """Per landmark, the list of its flags (``radius``, ``outside``, ``no_position``).
 
     Args:
         radius_mm: (K,) calibrated radii in mm, or None (no calibration / no spacing: no radius flag).
         in_image, degenerate: (K,) bool.
     """
+    cfg = cfg or ReviewConfig()
     k = len(in_image)
     r = np.full(k, np.nan) if radius_mm is None else np.asarray(radius_mm, dtype=np.float64)
     out = []
@@ -231,7 +205,7 @@ def landmark_flags(radius_mm: np.ndarray | None, in_image: np.ndarray, degenerat
 
 def review(image: np.ndarray, coords: np.ndarray, names: Sequence[str], spacing: tuple[float, float] | None,
            in_image: np.ndarray, degenerate: np.ndarray, radius_mm: np.ndarray | None,
-           shape_model: ShapeModel | None, cfg: ReviewConfig = ReviewConfig()) -> dict:
+           shape_model: ShapeModel | None, cfg: ReviewConfig | None = None) -> dict:
     """All flags of one prediction.
 
     Args:
@@ -245,6 +219,7 @@ def review(image: np.ndarray, coords: np.ndarray, names: Sequence[str], spacing:
     """
     from .measurements import patient_frame_mm
 
+    cfg = cfg or ReviewConfig()
     img_flags, values = image_flags(image, cfg)
     lm = landmark_flags(radius_mm, in_image, degenerate, cfg)
     values.update(shape_residual=None, shape_threshold=None)

@@ -8,7 +8,7 @@ Params (``predict:``, all optional; command-line options override): ``batch_size
 (auto), ``spacing_mm`` (null: fallback mm/px for images without their own spacing), ``variant``
 (null: the checkpoint's ``meta.variant``; else a ``variants:`` name), ``overlays`` (true),
 ``skip_bad`` (false), ``report`` (true: ``report.html``), ``review`` (thresholds of the review flags,
-:class:`cephalo.flags.ReviewConfig`: ``radius_mm`` 2.0, ``coverage`` 0.9, ``min_side_px`` 256,
+:class:`cephalo.config.schema.ReviewConfig`: ``radius_mm`` 2.0, ``coverage`` 0.9, ``min_side_px`` 256,
 ``max_aspect`` 2.0, ``min_structure`` 0.5, ``max_flagged_landmarks`` 3).
 
 Exit status: 0 when every input was predicted (flags are findings, not failures); 1 (one line on
@@ -72,7 +72,6 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     import os
 
     os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # unreadable files are reported by cephalo, in one line
-    from ..flags import ReviewConfig
     from ..models import load_checkpoint
     from ..predict import find_images, predict_images, resolve_device, write_predictions
 
@@ -122,7 +121,7 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         info["refine"] = {"global": str(bundle.global_path), "refiner": str(bundle.refiner_path),
                           "iterations": bundle.iterations, "tta": bundle.tta.to_dict()}
     paths = write_predictions(preds, out_dir, overlays=overlays, info=info, skipped=skipped, calibration=cal,
-                              review_cfg=ReviewConfig(**pp.review.model_dump()), report=report, labelme_dir=labelme_dir)
+                              review_cfg=pp.review, report=report, labelme_dir=labelme_dir)
     n_mm = sum(p.spacing is not None for p in preds)
     sources = sorted({"--spacing" if p.spacing_source == "given" else p.spacing_source
                       for p in preds if p.spacing_source})

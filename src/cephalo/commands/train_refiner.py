@@ -45,14 +45,12 @@ def command(index_path: Path, out: Path, global_path: Path | None, init_path: Pa
     from ..refine import train_refiner
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from ..refine import RefineConfig
-
     params = read_params(params_path)
     try:
         cfg = params.refine.train_config(params.train, stage)
     except ConfigError as e:
         raise ConfigError(str(e), params_path) from None
-    rcfg = RefineConfig.from_dict(params.refine.model_dump())
+    rcfg = params.refine
     if not index_path.is_file():
         raise DataError("index file not found", index_path)
     if global_path is not None and not global_path.is_file():

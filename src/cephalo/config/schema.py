@@ -26,7 +26,8 @@ __all__ = [
     "DemoDevice", "DemoIsbi", "DemoAariz", "DemoConfigSchema", "DatasetDownload", "DatasetSpec", "DataConfig",
     "VariantSpec", "ModelTransfer", "ModelOnnx", "ModelSourceConfig", "ModelConfig", "CodecConfig",
     "AugmentConfig", "InitConfig", "EMAConfig", "TrainConfig", "AdaptConfig", "DiagnosisConfig",
-    "EvaluateConfig", "TrackingSection", "PipelineConfig", "PredictConfig", "PRECISIONS", "INIT_SOURCES",
+    "EvaluateConfig", "TrackingSection", "PipelineConfig", "PredictConfig", "ReviewConfig", "CalibrateConfig",
+    "TTAConfig", "RefineConfig", "PRECISIONS", "INIT_SOURCES",
 ]
 
 
@@ -123,6 +124,18 @@ class Section(BaseModel):
                         "unknown_key", "unknown key {key}",
                         {"key": str(key), "valid": valid, "suggestion": suggest(str(key), valid)})
         return data
+
+    @classmethod
+    def from_dict(cls, data: Any, prefix: str = "", source: Any = None) -> Any:
+        """Validate ``data`` (None = all defaults) as this section; ``prefix`` is its dotted place in
+        the params file (e.g. ``"refine.tta"``) for the message.
+
+        Raises:
+            ConfigError: the first bad key or value, as one line naming the dotted key.
+        """
+        from .load import validate_section
+
+        return validate_section(cls, {} if data is None else data, prefix, source)
 
 
 # --- demo -----------------------------------------------------------------------------------
@@ -800,7 +813,7 @@ class PipelineConfig(Section):
 
 
 class ReviewConfig(Section):
-    """``predict.review``: thresholds of the review flags (``cephalo.flags.ReviewConfig``)."""
+    """``predict.review``: thresholds of the review flags (used by :mod:`cephalo.flags`)."""
 
     radius_mm: PosFloat = 2.0  # flag a landmark whose calibrated prediction radius exceeds this
     coverage: Annotated[float, Gt(0), Lt(1)] = 0.9  # coverage level of the radii drawn and compared
@@ -841,8 +854,15 @@ def _as_list(v: Any) -> Any:
     return [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
 
-class RefineTTA(Section):
-    """``refine.tta``: test-time augmentation of the refiner (every combination, averaged)."""
+class TTAConfig(Section):
+    """``refine.tta``: test-time augmentation of the refiner, valid for a lateral cephalogram
+    (never a left-right flip).
+
+    Every combination of ``scales`` (window mm/px multiplied by s), ``shifts_px`` (the window
+    centre moved by +-d window px along x and y; 0 = no shift) and ``gammas`` (intensity
+    ``v -> v ** g`` on [0, 1]) is predicted and the positions, mapped back to original pixels,
+    are averaged. The identity ``{scales: [1], shifts_px: [0], gammas: [1]}`` is one pass.
+    """
 
     scales: Annotated[list[PosFloat], Field(min_length=1)] = [1.0]
     shifts_px: Annotated[list[float], Field(min_length=1)] = [0.0]
@@ -852,6 +872,17 @@ class RefineTTA(Section):
     @classmethod
     def _scalar(cls, v: Any) -> Any:
         return _as_list(v)
+
+    def settings(self) -> list[tuple[float, float, float, float]]:
+        """Every ``(scale, dx_px, dy_px, gamma)`` pass (a shift d gives the 4 moves (+-d, 0), (0, +-d))."""
+        shifts: list[tuple[float, float]] = []
+        for d in self.shifts_px:
+            moves = [(0.0, 0.0)] if d == 0 else [(d, 0.0), (-d, 0.0), (0.0, d), (0.0, -d)]
+            shifts += [m for m in moves if m not in shifts]
+        return [(s, dx, dy, g) for s in self.scales for dx, dy in shifts for g in self.gammas]
+
+    def to_dict(self) -> dict:
+        return self.model_dump()
 
 
 def _window(v: int) -> int:
@@ -868,9 +899,15 @@ def _jitter(v: Any) -> Any:
     return float(v)
 
 
-class RefineSection(Section):
-    """``refine:`` (``cephalo train-refiner``; the library object is ``cephalo.refine.RefineConfig``).
+class RefineConfig(Section):
+    """``refine:`` (``cephalo train-refiner``, :mod:`cephalo.refine`).
 
+    ``spacing_mm`` (window resolution, mm/px), ``window`` (window side, px), ``fallback_spacing_mm``
+    (for images without a pixel spacing), ``arch``/``kwargs`` (the refiner's network), ``jitter_mm``
+    (s.d. per axis of the training-window centre around the ground truth: a number, or ``auto`` =
+    from the global model's validation MRE, see :func:`cephalo.refine.train.choose_jitter`),
+    ``jitter_scale``, ``min_jitter_mm``, ``max_jitter_mm``, ``crops_per_landmark``, ``iterations``,
+    ``batch_size`` (windows per forward pass at inference), ``tta`` (:class:`TTAConfig`).
     ``train`` (overrides of ``train:`` for every refiner run) and ``stages.<NAME>`` are validated
     merged onto ``train:`` with the :class:`TrainConfig` types.
     """
@@ -887,7 +924,7 @@ class RefineSection(Section):
     crops_per_landmark: PosInt = 4
     iterations: PosInt = 1
     batch_size: PosInt = 64
-    tta: RefineTTA = Field(default_factory=RefineTTA)
+    tta: TTAConfig = Field(default_factory=TTAConfig)
     train: Annotated[dict[str, Any], Walk(TrainConfig)] = Field(default_factory=dict)
     stages: Annotated[dict[str, dict[str, Any]], Walk(TrainConfig, keyed=True)] = Field(default_factory=dict)
 
@@ -923,6 +960,14 @@ class RefineSection(Section):
             merged = deep_merge(merged, self.stages[stage])
         return TrainConfig.model_validate(merged)
 
+    def crop_spec(self) -> dict:
+        """What inference needs to cut windows as in training (stored as the checkpoint's ``meta.variant``)."""
+        return {"refine": {"spacing_mm": float(self.spacing_mm), "window": [int(self.window)] * 2,
+                           "fallback_spacing_mm": self.fallback_spacing_mm}}
+
+    def to_dict(self) -> dict:
+        return self.model_dump()
+
 
 # --- the whole file -------------------------------------------------------------------------
 class Params(Section):
@@ -941,7 +986,7 @@ class Params(Section):
     pipeline: PipelineConfig | None = None
     predict: PredictConfig = Field(default_factory=PredictConfig)
     calibrate: CalibrateConfig = Field(default_factory=CalibrateConfig)
-    refine: RefineSection = Field(default_factory=RefineSection)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -7,8 +7,8 @@
 * :mod:`.bundle` - ``bundle.json`` (global + refiner) that ``cephalo evaluate``/``predict`` accept.
 """
 
+from ..config.schema import RefineConfig, TTAConfig
 from .bundle import Bundle, is_bundle, read_bundle, write_bundle
-from .config import RefineConfig, TTAConfig
 from .crops import cut_windows, image_spacing, resample_to_spacing
 from .dataset import CropSet, build_crop_set, jitter_from_mre
 from .model import (

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
-from .config import TTAConfig
+from ..config.schema import TTAConfig
+from ..errors import CheckpointError, ConfigError
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "is_bundle", "read_bundle", "write_bundle"]
 
@@ -114,7 +114,7 @@ def read_bundle(path: str | Path, check_hashes: bool = True) -> Bundle:
     try:
         return Bundle(path=path, global_path=paths["global"], refiner_path=paths["refiner"],
                       iterations=int(s.get("iterations", 1)), batch_size=int(s.get("batch_size", 64)),
-                      tta=TTAConfig.from_dict(s.get("tta")), settings=dict(s),
+                      tta=TTAConfig.from_dict(s.get("tta"), "refine.tta"), settings=dict(s),
                       calibration=d["calibration"] if isinstance(d.get("calibration"), dict) else None)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"bundle: bad refine settings ({e})", path) from None

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config.schema import RefineConfig
 from ..errors import DataError
-from .config import RefineConfig
 from .crops import cut_windows, image_spacing, resample_to_spacing
 
 __all__ = ["CropSet", "build_crop_set", "jitter_from_mre"]

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from .. import geometry as G
+from ..config.schema import TTAConfig
 from ..errors import CheckpointError
 from ..inference import Predictions
-from .config import TTAConfig
 from .crops import apply_gamma, cut_windows, image_spacing, resample_to_spacing
 
 __all__ = ["RefineResult", "Refiner", "load_refiner", "refine_predictions"]

@@ -69,9 +69,9 @@ def train_pair(root: Path, index: Path, *, global_epochs: int = 16, refiner_epoc
     Both ``timm:resnet10t`` from scratch, CPU, no augmentation; jitter ``auto`` (1 x the global
     validation MRE). Returns the paths: ``variant``, ``global``, ``refiner``, ``bundle``.
     """
+    from ..config.schema import RefineConfig
     from ..preprocess import build_variant
     from ..train import TrainConfig, train_on_variant
-    from .config import RefineConfig
     from .train import train_refiner
 
     root = Path(root)

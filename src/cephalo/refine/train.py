@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ..config.schema import RefineConfig
 from ..errors import ConfigError
 from ..io import write_json
-from .config import RefineConfig
 from .dataset import _read_original_images, build_crop_set, jitter_from_mre
 
 __all__ = ["choose_jitter", "train_refiner"]
