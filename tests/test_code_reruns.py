@@ -158,9 +158,6 @@ def _git_reset(clone: Path) -> None:
         subprocess.run(["git", "checkout", "-q", "--", rel], cwd=clone, check=True)
 
 
-@pytest.mark.xfail(strict=True, reason="with a dvc.lock present, workflow/rules/dvc.smk re-times vouched outputs "
-                   "27 h into the past; after a source edit the code files keep newer times and Snakemake "
-                   "schedules everything (seen 2026-12-01; DVC side passes). Fix pending.")
 def test_docs_and_smk_comments_rerun_nothing(clone):
     _edit(clone / "README.md", "# cephalo", "# cephalo (edited)")
     _edit(clone / "workflow" / "rules" / "evaluate.smk", "# ", "# (edited comment) ")

@@ -41,6 +41,18 @@ def _dvc_stage_levels(stages):
     return level
 
 
+def _out_entries(path):
+    """A DVC output and, for a directory output, everything inside it: a rule may read one file of a
+    directory that a DVC stage writes (results/code/<command>.sha256), and Snakemake compares that
+    file's own time, not the directory's."""
+    if not path.exists():
+        return []
+    if not path.is_dir() or path.is_symlink():
+        return [path]
+    inside = [Path(root) / n for root, dirs, files in os.walk(path) for n in dirs + files]
+    return inside + [path]  # the directory last: setting times inside does not change its own
+
+
 def _align_dvc_mtimes():
     if not workflow.is_main_process or not Path(".dvc").is_dir() or not Path("dvc.lock").is_file():
         return
@@ -66,9 +78,8 @@ def _align_dvc_mtimes():
                     continue
                 t = base + 10 * levels[st.addressing]
                 for o in st.outs:
-                    path = Path(str(o.def_path))
-                    for f in (path, path / ".snakemake_timestamp"):
-                        if f.exists() and int(f.stat().st_mtime) != t:
+                    for f in _out_entries(Path(str(o.def_path))):
+                        if int(f.lstat().st_mtime) != t:
                             os.utime(f, (t, t), follow_symlinks=False)
                             touched += 1
         if touched:
