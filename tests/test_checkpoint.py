@@ -20,7 +20,7 @@ from cephalo.models import (
     read_checkpoint,
     save_checkpoint,
 )
-from cephalo.models.reference import (
+from cephalo.public_hrnet.reference import (
     public_training_dict,
     reference_input,
 )

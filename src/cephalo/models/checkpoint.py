@@ -308,7 +308,7 @@ def public_hrnet_meta(
 
 
 def _public_provenance(path: Path, raw: Mapping | None, sha256: str) -> dict:
-    from ._public_split import PUBLIC_HRNET_SPLIT
+    from ..public_hrnet.split import PUBLIC_HRNET_SPLIT
 
     prov: dict[str, Any] = {
         "source": "public HF checkpoint cwlachap/hrnet-cephalometric-landmark-detection (best_model.pth)",
