@@ -18,7 +18,7 @@ from cephalo import geometry as G
 from cephalo.cli import main
 from cephalo.codecs import create_codec
 from cephalo.errors import ConfigError, DataError
-from cephalo.models import ModelMeta, create_model, load_model, public_hrnet_meta, save_checkpoint
+from cephalo.models import ModelMeta, create_model, load_model, save_checkpoint
 from cephalo.predict import (
     CSV_COLUMNS,
     MEASUREMENT_COLUMNS,
@@ -30,6 +30,7 @@ from cephalo.predict import (
     resolve_variant_spec,
     write_predictions,
 )
+from cephalo.public_hrnet.checkpoint import public_hrnet_meta
 
 NAMES = ["sella", "nasion", "menton"]
 SIZE = 96  # model input (W = H), heatmaps 24 x 24

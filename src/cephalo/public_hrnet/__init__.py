@@ -6,7 +6,8 @@
 - :mod:`.reference`: the deterministic reference weights and input of the checkpoint's spec
   (tests and conversion checks; imports torch, so it is not imported here).
 
-Reading the file into a model is :func:`cephalo.models.load_public_hrnet`.
+- :mod:`.checkpoint`: reading the file into a model (``load_public_hrnet``) and its
+  ``ModelMeta`` (``public_hrnet_meta``; imports torch, so it is not imported here).
 """
 
 from .hub import (
