@@ -31,7 +31,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -44,7 +44,6 @@ __all__ = [
     "DICOM_SUFFIXES",
     "InputImage",
     "ImagePrediction",
-    "find_images",
     "read_input_image",
     "dicom_spacing",
     "resolve_variant_spec",
@@ -62,36 +61,6 @@ _INTERP_ALIASES = {"bicubic": "cubic", "bilinear": "linear", "inter_cubic": "cub
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def find_images(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand INPUT arguments into image files.
-
-    A file is taken as is (any suffix: a DICOM file may have none); a folder contributes its files
-    whose suffix is in :data:`IMAGE_SUFFIXES` (case-insensitive, not recursive, sorted by name).
-    Duplicates (same resolved path) are dropped, first occurrence kept.
-
-    Raises:
-        DataError: an INPUT that does not exist, or a folder without images.
-    """
-    out: list[Path] = []
-    seen: set[Path] = set()
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder", p)
-        elif p.is_file():
-            files = [p]
-        else:
-            raise DataError("input not found", p)
-        for f in files:
-            r = f.resolve()
-            if r not in seen:
-                seen.add(r)
-                out.append(f)
-    return out
 
 
 # --------------------------------------------------------------------------- model context
