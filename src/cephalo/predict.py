@@ -48,7 +48,6 @@ __all__ = [
     "dicom_spacing",
     "resolve_variant_spec",
     "resolve_device",
-    "landmark_symbols",
     "predict_images",
     "predictions_table",
     "images_table",
@@ -113,29 +112,6 @@ def resolve_variant_spec(variant: Any, variants: Mapping[str, Any] | None = None
 
     Pipeline.from_spec(spec)  # validates now (ConfigError / ValueError), not after the first image
     return spec
-
-
-def landmark_symbols(names: Sequence[str]) -> list[str]:
-    """Symbols (``"S"``, ``"N"``) of canonical landmark names, from the catalogue that holds them all
-    (an exact catalogue first, then ISBI-19, Aariz-29, CL-Detection-38 per name); ``""`` if unknown."""
-    from .landmarks import CATALOGUES
-
-    names = list(names)
-    for cat in CATALOGUES.values():
-        if cat.names == names:
-            return cat.symbols
-    for cat in CATALOGUES.values():
-        if all(n in cat.names for n in names):
-            return [cat[cat.index(n)].symbol for n in names]
-    out = []
-    for n in names:
-        sym = ""
-        for cat in CATALOGUES.values():
-            if n in cat.names:
-                sym = cat[cat.index(n)].symbol
-                break
-        out.append(sym)
-    return out
 
 
 # --------------------------------------------------------------------------- predictions
@@ -306,6 +282,8 @@ def predict_images(
                                     device=device)
     W, H = (int(v) for v in meta.input_size)
     names = list(meta.landmark_names)
+    from .landmarks import landmark_symbols
+
     symbols = landmark_symbols(names)
     results: list[ImagePrediction] = []
     pending: list[tuple[InputImage, np.ndarray, np.ndarray, tuple | None, str | None]] = []
