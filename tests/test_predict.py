@@ -18,15 +18,13 @@ from cephalo import geometry as G
 from cephalo.cli import main
 from cephalo.codecs import create_codec
 from cephalo.errors import ConfigError, DataError
-from cephalo.imageio import find_images
+from cephalo.imageio import dicom_spacing, find_images, read_input_image
 from cephalo.landmarks import landmark_symbols
 from cephalo.models import ModelMeta, create_model, load_model, save_checkpoint
 from cephalo.predict import (
     CSV_COLUMNS,
     MEASUREMENT_COLUMNS,
-    dicom_spacing,
     predict_images,
-    read_input_image,
     resolve_variant_spec,
     write_predictions,
 )

@@ -36,18 +36,11 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import CephaloError, ConfigError, DataError
-from .imageio import DICOM_SUFFIXES, IMAGE_SUFFIXES, InputImage, dicom_spacing, read_input_image
-from .inference import resolve_device
+from .imageio import InputImage, read_input_image
 
 __all__ = [
-    "IMAGE_SUFFIXES",
-    "DICOM_SUFFIXES",
-    "InputImage",
     "ImagePrediction",
-    "read_input_image",
-    "dicom_spacing",
     "resolve_variant_spec",
-    "resolve_device",
     "predict_images",
     "predictions_table",
     "images_table",
