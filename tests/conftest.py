@@ -53,6 +53,6 @@ def torch_one_thread():
 def public_state(hrnet_spec):
     """A random state dict in the exact public HRNet-W32 format (keys.json order/shapes/dtypes,
     filled with the spec's deterministic recipe), built once per session."""
-    from cephalo.models.reference import read_keys_json, reference_state_dict
+    from cephalo.public_hrnet.reference import read_keys_json, reference_state_dict
 
     return reference_state_dict(read_keys_json(hrnet_spec / "keys.json"))

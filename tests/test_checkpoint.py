@@ -16,11 +16,11 @@ from cephalo.models import (
     create_model,
     load_checkpoint,
     load_model,
-    load_public_hrnet,
     read_checkpoint,
     save_checkpoint,
 )
-from cephalo.models.reference import (
+from cephalo.public_hrnet.checkpoint import load_public_hrnet
+from cephalo.public_hrnet.reference import (
     public_training_dict,
     reference_input,
 )
@@ -219,7 +219,7 @@ def test_public_meta_is_consumable_by_codec_and_preprocess():
     codecs = pytest.importorskip("cephalo.codecs")
     steps = pytest.importorskip("cephalo.preprocess.steps")
     norm = pytest.importorskip("cephalo.preprocess.normalise")
-    from cephalo.models import public_hrnet_meta
+    from cephalo.public_hrnet.checkpoint import public_hrnet_meta
 
     meta = public_hrnet_meta()
     codec = codecs.create_codec(**meta.codec)

@@ -10,7 +10,7 @@ import torch
 from cephalo.errors import CheckpointError
 from cephalo.landmarks import AARIZ29, ISBI19
 from cephalo.models import create_model, init_from_checkpoint, transfer_head
-from cephalo.models.reference import public_training_dict
+from cephalo.public_hrnet.reference import public_training_dict
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

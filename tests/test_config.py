@@ -222,7 +222,7 @@ def test_library_dataclass_defaults_agree_with_the_schema():
 
     from cephalo.config import schema as S
     from cephalo.demo import DemoConfig
-    from cephalo.hub import ModelSource
+    from cephalo.public_hrnet.hub import ModelSource
     from cephalo.tracking import TrackingConfig
 
     pairs = [(ModelSource, S.ModelSourceConfig), (TrackingConfig, S.TrackingSection), (DemoConfig, S.DemoConfigSchema)]

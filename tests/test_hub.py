@@ -1,4 +1,4 @@
-"""cephalo.hub and `cephalo fetch-model`: local files and a pre-populated HF cache, no network."""
+"""cephalo.public_hrnet.hub and `cephalo fetch-model`: local files and a pre-populated HF cache, no network."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cephalo.errors import CheckpointError, ConfigError, DownloadError
-from cephalo.hub import (
+from cephalo.public_hrnet.hub import (
     HF_FILENAME,
     HF_REPO_ID,
     ModelSource,

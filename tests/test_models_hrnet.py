@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cephalo.models import HRNet, create_model
-from cephalo.models.reference import read_keys_json, reference_input, reference_state_dict
+from cephalo.public_hrnet.reference import read_keys_json, reference_input, reference_state_dict
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -18,18 +18,17 @@ from cephalo import geometry as G
 from cephalo.cli import main
 from cephalo.codecs import create_codec
 from cephalo.errors import ConfigError, DataError
-from cephalo.models import ModelMeta, create_model, load_model, public_hrnet_meta, save_checkpoint
+from cephalo.imageio import dicom_spacing, find_images, read_input_image
+from cephalo.landmarks import landmark_symbols
+from cephalo.models import ModelMeta, create_model, load_model, save_checkpoint
 from cephalo.predict import (
     CSV_COLUMNS,
     MEASUREMENT_COLUMNS,
-    dicom_spacing,
-    find_images,
-    landmark_symbols,
     predict_images,
-    read_input_image,
     resolve_variant_spec,
     write_predictions,
 )
+from cephalo.public_hrnet.checkpoint import public_hrnet_meta
 
 NAMES = ["sella", "nasion", "menton"]
 SIZE = 96  # model input (W = H), heatmaps 24 x 24

@@ -204,3 +204,33 @@ def test_variant_pickles_without_copying_the_cache(tmp_path):
     assert isinstance(w.images, np.memmap)
     np.testing.assert_array_equal(w.images, v.images)
     np.testing.assert_array_equal(w.landmarks, v.landmarks)
+
+
+def test_write_variant_is_the_one_writer_synthetic_variants_use(tmp_path):
+    """Synthetic variants go through preprocess.variant.write_variant: the result loads with
+    load_variant, carries the current format, and a table of the wrong length is refused
+    before anything is written."""
+    from cephalo.errors import ConfigError
+    from cephalo.preprocess.variant import FORMAT_VERSION, variant_columns, variant_meta, write_variant
+    from cephalo.train.synthetic import make_synthetic_variant
+
+    out = make_synthetic_variant(tmp_path / "syn", n_images=6, size=32, landmark_names=("a", "b"))
+    v = load_variant(out)
+    meta = json.loads((out / "variant.json").read_text())
+    assert meta["format"] == "cephalo-variant" and meta["format_version"] == FORMAT_VERSION
+    assert meta["n_images"] == 6 and meta["landmark_names"] == ["a", "b"]
+    assert v.images.shape == (6, 32, 32) and v.landmarks.shape == (6, 2, 2)
+
+    n = 2
+    aff = np.tile(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (n, 1, 1))
+    lm = np.zeros((n, 1, 2))
+    rows = {"image_id": ["x0", "x1"], "split": ["train", "valid"]}
+    cols = variant_columns(rows, aff, ["p"], lm, lm)
+    assert set(cols) >= {"a00", "a12", "p_x", "p_y", "p_x_orig", "p_y_orig"}
+    meta2 = variant_meta(
+        name="t", spec={}, ground_truth="mean", normalisation={}, landmark_names=["p"], annotators=[],
+        input_size=(4, 4), dtype="uint8", n_images=3, source_index={}, reference_indexes={}, fingerprint="f",
+    )
+    with pytest.raises(ConfigError):
+        write_variant(tmp_path / "bad", np.zeros((n, 4, 4), np.uint8), cols, meta2)
+    assert not (tmp_path / "bad").exists()

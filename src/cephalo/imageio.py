@@ -27,13 +27,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from .errors import DataError
 
-__all__ = ["RASTER_SUFFIXES", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "sniff_format", "describe_file", "read_image",
+__all__ = ["find_images", "RASTER_SUFFIXES", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "sniff_format", "describe_file", "read_image",
            "image_bit_depth", "check_complete", "exif_orientation", "oriented_size", "apply_exif_orientation",
            "InputImage", "dicom_spacing", "read_input_image", "text_excerpt"]
 
@@ -419,3 +419,33 @@ def read_input_image(path: str | Path) -> InputImage:
             bits = int(stored)
             img = np.round(img.astype(np.float64) * (65535.0 / top)).astype(np.uint16)
     return InputImage(path, img, spacing, source, bits)
+
+
+def find_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand INPUT arguments into image files.
+
+    A file is taken as is (any suffix: a DICOM file may have none); a folder contributes its files
+    whose suffix is in :data:`IMAGE_SUFFIXES` (case-insensitive, not recursive, sorted by name).
+    Duplicates (same resolved path) are dropped, first occurrence kept.
+
+    Raises:
+        DataError: an INPUT that does not exist, or a folder without images.
+    """
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder", p)
+        elif p.is_file():
+            files = [p]
+        else:
+            raise DataError("input not found", p)
+        for f in files:
+            r = f.resolve()
+            if r not in seen:
+                seen.add(r)
+                out.append(f)
+    return out

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 __all__ = [
+    "landmark_symbols",
     "Landmark",
     "Catalogue",
     "ISBI19",
@@ -254,3 +255,24 @@ def map_by_name(source: Catalogue, target: Catalogue) -> list[tuple[int, int]]:
     """
     src = {lm.name: i for i, lm in enumerate(source)}
     return [(src[lm.name], j) for j, lm in enumerate(target) if lm.name in src]
+
+
+def landmark_symbols(names: Sequence[str]) -> list[str]:
+    """Symbols (``"S"``, ``"N"``) of canonical landmark names, from the catalogue that holds them all
+    (an exact catalogue first, then ISBI-19, Aariz-29, CL-Detection-38 per name); ``""`` if unknown."""
+    names = list(names)
+    for cat in CATALOGUES.values():
+        if cat.names == names:
+            return cat.symbols
+    for cat in CATALOGUES.values():
+        if all(n in cat.names for n in names):
+            return [cat[cat.index(n)].symbol for n in names]
+    out = []
+    for n in names:
+        sym = ""
+        for cat in CATALOGUES.values():
+            if n in cat.names:
+                sym = cat[cat.index(n)].symbol
+                break
+        out.append(sym)
+    return out

@@ -31,25 +31,16 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import CephaloError, ConfigError, DataError
-from .imageio import DICOM_SUFFIXES, IMAGE_SUFFIXES, InputImage, dicom_spacing, read_input_image
-from .inference import resolve_device
+from .imageio import InputImage, read_input_image
 
 __all__ = [
-    "IMAGE_SUFFIXES",
-    "DICOM_SUFFIXES",
-    "InputImage",
     "ImagePrediction",
-    "find_images",
-    "read_input_image",
-    "dicom_spacing",
     "resolve_variant_spec",
-    "resolve_device",
-    "landmark_symbols",
     "predict_images",
     "predictions_table",
     "images_table",
@@ -62,36 +53,6 @@ _INTERP_ALIASES = {"bicubic": "cubic", "bilinear": "linear", "inter_cubic": "cub
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def find_images(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand INPUT arguments into image files.
-
-    A file is taken as is (any suffix: a DICOM file may have none); a folder contributes its files
-    whose suffix is in :data:`IMAGE_SUFFIXES` (case-insensitive, not recursive, sorted by name).
-    Duplicates (same resolved path) are dropped, first occurrence kept.
-
-    Raises:
-        DataError: an INPUT that does not exist, or a folder without images.
-    """
-    out: list[Path] = []
-    seen: set[Path] = set()
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder", p)
-        elif p.is_file():
-            files = [p]
-        else:
-            raise DataError("input not found", p)
-        for f in files:
-            r = f.resolve()
-            if r not in seen:
-                seen.add(r)
-                out.append(f)
-    return out
 
 
 # --------------------------------------------------------------------------- model context
@@ -144,29 +105,6 @@ def resolve_variant_spec(variant: Any, variants: Mapping[str, Any] | None = None
 
     Pipeline.from_spec(spec)  # validates now (ConfigError / ValueError), not after the first image
     return spec
-
-
-def landmark_symbols(names: Sequence[str]) -> list[str]:
-    """Symbols (``"S"``, ``"N"``) of canonical landmark names, from the catalogue that holds them all
-    (an exact catalogue first, then ISBI-19, Aariz-29, CL-Detection-38 per name); ``""`` if unknown."""
-    from .landmarks import CATALOGUES
-
-    names = list(names)
-    for cat in CATALOGUES.values():
-        if cat.names == names:
-            return cat.symbols
-    for cat in CATALOGUES.values():
-        if all(n in cat.names for n in names):
-            return [cat[cat.index(n)].symbol for n in names]
-    out = []
-    for n in names:
-        sym = ""
-        for cat in CATALOGUES.values():
-            if n in cat.names:
-                sym = cat[cat.index(n)].symbol
-                break
-        out.append(sym)
-    return out
 
 
 # --------------------------------------------------------------------------- predictions
@@ -337,6 +275,8 @@ def predict_images(
                                     device=device)
     W, H = (int(v) for v in meta.input_size)
     names = list(meta.landmark_names)
+    from .landmarks import landmark_symbols
+
     symbols = landmark_symbols(names)
     results: list[ImagePrediction] = []
     pending: list[tuple[InputImage, np.ndarray, np.ndarray, tuple | None, str | None]] = []

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from ..hub import ModelSource, fetch_model
+from ..public_hrnet.hub import ModelSource, fetch_model
 from ._common import params_option, read_params
 
 

@@ -72,8 +72,10 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     import os
 
     os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # unreadable files are reported by cephalo, in one line
+    from ..imageio import find_images
+    from ..inference import resolve_device
     from ..models import load_checkpoint
-    from ..predict import find_images, predict_images, resolve_device, write_predictions
+    from ..predict import predict_images, write_predictions
 
     if not model_path.is_file():
         raise DataError("model checkpoint not found", model_path)

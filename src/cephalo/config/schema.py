@@ -341,7 +341,7 @@ class ModelOnnx(Section):
 
 
 class ModelSourceConfig(Section):
-    """``model.source`` (``cephalo fetch-model``; the library object is ``cephalo.hub.ModelSource``)."""
+    """``model.source`` (``cephalo fetch-model``; the library object is ``cephalo.public_hrnet.ModelSource``)."""
 
     kind: Literal["huggingface", "local"] = "huggingface"
     repo_id: str = "cwlachap/hrnet-cephalometric-landmark-detection"

@@ -20,8 +20,6 @@ from .checkpoint import (
     ModelMeta,
     load_checkpoint,
     load_model,
-    load_public_hrnet,
-    public_hrnet_meta,
     read_checkpoint,
     save_checkpoint,
 )
@@ -37,8 +35,6 @@ __all__ = [
     "load_model",
     "load_checkpoint",
     "read_checkpoint",
-    "load_public_hrnet",
-    "public_hrnet_meta",
     "save_checkpoint",
     "transfer_head",
     "init_from_checkpoint",

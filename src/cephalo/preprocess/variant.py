@@ -270,6 +270,86 @@ def _allocated_memmap(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memm
     return cache
 
 
+def variant_columns(
+    rows: Mapping[str, Any],
+    affines: np.ndarray,
+    names: list[str],
+    landmarks: np.ndarray,
+    landmarks_orig: np.ndarray,
+    annotators: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """The columns of ``variant.parquet``: the per-image ``rows`` (image_id, split, dataset,
+    device, image_path, spacing_x_mm, spacing_y_mm, orig_width, orig_height), then the
+    2x3 affine of each image, then each landmark in input pixels and in original pixels,
+    then each annotator's landmarks (already in input pixels)."""
+    cols: dict[str, Any] = dict(rows)
+    for j, c in enumerate(AFFINE_COLUMNS):
+        cols[c] = affines[:, j // 3, j % 3]
+    for k, nm in enumerate(names):
+        cols[f"{nm}_x"], cols[f"{nm}_y"] = landmarks[:, k, 0], landmarks[:, k, 1]
+        cols[f"{nm}_x_orig"], cols[f"{nm}_y_orig"] = landmarks_orig[:, k, 0], landmarks_orig[:, k, 1]
+    for a, pa in (annotators or {}).items():
+        for k, nm in enumerate(names):
+            cols[f"ann:{a}:{nm}_x"], cols[f"ann:{a}:{nm}_y"] = pa[:, k, 0], pa[:, k, 1]
+    return cols
+
+
+def variant_meta(
+    *,
+    name: str,
+    spec: Mapping,
+    ground_truth: Any,
+    normalisation: Mapping,
+    landmark_names: list[str],
+    annotators: list[str],
+    input_size: tuple[int, int],
+    dtype: str,
+    n_images: int,
+    source_index: Mapping,
+    reference_indexes: Mapping,
+    fingerprint: str,
+) -> dict[str, Any]:
+    """The content of ``variant.json`` (format and version filled in)."""
+    return {
+        "format": "cephalo-variant",
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "spec": dict(spec),
+        "ground_truth": ground_truth,
+        "normalisation": dict(normalisation),
+        "landmark_names": list(landmark_names),
+        "annotators": list(annotators),
+        "input_size": [int(input_size[0]), int(input_size[1])],
+        "dtype": dtype,
+        "n_images": int(n_images),
+        "source_index": dict(source_index),
+        "reference_indexes": dict(reference_indexes),
+        "fingerprint": fingerprint,
+    }
+
+
+def _write_table_and_meta(tmp: Path, columns: Mapping[str, Any], meta: Mapping) -> None:
+    import pandas as pd
+
+    pd.DataFrame(dict(columns)).to_parquet(tmp / "variant.parquet", index=False)
+    write_json(tmp / "variant.json", dict(meta))
+
+
+def write_variant(out_dir: str | Path, images: np.ndarray, columns: Mapping[str, Any], meta: Mapping) -> Path:
+    """Write a variant directory whose images are already in memory: ``images.npy``,
+    ``variant.parquet`` (``columns``, see :func:`variant_columns`) and ``variant.json``
+    (``meta``, see :func:`variant_meta`), replacing ``out_dir`` whole and atomically, as
+    :func:`build_variant` does."""
+    out_dir = Path(out_dir)
+    n = int(meta["n_images"])
+    if images.shape[0] != n or any(len(v) != n for v in columns.values()):
+        raise ConfigError(f"write_variant: {images.shape[0]} images and a table for {n} images")
+    with atomic_dir(out_dir) as tmp:
+        np.save(tmp / "images.npy", images)
+        _write_table_and_meta(tmp, columns, meta)
+    return out_dir
+
+
 def build_variant(
     index_path: str | Path,
     spec: Mapping,
@@ -306,7 +386,6 @@ def build_variant(
         ConfigError: a spec with no fixed-size geometric step, or bad step arguments.
         ValueError: an unknown step name.
     """
-    import pandas as pd
     from tqdm.auto import tqdm
 
     index_path, out_dir = Path(index_path), Path(out_dir)
@@ -403,28 +482,24 @@ def build_variant(
         del cache
 
         lm = G.apply_affine(affines, coords_orig)
-        cols: dict[str, Any] = {
-            "image_id": ids,
-            "split": imgs["split"].astype(str).tolist(),
-            "dataset": imgs["dataset"].astype(str).tolist() if "dataset" in imgs else [""] * n,
-            "device": imgs["device"].astype(str).tolist() if "device" in imgs else [""] * n,
-            "image_path": imgs["image_path"].astype(str).tolist(),
-            "spacing_x_mm": imgs["spacing_x_mm"].astype("float64").to_numpy(),
-            "spacing_y_mm": imgs["spacing_y_mm"].astype("float64").to_numpy(),
-            "orig_width": imgs["width"].astype("int32").to_numpy(),
-            "orig_height": imgs["height"].astype("int32").to_numpy(),
-        }
-        for j, c in enumerate(AFFINE_COLUMNS):
-            cols[c] = affines[:, j // 3, j % 3]
-        for k, nm in enumerate(names):
-            cols[f"{nm}_x"], cols[f"{nm}_y"] = lm[:, k, 0], lm[:, k, 1]
-            cols[f"{nm}_x_orig"], cols[f"{nm}_y_orig"] = coords_orig[:, k, 0], coords_orig[:, k, 1]
-        for a, arr in ann_orig.items():
-            pa = G.apply_affine(affines, arr)
-            for k, nm in enumerate(names):
-                cols[f"ann:{a}:{nm}_x"], cols[f"ann:{a}:{nm}_y"] = pa[:, k, 0], pa[:, k, 1]
-        pd.DataFrame(cols).to_parquet(tmp / "variant.parquet", index=False)
-
+        cols = variant_columns(
+            {
+                "image_id": ids,
+                "split": imgs["split"].astype(str).tolist(),
+                "dataset": imgs["dataset"].astype(str).tolist() if "dataset" in imgs else [""] * n,
+                "device": imgs["device"].astype(str).tolist() if "device" in imgs else [""] * n,
+                "image_path": imgs["image_path"].astype(str).tolist(),
+                "spacing_x_mm": imgs["spacing_x_mm"].astype("float64").to_numpy(),
+                "spacing_y_mm": imgs["spacing_y_mm"].astype("float64").to_numpy(),
+                "orig_width": imgs["width"].astype("int32").to_numpy(),
+                "orig_height": imgs["height"].astype("int32").to_numpy(),
+            },
+            affines,
+            names,
+            lm,
+            coords_orig,
+            {a: G.apply_affine(affines, arr) for a, arr in ann_orig.items()},
+        )
         resolved = {"steps": pipe.to_spec()}
         for s in pipe.steps:
             if isinstance(s, HistogramMatch) and getattr(s, "hist16", None) is not None:
@@ -433,27 +508,25 @@ def build_variant(
                     hist16=s.hist16,
                     quantiles=np.asarray(s.quantiles),
                 )
-        meta = {
-            "format": "cephalo-variant",
-            "format_version": FORMAT_VERSION,
-            "name": name,
-            "spec": resolved,
-            "ground_truth": ground_truth,
-            "normalisation": norm,
-            "landmark_names": names,
-            "annotators": annotators,
-            "input_size": [int(W), int(H)],
-            "dtype": np.dtype(dtype).name,
-            "n_images": n,
-            "source_index": {
+        meta = variant_meta(
+            name=name,
+            spec=resolved,
+            ground_truth=ground_truth,
+            normalisation=norm,
+            landmark_names=names,
+            annotators=annotators,
+            input_size=(int(W), int(H)),
+            dtype=np.dtype(dtype).name,
+            n_images=n,
+            source_index={
                 "path": str(index_path),
                 "sha256": index_sha,
                 "content_hash": ((df.attrs.get("cephalo") or {}).get("checksum")),
             },
-            "reference_indexes": ref_hashes,
-            "fingerprint": fp,
-        }
-        write_json(tmp / "variant.json", meta)
+            reference_indexes=ref_hashes,
+            fingerprint=fp,
+        )
+        _write_table_and_meta(tmp, cols, meta)
     return BuildResult(out_dir, fp, False, n)
 
 

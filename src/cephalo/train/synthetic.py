@@ -19,7 +19,6 @@ from typing import Sequence
 import numpy as np
 
 from ..geometry import apply_affine, invert, scale_translate
-from ..io import atomic_dir, write_json
 
 __all__ = ["make_synthetic_variant"]
 
@@ -99,45 +98,38 @@ def make_synthetic_variant(
         orig_sizes[i] = (ow, oh)
         lm_orig[i] = apply_affine(invert(affines[i]), lms[i])
 
-    import pandas as pd
-
     from ..preprocess import normalisation_spec
-    from ..preprocess.variant import AFFINE_COLUMNS, FORMAT_VERSION
+    from ..preprocess.variant import variant_columns, variant_meta, write_variant
 
-    cols: dict = {
-        "image_id": [f"syn{i:04d}" for i in range(n_images)],
-        "split": names,
-        "dataset": ["synthetic"] * n_images,
-        "device": [f"device{i % 2}" for i in range(n_images)],
-        "image_path": [""] * n_images,
-        "spacing_x_mm": sx,
-        "spacing_y_mm": sy,
-        "orig_width": orig_sizes[:, 0].astype(np.int32),
-        "orig_height": orig_sizes[:, 1].astype(np.int32),
-    }
-    for j, c in enumerate(AFFINE_COLUMNS):
-        cols[c] = affines[:, j // 3, j % 3]
-    for k, nm in enumerate(landmark_names):
-        cols[f"{nm}_x"], cols[f"{nm}_y"] = lms[:, k, 0], lms[:, k, 1]
-        cols[f"{nm}_x_orig"], cols[f"{nm}_y_orig"] = lm_orig[:, k, 0], lm_orig[:, k, 1]
-    meta = {
-        "format": "cephalo-variant",
-        "format_version": FORMAT_VERSION,
-        "name": "synthetic",
-        "spec": {"steps": [{"name": "letterbox", "size": [W, H]}], "synthetic": {"seed": seed}},
-        "ground_truth": "mean",
-        "normalisation": normalisation_spec("imagenet"),
-        "landmark_names": list(landmark_names),
-        "annotators": [],
-        "input_size": [W, H],
-        "dtype": dtype,
-        "n_images": n_images,
-        "source_index": {"path": "", "sha256": f"synthetic-{seed}-{n_images}-{W}x{H}"},
-        "reference_indexes": {},
-        "fingerprint": f"synthetic-{seed}-{n_images}-{W}x{H}-{K}",
-    }
-    with atomic_dir(out_dir) as tmp:
-        np.save(tmp / "images.npy", images)
-        pd.DataFrame(cols).to_parquet(tmp / "variant.parquet", index=False)
-        write_json(tmp / "variant.json", meta)
-    return out_dir
+    cols = variant_columns(
+        {
+            "image_id": [f"syn{i:04d}" for i in range(n_images)],
+            "split": names,
+            "dataset": ["synthetic"] * n_images,
+            "device": [f"device{i % 2}" for i in range(n_images)],
+            "image_path": [""] * n_images,
+            "spacing_x_mm": sx,
+            "spacing_y_mm": sy,
+            "orig_width": orig_sizes[:, 0].astype(np.int32),
+            "orig_height": orig_sizes[:, 1].astype(np.int32),
+        },
+        affines,
+        list(landmark_names),
+        lms,
+        lm_orig,
+    )
+    meta = variant_meta(
+        name="synthetic",
+        spec={"steps": [{"name": "letterbox", "size": [W, H]}], "synthetic": {"seed": seed}},
+        ground_truth="mean",
+        normalisation=normalisation_spec("imagenet"),
+        landmark_names=list(landmark_names),
+        annotators=[],
+        input_size=(W, H),
+        dtype=dtype,
+        n_images=n_images,
+        source_index={"path": "", "sha256": f"synthetic-{seed}-{n_images}-{W}x{H}"},
+        reference_indexes={},
+        fingerprint=f"synthetic-{seed}-{n_images}-{W}x{H}-{K}",
+    )
+    return write_variant(out_dir, images, cols, meta)

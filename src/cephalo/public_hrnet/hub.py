@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import CheckpointError, ConfigError, DownloadError
-from .io import atomic_path, file_sha256
+from ..errors import CheckpointError, ConfigError, DownloadError
+from ..io import atomic_path, file_sha256
 
 __all__ = [
     "HF_REPO_ID",
