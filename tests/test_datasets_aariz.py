@@ -93,3 +93,28 @@ def test_aariz_missing_csv_row_is_an_error_or_an_exclusion_when_asked(tmp_path):
     res = create_adapter("aariz").parse(tmp_path, missing_spacing="exclude")
     assert any(e.image_id == "idc" and AARIZ_CSV in e.reason for e in res.exclusions)
     assert "idc" not in {r["image_id"] for r in res.rows}
+
+
+def test_aariz_capitalised_split_folder_accepted_by_index_and_download_check(tmp_path):
+    """`Train` instead of `train`: one layout check (the release spec's) for both commands."""
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+    from cephalo.datasets.download import check_release_layout, get_release, validate_layout
+    from cephalo.index import read_index
+
+    make_aariz(tmp_path / "src", split_case=("Train", "valid", "test"))
+    root = tmp_path / "src"
+    assert (root / "Aariz" / "Train").is_dir() and not (root / "Aariz" / "train").exists()
+    # the download's check on the folder it made, and the adapter's check on the release folder
+    validate_layout(root, get_release("aariz").layout, source=str(root))
+    check_release_layout("aariz", root)
+    check_release_layout("aariz", root / "Aariz")
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  datasets:\n    aariz:\n      adapter: aariz\n      policy: senior\n")
+    out = tmp_path / "out" / "index.parquet"
+    r = CliRunner().invoke(main, ["index", "--dataset", "aariz", "--root", str(root), "--out", str(out),
+                                  "--report", str(tmp_path / "rep"), "--params", str(params)])
+    assert r.exit_code == 0, r.output
+    df = read_index(out)
+    assert df["image_id"].nunique() == 3 and "train" in set(df["split"])
