@@ -165,3 +165,15 @@ def test_evaluation_reports_coverage_per_landmark_and_overall(tmp_path):
     assert set(cov) == {"0.9", "0.95"} and set(cov["0.9"]["per_landmark"]) == set(names)
     assert 0.8 < cov["0.9"]["overall"] < 0.98 and cov["0.95"]["overall"] >= cov["0.9"]["overall"]
     assert cov["0.9"]["overall"] == pytest.approx((e[100:] <= np.array(cal["q_mm"]["0.9"])).mean())
+
+
+def test_unbounded_radii_claim_no_coverage():
+    """9 calibration images cannot give a 95 % radius: coverage says so instead of counting every error a hit."""
+    e = np.arange(1, 10, dtype=float)[:, None]
+    cal = U.calibrate(e, e, np.ones_like(e), ["sella"], coverages=(0.8, 0.95), scale="constant")
+    test = np.array([[2.0], [7.9], [8.0], [8.5], [100.0]])
+    cov = U.coverage(cal, test, np.ones_like(test), ["sella"])
+    assert cov["0.8"]["overall"] == pytest.approx(3 / 5) and cov["0.8"]["n"] == 5  # radius 8: 2, 7.9, 8 inside
+    assert cov["0.8"]["n_unbounded"] == 0 and cov["0.8"]["mean_radius"] == pytest.approx(8.0)
+    assert np.isnan(cov["0.95"]["overall"]) and cov["0.95"]["n"] == 0 and cov["0.95"]["n_unbounded"] == 5
+    assert np.isnan(cov["0.95"]["per_landmark"]["sella"]) and np.isnan(cov["0.95"]["mean_radius"])

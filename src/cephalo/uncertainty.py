@@ -169,25 +169,33 @@ def coverage(cal: Mapping, errors: np.ndarray, confidence: np.ndarray, names: Se
              levels: Sequence[float] | None = None, unit: str = "mm") -> dict:
     """Empirical coverage: the fraction of (image, landmark) errors within their radius.
 
+    Only predictions with a finite radius are scored. A landmark whose calibration split was too
+    small for a level (rank ``ceil((n + 1) * level) > n``, e.g. fewer than 19 images at 0.95) has an
+    unbounded radius: it would "cover" every error, so it is counted in ``n_unbounded`` instead, and
+    a level where every radius is unbounded has ``overall`` NaN (no claim), never 100 %.
+
     Args:
         errors: (N, K) radial errors (``unit``) on held-out images, NaN = missing (excluded).
         confidence: (N, K) decoder confidence; names: K names.
         levels: coverage levels (default: all in ``cal``).
 
     Returns:
-        ``{level: {"nominal", "overall", "n", "mean_radius", "per_landmark" {name: fraction}}}``.
+        ``{level: {"nominal", "overall", "n", "n_unbounded", "unit", "mean_radius",
+        "per_landmark" {name: fraction}}}``: ``n`` scored predictions (finite error and finite
+        radius), ``n_unbounded`` predictions left out for an infinite radius; fractions in [0, 1],
+        NaN where nothing was scored.
     """
     e = np.asarray(errors, dtype=np.float64)
     out = {}
     for lv in (levels if levels is not None else cal.get("coverages", [])):
         r = radii(cal, names, confidence, float(lv), unit)
-        ok = np.isfinite(e) & ~np.isnan(r)
-        hit = np.where(ok, e <= r, False)
+        has = np.isfinite(e) & ~np.isnan(r)  # a ground truth and a calibrated landmark
+        ok = has & np.isfinite(r)
+        hit = np.where(ok, e <= np.where(ok, r, 0.0), False)
         per = {n: (float(hit[:, k][ok[:, k]].mean()) if ok[:, k].any() else float("nan")) for k, n in enumerate(names)}
-        fin = ok & np.isfinite(r)
         out[coverage_key(lv)] = {"nominal": float(lv), "overall": float(hit[ok].mean()) if ok.any() else float("nan"),
-                                 "n": int(ok.sum()), "unit": unit,
-                                 "mean_radius": float(r[fin].mean()) if fin.any() else float("nan"),
+                                 "n": int(ok.sum()), "n_unbounded": int((has & ~ok).sum()), "unit": unit,
+                                 "mean_radius": float(r[ok].mean()) if ok.any() else float("nan"),
                                  "per_landmark": per}
     return out
 

@@ -289,6 +289,9 @@ def comparison_markdown(rows: Sequence[Mapping]) -> str:
         return s
 
     out = ["", "## Cephalometric measurements (MAE [95 % CI], class accuracy %; coverage of the radii)", "",
+           "A `coverage@level` row is the fraction of test landmarks within their calibrated radius; `-` there "
+           "means no finite radius (the calibration split has too few images for that level: "
+           "`ceil((n + 1) * level) > n`) or no calibration.", "",
            "| measurement | unit | " + " | ".join(runs) + " | two annotators |",
            "| " + " | ".join("---" for _ in range(len(runs) + 3)) + " |"]
     for k in keys:
