@@ -93,9 +93,29 @@ def load(results: Path) -> tuple[list[dict], list[dict], dict]:
     return rows, pairs, prov
 
 
+def _pair(pairs: list[dict], a: str, b: str) -> str:
+    p = next((q for q in pairs if {q["run_a"], q["run_b"]} == {a, b}), None)
+    return f", paired Wilcoxon p = {p['p_value']:.2g} over {p['n_images']} images" if p else ""
+
+
+def _vs_annotators(r: dict, label: str) -> str | None:
+    h, e = r.get("human_mre_mm/shared"), r.get("vs_each_mre_mm/shared")
+    if h is None or e is None or not (math.isfinite(h) and math.isfinite(e)):
+        return None
+    rel = e / h
+    word = ("level with them" if abs(rel - 1) <= 0.05 else
+            "closer to each annotator than they are to each other" if rel < 1 else
+            "farther from each annotator than they are from each other")
+    hm = r.get("human_vs_mean_mre_mm/shared")
+    return (f"Against each annotator, {label} is at {_f(e)} mm where the annotators are "
+            f"{_f(h)} mm apart: {word} ({rel:.2f}x). Against their mean it is at "
+            f"{_f(r['mre_mm/shared'])} mm, where an annotator is at {_f(hm)} mm.")
+
+
 def _sentences(rows: list[dict], pairs: list[dict]) -> list[str]:
-    """Claims worded from the figures: fine-tuned vs zero-shot over the shared landmarks, and the
-    model against each annotator beside the annotators' own distance."""
+    """Claims worded from the figures: fine-tuned vs zero-shot over the shared landmarks, refined vs the
+    global model it refines (same images, paired), and each model against each annotator beside the
+    annotators' own distance."""
     by = {r["run"]: r for r in rows}
     out = []
     for r in rows:
@@ -108,19 +128,32 @@ def _sentences(rows: list[dict], pairs: list[dict]) -> list[str]:
         n = r.get("n_landmarks/shared")
         if z is not None:
             ratio = z["mre_mm/shared"] / r["mre_mm/shared"] if r.get("mre_mm/shared") else float("nan")
-            p = next((q for q in pairs if {q["run_a"], q["run_b"]} == {r["run"], z["run"]}), None)
-            ptxt = f", paired Wilcoxon p = {p['p_value']:.2g} over {p['n_images']} images" if p else ""
             out.append(f"Over the {n} landmarks all runs share, fine-tuned ({v}) {_f(r['mre_mm/shared'])} mm vs "
-                       f"zero-shot {_f(z['mre_mm/shared'])} mm ({ratio:.1f}x lower{ptxt}); over all its "
-                       f"{r['n_landmarks/all']} landmarks the fine-tuned model is at {_f(r['mre_mm/all'])} mm.")
-        h, e = r.get("human_mre_mm/shared"), r.get("vs_each_mre_mm/shared")
-        if h is not None and e is not None and math.isfinite(h) and math.isfinite(e):
-            rel = e / h
-            word = "level with" if abs(rel - 1) <= 0.05 else ("below" if rel < 1 else "above")
-            hm = r.get("human_vs_mean_mre_mm/shared")
-            out.append(f"Against each annotator, fine-tuned ({v}) is at {_f(e)} mm where the annotators are "
-                       f"{_f(h)} mm apart: {word} them ({rel:.2f}x). Against their mean it is at "
-                       f"{_f(r['mre_mm/shared'])} mm, where an annotator is at {_f(hm)} mm.")
+                       f"zero-shot {_f(z['mre_mm/shared'])} mm ({ratio:.1f}x lower{_pair(pairs, run, z['run'])}); "
+                       f"over all its {r['n_landmarks/all']} landmarks the fine-tuned model is at "
+                       f"{_f(r['mre_mm/all'])} mm.")
+        s = _vs_annotators(r, f"fine-tuned ({v})")
+        if s:
+            out.append(s)
+    # refinement: each refined run beside the global model it refines
+    for r in rows:
+        run = str(r["run"])
+        if run.startswith("refine_source-"):
+            ds = run[len("refine_source-"):]
+            g, label = by.get("source-" + ds), f"source model ({ds} {r.get('split') or 'test'})"
+        elif run.startswith("refine-"):
+            g, label = by.get("finetune-" + run[len("refine-"):]), f"fine-tuned ({run[len('refine-'):]})"
+        else:
+            continue
+        if g is None or not g.get("mre_mm/shared"):
+            continue
+        out.append(f"Refinement at native resolution, {label}: {_f(r['mre_mm/all'])} mm "
+                   f"(SDR@2 mm {_f(r.get('sdr_2.0mm/all'), 1)} %) vs {_f(g['mre_mm/all'])} mm "
+                   f"(SDR@2 mm {_f(g.get('sdr_2.0mm/all'), 1)} %) for the global model alone "
+                   f"({g['mre_mm/all'] / r['mre_mm/all']:.2f}x lower{_pair(pairs, run, g['run'])}).")
+        s = _vs_annotators(r, f"refined ({run})")
+        if s:
+            out.append(s)
     return out
 
 

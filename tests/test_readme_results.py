@@ -112,3 +112,28 @@ def _render(res: Path) -> str:
 def test_readme_demo_block_matches_a_fresh_demo():
     res = Path(os.environ["CEPHALO_DEMO_RESULTS"])
     assert rr.main(["--block", "demo", "--results", str(res), "--readme", str(REPO / "README.md"), "--check"]) == 0
+
+
+def test_refined_runs_are_worded_beside_their_global_model():
+    """Hand-made rows: a refined run is compared with the global model it refines (paired test quoted) and
+    with the annotators; a run without its global model gets no sentence."""
+    rows = [
+        {"run": "finetune-v", "mre_mm/shared": 1.25, "mre_mm/all": 1.25, "sdr_2.0mm/all": 83.4, "n_landmarks/shared": 19,
+         "n_landmarks/all": 19, "human_mre_mm/shared": 1.44, "vs_each_mre_mm/shared": 1.46,
+         "human_vs_mean_mre_mm/shared": 0.69},
+        {"run": "refine-v", "mre_mm/shared": 1.0, "mre_mm/all": 1.0, "sdr_2.0mm/all": 90.0, "n_landmarks/shared": 19,
+         "n_landmarks/all": 19, "human_mre_mm/shared": 1.44, "vs_each_mre_mm/shared": 1.2,
+         "human_vs_mean_mre_mm/shared": 0.69},
+        {"run": "refine_source-isbi2015", "split": "test1", "mre_mm/shared": 1.2, "mre_mm/all": 1.2,
+         "sdr_2.0mm/all": 84.0},
+        {"run": "refine-w", "mre_mm/shared": 1.0, "mre_mm/all": 1.0},
+    ]
+    pairs = [{"run_a": "finetune-v", "run_b": "refine-v", "p_value": 4.2e-7, "n_images": 25}]
+    s = rr._sentences(rows, pairs)
+    assert ("Refinement at native resolution, fine-tuned (v): 1.00 mm (SDR@2 mm 90.0 %) vs 1.25 mm (SDR@2 mm 83.4 %) "
+            "for the global model alone (1.25x lower, paired Wilcoxon p = 4.2e-07 over 25 images).") in s
+    assert ("Against each annotator, refined (refine-v) is at 1.20 mm where the annotators are 1.44 mm apart: "
+            "closer to each annotator than they are to each other (0.83x). Against their mean it is at 1.00 mm, "
+            "where an annotator is at 0.69 mm.") in s
+    assert "level with them (1.01x)" in " ".join(s)  # 1.46 / 1.44
+    assert not any("refine_source" in x or "(w)" in x for x in s)  # no source model, no finetune-w: no claim

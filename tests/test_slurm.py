@@ -26,7 +26,7 @@ import pytest
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
-RUNS = ("source-isbi2015", "zeroshot-letterbox128", "adabn-letterbox128", "finetuned-letterbox128")
+RUNS = ("source-isbi2015", "zero_shot-letterbox128", "adabn-letterbox128", "finetune-letterbox128")
 
 
 @pytest.fixture(scope="module")
