@@ -1,0 +1,1 @@
+"""LabelMe JSON annotations (no release to fetch): adapter and LabelMe writer (``adapter``)."""
