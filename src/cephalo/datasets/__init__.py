@@ -1,8 +1,8 @@
 """Data sets: parse a source release into long landmark rows (no resizing, no torch), and fetch it.
 
 One home per data set: ``cephalo/datasets/<name>/`` holds its adapter (``adapter.py``) and, where
-the authors publish an archive, its release spec and layout (``release.py``). The generic
-download/unpack machinery is :mod:`.fetch`.
+the authors publish an archive, its release spec and layout (``release.py``) and the writer of its
+synthetic demo tree (``demo.py``). The generic download/unpack machinery is :mod:`.fetch`.
 
 Registry: :data:`DATASETS` (name -> :class:`DataSet`, its modules imported on demand),
 :func:`create_adapter`, :func:`release_names` and :func:`get_release`. Data sets: ``aariz``,

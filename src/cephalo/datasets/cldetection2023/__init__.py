@@ -1,1 +1,4 @@
-"""CL-Detection 2023 (38 landmarks; registration required, no public archive to fetch): adapter (``adapter``)."""
+"""CL-Detection 2023 (38 landmarks).
+
+``adapter``: the adapter. No release spec: the data needs a registration, there is no public archive.
+"""

@@ -1,1 +1,4 @@
-"""ISBI 2015 (19 landmarks): adapter (``adapter``), release and layout (``release``)."""
+"""ISBI 2015 (19 landmarks).
+
+``adapter``: the adapter; ``release``: the release spec and layout; ``demo``: the demo tree writer.
+"""

@@ -1,1 +1,4 @@
-"""LabelMe JSON annotations (no release to fetch): adapter and LabelMe writer (``adapter``)."""
+"""LabelMe JSON annotations.
+
+``adapter``: the adapter and the LabelMe writer. No release spec: the files are the user's own.
+"""
