@@ -100,7 +100,8 @@ def test_aariz_capitalised_split_folder_accepted_by_index_and_download_check(tmp
     from click.testing import CliRunner
 
     from cephalo.cli import main
-    from cephalo.datasets.download import check_release_layout, get_release, validate_layout
+    from cephalo.datasets import get_release
+    from cephalo.datasets.fetch.layout import check_release_layout, validate_layout
     from cephalo.index import read_index
 
     make_aariz(tmp_path / "src", split_case=("Train", "valid", "test"))

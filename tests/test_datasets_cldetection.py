@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 from cephalo.datasets import create_adapter
-from cephalo.datasets.cldetection2023 import strip_zero_padding
+from cephalo.datasets.cldetection2023.adapter import strip_zero_padding
 from cephalo.index import build_index, ground_truth, landmark_arrays
 
 

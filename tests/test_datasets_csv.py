@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cephalo.datasets import ADAPTERS, assign_splits, create_adapter
+from cephalo.datasets import DATASETS, assign_splits, create_adapter
 from cephalo.errors import ConfigError, DataError
 from cephalo.index import build_index, landmark_arrays
 
@@ -70,8 +70,8 @@ def test_assign_splits():
 
 
 def test_registry():
-    assert set(ADAPTERS) == {"aariz", "isbi2015", "cldetection2023", "labelme", "csv"}
-    for name in ADAPTERS:
+    assert set(DATASETS) == {"aariz", "isbi2015", "cldetection2023", "labelme", "csv"}
+    for name in DATASETS:
         assert create_adapter(name).name == name
     with pytest.raises(ValueError, match="valid:.*aariz"):
         create_adapter("nope")

@@ -1,4 +1,5 @@
-"""cephalo.datasets.download and `cephalo download`: a loopback HTTP server, no network.
+"""cephalo.datasets.fetch, the data sets' release specs and `cephalo download`: a loopback HTTP
+server, no network.
 
 Every failure test checks the two promises: a clear DownloadError naming the URL/file,
 and nothing partial at (or beside) the destination.
@@ -18,13 +19,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cephalo.datasets import download as dl
-from cephalo.datasets.download import (
-    PROVENANCE_FILE,
-    MissingChecksumWarning,
-    fetch_release,
-    sniff_archive,
-)
+from cephalo.datasets import get_release
+from cephalo.datasets.fetch import archive
+from cephalo.datasets.fetch.archive import sniff_archive
+from cephalo.datasets.fetch.layout import validate_layout
+from cephalo.datasets.fetch.release import MissingChecksumWarning, fetch_release
+from cephalo.datasets.fetch.spec import PROVENANCE_FILE
 from cephalo.errors import ConfigError, DownloadError
 from httpserver import LoopbackServer, Route
 
@@ -107,14 +107,14 @@ def cache(tmp_path) -> Path:
 
 
 def test_release_specs_are_pinned():
-    a = dl.get_release("aariz")
+    a = get_release("aariz")
     assert a.files[0].url == "https://ndownloader.figshare.com/files/51041642"
     assert a.files[0].known_hash == "md5:e0bd645bca6759abdae4f199d841bda6"
     assert a.files[0].size == 2_098_209_792
-    i = dl.get_release("isbi2015")
+    i = get_release("isbi2015")
     assert i.files[0].known_hash is None and "3471833" in i.files[0].url
     with pytest.raises(ValueError, match="aariz, isbi2015"):
-        dl.get_release("nope")
+        get_release("nope")
 
 
 def test_sniff_archive(tmp_path, aariz_zip):
@@ -155,7 +155,7 @@ def test_http_success_unpacks_validates_and_caches(server, tmp_path, cache, aari
     assert prov["sources"][0]["sha256"] == sha256(aariz_zip)
     assert prov["sources"][0]["known_hash"] == md5(aariz_zip)
     assert prov["sources"][0]["size"] == len(aariz_zip)
-    dl.validate_layout(dest, dl.get_release("aariz").layout, source="x")
+    validate_layout(dest, get_release("aariz").layout, source="x")
     assert [p.name for p in (tmp_path / "data").iterdir()] == ["aariz"]  # no temp dirs beside dest
     # cached archive, no .part left behind
     assert [p.suffix for p in cache.iterdir()] == [".zip"]
@@ -298,7 +298,7 @@ def test_disk_full_while_unpacking(monkeypatch, tmp_path, aariz_zip):
     arc = tmp_path / "Aariz.zip"
     arc.write_bytes(aariz_zip)
     calls = {"n": 0}
-    real = dl._write_member
+    real = archive._write_member
 
     def full_disk(src, dst):
         calls["n"] += 1
@@ -308,7 +308,7 @@ def test_disk_full_while_unpacking(monkeypatch, tmp_path, aariz_zip):
             raise OSError(errno.ENOSPC, "No space left on device", str(dst))
         real(src, dst)
 
-    monkeypatch.setattr(dl, "_write_member", full_disk)
+    monkeypatch.setattr(archive, "_write_member", full_disk)
     dest = tmp_path / "out" / "aariz"
     with pytest.raises(DownloadError, match="disk full") as ei:
         fetch_release("aariz", dest, archive=arc, known_hash=md5(aariz_zip), progress=False)
@@ -320,7 +320,7 @@ def test_disk_full_while_unpacking(monkeypatch, tmp_path, aariz_zip):
 def test_not_enough_space_checked_before_unpacking(monkeypatch, tmp_path, aariz_zip):
     arc = tmp_path / "Aariz.zip"
     arc.write_bytes(aariz_zip)
-    monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: type("U", (), {"free": 10})())
+    monkeypatch.setattr(archive.shutil, "disk_usage", lambda p: type("U", (), {"free": 10})())
     with pytest.raises(DownloadError, match="not enough disk space"):
         fetch_release("aariz", tmp_path / "d", archive=arc, known_hash=md5(aariz_zip), progress=False)
     assert_nothing_partial(tmp_path / "d")
@@ -452,7 +452,7 @@ def test_rar_messages(monkeypatch, tmp_path):
     # rarfile absent -> names the package and the system tools
     monkeypatch.setitem(__import__("sys").modules, "rarfile", None)
     with pytest.raises(DownloadError, match=r"'rarfile' is not installed.*'unrar', 'unar' or 'bsdtar'"):
-        dl._import_rarfile(tmp_path / "RawImage.rar")
+        archive._import_rarfile(tmp_path / "RawImage.rar")
     monkeypatch.undo()
     rarfile = pytest.importorskip("rarfile")
 
@@ -461,7 +461,7 @@ def test_rar_messages(monkeypatch, tmp_path):
 
     monkeypatch.setattr(rarfile, "tool_setup", no_tool)
     with pytest.raises(DownloadError, match=r"no RAR tool found.*'unrar', 'unar' or 'bsdtar'") as ei:
-        dl._require_rar_tool(rarfile, tmp_path / "RawImage.rar")
+        archive._require_rar_tool(rarfile, tmp_path / "RawImage.rar")
     assert "RawImage.rar" in str(ei.value)
 
 
@@ -635,7 +635,7 @@ def test_relative_destination_and_cache_as_the_pipeline_passes_them(server, tmp_
     extractors would otherwise unpack relative to the archive's own folder)."""
     monkeypatch.chdir(tmp_path)
     url = server.add("/files/Aariz.zip", Route(body=aariz_zip))
-    out = dl.fetch_release("aariz", "resources/raw/aariz", url=url, known_hash=sha256(aariz_zip),
+    out = fetch_release("aariz", "resources/raw/aariz", url=url, known_hash=sha256(aariz_zip),
                            cache_dir="cache", progress=False)
     assert out == tmp_path / "resources" / "raw" / "aariz"
     assert (out / "Aariz" / "cephalogram_machine_mappings.csv").is_file()

@@ -134,7 +134,8 @@ def _check_eval(p: Path) -> str:
 
 
 def _check_download(p: Path) -> str:
-    from cephalo.datasets.download import PROVENANCE_FILE, check_release_layout
+    from cephalo.datasets.fetch.layout import check_release_layout
+    from cephalo.datasets.fetch.spec import PROVENANCE_FILE
 
     dest = p / "resources" / "raw"
     json.loads((dest / PROVENANCE_FILE).read_text())

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cephalo.datasets import create_adapter
-from cephalo.datasets.aariz import parse_landmark_json
-from cephalo.datasets.isbi2015 import parse_isbi_txt
+from cephalo.datasets.aariz.adapter import parse_landmark_json
+from cephalo.datasets.isbi2015.adapter import parse_isbi_txt
 from cephalo.errors import ConfigError, DataError
 from cephalo.index import build_index
 from cephalo.landmarks import AARIZ29

@@ -565,7 +565,7 @@ def _zip_tree(root: Path, out: Path) -> Path:
 def test_download_and_index_accept_the_same_aariz_tree_whatever_the_case_of_its_folders(tmp_path):
     import hashlib
 
-    from cephalo.datasets.download import fetch_release
+    from cephalo.datasets.fetch.release import fetch_release
 
     root = _small_aariz(tmp_path)
     os.replace(root / "Aariz" / "train", root / "Aariz" / "Train")  # the official loader's spelling
@@ -581,7 +581,7 @@ def test_download_and_index_reject_the_same_incomplete_aariz_tree_with_the_same_
     import hashlib
     import shutil
 
-    from cephalo.datasets.download import fetch_release
+    from cephalo.datasets.fetch.release import fetch_release
     from cephalo.errors import DownloadError
 
     root = _small_aariz(tmp_path)

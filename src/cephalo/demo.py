@@ -35,20 +35,15 @@ releases store it); the junior annotator adds isotropic Gaussian jitter whose me
 Everything is drawn from one ``numpy.random.Generator`` seeded by ``demo.seed``: the same params
 give byte-identical files (PNG/BMP/JPEG via OpenCV, JSON/CSV/TXT text).
 
-On-disk layouts follow the official releases (see the project's ``DATASETS.md``):
-- ISBI 2015 (Wang et al., Medical Image Analysis 31, 2016):
-  ``RawImage/{TrainingData,Test1Data,Test2Data}/NNN.bmp`` and
-  ``AnnotationsByMD/{400_senior,400_junior}/NNN.txt`` (19 ``x,y`` integer lines, then
-  classification lines).
-- Aariz (Khalid et al., arXiv 2302.07797; figshare 10.6084/m9.figshare.27986417.v1):
-  ``Aariz/{train,valid,test}/Cephalograms/<cuid>.<ext>``, ``.../Annotations/Cephalometric
-  Landmarks/{Senior,Junior} Orthodontists/<cuid>.json``, ``.../Annotations/CVM Stages/<cuid>.json``,
-  ``Aariz/cephalogram_machine_mappings.csv`` (UTF-8 BOM), ``Aariz/Readme.txt``.
+On-disk layouts follow the official releases (see the project's ``DATASETS.md``); each data
+set's writer lives beside its adapter: :func:`cephalo.datasets.isbi2015.demo.write_isbi2015` (ISBI
+2015 layout) and :func:`cephalo.datasets.aariz.demo.write_aariz` (Aariz layout). This module holds
+what they share (config, devices, skull template, rendering, annotation jitter, image writing) and
+:func:`make_demo`, which runs both.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +53,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .io import atomic_dir
-from .landmarks import AARIZ29, ISBI19
+from .landmarks import AARIZ29
 
 __all__ = [
     "DeviceSpec",
@@ -67,21 +62,12 @@ __all__ = [
     "skull_template",
     "perturb_template",
     "render_cephalogram",
-    "write_isbi2015",
-    "write_aariz",
+    "annotate",
+    "write_image",
+    "progress_bar",
     "make_demo",
-    "AARIZ_CVM_STAGE_IDS",
+    "DEFAULT_AARIZ_DEVICES",
 ]
-
-#: CVM stage ``id`` values of the Aariz release, stage 1..6 (DATASETS.md).
-AARIZ_CVM_STAGE_IDS = (
-    "cl9ci0iy22jm807w12q3331m3",
-    "cl9ci0iy22jma07w1fb137cme",
-    "cl9ci0iy22jmc07w1fq1o53mi",
-    "cl9ci0iy22jme07w142e7coez",
-    "cl9ci0iy22jmg07w1eiu566n8",
-    "cl9ci0iy22jmi07w13ibffvlh",
-)
 
 _IMAGE_FORMATS = ("png", "jpg", "jpeg", "bmp")
 
@@ -567,8 +553,12 @@ def _burn_labels(img: np.ndarray, rng: np.random.Generator, device: DeviceSpec, 
     return img * (1.0 - a) + np.float32(1.0) * a
 
 
-def _annotations(rng: np.random.Generator, lms_px: np.ndarray, device: DeviceSpec, cfg: DemoConfig):
-    """Senior = rounded truth; junior = truth + isotropic jitter (mean radial ``junior_jitter_mm``)."""
+def annotate(rng: np.random.Generator, lms_px: np.ndarray, device: DeviceSpec, cfg: DemoConfig):
+    """Senior = rounded truth; junior = truth + isotropic jitter (mean radial ``junior_jitter_mm``).
+
+    Returns:
+        ``(senior, junior)``: two ``(K, 2)`` int64 arrays, xy original pixels (junior clipped to the image).
+    """
     w, h = device.size
     senior = np.round(lms_px).astype(np.int64)
     sd_px = cfg.junior_jitter_mm / math.sqrt(math.pi / 2) * cfg.head_scale / device.spacing_mm
@@ -578,7 +568,12 @@ def _annotations(rng: np.random.Generator, lms_px: np.ndarray, device: DeviceSpe
     return senior, junior
 
 
-def _write_image(path: Path, image: np.ndarray, device: DeviceSpec) -> None:
+def write_image(path: Path, image: np.ndarray, device: DeviceSpec) -> None:
+    """Write a rendered ``(H, W)`` uint8 image in the device's format and channels (OpenCV).
+
+    Raises:
+        OSError: OpenCV could not write the file.
+    """
     import cv2
 
     if device.channels == 3:
@@ -592,154 +587,15 @@ def _write_image(path: Path, image: np.ndarray, device: DeviceSpec) -> None:
         raise OSError(f"{path}: OpenCV could not write the image")
 
 
-# ----------------------------------------------------------------------------------------------
-# ISBI 2015 classification lines (trailing lines of the annotation .txt files)
-
-
-def isbi_classification(lms: Mapping[str, np.ndarray], spacing_mm: float) -> list[int]:
-    """ISBI 2015 classification labels (ANB, SNB, SNA, ODI, APDI, FHI, FMA, MW) of one image.
-
-    Computed by :mod:`cephalo.measurements` (the challenge's definitions and class ranges, Wang et al.,
-    Medical Image Analysis 31, 2016, Table 2) from landmarks in original pixels (canonical name ->
-    (2,) xy) at an isotropic ``spacing_mm`` mm/px. The parsers ignore these lines; they make the
-    synthetic files look like the release.
-    """
-    from .measurements import ISBI2015_KEYS, classify, compute
-
-    names = list(lms)
-    coords = np.stack([np.asarray(lms[n], dtype=np.float64) for n in names])
-    values = compute(coords, names, np.array([spacing_mm, spacing_mm]), ISBI2015_KEYS)
-    return [int(classify(k, values[k])[0]) for k in ISBI2015_KEYS]
-
-
-# ----------------------------------------------------------------------------------------------
-# writers
-
-
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar over ``total`` images (disabled unless ``enabled``)."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
 
 
-def write_isbi2015(root: str | Path, cfg: DemoConfig, rng: np.random.Generator, progress: bool = False) -> list[dict]:
-    """Write the synthetic ISBI 2015 release under ``root`` (created; must not exist or be empty).
-
-    Layout: ``RawImage/{TrainingData,Test1Data,Test2Data}/NNN.bmp`` (numbered consecutively across
-    folders, 001...), ``AnnotationsByMD/{400_senior,400_junior}/NNN.txt``: 19 ``x,y`` integer
-    lines in ISBI order, then 8 classification lines.
-
-    Returns:
-        one dict per image: ``image_id``, ``split`` (folder), ``path``, ``landmarks`` (19, 2)
-        float64 true positions (ISBI order, original pixels).
-    """
-    root = Path(root)
-    template = skull_template()
-    dev = cfg.isbi_device
-    aariz_pos = [AARIZ29.index(n) for n in ISBI19.names]
-    for sub in ("AnnotationsByMD/400_senior", "AnnotationsByMD/400_junior"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    records = []
-    n = 0
-    total = sum(cfg.isbi_counts.values())
-    with _progress(total, "demo isbi2015", progress) as bar:
-        for folder in ("TrainingData", "Test1Data", "Test2Data"):
-            count = cfg.isbi_counts.get(folder, 0)
-            if count:
-                (root / "RawImage" / folder).mkdir(parents=True, exist_ok=True)
-            for _ in range(count):
-                n += 1
-                image_id = f"{n:03d}"
-                img, lms29 = render_cephalogram(rng, dev, cfg, template)
-                senior, junior = _annotations(rng, lms29, dev, cfg)
-                path = root / "RawImage" / folder / f"{image_id}.bmp"
-                _write_image(path, img, dev)
-                cls = isbi_classification({nm: lms29[i] for i, nm in enumerate(AARIZ29.names)}, dev.spacing_mm)
-                for who, pts in (("400_senior", senior), ("400_junior", junior)):
-                    lines = [f"{pts[i, 0]},{pts[i, 1]}" for i in aariz_pos] + [str(c) for c in cls]
-                    (root / "AnnotationsByMD" / who / f"{image_id}.txt").write_text("\n".join(lines) + "\n")
-                records.append({"image_id": image_id, "split": folder, "path": path,
-                                "landmarks": lms29[aariz_pos]})
-                bar.update()
-    return records
-
-
-_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def _cuid(rng: np.random.Generator) -> str:
-    """A cuid-like id: ``c`` + 24 base-36 characters (the Aariz file naming)."""
-    return "c" + "".join(_B36[i] for i in rng.integers(0, 36, size=24))
-
-
-def write_aariz(root: str | Path, cfg: DemoConfig, rng: np.random.Generator, progress: bool = False) -> list[dict]:
-    """Write the synthetic Aariz release under ``root`` (the ``Aariz/`` folder itself).
-
-    Devices are assigned so that each split gets each device in proportion to its ``weight``
-    (shuffled). Landmark JSONs carry the real ``landmark_id``, ``title`` and ``symbol`` of
-    :data:`cephalo.landmarks.AARIZ29`; the CVM JSON a stage 1-6 with the release's stage ids.
-
-    Returns:
-        one dict per image: ``image_id``, ``split``, ``device``, ``path``, ``landmarks`` (29, 2)
-        float64 true positions (AARIZ29 order, original pixels).
-    """
-    root = Path(root)
-    template = skull_template()
-    devices = cfg.aariz_devices or DEFAULT_AARIZ_DEVICES
-    weights = np.array([d.weight for d in devices], dtype=np.float64)
-    records = []
-    rows = ["cephalogram_id,machine,pixel_size,image_format,mode"]
-    total = sum(cfg.aariz_counts.values())
-    with _progress(total, "demo aariz", progress) as bar:
-        for split in ("train", "valid", "test"):
-            count = cfg.aariz_counts.get(split, 0)
-            base = root / split
-            img_dir = base / "Cephalograms"
-            lm_dir = base / "Annotations" / "Cephalometric Landmarks"
-            cvm_dir = base / "Annotations" / "CVM Stages"
-            for d in (img_dir, lm_dir / "Senior Orthodontists", lm_dir / "Junior Orthodontists", cvm_dir):
-                d.mkdir(parents=True, exist_ok=True)
-            # device of each image: largest-remainder apportionment by weight, then shuffled
-            quota = weights / weights.sum() * count
-            k = np.floor(quota).astype(int)
-            for i in np.argsort(-(quota - k), kind="stable")[: count - k.sum()]:
-                k[i] += 1
-            assign = np.repeat(np.arange(len(devices)), k)
-            rng.shuffle(assign)
-            for di in assign:
-                dev = devices[int(di)]
-                cid = _cuid(rng)
-                img, lms = render_cephalogram(rng, dev, cfg, template)
-                senior, junior = _annotations(rng, lms, dev, cfg)
-                path = img_dir / f"{cid}.{dev.image_format}"
-                _write_image(path, img, dev)
-                stamp = f"2021-{1 + int(rng.integers(0, 12)):02d}-{1 + int(rng.integers(0, 28)):02d}T" \
-                        f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}:00.000Z"
-                for who, pts in (("Senior Orthodontists", senior), ("Junior Orthodontists", junior)):
-                    order = rng.permutation(len(AARIZ29)) if cfg.shuffle_json_landmarks else np.arange(len(AARIZ29))
-                    entries = [{"landmark_id": AARIZ29[int(i)].source_id, "title": AARIZ29[int(i)].title,
-                                "symbol": AARIZ29[int(i)].symbol,
-                                "value": {"x": int(pts[int(i), 0]), "y": int(pts[int(i), 1])}} for i in order]
-                    doc = {"ceph_id": cid, "landmarks": entries, "labeled_at": stamp,
-                           "dataset_name": "Aariz (cephalo synthetic demo)"}
-                    (lm_dir / who / f"{cid}.json").write_text(json.dumps(doc, indent=1) + "\n")
-                stage = 1 + int(rng.integers(0, 6))
-                cvm = {"ceph_id": cid, "cvm_stage": {"id": AARIZ_CVM_STAGE_IDS[stage - 1], "title": f"CVM-S{stage}",
-                                                     "value": stage},
-                       "labeled_at": stamp, "dataset_name": "Aariz (cephalo synthetic demo)"}
-                (cvm_dir / f"{cid}.json").write_text(json.dumps(cvm, indent=1) + "\n")
-                rows.append(f"{cid},{dev.name},{dev.spacing_mm:g},{dev.image_format},{split}")
-                records.append({"image_id": cid, "split": split, "device": dev.name, "path": path,
-                                "landmarks": lms})
-                bar.update()
-    # the release's mapping file starts with a UTF-8 byte order mark
-    (root / "cephalogram_machine_mappings.csv").write_bytes(("\ufeff" + "\n".join(rows) + "\n").encode("utf-8"))
-    (root / "Readme.txt").write_text(
-        "Synthetic Aariz-layout data set generated by `cephalo make-demo` (not real patients).\n"
-        "29 cephalometric landmarks (senior and junior orthodontists), CVM stages 1-6, "
-        f"{len(devices)} devices: " + ", ".join(f"{d.name} ({d.spacing_mm:g} mm/px, {d.size[0]}x{d.size[1]})"
-                                              for d in devices) + ".\n")
-    return records
+# ----------------------------------------------------------------------------------------------
+# the whole demo (each data set's writer lives beside its adapter: cephalo.datasets.<name>.demo)
 
 
 def make_demo(out_dir: str | Path, cfg: DemoConfig | Mapping[str, Any] | None = None,
@@ -756,12 +612,16 @@ def make_demo(out_dir: str | Path, cfg: DemoConfig | Mapping[str, Any] | None = 
         progress: show tqdm progress bars.
 
     Returns:
-        ``{"isbi2015": records, "aariz": records}`` (see :func:`write_isbi2015`,
-        :func:`write_aariz`), paths pointing at the final locations.
+        ``{"isbi2015": records, "aariz": records}`` (see
+        :func:`cephalo.datasets.isbi2015.demo.write_isbi2015`,
+        :func:`cephalo.datasets.aariz.demo.write_aariz`), paths pointing at the final locations.
 
     Raises:
         ConfigError: an invalid ``demo:`` section.
     """
+    from .datasets.aariz.demo import write_aariz
+    from .datasets.isbi2015.demo import write_isbi2015
+
     if not isinstance(cfg, DemoConfig):
         cfg = DemoConfig.from_params(cfg)
     out_dir = Path(out_dir)

@@ -447,7 +447,7 @@ def write_predictions(
     * ``overlays/<image_id>.png`` (:func:`cephalo.evaluate.plots.prediction_overlay`);
     * ``report.html`` (:func:`cephalo.report_html.write_report`, self-contained);
     * with ``labelme_dir``: ``<labelme_dir>/<image_id>.json`` per image
-      (:func:`cephalo.datasets.labelme.write_labelme`), to correct in LabelMe and index back with the
+      (:func:`cephalo.datasets.labelme.adapter.write_labelme`), to correct in LabelMe and index back with the
       ``labelme`` adapter.
 
     Returns:
@@ -510,7 +510,7 @@ def write_predictions(
             table(preds).to_csv(tmp, index=False)
         paths[key] = out_dir / name
     if labelme_dir is not None:
-        from .datasets.labelme import write_labelme
+        from .datasets.labelme.adapter import write_labelme
 
         ldir = Path(labelme_dir)
         ldir.mkdir(parents=True, exist_ok=True)

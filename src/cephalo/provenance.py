@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from functools import lru_cache
@@ -227,6 +228,20 @@ def _imports_dynamically(tree: ast.AST) -> bool:
     return False
 
 
+_REGISTRY_TARGET = re.compile(r"([A-Za-z_][\w.]*):[A-Za-z_]\w*")
+
+
+def _registry_targets(tree: ast.AST, pkg: str) -> set[str]:
+    """Modules a lazy registry names as ``"module:attribute"`` strings, relative to ``pkg``."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            m = _REGISTRY_TARGET.fullmatch(node.value)
+            if m:
+                out.add(f"{pkg}.{m.group(1)}")
+    return out
+
+
 @lru_cache(maxsize=1024)
 def _parse(path: Path, mtime_ns: int, size: int) -> ast.Module:
     """The module's syntax tree (cached per file version within a process)."""
@@ -287,11 +302,16 @@ def command_modules(command_module: str, root: str | Path | None = None) -> dict
         tree = _tree(f)
         todo += sorted(_imports(tree, mod, f.name == "__init__.py") - set(seen))
         if mod != "cephalo.cli" and _imports_dynamically(tree):
-            # importlib.import_module(...) with computed names (lazy registries): every module of
-            # the package may run. (The CLI's own dispatch to its subcommands is not followed.)
+            # importlib.import_module(...) with computed names (lazy registries): the modules the
+            # registry names as "module:attribute" strings (cephalo.datasets.DATASETS), else every
+            # module of the package may run. (The CLI's own dispatch to its subcommands is not followed.)
             pkg_dir = f.parent
             pkg = mod if f.name == "__init__.py" else mod.rpartition(".")[0]
-            todo += [f"{pkg}.{c.stem}" for c in sorted(pkg_dir.glob("*.py")) if c.stem != "__init__"]
+            named = {t for t in _registry_targets(tree, pkg) if _module_file(root, t) is not None}
+            if named:
+                todo += sorted(named - set(seen))
+            else:
+                todo += [f"{pkg}.{c.stem}" for c in sorted(pkg_dir.glob("*.py")) if c.stem != "__init__"]
     return dict(sorted(seen.items()))
 
 

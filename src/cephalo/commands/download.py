@@ -20,12 +20,13 @@ from pathlib import Path
 import click
 
 from ..config.schema import DatasetDownload
-from ..datasets.download import RELEASES, fetch_release
+from ..datasets import release_names
+from ..datasets.fetch.release import fetch_release
 from ._common import params_option, read_params
 
 
 @click.command(name="download")
-@click.argument("dataset", type=click.Choice(sorted(RELEASES)))
+@click.argument("dataset", type=click.Choice(release_names()))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="folder to create with the unpacked release")
 @click.option("--mirror", "mirror", default=None, help="download from this URL instead of the release URL (same checksum)")
 @click.option("--archive", "archives", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="use a local archive (repeatable: ISBI ships several RARs)")

@@ -226,10 +226,10 @@ class DatasetDownload(Section):
 
 
 def _adapter(v: str) -> str:
-    from ..datasets import ADAPTERS
+    from ..datasets import DATASETS
 
-    if v not in ADAPTERS:
-        s = suggest(v, list(ADAPTERS))
+    if v not in DATASETS:
+        s = suggest(v, list(DATASETS))
         raise PydanticCustomError("adapter", "is not an adapter" + (f" (did you mean {s!r}?)" if s else ""))
     return v
 

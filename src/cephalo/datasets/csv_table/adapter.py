@@ -24,10 +24,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError
-from ..landmarks import Catalogue, Landmark, catalogue_from_params
-from .base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits
-from .labelme import parse_spacing
+from ...errors import ConfigError, DataError
+from ...landmarks import Catalogue, Landmark, catalogue_from_params
+from ..base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits
+from ..labelme.adapter import parse_spacing
 
 __all__ = ["CSVAdapter", "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS"]
 

@@ -25,9 +25,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from ..landmarks import AARIZ29
-from .base import (
+from ...errors import DataError
+from ...landmarks import AARIZ29
+from ..base import (
     Adapter,
     AdapterResult,
     Exclusion,
@@ -172,7 +172,7 @@ class AarizAdapter(Adapter):
         if csv_path is None:
             raise DataError(f"{CSV_NAME} not found (pixel sizes and devices come from it)", base)
         # the same layout check as `cephalo download aariz` (case-insensitive names)
-        from .download import check_release_layout
+        from ..fetch.layout import check_release_layout
 
         check_release_layout("aariz", base)
         mapping = read_machine_mappings(csv_path)

@@ -37,10 +37,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ConfigError, DataError
-from ..io import atomic_path
-from ..landmarks import Catalogue, catalogue_from_params
-from .base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, find_images, image_header
+from ...errors import ConfigError, DataError
+from ...io import atomic_path
+from ...landmarks import Catalogue, catalogue_from_params
+from ..base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, find_images, image_header
 
 __all__ = ["LabelMeAdapter", "label_map", "parse_spacing", "write_labelme"]
 

@@ -20,9 +20,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from ..landmarks import ISBI19
-from .base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, find_child_dir, find_images
+from ...errors import DataError
+from ...landmarks import ISBI19
+from ..base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, find_child_dir, find_images
 
 __all__ = ["ISBI2015Adapter", "SPLIT_FOLDERS", "parse_isbi_txt"]
 

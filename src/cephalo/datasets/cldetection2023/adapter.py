@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..io import atomic_path
-from ..landmarks import CLDETECTION38
-from .base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, image_header
+from ...errors import ConfigError, DataError
+from ...io import atomic_path
+from ...landmarks import CLDETECTION38
+from ..base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, image_header
 
 __all__ = ["CLDetection2023Adapter", "strip_zero_padding"]
 
