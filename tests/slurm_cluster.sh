@@ -70,6 +70,9 @@ stop)
   for f in "$dir/slurmd.pid" "$dir/slurmctld.pid"; do
     [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
   done
+  # daemons that wrote no pid file: found by the config file they were started with
+  pkill -f "slurmd -f $dir/slurm.conf" 2>/dev/null || true
+  pkill -f "slurmctld -f $dir/slurm.conf" 2>/dev/null || true
   [ -e "$dir/linked-etc" ] && rm -f /etc/slurm/slurm.conf "$dir/linked-etc" || true
   ;;
 esac

@@ -73,8 +73,10 @@ def test_reduced_demo_through_slurm_matches_a_local_run(slurm, tmp_path):
     small = ["slurm_partition=cpu", "mem_mb=1500", "cpus_per_task=1", "runtime=60"]
     train = [f"{r}:{k}" for r in ("train_source", "finetune", "train_refiner_source", "finetune_refiner")
              for k in ("slurm_partition=gpu", "mem_mb=2500", "cpus_per_task=1", "runtime=60")]
+    # the one-node cluster has no accounting database (slurmdbd), so `sacct` cannot answer: job states come
+    # from `squeue` (reliable here: MinJobAge=3600 keeps finished jobs visible), as on such a site
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "workflow/profiles/slurm", "--jobs", "2",
-           "--latency-wait", "10", "--verbose", "--config", _config_set(TINY),
+           "--latency-wait", "10", "--verbose", "--slurm-status-command", "squeue", "--config", _config_set(TINY),
            "--default-resources", *small, "--set-resources", *train]
     p = subprocess.run(cmd, cwd=d, env=env, capture_output=True, text=True, timeout=3000)
     out = p.stdout + p.stderr
