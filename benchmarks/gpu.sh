@@ -15,13 +15,16 @@
 #   (nvidia-smi), validation MRE / SDR@2mm before and after. The public best_model.pth cannot be
 #   downloaded there: CEPHALO_HRNET_CKPT=/path/best_model.pth (else a same-format stand-in is used and
 #   the JSON says init.public false). FINETUNE_ARGS="..." adds arguments (e.g. --epochs 20).
-#   Phase 2 is skipped, with a message, where the real data are absent.
+#   Phase 2 is skipped, with a message, where the real data are absent. A GPU machine that cannot see
+#   ../shared: copy the images it reads into the checkout first (benchmarks/README.md) and set
+#   CEPHALO_FT_DATA to that folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
 mkdir -p benchmarks/results
 stamp="$(date -u +%Y%m%d-%H%M%S)"
-has_data() { [[ -d "${CEPHALO_SHARED:-../shared}/data/hamedan/pictures" ]]; }
+data_dir="${CEPHALO_FT_DATA:-${CEPHALO_SHARED:-../shared}/data/hamedan}"
+has_data() { [[ -d "$data_dir/pictures" ]]; }
 if [[ " $* " == *" --smoke "* ]]; then
   out="${OUT:-benchmarks/results/smoke-${stamp}.json}"
   timeout 300 "$PY" benchmarks/bench_train.py --device cpu --out "$out" "$@"
@@ -29,7 +32,7 @@ if [[ " $* " == *" --smoke "* ]]; then
     # shellcheck disable=SC2086
     timeout 300 "$PY" benchmarks/gpu_finetune.py --smoke --out "${out%.json}-finetune.json" ${FINETUNE_ARGS:-}
   else
-    echo "gpu.sh: phase 2 skipped: no real data at ${CEPHALO_SHARED:-../shared}/data/hamedan" >&2
+    echo "gpu.sh: phase 2 skipped: no real data at $data_dir" >&2
   fi
   exit 0
 fi
@@ -44,6 +47,6 @@ if has_data; then
   timeout 270 "$PY" benchmarks/gpu_finetune.py --out "benchmarks/results/gpu-finetune-${stamp}.json" \
     --engine-json "$out" ${FINETUNE_ARGS:-} || rc=$?
 else
-  echo "gpu.sh: phase 2 skipped: no real data at ${CEPHALO_SHARED:-../shared}/data/hamedan" >&2
+  echo "gpu.sh: phase 2 skipped: no real data at $data_dir" >&2
 fi
 exit $rc

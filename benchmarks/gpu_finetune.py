@@ -147,9 +147,21 @@ class GpuSampler:
         }
 
 
-def smoke_root(work: Path) -> Path:
+def copy_data(src: Path, dst: Path, last: int = 75) -> None:
+    """Copy images 001-``last`` (train 001-060 + valid 061-075, about 50 MB) with both annotators'
+    labels into ``dst``, same layout: the part of the set the fine-tune reads, small enough to travel
+    to a GPU machine that cannot see ``../shared`` (then ``CEPHALO_FT_DATA=dst``)."""
+    for folder, ext in (("pictures", "png"), *((a, "json") for a in ANNOTATORS)):
+        (dst / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(1, last + 1):
+            f = src / folder / f"{i:03d}.{ext}"
+            if f.is_file():
+                shutil.copy2(f, dst / folder / f.name)
+
+
+def smoke_root(src: Path, work: Path) -> Path:
     """A Hamedan-layout folder with the 6 smoke images (links to the real files)."""
-    src, root = SHARED / "data" / "hamedan", work / "hamedan_smoke"
+    root = work / "hamedan_smoke"
     for folder in ("pictures", *ANNOTATORS):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for i in SMOKE_IDS["train"] + SMOKE_IDS["valid"]:
@@ -216,7 +228,7 @@ def device_name(device: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="CPU, 4 train + 2 valid images at 128 px, 1 epoch")
-    ap.add_argument("--out", type=Path, required=True, help="result JSON")
+    ap.add_argument("--out", type=Path, default=None, help="result JSON (required unless --copy-data)")
     ap.add_argument("--work", type=Path, default=None, help="run folder (default: a temporary one, removed)")
     ap.add_argument("--checkpoint", default=None, help="the public best_model.pth (else CEPHALO_HRNET_CKPT, ...)")
     ap.add_argument("--device", default=None, help="cuda (default) | cpu (--smoke)")
@@ -224,14 +236,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--train-budget-s", type=float, default=None, help="stop training after this (default 150; smoke 240)")
+    ap.add_argument("--data-root", type=Path, default=None,
+                    help="Hamedan folder (default: $CEPHALO_FT_DATA, else $CEPHALO_SHARED/data/hamedan)")
+    ap.add_argument("--copy-data", type=Path, default=None, metavar="DIR",
+                    help="only copy images 001-075 with their labels from --data-root to DIR (to carry them)")
     ap.add_argument("--engine-json", type=Path, default=None,
                     help="phase 1 result (bench_train.py) for the loader-free images/s at the same batch size")
     a = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_child)
     t_start = time.perf_counter()
-    data = SHARED / "data" / "hamedan"
+    data = a.data_root or Path(os.environ.get("CEPHALO_FT_DATA") or SHARED / "data" / "hamedan")
     if not (data / "pictures").is_dir():
-        raise SystemExit(f"real data not present at {data} (set CEPHALO_SHARED)")
+        raise SystemExit(f"real data not present at {data} (set CEPHALO_FT_DATA or CEPHALO_SHARED)")
+    if a.copy_data:
+        copy_data(data, a.copy_data)
+        log(f"copied images 001-075 and labels to {a.copy_data}")
+        return 0
+    if a.out is None:
+        ap.error("--out is required")
     device = a.device or ("cpu" if a.smoke else "cuda")
     variant = "letterbox128" if a.smoke else "letterbox768"
     size = 128 if a.smoke else 768
@@ -259,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         bs = a.batch_size or tcfg["batch_size"]
         workers = a.workers if a.workers is not None else tcfg["num_workers"]
         epochs = epochs or tcfg["epochs"]
-        root = smoke_root(work) if a.smoke else data
+        root = smoke_root(data, work) if a.smoke else data
         ckpt, init = resolve_checkpoint(a.checkpoint, work, params)
         times = {}
         index = work / "index" / "hamedan.parquet"

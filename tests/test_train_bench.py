@@ -20,6 +20,7 @@ def test_gpu_benchmark_smoke_runs_and_writes_json(tmp_path):
     # no real data here: phase 2 (the real fine-tune) is skipped with a message; its own test is below
     env = dict(os.environ, PYTHON=sys.executable, OUT=str(out), CUDA_VISIBLE_DEVICES="",
                CEPHALO_SHARED=str(tmp_path / "no-shared"))
+    env.pop("CEPHALO_FT_DATA", None)
     r = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu.sh"), "--smoke"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -42,7 +43,8 @@ def test_gpu_finetune_smoke_runs_the_cli_chain_on_real_data(shared_data, tmp_pat
     4 Hamedan images, HRNet-W32 from a checkpoint in the public format) -> evaluate on 2 images."""
     out = tmp_path / "ft.json"
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", CEPHALO_SHARED=str(shared_data.parent))
-    env.pop("CEPHALO_HRNET_CKPT", None)
+    for k in ("CEPHALO_HRNET_CKPT", "CEPHALO_FT_DATA"):
+        env.pop(k, None)
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_finetune.py"), "--smoke", "--out", str(out)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
