@@ -173,3 +173,21 @@ def test_provenance_differences_warn(tmp_path):
     assert any("different code (git_commit)" in x for x in w)
     assert any("packages.torch" in x for x in w)
     assert provenance_warnings([load_run(a), load_run(a)]) == []
+
+
+def test_per_landmark_table_hand_computed(tmp_path):
+    """Landmark k off by err_px[k] px at 0.1 mm/px: per-landmark MRE = err_px / 10 mm; shared landmarks
+    first, a landmark a run does not score is empty; the markdown lists every cell."""
+    from cephalo.evaluate.compare import per_landmark_markdown, per_landmark_table
+
+    a = _run_lm(tmp_path, "a", ["sella", "nasion", "menton"], [10.0, 20.0, 30.0])
+    b = _run_lm(tmp_path, "b", ["nasion", "sella"], [5.0, 15.0])
+    rows, _ = compare_runs([a, b])
+    names, table, human, human_run = per_landmark_table(rows)
+    assert names == ["sella", "nasion", "menton"]
+    np.testing.assert_allclose(table["a"], [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(table["b"][:2], [1.5, 0.5])
+    assert np.isnan(table["b"][2]) and human_run is None and all(np.isnan(human))
+    md = per_landmark_markdown(rows)
+    assert "| sella | 1.00 | 1.50 |" in md and "| menton | 3.00 | - |" in md and "human" not in md
+    assert "## Per landmark" in to_markdown(rows, [])

@@ -285,4 +285,59 @@ def to_markdown(rows: list[dict], pairs: list[dict], warnings: Sequence[str] = (
         out += ["| " + " | ".join(_cell(p.get(c)) for c in pc) + " |" for p in pairs]
     else:
         out.append("No two runs share images.")
+    per = per_landmark_markdown(rows)
+    if per:
+        out += ["", per.rstrip("\n")]
+    return "\n".join(out) + "\n"
+
+
+def per_landmark_table(rows: Sequence[Mapping]) -> tuple[list[str], dict[str, list[float]], list[float], str | None]:
+    """Per-landmark MRE of every run, for where a difference comes from.
+
+    Args:
+        rows: :func:`compare_runs` rows (each with its loaded run under ``_run``).
+
+    Returns:
+        ``(landmarks, {run: [MRE mm per landmark, NaN where the run does not score it]}, human,
+        human_run)``: landmarks are the union of the runs' landmarks, those all runs share first;
+        ``human`` is the annotator-vs-annotator MRE per landmark on the images of ``human_run``, the
+        first run that records one (NaN / None without).
+    """
+    runs = [r["_run"] for r in rows if "_run" in r]
+    names = list(shared_landmarks(runs)) if runs else []
+    for run in runs:
+        names += [n for n in run["landmarks"] if n not in names]
+    table: dict[str, list[float]] = {}
+    human: dict[str, float] = {}
+    human_run: str | None = None
+    for r in rows:
+        run = r.get("_run")
+        if run is None:
+            continue
+        e = np.asarray(run["errors"], dtype=np.float64)
+        ok = np.isfinite(e)
+        mre = np.where(ok.any(axis=0), np.where(ok, e, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1), np.nan)
+        table[str(r["run"])] = [float(mre[run["landmarks"].index(n)]) if n in run["landmarks"] else float("nan")
+                                for n in names]
+        met = run["metrics"]
+        block = (met.get("human_comparison") or {}).get("annotator_vs_annotator") or met.get("human_limit") or {}
+        if human_run is None and any(v is not None and np.isfinite(v) for v in (block.get("per_landmark") or {}).values()):
+            human_run = str(r["run"])
+            human = {str(n): float(v) for n, v in block["per_landmark"].items() if v is not None and np.isfinite(v)}
+    return names, table, [human.get(n, float("nan")) for n in names], human_run
+
+
+def per_landmark_markdown(rows: Sequence[Mapping]) -> str:
+    """Markdown: one row per landmark, one column per run (MRE mm), and the human limit; "" without runs."""
+    names, table, human, human_run = per_landmark_table(rows)
+    if not names or not table:
+        return ""
+    runs = list(table)
+    has_human = human_run is not None
+    head = ["landmark", *runs] + ([f"human (annotator vs annotator, images of {human_run})"] if has_human else [])
+    out = ["## Per landmark (MRE mm over each run's test images; where a difference comes from)", "",
+           "| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for i, n in enumerate(names):
+        cells = [n] + [_cell(table[r][i]) for r in runs] + ([_cell(human[i])] if has_human else [])
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

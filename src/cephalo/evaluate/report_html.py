@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -66,46 +65,49 @@ def _shared(rows: Sequence[Mapping]) -> list[str]:
 
 
 def per_landmark_png(rows: Sequence[Mapping], path: str | Path) -> Path:
-    """Per-landmark MRE of every run side by side (grouped bars), human limit as black markers.
+    """Per-landmark MRE of every run as a heat map (runs x landmarks, mm, log colour scale), values
+    written in the cells, the human limit (annotator vs annotator, on the images of the first run that
+    records one) as the last row.
 
-    Landmarks: the union of all runs' landmarks (shared ones first); a run that does not score a
-    landmark has no bar there. The human limit per landmark is the annotator-vs-annotator MRE
-    recorded by the first run that has one for that landmark.
+    A map rather than grouped bars: with a dozen runs bars cannot be told apart, and one failed run
+    (tens of mm) flattens every other bar. Landmarks and values: :func:`cephalo.evaluate.compare.
+    per_landmark_table` (shared landmarks first; a run that does not score a landmark has an empty cell).
     """
+    from matplotlib.colors import LogNorm
+
+    from .compare import per_landmark_table
+
     plt = _plt()
+    names, table, human, human_run = per_landmark_table(rows)
+    labels = list(table)
+    grid = [table[r] for r in labels]
+    if human_run is not None:
+        labels.append(f"human (annotator vs annotator,\nimages of {human_run})")
+        grid.append(human)
+    z = np.array(grid, dtype=np.float64).reshape(len(labels), len(names))
+    fin = z[np.isfinite(z) & (z > 0)]
+    lo, hi = (float(fin.min()), float(fin.max())) if fin.size else (0.1, 1.0)
+    norm = LogNorm(vmin=max(min(lo, 0.5), 1e-3), vmax=max(hi, 1.0))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(names) + 3.5), 0.42 * len(labels) + 2.2))
+    im = ax.imshow(np.ma.masked_invalid(z), cmap="viridis", norm=norm, aspect="auto")
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            v = z[i, j]
+            if np.isfinite(v):
+                dark = norm(max(v, norm.vmin)) < 0.6
+                ax.text(j, i, f"{v:.1f}" if v < 10 else f"{v:.0f}", ha="center", va="center", fontsize=6.5,
+                        color="white" if dark else "black")
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(np.arange(len(labels)))
+    ax.set_yticklabels(labels, fontsize=7)
+    if len(labels) > len(table):
+        ax.axhline(len(table) - 0.5, color="white", lw=2)
     shared = _shared(rows)
-    names = list(shared)
-    for r in rows:
-        names += [n for n in r["_run"]["landmarks"] if n not in names]
-    k, m = len(names), max(len(rows), 1)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.42 * k + 2), 4.4))
-    x = np.arange(k)
-    width = 0.8 / m
-    human = {}
-    for j, r in enumerate(rows):
-        run = r["_run"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a landmark nobody predicted
-            mre = np.nanmean(run["errors"], axis=0)
-        vals = [float(mre[run["landmarks"].index(n)]) if n in run["landmarks"] else np.nan for n in names]
-        ax.bar(x - 0.4 + width * (j + 0.5), vals, width=width, label=r["run"])
-        met = run["metrics"]
-        block = (met.get("human_comparison") or {}).get("annotator_vs_annotator") or met.get("human_limit") or {}
-        for n, v in (block.get("per_landmark") or {}).items():
-            if v is not None and np.isfinite(v):
-                human.setdefault(n, float(v))
-    if human:
-        ax.plot(x, [human.get(n, np.nan) for n in names], "k_", markersize=12, mew=2.2,
-                label="human limit (annotator vs annotator)")
-    if shared and len(shared) < k:
-        ax.axvline(len(shared) - 0.5, color="0.4", lw=0.8, ls="--")
-        ax.text(len(shared) - 0.45, ax.get_ylim()[1] * 0.95, "not shared by all runs ->", fontsize=7, va="top")
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("MRE (mm)")
-    ax.set_title("Per-landmark MRE, runs side by side", fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    if shared and len(shared) < len(names):
+        ax.axvline(len(shared) - 0.5, color="white", lw=1.5, ls="--")
+    fig.colorbar(im, ax=ax, label="MRE (mm, log scale)", fraction=0.03, pad=0.01)
+    ax.set_title("Per-landmark MRE (mm), runs x landmarks", fontsize=10)
     return _save(fig, path)
 
 
