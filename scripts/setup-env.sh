@@ -17,5 +17,5 @@ fi
 echo "cephalo: creating environment in $venv (first time: several minutes, torch is large)" >&2
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
-"$venv/bin/python" -m pip install -q -c "$repo/envs/constraints.txt" -e "$repo[test,pipeline,onnx,rar]"
+"$venv/bin/python" -m pip install -q -c "$repo/envs/constraints.txt" -e "$repo[test,pipeline,onnx,rar,cluster]"
 echo "$want" > "$stamp"
