@@ -137,3 +137,17 @@ def test_refined_runs_are_worded_beside_their_global_model():
             "where an annotator is at 0.69 mm.") in s
     assert "level with them (1.01x)" in " ".join(s)  # 1.46 / 1.44
     assert not any("refine_source" in x or "(w)" in x for x in s)  # no source model, no finetune-w: no claim
+
+
+def test_a_zero_width_sdr_ci_tolerates_one_landmark_on_another_cpu():
+    """10 images x 19 landmarks: an SDR moves in steps of 100 / 190 = 0.526 %. A recorded 100 % [100, 100]
+    (every landmark inside) still matches 99.47 % (one landmark across the threshold), not 98.95 % (two)."""
+    def block(sdr, cpu):
+        run = {"run": "finetune-v", "n_images": 10, "n_landmarks/shared": 19, "n_landmarks/all": 19,
+               "sdr_3.0mm/shared": sdr, "sdr_3.0mm/shared/ci95_lo": 100.0, "sdr_3.0mm/shared/ci95_hi": 100.0}
+        return f"<!-- results-data {json.dumps({'cpu_model': cpu, 'runs': [run]})} -->"
+
+    recorded = block(100.0, "CPU A")
+    assert rr.compare_blocks(recorded, block(100 - 100 / 190, "CPU B"), "CPU B") == []
+    problems = rr.compare_blocks(recorded, block(100 - 200 / 190, "CPU B"), "CPU B")
+    assert len(problems) == 1 and "sdr_3.0mm/shared" in problems[0]
