@@ -84,3 +84,23 @@ def test_real_cephalogram_is_not_flagged_and_noise_is(shared_data):
     # Hamedan (another clinic and device): not flagged either
     ham = sorted((shared_data / "hamedan/pictures").glob("*.png"))[0]
     assert F.image_flags(cv2.imread(str(ham), cv2.IMREAD_GRAYSCALE))[0] == []
+
+
+def test_image_flag_counts_landmarks_not_found_not_wide_radii():
+    """Three landmarks with radii over the threshold flag those landmarks only; three outside the image
+    (or without a position) flag the image: 'landmarks' means the model did not find the anatomy."""
+    img = np.zeros((600, 500), np.uint8)
+    img[100:500, 100:400] = 200  # one large smooth structure: not "no_structure"
+    coords = np.array([[150.0 + 20 * i, 150.0 + 15 * i] for i in range(5)])
+    names = [f"l{i}" for i in range(5)]
+    ok = np.ones(5, bool)
+    wide = np.array([3.0, 3.0, 3.0, 1.0, 1.0])
+    r = F.review(img, coords, names, (0.1, 0.1), ok, ~ok, wide, None)
+    assert r["image"] == [] and r["n_landmarks_flagged"] == 3
+    assert [f for f in r["landmarks"]] == [["radius"]] * 3 + [[], []]
+    out = ok.copy()
+    out[:2] = False
+    deg = ~ok
+    deg[4] = True
+    r = F.review(img, coords, names, (0.1, 0.1), out, deg, None, None)
+    assert r["image"] == ["landmarks"] and r["landmarks"][0] == ["outside"] and r["landmarks"][4] == ["no_position"]

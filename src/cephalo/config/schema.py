@@ -820,7 +820,7 @@ class ReviewConfig(Section):
     min_side_px: PosInt = 256  # image flag "tiny": shorter side below this
     max_aspect: Annotated[float, Ge(1)] = 2.0  # image flag "aspect": long/short side above this
     min_structure: NonNegFloat = 0.5  # image flag "no_structure": blur-surviving variance fraction below this
-    max_flagged_landmarks: PosInt = 3  # flag the image when this many landmarks are flagged
+    max_flagged_landmarks: PosInt = 3  # flag the image when this many landmarks are not found (outside / no position)
 
 
 class PredictConfig(Section):
