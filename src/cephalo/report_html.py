@@ -20,7 +20,7 @@ FLAG_TEXT = {
     "aspect": "extreme aspect ratio: not a lateral cephalogram",
     "no_structure": "no radiographic structure (noise, blank or not an X-ray)",
     "shape": "implausible landmark constellation for a cephalogram",
-    "landmarks": "several landmarks flagged",
+    "landmarks": "several landmarks not found (outside the image or no position)",
     "radius": "prediction radius above the review threshold",
     "outside": "landmark outside the image",
     "no_position": "the model found no position",
