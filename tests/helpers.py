@@ -4,6 +4,7 @@ helpers that need them, so that importing this module (conftest does) stays chea
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -21,6 +22,14 @@ SHARED = Path(os.environ.get("CEPHALO_SHARED", REPO.parent / "shared"))
 SHARED_DATA = SHARED / "data"
 #: the public HRNet-W32 checkpoint spec the fidelity tests need (small; in the repository)
 HRNET_SPEC = REPO / "tests" / "data" / "hf_hrnet_w32"
+
+
+def load_script(path: Path, name: str):
+    """Import a script that is not in a package (scripts/, benchmarks/) as module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 # ---------------------------------------------------------------------- images (geometry, preprocessing)

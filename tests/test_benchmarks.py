@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,18 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 RUN_ALL = REPO / "benchmarks" / "run_all.py"
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("cephalo_bench_run_all", RUN_ALL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ra = _load()
+ra = load_script(RUN_ALL, "cephalo_bench_run_all")
 
 COMPARISON = (
     "run,variant,split,stage,n_images,mre_mm,mre_ci95,sdr_2.0_pct,sdr_2.0_ci95,human_mre_mm\n"

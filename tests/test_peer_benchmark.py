@@ -7,7 +7,6 @@ tests that need it skip where it is absent, as in CI.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,20 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = REPO / "benchmarks" / "peer_landmarker.py"
 PEER_SIDE = REPO / "benchmarks" / "peer" / "landmarker_side.py"
 PEER_PYTHON = REPO / ".venv-peer" / "bin" / "python"
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("cephalo_bench_peer", DRIVER)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-peer = _load()
+peer = load_script(DRIVER, "cephalo_bench_peer")
 
 
 def _need_peer_env() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -14,11 +13,10 @@ from click.testing import CliRunner
 
 from cephalo.commands.compare import command as compare_command
 from cephalo.evaluate.runner import evaluate_predictions
+from helpers import load_script
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("readme_results", REPO / "scripts" / "readme_results.py")
-rr = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rr)
+rr = load_script(REPO / "scripts" / "readme_results.py", "readme_results")
 
 
 def _params(tmp_path):
