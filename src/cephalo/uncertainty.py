@@ -191,7 +191,7 @@ def coverage(cal: Mapping, errors: np.ndarray, confidence: np.ndarray, names: Se
         r = radii(cal, names, confidence, float(lv), unit)
         has = np.isfinite(e) & ~np.isnan(r)  # a ground truth and a calibrated landmark
         ok = has & np.isfinite(r)
-        hit = np.where(ok, e <= np.where(ok, r, 0.0), False)
+        hit = ok & (e <= r)
         per = {n: (float(hit[:, k][ok[:, k]].mean()) if ok[:, k].any() else float("nan")) for k, n in enumerate(names)}
         out[coverage_key(lv)] = {"nominal": float(lv), "overall": float(hit[ok].mean()) if ok.any() else float("nan"),
                                  "n": int(ok.sum()), "n_unbounded": int((has & ~ok).sum()), "unit": unit,

@@ -314,11 +314,8 @@ def per_landmark_table(rows: Sequence[Mapping]) -> tuple[list[str], dict[str, li
         run = r.get("_run")
         if run is None:
             continue
-        e = np.asarray(run["errors"], dtype=np.float64)
-        ok = np.isfinite(e)
-        mre = np.where(ok.any(axis=0), np.where(ok, e, 0.0).sum(axis=0) / np.maximum(ok.sum(axis=0), 1), np.nan)
-        table[str(r["run"])] = [float(mre[run["landmarks"].index(n)]) if n in run["landmarks"] else float("nan")
-                                for n in names]
+        mre = {s["landmark"]: s["mre_mm"] for s in M.summarise_per_landmark(run["errors"], run["landmarks"], ())}
+        table[str(r["run"])] = [float(mre.get(n, float("nan"))) for n in names]
         met = run["metrics"]
         block = (met.get("human_comparison") or {}).get("annotator_vs_annotator") or met.get("human_limit") or {}
         if human_run is None and any(v is not None and np.isfinite(v) for v in (block.get("per_landmark") or {}).values()):
