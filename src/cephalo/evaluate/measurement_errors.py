@@ -291,13 +291,17 @@ def comparison_markdown(rows: Sequence[Mapping]) -> str:
     out = ["", "## Cephalometric measurements (MAE [95 % CI], class accuracy %; coverage of the radii)", "",
            "A `coverage@level` row is the fraction of test landmarks within their calibrated radius; `-` there "
            "means no finite radius (the calibration split has too few images for that level: "
-           "`ceil((n + 1) * level) > n`) or no calibration.", "",
-           "| measurement | unit | " + " | ".join(runs) + " | two annotators |",
-           "| " + " | ".join("---" for _ in range(len(runs) + 3)) + " |"]
+           "`ceil((n + 1) * level) > n`) or no calibration.", ""]
+    # the two-annotator limit is a property of the images: one run's images, named in the header
+    human_run = next((r["run"] for r in rows if r.get("human_mae") is not None), None)
+    out += ["| measurement | unit | " + " | ".join(runs)
+            + (f" | two annotators (images of {human_run}) |" if human_run else " | two annotators |"),
+            "| " + " | ".join("---" for _ in range(len(runs) + 3)) + " |"]
     for k in keys:
         rs = [by.get((run, k)) for run in runs]
         unit = next((r["unit"] for r in rs if r), "")
-        hum = next((r for r in rs if r and r.get("human_mae") is not None), None)
+        hum = by.get((human_run, k)) if human_run else None
+        hum = hum if hum is not None and hum.get("human_mae") is not None else None
         htxt = "-" if hum is None else (f"{hum['human_mae']:.2f}" + (
             f" ({100 * hum['human_accuracy']:.0f} %)" if hum.get("human_accuracy") is not None else ""))
         out.append(f"| {k} | {unit} | " + " | ".join(cell(r) for r in rs) + f" | {htxt} |")
