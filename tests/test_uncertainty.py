@@ -25,6 +25,62 @@ def test_conformal_rank_rule_hand_computed():
         U.calibrate(e, e, np.ones_like(e), ["sella"], scale="bogus")
 
 
+def test_pooled_quantile_weights_and_leave_one_out_hand_computed():
+    """Two landmarks, four images; landmark B errs twice as much as A and has weight 2."""
+    e = np.array([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0], [4.0, 8.0]])
+    one = np.ones_like(e)
+    # weighted scores e / w: A 1,2,3,4 and B 1,2,3,4 -> pooled 1,1,2,2,3,3,4,4 (n = 8)
+    cal = U.calibrate(e, e, one, ["A", "B"], (0.5, 0.75), "constant", pooling="pooled", weights=[1.0, 2.0])
+    assert cal["q_mm"]["0.5"] == [3.0, 6.0]  # rank ceil(9 x 0.5) = 5 -> 3; radius q x w_k
+    assert cal["q_mm"]["0.75"] == [4.0, 8.0]  # rank ceil(9 x 0.75) = 7 -> 4
+    # leave one image out at 0.5 (rank ceil(7 x 0.5) = 4 of the 6 scores left): images 1 and 2 keep
+    # radii (3, 6) and are covered (2 + 2 hits); images 3 and 4 get (2, 4) and are not (0 + 0): 4 / 8
+    assert cal["loo_coverage"] == {"unit": "mm", "0.5": 0.5, "0.75": pytest.approx(6 / 8)}
+    # unweighted: scores 1,2,2,3,4,4,6,8 -> rank 7 -> 6 for both landmarks
+    assert U.calibrate(e, e, one, ["A", "B"], (0.75,), "constant", pooling="pooled")["q_mm"]["0.75"] == [6.0, 6.0]
+    # per landmark: rank ceil(5 x 0.75) = 4 of 4 -> the largest error of each (weights cancel)
+    for w in (None, [1.0, 2.0]):
+        assert U.calibrate(e, e, one, ["A", "B"], (0.75,), "constant", pooling="landmark",
+                           weights=w)["q_mm"]["0.75"] == [4.0, 8.0]
+    with pytest.raises(ConfigError, match="pooling"):
+        U.calibrate(e, e, one, ["A", "B"], pooling="global")
+    with pytest.raises(ConfigError, match="weights"):
+        U.calibrate(e, e, one, ["A", "B"], weights=[1.0, 0.0])
+
+
+def test_difficulty_weights_hand_computed():
+    e = np.array([[1.0, 1.0, 4.0, np.nan], [1.0, 3.0, 4.0, np.nan]])  # medians 1, 2, 4, none
+    np.testing.assert_allclose(U.difficulty_weights(e), [0.5, 1.0, 2.0, 1.0])  # / median(1, 2, 4) = 2
+    np.testing.assert_array_equal(U.difficulty_weights(np.zeros((3, 2))), [1.0, 1.0])  # no positive median
+
+
+def test_pooling_with_training_weights_covers_each_landmark():
+    """Landmarks of different difficulty (sigma 0.5..2 mm) and a small calibration split (15 images, as a
+    clinic's validation split): per-landmark radii over-cover (the largest of 15 errors, expected
+    15/16 = 93.75 %), pooled unweighted radii miss the hard landmarks, pooled radii weighted by the
+    training split's per-landmark errors are near nominal overall and per landmark."""
+    rng = np.random.default_rng(1)
+    sig = np.array([0.5, 1.0, 1.5, 2.0])
+    names = [f"l{i}" for i in range(sig.size)]
+
+    def draw(n):
+        return np.hypot(*rng.normal(0, 1, size=(2, n, sig.size))) * sig
+
+    runs = {"landmark": [], "pooled": [], "weighted": []}
+    for _ in range(200):  # average over calibration draws: the guarantee is in expectation
+        e_cal, e_test, e_train = draw(15), draw(200), draw(60)
+        one, t1 = np.ones_like(e_cal), np.ones_like(e_test)
+        for key, kw in (("landmark", {"pooling": "landmark"}), ("pooled", {"pooling": "pooled"}),
+                        ("weighted", {"pooling": "pooled", "weights": U.difficulty_weights(e_train)})):
+            cal = U.calibrate(e_cal, e_cal, one, names, (0.9,), "constant", **kw)
+            cov = U.coverage(cal, e_test, t1, names)["0.9"]
+            runs[key].append([cov["per_landmark"][n] for n in names])
+    mean = {k: np.mean(v, axis=0) for k, v in runs.items()}
+    assert abs(mean["landmark"].mean() - 15 / 16) < 0.01
+    assert mean["pooled"][-1] < 0.85 and mean["pooled"][0] > 0.97  # hard landmark under-, easy over-covered
+    assert abs(mean["weighted"].mean() - 0.9) < 0.01 and np.all(np.abs(mean["weighted"] - 0.9) < 0.03)
+
+
 @pytest.mark.parametrize("scale", ["inverse_confidence", "constant"])
 def test_coverage_on_synthetic_heteroscedastic_errors(scale):
     rng = np.random.default_rng(0)
@@ -112,6 +168,9 @@ def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
     meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw)
     cal = U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), scale="constant", progress=False)
     assert cal["n_images"] == 4 and cal["split"] == "valid"
+    # the training split weights the landmarks: the same 1.2 mm error everywhere -> equal weights
+    assert cal["difficulty_split"] == "train" and cal["difficulty_n_images"] == 4 and cal["pooling"] == "pooled"
+    np.testing.assert_allclose(cal["weights"], 1.0, rtol=0.05)
     np.testing.assert_allclose(cal["q_mm"]["0.5"], 1.2, atol=0.05)  # 3 input px = 12 original px = 1.2 mm
     np.testing.assert_allclose(cal["q_px"]["0.5"], 12.0, atol=0.5)
     assert cal["shape_model"]["split"] == "train" and len(cal["shape_model"]["mean"]) == 4
@@ -127,8 +186,12 @@ def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
     Stand.i = 0
     cal_r = U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), scale="constant", progress=False,
                               refine=refine, shape_split=None)
-    assert seen_rows == [[0, 1, 2, 3]]  # the calibration split's variant rows
+    assert seen_rows == [[0, 1, 2, 3, 4, 5, 6, 7]]  # the calibration split's variant rows, then the training split's
     np.testing.assert_allclose(cal_r["q_mm"]["0.5"], 0.0, atol=0.02)
+
+    # weights learnt on the calibration images themselves would void the guarantee
+    with pytest.raises(ConfigError, match="difficulty_split"):
+        U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), progress=False, difficulty_split="valid")
 
 
 def test_bundle_carries_its_own_calibration(tmp_path):

@@ -2,24 +2,35 @@
 
 A radius ``r`` with coverage ``1 - alpha`` promises: for a new image from the same distribution as
 the calibration images, the true landmark lies within ``r`` of the prediction with probability at
-least ``1 - alpha`` (marginally, per landmark). Method: split conformal prediction with a normalised
+least ``1 - alpha`` (marginally). Method: split conformal prediction with a normalised
 nonconformity score (Vovk, Gammerman & Shafer, *Algorithmic Learning in a Random World*, 2005;
 Papadopoulos et al. 2002; Angelopoulos & Bates, "A gentle introduction to conformal prediction",
 arXiv 2107.07511, section 2.3):
 
-* score of calibration image ``i``, landmark ``k``: ``s_ik = e_ik / u_ik``, with ``e_ik`` the radial
-  error (mm; and separately in original pixels, for images without a spacing) and ``u_ik`` a
+* score of calibration image ``i``, landmark ``k``: ``s_ik = e_ik / (w_k * u_ik)``, with ``e_ik`` the
+  radial error (mm; and separately in original pixels, for images without a spacing), ``u_ik`` a
   per-prediction *scale* from the decoder confidence ``c_ik``:
   ``inverse_confidence``: ``u = 1 / max(c, conf_floor)`` (a flat, low heatmap -> a wide radius), or
-  ``constant``: ``u = 1`` (one radius per landmark);
-* ``q_k`` = the ``ceil((n_k + 1)(1 - alpha))``-th smallest of the ``n_k`` finite scores (infinite if
-  that rank exceeds ``n_k``);
-* radius of a new prediction: ``r = q_k * u`` (mm, or px without spacing).
+  ``constant``: ``u = 1``; and ``w_k`` a per-landmark *difficulty weight* fixed before calibration
+  (the landmark's median radial error on another split, e.g. the training images, divided by the
+  median over landmarks; 1 when not given);
+* ``pooling``: ``pooled``: one quantile ``q`` over all ``n = sum_k n_k`` finite scores (the guarantee
+  holds over landmarks together; the weights make it hold roughly per landmark), or ``landmark``:
+  one quantile ``q_k`` per landmark over its ``n_k`` scores (a per-landmark guarantee; with the
+  15-25 images of a clinic's validation split the rank is the largest score, so the radii are the
+  widest seen and over-cover: expected coverage ``ceil((n + 1)(1 - alpha)) / (n + 1)``, 93.75 % at
+  n = 15, and 0.95 is unbounded below 19 images);
+* the quantile is the ``ceil((n + 1)(1 - alpha))``-th smallest score (infinite if that rank exceeds ``n``);
+* radius of a new prediction: ``r = q * w_k * u`` (mm, or px without spacing). The stored table
+  holds ``q * w_k`` per landmark, so applying radii does not depend on the pooling.
 
 The guarantee needs the calibration split to be exchangeable with the images predicted later (use
-the fine-tuning validation split of the target clinic, never training images); it holds for any
-scale, the confidence only makes the radii adaptive. Empirical coverage on a test split is
-:func:`coverage` (reported by ``cephalo evaluate`` when the checkpoint carries a calibration).
+the fine-tuning validation split of the target clinic, never training images) and the weights and
+scale not to be learnt from the calibration images; it holds for any such scale, which only makes
+the radii adaptive. Empirical coverage on a test split is :func:`coverage` (reported by ``cephalo
+evaluate`` when the checkpoint carries a calibration); :func:`calibrate` also records the
+leave-one-image-out coverage on the calibration split itself (``loo_coverage``), the validation-split
+check of a pooling and scale choice.
 
 The calibration is a JSON-ready dict stored in the checkpoint (top-level key ``calibration``, written
 by ``cephalo calibrate``) and read back by :func:`read_calibration`.
@@ -28,6 +39,7 @@ by ``cephalo calibrate``) and read back by :func:`read_calibration`.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -35,9 +47,10 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["SCALES", "calibrate", "radii", "coverage", "read_calibration", "coverage_key", "calibrate_model"]
+__all__ = ["SCALES", "POOLINGS", "calibrate", "difficulty_weights", "radii", "coverage", "read_calibration", "coverage_key", "calibrate_model"]
 
 SCALES = ("inverse_confidence", "constant")
+POOLINGS = ("pooled", "landmark")
 FORMAT = "cephalo-conformal"
 
 
@@ -64,6 +77,58 @@ def _quantile(scores: np.ndarray, coverage_level: float) -> float:
     return float(s[rank - 1]) if rank <= n else float("inf")
 
 
+def difficulty_weights(errors: np.ndarray) -> np.ndarray:
+    """Per-landmark difficulty weights ``w_k``: median radial error of landmark k over the median of those medians.
+
+    Args:
+        errors: (N, K) radial errors (any unit; NaN = missing) on images that are *not* the
+            calibration images (the training split), so the weights do not depend on them.
+
+    Returns:
+        (K,) float64, dimensionless, > 0; 1 for a landmark without a finite positive median (and
+        all 1 when no landmark has one).
+    """
+    e = np.asarray(errors, dtype=np.float64)
+    if e.ndim != 2:
+        raise ValueError(f"errors must be (N, K), got {e.shape}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a landmark without any finite error
+        med = np.nanmedian(e, axis=0) if e.shape[0] else np.full(e.shape[1], np.nan)
+    good = np.isfinite(med) & (med > 0)
+    if not good.any():
+        return np.ones(e.shape[1])
+    w = med / float(np.median(med[good]))
+    return np.where(good, w, 1.0)
+
+
+def _scores(e: np.ndarray, u: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return e / (w[None, :] * u)
+
+
+def _table(s: np.ndarray, w: np.ndarray, level: float, pooling: str) -> np.ndarray:
+    """(K,) ``q * w_k`` (pooled) or ``q_k * w_k`` (per landmark); inf where the rank exceeds n, NaN without scores."""
+    if pooling == "pooled":
+        return _quantile(s.ravel(), level) * w
+    return np.array([_quantile(s[:, k], level) for k in range(s.shape[1])]) * w
+
+
+def _loo_coverage(e: np.ndarray, u: np.ndarray, w: np.ndarray, levels: Sequence[float], pooling: str) -> dict:
+    """Leave-one-image-out coverage on the calibration images: calibrate on N - 1, score the one left out."""
+    out = {}
+    n = e.shape[0]
+    s = _scores(e, u, w)
+    for lv in levels:
+        hits, scored = 0, 0
+        for i in range(n):
+            keep = np.arange(n) != i
+            r = _table(s[keep], w, float(lv), pooling) * u[i]
+            ok = np.isfinite(e[i]) & np.isfinite(r)
+            hits += int((e[i][ok] <= r[ok]).sum())
+            scored += int(ok.sum())
+        out[coverage_key(lv)] = hits / scored if scored else None
+    return out
+
+
 def calibrate(
     errors_mm: np.ndarray | None,
     errors_px: np.ndarray,
@@ -73,8 +138,10 @@ def calibrate(
     scale: str = "inverse_confidence",
     conf_floor: float = 0.01,
     info: Mapping[str, Any] | None = None,
+    pooling: str = "pooled",
+    weights: Sequence[float] | None = None,
 ) -> dict:
-    """Split-conformal quantiles per landmark and coverage level.
+    """Split-conformal quantiles per landmark and coverage level (see the module doc).
 
     Args:
         errors_mm: (N, K) radial errors in mm on the calibration images (NaN = missing), or None.
@@ -82,17 +149,21 @@ def calibrate(
         confidence: (N, K) decoder confidence of those predictions.
         names: K canonical landmark names.
         coverages: levels in (0, 1).
-        scale: ``inverse_confidence`` | ``constant`` (see the module doc).
+        scale: ``inverse_confidence`` | ``constant``.
         conf_floor: lower bound of the confidence in the scale (> 0).
         info: provenance recorded in the result (split, variant, checkpoint).
+        pooling: ``pooled`` (one quantile over all landmarks' scores) | ``landmark`` (one per landmark).
+        weights: (K,) per-landmark difficulty weights ``w_k`` > 0 (:func:`difficulty_weights` of
+            another split's errors), or None (all 1).
 
     Returns:
-        ``{"format", "method", "scale", "conf_floor", "landmarks", "coverages", "n" [K],
-        "q_mm" {cov: [K]}, "q_px" {cov: [K]}, **info}``; infinite quantiles are stored as None
-        (too few calibration images for that level).
+        ``{"format", "method", "scale", "conf_floor", "pooling", "weights" [K], "landmarks",
+        "coverages", "n" [K], "q_mm" {cov: [K]}, "q_px" {cov: [K]}, "loo_coverage" {"unit",
+        cov: fraction}, **info}``; ``q_*`` hold ``q * w_k`` (apply with :func:`radii`); infinite
+        quantiles are stored as None (too few calibration scores for that level).
 
     Raises:
-        ConfigError: bad coverage levels, scale or floor; ValueError: shapes disagree.
+        ConfigError: bad coverage levels, scale, pooling, floor or weights; ValueError: shapes disagree.
     """
     ep = np.asarray(errors_px, dtype=np.float64)
     conf = np.asarray(confidence, dtype=np.float64)
@@ -103,24 +174,30 @@ def calibrate(
         raise ConfigError(f"conformal coverages must lie in (0, 1), got {list(coverages)}")
     if not conf_floor > 0:
         raise ConfigError(f"conformal conf_floor must be > 0, got {conf_floor}")
+    if pooling not in POOLINGS:
+        raise ConfigError(f"unknown conformal pooling {pooling!r}; valid: {list(POOLINGS)}")
+    w = np.ones(len(names)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(names),) or not (np.isfinite(w) & (w > 0)).all():
+        raise ConfigError(f"conformal landmark weights must be {len(names)} finite values > 0, got {w.tolist()}")
     u = _scale(conf, scale, conf_floor)
-    out: dict = {"format": FORMAT, "format_version": 1,
-                 "method": "split conformal prediction, normalised score = radial error / scale",
-                 "scale": scale, "conf_floor": float(conf_floor), "landmarks": names,
+    out: dict = {"format": FORMAT, "format_version": 2,
+                 "method": "split conformal prediction, normalised score = radial error / (landmark weight x scale)",
+                 "scale": scale, "conf_floor": float(conf_floor), "pooling": pooling,
+                 "weights": [float(v) for v in w], "landmarks": names,
                  "coverages": [float(c) for c in coverages], "n": [int(np.isfinite(ep[:, k]).sum())
                                                                   for k in range(len(names))],
                  "q_mm": {}, "q_px": {}}
 
     def q(e: np.ndarray) -> dict:
-        res = {}
-        for c in coverages:
-            vals = [_quantile(e[:, k] / u[:, k], float(c)) for k in range(len(names))]
-            res[coverage_key(c)] = [None if not np.isfinite(v) else v for v in vals]
-        return res
+        s = _scores(e, u, w)
+        return {coverage_key(c): [None if not np.isfinite(v) else float(v) for v in _table(s, w, float(c), pooling)]
+                for c in coverages}
 
     out["q_px"] = q(ep)
+    e_loo, unit = (ep, "px") if errors_mm is None else (np.asarray(errors_mm, dtype=np.float64), "mm")
     if errors_mm is not None:
-        out["q_mm"] = q(np.asarray(errors_mm, dtype=np.float64))
+        out["q_mm"] = q(e_loo)
+    out["loo_coverage"] = {"unit": unit, **_loo_coverage(e_loo, u, w, coverages, pooling)}
     out.update(dict(info or {}))
     return out
 
@@ -223,7 +300,8 @@ def read_calibration(path: str | Path) -> dict | None:
 def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[float] = (0.9, 0.95),
                     scale: str = "inverse_confidence", conf_floor: float = 0.01, batch_size: int = 4,
                     device: str = "cpu", progress: bool = True, shape_split: str | None = "train",
-                    shape_quantile: float = 0.99, shape_margin: float = 1.5,
+                    shape_quantile: float = 0.99, shape_margin: float = 1.5, pooling: str = "pooled",
+                    difficulty_split: str | None = "train",
                     refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None) -> dict:
     """Predict the ``split`` images of a variant and calibrate radii on their errors (:func:`calibrate`).
 
@@ -232,7 +310,9 @@ def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[flo
     ``(coords (R, K, 2) original px, rows) -> (R, K, 2)``, :func:`cephalo.refine.variant_refiner`,
     exactly as ``cephalo evaluate`` applies it; the decoder confidence of the global model stays the
     scale); errors are measured over the landmarks the model
-    and the data share, with each image's own spacing. With ``shape_split``, a
+    and the data share, with each image's own spacing. With ``difficulty_split`` (the training
+    images), that split is predicted the same way and its per-landmark median errors give the
+    landmark weights (:func:`difficulty_weights`; none when the split is empty). With ``shape_split``, a
     :class:`cephalo.flags.ShapeModel` is also fitted on that split's ground-truth landmarks (the
     training landmarks; patient frame, mm) and stored as ``shape_model`` for the review flags.
 
@@ -251,20 +331,34 @@ def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[flo
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
     predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
                                     device_key="calibrate.device")
-    p = predict_variant(predictor, variant, rows, batch_size=batch_size, progress=progress, desc="calibrate")
-    coords = p.coords if refine is None else refine(p.coords, rows)
-    pred, conf = coords[:, mi], p.confidence
-    gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
-    spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
-    if not np.isfinite(spacing).all():
+    drows = (np.flatnonzero(np.asarray(variant.splits) == difficulty_split) if difficulty_split
+             else np.zeros(0, dtype=np.int64))
+    if difficulty_split == split:
+        raise ConfigError(f"calibrate.difficulty_split must differ from the calibration split {split!r}: "
+                          "weights learnt on the calibration images void the coverage guarantee")
+    both = np.concatenate([rows, drows])  # one pass over both splits
+    p = predict_variant(predictor, variant, both, batch_size=batch_size, progress=progress, desc="calibrate")
+    coords = p.coords if refine is None else refine(p.coords, both)
+    gt = np.asarray(variant.landmarks_original, dtype=np.float64)[both][:, di]
+    spacing = np.asarray(variant.spacing, dtype=np.float64)[both]
+    if not np.isfinite(spacing[: rows.size]).all():
         raise DataError("some calibration images have no pixel spacing", getattr(variant, "path", None))
-    e_mm = M.radial_errors_mm(pred, gt, spacing)
-    e_px = M.radial_errors_mm(pred, gt, np.ones_like(spacing))  # the same formula with 1 px = 1 unit
+    cal_part, dif_part = slice(0, rows.size), slice(rows.size, None)
+    e_mm = M.radial_errors_mm(coords[cal_part][:, mi], gt[cal_part], spacing[cal_part])
+    e_px = M.radial_errors_mm(coords[:, mi], gt, np.ones_like(spacing))  # the same formula with 1 px = 1 unit
+    weights = None
+    if drows.size:  # relative difficulty in mm, or in px where some training images have no spacing
+        d_sp = spacing[dif_part]
+        weights = difficulty_weights(M.radial_errors_mm(coords[dif_part][:, mi], gt[dif_part], d_sp)
+                                     if np.isfinite(d_sp).all() else e_px[dif_part])
     vmeta = getattr(variant, "meta", {}) or {}
-    cal = calibrate(e_mm, e_px, conf[:, mi], names, coverages, scale, conf_floor,
-                     info={"split": split, "n_images": int(rows.size),
-                           "variant": vmeta.get("name", Path(str(getattr(variant, "path", ""))).name),
-                           "variant_fingerprint": vmeta.get("fingerprint")})
+    cal = calibrate(e_mm, e_px[cal_part], p.confidence[cal_part][:, mi], names, coverages, scale,
+                    conf_floor, pooling=pooling, weights=weights,
+                    info={"split": split, "n_images": int(rows.size),
+                          "difficulty_split": difficulty_split if drows.size else None,
+                          "difficulty_n_images": int(drows.size),
+                          "variant": vmeta.get("name", Path(str(getattr(variant, "path", ""))).name),
+                          "variant_fingerprint": vmeta.get("fingerprint")})
     if shape_split:
         from .flags import ShapeModel
         from .measurements import patient_frame_mm

@@ -1,14 +1,16 @@
 """``cephalo calibrate --model CKPT --data VARIANT --split valid --out CKPT``: conformal prediction radii.
 
 Predicts the ``--split`` images of a variant (the fine-tuning validation split of the target clinic:
-never training images, never the evaluated test images), computes per-landmark split-conformal
-quantiles of the radial error (:mod:`cephalo.uncertainty`) and writes a cephalo checkpoint that
+never training images, never the evaluated test images), computes split-conformal quantiles of
+the radial error (:mod:`cephalo.uncertainty`: pooled over landmarks, each weighted by its difficulty
+on the training split) and writes a cephalo checkpoint that
 carries them (top-level ``calibration``). ``--out`` may equal ``--model`` (replaced atomically).
 A bundle (``--model bundle.json``: global model + refiner) is calibrated on its refined predictions
 and written as a bundle JSON with a ``calibration`` entry (``--out`` ends in ``.json``).
 
 Params ``calibrate:`` (all optional): ``coverages`` ([0.9, 0.95]), ``scale`` (``inverse_confidence``
-| ``constant``), ``conf_floor`` (0.01), ``batch_size`` (4), ``device`` (auto), ``split`` (valid),
+| ``constant``), ``conf_floor`` (0.01), ``pooling`` (``pooled`` | ``landmark``), ``difficulty_split``
+(train: the split whose per-landmark median errors weight the landmarks; null = equal weights), ``batch_size`` (4), ``device`` (auto), ``split`` (valid),
 ``shape_split`` (train: the split whose ground-truth landmarks fit the shape model of the review
 flags, :class:`cephalo.flags.ShapeModel`; null = none), ``shape_quantile`` (0.99), ``shape_margin`` (1.5).
 """
@@ -64,7 +66,8 @@ def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path,
     cal = calibrate_model(model.eval(), meta, variant, split, coverages=cp.coverages, scale=cp.scale,
                           conf_floor=cp.conf_floor, batch_size=cp.batch_size,
                           device=device, progress=progress, shape_split=cp.shape_split,
-                          shape_quantile=cp.shape_quantile, shape_margin=cp.shape_margin, refine=refine)
+                          shape_quantile=cp.shape_quantile, shape_margin=cp.shape_margin, pooling=cp.pooling,
+                          difficulty_split=cp.difficulty_split, refine=refine)
     cal["checkpoint"] = str(model_path)
     if bundle is not None:
         from ..refine import write_bundle
@@ -78,13 +81,21 @@ def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path,
         save_checkpoint(out_path, model.cpu(), meta, extra={**keep, "calibration": cal})
     import math
 
-    q = [v for v in (cal["q_mm"].get(coverage_key(cp.coverages[0])) or []) if v is not None]
+    level = coverage_key(cp.coverages[0])
+    q = [v for v in (cal["q_mm"].get(level) or []) if v is not None]
     med = sorted(q)[len(q) // 2] if q else float("nan")
     unit = "mm" if cp.scale == "constant" else "mm x decoder confidence"
-    click.echo(f"{out_path}: conformal radii ({cp.scale}) from {cal['n_images']} '{split}' images, "
-               f"coverages {cp.coverages}; median landmark quantile at {cp.coverages[0]:g}: {med:.3g} {unit}")
+    loo = cal["loo_coverage"].get(level)
+    weighted = (f", landmarks weighted by their '{cal['difficulty_split']}' errors "
+                f"({cal['difficulty_n_images']} images)" if cal.get("difficulty_split") else "")
+    click.echo(f"{out_path}: conformal radii ({cp.scale}, {cp.pooling}{weighted}) from {cal['n_images']} "
+               f"'{split}' images, coverages {cp.coverages}; median landmark quantile at {level}: {med:.3g} {unit}; "
+               f"leave-one-image-out coverage at {level}: "
+               + ("-" if loo is None else f"{100 * loo:.1f} %"))
+    n_scores = sum(cal["n"]) if cp.pooling == "pooled" else min(cal["n"], default=0)
     for c in cp.coverages:
         need = math.ceil(c / (1 - c) - 1e-9)  # the rank ceil((n + 1) c) <= n needs n >= c / (1 - c)
-        if cal["n_images"] < need:
-            click.echo(f"warning: coverage {c:g} needs >= {need} calibration images (got {cal['n_images']}): "
+        if n_scores < need:
+            what = "scores over all landmarks" if cp.pooling == "pooled" else "calibration images"
+            click.echo(f"warning: coverage {c:g} needs >= {need} {what} (got {n_scores}): "
                        "its radii are infinite", err=True)
