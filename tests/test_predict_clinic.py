@@ -96,7 +96,7 @@ def test_calibrated_checkpoint_gives_radii_circles_and_radius_flags(ckpt, tmp_pa
 
     model, meta, _ = load_checkpoint(ckpt)
     e = np.tile(np.array([[0.5, 1.0, 30.0]]), (20, 1))  # menton: 30 mm radius -> flagged at 2 mm
-    cal = calibrate(e, e * 10, np.ones_like(e), NAMES, (0.9, 0.95), "constant")
+    cal = calibrate(e, e * 10, np.ones_like(e), NAMES, (0.9, 0.95), "constant", pooling="landmark")
     cal.update(split="valid", n_images=20, variant="synthetic")
     calibrated = save_checkpoint(tmp_path / "cal.pt", model, meta, extra={"calibration": cal})
     imgs = _images(tmp_path / "in")

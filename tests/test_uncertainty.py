@@ -228,6 +228,14 @@ def test_evaluation_reports_coverage_per_landmark_and_overall(tmp_path):
     assert set(cov) == {"0.9", "0.95"} and set(cov["0.9"]["per_landmark"]) == set(names)
     assert 0.8 < cov["0.9"]["overall"] < 0.98 and cov["0.95"]["overall"] >= cov["0.9"]["overall"]
     assert cov["0.9"]["overall"] == pytest.approx((e[100:] <= np.array(cal["q_mm"]["0.9"])).mean())
+    # per landmark also in per_landmark.csv, and the calibration's own leave-one-out check in metrics
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "ev" / "per_landmark.csv").set_index("landmark")
+    for lm in names:
+        assert table.loc[lm, "coverage_0.9"] == pytest.approx(
+            (e[100:, names.index(lm)] <= cal["q_mm"]["0.9"][names.index(lm)]).mean())
+    assert res["uncertainty"]["pooling"] == "pooled" and res["uncertainty"]["calibration_loo_coverage"]["unit"] == "mm"
 
 
 def test_unbounded_radii_claim_no_coverage():

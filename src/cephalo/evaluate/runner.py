@@ -208,8 +208,11 @@ def evaluate_predictions(
         from ..uncertainty import coverage
 
         result["uncertainty"] = {"method": calibration.get("method"), "scale": calibration.get("scale"),
+                                 "pooling": calibration.get("pooling", "landmark"),  # format 1 was per landmark
+                                 "difficulty_split": calibration.get("difficulty_split"),
                                  "calibration_split": calibration.get("split"),
                                  "calibration_images": calibration.get("n_images"),
+                                 "calibration_loo_coverage": calibration.get("loo_coverage"),
                                  "coverage": coverage(calibration, err, confidence, names)}
     result = _nanlist(result)
 
@@ -224,6 +227,8 @@ def evaluate_predictions(
                    "sd_mm": r["sd_mm"], "median_mm": r["median_mm"], "p90_mm": r["p90_mm"]}
             row.update({f"sdr_{t}": v for t, v in r["sdr"].items()})
             row["human_mre_mm"] = r["human_mre_mm"]
+            for lv, c in ((result.get("uncertainty") or {}).get("coverage") or {}).items():
+                row[f"coverage_{lv}"] = c["per_landmark"].get(r["landmark"])  # fraction within the radius
             rows.append(row)
         pd.DataFrame(rows).to_csv(tmp / "per_landmark.csv", index=False, float_format="%.6g")
         pd.DataFrame({
