@@ -99,7 +99,11 @@ def write_report(path: str | Path, records: Sequence[Mapping], info: Mapping[str
     if cal:
         out.append(f"<tr><th>uncertainty</th><td>split-conformal radii at {100 * float(rv.get('coverage', 0.9)):.0f}% "
                    f"coverage, calibrated on {_e(cal.get('n_images'))} '{_e(cal.get('split'))}' images of "
-                   f"{_e(cal.get('variant'))}</td></tr>")
+                   f"{_e(cal.get('variant'))}"
+                   + (f" (one quantile over all landmarks, each weighted by its median error on "
+                      f"{_e(cal.get('difficulty_n_images'))} '{_e(cal.get('difficulty_split'))}' images)"
+                      if cal.get("pooling") == "pooled" and cal.get("difficulty_split") else "")
+                   + "</td></tr>")
     else:
         out.append("<tr><th>uncertainty</th><td class='warn'>the checkpoint carries no calibration: no prediction "
                    "radii, no radius flags (run <code>cephalo calibrate</code>)</td></tr>")
