@@ -523,7 +523,8 @@ def write_predictions(
     flags_summary = {"images": n_img, "landmarks": n_lm, "by_flag": dict(sorted(by_flag.items()))}
     run_info = {**dict(info or {}), "review": dict(cfg.__dict__),
                 "calibration": None if not calibration else {
-                    k: calibration.get(k) for k in ("method", "scale", "split", "n_images", "variant", "coverages")}}
+                    k: calibration.get(k) for k in ("method", "scale", "pooling", "split", "n_images", "variant", "coverages",
+                                          "difficulty_split", "difficulty_n_images", "loo_coverage")}}
     if report:
         from .report_html import write_report
 
