@@ -47,7 +47,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["SCALES", "POOLINGS", "calibrate", "difficulty_weights", "radii", "coverage", "read_calibration", "coverage_key", "calibrate_model"]
+__all__ = ["SCALES", "POOLINGS", "calibrate", "difficulty_weights", "radii", "coverage", "read_calibration",
+           "coverage_key", "calibrate_model"]
 
 SCALES = ("inverse_confidence", "constant")
 POOLINGS = ("pooled", "landmark")

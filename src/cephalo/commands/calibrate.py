@@ -10,9 +10,10 @@ and written as a bundle JSON with a ``calibration`` entry (``--out`` ends in ``.
 
 Params ``calibrate:`` (all optional): ``coverages`` ([0.9, 0.95]), ``scale`` (``inverse_confidence``
 | ``constant``), ``conf_floor`` (0.01), ``pooling`` (``pooled`` | ``landmark``), ``difficulty_split``
-(train: the split whose per-landmark median errors weight the landmarks; null = equal weights), ``batch_size`` (4), ``device`` (auto), ``split`` (valid),
-``shape_split`` (train: the split whose ground-truth landmarks fit the shape model of the review
-flags, :class:`cephalo.flags.ShapeModel`; null = none), ``shape_quantile`` (0.99), ``shape_margin`` (1.5).
+(train: the split whose per-landmark median errors weight the landmarks; null = equal weights),
+``batch_size`` (4), ``device`` (auto), ``split`` (valid), ``shape_split`` (train: the split whose
+ground-truth landmarks fit the shape model of the review flags, :class:`cephalo.flags.ShapeModel`;
+null = none), ``shape_quantile`` (0.99), ``shape_margin`` (1.5).
 """
 
 from __future__ import annotations
