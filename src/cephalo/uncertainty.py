@@ -113,11 +113,12 @@ def _table(s: np.ndarray, w: np.ndarray, level: float, pooling: str) -> np.ndarr
     return np.array([_quantile(s[:, k], level) for k in range(s.shape[1])]) * w
 
 
-def _loo_coverage(e: np.ndarray, u: np.ndarray, w: np.ndarray, levels: Sequence[float], pooling: str) -> dict:
-    """Leave-one-image-out coverage on the calibration images: calibrate on N - 1, score the one left out."""
+def _loo_coverage(e: np.ndarray, s: np.ndarray, u: np.ndarray, w: np.ndarray, levels: Sequence[float],
+                  pooling: str) -> dict:
+    """Leave-one-image-out coverage on the calibration images (errors ``e``, their scores ``s``):
+    calibrate on N - 1, score the one left out."""
     out = {}
     n = e.shape[0]
-    s = _scores(e, u, w)
     for lv in levels:
         hits, scored = 0, 0
         for i in range(n):
@@ -189,16 +190,17 @@ def calibrate(
                                                                   for k in range(len(names))],
                  "q_mm": {}, "q_px": {}}
 
-    def q(e: np.ndarray) -> dict:
-        s = _scores(e, u, w)
+    def q(s: np.ndarray) -> dict:
         return {coverage_key(c): [None if not np.isfinite(v) else float(v) for v in _table(s, w, float(c), pooling)]
                 for c in coverages}
 
-    out["q_px"] = q(ep)
-    e_loo, unit = (ep, "px") if errors_mm is None else (np.asarray(errors_mm, dtype=np.float64), "mm")
+    e_loo, s_loo, unit = ep, _scores(ep, u, w), "px"
+    out["q_px"] = q(s_loo)
     if errors_mm is not None:
-        out["q_mm"] = q(e_loo)
-    out["loo_coverage"] = {"unit": unit, **_loo_coverage(e_loo, u, w, coverages, pooling)}
+        e_loo, unit = np.asarray(errors_mm, dtype=np.float64), "mm"
+        s_loo = _scores(e_loo, u, w)
+        out["q_mm"] = q(s_loo)
+    out["loo_coverage"] = {"unit": unit, **_loo_coverage(e_loo, s_loo, u, w, coverages, pooling)}
     out.update(dict(info or {}))
     return out
 
@@ -332,11 +334,11 @@ def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[flo
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
     predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
                                     device_key="calibrate.device")
-    drows = (np.flatnonzero(np.asarray(variant.splits) == difficulty_split) if difficulty_split
-             else np.zeros(0, dtype=np.int64))
     if difficulty_split == split:
         raise ConfigError(f"calibrate.difficulty_split must differ from the calibration split {split!r}: "
                           "weights learnt on the calibration images void the coverage guarantee")
+    drows = (np.flatnonzero(np.asarray(variant.splits) == difficulty_split) if difficulty_split
+             else np.zeros(0, dtype=np.int64))
     both = np.concatenate([rows, drows])  # one pass over both splits
     p = predict_variant(predictor, variant, both, batch_size=batch_size, progress=progress, desc="calibrate")
     coords = p.coords if refine is None else refine(p.coords, both)

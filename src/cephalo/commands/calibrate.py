@@ -80,8 +80,6 @@ def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path,
         kind = read_checkpoint(model_path).kind  # public checkpoints' extras (their config) are not carried over
         keep = {k: v for k, v in extra.items() if k != "calibration"} if kind == "cephalo" else {}
         save_checkpoint(out_path, model.cpu(), meta, extra={**keep, "calibration": cal})
-    import math
-
     level = coverage_key(cp.coverages[0])
     q = [v for v in (cal["q_mm"].get(level) or []) if v is not None]
     med = sorted(q)[len(q) // 2] if q else float("nan")
@@ -93,10 +91,9 @@ def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path,
                f"'{split}' images, coverages {cp.coverages}; median landmark quantile at {level}: {med:.3g} {unit}; "
                f"leave-one-image-out coverage at {level}: "
                + ("-" if loo is None else f"{100 * loo:.1f} %"))
-    n_scores = sum(cal["n"]) if cp.pooling == "pooled" else min(cal["n"], default=0)
-    for c in cp.coverages:
-        need = math.ceil(c / (1 - c) - 1e-9)  # the rank ceil((n + 1) c) <= n needs n >= c / (1 - c)
-        if n_scores < need:
-            what = "scores over all landmarks" if cp.pooling == "pooled" else "calibration images"
-            click.echo(f"warning: coverage {c:g} needs >= {need} {what} (got {n_scores}): "
-                       "its radii are infinite", err=True)
+    for c in cp.coverages:  # an infinite quantile is stored as None (uncertainty.calibrate)
+        unbounded = sum(v is None for v in cal["q_px"][coverage_key(c)])
+        if unbounded:
+            what = "scores over all landmarks" if cp.pooling == "pooled" else "calibration images per landmark"
+            click.echo(f"warning: coverage {c:g}: {unbounded} of {len(cal['landmarks'])} landmarks have infinite "
+                       f"radii (too few {what}: the rank ceil((n + 1) x {c:g}) exceeds n)", err=True)

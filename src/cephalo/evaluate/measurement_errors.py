@@ -300,9 +300,8 @@ def comparison_markdown(rows: Sequence[Mapping]) -> str:
     for k in keys:
         rs = [by.get((run, k)) for run in runs]
         unit = next((r["unit"] for r in rs if r), "")
-        hum = by.get((human_run, k)) if human_run else None
-        hum = hum if hum is not None and hum.get("human_mae") is not None else None
-        htxt = "-" if hum is None else (f"{hum['human_mae']:.2f}" + (
+        hum = by.get((human_run, k)) or {}
+        htxt = "-" if hum.get("human_mae") is None else (f"{hum['human_mae']:.2f}" + (
             f" ({100 * hum['human_accuracy']:.0f} %)" if hum.get("human_accuracy") is not None else ""))
         out.append(f"| {k} | {unit} | " + " | ".join(cell(r) for r in rs) + f" | {htxt} |")
     return "\n".join(out) + "\n"
