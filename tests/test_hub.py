@@ -163,9 +163,22 @@ def test_fetch_model_copy_and_link_atomic(tmp_path, ckpt_bytes, monkeypatch):
     assert sorted(p.name for p in out.parent.iterdir()) == ["linked.pth", "public.pth"]
 
 
-def test_cli_fetch_model(tmp_path, ckpt_bytes):
+@pytest.fixture(scope="module")
+def public_ckpt_bytes(tmp_path_factory, public_state) -> bytes:
+    """A whole public-format HRNet-W32 file (every tensor of keys.json): what `fetch-model` accepts."""
+    import torch
+
+    from cephalo.public_hrnet.reference import public_training_dict
+
+    p = tmp_path_factory.mktemp("pub") / "best_model.pth"
+    torch.save(public_training_dict(public_state), p)
+    return p.read_bytes()
+
+
+def test_cli_fetch_model(tmp_path, public_ckpt_bytes):
     from cephalo.cli import main
 
+    ckpt_bytes = public_ckpt_bytes
     cache = make_hf_cache(tmp_path / "hf", ckpt_bytes)
     params = tmp_path / "params.yaml"
     params.write_text(f"model:\n  source:\n    kind: huggingface\n    revision: '{COMMIT}'\n    cache_dir: '{cache}'\n")
@@ -196,3 +209,30 @@ def test_cli_fetch_model(tmp_path, ckpt_bytes):
     errs = [ln for ln in p.stderr.splitlines() if ln.startswith("cephalo: error:")]
     assert len(errs) == 1 and "offline mode is on" in errs[0]
     assert not out3.exists()
+
+
+def test_cli_fetch_model_refuses_a_checkpoint_missing_a_tensor(tmp_path, public_state):
+    """A damaged public file (one tensor missing) stops `fetch-model` with one line naming the file
+    and the key, and writes nothing (instead of failing later in every stage that reads it)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from cephalo.public_hrnet.reference import public_training_dict
+
+    state = dict(public_state)
+    del state["stage4.2.fuse_layers.1.0.0.0.weight"]
+    bad = tmp_path / "best_model.pth"
+    torch.save(public_training_dict(state), bad)
+    out = tmp_path / "models" / "source.pt"
+    (tmp_path / "none.yaml").write_text("{}\n")
+    p = subprocess.run(
+        [sys.executable, "-c", "from cephalo.cli import run; run()", "fetch-model", "--out", str(out),
+         "--checkpoint", str(bad), "--params", str(tmp_path / "none.yaml")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert p.returncode == 1, p.stderr
+    errs = [ln for ln in p.stderr.splitlines() if ln.startswith("cephalo: error:")]
+    assert len(errs) == 1 and str(bad) in errs[0] and "stage4.2.fuse_layers.1.0.0.0.weight" in errs[0], p.stderr
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []

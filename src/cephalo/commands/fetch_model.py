@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from ..public_hrnet.checkpoint import load_public_hrnet
 from ..public_hrnet.hub import ModelSource, fetch_model
 from ._common import params_option, read_params
 
@@ -31,13 +32,14 @@ from ._common import params_option, read_params
 @click.option("--checkpoint", "checkpoint", default=None, type=click.Path(dir_okay=False, path_type=Path), help="use this local best_model.pth instead of model.source")
 @params_option
 def command(out: Path, checkpoint: Path | None, params_path: Path) -> None:
-    """Get the public ISBI HRNet checkpoint (local file or Hugging Face) and write it to --out."""
+    """Get the public ISBI HRNet checkpoint (local file or Hugging Face), check that it loads into
+    HRNet-W32 (every tensor present, every shape right), and write it to --out."""
     src = ModelSource(**read_params(params_path).model.source.model_dump())
     if checkpoint is not None:
         src = ModelSource(kind="local", path=str(checkpoint), sha256=src.sha256, link=src.link)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        resolved = fetch_model(src, out)
+        resolved = fetch_model(src, out, verify=load_public_hrnet)
     for w in caught:
         click.echo(f"cephalo: warning: {w.message}", err=True)
     origin = (

@@ -26,7 +26,7 @@ import shutil
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import CheckpointError, ConfigError, DownloadError
 from ..io import atomic_path, file_sha256
@@ -307,8 +307,9 @@ def fetch_model(
     out: str | Path,
     *,
     link: bool | None = None,
+    verify: Callable[[Path], object] | None = None,
 ) -> ResolvedCheckpoint:
-    """Resolve the checkpoint and place it at ``out`` atomically (copy, or hard link).
+    """Resolve the checkpoint, check it, and place it at ``out`` atomically (copy, or hard link).
 
     Args:
         source: as for :func:`resolve_checkpoint`.
@@ -316,6 +317,9 @@ def fetch_model(
             so ``out`` is either the whole checkpoint or unchanged.
         link: hard-link instead of copying (falls back to a copy across file systems);
             ``None`` = ``source.link``.
+        verify: called with the resolved file before anything is written (e.g. a full load into
+            the network, so that a checkpoint with a missing or misshapen tensor stops here, with
+            ``out`` untouched, instead of in every stage that reads it); it raises to refuse.
 
     Returns:
         the :class:`ResolvedCheckpoint` of the source file (``.path`` is the source, not ``out``).
@@ -324,6 +328,8 @@ def fetch_model(
         as :func:`resolve_checkpoint`; DownloadError when ``out`` cannot be written (disk full).
     """
     resolved = resolve_checkpoint(source)
+    if verify is not None:
+        verify(resolved.path)
     if link is None:
         link = bool(source.link) if isinstance(source, ModelSource) else bool(
             isinstance(source, Mapping) and source.get("link")
