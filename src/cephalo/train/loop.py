@@ -43,6 +43,7 @@ from ..io import atomic_path
 from .config import TrainConfig
 from .data import EpochBatchSampler, HeatmapDataset, loader_generator, make_loader
 from .distributed import DistInfo, all_min, all_sum, barrier, broadcast_floats
+from .memory import check_batch_fits, estimate_training_memory
 from .optim import ModelEMA, build_optimizer, build_scheduler
 from .state import capture_rng, restore_rng
 
@@ -257,6 +258,12 @@ class Trainer:
 
         # ---------------------------------------------------------- model
         model.to(self.device)
+        if self.on_cuda:  # a batch that cannot fit stops here in one line, not in a CUDA OOM traceback
+            est = estimate_training_memory(model, tuple(int(v) for v in variant.input_size), self.device,
+                                           self.amp_dtype)
+            free, _ = torch.cuda.mem_get_info(self.device)
+            check_batch_fits(est, cfg.batch_size, free + torch.cuda.memory_allocated(self.device),
+                             torch.cuda.get_device_name(self.device))
         if cfg.sync_bn and self.info.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.raw_model = model
