@@ -33,8 +33,13 @@ def test_gpu_benchmark_smoke_runs_and_writes_json(tmp_path):
     assert len(p["loss_fp32"]) == len(p["loss_bf16"]) == 3
     # bf16 really ran (CPU autocast) and agrees with fp32 to bf16 precision
     assert 0 < p["first_step_rel_diff"] < 0.05
+    assert p["finite"] is True and p["tolerance_rel"] == 0.05
+    assert p["passed"] is (p["max_rel_diff"] <= 0.05)
     assert res["inference"]["images_per_s"] > 0
     assert res["loader"]["images"] == 8 and res["loader"]["keep_up"] > 0
+    report = out.with_suffix(".md").read_text()  # benchmarks/gpu_report.py over the same JSON
+    assert f"| 2 | fp32 | {res['train'][0]['images_per_s']:.1f} |" in report
+    assert f"largest relative difference {p['max_rel_diff']:.4f} (tolerance 0.05)" in report
 
 
 @pytest.mark.slow
