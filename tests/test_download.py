@@ -11,6 +11,7 @@ import errno
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 import warnings
 import zipfile
@@ -392,6 +393,30 @@ def test_folder_source_copy_and_link(tmp_path):
     with pytest.raises(DownloadError, match="cephalogram_machine_mappings.csv") as ei:
         fetch_release("aariz", tmp_path / "d2", folder=src, progress=False)
     assert str(src) in str(ei.value)
+    assert_nothing_partial(tmp_path / "d2")
+
+
+def test_folder_source_is_the_release_folder_itself(tmp_path, monkeypatch):
+    """`--from-folder .../Aariz` (the folder a user unpacked) works like its parent; a missing CSV or
+    split is named, and found before a single file is copied."""
+    from cephalo.datasets.fetch import release as release_mod
+
+    src = tmp_path / "mine"
+    for name, data in aariz_members().items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    dest = tmp_path / "raw" / "aariz"
+    fetch_release("aariz", dest, folder=src / "Aariz", progress=False)
+    assert (dest / "Aariz/train/Cephalograms/ctrain01.png").is_file()
+    copied = []
+    monkeypatch.setattr(release_mod, "copy_tree", lambda *a, **k: copied.append(a))
+    (src / "Aariz/cephalogram_machine_mappings.csv").unlink()
+    with pytest.raises(DownloadError, match="missing Aariz/cephalogram_machine_mappings.csv;"):
+        fetch_release("aariz", tmp_path / "d2", folder=src / "Aariz", progress=False)
+    shutil.rmtree(src / "Aariz/valid")
+    with pytest.raises(DownloadError, match="missing Aariz/valid/"):
+        fetch_release("aariz", tmp_path / "d3", folder=src / "Aariz", progress=False)
+    assert copied == []
     assert_nothing_partial(tmp_path / "d2")
 
 

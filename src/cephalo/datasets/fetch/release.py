@@ -29,7 +29,7 @@ from ._common import err, oserror
 from .archive import copy_tree, unpack, unpack_nested
 from .hashing import archive_sha256, normalise_hash, verify_local_hash
 from .http import default_cache_dir, download
-from .layout import collapse_wrappers, layout_tops, validate_layout
+from .layout import collapse_wrappers, layout_tops, resolve_ci, validate_layout
 from .spec import PROVENANCE_FILE, Layout
 
 __all__ = ["fetch_release", "MissingChecksumWarning"]
@@ -103,7 +103,9 @@ def fetch_release(
         archive: local archive file, or several (ISBI 2015 ships ``RawImage.rar`` and
             ``AnnotationsByMD.rar`` separately); each is checksum-checked when a hash is
             known for it.
-        folder: local folder that already holds the unpacked release.
+        folder: local folder that already holds the unpacked release: the folder holding its
+            top-level folder(s) (``X`` with ``X/Aariz/...``) or that top-level folder itself
+            (``.../Aariz``); its layout is checked before anything is copied.
         known_hash: ``"<alg>:<hex>"`` overriding/pinning the checksum of the (single)
             download or archive; or a mapping file name -> hash for several archives.
             ``None`` uses the release's published checksum; where there is none a
@@ -148,11 +150,17 @@ def fetch_release(
     # ---- resolve the source into archive files (or a folder)
     sources: list[tuple[Path, str, str | None]] = []  # (file, label for messages, hash checked)
     source_kind: str
+    folder_top: str | None = None  # the folder given IS the release's top-level folder (".../Aariz")
     if folder is not None:
         source_kind = "folder"
         folder = Path(folder)
         if not folder.is_dir():
             raise err("source folder not found", folder)
+        tops = layout_tops(release.layout)
+        if folder.name.lower() in tops and not any(resolve_ci(folder, t) for t in tops):
+            folder_top = folder.name
+        # checked before anything is copied (a 4 GB copy must not end in a layout error)
+        validate_layout(folder.parent if folder_top else folder, release.layout, source=str(folder))
     elif archive is not None:
         source_kind = "archive"
         paths = [Path(archive)] if isinstance(archive, (str, Path)) else [Path(a) for a in archive]
@@ -230,7 +238,7 @@ def fetch_release(
     try:
         with atomic_dir(dest) as staging:
             if folder is not None:
-                copy_tree(folder, staging, link=link, progress=progress)
+                copy_tree(folder, staging / folder_top if folder_top else staging, link=link, progress=progress)
                 collapse_wrappers(staging)
                 src_label = str(folder)
             else:
