@@ -28,6 +28,7 @@ def load_script(path: Path, name: str):
     """Import a script that is not in a package (scripts/, benchmarks/) as module ``name``."""
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses (and pickling) look the module up by name
     spec.loader.exec_module(mod)
     return mod
 

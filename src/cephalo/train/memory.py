@@ -80,7 +80,7 @@ def _saved_bytes(model: nn.Module, batch: int, size_wh: tuple[int, int], device:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), amp:
         out = model(x)
     total = sum(storages.values()) + 2 * out.numel() * 4  # float32 heatmaps in the loss + their gradient
-    del out, storages
+    del out
     return total
 
 
