@@ -399,3 +399,52 @@ def test_labels_do_not_overlap():
         for j in range(i):
             a, b = boxes[i], boxes[j]
             assert min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1]), (i, j)
+
+
+# ------------------------------------------------------------------ 9. LabelMe points outside the image
+
+
+def test_labelme_outside_points_round_trip_predict_edit_index(shared_data, tmp_path):
+    """Point 9: predictions with a landmark outside a real Hamedan image are exported clipped and marked;
+    the clinician moves another point; ``cephalo index`` (labelme adapter + build_index) indexes the folder,
+    reports the outside landmark per image and keeps it missing; a hand-made file with a point outside
+    its image is reported the same way instead of refusing the folder."""
+    from cephalo.datasets import create_adapter
+    from cephalo.datasets.labelme.adapter import OUTSIDE_FLAG
+    from cephalo.index import build_index
+
+    img = shared_data / "hamedan" / "pictures" / "001.png"
+    w, h = 1340, 1671
+    base = np.array([[300 + 40 * k, 400 + 50 * k] for k in range(19)], dtype=np.float64)
+    c = base.copy()
+    c[NAMES.index("gonion")] = (-35.0, 1800.0)  # outside (left and below)
+    p = _pred(img, c, w, h, spacing=(0.127, 0.127))
+    p.image_id = "001"
+    lm_dir = tmp_path / "corr" / "clinician"
+    write_predictions([p], tmp_path / "o", overlays=False, report=False, progress=False, labelme_dir=lm_dir)
+    doc = json.loads((lm_dir / "001.json").read_text())
+    go = next(s for s in doc["shapes"] if s["label"] == "gonion")
+    assert go["points"] == [[0.0, h - 1.0]] and go["flags"] == {OUTSIDE_FLAG: True}
+    assert "(-35.0, 1800.0)" in go["description"]
+    sella = next(s for s in doc["shapes"] if s["label"] == "sella")
+    sella["points"][0][0] += 5.0  # the clinician's correction
+    (lm_dir / "001.json").write_text(json.dumps(doc))
+    # a second, hand-made annotation (another tool) with a point outside its image, not flagged
+    other = json.loads(json.dumps(doc))
+    other["imagePath"] = str(shared_data / "hamedan" / "pictures" / "002.png")
+    for s in other["shapes"]:
+        s["flags"], s["description"] = {}, ""
+    next(s for s in other["shapes"] if s["label"] == "menton")["points"] = [[700.0, 1690.0]]
+    (lm_dir / "002.json").write_text(json.dumps(other))
+    opts = {"annotators": {"clinician": "clinician"}, "spacing_mm": 0.127, "default_split": "test"}
+    res = create_adapter("labelme").parse(tmp_path / "corr", dataset="clinic", **opts)
+    assert not res.exclusions
+    probs = {pr.image_id: pr.problem for pr in res.problems}
+    assert "Go (predicted outside, clipped" in probs["001"] and "Me at (700.0, 1690.0)" in probs["002"]
+    df = build_index(res, tmp_path / "corr", progress=False)
+    assert sorted(df["image_id"].unique()) == ["001", "002"]
+    row = df[(df["image_id"] == "001") & (df["landmark_name"] == "gonion")].iloc[0]
+    assert not row["visible"] and np.isnan(row["x"])
+    s_row = df[(df["image_id"] == "001") & (df["landmark_name"] == "sella")].iloc[0]
+    assert s_row["x"] == pytest.approx(base[0, 0] + 5.0) and s_row["visible"]
+    assert not df[(df["image_id"] == "002") & (df["landmark_name"] == "menton")].iloc[0]["visible"]
