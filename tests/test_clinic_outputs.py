@@ -448,3 +448,40 @@ def test_labelme_outside_points_round_trip_predict_edit_index(shared_data, tmp_p
     s_row = df[(df["image_id"] == "001") & (df["landmark_name"] == "sella")].iloc[0]
     assert s_row["x"] == pytest.approx(base[0, 0] + 5.0) and s_row["visible"]
     assert not df[(df["image_id"] == "002") & (df["landmark_name"] == "menton")].iloc[0]["visible"]
+
+
+# ------------------------------------------------------------------ 11. like with like
+
+
+def _sna_case(t_deg: float) -> np.ndarray:
+    """19 ISBI landmarks NaN except S, N, A with SNA = t_deg (A on a 100 px arm from N)."""
+    c = np.full((19, 2), np.nan)
+    t = math.radians(t_deg)
+    c[NAMES.index("sella")] = (0.0, 0.0)
+    c[NAMES.index("nasion")] = (100.0, 0.0)
+    c[NAMES.index("a_point")] = (100.0 - 100 * math.cos(t), 100 * math.sin(t))
+    return c
+
+
+def test_measurement_table_model_vs_each_annotator_beside_annotator_vs_annotator(tmp_path):
+    """Point 11: with two annotators the table scores the model against each annotator (like with like) beside
+    annotator vs annotator. SNA: annotators 80/82 and 78/79 deg, model 83 and 80 deg on two images:
+    vs each = (3 + 1 + 2 + 1) / 4 = 1.75; annotator vs annotator = (2 + 1) / 2 = 1.5."""
+    from cephalo.evaluate.measurement_errors import CSV_COLUMNS as MCOLS
+    from cephalo.evaluate.measurement_errors import measurement_errors, write_outputs
+
+    a = np.stack([_sna_case(80), _sna_case(78)])
+    b = np.stack([_sna_case(82), _sna_case(79)])
+    pred = np.stack([_sna_case(83), _sna_case(80)])
+    gt = (a + b) / 2
+    sp = np.full((2, 2), 0.1)
+    blk = measurement_errors(pred, gt, sp, NAMES, annotators={"a": a, "b": b}, keys=["SNA"], n_boot=50)
+    r = blk["per_measurement"]["SNA"]
+    assert r["vs_each_mae"] == pytest.approx(1.75, abs=1e-9)
+    assert r["human_mae"] == pytest.approx(1.5, abs=1e-9)
+    write_outputs(blk, tmp_path, make_plot=False)
+    df = pd.read_csv(tmp_path / "measurements.csv")
+    assert list(df.columns) == MCOLS
+    cols = list(df.columns)
+    assert cols.index("vs_each_mae") + 3 == cols.index("human_mae")  # side by side (with its CI)
+    assert df.loc[0, "vs_each_mae"] == pytest.approx(1.75) and df.loc[0, "human_mae"] == pytest.approx(1.5)
