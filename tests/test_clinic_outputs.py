@@ -485,3 +485,51 @@ def test_measurement_table_model_vs_each_annotator_beside_annotator_vs_annotator
     cols = list(df.columns)
     assert cols.index("vs_each_mae") + 3 == cols.index("human_mae")  # side by side (with its CI)
     assert df.loc[0, "vs_each_mae"] == pytest.approx(1.75) and df.loc[0, "human_mae"] == pytest.approx(1.5)
+
+
+# ------------------------------------------------------------------ 7. which guarantee holds
+
+
+def test_pooled_radii_hold_marginally_mondrian_per_landmark():
+    """Point 7: one landmark much harder than its weight says: the pooled quantile covers ~90 % over all
+    landmarks but that landmark far less (reported per landmark beside the pooled figure); ``auto``
+    switches to per-landmark (Mondrian) quantiles where the split is large enough, and every landmark is
+    then covered; with too few images it stays pooled and says the guarantee is marginal."""
+    from cephalo.uncertainty import calibrate, mondrian_min_images
+
+    rng = np.random.default_rng(0)
+    n, k = 40, 10
+    e = np.abs(rng.normal(1.0, 0.3, (n, k)))
+    e[:, 3] *= 3.0  # "gonion": three times the others
+    conf = np.ones_like(e)
+    pooled = calibrate(e, e, conf, NAMES[:k], (0.9,), "constant", pooling="pooled")
+    per = pooled["loo_coverage_per_landmark"]["0.9"]
+    assert pooled["guarantee"] == "marginal" and pooled["loo_coverage"]["0.9"] == pytest.approx(0.9, abs=0.04)
+    assert per[3] < 0.5 and min(per[:3] + per[4:]) >= 0.95
+    auto = calibrate(e, e, conf, NAMES[:k], (0.9,), "constant", pooling="auto")
+    assert auto["pooling"] == "landmark" and auto["guarantee"] == "per_landmark"
+    assert min(auto["loo_coverage_per_landmark"]["0.9"]) >= 0.8
+    assert mondrian_min_images([0.9]) == 9 and mondrian_min_images([0.9, 0.95]) == 19
+    small = calibrate(e[:8], e[:8], conf[:8], NAMES[:k], (0.9,), "constant", pooling="auto")
+    assert small["pooling"] == "pooled" and small["pooling_requested"] == "auto"
+
+
+def test_report_states_the_guarantee_and_per_landmark_coverage(ckpt19, tmp_path):
+    from cephalo.models import load_checkpoint
+    from cephalo.uncertainty import calibrate
+
+    model, meta, _ = load_checkpoint(ckpt19)
+    rng = np.random.default_rng(1)
+    e = np.abs(rng.normal(1.0, 0.3, (30, 19)))
+    e[:, NAMES.index("orbitale")] *= 3
+    cal = calibrate(e, e * 10, np.ones_like(e), NAMES, (0.9,), "constant", pooling="pooled")
+    cal.update(split="valid", n_images=30, variant="synthetic")
+    ck = save_checkpoint(tmp_path / "cal.pt", model, meta, extra={"calibration": cal})
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.GaussianBlur(rng.integers(0, 256, (400, 360)).astype(np.uint8), (0, 0), 6))
+    r = CliRunner().invoke(main, ["predict", "--model", str(ck), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),
+                                  "--device", "cpu", "--spacing", "0.1", "--no-overlays"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert "marginal over landmarks" in html and "per landmark lowest: orbitale" in html
+    doc = json.loads((tmp_path / "o" / "predictions.json").read_text())
+    assert doc["calibration"]["guarantee"] == "marginal"

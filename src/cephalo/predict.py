@@ -578,7 +578,14 @@ def write_predictions(
     run_info = {**dict(info or {}), "review": dict(cfg.__dict__),
                 "calibration": None if not calibration else {
                     k: calibration.get(k) for k in ("method", "scale", "pooling", "split", "n_images", "variant", "coverages",
-                                          "difficulty_split", "difficulty_n_images", "loo_coverage")}}
+                                          "difficulty_split", "difficulty_n_images", "loo_coverage",
+                                          "loo_coverage_per_landmark", "landmarks", "guarantee")}}
+    if calibration:
+        from .uncertainty import guarantee_text
+
+        run_info["calibration"]["guarantee"] = ("per_landmark" if calibration.get("pooling") == "landmark"
+                                                else "marginal")
+        run_info["calibration"]["guarantee_text"] = guarantee_text(calibration.get("pooling", "landmark"))
     if report:
         from .report_html import write_report
 

@@ -67,6 +67,22 @@ def _img_tag(path: Path | None, max_side: int = 1000) -> str:
     return f'<img alt="overlay" src="data:image/jpeg;base64,{data}">'
 
 
+def _per_landmark_coverage(cal: Mapping, rv: Mapping) -> str:
+    """Leave-one-image-out coverage on the calibration split, pooled beside per landmark (lowest first)."""
+    from .uncertainty import coverage_key
+
+    key = coverage_key(float(rv.get("coverage", 0.9)))
+    overall = (cal.get("loo_coverage") or {}).get(key)
+    per = (cal.get("loo_coverage_per_landmark") or {}).get(key)
+    if overall is None or not per:
+        return ""
+    names = cal.get("landmarks") or [str(i) for i in range(len(per))]
+    pairs = sorted(((v, n) for v, n in zip(per, names) if v is not None), key=lambda t: t[0])
+    low = ", ".join(f"{_e(n)} {100 * v:.0f}%" for v, n in pairs[:5])
+    return (f"<br>leave-one-image-out coverage on the calibration images at {key}: {100 * overall:.1f}% over all "
+            f"landmarks; per landmark lowest: {low}")
+
+
 def _reliable(r: Mapping) -> bool:
     """True when no measurement of the record is withheld by the gate."""
     return all(m.get("reliable", True) is not False for m in (r.get("measurements") or {}).values())
@@ -130,6 +146,8 @@ def write_report(path: str | Path, records: Sequence[Mapping], info: Mapping[str
                       f"{_e(cal.get('difficulty_n_images'))} '{_e(cal.get('difficulty_split'))}' images)"
                       if cal.get("pooling") == "pooled" and cal.get("difficulty_split") else "")
                    + "</td></tr>")
+        out.append(f"<tr><th>radius guarantee</th><td><b>{_e(cal.get('guarantee_text'))}</b>"
+                   + _per_landmark_coverage(cal, rv) + "</td></tr>")
     else:
         out.append("<tr><th>uncertainty</th><td class='warn'>the checkpoint carries no calibration: no prediction "
                    "radii, no radius flags (run <code>cephalo calibrate</code>)</td></tr>")

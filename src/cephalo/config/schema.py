@@ -847,7 +847,7 @@ class CalibrateConfig(Section):
     coverages: Annotated[list[Annotated[float, Gt(0), Lt(1)]], Field(min_length=1)] = [0.9, 0.95]
     scale: Literal["inverse_confidence", "constant"] = "inverse_confidence"
     conf_floor: PosFloat = 0.01
-    pooling: Literal["pooled", "landmark"] = "pooled"
+    pooling: Literal["pooled", "landmark", "auto"] = "pooled"  # auto: per landmark (Mondrian) when n is large enough
     difficulty_split: str | None = "train"
     shape_split: str | None = "train"
     shape_quantile: Annotated[float, Gt(0), Le(1)] = 0.99
