@@ -533,3 +533,15 @@ def test_report_states_the_guarantee_and_per_landmark_coverage(ckpt19, tmp_path)
     assert "marginal over landmarks" in html and "per landmark lowest: orbitale" in html
     doc = json.loads((tmp_path / "o" / "predictions.json").read_text())
     assert doc["calibration"]["guarantee"] == "marginal"
+
+
+def test_interval_crossing_a_band_edge_is_not_settled():
+    """Point 1/2 (no overclaim): ANB 3.0 +/- 0.5 deg reaches ISBI classes 3 and 1 (edge 3.2) but stays normal
+    after Steiner (0-4); ANB 3.0 +/- 1.5 reaches above the Steiner norm too; without an interval, one each."""
+    from cephalo.assess import interval_spans
+
+    m = M.MEASUREMENTS["ANB"]
+    assert interval_spans(m, 3.0, 0.5) == {"status": ["normal"], "classes": [1, 3]}
+    assert interval_spans(m, 3.0, 1.5) == {"status": ["normal", "above"], "classes": [1, 3]}
+    assert interval_spans(m, 3.0, None) == {"status": ["normal"], "classes": [3]}
+    assert interval_spans(M.MEASUREMENTS["MW"], 1.0, 1.5)["classes"] == [1, 2, 3]  # reaches 0 (2) and 2 (1)

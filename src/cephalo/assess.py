@@ -29,7 +29,7 @@ import numpy as np
 from . import measurements as MS
 from .flags import GEOMETRY_FLAGS, ReviewConfig, ShapeModel, review
 
-__all__ = ["assess", "shape_model_of", "gate_reasons"]
+__all__ = ["assess", "shape_model_of", "gate_reasons", "interval_spans"]
 
 
 def shape_model_of(calibration: Mapping | None) -> ShapeModel | None:
@@ -95,15 +95,46 @@ def assess(pred: Any, image: np.ndarray, calibration: Mapping | None = None, cfg
             why = why or ["not computable (a landmark is missing or the construction degenerates)"]
         reliable = not why
         cls = int(MS.classify(k, np.array([v]))[0]) if (m.classes and reliable) else 0
+        hw = float(half[k][0]) if k in half and np.isfinite(half[k][0]) else None
+        spans = interval_spans(m, v, hw) if reliable else {"status": [], "classes": []}
         meas[k] = {"value": _num(v), "unit": m.unit, "title": m.title, "normal": list(m.normal),
                    "normal_source": m.normal_source, "norm_reference": m.norm_reference,
                    "status": m.status(v) if reliable else None,
                    "class": cls or None, "class_name": next((c.name for c in m.classes if c.label == cls), None),
                    "class_reference": "ISBI 2015" if m.classes else None,
                    "half_width": _num(half[k][0]) if k in half else None,
-                   "reliable": reliable, "unreliable_because": why}
+                   "reliable": reliable, "unreliable_because": why,
+                   # the interval value +/- half_width reaches these statuses / classes: one = settled
+                   "interval_statuses": spans["status"], "interval_classes": spans["classes"]}
     return {"coverage": level, "radius_mm": r_mm, "radius_px": r_px, "review": rev, "measurements": meas,
             "assumes_square_pixels": sp is None}
+
+
+def interval_spans(m: "MS.Measurement", value: float, half_width: float | None) -> dict:
+    """Statuses and classes reached by the interval ``value +/- half_width`` (the band edges it crosses).
+
+    Args:
+        m: the measurement; value: its value; half_width: from the landmark radii, or None (no interval:
+            only the value's own status/class).
+
+    Returns:
+        ``{"status": [...], "classes": [...]}`` in order (``below``/``normal``/``above``; class labels);
+        more than one entry means the radii do not settle the status or class.
+    """
+    if not math.isfinite(value):
+        return {"status": [], "classes": []}
+    hw = 0.0 if half_width is None else float(half_width)
+    lo, hi = value - hw, value + hw
+    pts = [lo, value, hi] + [e for e in (m.normal[0], m.normal[1]) if lo < e < hi]
+    for c in m.classes:
+        pts += [e for e in (c.lo, c.hi) if math.isfinite(e) and lo < e < hi]
+    pts = sorted(set(pts))
+    # sample each edge and the open pieces between edges
+    probe = pts + [(a + b) / 2 for a, b in zip(pts, pts[1:])]
+    order = {"below": 0, "normal": 1, "above": 2}
+    statuses = sorted({m.status(x) for x in probe} - {None}, key=order.get)
+    classes = sorted({int(c) for c in MS.classify(m.key, np.array(probe))} - {0}) if m.classes else []
+    return {"status": statuses, "classes": classes}
 
 
 def gate_reasons(image_flags: Sequence[str], landmarks: Sequence[str], names: Sequence[str],

@@ -362,10 +362,11 @@ IMAGE_COLUMNS = ["image_id", "file", "width", "height", "spacing_x_mm", "spacing
                  "shape_residual", "measurements_reliable", "overlay"]
 #: ``measurements.csv``: one row per image x measurement. ``status`` is read against ``normal_lo..hi``
 #: of ``norm_reference``; ``class`` is the ``class_reference`` (ISBI 2015) class. Both are empty when
-#: ``reliable`` is false (``unreliable_because`` says why: image flags, landmarks not found).
+#: ``reliable`` is false (``unreliable_because`` says why: image flags, landmarks not found);
+#: ``status_settled``/``class_settled`` are false when ``value +/- half_width`` crosses a band edge.
 MEASUREMENT_COLUMNS = ["image_id", "measurement", "value", "half_width", "unit", "normal_lo", "normal_hi",
-                       "norm_reference", "status", "class", "class_name", "class_reference", "reliable",
-                       "unreliable_because", "image_flagged", "image_flags"]
+                       "norm_reference", "status", "status_settled", "class", "class_name", "class_reference",
+                       "class_settled", "reliable", "unreliable_because", "image_flagged", "image_flags"]
 _DECIMALS = {"x_px": 2, "y_px": 2, "x_mm": 3, "y_mm": 3, "confidence": 4, "radius_mm": 2, "radius_x_px": 1,
              "radius_y_px": 1, "spacing_x_mm": 5, "spacing_y_mm": 5, "structure": 3, "noise": 4, "shape_residual": 4,
              "value": 3, "half_width": 3}
@@ -459,8 +460,10 @@ def measurements_table(preds: Sequence[ImagePrediction]):
         img_fl = _image_flags(p)
         for k, m in (p.extra.get("measurements") or {}).items():
             rows.append((p.image_id, k, m["value"], m["half_width"], m["unit"], m["normal"][0], m["normal"][1],
-                         m.get("norm_reference") or "", m["status"] or "", m["class"], m["class_name"] or "",
-                         m.get("class_reference") or "", bool(m.get("reliable", True)),
+                         m.get("norm_reference") or "", m["status"] or "",
+                         bool(m["status"]) and len(m.get("interval_statuses") or []) <= 1, m["class"],
+                         m["class_name"] or "", m.get("class_reference") or "",
+                         bool(m["class"]) and len(m.get("interval_classes") or []) <= 1, bool(m.get("reliable", True)),
                          "; ".join(m.get("unreliable_because") or []), bool(img_fl), ";".join(img_fl)))
     df = pd.DataFrame(rows, columns=MEASUREMENT_COLUMNS)
     df["class"] = df["class"].astype("Int64")

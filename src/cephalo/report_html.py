@@ -95,7 +95,29 @@ def _meas_state(r: Mapping) -> str:
     n_bad = sum(1 for m in meas.values() if m.get("reliable", True) is False)
     if n_bad == len(meas):
         return "<span class='warn'>withheld</span>"
-    return f"<span class='warn'>{n_bad} of {len(meas)} withheld</span>" if n_bad else "<span class='ok'>reported</span>"
+    shown = [m for m in meas.values() if m.get("reliable", True) is not False]
+    settled = sum(1 for m in shown if m.get("status") and len(m.get("interval_statuses") or []) <= 1)
+    txt = f"{len(shown)} reported" + (f", {n_bad} withheld" if n_bad else "")
+    txt += f"; {settled} of {len(shown)} settled vs norm"
+    return f"<span class='{'ok' if settled == len(shown) and not n_bad else 'warn'}'>{txt}</span>"
+
+
+def _landmark_summary(r: Mapping) -> str:
+    """Flagged landmarks grouped by flag: ``radius > 2 mm: 19 (all)``, ``outside: Go, Me``."""
+    from collections import defaultdict
+
+    by: dict = defaultdict(list)
+    for lm in r["landmarks"]:
+        for f in lm.get("flags") or []:
+            by[f].append(lm.get("symbol") or lm["name"])
+    if not by:
+        return "<span class='ok'>none</span>"
+    n = len(r["landmarks"])
+    parts = []
+    for f, syms in by.items():
+        names = f"all {n}" if len(syms) == n else ", ".join(syms) if len(syms) <= 6 else f"{len(syms)} of {n}"
+        parts.append(f"<span class='flag' title='{_e(FLAG_TEXT.get(f, f))}'>{_e(f)}</span> {_e(names)}")
+    return "<br>".join(parts)
 
 
 def _bits(r: Mapping) -> str:
@@ -153,7 +175,8 @@ def write_report(path: str | Path, records: Sequence[Mapping], info: Mapping[str
                    "radii, no radius flags (run <code>cephalo calibrate</code>)</td></tr>")
     out.append(f"<tr><th>review thresholds</th><td>landmark radius &gt; {_e(rv.get('radius_mm'))} mm; image: "
                f"short side &lt; {_e(rv.get('min_side_px'))} px, aspect &gt; {_e(rv.get('max_aspect'))}, "
-               f"structure &lt; {_e(rv.get('min_structure'))}, shape model</td></tr>")
+               f"structure &lt; {_e(rv.get('min_structure'))}, noise &gt; {_e(rv.get('max_noise'))} of white, shape model; "
+               "an image flag withholds all of its measurements</td></tr>")
     out.append(f"<tr><th>images</th><td>{len(records)}: <b>{n_flag}</b> flagged for review, {n_lm} landmarks "
                f"flagged</td></tr></table>")
     if skipped:
@@ -179,11 +202,10 @@ def write_report(path: str | Path, records: Sequence[Mapping], info: Mapping[str
         sp = r.get("spacing")
         sp_txt = (f"{sp[0]:.4g} x {sp[1]:.4g} ({_e(r.get('spacing_source'))})" if sp else
                   "<span class='warn'>unknown</span>")
-        flagged_lm = [lm["symbol"] or lm["name"] for lm in r["landmarks"] if lm.get("flags")]
         out.append(f"<tr><td>{i}</td><td><a href='#img-{_e(r['image_id'])}'>{_e(r['image_id'])}</a></td>"
                    f"<td>{r['width']} x {r['height']}</td><td>{sp_txt}</td><td>{_bits(r)}</td>"
                    f"<td>{_flags(rev.get('image', []))}</td><td>{_meas_state(r)}</td>"
-                   f"<td>{_e(', '.join(flagged_lm)) or '<span class=ok>none</span>'}</td></tr>")
+                   f"<td>{_landmark_summary(r)}</td></tr>")
     out.append("</table>")
     for r in records:
         rev = r.get("review") or {}
@@ -210,17 +232,25 @@ def write_report(path: str | Path, records: Sequence[Mapping], info: Mapping[str
                     continue
                 hw = f" &plusmn; {m['half_width']:.2f}" if m.get("half_width") is not None else ""
                 status = m.get("status") or ""
+                sts = m.get("interval_statuses") or []
                 cls = f"{m['class']}: {_e(m['class_name'])}" if m.get("class") else ""
+                ics = m.get("interval_classes") or []
+                st_cell = f"<td class='{_e(status)}'>{_e(status)}</td>"
+                if len(sts) > 1:
+                    st_cell = f"<td class='muted'>not settled: interval reaches {_e(' / '.join(sts))}</td>"
+                if len(ics) > 1:
+                    cls = f"<span class='muted'>not settled: interval spans classes {_e(', '.join(map(str, ics)))}</span>"
                 out.append(f"<tr><td title='{_e(m.get('title'))}'>{_e(k)}</td><td class='num'>"
                            f"{_fmt(m.get('value'))}{hw}{unit}</td><td title='{_e(m.get('normal_source'))}'>{norm}</td>"
-                           f"<td class='{_e(status)}'>{_e(status)}</td><td>{cls}</td></tr>")
+                           f"{st_cell}<td>{cls}</td></tr>")
             out.append("</table>")
             out.append("<p class='muted'>vs norm: against the range of the named reference. ISBI 2015 class: the "
                        "challenge's classes (Wang et al. 2016), independent of the norm column (an ANB of 2&deg; is "
                        "normal after Steiner and ISBI class 3).</p>")
             if any(m.get("half_width") is not None for m in meas.values()):
                 out.append("<p class='muted'>&plusmn;: interval from the landmark radii (first-order worst case "
-                           "over the radius disks).</p>")
+                           "over the radius disks). Where it crosses a norm or class edge, the status or class is "
+                           "shown as not settled.</p>")
         out.append("<details><summary>landmarks</summary><table><tr><th>landmark</th><th>x (px)</th><th>y (px)</th>"
                    "<th>confidence</th><th>radius (mm)</th><th>flags</th></tr>")
         for lm in r["landmarks"]:
