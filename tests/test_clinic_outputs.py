@@ -22,7 +22,7 @@ from cephalo import measurements as M
 from cephalo.assess import assess
 from cephalo.cli import main
 from cephalo.errors import ConfigError, DataError
-from cephalo.flags import GEOMETRY_FLAGS, ReviewConfig, image_flags, noise_level
+from cephalo.flags import GEOMETRY_FLAGS, image_flags, noise_level
 from cephalo.imageio import SPACING_RANGE_MM, check_spacing, parse_spacing, read_input_image
 from cephalo.landmarks import ISBI19, landmark_symbols
 from cephalo.models import ModelMeta, create_model, load_model, save_checkpoint
@@ -104,9 +104,19 @@ def test_gate_landmark_not_found_withholds_only_its_measurements(shared_data):
     assert meas["SNA"]["reliable"] and meas["SNA"]["class"] is not None
 
 
-def test_gate_in_every_csv_report_and_overlay(ckpt19, tmp_path):
+def test_gate_in_every_csv_report_and_overlay(ckpt19, tmp_path, monkeypatch):
     """Point 1: a noise image through ``cephalo predict``: a flag column in every per-image CSV, measurements
     withheld in JSON, CSV, report; the overlay header says so."""
+    import cephalo.evaluate.plots as plots
+
+    drawn = {}
+    real_overlay = plots.prediction_overlay
+
+    def spy(*a, **kw):
+        drawn["notes"] = list(kw.get("notes", []))
+        return real_overlay(*a, **kw)
+
+    monkeypatch.setattr(plots, "prediction_overlay", spy)
     rng = np.random.default_rng(1)
     cv2.imwrite(str(tmp_path / "noise.png"), rng.integers(0, 256, (600, 500), dtype=np.uint8))
     out = tmp_path / "out"
@@ -129,6 +139,8 @@ def test_gate_in_every_csv_report_and_overlay(ckpt19, tmp_path):
     html = (out / "report.html").read_text()
     assert "Measurements withheld" in html and "not reported: image flagged: no_structure" in html
     assert "prognathic" not in html and "retrognathic" not in html
+    assert drawn["notes"][0] == "MEASUREMENTS NOT RELIABLE: image flagged (no_structure)"
+    assert (out / "overlays" / "noise.png").is_file()
 
 
 # ------------------------------------------------------------------ 2. norms with their reference

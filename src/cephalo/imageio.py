@@ -407,9 +407,9 @@ def check_spacing(spacing: Any, what: str = "pixel spacing", path: str | Path | 
         ``error``: not one or two numbers, or a value outside the plausible range (one line, with
         the micrometre hint for values 20-1000).
     """
-    vals = [spacing] if np.isscalar(spacing) else list(spacing)
+    raw: list[Any] = [spacing] if np.isscalar(spacing) else list(spacing)
     try:
-        vals = [float(v) for v in vals]
+        vals: list[float] = [float(v) for v in raw]
     except (TypeError, ValueError):
         raise error(f"{what} must be a number or X,Y in mm/px, got {spacing!r}", path) from None
     if len(vals) == 1:
