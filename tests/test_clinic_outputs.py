@@ -557,3 +557,26 @@ def test_interval_crossing_a_band_edge_is_not_settled():
     assert interval_spans(m, 3.0, 1.5) == {"status": ["normal", "above"], "classes": [1, 3]}
     assert interval_spans(m, 3.0, None) == {"status": ["normal"], "classes": [3]}
     assert interval_spans(M.MEASUREMENTS["MW"], 1.0, 1.5)["classes"] == [1, 2, 3]  # reaches 0 (2) and 2 (1)
+
+
+def test_implausible_values_are_withheld_and_all_isbi_annotations_pass(shared_data):
+    """Point 1 (real images with failed predictions: ODI 198, APDI 288.6 deg): a value outside
+    ``PLAUSIBLE`` is withheld with its reason; the 300 real ISBI 2015 mean annotations all lie inside."""
+    import glob
+
+    files = sorted(glob.glob(str(shared_data / "isbi2015" / "AnnotationsByMD" / "400_mean" / "*.txt")))
+    assert len(files) == 300
+    c = np.stack([np.loadtxt(f, delimiter=",")[:19] for f in files]).astype(np.float64)
+    vals = M.compute(c, NAMES, np.full((300, 2), 0.1))
+    for k, v in vals.items():
+        lo, hi = M.PLAUSIBLE[k]
+        assert ((v >= lo) & (v <= hi)).all(), k
+    # a failed prediction on a real image: menton and gonion swapped far apart -> ODI out of range
+    path, gt = _isbi(shared_data, "001")
+    bad = gt.copy()
+    bad[NAMES.index("gonion")], bad[NAMES.index("menton")] = gt[NAMES.index("menton")], gt[NAMES.index("gonion")]
+    a = assess(_pred(path, bad, 1935, 2400), read_input_image(path).image)
+    withheld = {k for k, m in a["measurements"].items() if not m["reliable"]}
+    assert withheld and all("outside the plausible range" in a["measurements"][k]["unreliable_because"][0]
+                            for k in withheld)
+    assert all(a["measurements"][k]["class"] is None for k in withheld)

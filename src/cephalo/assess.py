@@ -14,7 +14,8 @@
 The gate: a measurement is ``reliable`` only when its image carries none of the flags that
 invalidate the image's geometry (:data:`cephalo.flags.GEOMETRY_FLAGS`: not a cephalogram, noise,
 implausible landmark constellation, landmarks not found) and every landmark it reads was found
-(not ``outside``, not ``no_position``). An unreliable measurement keeps its computed ``value`` in
+(not ``outside``, not ``no_position``), and its value lies inside :data:`cephalo.measurements.PLAUSIBLE`
+(ODI 198 deg is a failed prediction, not a patient). An unreliable measurement keeps its computed ``value`` in
 the JSON/CSV (for audit) but gets no ``status`` and no ``class``; ``unreliable_because`` says why,
 and the report and overlay print the reason instead of the number.
 """
@@ -93,6 +94,10 @@ def assess(pred: Any, image: np.ndarray, calibration: Mapping | None = None, cfg
         why = gate_reasons(gate, m.landmarks, names, rev["landmarks"])
         if not math.isfinite(v):
             why = why or ["not computable (a landmark is missing or the construction degenerates)"]
+        elif k in MS.PLAUSIBLE and not (MS.PLAUSIBLE[k][0] <= v <= MS.PLAUSIBLE[k][1]):
+            lo, hi = MS.PLAUSIBLE[k]
+            why.append(f"value {v:.4g} outside the plausible range {lo:g} to {hi:g} of a human head "
+                       "(a prediction failure)")
         reliable = not why
         cls = int(MS.classify(k, np.array([v]))[0]) if (m.classes and reliable) else 0
         hw = float(half[k][0]) if k in half and np.isfinite(half[k][0]) else None

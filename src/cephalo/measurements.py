@@ -70,6 +70,7 @@ __all__ = [
     "Measurement",
     "MEASUREMENTS",
     "ISBI2015_KEYS",
+    "PLAUSIBLE",
     "get_measurement",
     "available",
     "compute",
@@ -392,6 +393,20 @@ MEASUREMENTS: dict[str, Measurement] = {m.key: m for m in [
                 "signed distance of Li from the E-line Pn-Pog', negative behind it",
                 _ll_e, (-4.0, 0.0), "Ricketts 1968 (adult -2 +/- 2 mm)", "ricketts"),
 ]}
+
+#: Plausibility bounds per measurement (its unit): a value outside cannot come from a human head's landmarks
+#: placed anywhere near right, so it is a prediction failure (``cephalo.assess`` withholds it). Chosen
+#: about twice as wide around the norm as the extremes of the 300 ISBI 2015 mean annotations (images
+#: 001-300: ANB -9.7..10.9, SNB 67.9..96.5, SNA 69.1..94.0, ODI 38.2..99.8, APDI 66.7..115.8, FHI
+#: 0.50..0.84, FMA 11.6..51.6, MW -13.3..10.8, FH_MP 7.1..47.6, facial angle 75.6..105.7, convexity
+#: -22.9..27.8, Y-axis 46.6..77.1, gonial 107.1..144.9; ``tests/test_clinic_outputs.py`` checks all 300
+#: pass). A failure detector, not a norm.
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "ANB": (-25.0, 25.0), "SNB": (50.0, 115.0), "SNA": (50.0, 115.0), "ODI": (15.0, 130.0), "APDI": (40.0, 145.0),
+    "FHI": (0.3, 1.1), "FMA": (0.0, 75.0), "MW": (-25.0, 25.0), "FH_MP": (-10.0, 70.0), "FACIAL_ANGLE": (55.0, 125.0),
+    "CONVEXITY": (-50.0, 55.0), "Y_AXIS": (25.0, 100.0), "GONIAL": (85.0, 175.0), "INTERINCISAL": (70.0, 180.0),
+    "IMPA": (50.0, 140.0), "UL_E": (-25.0, 20.0), "LL_E": (-25.0, 20.0),
+}
 
 #: the eight measurements of the ISBI 2015 classification task, in the challenge's order
 ISBI2015_KEYS: tuple[str, ...] = ("ANB", "SNB", "SNA", "ODI", "APDI", "FHI", "FMA", "MW")

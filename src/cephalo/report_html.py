@@ -187,8 +187,9 @@ def write_report(path: str | Path, records: Sequence[Mapping], info: Mapping[str
     gated = [r["image_id"] for r in records if not _reliable(r)]
     if gated:
         out.append(f"<p class='note'><b>Measurements withheld</b> for {len(gated)} image(s) "
-                   f"({_e(', '.join(gated[:8]))}{' ...' if len(gated) > 8 else ''}): their flags say the image or "
-                   "the landmarks cannot be trusted, so no value, norm comparison or class is shown for them.</p>")
+                   f"({_e(', '.join(gated[:8]))}{' ...' if len(gated) > 8 else ''}): an image flag, a landmark not "
+                   "found or an impossible value says they cannot be trusted, so no value, norm comparison or "
+                   "class is shown for them (each image's table gives the reason).</p>")
     no_mm = [r["image_id"] for r in records if not r.get("spacing")]
     if no_mm:
         out.append(f"<p class='note'>No pixel spacing for {len(no_mm)} image(s) ({_e(', '.join(no_mm[:5]))}"
