@@ -522,6 +522,9 @@ def write_predictions(
     overlay_files: dict[str, Path] = {}
     by_flag: Counter = Counter()
 
+    radius_note = "" if not calibration else (
+        "per landmark" if calibration.get("pooling") == "landmark" else "over all landmarks, not each")
+
     def run(tmp_overlays: Path | None) -> None:
         from .evaluate.plots import prediction_overlay
 
@@ -552,7 +555,7 @@ def write_predictions(
                     notes.append(p.bit_depth_note)
                 prediction_overlay(img, p.coords, tmp_overlays / f"{p.image_id}.png", labels=p.symbols,
                                    radii_px=a["radius_px"], flagged=flagged, coverage=a["coverage"], title=title,
-                                   notes=notes)
+                                   notes=notes, radius_note=radius_note)
                 p.extra["overlay"] = f"overlays/{p.image_id}.png"
                 overlay_files[p.image_id] = out_dir / "overlays" / f"{p.image_id}.png"
 

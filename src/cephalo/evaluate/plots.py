@@ -267,7 +267,7 @@ def _place_labels(points: np.ndarray, texts: Sequence[str], fs_px: float, size: 
 def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, *, labels: Sequence[str],
                        radii_px: np.ndarray | None = None, flagged: Sequence[bool] | None = None,
                        coverage: float | None = None, title: str = "", max_side: int = 1600,
-                       notes: Sequence[str] = ()) -> Path:
+                       notes: Sequence[str] = (), radius_note: str = "") -> Path:
     """Predicted landmarks on the original image, for a clinician: labels, uncertainty ellipses, flags.
 
     Layout: a header band above the image (``title`` and ``notes``, one line each, e.g. "measurements
@@ -281,7 +281,8 @@ def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, 
         image: (H, W) original image (uint8/uint16/float); coords: (K, 2) xy original px (NaN skipped).
         labels: K short labels (symbols). radii_px: (K, 2) radius along x and y in original px
             (NaN/inf: not drawn; None without spacing). flagged: K booleans (drawn in orange).
-            coverage: level of the radii. notes: extra header lines (warnings).
+            coverage: level of the radii. notes: extra header lines (warnings). radius_note: what the
+            radius level holds for, in the legend (``"per landmark"``, ``"over all landmarks"``).
     """
     import matplotlib.patheffects as pe
     from matplotlib.lines import Line2D
@@ -330,7 +331,7 @@ def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, 
     if drawn_radius:
         lvl = f"{100 * coverage:.0f}% " if coverage else ""
         handles.append(Line2D([], [], color="cyan", marker="o", mfc="none", ls="", ms=fs,
-                              label=f"{lvl}prediction radius"))
+                              label=f"{lvl}prediction radius" + (f" ({radius_note})" if radius_note else "")))
     fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 0), fontsize=fs * 0.9, frameon=False,
                ncol=len(handles), handletextpad=0.3, columnspacing=1.0, borderaxespad=0.2)
     for i, t in enumerate(lines):
