@@ -580,3 +580,21 @@ def test_implausible_values_are_withheld_and_all_isbi_annotations_pass(shared_da
     assert withheld and all("outside the plausible range" in a["measurements"][k]["unreliable_because"][0]
                             for k in withheld)
     assert all(a["measurements"][k]["class"] is None for k in withheld)
+
+
+def test_probe_image_checks_without_decoding_and_names_the_problem(tmp_path):
+    """Point 10: the pre-model check accepts what the reader reads and refuses, by file, what it cannot."""
+    from cephalo.imageio import probe_image
+
+    cv2.imwrite(str(tmp_path / "a16.png"), (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16))
+    probe_image(tmp_path / "a16.png")
+    png = (tmp_path / "a16.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])
+    (tmp_path / "empty.tif").write_bytes(b"")
+    (tmp_path / "note.dcm").write_text("not dicom")
+    (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 4)
+    for name, words in (("cut.png", "truncated PNG"), ("empty.tif", "empty file"), ("note.dcm", "text file"),
+                        ("blob.bin", "unknown format")):
+        with pytest.raises(DataError, match=words) as e:
+            probe_image(tmp_path / name)
+        assert name in str(e.value)

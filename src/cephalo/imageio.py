@@ -481,13 +481,13 @@ def probe_image(path: str | Path) -> None:
     except OSError as e:
         raise DataError(f"cannot read image ({e.strerror})", path) from None
     fmt = _sniff(head[:132])
-    if size == 0 or fmt is None and not _is_dicom(path):
-        if path.suffix.lower() in DICOM_SUFFIXES:
-            fmt = "DICOM?"
-        else:
-            raise DataError(f"cannot read image: {describe_file(path)}", path)
+    if size == 0 or (fmt is None and text_excerpt(head) is not None):
+        raise DataError(f"cannot read image: {describe_file(path)}", path)
+    if fmt is None and path.suffix.lower() not in DICOM_SUFFIXES:
+        read_image(path)  # no known signature (e.g. DICOM without preamble): the real decoder decides
+        return
     check_complete(path)
-    if fmt in ("DICOM", "DICOM?"):
+    if fmt == "DICOM" or path.suffix.lower() in DICOM_SUFFIXES:
         import pydicom
 
         try:
