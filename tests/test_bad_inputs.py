@@ -65,6 +65,18 @@ def test_cli_predict_text_png_is_one_line(tmp_path):
                         str(tmp_path / "out"), "--params", str(REPO / "params.yaml")],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0, r.stderr
+    # inputs are checked before the model is loaded (fail fast): the image is named first
+    assert "scan.png" in r.stderr and "a text file" in r.stderr and "model.pt" not in r.stderr
+    assert not any(leak in r.stderr for leak in LEAKS), r.stderr
+    import cv2
+    import numpy as np
+
+    good = tmp_path / "ok.png"
+    cv2.imwrite(str(good), np.zeros((8, 8), np.uint8))
+    r = subprocess.run([sys.executable, "-m", "cephalo", "predict", "--model", str(ckpt), str(good), "--out",
+                        str(tmp_path / "out"), "--params", str(REPO / "params.yaml")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0, r.stderr
     assert "model.pt" in r.stderr and "not a checkpoint: a text file" in r.stderr
     assert not any(leak in r.stderr for leak in LEAKS), r.stderr
 

@@ -70,5 +70,5 @@ def test_comparison_rows_and_markdown():
     md = comparison_markdown(rows)
     assert "| SNA | deg | 3.00 [2.50, 3.50] (50 %) | 1.50 [1.00, 2.00] (75 %) | 1.00 (80 %) |" in md
     assert "| coverage@0.9 | fraction | 88.0 % | 88.0 % | - |" in md
-    assert "| two annotators (images of zero_shot) |" in md  # the limit belongs to one run's images
+    assert "| annotator vs annotator (images of zero_shot) |" in md  # the limit belongs to one run's images
     assert comparison_markdown([]) == ""

@@ -276,8 +276,9 @@ def test_cli_writes_json_csv_overlays(ckpt, images, tmp_path):
     assert len(df) == 4 * 3 and list(df["landmark_symbol"][:3]) == ["S", "N", "Me"]
     assert list(df.columns) == CSV_COLUMNS and set(df["in_image"]) <= {"true", "false"}
     d = df[df["image_id"] == "d"]
-    np.testing.assert_allclose(d["x"], [lm["x"] for lm in by["d.dcm"]["landmarks"]], atol=0.005)  # 2 decimals
-    assert all(len(str(v).split(".")[-1]) <= 2 for v in df["x"])
+    np.testing.assert_allclose(d["x_px"], [lm["x"] for lm in by["d.dcm"]["landmarks"]], atol=0.005)  # 2 decimals
+    np.testing.assert_allclose(d["y_mm"], [lm["y_mm"] for lm in by["d.dcm"]["landmarks"]], atol=0.0005)
+    assert all(len(str(v).split(".")[-1]) <= 2 for v in df["x_px"])
     im = pd.read_csv(out / "images.csv", keep_default_na=False, dtype={"flagged": str}).set_index("image_id")
     assert im.loc["d", "spacing_y_mm"] == pytest.approx(0.2) and im.loc["d", "spacing_source"] == "PixelSpacing"
     assert im.loc["a", "spacing_source"] == "given"

@@ -112,7 +112,8 @@ def test_calibrated_checkpoint_gives_radii_circles_and_radius_flags(ckpt, tmp_pa
     df = pd.read_csv("out/predictions.csv")
     assert list(df["radius_mm"]) == pytest.approx([0.5, 1.0, 30.0])
     ov = cv2.imread("out/overlays/a.png")
-    assert ov.shape[:2] == (260, 300)  # the image's own resolution (below the 1600 px cap)
+    # a small image is enlarged (long side 900 px) with a title band above and a legend band below it
+    assert ov.shape[1] == 900 and ov.shape[0] > round(260 * 3)
     html = Path("out/report.html").read_text()
     assert "split-conformal radii at 90%" in html and "data:image/jpeg;base64," in html
     assert "ground truth" not in html

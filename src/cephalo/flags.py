@@ -17,6 +17,9 @@ Image flags:
   the grey-level variance (image scaled to 512 px on its long side) that survives a Gaussian blur of
   sigma 2 px. Radiographs hold large smooth structures (0.94-0.97 on the ISBI and Hamedan
   images); white noise keeps ~0.02; a blank image scores 0. A screening heuristic, not a classifier;
+* ``noisy``: :func:`noise_level` (pixel noise sd / white level, Immerkaer 1996) above ``max_noise``
+  (default 0.01; real radiographs: ISBI 2015 training images <= 0.0016, Hamedan <= 0.0026; added
+  Gaussian noise of sd 3 grey levels of 255 gives ~0.012). Not raised on top of ``no_structure``;
 * ``shape``: the predicted landmark constellation is implausible for a cephalogram: its Procrustes
   residual (:class:`ShapeModel`: similarity-aligned to the mean training shape, root mean square
   distance over landmarks divided by the centroid size of the mean shape) exceeds the model's
@@ -43,7 +46,13 @@ import numpy as np
 
 from .config.schema import ReviewConfig
 
-__all__ = ["ReviewConfig", "ShapeModel", "structure_score", "image_flags", "landmark_flags", "review"]
+__all__ = ["ReviewConfig", "ShapeModel", "GEOMETRY_FLAGS", "structure_score", "noise_level", "image_flags", "landmark_flags",
+           "review"]
+
+#: image flags that invalidate the image's geometry: no measurement or class is reported for such an
+#: image (:func:`cephalo.assess.assess`). Every image flag is one today; a future flag that only asks for
+#: a look (e.g. exposure) would stay out of this set.
+GEOMETRY_FLAGS: tuple[str, ...] = ("tiny", "aspect", "no_structure", "noisy", "shape", "landmarks")
 
 
 # --------------------------------------------------------------------------- image content
@@ -70,12 +79,46 @@ def structure_score(image: np.ndarray) -> float:
     return float(cv2.GaussianBlur(img, (0, 0), 2.0).var() / v)
 
 
+def noise_level(image: np.ndarray) -> float:
+    """Standard deviation of the image's pixel noise as a fraction of its white level (0..~0.3).
+
+    Immerkaer's estimator (J. Immerkaer, "Fast noise variance estimation", Computer Vision and Image
+    Understanding 64:300-302, 1996): the image convolved with the difference of two Laplacians
+    ``[[1, -2, 1], [-2, 4, -2], [1, -2, 1]]`` cancels smooth structure up to second order; then
+    ``sigma = sqrt(pi / 2) * mean(|I * N|) / 6``. Computed at the image's own resolution (noise is a
+    per-pixel property), over the interior pixels, divided by the white level of the dtype (255 for
+    uint8, 65535 for uint16, the maximum for float). Edges add a little, so the threshold is
+    calibrated on real radiographs (:class:`ReviewConfig` ``max_noise``).
+
+    Args:
+        image: (H, W) uint8/uint16/float greyscale, H, W >= 3.
+
+    Returns:
+        float >= 0 (0 for an image smaller than 3 x 3).
+    """
+    import cv2
+
+    img = np.asarray(image)
+    if img.ndim == 3:
+        img = img.mean(axis=2)
+    if min(img.shape[:2]) < 3:
+        return 0.0
+    white = 255.0 if img.dtype == np.uint8 else 65535.0 if img.dtype == np.uint16 else float(np.nanmax(img)) or 1.0
+    f = img.astype(np.float32)
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+    r = cv2.filter2D(f, -1, kernel, borderType=cv2.BORDER_REPLICATE)[1:-1, 1:-1]
+    sigma = float(np.sqrt(np.pi / 2.0) * np.abs(r).mean() / 6.0)
+    return sigma / white
+
+
 def image_flags(image: np.ndarray, cfg: ReviewConfig | None = None) -> tuple[list[str], dict]:
-    """Content flags of one image (``tiny``, ``aspect``, ``no_structure``) and the values behind them."""
+    """Content flags of one image (``tiny``, ``aspect``, ``no_structure``, ``noisy``) and the values behind them
+    (``aspect_ratio``, ``structure``, ``noise``)."""
     cfg = cfg or ReviewConfig()
     h, w = np.asarray(image).shape[:2]
     aspect = max(w, h) / max(min(w, h), 1)
     score = structure_score(image)
+    noise = noise_level(image)
     flags = []
     if min(w, h) < cfg.min_side_px:
         flags.append("tiny")
@@ -83,7 +126,9 @@ def image_flags(image: np.ndarray, cfg: ReviewConfig | None = None) -> tuple[lis
         flags.append("aspect")
     if score < cfg.min_structure:
         flags.append("no_structure")
-    return flags, {"aspect_ratio": float(aspect), "structure": float(score)}
+    elif noise > cfg.max_noise:
+        flags.append("noisy")
+    return flags, {"aspect_ratio": float(aspect), "structure": float(score), "noise": float(noise)}
 
 
 # --------------------------------------------------------------------------- shape model

@@ -35,7 +35,13 @@ from .errors import DataError
 
 __all__ = ["find_images", "RASTER_SUFFIXES", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "sniff_format", "describe_file", "read_image",
            "image_bit_depth", "check_complete", "exif_orientation", "oriented_size", "apply_exif_orientation",
-           "InputImage", "dicom_spacing", "read_input_image", "text_excerpt"]
+           "InputImage", "dicom_spacing", "read_input_image", "text_excerpt", "SPACING_RANGE_MM", "check_spacing",
+           "parse_spacing", "effective_bits", "probe_image"]
+
+#: plausible pixel spacing of a cephalogram, mm/px (detectors ~0.05-0.2; anything outside is a typo
+#: or a unit error, e.g. 1.139 for 0.139, or 100 for 0.1 mm given in um). The one home of this range:
+#: ``cephalo index`` (:func:`cephalo.index.spacing_outliers`) and ``cephalo predict`` (:func:`check_spacing`).
+SPACING_RANGE_MM: tuple[float, float] = (0.02, 1.0)
 
 #: raster formats read through OpenCV
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -324,7 +330,10 @@ class InputImage:
             to MONOCHROME2 by the decoder, SimpleITK/GDCM).
         spacing: ``(x, y)`` mm/px from the file (DICOM), or None.
         spacing_source: the DICOM attribute the spacing came from, or None.
-        bit_depth: bits per pixel of the file's grey values (8, 16, or DICOM ``BitsStored``).
+        bit_depth: bits the grey values use (8, 16, DICOM ``BitsStored``, or 10/12/14 detected in a
+            16-bit TIFF/PNG by :func:`effective_bits`; the image is then rescaled to 0..65535).
+        container_bits: bits per sample of the file itself (TIFF ``BitsPerSample``, PNG depth, 8/16).
+        bit_depth_note: what was done about the bit depth, in words (None: nothing).
     """
 
     path: Path
@@ -332,6 +341,8 @@ class InputImage:
     spacing: tuple[float, float] | None = None
     spacing_source: str | None = None
     bit_depth: int = 8
+    container_bits: int = 8
+    bit_depth_note: str | None = None
 
     @property
     def width(self) -> int:
@@ -379,6 +390,122 @@ def dicom_spacing(ds: Any, path: str | Path | None = None) -> tuple[tuple[float,
     return None, None
 
 
+def check_spacing(spacing: Any, what: str = "pixel spacing", path: str | Path | None = None,
+                  error: type = DataError) -> tuple[float, float]:
+    """Validate a pixel spacing: ``(x, y)`` mm/px, each finite and inside :data:`SPACING_RANGE_MM`.
+
+    Args:
+        spacing: a number (isotropic) or two numbers ``(x, y)`` in mm/px.
+        what: how the message names the value (``"--spacing"``, ``"DICOM PixelSpacing"``).
+        path: the file it came from, if any (named in the message).
+        error: the :class:`~cephalo.errors.CephaloError` subclass raised.
+
+    Returns:
+        ``(x, y)`` float mm/px.
+
+    Raises:
+        ``error``: not one or two numbers, or a value outside the plausible range (one line, with
+        the micrometre hint for values 20-1000).
+    """
+    raw: list[Any] = [spacing] if np.isscalar(spacing) else list(spacing)
+    try:
+        vals: list[float] = [float(v) for v in raw]
+    except (TypeError, ValueError):
+        raise error(f"{what} must be a number or X,Y in mm/px, got {spacing!r}", path) from None
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2:
+        raise error(f"{what} must be one number or two (X,Y) in mm/px, got {len(vals)}: {spacing!r}", path)
+    lo, hi = SPACING_RANGE_MM
+    for v in vals:
+        if not (math.isfinite(v) and lo <= v <= hi):
+            hint = " (micrometres? 100 um = 0.1 mm)" if math.isfinite(v) and 20 <= v <= 1000 else ""
+            raise error(f"{what} {v:g} mm/px is outside the plausible range {lo:g}-{hi:g} mm/px of a "
+                        f"cephalogram{hint}", path)
+    return vals[0], vals[1]
+
+
+def parse_spacing(text: str | float | None, what: str = "--spacing", error: type = DataError) -> tuple[float, float] | None:
+    """``"0.1"`` or ``"0.1,0.12"`` (x, y mm/px; also a number or a pair) -> checked ``(x, y)`` or None.
+
+    Raises:
+        ``error``: unparsable, not 1-2 values, or out of :data:`SPACING_RANGE_MM` (:func:`check_spacing`).
+    """
+    if text is None:
+        return None
+    if isinstance(text, str):
+        parts = [t.strip() for t in text.replace(";", ",").split(",")]
+        try:
+            vals: Any = [float(t) for t in parts]
+        except ValueError:
+            raise error(f"{what} must be a number or X,Y in mm/px, got {text!r}") from None
+    else:
+        vals = text
+    return check_spacing(vals, what, error=error)
+
+
+def effective_bits(image: np.ndarray, container_bits: int) -> int:
+    """Bits the grey values actually use: the smallest of 10, 12, 14 whose range holds the image's
+    maximum when a 16-bit container holds less (a 12-bit detector saved as 16-bit TIFF/PNG keeps
+    0..4095), else ``container_bits``.
+
+    Args:
+        image: (H, W) uint8/uint16; container_bits: 8 or 16 (the file's BitsPerSample / dtype).
+    """
+    if container_bits != 16 or image.dtype != np.uint16:
+        return int(container_bits)
+    top = int(image.max()) if image.size else 0
+    for b in (10, 12, 14):
+        if top <= (1 << b) - 1 and top > (1 << (b - 2)) - 1:  # uses the upper half of the b-bit range
+            return b
+    return 16
+
+
+def probe_image(path: str | Path) -> None:
+    """Cheap check that a file is a decodable image, before any model is loaded (fail fast).
+
+    Reads the header (and, for PNG/JPEG/BMP, the end of the file, :func:`check_complete`); DICOM
+    through ``pydicom`` (header only); other formats through Pillow's header parser, falling back
+    to a full :func:`read_image` where Pillow cannot open them.
+
+    Raises:
+        DataError: as :func:`read_image` (missing, empty, text, unknown or truncated file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("image file not found", path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise DataError(f"cannot read image ({e.strerror})", path) from None
+    fmt = _sniff(head[:132])
+    if size == 0 or (fmt is None and text_excerpt(head) is not None):
+        raise DataError(f"cannot read image: {describe_file(path)}", path)
+    if fmt is None and path.suffix.lower() not in DICOM_SUFFIXES:
+        read_image(path)  # no known signature (e.g. DICOM without preamble): the real decoder decides
+        return
+    check_complete(path)
+    if fmt == "DICOM" or path.suffix.lower() in DICOM_SUFFIXES:
+        import pydicom
+
+        try:
+            pydicom.dcmread(str(path), stop_before_pixels=True)
+        except Exception:  # noqa: BLE001
+            raise DataError(f"cannot read DICOM: {describe_file(path)}", path) from None
+        return
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.size  # noqa: B018 - header parsed
+            if im.format in ("PNG", "JPEG", "BMP"):
+                im.verify()  # structure check without a full decode
+    except Exception:  # noqa: BLE001 - let the real decoder decide (e.g. 16-bit TIFF variants)
+        read_image(path)
+
+
 def read_input_image(path: str | Path) -> InputImage:
     """Decode one image file for inference (see :class:`InputImage`).
 
@@ -398,7 +525,17 @@ def read_input_image(path: str | Path) -> InputImage:
         raise DataError("image file not found", path)
     if not _is_dicom(path):
         img = read_image(path)
-        return InputImage(path, img, None, None, 16 if img.dtype == np.uint16 else 8)
+        container = 16 if img.dtype == np.uint16 else 8
+        if container == 16 and sniff_format(path) == "TIFF":
+            container = _tiff_bits(path) or 16
+        bits = effective_bits(img, container)
+        note = None
+        if bits < 16 and img.dtype == np.uint16:
+            top = (1 << bits) - 1
+            note = (f"{bits}-bit values (max {int(img.max())}) in a {container}-bit file: rescaled by "
+                    f"65535/{top} = {65535 / top:.2f} so that white is white")
+            img = np.round(img.astype(np.float64) * (65535.0 / top)).astype(np.uint16)
+        return InputImage(path, img, None, None, bits, container, note)
 
     import pydicom
 
@@ -418,7 +555,22 @@ def read_input_image(path: str | Path) -> InputImage:
         if int(img.max()) <= top:  # values fit the stored depth: stretch to the 16-bit range
             bits = int(stored)
             img = np.round(img.astype(np.float64) * (65535.0 / top)).astype(np.uint16)
-    return InputImage(path, img, spacing, source, bits)
+    note = (f"DICOM BitsStored {bits}: rescaled by 65535/{(1 << bits) - 1} so that white is white"
+            if bits < 16 and img.dtype == np.uint16 else None)
+    if spacing is not None:
+        spacing = check_spacing(spacing, f"DICOM {source}", path)
+    return InputImage(path, img, spacing, source, bits, 16 if img.dtype == np.uint16 else 8, note)
+
+
+def _tiff_bits(path: Path) -> int | None:
+    """BitsPerSample of a TIFF's first page (tifffile), or None where it cannot be read."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(str(path)) as tf:
+            return int(tf.pages[0].bitspersample)
+    except Exception:  # noqa: BLE001 - header only, the pixels were decoded already
+        return None
 
 
 def find_images(inputs: Iterable[str | Path]) -> list[Path]:

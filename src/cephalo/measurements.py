@@ -38,10 +38,16 @@ Sources of the definitions
 * Ricketts R.M., "Esthetics, environment, and the law of lip relation", AJO 54:272-289 (1968):
   upper lip -4 +/- 2 mm and lower lip -2 +/- 2 mm to the E-line (Pn-Pog'), adult.
 
-Classification (ISBI 2015, Table 2 of Wang et al. 2016): class 1 is the closed normal range; the
-other labels as the challenge numbers them. The table defines MW class 2 as "MW = 0 mm (edge to
-edge)" and leaves ``0 < MW < 2 mm`` unassigned; here ``0 <= MW < 2`` is class 2 (the nearest
-stated reading: an incisor relation short of normal overjet but not a cross bite).
+Norms and classes, each with its reference. ``normal`` is the range the ``status``
+(``below``/``normal``/``above``) is read against, and ``norm_reference`` names it: Steiner 1953
+for SNA/SNB/ANB (means 82/80/2 deg, +/- 2 deg), Downs 1948 for the Downs angles, the ISBI 2015
+class-1 band for ODI, APDI, FHI, FMA and MW (no textbook norm of the same construction). The
+``classes`` are always the ISBI 2015 classes (Table 2 of Wang et al. 2016), applied exactly as the
+challenge's classification tool does: class 1 is the closed class-1 band; MW class 2 is
+``MW == 0`` exactly (edge to edge) and every other ``MW < 2 mm`` (including ``0 < MW < 2``) is class
+3; the "FMA" is the 0..180 deg angle between the directions S->N and Go->Gn, not folded to the
+acute angle. So an ANB of 2 deg is ``normal`` after Steiner and ISBI class 3 (class III) at once;
+outputs print both with their references.
 
 Measurement intervals from landmark radii (:func:`measurement_intervals`): if every landmark lies
 within its prediction radius ``r_k`` (mm), a measurement ``f`` moves at most, to first order,
@@ -64,6 +70,7 @@ __all__ = [
     "Measurement",
     "MEASUREMENTS",
     "ISBI2015_KEYS",
+    "PLAUSIBLE",
     "get_measurement",
     "available",
     "compute",
@@ -172,8 +179,9 @@ def _fhi(p: _P) -> np.ndarray:
 
 
 def _isbi_fma(p: _P) -> np.ndarray:
-    # the challenge's "FMA": angle between S-N (L1L2) and Go-Gn (L10L9)
-    return _line_angle(p["sella"], p["nasion"], p["gonion"], p["gnathion"])
+    # the challenge's "FMA": angle between the directions S->N (L1L2) and Go->Gn (L10L9), 0..180 deg as the
+    # challenge's classification tool takes it (not folded to the acute angle: a value above 90 deg stays)
+    return _vec_angle(p["nasion"] - p["sella"], p["gnathion"] - p["gonion"])
 
 
 def _mw(p: _P) -> np.ndarray:
@@ -260,6 +268,7 @@ class Measurement:
         normal: ``(lo, hi)`` normal range in ``unit``.
         normal_source: where the normal range comes from.
         classes: class bands (ISBI 2015) or ``()``; ``class_source`` their source.
+        norm_ref: short name of the normal range's reference (``norm_reference``).
         analysis: ``isbi2015`` | ``steiner`` | ``downs`` | ``tweed`` | ``jarabak`` | ``ricketts``.
     """
 
@@ -274,17 +283,33 @@ class Measurement:
     analysis: str
     classes: tuple[ClassBand, ...] = ()
     class_source: str = ""
+    norm_ref: str = ""
+
+    @property
+    def norm_reference(self) -> str:
+        """Short name of the reference the normal range comes from (``"Steiner 1953"``, ``"ISBI 2015 class 1"``)."""
+        return self.norm_ref or self.normal_source
+
+    def status(self, value: float) -> str | None:
+        """``below`` | ``normal`` | ``above`` against :attr:`normal` (closed range), None for NaN."""
+        v = float(value)
+        if not math.isfinite(v):
+            return None
+        return "below" if v < self.normal[0] else ("above" if v > self.normal[1] else "normal")
 
     def to_dict(self) -> dict:
         """JSON-ready description (no formula)."""
         return {"key": self.key, "title": self.title, "unit": self.unit, "landmarks": list(self.landmarks),
                 "definition": self.definition, "normal": list(self.normal), "normal_source": self.normal_source,
+                "norm_reference": self.norm_reference,
                 "analysis": self.analysis, "class_source": self.class_source,
                 "classes": [{"label": c.label, "name": c.name, "lo": None if math.isinf(c.lo) else c.lo,
                              "hi": None if math.isinf(c.hi) else c.hi, "closed": c.closed} for c in self.classes]}
 
 
 _WANG = "Wang et al., Medical Image Analysis 31 (2016), Table 2 (ISBI 2015 challenge)"
+_STEINER = "Steiner, AJO 39:729-755 (1953)"
+_ISBI1 = "ISBI 2015 class 1"
 _INF = math.inf
 
 
@@ -296,48 +321,49 @@ def _isbi3(lo: float, hi: float, below: tuple[int, str], above: tuple[int, str],
 MEASUREMENTS: dict[str, Measurement] = {m.key: m for m in [
     Measurement("ANB", "ANB angle", "deg", ("sella", "nasion", "a_point", "b_point"),
                 "SNA - SNB, i.e. the angle A-N-B (L5 L2 L6), negative when B lies anterior to A",
-                _anb, (3.2, 5.7), _WANG, "isbi2015",
-                _isbi3(3.2, 5.7, (3, "class III"), (2, "class II"), "class I (normal)"), _WANG),
+                _anb, (0.0, 4.0), _STEINER + " (ANB 2; +/- 2 deg)", "steiner",
+                _isbi3(3.2, 5.7, (3, "class III"), (2, "class II"), "class I (normal)"), _WANG, "Steiner 1953"),
     Measurement("SNB", "SNB angle", "deg", ("sella", "nasion", "b_point"), "angle S-N-B (L1 L2 L6)",
-                _snb, (74.6, 78.7), _WANG, "isbi2015",
+                _snb, (78.0, 82.0), _STEINER + " (SNB 80; +/- 2 deg)", "steiner",
                 _isbi3(74.6, 78.7, (2, "retrognathic mandible"), (3, "prognathic mandible"), "normal mandible"),
-                _WANG),
+                _WANG, "Steiner 1953"),
     Measurement("SNA", "SNA angle", "deg", ("sella", "nasion", "a_point"), "angle S-N-A (L1 L2 L5)",
-                _sna, (79.4, 83.2), _WANG, "isbi2015",
+                _sna, (80.0, 84.0), _STEINER + " (SNA 82; +/- 2 deg)", "steiner",
                 _isbi3(79.4, 83.2, (3, "retrognathic maxilla"), (2, "prognathic maxilla"), "normal maxilla"),
-                _WANG),
+                _WANG, "Steiner 1953"),
     Measurement("ODI", "Overbite depth indicator", "deg",
                 ("a_point", "b_point", "gonion", "menton", "posterior_nasal_spine", "anterior_nasal_spine",
                  "porion", "orbitale"),
                 "angle of the AB plane (L5L6) to the mandibular plane (L10L8) + angle of the palatal plane "
                 "(L17L18) to FH (L4L3), the latter positive when ANS is tipped down (Kim 1974)",
                 _odi, (68.4, 80.5), _WANG + "; Kim 1974 (74.5 +/- 6.07)", "isbi2015",
-                _isbi3(68.4, 80.5, (3, "open bite tendency"), (2, "deep bite tendency"), "normal"), _WANG),
+                _isbi3(68.4, 80.5, (3, "open bite tendency"), (2, "deep bite tendency"), "normal"), _WANG, _ISBI1),
     Measurement("APDI", "Anteroposterior dysplasia indicator", "deg",
                 ("porion", "orbitale", "nasion", "pogonion", "a_point", "b_point", "posterior_nasal_spine",
                  "anterior_nasal_spine"),
                 "angle FH (L3L4) to facial plane (L2L7) + facial plane to AB plane (L5L6) + FH to palatal plane "
                 "(L17L18), signed after Kim & Vietas 1978",
                 _apdi, (77.6, 85.2), _WANG + "; Kim & Vietas 1978 (81.4 +/- 3.8)", "isbi2015",
-                _isbi3(77.6, 85.2, (2, "class II tendency"), (3, "class III tendency"), "normal"), _WANG),
+                _isbi3(77.6, 85.2, (2, "class II tendency"), (3, "class III tendency"), "normal"), _WANG, _ISBI1),
     Measurement("FHI", "Facial height index", "ratio", ("sella", "gonion", "nasion", "menton"),
                 "posterior face height S-Go (L1L10) / anterior face height N-Me (L2L8)",
                 _fhi, (0.65, 0.75), _WANG, "isbi2015",
-                _isbi3(0.65, 0.75, (3, "long face tendency"), (2, "short face tendency"), "normal"), _WANG),
+                _isbi3(0.65, 0.75, (3, "long face tendency"), (2, "short face tendency"), "normal"), _WANG, _ISBI1),
     Measurement("FMA", "SN to mandibular plane (Go-Gn), the ISBI 2015 'FMA'", "deg",
                 ("sella", "nasion", "gonion", "gnathion"),
-                "angle between S-N (L1L2) and Go-Gn (L10L9), as the ISBI 2015 challenge defines its 'FMA' "
+                "angle between the directions S->N (L1L2) and Go->Gn (L10L9), 0..180 deg, as the ISBI 2015 "
+                "challenge's tool computes its 'FMA' (not folded to the acute angle) "
                 "(Steiner's SN-GoGn; Tweed's FH-MP angle is FH_MP)",
                 _isbi_fma, (26.8, 31.4), _WANG, "isbi2015",
-                _isbi3(26.8, 31.4, (3, "low angle tendency"), (2, "high angle tendency"), "normal"), _WANG),
+                _isbi3(26.8, 31.4, (3, "low angle tendency"), (2, "high angle tendency"), "normal"), _WANG, _ISBI1),
     Measurement("MW", "Modified Wits (signed incisor distance)", "mm", ("upper_incisor_tip", "lower_incisor_tip"),
                 "distance L12-L11 (upper to lower incisal incision), positive when the upper incisor tip lies "
                 "anterior to the lower one",
                 _mw, (2.0, 4.5), _WANG, "isbi2015",
-                (ClassBand(1, "normal", 2.0, 4.5, "both"), ClassBand(2, "edge to edge", 0.0, 2.0, "lo"),
-                 ClassBand(3, "anterior cross bite", -_INF, 0.0, "none"),
+                (ClassBand(1, "normal", 2.0, 4.5, "both"), ClassBand(2, "edge to edge", 0.0, 0.0, "both"),
+                 ClassBand(3, "anterior cross bite", -_INF, 2.0, "none"),
                  ClassBand(4, "large overjet", 4.5, _INF, "none")),
-                _WANG + " (0 <= MW < 2 mm read as class 2, see the module doc)"),
+                _WANG + " as the challenge's classification tool assigns them (0 < MW < 2 mm is class 3)", _ISBI1),
     Measurement("FH_MP", "Mandibular plane angle (FH to Go-Me)", "deg", ("porion", "orbitale", "gonion", "menton"),
                 "acute angle between Frankfort horizontal (Po-Or) and the mandibular plane (Go-Me)",
                 _fh_mp, (17.0, 28.0), "Downs 1948 (mean 21.9, range 17-28)", "downs"),
@@ -367,6 +393,20 @@ MEASUREMENTS: dict[str, Measurement] = {m.key: m for m in [
                 "signed distance of Li from the E-line Pn-Pog', negative behind it",
                 _ll_e, (-4.0, 0.0), "Ricketts 1968 (adult -2 +/- 2 mm)", "ricketts"),
 ]}
+
+#: Plausibility bounds per measurement (its unit): a value outside cannot come from a human head's landmarks
+#: placed anywhere near right, so it is a prediction failure (``cephalo.assess`` withholds it). Chosen
+#: about twice as wide around the norm as the extremes of the 300 ISBI 2015 mean annotations (images
+#: 001-300: ANB -9.7..10.9, SNB 67.9..96.5, SNA 69.1..94.0, ODI 38.2..99.8, APDI 66.7..115.8, FHI
+#: 0.50..0.84, FMA 11.6..51.6, MW -13.3..10.8, FH_MP 7.1..47.6, facial angle 75.6..105.7, convexity
+#: -22.9..27.8, Y-axis 46.6..77.1, gonial 107.1..144.9; ``tests/test_clinic_outputs.py`` checks all 300
+#: pass). A failure detector, not a norm.
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "ANB": (-25.0, 25.0), "SNB": (50.0, 115.0), "SNA": (50.0, 115.0), "ODI": (15.0, 130.0), "APDI": (40.0, 145.0),
+    "FHI": (0.3, 1.1), "FMA": (0.0, 75.0), "MW": (-25.0, 25.0), "FH_MP": (-10.0, 70.0), "FACIAL_ANGLE": (55.0, 125.0),
+    "CONVEXITY": (-50.0, 55.0), "Y_AXIS": (25.0, 100.0), "GONIAL": (85.0, 175.0), "INTERINCISAL": (70.0, 180.0),
+    "IMPA": (50.0, 140.0), "UL_E": (-25.0, 20.0), "LL_E": (-25.0, 20.0),
+}
 
 #: the eight measurements of the ISBI 2015 classification task, in the challenge's order
 ISBI2015_KEYS: tuple[str, ...] = ("ANB", "SNB", "SNA", "ODI", "APDI", "FHI", "FMA", "MW")

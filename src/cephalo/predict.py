@@ -45,6 +45,7 @@ __all__ = [
     "predictions_table",
     "images_table",
     "measurements_table",
+    "write_csv",
     "write_predictions",
 ]
 
@@ -120,7 +121,9 @@ class ImagePrediction:
         spacing: ``(x, y)`` mm/px (from the file, else the caller's fallback), or None.
         spacing_source: ``PixelSpacing`` | ``ImagerPixelSpacing`` | ``NominalScannedPixelSpacing`` |
             ``given`` (the caller's fallback) | None.
-        bit_depth: grey-level bits of the file (8, 16, or DICOM ``BitsStored``).
+        bit_depth: grey-level bits the values use (8, 16, DICOM ``BitsStored``, or 10/12/14 detected in a
+            16-bit file, :func:`cephalo.imageio.effective_bits`).
+        container_bits: bits per sample of the file; bit_depth_note: the rescale done, in words (or None).
         landmark_names: canonical names, model channel order (K).
         symbols: their symbols (K).
         coords: ``(K, 2)`` float64, xy, **original-image pixels**, origin at the centre of the top-left
@@ -145,6 +148,8 @@ class ImagePrediction:
     degenerate: np.ndarray
     affine: np.ndarray
     image_id: str = ""
+    container_bits: int = 8
+    bit_depth_note: str | None = None
     extra: dict = field(default_factory=dict)
     landmark_extra: dict = field(default_factory=dict)
 
@@ -195,6 +200,8 @@ class ImagePrediction:
             "spacing": None if self.spacing is None else [float(self.spacing[0]), float(self.spacing[1])],
             "spacing_source": self.spacing_source,
             "bit_depth": int(self.bit_depth),
+            "container_bits": int(self.container_bits),
+            "bit_depth_note": self.bit_depth_note,
             "affine": np.asarray(self.affine, dtype=np.float64).tolist(),
             "landmarks": lms,
         }
@@ -208,16 +215,12 @@ def _num(v: Any) -> float | None:
 
 
 def _fallback_spacing(spacing_mm: Any) -> tuple[float, float] | None:
+    """The caller's spacing checked as ``cephalo index`` checks spacings (:func:`cephalo.imageio.check_spacing`)."""
     if spacing_mm is None:
         return None
-    vals = [spacing_mm, spacing_mm] if np.isscalar(spacing_mm) else list(spacing_mm)
-    try:
-        sx, sy = (float(v) for v in vals)
-    except (TypeError, ValueError):
-        raise ConfigError(f"pixel spacing must be a number or (x, y) mm/px, got {spacing_mm!r}") from None
-    if not (math.isfinite(sx) and math.isfinite(sy) and sx > 0 and sy > 0):
-        raise ConfigError(f"pixel spacing must be > 0 mm/px, got {spacing_mm!r}")
-    return sx, sy
+    from .imageio import parse_spacing
+
+    return parse_spacing(spacing_mm, "pixel spacing", error=ConfigError)
 
 
 def predict_images(
@@ -289,7 +292,8 @@ def predict_images(
         for b, (inp, _, m, sp, src) in enumerate(pending):
             results.append(ImagePrediction(
                 path=inp.path, width=inp.width, height=inp.height, spacing=sp, spacing_source=src,
-                bit_depth=inp.bit_depth, landmark_names=names, symbols=symbols,
+                bit_depth=inp.bit_depth, container_bits=inp.container_bits, bit_depth_note=inp.bit_depth_note,
+                landmark_names=names, symbols=symbols,
                 coords=p.coords[b] if refine is None else refine(inp.image, p.coords[b], sp),
                 confidence=p.confidence[b], degenerate=p.degenerate[b], affine=np.asarray(m, dtype=np.float64)))
         pending.clear()
@@ -345,53 +349,92 @@ def _assign_ids(preds: list[ImagePrediction]) -> None:
 
 # --------------------------------------------------------------------------- outputs
 
-#: ``predictions.csv``: one row per image x landmark (x, y original px; radius_mm at the review coverage)
-CSV_COLUMNS = ["image_id", "file", "landmark_index", "landmark_name", "landmark_symbol", "x", "y", "confidence",
-               "radius_mm", "in_image", "flagged", "flags"]
+#: ``predictions.csv``: one row per image x landmark. ``x_px``/``y_px``: original pixels (origin at the
+#: centre of the top-left pixel); ``x_mm``/``y_mm``: the same times the pixel spacing (empty without one);
+#: ``radius_mm`` and its per-axis pixel size ``radius_x_px``/``radius_y_px`` at the review coverage (empty
+#: without calibration or spacing); ``image_flagged``/``image_flags``: the image's review flags.
+CSV_COLUMNS = ["image_id", "file", "landmark_index", "landmark_name", "landmark_symbol", "x_px", "y_px", "x_mm",
+               "y_mm", "confidence", "radius_mm", "radius_x_px", "radius_y_px", "in_image", "flagged", "flags",
+               "image_flagged", "image_flags"]
 #: ``images.csv``: one row per image
-IMAGE_COLUMNS = ["image_id", "file", "width", "height", "spacing_x_mm", "spacing_y_mm", "spacing_source",
-                 "n_landmarks", "n_landmarks_flagged", "flagged", "flags", "structure", "shape_residual", "overlay"]
-#: ``measurements.csv``: one row per image x measurement
-MEASUREMENT_COLUMNS = ["image_id", "measurement", "value", "half_width", "unit", "normal_lo", "normal_hi", "status",
-                       "class", "class_name"]
-_DECIMALS = {"x": 2, "y": 2, "confidence": 4, "radius_mm": 2, "spacing_x_mm": 5, "spacing_y_mm": 5,
-             "structure": 3, "shape_residual": 4, "value": 3, "half_width": 3}
+IMAGE_COLUMNS = ["image_id", "file", "width", "height", "spacing_x_mm", "spacing_y_mm", "spacing_source", "bit_depth",
+                 "bit_depth_note", "n_landmarks", "n_landmarks_flagged", "flagged", "flags", "structure", "noise",
+                 "shape_residual", "measurements_reliable", "overlay"]
+#: ``measurements.csv``: one row per image x measurement. ``status`` is read against ``normal_lo..hi``
+#: of ``norm_reference``; ``class`` is the ``class_reference`` (ISBI 2015) class. Both are empty when
+#: ``reliable`` is false (``unreliable_because`` says why: image flags, landmarks not found);
+#: ``status_settled``/``class_settled`` are false when ``value +/- half_width`` crosses a band edge.
+MEASUREMENT_COLUMNS = ["image_id", "measurement", "value", "half_width", "unit", "normal_lo", "normal_hi",
+                       "norm_reference", "status", "status_settled", "class", "class_name", "class_reference",
+                       "class_settled", "reliable", "unreliable_because", "image_flagged", "image_flags"]
+_DECIMALS = {"x_px": 2, "y_px": 2, "x_mm": 3, "y_mm": 3, "confidence": 4, "radius_mm": 2, "radius_x_px": 1,
+             "radius_y_px": 1, "spacing_x_mm": 5, "spacing_y_mm": 5, "structure": 3, "noise": 4, "shape_residual": 4,
+             "value": 3, "half_width": 3}
+#: columns written as text (quoted in the CSV: ``image_id`` "001" stays "001" for readers that honour quotes;
+#: with pandas read ``dtype={"image_id": str}``)
+TEXT_COLUMNS = ("image_id", "file")
 
 
 def _tidy(df):
-    """Round per column (:data:`_DECIMALS`) and write booleans as ``true``/``false``."""
+    """Round per column (:data:`_DECIMALS`), write booleans as ``true``/``false``, ids as text."""
     for c in df.columns:
         if df[c].dtype == bool:
             df[c] = df[c].map({True: "true", False: "false"})
         elif c in _DECIMALS:
             df[c] = df[c].astype(float).round(_DECIMALS[c])
+        elif c in TEXT_COLUMNS:
+            df[c] = df[c].astype(str)
     return df
+
+
+def write_csv(df, path: str | Path) -> None:
+    """Write a table atomically with text columns quoted (``csv.QUOTE_NONNUMERIC``) and NaN as empty."""
+    import csv
+
+    from .io import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        df.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC)
+
+
+def _image_flags(p: ImagePrediction) -> list[str]:
+    return list((p.extra.get("review") or {}).get("image", []))
 
 
 def predictions_table(preds: Sequence[ImagePrediction]):
     """Long table (pandas DataFrame), one row per image x landmark, columns :data:`CSV_COLUMNS`.
 
-    ``x``, ``y``: original-image pixels (origin at the centre of the top-left pixel); ``radius_mm``:
-    the calibrated prediction radius (empty without calibration or spacing); ``flags``: the landmark's
-    review flags joined by ``;`` (:mod:`cephalo.flags`)."""
+    ``x_px``, ``y_px``: original-image pixels (origin at the centre of the top-left pixel); ``x_mm``,
+    ``y_mm``: times the image's spacing (NaN without); ``radius_mm``: the calibrated prediction radius
+    (NaN without calibration or spacing), ``radius_x_px``/``radius_y_px`` the same in pixels per axis;
+    ``flags``: the landmark's review flags joined by ``;`` (:mod:`cephalo.flags`); ``image_flags``: the
+    image's."""
     import pandas as pd
 
     rows = []
     for p in preds:
         inside = p.in_image()
+        mm = p.coords_mm
         r = p.landmark_extra.get("radius_mm")
         fl = p.landmark_extra.get("flags")
+        img_fl = _image_flags(p)
         for k, name in enumerate(p.landmark_names):
             f = list(fl[k]) if fl is not None else []
+            rk = np.nan if r is None or r[k] is None else float(r[k])
+            rx, ry = (np.nan, np.nan) if p.spacing is None else (rk / p.spacing[0], rk / p.spacing[1])
             rows.append((p.image_id, str(p.path), k, name, p.symbols[k], p.coords[k, 0], p.coords[k, 1],
-                         p.confidence[k], np.nan if r is None or r[k] is None else r[k], bool(inside[k]),
-                         bool(f), ";".join(f)))
+                         np.nan if mm is None else mm[k, 0], np.nan if mm is None else mm[k, 1],
+                         p.confidence[k], rk, rx, ry, bool(inside[k]), bool(f), ";".join(f), bool(img_fl),
+                         ";".join(img_fl)))
     return _tidy(pd.DataFrame(rows, columns=CSV_COLUMNS))
 
 
 def images_table(preds: Sequence[ImagePrediction]):
-    """One row per image, columns :data:`IMAGE_COLUMNS` (spacing and its source, review flags)."""
+    """One row per image, columns :data:`IMAGE_COLUMNS` (spacing and its source, bit depth, review flags,
+    ``measurements_reliable``: false when the image's flags gate its measurements)."""
     import pandas as pd
+
+    from .flags import GEOMETRY_FLAGS
 
     rows = []
     for p in preds:
@@ -399,11 +442,12 @@ def images_table(preds: Sequence[ImagePrediction]):
         vals = rev.get("values") or {}
         sx, sy = p.spacing if p.spacing is not None else (np.nan, np.nan)
         fl = list(rev.get("image", []))
-        rows.append((p.image_id, str(p.path), p.width, p.height, sx, sy, p.spacing_source or "",
-                     len(p.landmark_names), int(rev.get("n_landmarks_flagged", 0)), bool(fl), ";".join(fl),
-                     np.nan if vals.get("structure") is None else vals["structure"],
+        rows.append((p.image_id, str(p.path), p.width, p.height, sx, sy, p.spacing_source or "", int(p.bit_depth),
+                     p.bit_depth_note or "", len(p.landmark_names), int(rev.get("n_landmarks_flagged", 0)), bool(fl),
+                     ";".join(fl), np.nan if vals.get("structure") is None else vals["structure"],
+                     np.nan if vals.get("noise") is None else vals["noise"],
                      np.nan if vals.get("shape_residual") is None else vals["shape_residual"],
-                     p.extra.get("overlay", "")))
+                     not any(f in GEOMETRY_FLAGS for f in fl), p.extra.get("overlay", "")))
     return _tidy(pd.DataFrame(rows, columns=IMAGE_COLUMNS))
 
 
@@ -413,9 +457,14 @@ def measurements_table(preds: Sequence[ImagePrediction]):
 
     rows = []
     for p in preds:
+        img_fl = _image_flags(p)
         for k, m in (p.extra.get("measurements") or {}).items():
             rows.append((p.image_id, k, m["value"], m["half_width"], m["unit"], m["normal"][0], m["normal"][1],
-                         m["status"] or "", m["class"], m["class_name"] or ""))
+                         m.get("norm_reference") or "", m["status"] or "",
+                         bool(m["status"]) and len(m.get("interval_statuses") or []) <= 1, m["class"],
+                         m["class_name"] or "", m.get("class_reference") or "",
+                         bool(m["class"]) and len(m.get("interval_classes") or []) <= 1, bool(m.get("reliable", True)),
+                         "; ".join(m.get("unreliable_because") or []), bool(img_fl), ";".join(img_fl)))
     df = pd.DataFrame(rows, columns=MEASUREMENT_COLUMNS)
     df["class"] = df["class"].astype("Int64")
     return _tidy(df)
@@ -462,8 +511,8 @@ def write_predictions(
     from tqdm import tqdm
 
     from .assess import assess, shape_model_of
-    from .flags import ReviewConfig
-    from .io import atomic_dir, atomic_path, write_json
+    from .flags import GEOMETRY_FLAGS, ReviewConfig
+    from .io import atomic_dir, write_json
 
     cfg = review_cfg if review_cfg is not None else ReviewConfig()
     out_dir = Path(out_dir)
@@ -472,6 +521,9 @@ def write_predictions(
     sm = shape_model_of(calibration)
     overlay_files: dict[str, Path] = {}
     by_flag: Counter = Counter()
+
+    radius_note = "" if not calibration else (
+        "per landmark" if calibration.get("pooling") == "landmark" else "over all landmarks, not each")
 
     def run(tmp_overlays: Path | None) -> None:
         from .evaluate.plots import prediction_overlay
@@ -493,8 +545,17 @@ def write_predictions(
                 title = (f"{p.path.name}: {n_ok}/{len(p.landmark_names)} landmarks"
                          + (f", {sum(flagged)} flagged" if any(flagged) else "")
                          + (f"; image flags: {', '.join(rev['image'])}" if rev["image"] else ""))
+                notes = []
+                gated = [f for f in rev["image"] if f in GEOMETRY_FLAGS]
+                if gated:
+                    notes.append(f"MEASUREMENTS NOT RELIABLE: image flagged ({', '.join(gated)})")
+                if p.spacing is None:
+                    notes.append("no pixel spacing: positions in px only, no prediction radius drawn")
+                if p.bit_depth_note:
+                    notes.append(p.bit_depth_note)
                 prediction_overlay(img, p.coords, tmp_overlays / f"{p.image_id}.png", labels=p.symbols,
-                                   radii_px=a["radius_px"], flagged=flagged, coverage=a["coverage"], title=title)
+                                   radii_px=a["radius_px"], flagged=flagged, coverage=a["coverage"], title=title,
+                                   notes=notes, radius_note=radius_note)
                 p.extra["overlay"] = f"overlays/{p.image_id}.png"
                 overlay_files[p.image_id] = out_dir / "overlays" / f"{p.image_id}.png"
 
@@ -506,8 +567,7 @@ def write_predictions(
         run(None)
     for name, key, table in (("predictions.csv", "csv", predictions_table), ("images.csv", "images_csv", images_table),
                              ("measurements.csv", "measurements_csv", measurements_table)):
-        with atomic_path(out_dir / name) as tmp:
-            table(preds).to_csv(tmp, index=False)
+        write_csv(table(preds), out_dir / name)
         paths[key] = out_dir / name
     if labelme_dir is not None:
         from .datasets.labelme.adapter import write_labelme
@@ -524,11 +584,18 @@ def write_predictions(
     run_info = {**dict(info or {}), "review": dict(cfg.__dict__),
                 "calibration": None if not calibration else {
                     k: calibration.get(k) for k in ("method", "scale", "pooling", "split", "n_images", "variant", "coverages",
-                                          "difficulty_split", "difficulty_n_images", "loo_coverage")}}
+                                          "difficulty_split", "difficulty_n_images", "loo_coverage",
+                                          "loo_coverage_per_landmark", "landmarks", "guarantee")}}
+    if calibration:
+        from .uncertainty import guarantee_text
+
+        run_info["calibration"]["guarantee"] = ("per_landmark" if calibration.get("pooling") == "landmark"
+                                                else "marginal")
+        run_info["calibration"]["guarantee_text"] = guarantee_text(calibration.get("pooling", "landmark"))
     if report:
         from .report_html import write_report
 
-        paths["report"] = write_report(out_dir / "report.html", records, run_info, overlay_files)
+        paths["report"] = write_report(out_dir / "report.html", records, run_info, overlay_files, skipped)
     doc = {
         "format": "cephalo-predictions",
         "format_version": 2,

@@ -48,10 +48,10 @@ import numpy as np
 from .errors import ConfigError
 
 __all__ = ["SCALES", "POOLINGS", "calibrate", "difficulty_weights", "radii", "coverage", "read_calibration",
-           "coverage_key", "calibrate_model"]
+           "coverage_key", "calibrate_model", "mondrian_min_images", "guarantee_text"]
 
 SCALES = ("inverse_confidence", "constant")
-POOLINGS = ("pooled", "landmark")
+POOLINGS = ("pooled", "landmark", "auto")
 FORMAT = "cephalo-conformal"
 
 
@@ -114,21 +114,38 @@ def _table(s: np.ndarray, w: np.ndarray, level: float, pooling: str) -> np.ndarr
 
 
 def _loo_coverage(e: np.ndarray, s: np.ndarray, u: np.ndarray, w: np.ndarray, levels: Sequence[float],
-                  pooling: str) -> dict:
+                  pooling: str) -> tuple[dict, dict]:
     """Leave-one-image-out coverage on the calibration images (errors ``e``, their scores ``s``):
-    calibrate on N - 1, score the one left out."""
-    out = {}
-    n = e.shape[0]
+    calibrate on N - 1, score the one left out. Returns ``({cov: overall fraction}, {cov: [K] fractions})``
+    (None where nothing was scored)."""
+    out, per = {}, {}
+    n, k = e.shape
     for lv in levels:
-        hits, scored = 0, 0
+        hits, scored = np.zeros(k), np.zeros(k)
         for i in range(n):
             keep = np.arange(n) != i
             r = _table(s[keep], w, float(lv), pooling) * u[i]
             ok = np.isfinite(e[i]) & np.isfinite(r)
-            hits += int((e[i][ok] <= r[ok]).sum())
-            scored += int(ok.sum())
-        out[coverage_key(lv)] = hits / scored if scored else None
-    return out
+            hits += ok & (np.where(ok, e[i], np.inf) <= np.where(ok, r, 0))
+            scored += ok
+        out[coverage_key(lv)] = float(hits.sum() / scored.sum()) if scored.sum() else None
+        per[coverage_key(lv)] = [float(h / c) if c else None for h, c in zip(hits, scored)]
+    return out, per
+
+
+def mondrian_min_images(coverages: Sequence[float]) -> int:
+    """Smallest per-landmark calibration count ``n`` with a finite per-landmark (Mondrian) quantile at every
+    level: ``ceil((n + 1) c) <= n`` iff ``n >= c / (1 - c)`` (9 at 0.9, 19 at 0.95)."""
+    return max(math.ceil(float(c) / (1.0 - float(c)) - 1e-9) for c in coverages)
+
+
+def guarantee_text(pooling: str) -> str:
+    """Which coverage promise a calibration's radii keep, in words (outputs print it)."""
+    if pooling == "landmark":
+        return ("per landmark: each landmark's radius covers its true position with at least the stated "
+                "probability (Mondrian split conformal, one quantile per landmark)")
+    return ("marginal over landmarks: the stated probability holds for a landmark drawn at random, not for each "
+            "landmark; single landmarks can cover less (see the per-landmark coverage)")
 
 
 def calibrate(
@@ -154,14 +171,17 @@ def calibrate(
         scale: ``inverse_confidence`` | ``constant``.
         conf_floor: lower bound of the confidence in the scale (> 0).
         info: provenance recorded in the result (split, variant, checkpoint).
-        pooling: ``pooled`` (one quantile over all landmarks' scores) | ``landmark`` (one per landmark).
+        pooling: ``pooled`` (one quantile over all landmarks' scores) | ``landmark`` (one per landmark,
+            Mondrian) | ``auto`` (``landmark`` when every landmark has at least
+            :func:`mondrian_min_images` calibration scores, else ``pooled``).
         weights: (K,) per-landmark difficulty weights ``w_k`` > 0 (:func:`difficulty_weights` of
             another split's errors), or None (all 1).
 
     Returns:
         ``{"format", "method", "scale", "conf_floor", "pooling", "weights" [K], "landmarks",
         "coverages", "n" [K], "q_mm" {cov: [K]}, "q_px" {cov: [K]}, "loo_coverage" {"unit",
-        cov: fraction}, **info}``; ``q_*`` hold ``q * w_k`` (apply with :func:`radii`); infinite
+        cov: fraction}, "loo_coverage_per_landmark" {cov: [K]}, "pooling_requested", "guarantee"
+        (``per_landmark`` | ``marginal``), "mondrian_min_images", **info}`` (``pooling`` is the one used); ``q_*`` hold ``q * w_k`` (apply with :func:`radii`); infinite
         quantiles are stored as None (too few calibration scores for that level).
 
     Raises:
@@ -182,6 +202,10 @@ def calibrate(
     if w.shape != (len(names),) or not (np.isfinite(w) & (w > 0)).all():
         raise ConfigError(f"conformal landmark weights must be {len(names)} finite values > 0, got {w.tolist()}")
     u = _scale(conf, scale, conf_floor)
+    n_k = [int(np.isfinite(ep[:, k]).sum()) for k in range(len(names))]
+    requested = pooling
+    if pooling == "auto":  # Mondrian where every landmark has enough calibration images, else pooled
+        pooling = "landmark" if min(n_k, default=0) >= mondrian_min_images(coverages) else "pooled"
     out: dict = {"format": FORMAT, "format_version": 2,
                  "method": "split conformal prediction, normalised score = radial error / (landmark weight x scale)",
                  "scale": scale, "conf_floor": float(conf_floor), "pooling": pooling,
@@ -200,7 +224,12 @@ def calibrate(
         e_loo, unit = np.asarray(errors_mm, dtype=np.float64), "mm"
         s_loo = _scores(e_loo, u, w)
         out["q_mm"] = q(s_loo)
-    out["loo_coverage"] = {"unit": unit, **_loo_coverage(e_loo, s_loo, u, w, coverages, pooling)}
+    overall, per = _loo_coverage(e_loo, s_loo, u, w, coverages, pooling)
+    out["loo_coverage"] = {"unit": unit, **overall}
+    out["loo_coverage_per_landmark"] = per
+    out["pooling_requested"] = requested
+    out["mondrian_min_images"] = mondrian_min_images(coverages)
+    out["guarantee"] = "per_landmark" if pooling == "landmark" else "marginal"
     out.update(dict(info or {}))
     return out
 

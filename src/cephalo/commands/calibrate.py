@@ -9,7 +9,7 @@ A bundle (``--model bundle.json``: global model + refiner) is calibrated on its 
 and written as a bundle JSON with a ``calibration`` entry (``--out`` ends in ``.json``).
 
 Params ``calibrate:`` (all optional): ``coverages`` ([0.9, 0.95]), ``scale`` (``inverse_confidence``
-| ``constant``), ``conf_floor`` (0.01), ``pooling`` (``pooled`` | ``landmark``), ``difficulty_split``
+| ``constant``), ``conf_floor`` (0.01), ``pooling`` (``pooled`` | ``landmark`` | ``auto``: per landmark where every landmark has enough calibration images), ``difficulty_split``
 (train: the split whose per-landmark median errors weight the landmarks; null = equal weights),
 ``batch_size`` (4), ``device`` (auto), ``split`` (valid), ``shape_split`` (train: the split whose
 ground-truth landmarks fit the shape model of the review flags, :class:`cephalo.flags.ShapeModel`;
@@ -87,13 +87,19 @@ def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path,
     loo = cal["loo_coverage"].get(level)
     weighted = (f", landmarks weighted by their '{cal['difficulty_split']}' errors "
                 f"({cal['difficulty_n_images']} images)" if cal.get("difficulty_split") else "")
-    click.echo(f"{out_path}: conformal radii ({cp.scale}, {cp.pooling}{weighted}) from {cal['n_images']} "
+    used = cal.get("pooling", cp.pooling)
+    per = [v for v in (cal.get("loo_coverage_per_landmark") or {}).get(level) or [] if v is not None]
+    click.echo(f"{out_path}: conformal radii ({cp.scale}, {used}"
+               + (f" chosen by auto: Mondrian needs >= {cal.get('mondrian_min_images')} images per landmark"
+                  if cp.pooling == "auto" else "") + f"{weighted}) from {cal['n_images']} "
                f"'{split}' images, coverages {cp.coverages}; median landmark quantile at {level}: {med:.3g} {unit}; "
                f"leave-one-image-out coverage at {level}: "
-               + ("-" if loo is None else f"{100 * loo:.1f} %"))
+               + ("-" if loo is None else f"{100 * loo:.1f} %")
+               + (f" (per landmark {100 * min(per):.0f}-{100 * max(per):.0f} %)" if per else "")
+               + f"; guarantee: {'per landmark' if used == 'landmark' else 'marginal over landmarks'}")
     for c in cp.coverages:  # an infinite quantile is stored as None (uncertainty.calibrate)
         unbounded = sum(v is None for v in cal["q_px"][coverage_key(c)])
         if unbounded:
-            what = "scores over all landmarks" if cp.pooling == "pooled" else "calibration images per landmark"
+            what = "scores over all landmarks" if used == "pooled" else "calibration images per landmark"
             click.echo(f"warning: coverage {c:g}: {unbounded} of {len(cal['landmarks'])} landmarks have infinite "
                        f"radii (too few {what}: the rank ceil((n + 1) x {c:g}) exceeds n)", err=True)

@@ -36,8 +36,9 @@ from ._common import params_option, read_params
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="output folder: predictions.json/.csv, images.csv, measurements.csv, overlays/, report.html")
-@click.option("--spacing", "spacing_mm", type=float, default=None,
-              help="pixel spacing in mm/px for images without their own (a DICOM file's PixelSpacing or "
+@click.option("--spacing", "spacing_mm", type=str, default=None, metavar="MM[,MM]",
+              help="pixel spacing in mm/px for images without their own: one value, or X,Y per axis; "
+                   "0.02-1.0 mm/px as cephalo index accepts (a DICOM file's PixelSpacing or "
                    "ImagerPixelSpacing wins) [default: params predict.spacing_mm]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="images per forward pass "
               "[default: params predict.batch_size]")
@@ -55,13 +56,17 @@ from ._common import params_option, read_params
               help="also write one LabelMe JSON per image into this folder (correct them in LabelMe, then "
                    "index the folder with the labelme adapter)")
 @params_option
-def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_mm: float | None,
+def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_mm: str | None,
             batch_size: int | None, device: str | None, variant: str | None, skip_bad: bool | None,
             overlays: bool | None, report: bool | None, labelme_dir: Path | None, params_path: Path) -> None:
     """Landmarks, measurements and review flags for an image or folder (PNG/JPEG/BMP/TIFF/DICOM)."""
     params = read_params(params_path, optional=True)
     pp = params.predict
-    spacing_mm = pp.spacing_mm if spacing_mm is None else spacing_mm
+    from ..errors import ConfigError
+    from ..imageio import parse_spacing
+
+    spacing_mm = (parse_spacing(pp.spacing_mm, "params predict.spacing_mm", error=ConfigError)
+                  if spacing_mm is None else parse_spacing(spacing_mm, "--spacing", error=ConfigError))
     batch_size = pp.batch_size if batch_size is None else batch_size
     device = pp.device if device is None else device
     variant = pp.variant if variant is None else variant
@@ -73,13 +78,35 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
 
     os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")  # unreadable files are reported by cephalo, in one line
     from ..imageio import find_images
-    from ..inference import resolve_device
-    from ..models import load_checkpoint
-    from ..predict import predict_images, write_predictions
 
     if not model_path.is_file():
         raise DataError("model checkpoint not found", model_path)
     files = find_images(inputs)
+    skipped: list[dict] = []
+
+    def on_error(path: Path, err: Exception) -> None:
+        skipped.append({"file": str(path), "error": str(err)})
+        click.echo(f"skipped: {err}", err=True)
+
+    # fail fast: every input is opened and checked before the model is loaded (seconds, GBs)
+    from ..imageio import probe_image
+
+    readable = []
+    for f in files:
+        try:
+            probe_image(f)
+            readable.append(f)
+        except DataError as e:
+            if not skip_bad:
+                raise
+            on_error(f, e)
+    if not readable:
+        raise DataError(f"none of the {len(files)} input images could be read; nothing written", inputs[0])
+    files_all, files = files, readable
+    from ..inference import resolve_device  # torch and the model only now
+    from ..models import load_checkpoint
+    from ..predict import predict_images, write_predictions
+
     dev = resolve_device(device)
     refine, bundle = None, None
     from ..refine import is_bundle
@@ -100,24 +127,19 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
     else:
         cal = extra.get("calibration") if isinstance(extra.get("calibration"), dict) else None
     variants = {name: spec.model_dump() for name, spec in params.variants.items()}
-    skipped: list[dict] = []
-
-    def on_error(path: Path, err: Exception) -> None:
-        skipped.append({"file": str(path), "error": str(err)})
-        click.echo(f"skipped: {err}", err=True)
 
     preds = predict_images(model, meta, files, variant=variant, variants=variants, spacing_mm=spacing_mm,
                            batch_size=batch_size, device=dev, on_error=on_error if skip_bad else None,
                            refine=refine)
     if not preds:
-        raise DataError(f"none of the {len(files)} input images could be read; nothing written", inputs[0])
+        raise DataError(f"none of the {len(files_all)} input images could be read; nothing written", inputs[0])
     info = {
         "command": "cephalo " + shlex.join(sys.argv[1:]) if "predict" in sys.argv else "cephalo predict",
         "checkpoint": str(model_path),
         "model": {"arch": meta.arch, "landmark_names": list(meta.landmark_names),
                   "input_size": list(meta.input_size), "codec": dict(meta.codec or {})},
         "device": str(dev),
-        "fallback_spacing_mm": spacing_mm,
+        "fallback_spacing_mm": None if spacing_mm is None else list(spacing_mm),
     }
     if bundle is not None:
         info["refine"] = {"global": str(bundle.global_path), "refiner": str(bundle.refiner_path),
@@ -143,6 +165,6 @@ def command(model_path: Path, inputs: tuple[Path, ...], out_dir: Path, spacing_m
         click.echo(f"note: {model_path.name} carries no calibration (cephalo calibrate): no prediction radii, no "
                    "shape-model flag", err=True)
     if skipped:
-        raise DataError(f"{len(skipped)} of {len(files)} input image(s) could not be read and were skipped "
+        raise DataError(f"{len(skipped)} of {len(files_all)} input image(s) could not be read and were skipped "
                         f"(listed in predictions.json): {', '.join(s['file'] for s in skipped[:3])}"
                         + (" ..." if len(skipped) > 3 else ""))

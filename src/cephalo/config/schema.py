@@ -820,6 +820,10 @@ class ReviewConfig(Section):
     min_side_px: PosInt = 256  # image flag "tiny": shorter side below this
     max_aspect: Annotated[float, Ge(1)] = 2.0  # image flag "aspect": long/short side above this
     min_structure: NonNegFloat = 0.5  # image flag "no_structure": blur-surviving variance fraction below this
+    # image flag "noisy": flags.noise_level (noise sd / white level) above this. Calibrated on real images:
+    # ISBI 2015 training images 0.0014 median, 0.0016 max (every 10th of 001-150), Hamedan 0.0026 max;
+    # 0.01 is ~6x the training maximum; added Gaussian noise of sd >= 3 grey levels (of 255) is flagged
+    max_noise: NonNegFloat = 0.01
     max_flagged_landmarks: PosInt = 3  # flag the image when this many landmarks are not found (outside / no position)
 
 
@@ -828,7 +832,7 @@ class PredictConfig(Section):
 
     batch_size: PosInt = 4
     device: Device = "auto"
-    spacing_mm: PosFloat | None = None
+    spacing_mm: PosFloat | Annotated[list[PosFloat], Field(min_length=2, max_length=2)] | None = None  # mm/px, or [x, y]
     variant: str | None = None
     overlays: bool = True
     skip_bad: bool = False
@@ -843,7 +847,7 @@ class CalibrateConfig(Section):
     coverages: Annotated[list[Annotated[float, Gt(0), Lt(1)]], Field(min_length=1)] = [0.9, 0.95]
     scale: Literal["inverse_confidence", "constant"] = "inverse_confidence"
     conf_floor: PosFloat = 0.01
-    pooling: Literal["pooled", "landmark"] = "pooled"
+    pooling: Literal["pooled", "landmark", "auto"] = "pooled"  # auto: per landmark (Mondrian) when n is large enough
     difficulty_split: str | None = "train"
     shape_split: str | None = "train"
     shape_quantile: Annotated[float, Gt(0), Le(1)] = 0.99

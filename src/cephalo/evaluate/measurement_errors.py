@@ -9,6 +9,10 @@ image (both in mm with the image's own spacing per axis):
 * ``bias``: mean signed error (prediction - ground truth) and ``sd``;
 * ``human_mae``: the same statistic between two annotators (the two-annotator limit), where the data
   hold two or more (mean over annotator pairs), with its own CI;
+* ``vs_each_mae``: the model against each annotator in turn (mean over annotators and images), with
+  its CI -- the like-with-like partner of ``human_mae`` (one reading against another reading; the
+  ``mae`` against the annotators' mean is smoothed by the averaging and is not comparable with it),
+  and ``vs_each_accuracy`` beside ``human_accuracy``;
 * for measurements with classes (the ISBI 2015 eight): ``accuracy`` = the fraction of images whose
   class from the predicted landmarks equals the class from the ground truth (the challenge's
   "successful classification rate", Wang et al., Medical Image Analysis 31, 2016, section 4.2) with a
@@ -33,9 +37,10 @@ from .. import measurements as MS
 
 __all__ = ["measurement_errors", "write_outputs", "CSV_COLUMNS"]
 
-CSV_COLUMNS = ["measurement", "unit", "n", "mae", "mae_ci_lo", "mae_ci_hi", "bias", "sd", "human_mae",
-               "human_mae_ci_lo", "human_mae_ci_hi", "human_n", "accuracy", "accuracy_ci_lo", "accuracy_ci_hi",
-               "human_accuracy", "normal_lo", "normal_hi"]
+CSV_COLUMNS = ["measurement", "unit", "n", "mae", "mae_ci_lo", "mae_ci_hi", "bias", "sd", "vs_each_mae",
+               "vs_each_mae_ci_lo", "vs_each_mae_ci_hi", "human_mae", "human_mae_ci_lo", "human_mae_ci_hi", "human_n",
+               "accuracy", "accuracy_ci_lo", "accuracy_ci_hi", "vs_each_accuracy", "human_accuracy", "normal_lo",
+               "normal_hi"]
 
 
 def _boot_mean(x: np.ndarray, n_boot: int, seed: int, confidence: float = 0.95) -> list[float]:
@@ -80,8 +85,9 @@ def measurement_errors(
 
     Returns:
         ``{"keys": [...], "n_images": N, "definitions": {key: Measurement.to_dict()},
-        "per_measurement": {key: {unit, n, mae, mae_ci95, bias, sd, human_mae, human_mae_ci95, human_n,
-        accuracy, accuracy_ci95, confusion {labels, matrix}, human_accuracy}},
+        "per_measurement": {key: {unit, n, mae, mae_ci95, bias, sd, vs_each_mae, vs_each_mae_ci95, human_mae,
+        human_mae_ci95, human_n, accuracy, accuracy_ci95, confusion {labels, matrix}, vs_each_accuracy,
+        human_accuracy}},
         "per_image": {"image_ids", key: {"pred": [...], "gt": [...]}}}`` (NaN where undefined); an empty
         ``keys`` list when the landmarks support no measurement.
 
@@ -114,8 +120,13 @@ def measurement_errors(
                      "mae_ci95": _boot_mean(np.abs(d), n_boot, seed + i),
                      "bias": _f(d[ok].mean()) if ok.any() else float("nan"),
                      "sd": _f(d[ok].std()) if ok.any() else float("nan"),
-                     "human_mae": float("nan"), "human_mae_ci95": [float("nan")] * 2, "human_n": 0}
+                     "human_mae": float("nan"), "human_mae_ci95": [float("nan")] * 2, "human_n": 0,
+                     "vs_each_mae": float("nan"), "vs_each_mae_ci95": [float("nan")] * 2}
         if pairs:
+            ed = np.concatenate([vp[k] - va[a][k] for a in sorted(va)])
+            eok = np.isfinite(ed)
+            row.update(vs_each_mae=_f(np.abs(ed[eok]).mean()) if eok.any() else float("nan"),
+                       vs_each_mae_ci95=_boot_mean(np.abs(ed), n_boot, seed + 300 + i))
             hd = np.concatenate([va[a][k] - va[b][k] for a, b in pairs])
             hok = np.isfinite(hd)
             row.update(human_mae=_f(np.abs(hd[hok]).mean()) if hok.any() else float("nan"),
@@ -141,6 +152,13 @@ def measurement_errors(
                     agree.append((ca == cb)[okh])
                 allh = np.concatenate(agree)
                 row["human_accuracy"] = _f(allh.mean()) if allh.size else float("nan")
+                mine = []
+                for a in sorted(va):
+                    ca = MS.classify(k, va[a][k])
+                    okm = (ca > 0) & (cp > 0)
+                    mine.append((ca == cp)[okm])
+                allm = np.concatenate(mine)
+                row["vs_each_accuracy"] = _f(allm.mean()) if allm.size else float("nan")
         out["per_measurement"][k] = row
         out["per_image"][k] = {"pred": vp[k].tolist(), "gt": vg[k].tolist()}
     return out
@@ -160,7 +178,10 @@ def summary_table(block: Mapping) -> list[dict]:
             return float("nan") if v is None else v
 
         rows.append({"measurement": k, "unit": r["unit"], "n": r["n"], "mae": g("mae"), "mae_ci_lo": g("mae_ci95", 0),
-                     "mae_ci_hi": g("mae_ci95", 1), "bias": g("bias"), "sd": g("sd"), "human_mae": g("human_mae"),
+                     "mae_ci_hi": g("mae_ci95", 1), "bias": g("bias"), "sd": g("sd"), "vs_each_mae": g("vs_each_mae"),
+                     "vs_each_mae_ci_lo": g("vs_each_mae_ci95", 0) if "vs_each_mae_ci95" in r else float("nan"),
+                     "vs_each_mae_ci_hi": g("vs_each_mae_ci95", 1) if "vs_each_mae_ci95" in r else float("nan"),
+                     "vs_each_accuracy": g("vs_each_accuracy"), "human_mae": g("human_mae"),
                      "human_mae_ci_lo": g("human_mae_ci95", 0), "human_mae_ci_hi": g("human_mae_ci95", 1),
                      "human_n": r.get("human_n", 0), "accuracy": g("accuracy"),
                      "accuracy_ci_lo": g("accuracy_ci95", 0) if "accuracy_ci95" in r else float("nan"),
@@ -208,16 +229,20 @@ def _plot(block: Mapping, path: Path, title: str) -> Path:
         ks = [k for k in keys if block["per_measurement"][k]["unit"] == unit]
         y = np.arange(len(ks))
         r = [block["per_measurement"][k] for k in ks]
-        mae = np.array([x["mae"] for x in r], dtype=float)
-        lo = np.array([x["mae_ci95"][0] for x in r], dtype=float)
-        hi = np.array([x["mae_ci95"][1] for x in r], dtype=float)
-        ax.barh(y - 0.18, mae, height=0.35, color="tab:red", label="model (95% CI)",
+        each = np.array([x.get("vs_each_mae", np.nan) for x in r], dtype=float)
+        like = np.isfinite(each).any()  # two annotators: model vs each annotator beside annotator vs annotator
+        key = "vs_each_mae" if like else "mae"
+        mae = np.array([x[key] for x in r], dtype=float)
+        lo = np.array([x[key + "_ci95"][0] for x in r], dtype=float)
+        hi = np.array([x[key + "_ci95"][1] for x in r], dtype=float)
+        ax.barh(y - 0.18, mae, height=0.35, color="tab:red",
+                label="model vs each annotator (95% CI)" if like else "model (95% CI)",
                 xerr=np.nan_to_num(np.vstack([mae - lo, hi - mae])), capsize=2)
         hm = np.array([x["human_mae"] for x in r], dtype=float)
         if np.isfinite(hm).any():
             hlo = np.array([x["human_mae_ci95"][0] for x in r], dtype=float)
             hhi = np.array([x["human_mae_ci95"][1] for x in r], dtype=float)
-            ax.barh(y + 0.18, hm, height=0.35, color="tab:blue", label="two annotators (95% CI)",
+            ax.barh(y + 0.18, hm, height=0.35, color="tab:blue", label="annotator vs annotator (95% CI)",
                     xerr=np.nan_to_num(np.vstack([hm - hlo, hhi - hm])), capsize=2)
         ax.set_yticks(y)
         ax.set_yticklabels(ks, fontsize=8)
@@ -228,11 +253,16 @@ def _plot(block: Mapping, path: Path, title: str) -> Path:
     if classified:
         ax = axes[0][-1]
         y = np.arange(len(classified))
-        acc = np.array([block["per_measurement"][k]["accuracy"] for k in classified], dtype=float)
-        lo = np.array([block["per_measurement"][k]["accuracy_ci95"][0] for k in classified], dtype=float)
-        hi = np.array([block["per_measurement"][k]["accuracy_ci95"][1] for k in classified], dtype=float)
-        ax.barh(y - 0.18, 100 * acc, height=0.35, color="tab:red", label="model (95% CI)",
-                xerr=100 * np.nan_to_num(np.vstack([acc - lo, hi - acc])), capsize=2)
+        acc_each = np.array([block["per_measurement"][k].get("vs_each_accuracy", np.nan) for k in classified],
+                            dtype=float)
+        if np.isfinite(acc_each).any():
+            ax.barh(y - 0.18, 100 * acc_each, height=0.35, color="tab:red", label="model vs each annotator")
+        else:
+            acc = np.array([block["per_measurement"][k]["accuracy"] for k in classified], dtype=float)
+            lo = np.array([block["per_measurement"][k]["accuracy_ci95"][0] for k in classified], dtype=float)
+            hi = np.array([block["per_measurement"][k]["accuracy_ci95"][1] for k in classified], dtype=float)
+            ax.barh(y - 0.18, 100 * acc, height=0.35, color="tab:red", label="model (95% CI)",
+                    xerr=100 * np.nan_to_num(np.vstack([acc - lo, hi - acc])), capsize=2)
         ha = np.array([block["per_measurement"][k].get("human_accuracy", np.nan) for k in classified], dtype=float)
         if np.isfinite(ha).any():
             ax.barh(y + 0.18, 100 * ha, height=0.35, color="tab:blue", label="annotator agreement")
@@ -260,7 +290,8 @@ def comparison_rows(runs: Sequence[tuple[str, Mapping]]) -> list[dict]:
             rows.append({"run": name, "measurement": k, "unit": r.get("unit"), "mae": r.get("mae"),
                          "mae_ci_lo": ci[0], "mae_ci_hi": ci[1], "bias": r.get("bias"),
                          "human_mae": r.get("human_mae"), "accuracy": r.get("accuracy"),
-                         "human_accuracy": r.get("human_accuracy")})
+                         "human_accuracy": r.get("human_accuracy"), "vs_each_mae": r.get("vs_each_mae"),
+                         "vs_each_accuracy": r.get("vs_each_accuracy")})
         for lv, c in ((m.get("uncertainty") or {}).get("coverage") or {}).items():
             rows.append({"run": name, "measurement": f"coverage@{lv}", "unit": "fraction", "mae": None,
                          "mae_ci_lo": None, "mae_ci_hi": None, "bias": None, "human_mae": None,
@@ -286,16 +317,21 @@ def comparison_markdown(rows: Sequence[Mapping]) -> str:
             s += f" [{r['mae_ci_lo']:.2f}, {r['mae_ci_hi']:.2f}]"
         if r.get("accuracy") is not None:
             s += f" ({100 * r['accuracy']:.0f} %)"
+        if r.get("vs_each_mae") is not None and np.isfinite(r["vs_each_mae"]):
+            s += f"; vs each annotator {r['vs_each_mae']:.2f}"
         return s
 
     out = ["", "## Cephalometric measurements (MAE [95 % CI], class accuracy %; coverage of the radii)", "",
+           "MAE against the reference labels; where the images have two annotators, the model is also scored "
+           "against each annotator (`vs each annotator`), the like-with-like partner of the last column "
+           "(annotator vs annotator).", "",
            "A `coverage@level` row is the fraction of test landmarks within their calibrated radius; `-` there "
            "means no finite radius (the calibration split has too few images for that level: "
            "`ceil((n + 1) * level) > n`) or no calibration.", ""]
     # the two-annotator limit is a property of the images: one run's images, named in the header
     human_run = next((r["run"] for r in rows if r.get("human_mae") is not None), None)
     out += ["| measurement | unit | " + " | ".join(runs)
-            + (f" | two annotators (images of {human_run}) |" if human_run else " | two annotators |"),
+            + (f" | annotator vs annotator (images of {human_run}) |" if human_run else " | annotator vs annotator |"),
             "| " + " | ".join("---" for _ in range(len(runs) + 3)) + " |"]
     for k in keys:
         rs = [by.get((run, k)) for run in runs]

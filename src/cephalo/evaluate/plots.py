@@ -217,19 +217,72 @@ def diagnosis_figure(pred: np.ndarray, gt: np.ndarray, per_landmark: Sequence[Ma
     return _save(fig, path)
 
 
+def overlay_scale(w: int, h: int, max_side: int = 1600, min_long: int = 900, min_short: int = 360,
+                  cap_long: int = 3200) -> float:
+    """Scale factor of the image area of an overlay: the long side brought into ``[min_long, max_side]``
+    (small images are enlarged, large ones reduced), then the short side raised to ``min_short`` for an
+    extreme aspect ratio, never beyond ``cap_long`` px on the long side."""
+    long_, short = max(w, h, 1), max(min(w, h), 1)
+    s = min(max(long_, min_long), max_side) / long_
+    if short * s < min_short:
+        s = min(min_short / short, cap_long / long_)
+    return float(s)
+
+
+def _place_labels(points: np.ndarray, texts: Sequence[str], fs_px: float, size: tuple[int, int]) -> list:
+    """Greedy label placement in output pixels: for each point the first of 8 offsets whose text box hits no
+    box already placed (other labels, the markers) and stays inside the image; else the least overlapping.
+    Returns per point an ``(dx, dy)`` offset in output pixels (None for a point not drawn)."""
+    W, H = size
+    boxes: list[tuple[float, float, float, float]] = [
+        (x - fs_px * 0.5, y - fs_px * 0.5, x + fs_px * 0.5, y + fs_px * 0.5) for x, y in points if np.isfinite([x, y]).all()]
+    d = fs_px * 0.6
+    cands = [(d, -d), (d, d), (-d, -d), (-d, d), (2.2 * d, 0), (-2.2 * d, 0), (0, -2.2 * d), (0, 2.2 * d)]
+    out: list = []
+
+    def overlap(b, o):
+        return max(0.0, min(b[2], o[2]) - max(b[0], o[0])) * max(0.0, min(b[3], o[3]) - max(b[1], o[1]))
+
+    for (x, y), t in zip(points, texts):
+        if not np.isfinite([x, y]).all():
+            out.append(None)
+            continue
+        tw, th = 0.62 * fs_px * max(len(str(t)), 1), 1.1 * fs_px
+        best, best_cost = None, None
+        for dx, dy in cands:
+            x0 = x + dx if dx >= 0 else x + dx - tw
+            y0 = y + dy - th if dy <= 0 else y + dy
+            b = (x0, y0, x0 + tw, y0 + th)
+            cost = sum(overlap(b, o) for o in boxes) + (0 if (b[0] >= 0 and b[1] >= 0 and b[2] <= W and b[3] <= H)
+                                                          else tw * th * 0.5)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = ((dx, dy), b), cost
+            if cost == 0:
+                break
+        boxes.append(best[1])
+        out.append(best[0])
+    return out
+
+
 def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, *, labels: Sequence[str],
                        radii_px: np.ndarray | None = None, flagged: Sequence[bool] | None = None,
-                       coverage: float | None = None, title: str = "", max_side: int = 1600) -> Path:
+                       coverage: float | None = None, title: str = "", max_side: int = 1600,
+                       notes: Sequence[str] = (), radius_note: str = "") -> Path:
     """Predicted landmarks on the original image, for a clinician: labels, uncertainty ellipses, flags.
 
-    The PNG has the image's own resolution, reduced to ``max_side`` pixels on the long side when larger
-    (but not below 400 px on the short side), so labels stay readable: font sizes follow the output size. The legend lists only what is
+    Layout: a header band above the image (``title`` and ``notes``, one line each, e.g. "measurements
+    not reliable"), the image, a legend band below it: no text is drawn over the radiograph except the
+    landmark labels, and those are placed so that they do not overlap each other (:func:`_place_labels`).
+    The image area is scaled by :func:`overlay_scale` (a small or very wide image is enlarged, a large
+    one reduced to ``max_side``); font sizes follow the output size. The legend lists only what is
     drawn: predictions, flagged landmarks (if any), the radius of the given coverage (if any).
 
     Args:
         image: (H, W) original image (uint8/uint16/float); coords: (K, 2) xy original px (NaN skipped).
         labels: K short labels (symbols). radii_px: (K, 2) radius along x and y in original px
-            (NaN/inf: not drawn). flagged: K booleans (drawn in orange). coverage: level of the radii.
+            (NaN/inf: not drawn; None without spacing). flagged: K booleans (drawn in orange).
+            coverage: level of the radii. notes: extra header lines (warnings). radius_note: what the
+            radius level holds for, in the legend (``"per landmark"``, ``"over all landmarks"``).
     """
     import matplotlib.patheffects as pe
     from matplotlib.lines import Line2D
@@ -238,21 +291,27 @@ def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, 
     plt = _plt()
     img = np.asarray(image)
     h, w = img.shape[:2]
-    # at most max_side on the long side, but never below 400 px on the short side (extreme aspect ratios)
-    s = min(1.0, max(float(max_side) / max(h, w), min(1.0, 400.0 / max(min(h, w), 1))))
+    s = overlay_scale(w, h, max_side)
     ow, oh = max(1, round(w * s)), max(1, round(h * s))
+    fs = float(np.clip(min(ow, 1.25 * oh) / 75.0, 8.0, 22.0))  # points at dpi 100 ~ 1.39 px per point
+    fs_px = fs * 100 / 72
+    lines = [t for t in [title, *notes] if t]
+    head = int(round(len(lines) * fs_px * 1.6 + (fs_px * 0.6 if lines else 0)))
+    foot = int(round(fs_px * 2.4))
     dpi = 100
-    fig = plt.figure(figsize=(ow / dpi, oh / dpi), dpi=dpi)
-    ax = fig.add_axes([0, 0, 1, 1])
+    H_tot = oh + head + foot
+    fig = plt.figure(figsize=(ow / dpi, H_tot / dpi), dpi=dpi)
+    fig.patch.set_facecolor("white")
+    ax = fig.add_axes([0, foot / H_tot, 1, oh / H_tot])
     ax.imshow(img, cmap="gray", interpolation="antialiased", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.axis("off")
-    fs = max(7.0, oh / 110)
     c = np.asarray(coords, dtype=np.float64)
     fl = np.zeros(len(c), bool) if flagged is None else np.asarray(flagged, dtype=bool)
     outline = [pe.withStroke(linewidth=fs / 4, foreground="black")]
     drawn_radius = False
+    offsets = _place_labels((c + 0.5) * s, [str(t) for t in labels], fs_px, (ow, oh))
     for k in range(len(c)):
         if not np.isfinite(c[k]).all():
             continue
@@ -262,19 +321,24 @@ def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, 
                                  lw=max(0.8, fs / 10), alpha=0.9))
             drawn_radius = True
         ax.plot(c[k, 0], c[k, 1], marker="+", color=col, ms=fs * 1.3, mew=max(1.0, fs / 7))
-        ax.annotate(str(labels[k]), tuple(c[k]), xytext=(fs * 0.45, fs * 0.45), textcoords="offset points",
-                    fontsize=fs, color=col, path_effects=outline)
+        dx, dy = offsets[k]
+        ax.annotate(str(labels[k]), tuple(c[k]), xytext=(dx * 72 / 100, -dy * 72 / 100), textcoords="offset points",
+                    fontsize=fs, color=col, path_effects=outline, ha="left" if dx >= 0 else "right",
+                    va="bottom" if dy <= 0 else "top")
     handles = [Line2D([], [], color="red", marker="+", ls="", ms=fs, label="predicted landmark")]
     if fl.any():
         handles.append(Line2D([], [], color="orange", marker="+", ls="", ms=fs, label="flagged: check"))
     if drawn_radius:
         lvl = f"{100 * coverage:.0f}% " if coverage else ""
         handles.append(Line2D([], [], color="cyan", marker="o", mfc="none", ls="", ms=fs,
-                              label=f"{lvl}prediction radius"))
-    ax.legend(handles=handles, loc="lower left", fontsize=fs, framealpha=0.8)
-    if title:
-        ax.text(0.01, 0.99, title, transform=ax.transAxes, va="top", ha="left", fontsize=fs, color="white",
-                bbox={"facecolor": "black", "alpha": 0.6, "pad": 3})
+                              label=f"{lvl}prediction radius" + (f" ({radius_note})" if radius_note else "")))
+    fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 0), fontsize=fs * 0.9, frameon=False,
+               ncol=len(handles), handletextpad=0.3, columnspacing=1.0, borderaxespad=0.2)
+    for i, t in enumerate(lines):
+        y = 1 - (fs_px * 0.5 + i * fs_px * 1.6) / H_tot
+        warn = i > 0 and t.upper().startswith("MEASUREMENTS")
+        fig.text(0.005, y, t, va="top", ha="left", fontsize=fs * (1.0 if i == 0 else 0.9),
+                 color="#b71c1c" if warn else "black", fontweight="bold" if warn or i == 0 else "normal")
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..imageio import SPACING_RANGE_MM as _SPACING_RANGE_MM
 from .schema import COLUMNS, IMAGE_COLUMNS, KEY, METADATA_KEY, SCHEMA, SCHEMA_VERSION
 
 __all__ = [
@@ -36,9 +37,8 @@ __all__ = [
     "SPACING_RATIO_RANGE",
 ]
 
-#: plausible pixel spacing of a cephalogram, mm/px (detectors ~0.05-0.2; anything outside is a typo
-#: or a unit error, e.g. 1.139 for 0.139, or 100 for 0.1 mm given in um)
-SPACING_RANGE_MM: tuple[float, float] = (0.02, 1.0)
+#: plausible pixel spacing of a cephalogram, mm/px: one home, :data:`cephalo.imageio.SPACING_RANGE_MM`
+SPACING_RANGE_MM: tuple[float, float] = _SPACING_RANGE_MM
 #: plausible ratio of an image's spacing to the median spacing of its device
 SPACING_RATIO_RANGE: tuple[float, float] = (0.67, 1.5)
 

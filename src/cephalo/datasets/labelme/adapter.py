@@ -11,7 +11,9 @@ The label -> landmark map is an option. An annotation with duplicated or missing
 NaN/Infinity coordinates, is excluded and reported with the labels concerned -- never is one of
 two duplicates picked. An annotation whose ``imageWidth``/``imageHeight`` disagree with the
 image's size (EXIF orientation applied) is excluded and reported: it was made on another
-version of the image.
+version of the image. A point outside the image (or one ``cephalo predict`` clipped to the border
+and flagged :data:`OUTSIDE_FLAG`, not moved since) is indexed as missing and reported per image in
+the quality report's image problems -- the folder is never refused for it.
 
 Options:
     annotators: list of folder names, or mapping folder name -> annotator name
@@ -40,9 +42,40 @@ from typing import Any, Mapping
 from ...errors import ConfigError, DataError
 from ...io import atomic_path
 from ...landmarks import Catalogue, catalogue_from_params
-from ..base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, find_images, image_header
+from ..base import (
+    Adapter,
+    AdapterResult,
+    Exclusion,
+    ImageProblem,
+    annotation_rows,
+    assign_splits,
+    find_images,
+    image_header,
+)
 
-__all__ = ["LabelMeAdapter", "label_map", "parse_spacing", "write_labelme"]
+__all__ = ["LabelMeAdapter", "label_map", "parse_spacing", "write_labelme", "OUTSIDE_FLAG"]
+
+#: LabelMe shape flag set by :func:`write_labelme` on a predicted point that lay outside the image and
+#: was clipped to its border: read back as missing unless the annotator moved the point (or cleared the flag)
+OUTSIDE_FLAG = "outside_image"
+
+
+def _outside_points(coords: dict, marked: dict, width: int, height: int) -> dict[str, str]:
+    """Landmarks to index as missing: a point outside ``[-0.5, W - 0.5] x [-0.5, H - 0.5]`` (pixel-centre
+    frame), or a point marked :data:`OUTSIDE_FLAG` still where :func:`write_labelme` clipped it.
+
+    Returns:
+        name -> ``"at (x, y)"`` / ``"(clipped by cephalo predict, not moved)"``.
+    """
+    out = {}
+    for n, (x, y) in coords.items():
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        if not (-0.5 <= x <= width - 0.5 and -0.5 <= y <= height - 0.5):
+            out[n] = f"at ({x:.1f}, {y:.1f})"
+        elif n in marked and marked[n] == (x, y) and (x in (0.0, width - 1.0) or y in (0.0, height - 1.0)):
+            out[n] = "(predicted outside, clipped to the border by cephalo predict, not moved)"
+    return out
 
 
 def parse_spacing(value: Any, where: str) -> tuple[float, float]:
@@ -96,7 +129,7 @@ class LabelMeAdapter(Adapter):
     """Adapter ``labelme`` (see the module docstring for options)."""
 
     name = "labelme"
-    version = "1"
+    version = "2"
     option_names = frozenset({
         "annotators", "images", "image_cache", "catalogue", "labels", "spacing_mm", "device",
         "splits", "default_split",
@@ -152,6 +185,7 @@ class LabelMeAdapter(Adapter):
                         jpath.stem, annotator))
                     continue
                 coords, labels_seen, unknown, nonfinite = {}, Counter(), [], []
+                marked: dict[str, tuple[float, float]] = {}  # flagged outside_image by cephalo predict
                 for s in shapes:
                     if not isinstance(s, dict):
                         unknown.append(repr(s)[:20])
@@ -173,6 +207,8 @@ class LabelMeAdapter(Adapter):
                     if not (math.isfinite(x) and math.isfinite(y)):  # JSON NaN/Infinity
                         nonfinite.append(label)
                     coords[name] = (x, y)
+                    if isinstance(s.get("flags"), dict) and s["flags"].get(OUTSIDE_FLAG):
+                        marked[name] = (x, y)
                 dups = sorted((lb for lb, n in labels_seen.items() if n > 1 and lb in lmap), key=_natural)
                 inv = {v: k for k, v in lmap.items()}
                 missing = [inv[lm.name] for lm in catalogue if lm.name not in coords and lm.name in inv]
@@ -197,19 +233,27 @@ class LabelMeAdapter(Adapter):
                 if img is None:
                     continue
                 stated = _stated_size(data)
+                try:
+                    actual = image_header(img)[:2]
+                except DataError as e:
+                    result.exclusions.append(Exclusion(
+                        str(jpath), f"image unreadable: {str(e)}", jpath.stem, annotator))
+                    continue
                 if stated is not None:
-                    try:
-                        actual = image_header(img)[:2]
-                    except DataError as e:
-                        result.exclusions.append(Exclusion(
-                            str(jpath), f"image unreadable: {str(e)}", jpath.stem, annotator))
-                        continue
                     if tuple(actual) != stated:
                         result.exclusions.append(Exclusion(
                             str(jpath), f"size mismatch: imageWidth x imageHeight {stated[0]}x{stated[1]} "
                             f"but {img.name} is {actual[0]}x{actual[1]} px (the annotation was made on "
                             "another version of the image)", jpath.stem, annotator))
                         continue
+                gone = _outside_points(coords, marked, *actual)
+                if gone:
+                    sym = {lm.name: lm.symbol for lm in catalogue}
+                    result.problems.append(ImageProblem(str(jpath), f"annotator {annotator}: {len(gone)} landmark(s) "
+                        "outside the image, indexed as missing: " + ", ".join(
+                            f"{sym.get(n, n)} {why}" for n, why in gone.items()), jpath.stem))
+                    for n in gone:
+                        coords[n] = (math.nan, math.nan)
                 parsed.append((jpath.stem, img, annotator, coords))
 
         # one image path per id (the first annotator's choice wins only if they agree)
@@ -289,7 +333,9 @@ def write_labelme(json_path: str | Path, image_path: str | Path, labels: list[st
         labels: K point labels (canonical landmark names read back by :class:`LabelMeAdapter`'s
             default label map).
         coords: (K, 2) xy image pixels (origin at the centre of the top-left pixel, LabelMe's
-            integer-centre convention); a non-finite point is left out.
+            integer-centre convention); a non-finite point is left out; a point outside the image
+            is clipped to its border pixel and marked (shape flag :data:`OUTSIDE_FLAG`, description
+            with the predicted position), so LabelMe opens it and ``cephalo index`` reads it back.
         width, height: image size (``imageWidth``/``imageHeight``, checked by the adapter).
 
     Returns:
@@ -301,9 +347,18 @@ def write_labelme(json_path: str | Path, image_path: str | Path, labels: list[st
     rel = os.path.relpath(Path(image_path).resolve(), json_path.parent.resolve())
     shapes = []
     for label, (x, y) in zip(labels, coords):
-        if math.isfinite(float(x)) and math.isfinite(float(y)):
-            shapes.append({"label": str(label), "points": [[float(x), float(y)]], "group_id": None,
-                           "description": "", "shape_type": "point", "flags": {}})
+        x, y = float(x), float(y)
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        flags, desc = {}, ""
+        if not (-0.5 <= x <= width - 0.5 and -0.5 <= y <= height - 0.5):
+            cx, cy = min(max(x, 0.0), width - 1.0), min(max(y, 0.0), height - 1.0)
+            flags = {OUTSIDE_FLAG: True}
+            desc = (f"predicted outside the image at ({x:.1f}, {y:.1f}); clipped to the border. Move it to the "
+                    f"landmark (and untick {OUTSIDE_FLAG}) or leave it: it is then indexed as missing")
+            x, y = cx, cy
+        shapes.append({"label": str(label), "points": [[x, y]], "group_id": None,
+                       "description": desc, "shape_type": "point", "flags": flags})
     doc = {"version": version, "flags": {}, "shapes": shapes, "imagePath": rel.replace(os.sep, "/"),
            "imageData": None, "imageHeight": int(height), "imageWidth": int(width)}
     with atomic_path(json_path) as tmp:
