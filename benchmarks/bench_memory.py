@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,6 +24,7 @@ import torch
 
 from cephalo.io import write_json
 from cephalo.models import create_model
+from cephalo.provenance import cpu_model
 from cephalo.train.memory import GiB, estimate_training_memory
 
 #: GPUs the table is read against: approximate memory a process can use, GiB
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
                       "largest_batch": {g: est.largest_batch(int(v * GiB)) for g, v in GPUS.items()}}
     res = {"benchmark": "training memory per batch (computed from CPU-measured activations)",
            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "machine": platform.processor() or platform.machine(), "load_average": os.getloadavg(),
+           "machine": cpu_model(), "load_average": os.getloadavg(),
            "torch": torch.__version__, "arch": a.arch, "landmarks": a.landmarks, "input_size": a.size,
            "optimizer": "AdamW", "precision": rows, "seconds": time.perf_counter() - t0}
     out = a.out or Path("benchmarks/results") / f"memory-{datetime.now():%Y%m%d-%H%M%S}.json"

@@ -61,6 +61,8 @@ HF_FILENAME = "best_model.pth"
 #: the stand-in's Hugging Face revision (a fixed 40-hex commit, as a real cache folder has)
 HF_COMMIT = hashlib.sha1(b"cephalo rehearsal stand-in of the public ISBI HRNet-W32").hexdigest()
 KEYS_JSON = REPO / "tests" / "data" / "hf_hrnet_w32" / "keys.json"
+#: the recorded rehearsal the README quotes (``run --summary``)
+SUMMARY_DOC = "docs/results/rehearsal-aariz.json"
 
 @dataclass(frozen=True)
 class StandIns:
@@ -264,7 +266,7 @@ def run(workdir: Path, cores: int = 2, interrupt_once: bool = False, extra: list
     time, the load average and each training run's device and precision. Returns the last run's exit status.
     """
     workdir = workdir.resolve()
-    t0 = time.monotonic()
+    t0, load0 = time.monotonic(), os.getloadavg()[0]
     print(f"rehearsal: building stand-ins in {workdir / 'standins'}", flush=True)
     standins = standins_for(workdir / "standins")
     print(f"rehearsal: stand-ins ready ({time.monotonic() - t0:.0f} s): {standins.archive.name} "
@@ -284,12 +286,52 @@ def run(workdir: Path, cores: int = 2, interrupt_once: bool = False, extra: list
     print(f"rehearsal: rc {rc}, {seconds:.0f} s in all; results in {project / 'results'}", flush=True)
     if summary is not None:
         runs = [json.loads(p.read_text()) for p in sorted((project / "results" / "models").glob("*/*/train.json"))]
-        doc = {"rc": rc, "seconds": seconds, "cores": cores, "load_average": os.getloadavg(),
+        from cephalo.provenance import cpu_model
+
+        commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True).stdout.strip() or None
+        doc = {"rc": rc, "seconds": round(seconds, 1), "cores": cores,
+               "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
+               "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit, "machine": cpu_model(),
                "devices": [r.get("device") for r in runs], "precisions": [r.get("precision") for r in runs],
                "comparison": str(project / "results" / "comparison.md")}
         summary.parent.mkdir(parents=True, exist_ok=True)
         summary.write_text(json.dumps(doc, indent=1) + "\n")
     return rc
+
+
+README_BEGIN, README_END = "<!-- rehearsal:aariz:begin -->", "<!-- rehearsal:aariz:end -->"
+
+
+def readme_block(summary: dict) -> str:
+    """The README's lines about the recorded rehearsal (``--summary`` JSON of a run)."""
+    devices = sorted({d for d in summary.get("devices", []) if d})
+    precisions = sorted({p for p in summary.get("precisions", []) if p})
+    load = ", ".join(f"{x:.2f}" for x in summary["load_average"])
+    return (f"{README_BEGIN}\nRecorded by `scripts/rehearse-aariz.sh --summary {SUMMARY_DOC}` "
+            f"({summary.get('date', '?')}, cephalo at {summary.get('commit', '?')}): exit {summary['rc']}, "
+            f"**{summary['seconds'] / 60:.1f} min** wall time with `--cores {summary['cores']}` on "
+            f"{summary.get('machine', '?')} (load average before/after {load}); training on "
+            f"{', '.join(devices) or '?'} in {', '.join(precisions) or '?'}.\n{README_END}")
+
+
+def sync_readme(summary_path: Path, readme: Path, check: bool) -> int:
+    """Write (or with ``check`` compare) the README block from the recorded summary."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        print(f"{readme}: no {README_BEGIN} ... {README_END} block", file=sys.stderr)
+        return 1
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    new = head + readme_block(json.loads(summary_path.read_text())) + tail
+    if check:
+        if new != text:
+            print(f"{readme}: the rehearsal block differs from {summary_path}; run "
+                  f"python scripts/rehearse_aariz.py readme", file=sys.stderr)
+            return 1
+        return 0
+    readme.write_text(new)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,9 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--interrupt-once", action="store_true", help="cut the first download (then resume)")
     r.add_argument("--summary", type=Path, default=None, help="write rc, wall time, devices, precisions here")
     r.add_argument("snakemake_args", nargs="*", help="extra snakemake arguments (after --)")
+    m = sub.add_parser("readme", help="write the README's rehearsal block from a recorded --summary")
+    m.add_argument("--summary", type=Path, default=REPO / SUMMARY_DOC)
+    m.add_argument("--readme", type=Path, default=REPO / "README.md")
+    m.add_argument("--check", action="store_true", help="exit 1 when the README block is stale")
     s = sub.add_parser("standins", help="only build the stand-ins")
     s.add_argument("--out", type=Path, default=REPO / "rehearsal" / "standins")
     a = ap.parse_args(argv)
+    if a.cmd == "readme":
+        return sync_readme(a.summary, a.readme, a.check)
     if a.cmd == "standins":
         st = standins_for(a.out)
         print(json.dumps({k: str(v) for k, v in st.__dict__.items()}, indent=1))

@@ -251,3 +251,19 @@ def test_my_copy_with_the_official_quirks_is_taken_as_it_is(rehearsal, params_fi
     images = pd.read_parquet(index).drop_duplicates("image_id")
     assert len(images) == 21 and set(images["split"]) == {"train", "valid", "test"}
     assert images["spacing_x_mm"].notna().all()
+
+
+def test_my_copy_through_one_params_key(rehearsal, params_file, unpacked, tmp_path):
+    """`data.datasets.aariz.download.folder: /path/to/Aariz` (the profile's one line for "I already have
+    Aariz"): the download rule's own command takes the copy instead of the URL."""
+    import yaml
+
+    params = yaml.safe_load(params_file.read_text())
+    params["data"]["datasets"]["aariz"]["download"].update(folder=str(unpacked), url="http://127.0.0.1:9/unreachable")
+    mine = tmp_path / "params.yaml"
+    mine.write_text(yaml.safe_dump(params))
+    dest = tmp_path / "raw" / "aariz"
+    p = _cli(["download", "aariz", "--out", str(dest), "--no-progress", "--params", str(mine)], rehearsal.env, tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (dest / "Aariz" / "cephalogram_machine_mappings.csv").read_bytes() == \
+        (unpacked / "cephalogram_machine_mappings.csv").read_bytes()

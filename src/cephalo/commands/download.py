@@ -8,6 +8,7 @@ Params: ``data.datasets.<DATASET>.download`` (optional; every key has a default)
     keep_archive: true   # keep the downloaded archive in the cache
     timeout_s: 60        # HTTP connect/read timeout
     link: false          # --from-folder: hard-link instead of copying
+    folder: null         # an unpacked copy to take instead of downloading (as --from-folder)
 
 Command-line options win over params.
 """
@@ -51,6 +52,8 @@ def command(
     cfg = spec.download if spec is not None else DatasetDownload()
     if sum(bool(x) for x in (mirror, archives, folder)) > 1:
         raise click.UsageError("give at most one of --mirror, --archive, --from-folder")
+    if not (mirror or archives or folder) and cfg.folder:
+        folder = Path(cfg.folder)
     url = mirror or (None if (archives or folder) else cfg.url)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

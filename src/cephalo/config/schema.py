@@ -223,6 +223,9 @@ class DatasetDownload(Section):
     keep_archive: bool = True
     timeout_s: PosFloat = 60.0
     link: bool = False
+    #: a folder that already holds the unpacked release (``.../Aariz`` or the folder holding it): used
+    #: instead of ``url`` ("I already have it"; ``--from-folder`` on the command line)
+    folder: str | None = None
 
 
 def _adapter(v: str) -> str:
