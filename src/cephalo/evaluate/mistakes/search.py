@@ -1,0 +1,318 @@
+"""Search for the simplest composition of coordinate mistakes that explains a group of images.
+
+For one group (all images, or one device / image size / index value) the search
+
+1. reads the axis order and mirror from the signs of per-image least-squares slopes of the file's
+   coordinates against the ground truth (both axis orders are tried);
+2. fits each frame x unit composition's size (letterbox / heatmap input ``S``, stretch
+   ``Sw x Sh``) or constant (spacing, scale) from the magnitudes of those slopes, scores it
+   roughly, then refines the best ones over nearby sizes and every convention (pad side, pixel
+   centre vs corner, ``int`` vs ``round`` of the scaled size, integer vs half pads, integer
+   heatmap cells) on the *fit* half of the group's images;
+3. scores the refined compositions on the *confirm* half, and keeps the one with the fewest
+   mistakes that is not significantly worse than the best, when it is significantly better than
+   the file as given (``mistake_min_gain_mm``, ``mistake_max_fraction``, 3 standard errors);
+4. then looks for a residual offset (or isotropic scale + offset) the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .stats import errors_mm, holdout_masks, mean_se_diff, not_worse, significantly_lower
+from .transforms import FRAMES, HEATMAP_STRIDE, UNITS_MM, UNITS_PX, Frame, Structure, complexity, undo
+
+__all__ = ["Explanation", "explain_group", "COMMON_INPUT_SIZES", "COMMON_SPACINGS"]
+
+#: input sizes public landmark models use (tried beside the sizes fitted from the data)
+COMMON_INPUT_SIZES = (128, 192, 224, 256, 288, 320, 384, 416, 448, 512, 576, 640, 768, 800, 1024, 1280)
+#: pixel spacings (mm/px) a pipeline may have typed for every image
+COMMON_SPACINGS = (0.1, 0.125, 0.127, 0.13, 0.15, 0.2)
+_SPACING_RANGE = (0.03, 0.5)  # a constant "spacing" outside this is no spacing: a global scale
+_SCALE_RANGE = (0.5, 2.0)
+
+
+@dataclass
+class Explanation:
+    """The explanation of one group of images.
+
+    Attributes:
+        structure: the accepted composition (:class:`Structure`; identity = nothing found).
+        residual: ``None``, ``("offset", [dx, dy])`` or ``("scale", [s, dx, dy])``: after undoing
+            ``structure``, ``q = s * q' + (dx, dy)`` px.
+        rows: (n,) int indices of the group's images in the file's image order.
+        undone: (n, K, 2) float64 predictions with everything undone, original px.
+        mre_before_mm, mre_after_mm, mre_structure_mm: MRE of the group as given, after all, after
+            ``structure`` only (all points).
+        alternatives: other compositions of as many mistakes that fit equally well.
+        gain_mm, gain_se_mm: MRE gain of the accepted composition on the confirm half, and its SE.
+    """
+
+    structure: Structure
+    residual: tuple | None
+    rows: np.ndarray
+    undone: np.ndarray
+    mre_before_mm: float
+    mre_after_mm: float
+    mre_structure_mm: float
+    alternatives: list = field(default_factory=list)
+    gain_mm: float = 0.0
+    gain_se_mm: float = 0.0
+
+
+@dataclass
+class _Data:
+    pred: dict  # catalogue key -> (n, K, 2) file coordinates
+    gt: np.ndarray
+    sp: np.ndarray
+    wh: np.ndarray
+    fit: np.ndarray  # (n, K) bool
+    conf: np.ndarray
+    integral: bool  # every file value an integer (heatmap cells)
+
+
+def _mse(s: Structure, d: _Data, mask: np.ndarray, axis: int | None = None) -> float:
+    u = undo(s, d.pred[s.catalogue], d.wh, d.sp)
+    diff = (u - d.gt) * d.sp[:, None, :]
+    sq = diff[..., axis] ** 2 if axis is not None else (diff**2).sum(-1)
+    v = sq[mask & np.isfinite(sq)]
+    return float(v.mean()) if v.size else float("inf")
+
+
+def _slopes(p: np.ndarray, g: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(n, 2) least-squares slope (with intercept) of file coordinates on GT, per image and axis."""
+    out = np.full((p.shape[0], 2), np.nan)
+    for i in range(p.shape[0]):
+        m = mask[i] & np.isfinite(p[i]).all(-1)
+        if m.sum() < 3:
+            continue
+        for a in range(2):
+            gc = g[i, m, a] - g[i, m, a].mean()
+            den = (gc**2).sum()
+            if den > 0:
+                out[i, a] = (gc * (p[i, m, a] - p[i, m, a].mean())).sum() / den
+    return out
+
+
+def _typed(v: float) -> list[float]:
+    """``v`` rounded to 1-3 significant digits (a value someone typed)."""
+    if not np.isfinite(v) or v <= 0:
+        return []
+    return sorted({float(f"{v:.{k}g}") for k in (1, 2, 3)})
+
+
+def _unit_factor(unit: str, c: float, sp: np.ndarray) -> np.ndarray | None:
+    """(n, 2) multiplicative factor of the unit (None: normalised, which hides the frame size)."""
+    return {"px": np.ones_like(sp), "mm": sp, "const": np.full_like(sp, c), "scale": np.full_like(sp, c),
+            "px_as_mm": 1.0 / sp, "const_mm": c / sp}.get(unit)
+
+
+def _constants(unit: str, frame: str, r: np.ndarray, sp: np.ndarray) -> list[float]:
+    """Candidate constants of a 'const' / 'const_mm' / 'scale' unit (``[1.0]`` for the others)."""
+    if unit not in ("const", "const_mm", "scale"):
+        return [1.0]
+    if frame:
+        return list(COMMON_SPACINGS) if unit != "scale" else []
+    base = np.ones_like(sp) if unit != "const_mm" else 1.0 / sp
+    est = float(np.nanmedian(r / base))
+    lo, hi = _SCALE_RANGE if unit == "scale" else _SPACING_RANGE
+    out = [c for c in _typed(est) if lo <= c <= hi]
+    return [c for c in out if unit != "scale" or abs(c - 1) > 0.004]
+
+
+def _size_estimate(frame: str, r: np.ndarray, u: np.ndarray | None, wh: np.ndarray) -> tuple[float, float]:
+    if u is None:  # normalised: the slope is 1 / longest side whatever S is
+        return float("nan"), float("nan")
+    q = r / u
+    if frame == "stretch":
+        return float(np.nanmedian(q[:, 0] * wh[:, 0])), float(np.nanmedian(q[:, 1] * wh[:, 1]))
+    s = float(np.nanmedian(q * wh.max(axis=1, keepdims=True)))
+    s = s * HEATMAP_STRIDE if frame == "heatmap" else s
+    return s, s
+
+
+def _sizes(est: float, frame: str) -> list[int]:
+    """Candidate input sizes near ``est`` (all near ones, multiples of 4 for a heatmap input)."""
+    if not np.isfinite(est):
+        return [256, 512, 768, 1024] if frame != "stretch" else []
+    if est < 16 or est > 8192:
+        return []
+    step = HEATMAP_STRIDE if frame == "heatmap" else 1
+    base = int(round(est / step)) * step
+    out = {base + k * step for k in range(-3, 4)}
+    out |= {s for s in range(base - int(0.02 * est), base + int(0.02 * est) + 1) if s % 4 == 0}
+    out |= {s for s in COMMON_INPUT_SIZES if abs(s - est) <= 0.03 * est and s % step == 0}
+    return sorted(s for s in out if s >= 8)
+
+
+def _variants(frame: str, integral: bool) -> list[dict]:
+    if frame == "stretch":
+        return [{"conv": c} for c in ("centre", "corner")]
+    if frame == "heatmap":
+        return [{"pad": p, "conv": c, "rounding": r} for p in ("centre", "top-left") for c in ("centre", "corner")
+                for r in (("", "floor") if integral else ("",))]
+    out = [{"pad": "top-left", "conv": c, "newsize": n} for c in ("centre", "corner") for n in ("int", "round")]
+    out += [{"pad": "centre", "conv": c, "newsize": n, "padding": q} for c in ("centre", "corner")
+            for n in ("int", "round") for q in ("int", "float")]
+    return out
+
+
+def _prefer(size: int) -> int:
+    """Tie-break: an input size a person would choose (multiple of 32, then of 8)."""
+    return 0 if size % 32 == 0 else 1 if size % 8 == 0 else 2
+
+
+def _refine(s: Structure, d: _Data, est: tuple[float, float]) -> Structure:
+    """Best size and conventions of ``s``'s frame on the fit half."""
+    kind = s.frame.kind
+    best = (float("inf"), 9, s)
+    for var in _variants(kind, d.integral):
+        if kind == "stretch":
+            sw = min(_sizes(est[0], kind) or [0], key=lambda v: (_mse(s.with_(frame=Frame(
+                kind, (v, max(1, round(est[1]))), **var)), d, d.fit, 0), _prefer(v)))
+            sh = min(_sizes(est[1], kind) or [0], key=lambda v: (_mse(s.with_(frame=Frame(
+                kind, (sw, v), **var)), d, d.fit, 1), _prefer(v)))
+            cands = [(sw, sh)] if sw and sh else []
+        else:
+            cands = [(v, v) for v in _sizes(est[0], kind)]
+        for size in cands:
+            t = s.with_(frame=Frame(kind, size, **var))
+            m = _mse(t, d, d.fit)
+            if (m, _prefer(size[0])) < best[:2]:
+                best = (m, _prefer(size[0]), t)
+    return best[2]
+
+
+def _candidates(d: _Data, units: tuple) -> list[Structure]:
+    """Refined compositions worth confirming (a handful per number of mistakes)."""
+    rough = []
+    for cat, p in d.pred.items():
+        for swap in (False, True):
+            pp = p[..., ::-1] if swap else p
+            k = _slopes(pp, d.gt, d.fit)
+            if not np.isfinite(k).any():
+                continue
+            sign = np.nanmedian(k, axis=0)
+            mirror = ("x" if sign[0] < 0 else "") + ("y" if sign[1] < 0 else "")
+            r = np.abs(k)
+            for frame in FRAMES:
+                for unit in units:
+                    if frame == "heatmap" and unit.startswith("normalised"):
+                        continue
+                    for c in _constants(unit, frame, r, d.sp):
+                        est = _size_estimate(frame, r, _unit_factor(unit, c, d.sp), d.wh) if frame else (0, 0)
+                        s = Structure(swap, mirror, Frame(), unit, c, cat)
+                        if frame:
+                            sizes = _sizes(est[0], frame)
+                            if not sizes:
+                                continue
+                            for pad in ("centre", "top-left") if frame != "stretch" else ("centre",):
+                                size = (round(est[0]), round(est[1])) if np.isfinite(est[0]) else (512, 512)
+                                t = s.with_(frame=Frame(frame, size, pad=pad))
+                                rough.append((_mse(t, d, d.fit), complexity(t), t, est))
+                        else:
+                            rough.append((_mse(s, d, d.fit), complexity(s), s, est))
+    out = [Structure(catalogue="")]
+    for level in sorted({c for _, c, _, _ in rough}):
+        best = sorted((x for x in rough if x[1] == level and np.isfinite(x[0])), key=lambda x: x[0])[:4]
+        for _, _, s, est in best:
+            out.append(_refine(s, d, est) if s.frame.kind else s)
+    return out
+
+
+def _residual(u: np.ndarray, d: _Data, th: dict, base_conf: np.ndarray):
+    """A residual offset, or isotropic scale + offset, confirmed on the other half; else None."""
+    g = d.gt
+    ok = np.isfinite(u).all(-1) & np.isfinite(g).all(-1)
+    f = ok & d.fit
+    if f.sum() < 3:
+        return None, u
+    p, q = u[f], g[f]
+    t = (q - p).mean(axis=0)
+    cands = [("offset", [float(t[0]), float(t[1])], u + t)]
+    pc, gc = p - p.mean(axis=0), q - q.mean(axis=0)
+    if (pc**2).sum() > 0:
+        a = float((pc * gc).sum() / (pc**2).sum())
+        b = q.mean(axis=0) - a * p.mean(axis=0)
+        if a >= th["collapse_ratio"]:
+            cands.append(("scale", [a, float(b[0]), float(b[1])], a * u + b))
+    base = float(np.nanmean(base_conf[d.conf]))
+    pick = None
+    for kind, par, v in cands:
+        e = errors_mm(v, g, d.sp)
+        e[~d.conf] = np.nan
+        if not significantly_lower(e, np.where(d.conf, base_conf, np.nan), 3.0, th["residual_min_gain_mm"]):
+            continue
+        if float(np.nanmean(e)) > (1 - th["residual_min_fraction"]) * base:
+            continue
+        if pick is None or significantly_lower(e, pick[3], 3.0, 0.1):
+            pick = (kind, par, v, e)
+    return (None, u) if pick is None else ((pick[0], pick[1]), pick[2])
+
+
+def explain_group(pred: dict, gt: np.ndarray, spacing: np.ndarray, wh: np.ndarray, units: str,
+                  th: dict) -> Explanation:
+    """Explain one group of images (see the module docstring).
+
+    Args:
+        pred: ``{catalogue key: (n, K, 2) float64}`` the file's coordinates, ``""`` = as read, other
+            keys = the file's landmark indices read in that catalogue.
+        gt: (n, K, 2) float64 original px; spacing (n, 2) mm/px; wh (n, 2) int (width, height).
+        units: ``"px"`` or ``"mm"`` (the file's columns; mm already divided by each image's spacing).
+        th: thresholds (``mistake_*``, ``residual_*``, ``collapse_ratio``).
+    """
+    p0 = pred[""]
+    ok = np.isfinite(p0).all(-1) & np.isfinite(gt).all(-1)
+    for v in pred.values():
+        ok |= np.isfinite(v).all(-1) & np.isfinite(gt).all(-1)
+    fit, conf = holdout_masks(ok)
+    raw = np.concatenate([v[np.isfinite(v)] for v in pred.values()])
+    integral = bool(raw.size and np.mean(np.abs(raw - np.round(raw)) < 1e-6) > 0.95)
+    d = _Data(pred, gt, np.asarray(spacing, float), np.asarray(wh, float), fit, conf, integral)
+    cands = _candidates(d, UNITS_MM if units == "mm" else UNITS_PX)
+    errs = []
+    for s in cands:
+        e = errors_mm(undo(s, pred[s.catalogue], d.wh, d.sp), gt, d.sp)
+        errs.append(np.where(conf, e, np.nan))
+    means = [float(np.nanmean(e)) if np.isfinite(e).any() else np.inf for e in errs]
+    ident = errs[0]
+    best = int(np.argmin(means))
+    chosen = 0
+    for level in sorted({complexity(s) for s in cands}):
+        at = [i for i, s in enumerate(cands) if complexity(s) == level and np.isfinite(means[i])]
+        if not at:
+            continue
+        i = min(at, key=lambda j: means[j])
+        if not_worse(errs[i], errs[best]):
+            chosen = i
+            break
+    base = means[0]
+    accept = chosen != 0 and significantly_lower(errs[chosen], ident, 3.0, th["mistake_min_gain_mm"]) \
+        and means[chosen] <= th["mistake_max_fraction"] * base
+    s = cands[chosen] if accept else cands[0]
+    alts = []
+    if accept:
+        for i, t in enumerate(cands):
+            if i != chosen and complexity(t) == complexity(s) and abs(means[i] - means[chosen]) <= 0.02 \
+                    and not_worse(errs[i], errs[chosen]) and _name_key(t) != _name_key(s):
+                alts.append(t)
+    u = undo(s, pred[s.catalogue], d.wh, d.sp)
+    e_s = errors_mm(u, gt, d.sp)
+    gain, se = mean_se_diff(ident, errs[chosen]) if accept else (0.0, 0.0)
+    iso = np.nanmedian(np.abs(_slopes(u, gt, ok)))
+    residual = None
+    if not (np.isfinite(iso) and iso < th["collapse_ratio"]):
+        residual, u = _residual(u, d, th, np.where(conf, e_s, np.nan))
+    e0 = errors_mm(p0, gt, d.sp)
+    return Explanation(s, residual, np.arange(len(gt)), u, _nm(e0), _nm(errors_mm(u, gt, d.sp)), _nm(e_s),
+                       alts, float(gain), float(se))
+
+
+def _nm(e: np.ndarray) -> float:
+    return float(np.nanmean(e)) if np.isfinite(e).any() else float("nan")
+
+
+def _name_key(s: Structure) -> tuple:
+    return (s.swap, s.mirror, s.frame.kind, tuple(s.frame.size), s.unit, s.c, s.catalogue)
