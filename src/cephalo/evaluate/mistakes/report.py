@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -105,7 +105,7 @@ def mistakes_of(label: str, ex: Explanation) -> list[Mistake]:
           f"(standard error {ex.gain_se_mm:.2f} mm): {ex.mre_before_mm:.2f} -> {ex.mre_structure_mm:.2f} mm")
     if alts:
         ev += "; equally consistent with: " + "; or ".join(alts) + " (the same correction of the coordinates)"
-    for code, title, fix, det in components(ex.structure):
+    for code, title, fix, det in components(ex.structure, ex.wh_example):
         out.append(Mistake(code, title, ev, fix, ex.mre_before_mm, ex.mre_structure_mm, det, label, alts))
     if ex.residual:
         kind, par = ex.residual

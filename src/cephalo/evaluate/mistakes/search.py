@@ -22,7 +22,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .stats import errors_mm, holdout_masks, mean_se_diff, not_worse, significantly_lower
-from .transforms import FRAMES, HEATMAP_STRIDE, UNITS_MM, UNITS_PX, Frame, Structure, complexity, undo
+from .transforms import (
+    FRAMES,
+    HEATMAP_STRIDE,
+    UNITS_MM,
+    UNITS_PX,
+    Frame,
+    Structure,
+    complexity,
+    frame_coefficients,
+    undo,
+)
 
 __all__ = ["Explanation", "explain_group", "COMMON_INPUT_SIZES", "COMMON_SPACINGS"]
 
@@ -60,6 +70,7 @@ class Explanation:
     alternatives: list = field(default_factory=list)
     gain_mm: float = 0.0
     gain_se_mm: float = 0.0
+    wh_example: tuple | None = None
 
 
 @dataclass
@@ -73,10 +84,9 @@ class _Data:
     integral: bool  # every file value an integer (heatmap cells)
 
 
-def _mse(s: Structure, d: _Data, mask: np.ndarray, axis: int | None = None) -> float:
+def _mse(s: Structure, d: _Data, mask: np.ndarray) -> float:
     u = undo(s, d.pred[s.catalogue], d.wh, d.sp)
-    diff = (u - d.gt) * d.sp[:, None, :]
-    sq = diff[..., axis] ** 2 if axis is not None else (diff**2).sum(-1)
+    sq = (((u - d.gt) * d.sp[:, None, :]) ** 2).sum(-1)
     v = sq[mask & np.isfinite(sq)]
     return float(v.mean()) if v.size else float("inf")
 
@@ -137,26 +147,27 @@ def _sizes(est: float, frame: str) -> list[int]:
     """Candidate input sizes near ``est`` (all near ones, multiples of 4 for a heatmap input)."""
     if not np.isfinite(est):
         return [256, 512, 768, 1024] if frame != "stretch" else []
-    if est < 16 or est > 8192:
+    if est < 16 or est > (2048 if frame == "heatmap" else 4096):
         return []
-    step = HEATMAP_STRIDE if frame == "heatmap" else 1
+    step = 16 if frame == "heatmap" else 1  # a heatmap input is a multiple of 16 (stride 4, HRNet-style)
     base = int(round(est / step)) * step
     out = {base + k * step for k in range(-3, 4)}
     out |= {s for s in range(base - int(0.02 * est), base + int(0.02 * est) + 1) if s % 4 == 0}
     out |= {s for s in COMMON_INPUT_SIZES if abs(s - est) <= 0.03 * est and s % step == 0}
-    return sorted(s for s in out if s >= 8)
+    return sorted(s for s in out if s >= 8 and s % step == 0)
 
 
 def _variants(frame: str, integral: bool) -> list[dict]:
+    """Conventions of a frame, the most common first (the first of equally fitting ones is named)."""
     if frame == "stretch":
         return [{"conv": c} for c in ("centre", "corner")]
     if frame == "heatmap":
-        return [{"pad": p, "conv": c, "rounding": r} for p in ("centre", "top-left") for c in ("centre", "corner")
-                for r in (("", "floor") if integral else ("",))]
-    out = [{"pad": "top-left", "conv": c, "newsize": n} for c in ("centre", "corner") for n in ("int", "round")]
-    out += [{"pad": "centre", "conv": c, "newsize": n, "padding": q} for c in ("centre", "corner")
-            for n in ("int", "round") for q in ("int", "float")]
-    return out
+        return [{"pad": p, "conv": c, "rounding": r} for r in (("", "floor") if integral else ("",))
+                for p in ("centre", "top-left") for c in ("centre", "corner")]
+    out = [{"pad": p, "conv": c, "newsize": n} for n in ("int", "round") for p in ("centre", "top-left")
+           for c in ("centre", "corner")]
+    return out + [{"pad": "centre", "conv": c, "newsize": n, "padding": "float"} for n in ("int", "round")
+                  for c in ("centre", "corner")]
 
 
 def _prefer(size: int) -> int:
@@ -164,25 +175,43 @@ def _prefer(size: int) -> int:
     return 0 if size % 32 == 0 else 1 if size % 8 == 0 else 2
 
 
+def _sq(s: Structure, d: _Data, axis: int | None = None) -> np.ndarray:
+    """Squared errors (mm^2) of the fit half's points (NaN = missing)."""
+    u = undo(s, d.pred[s.catalogue], d.wh, d.sp)
+    diff = (u - d.gt) * d.sp[:, None, :]
+    sq = diff[..., axis] ** 2 if axis is not None else (diff**2).sum(-1)
+    return np.where(d.fit, sq, np.nan)
+
+
+def _pick(tried: list[tuple[tuple, Structure, np.ndarray]]) -> Structure:
+    """The most plausible of the tries not significantly worse than the best (squared errors)."""
+    means = [float(np.nanmean(e)) if np.isfinite(e).any() else np.inf for _, _, e in tried]
+    b = int(np.argmin(means))
+    ok = [i for i in range(len(tried)) if np.isfinite(means[i]) and not_worse(tried[i][2], tried[b][2], 2.0, 0.0)]
+    return tried[min(ok or [b], key=lambda i: tried[i][0])][1]
+
+
 def _refine(s: Structure, d: _Data, est: tuple[float, float]) -> Structure:
-    """Best size and conventions of ``s``'s frame on the fit half."""
+    """Best size and conventions of ``s``'s frame on the fit half (ties: the commonest convention)."""
     kind = s.frame.kind
-    best = (float("inf"), 9, s)
-    for var in _variants(kind, d.integral):
+    tried = []
+    for vi, var in enumerate(_variants(kind, d.integral)):
         if kind == "stretch":
-            sw = min(_sizes(est[0], kind) or [0], key=lambda v: (_mse(s.with_(frame=Frame(
-                kind, (v, max(1, round(est[1]))), **var)), d, d.fit, 0), _prefer(v)))
-            sh = min(_sizes(est[1], kind) or [0], key=lambda v: (_mse(s.with_(frame=Frame(
-                kind, (sw, v), **var)), d, d.fit, 1), _prefer(v)))
-            cands = [(sw, sh)] if sw and sh else []
+            sx = _pick([((_prefer(v), abs(v - est[0])), s.with_(frame=Frame(kind, (v, max(1, round(est[1]))), **var)),
+                         _sq(s.with_(frame=Frame(kind, (v, max(1, round(est[1]))), **var)), d, 0))
+                        for v in _sizes(est[0], kind)]) if _sizes(est[0], kind) else None
+            if sx is None or not _sizes(est[1], kind):
+                continue
+            sw = sx.frame.size[0]
+            sy = _pick([((_prefer(v), abs(v - est[1])), s.with_(frame=Frame(kind, (sw, v), **var)),
+                         _sq(s.with_(frame=Frame(kind, (sw, v), **var)), d, 1)) for v in _sizes(est[1], kind)])
+            cands = [sy.frame.size]
         else:
             cands = [(v, v) for v in _sizes(est[0], kind)]
         for size in cands:
             t = s.with_(frame=Frame(kind, size, **var))
-            m = _mse(t, d, d.fit)
-            if (m, _prefer(size[0])) < best[:2]:
-                best = (m, _prefer(size[0]), t)
-    return best[2]
+            tried.append(((vi, _prefer(size[0]), abs(size[0] - est[0])), t, _sq(t, d)))
+    return _pick(tried) if tried else s
 
 
 def _candidates(d: _Data, units: tuple) -> list[Structure]:
@@ -215,41 +244,36 @@ def _candidates(d: _Data, units: tuple) -> list[Structure]:
                         else:
                             rough.append((_mse(s, d, d.fit), complexity(s), s, est))
     out = [Structure(catalogue="")]
-    for level in sorted({c for _, c, _, _ in rough}):
-        best = sorted((x for x in rough if x[1] == level and np.isfinite(x[0])), key=lambda x: x[0])[:4]
+    for key in sorted({(c, s.frame.kind) for _, c, s, _ in rough}):
+        best = sorted((x for x in rough if (x[1], x[2].frame.kind) == key and np.isfinite(x[0])),
+                      key=lambda x: x[0])[:2]
         for _, _, s, est in best:
-            out.append(_refine(s, d, est) if s.frame.kind else s)
+            if not s.frame.kind:
+                out.append(s)
+                continue
+            t = _refine(s, d, est)
+            a = np.nanmedian(frame_coefficients(t.frame, d.wh)[0], axis=0)
+            if np.any(np.abs(a - 1) > 0.07):  # a frame of about the image's own size is no frame
+                out.append(t)
     return out
 
 
-def _residual(u: np.ndarray, d: _Data, th: dict, base_conf: np.ndarray):
-    """A residual offset, or isotropic scale + offset, confirmed on the other half; else None."""
-    g = d.gt
-    ok = np.isfinite(u).all(-1) & np.isfinite(g).all(-1)
-    f = ok & d.fit
-    if f.sum() < 3:
-        return None, u
-    p, q = u[f], g[f]
+def _residuals(u: np.ndarray, d: _Data, th: dict) -> list[tuple[tuple, np.ndarray]]:
+    """Residual offset and isotropic scale + offset of undone predictions, fitted on the fit half."""
+    ok = np.isfinite(u).all(-1) & np.isfinite(d.gt).all(-1) & d.fit
+    if ok.sum() < 3:
+        return []
+    p, q = u[ok], d.gt[ok]
+    big = 0.2 * float(np.median(d.wh.max(axis=1)))  # a crop or pad, not a relocation of the head
     t = (q - p).mean(axis=0)
-    cands = [("offset", [float(t[0]), float(t[1])], u + t)]
+    out = [(("offset", [float(t[0]), float(t[1])]), u + t)] if np.abs(t).max() <= big else []
     pc, gc = p - p.mean(axis=0), q - q.mean(axis=0)
     if (pc**2).sum() > 0:
         a = float((pc * gc).sum() / (pc**2).sum())
         b = q.mean(axis=0) - a * p.mean(axis=0)
-        if a >= th["collapse_ratio"]:
-            cands.append(("scale", [a, float(b[0]), float(b[1])], a * u + b))
-    base = float(np.nanmean(base_conf[d.conf]))
-    pick = None
-    for kind, par, v in cands:
-        e = errors_mm(v, g, d.sp)
-        e[~d.conf] = np.nan
-        if not significantly_lower(e, np.where(d.conf, base_conf, np.nan), 3.0, th["residual_min_gain_mm"]):
-            continue
-        if float(np.nanmean(e)) > (1 - th["residual_min_fraction"]) * base:
-            continue
-        if pick is None or significantly_lower(e, pick[3], 3.0, 0.1):
-            pick = (kind, par, v, e)
-    return (None, u) if pick is None else ((pick[0], pick[1]), pick[2])
+        if th["collapse_ratio"] <= a <= 1 / th["collapse_ratio"] and abs(a - 1) > 0.004 and np.abs(b).max() <= big:
+            out.append((("scale", [a, float(b[0]), float(b[1])]), a * u + b))
+    return out
 
 
 def explain_group(pred: dict, gt: np.ndarray, spacing: np.ndarray, wh: np.ndarray, units: str,
@@ -271,43 +295,60 @@ def explain_group(pred: dict, gt: np.ndarray, spacing: np.ndarray, wh: np.ndarra
     raw = np.concatenate([v[np.isfinite(v)] for v in pred.values()])
     integral = bool(raw.size and np.mean(np.abs(raw - np.round(raw)) < 1e-6) > 0.95)
     d = _Data(pred, gt, np.asarray(spacing, float), np.asarray(wh, float), fit, conf, integral)
-    cands = _candidates(d, UNITS_MM if units == "mm" else UNITS_PX)
-    errs = []
-    for s in cands:
-        e = errors_mm(undo(s, pred[s.catalogue], d.wh, d.sp), gt, d.sp)
-        errs.append(np.where(conf, e, np.nan))
+    structs = _candidates(d, UNITS_MM if units == "mm" else UNITS_PX)
+    cands = []  # (structure, residual, undone, number of mistakes)
+    for st in structs:
+        u = undo(st, pred[st.catalogue], d.wh, d.sp)
+        cands.append((st, None, u, complexity(st)))
+        iso = np.nanmedian(np.abs(_slopes(u, gt, fit)))
+        if np.isfinite(iso) and iso >= th["collapse_ratio"]:  # a collapse is not an offset
+            cands += [(st, r, v, complexity(st) + (1 if r[0] == "offset" else 2)) for r, v in _residuals(u, d, th)]
+    errs = [np.where(conf, errors_mm(c[2], gt, d.sp), np.nan) for c in cands]
     means = [float(np.nanmean(e)) if np.isfinite(e).any() else np.inf for e in errs]
-    ident = errs[0]
+    chosen = _choose(cands, errs, means)
+    accept = chosen != 0 and significantly_lower(errs[chosen], errs[0], 3.0, th["mistake_min_gain_mm"]) \
+        and means[chosen] <= th["mistake_max_fraction"] * means[0]
+    if accept and cands[chosen][1] is not None:  # the residual must earn its place beside the structure
+        j = next(i for i, c in enumerate(cands) if c[0] == cands[chosen][0] and c[1] is None)
+        if means[chosen] > (1 - th["residual_min_fraction"]) * means[j] \
+                or not significantly_lower(errs[chosen], errs[j], 3.0, th["residual_min_gain_mm"]):
+            chosen = j
+            accept = j != 0 and significantly_lower(errs[j], errs[0], 3.0, th["mistake_min_gain_mm"]) \
+                and means[j] <= th["mistake_max_fraction"] * means[0]
+    if not accept:
+        chosen = 0
+    st, res, u, level = cands[chosen]
+    alts = [c[0] for i, c in enumerate(cands) if i != chosen and c[3] == level and c[1] is None and res is None
+            and abs(means[i] - means[chosen]) <= 0.02 and not_worse(errs[i], errs[chosen])
+            and _name_key(c[0]) != _name_key(st)] if accept else []
+    gain, se = mean_se_diff(errs[0], errs[chosen]) if accept else (0.0, 0.0)
+    e_s = errors_mm(undo(st, pred[st.catalogue], d.wh, d.sp), gt, d.sp)
+    return Explanation(st, res, np.arange(len(gt)), u, _nm(errors_mm(p0, gt, d.sp)), _nm(errors_mm(u, gt, d.sp)),
+                       _nm(e_s), alts, float(gain), float(se), tuple(int(v) for v in wh[0]))
+
+
+def _choose(cands: list, errs: list, means: list) -> int:
+    """The fewest mistakes not significantly worse than the best; among equal fits the most plausible."""
     best = int(np.argmin(means))
-    chosen = 0
-    for level in sorted({complexity(s) for s in cands}):
-        at = [i for i, s in enumerate(cands) if complexity(s) == level and np.isfinite(means[i])]
+    for level in sorted({c[3] for c in cands}):
+        at = [i for i, c in enumerate(cands) if c[3] == level and np.isfinite(means[i])]
         if not at:
             continue
         i = min(at, key=lambda j: means[j])
         if not_worse(errs[i], errs[best]):
-            chosen = i
-            break
-    base = means[0]
-    accept = chosen != 0 and significantly_lower(errs[chosen], ident, 3.0, th["mistake_min_gain_mm"]) \
-        and means[chosen] <= th["mistake_max_fraction"] * base
-    s = cands[chosen] if accept else cands[0]
-    alts = []
-    if accept:
-        for i, t in enumerate(cands):
-            if i != chosen and complexity(t) == complexity(s) and abs(means[i] - means[chosen]) <= 0.02 \
-                    and not_worse(errs[i], errs[chosen]) and _name_key(t) != _name_key(s):
-                alts.append(t)
-    u = undo(s, pred[s.catalogue], d.wh, d.sp)
-    e_s = errors_mm(u, gt, d.sp)
-    gain, se = mean_se_diff(ident, errs[chosen]) if accept else (0.0, 0.0)
-    iso = np.nanmedian(np.abs(_slopes(u, gt, ok)))
-    residual = None
-    if not (np.isfinite(iso) and iso < th["collapse_ratio"]):
-        residual, u = _residual(u, d, th, np.where(conf, e_s, np.nan))
-    e0 = errors_mm(p0, gt, d.sp)
-    return Explanation(s, residual, np.arange(len(gt)), u, _nm(e0), _nm(errors_mm(u, gt, d.sp)), _nm(e_s),
-                       alts, float(gain), float(se))
+            eq = [j for j in at if means[j] - means[i] <= 0.02 and not_worse(errs[j], errs[i])]
+            return min(eq, key=lambda j: (cands[j][1] is not None, _rank(cands[j][0]), means[j]))
+    return 0
+
+
+def _rank(s: Structure) -> tuple:
+    """Plausibility order of equally fitting readings (lower first)."""
+    units = ("px", "mm", "px_as_mm", "normalised", "normalised_half", "const", "const_mm", "scale")
+    fr = s.frame
+    kind = {"": 0, "letterbox": 1, "stretch": 2, "heatmap": 3}[fr.kind]
+    if fr.kind == "letterbox" and ((fr.pad == "centre" and fr.padding == "float") or fr.size[0] < 128):
+        kind = 4  # half-pixel pads or a tiny input: rarer than the heatmap of a common input
+    return (kind, _prefer(int(fr.size[0])) if fr.kind else 0, units.index(s.unit) if s.unit in units else 9)
 
 
 def _nm(e: np.ndarray) -> float:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 __all__ = ["Structure", "Frame", "forward_coefficients", "undo", "apply", "complexity", "HEATMAP_STRIDE",
-           "FRAMES", "UNITS_PX", "UNITS_MM"]
+           "FRAMES", "UNITS_PX", "UNITS_MM", "frame_coefficients"]
 
 #: the heatmap stride of HRNet-style landmark models (input px per heatmap px)
 HEATMAP_STRIDE = 4
@@ -76,7 +76,7 @@ def complexity(s: Structure) -> int:
             + int(bool(s.catalogue)))
 
 
-def _frame_coefficients(fr: Frame, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def frame_coefficients(fr: Frame, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(a, b, frame_wh)``: each ``(N, 2)`` float64, ``x_frame = a * x + b`` and the frame size."""
     wh = np.asarray(wh, dtype=np.float64)
     if not fr.kind:
@@ -128,7 +128,7 @@ def forward_coefficients(s: Structure, wh: np.ndarray, spacing: np.ndarray) -> t
     """
     wh = np.asarray(wh, dtype=np.float64)
     sp = np.asarray(spacing, dtype=np.float64)
-    a, b, fwh = _frame_coefficients(s.frame, wh)
+    a, b, fwh = frame_coefficients(s.frame, wh)
     u, v = np.ones_like(a), np.zeros_like(a)
     if s.unit == "normalised":
         u = 1.0 / fwh

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .transforms import HEATMAP_STRIDE, Frame, Structure
 
 __all__ = ["components", "describe"]
@@ -85,8 +87,23 @@ _MIRROR = {"x": ("the image mirrored left-right (x -> width - 1 - x)",
                   "do not rotate the image, or turn the predictions back")}
 
 
-def components(s: Structure) -> list[tuple[str, str, str, dict]]:
-    """``(code, title, fix, details)`` of each mistake of ``s``, in the order to undo them."""
+def _example(fr: Frame, wh) -> dict:
+    """The letterbox of one image, as numbers (``scale``, ``pads``) a user can check in code."""
+    w, h = (int(v) for v in wh)
+    sw, sh = fr.size
+    scale = min(sw / w, sh / h)
+    rnd = (lambda v: int(v)) if fr.newsize == "int" else (lambda v: int(np.floor(v + 0.5)))
+    nw, nh = min(sw, max(1, rnd(w * scale))), min(sh, max(1, rnd(h * scale)))
+    pads = [0, 0] if fr.pad != "centre" else ([(sw - nw) // 2, (sh - nh) // 2] if fr.padding == "int"
+                                              else [(sw - nw) / 2, (sh - nh) / 2])
+    return {"image_example": [w, h], "scale_example": scale, "new_size_example": [nw, nh], "pads_example": pads}
+
+
+def components(s: Structure, wh_example=None) -> list[tuple[str, str, str, dict]]:
+    """``(code, title, fix, details)`` of each mistake of ``s``, in the order to undo them.
+
+    ``wh_example``: one image's (width, height), to give a letterbox's scale and pads in numbers.
+    """
     out = []
     if s.catalogue:
         out.append(("landmark_order", f"landmarks in the order of another catalogue ({s.catalogue})",
@@ -105,7 +122,10 @@ def components(s: Structure) -> list[tuple[str, str, str, dict]]:
             det = {"spacing_mm": s.c} if s.unit != "scale" else {"scale": s.c}
         out.append((code, title.format(c=s.c, frame=frame), fix.format(c=s.c, frame=frame), det))
     if s.frame.kind:
-        out.append(_frame(s.frame))
+        code, title, fix, det = _frame(s.frame)
+        if wh_example is not None and s.frame.kind != "stretch":
+            det = {**det, **_example(s.frame, wh_example)}
+        out.append((code, title, fix, det))
     if s.mirror:
         t, f = _MIRROR[s.mirror]
         out.append(("mirror", t, f, {"axis": s.mirror}))
