@@ -183,11 +183,16 @@ def _sq(s: Structure, d: _Data, axis: int | None = None) -> np.ndarray:
     return np.where(d.fit, sq, np.nan)
 
 
-def _pick(tried: list[tuple[tuple, Structure, np.ndarray]]) -> Structure:
+def _means(tried: list) -> list[float]:
+    return [float(np.nanmean(e)) if np.isfinite(e).any() else np.inf for _, _, e in tried]
+
+
+def _pick(tried: list[tuple[tuple, Structure, np.ndarray]], means: list[float] | None = None) -> Structure:
     """The most plausible of the tries not significantly worse than the best (squared errors)."""
-    means = [float(np.nanmean(e)) if np.isfinite(e).any() else np.inf for _, _, e in tried]
+    means = _means(tried) if means is None else means
     b = int(np.argmin(means))
-    ok = [i for i in range(len(tried)) if np.isfinite(means[i]) and not_worse(tried[i][2], tried[b][2], 2.0, 0.0)]
+    ok = [i for i in range(len(tried)) if means[i] <= 1.5 * means[b] + 1e-12
+          and not_worse(tried[i][2], tried[b][2], 2.0, 0.0)]
     return tried[min(ok or [b], key=lambda i: tried[i][0])][1]
 
 
@@ -212,6 +217,30 @@ def _refine(s: Structure, d: _Data, est: tuple[float, float]) -> Structure:
             t = s.with_(frame=Frame(kind, size, **var))
             tried.append(((vi, _prefer(size[0]), abs(size[0] - est[0])), t, _sq(t, d)))
     return _pick(tried) if tried else s
+
+
+def _refine_square(s: Structure, d: _Data, est: float) -> Structure:
+    """Letterbox / heatmap: conventions at the nearest sizes first, then every size for the 3 best."""
+    kind = s.frame.kind
+    sizes = _sizes(est, kind)
+    if not sizes:
+        return s
+    near = sorted(sizes, key=lambda v: abs(v - est))[:2]
+    first = []
+    for vi, var in enumerate(_variants(kind, d.integral)):
+        for v in near:
+            t = s.with_(frame=Frame(kind, (v, v), **var))
+            first.append(((vi, _prefer(v), abs(v - est)), t, _sq(t, d)))
+    m = _means(first)
+    keep = sorted(range(len(first)), key=lambda i: m[i])[:3]
+    tried = [first[i] for i in keep]
+    for i in keep:
+        fr = first[i][1].frame
+        for v in sizes:
+            if v not in near:
+                t = s.with_(frame=Frame(kind, (v, v), fr.pad, fr.conv, fr.newsize, fr.padding, fr.rounding))
+                tried.append(((first[i][0][0], _prefer(v), abs(v - est)), t, _sq(t, d)))
+    return _pick(tried)
 
 
 def _candidates(d: _Data, units: tuple) -> list[Structure]:
@@ -244,14 +273,17 @@ def _candidates(d: _Data, units: tuple) -> list[Structure]:
                         else:
                             rough.append((_mse(s, d, d.fit), complexity(s), s, est))
     out = [Structure(catalogue="")]
+    floor = min([x[0] for x in rough if np.isfinite(x[0])] or [np.inf])
     for key in sorted({(c, s.frame.kind) for _, c, s, _ in rough}):
         best = sorted((x for x in rough if (x[1], x[2].frame.kind) == key and np.isfinite(x[0])),
-                      key=lambda x: x[0])[:2]
-        for _, _, s, est in best:
+                      key=lambda x: x[0])[:2 if key[1] else 3]
+        for m, _, s, est in best:
             if not s.frame.kind:
                 out.append(s)
                 continue
-            t = _refine(s, d, est)
+            if m > 50 * floor + 1.0 or s is not best[0][2]:  # a frame this far off is no explanation
+                continue
+            t = _refine(s, d, est) if s.frame.kind == "stretch" else _refine_square(s, d, est[0])
             a = np.nanmedian(frame_coefficients(t.frame, d.wh)[0], axis=0)
             if np.any(np.abs(a - 1) > 0.07):  # a frame of about the image's own size is no frame
                 out.append(t)
