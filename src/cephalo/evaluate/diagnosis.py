@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 
 from ..config.schema import DiagnosisConfig
 from .metrics import offsets_mm, radial_errors_mm, spread_ratio
@@ -193,8 +194,6 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 3:
         return float("nan")
-    from scipy import stats
-
     r = stats.spearmanr(a, b).statistic
     return float(r) if np.isfinite(r) else float("nan")
 

@@ -7,6 +7,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..plots import _plt
+
 __all__ = ["corrections_figure"]
 
 
@@ -35,11 +37,7 @@ def corrections_figure(pred: np.ndarray, undone: np.ndarray, gt: np.ndarray, gro
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     rows = list(group_rows)[:max_groups] or [{"group": "all images", "mre_mm": np.nan, "mre_after_mm": np.nan,
                                                "mistakes": []}]
     fig, axes = plt.subplots(len(rows), 2, figsize=(9, 3.6 * len(rows)), squeeze=False)

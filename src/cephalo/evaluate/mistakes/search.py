@@ -107,10 +107,10 @@ def _slopes(p: np.ndarray, g: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _typed(v: float) -> list[float]:
-    """``v`` rounded to 1-3 significant digits (a value someone typed)."""
+    """``v`` rounded to 1-2 significant digits, or a common spacing within 1 % (a value someone typed)."""
     if not np.isfinite(v) or v <= 0:
         return []
-    return sorted({float(f"{v:.{k}g}") for k in (1, 2, 3)})
+    return sorted({float(f"{v:.{k}g}") for k in (1, 2)} | {c for c in COMMON_SPACINGS if abs(c / v - 1) < 0.01})
 
 
 def _unit_factor(unit: str, c: float, sp: np.ndarray) -> np.ndarray | None:
@@ -145,10 +145,10 @@ def _size_estimate(frame: str, r: np.ndarray, u: np.ndarray | None, wh: np.ndarr
 
 def _sizes(est: float, frame: str) -> list[int]:
     """Candidate input sizes near ``est`` (all near ones, multiples of 4 for a heatmap input)."""
-    if not np.isfinite(est):
-        return [256, 512, 768, 1024] if frame != "stretch" else []
-    if est < 16 or est > (2048 if frame == "heatmap" else 4096):
-        return []
+    if not np.isfinite(est):  # normalised coordinates: only the half-pixel terms tell the size
+        return [256, 512, 768, 1024]
+    if est < 128 or est > (2048 if frame == "heatmap" else 4096):
+        return []  # no network takes a smaller input
     step = 16 if frame == "heatmap" else 1  # a heatmap input is a multiple of 16 (stride 4, HRNet-style)
     base = int(round(est / step)) * step
     out = {base + k * step for k in range(-3, 4)}
@@ -200,6 +200,12 @@ def _refine(s: Structure, d: _Data, est: tuple[float, float]) -> Structure:
     """Best size and conventions of ``s``'s frame on the fit half (ties: the commonest convention)."""
     kind = s.frame.kind
     tried = []
+    if not np.isfinite(est[0]):  # normalised: a square size of the common ones
+        for vi, var in enumerate(_variants(kind, d.integral)):
+            for v in _sizes(est[0], kind):
+                t = s.with_(frame=Frame(kind, (v, v), **var))
+                tried.append(((vi, _prefer(v), 0), t, _sq(t, d)))
+        return _pick(tried)
     for vi, var in enumerate(_variants(kind, d.integral)):
         if kind == "stretch":
             sx = _pick([((_prefer(v), abs(v - est[0])), s.with_(frame=Frame(kind, (v, max(1, round(est[1]))), **var)),
@@ -225,7 +231,8 @@ def _refine_square(s: Structure, d: _Data, est: float) -> Structure:
     sizes = _sizes(est, kind)
     if not sizes:
         return s
-    near = sorted(sizes, key=lambda v: abs(v - est))[:2]
+    near = sorted(sizes, key=lambda v: abs(v - est))[:2] + [v for v in sizes if v % 32 == 0]
+    near = list(dict.fromkeys(near))
     first = []
     for vi, var in enumerate(_variants(kind, d.integral)):
         for v in near:
@@ -257,8 +264,6 @@ def _candidates(d: _Data, units: tuple) -> list[Structure]:
             r = np.abs(k)
             for frame in FRAMES:
                 for unit in units:
-                    if frame == "heatmap" and unit.startswith("normalised"):
-                        continue
                     for c in _constants(unit, frame, r, d.sp):
                         est = _size_estimate(frame, r, _unit_factor(unit, c, d.sp), d.wh) if frame else (0, 0)
                         s = Structure(swap, mirror, Frame(), unit, c, cat)
@@ -274,8 +279,8 @@ def _candidates(d: _Data, units: tuple) -> list[Structure]:
                             rough.append((_mse(s, d, d.fit), complexity(s), s, est))
     out = [Structure(catalogue="")]
     floor = min([x[0] for x in rough if np.isfinite(x[0])] or [np.inf])
-    for key in sorted({(c, s.frame.kind) for _, c, s, _ in rough}):
-        best = sorted((x for x in rough if (x[1], x[2].frame.kind) == key and np.isfinite(x[0])),
+    for key in sorted({(c, s.frame.kind, s.unit) for _, c, s, _ in rough}):
+        best = sorted((x for x in rough if (x[1], x[2].frame.kind, x[2].unit) == key and np.isfinite(x[0])),
                       key=lambda x: x[0])[:2 if key[1] else 3]
         for m, _, s, est in best:
             if not s.frame.kind:
