@@ -225,6 +225,7 @@ class Case:
     device: str = ""  # only this device's images carry the mistake
     kind: str = "mistake"  # mistake | correct | bad8 | bad20 | bias | messy
     expected: dict = field(default_factory=dict)
+    seed: int = 0  # added to the suite's seed (several noise draws of the files without a mistake)
 
 
 def _good(d: Data, kind: str, seed: int) -> np.ndarray:
@@ -316,7 +317,8 @@ def cases(quick: bool = False) -> list[Case]:
         for a, b in pairs:
             out.append(Case(f"{d.name}/{a}+{b}", d, (a, b)))
         for k in ("correct", "bad8", "bad20", "bias", "messy"):
-            out.append(Case(f"{d.name}/{k}", d, (), kind=k))
+            for j in range(3):
+                out.append(Case(f"{d.name}/{k}" + (f"#{j}" if j else ""), d, (), kind=k, seed=j))
     devsets = [demo]
     if len(sets) == 3:
         devsets.append(mixed_data(sets[1], sets[2], demo))
@@ -354,7 +356,7 @@ def _reference(case: Case, good: np.ndarray) -> np.ndarray | None:
 
 
 def score(case: Case, seed: int = 0) -> dict:
-    pred, good, units = make_file(case, seed)
+    pred, good, units = make_file(case, seed + 101 * case.seed)
     d = case.data
     t0 = time.perf_counter()
     found, undone = explain(pred, d.gt, d.sp, d.wh, groups={"device": d.device}, units=units)

@@ -66,11 +66,19 @@ def explain(pred: Mapping[str, np.ndarray], gt: np.ndarray, spacing: np.ndarray,
 
     Returns:
         ``([(group label, Explanation)], undone (N, K, 2) float64)``; label ``""`` = every image.
+
+    Raises:
+        ValueError: a prediction array, the spacings or the sizes do not match ``gt``'s shape.
     """
     th = {**DEFAULT_DIAGNOSIS_THRESHOLDS, **(thresholds or {})}
     gt = np.asarray(gt, dtype=np.float64)
     sp = np.asarray(spacing, dtype=np.float64)
     wh = np.asarray(sizes)
+    pred = {k: np.asarray(v, dtype=np.float64) for k, v in pred.items()}
+    bad = [k or "predictions" for k, v in pred.items() if v.shape != gt.shape]
+    if gt.ndim != 3 or gt.shape[-1] != 2 or bad or sp.shape != (len(gt), 2) or wh.shape != (len(gt), 2):
+        raise ValueError(f"shapes disagree: ground truth {gt.shape} (N, K, 2), {bad or 'predictions ok'}, "
+                         f"spacing {sp.shape} and sizes {wh.shape} (N, 2)")
     glob = explain_group(dict(pred), gt, sp, wh, units, th)
     e0 = errors_mm(pred[""], gt, sp)
     e_glob = errors_mm(glob.undone, gt, sp)
@@ -98,6 +106,11 @@ def explain(pred: Mapping[str, np.ndarray], gt: np.ndarray, spacing: np.ndarray,
 
 
 def mistakes_of(label: str, ex: Explanation) -> list[Mistake]:
+    """The :class:`Mistake` s of one group's explanation (``[]`` when it claims none).
+
+    Each part of the composition is one mistake with the group's MRE as given and once the whole
+    composition is undone; a residual offset / scale comes last, with the MRE before and after it.
+    """
     out = []
     alts = [describe(a) for a in ex.alternatives]
     where = f" in the images of {label}" if label else ""

@@ -323,6 +323,11 @@ def explain_group(pred: dict, gt: np.ndarray, spacing: np.ndarray, wh: np.ndarra
         gt: (n, K, 2) float64 original px; spacing (n, 2) mm/px; wh (n, 2) int (width, height).
         units: ``"px"`` or ``"mm"`` (the file's columns; mm already divided by each image's spacing).
         th: thresholds (``mistake_*``, ``residual_*``, ``collapse_ratio``).
+
+    Returns:
+        :class:`Explanation` (identity structure and no residual when nothing is claimed); its
+        ``undone`` is (n, K, 2) float64 original px, xy, origin at the centre of the top-left pixel.
+        NaN predictions stay NaN; nothing is raised for missing points.
     """
     p0 = pred[""]
     ok = np.isfinite(p0).all(-1) & np.isfinite(gt).all(-1)
