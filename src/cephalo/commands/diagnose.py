@@ -6,7 +6,8 @@ Reads predictions from CSV or JSON (one row/record per image x landmark: an imag
 by name/symbol or by index in a named catalogue, x, y), matches them to the index's ground truth
 of ``--split``, reports MRE/SDR in mm (each image's own pixel spacing, via
 :mod:`cephalo.evaluate.metrics`) and names the mistakes that explain the errors, each with its
-evidence and the MRE once undone (:func:`cephalo.evaluate.diagnosis.diagnose_predictions`).
+evidence and the MRE once undone (:func:`cephalo.evaluate.mistakes.diagnose_predictions`), for the
+whole file or per device / image size / data set of the index (docs/diagnose.md).
 
 Accepted layouts (column / key names are matched case-insensitively):
 
@@ -18,8 +19,12 @@ Accepted layouts (column / key names are matched case-insensitively):
   ``cephalo predict`` (``{"images": [{"image_id", "landmarks": [{"name", "x", "y"}]}]}``); or
   ``{image_id: {landmark: [x, y]}}`` / ``{image_id: [[x, y], ...]}`` (list position = index).
 
+Image ids are text (``076`` stays ``076``); duplicated rows (the first is used), NaN coordinates,
+unknown ids and images without predictions are counted in ``diagnosis.json`` (``input``) and the summary.
+
 Output folder (written whole, atomically): ``diagnosis.md`` (plain words), ``diagnosis.json``,
-``per_landmark.csv`` (MRE and bias per landmark, as given and after undoing), ``plots/diagnosis.png``.
+``per_landmark.csv`` (MRE and bias per landmark, as given and after undoing), ``plots/diagnosis.png``,
+``plots/corrections.png`` (per group: as given and corrected).
 """
 
 from __future__ import annotations

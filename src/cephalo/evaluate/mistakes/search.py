@@ -123,8 +123,8 @@ def _constants(unit: str, frame: str, r: np.ndarray, sp: np.ndarray) -> list[flo
     """Candidate constants of a 'const' / 'const_mm' / 'scale' unit (``[1.0]`` for the others)."""
     if unit not in ("const", "const_mm", "scale"):
         return [1.0]
-    if frame:
-        return list(COMMON_SPACINGS) if unit != "scale" else []
+    if frame:  # c x S is one number: only mm made with one spacing and read back with varying ones tell c
+        return list(COMMON_SPACINGS) if unit == "const_mm" and np.ptp(sp[:, 0]) > 1e-9 else []
     base = np.ones_like(sp) if unit != "const_mm" else 1.0 / sp
     est = float(np.nanmedian(r / base))
     lo, hi = _SCALE_RANGE if unit == "scale" else _SPACING_RANGE
@@ -377,7 +377,7 @@ def _choose(cands: list, errs: list, means: list) -> int:
         if not at:
             continue
         i = min(at, key=lambda j: means[j])
-        if not_worse(errs[i], errs[best]):
+        if not_worse(errs[i], errs[best], 2.0, 0.005):
             eq = [j for j in at if means[j] - means[i] <= 0.02 and not_worse(errs[j], errs[i])]
             return min(eq, key=lambda j: (cands[j][1] is not None, _rank(cands[j][0]), means[j]))
     return 0
