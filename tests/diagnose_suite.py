@@ -66,6 +66,23 @@ def demo_data(n_per=10, seed=0) -> Data:
     return Data("demo", np.array(gt), np.array(sp, float), np.array(wh), np.array(dev, dtype=object))
 
 
+def seven_data(n_per=6, seed=3) -> Data:
+    """Seven devices (as in Aariz): different sizes (portrait, square, landscape) and spacings 0.1-0.14."""
+    rng = np.random.default_rng(seed)
+    template = rng.uniform([0.25, 0.2], [0.8, 0.85], size=(19, 2))
+    devs = [(1935, 2400, 0.1), (1340, 1671, 0.127), (2100, 1700, 0.14), (1800, 2200, 0.11), (2000, 2000, 0.12),
+            (1600, 1900, 0.13), (2400, 1900, 0.1)]
+    gt, sp, wh, dev = [], [], [], []
+    for i, (w, h, s) in enumerate(devs):
+        for _ in range(n_per):
+            head = template * [190.0, 230.0] + rng.normal(0, 4, (1, 2)) + rng.normal(0, 3, (19, 2))
+            gt.append((head + np.array([w, h]) * s / 2 - [95.0, 115.0]) / s)
+            sp.append([s, s])
+            wh.append([w, h])
+            dev.append(f"d{i}")
+    return Data("seven", np.array(gt), np.array(sp, float), np.array(wh), np.array(dev, dtype=object))
+
+
 def isbi_data(n=40) -> Data | None:
     root = SHARED_DATA / "isbi2015" / "AnnotationsByMD" / "400_mean"
     if not root.is_dir():
@@ -319,12 +336,13 @@ def cases(quick: bool = False) -> list[Case]:
         for k in ("correct", "bad8", "bad20", "bias", "messy"):
             for j in range(3):
                 out.append(Case(f"{d.name}/{k}" + (f"#{j}" if j else ""), d, (), kind=k, seed=j))
-    devsets = [demo]
+    devsets = [demo, seven_data()]
     if len(sets) == 3:
         devsets.append(mixed_data(sets[1], sets[2], demo))
     for d in devsets:
-        for m in ("mirror", "mm", "letterbox768", "swap", "stretch512", "heatmap256_corner"):
-            dev = list(dict.fromkeys(d.device))[1]
+        for m in ("mirror", "mm", "letterbox768", "swap", "stretch512", "heatmap256_corner", "normalised",
+                  "letterbox1024_topleft_hf"):
+            dev = list(dict.fromkeys(d.device))[1 if d.name != "seven" else 3]
             out.append(Case(f"{d.name}/{m}@{dev}", d, (m,), device=dev))
         out.append(Case(f"{d.name}/correct-devices", d, (), kind="correct"))
     for c in out:
