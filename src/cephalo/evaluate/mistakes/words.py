@@ -39,7 +39,8 @@ def _frame(fr: Frame) -> tuple[str, str, str, dict]:
                 f"coordinates left in the {s} x {s} letterbox input frame ({_pad_words(fr)}; "
                 f"labels mapped as `{_frame_formula(fr)}`)",
                 f"invert the letterbox before saving: x = (x_letterbox - {'pad' if fr.pad == 'centre' else '0'})"
-                f" / scale{' (pixel-corner convention)' if fr.conv == 'corner' else ', in the pixel-centre convention'}",
+                " / scale" + (" (pixel-corner convention)" if fr.conv == "corner" else
+                              ", in the pixel-centre convention"),
                 {"size": [s, s], "pad": fr.pad, "convention": fr.conv, "new_size": fr.newsize, "padding": fr.padding})
     if fr.kind == "heatmap":
         hm = s // HEATMAP_STRIDE
