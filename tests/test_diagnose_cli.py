@@ -177,3 +177,51 @@ def test_bad_files_are_one_line_errors_and_write_nothing(demo, tmp_path):
     r = CliRunner().invoke(main, ["diagnose", "--predictions", str(unknown), "--index", str(demo["index"]),
                                   "--split", "test", "--out", str(tmp_path / "o2")])
     assert r.exit_code != 0 and "no image of the file is in split" in str(r.exception)
+
+
+def test_ids_are_text_and_file_names_or_numbers_match_the_index(tmp_path):
+    from cephalo.commands.diagnose import match_ids, read_predictions
+
+    f = tmp_path / "p.csv"
+    f.write_text("image_id,landmark,x,y\n076,sella,1,2\n001,sella,3,4\n")
+    table, units = read_predictions(f)
+    assert list(table["image_id"]) == ["076", "001"] and units == "px"
+    mapped, how = match_ids(["076", "x/001.png", "76", "2", "abc"], ["076", "001", "002", "abc"])
+    assert mapped == ["076", "001", "076", "002", "abc"]
+    assert how == {"by_file_name": 1, "by_number": 2}
+
+
+def test_messy_rows_are_counted_not_dropped_silently(demo, tmp_path):
+    f = _write_csv(tmp_path / "p.csv", demo["ids"], demo["good"])
+    df = pd.read_csv(f, dtype=str)
+    dup = df.iloc[:3].copy()
+    dup["x"] = "9999"  # a landmark given twice: the first row counts, the second is counted
+    nan = df.iloc[3:5].copy()
+    df = df.drop(index=[3, 4])
+    nan["x"] = "nan"
+    extra = df.iloc[:2].copy()
+    extra["image_id"] = "not-in-the-index"
+    pd.concat([df, dup, nan, extra]).to_csv(f, index=False)
+    d = _diagnose(demo, f, tmp_path / "out")
+    assert d["mistakes"] == []
+    inp = d["input"]
+    assert inp["duplicated_rows_first_used"] == 3 and inp["rows_with_nan_coordinates"] == 2
+    assert inp["images_not_in_split"] == 1 and inp["images_diagnosed"] == len(demo["ids"])
+    assert "3 duplicated rows first used" in d["summary"] and "2 rows with nan coordinates" in d["summary"]
+    assert (tmp_path / "out" / "plots" / "corrections.png").is_file()
+    md = (tmp_path / "out" / "diagnosis.md").read_text()
+    assert "## Input" in md and "duplicated rows first used: 3" in md
+
+
+def test_a_mirror_on_one_device_is_named_for_that_device_only(demo, tmp_path):
+    import cephalo.index as ci
+
+    imgs = images_table(ground_truth(ci.read_index(demo["index"]).query("split == 'test'"), "mean"))
+    dev = imgs["device"].astype(str).to_numpy()
+    one = sorted(set(dev))[0]
+    wrong = demo["good"].copy()
+    for i in np.flatnonzero(dev == one):  # x -> width - 1 - x, written by hand
+        wrong[i, :, 0] = demo["sizes"][i, 0] - 1 - wrong[i, :, 0]
+    d = _diagnose(demo, _write_csv(tmp_path / "p.csv", demo["ids"], wrong), tmp_path / "out")
+    assert [(m["code"], m["group"]) for m in d["mistakes"]] == [("mirror", f"device={one}")], d["summary"]
+    assert d["mre_after_mm"] == pytest.approx(demo["good_mre"], abs=0.02)

@@ -176,14 +176,15 @@ def test_preprocessing_mismatch_is_named_in_plain_words():
 
 
 def test_find_mistakes_two_rounds_swap_then_mirror():
-    from cephalo.evaluate.diagnosis import find_mistakes
+    from cephalo.evaluate.mistakes import find_mistakes
 
     gt = _gt()
     rng = np.random.default_rng(6)
     good = gt + rng.normal(0, 5, gt.shape)
     wrong = np.stack([W - 1 - good[..., 0], good[..., 1]], -1)[..., ::-1]  # mirrored, then axes swapped
     m = find_mistakes(wrong, gt, SP, SIZES, NAMES)
-    assert m[0].code == "swapped_axes" and m[0].details == {"mirror": "left-right"}
+    # one composition of two mistakes, each named (the mirror as the axis flipped before the swap)
+    assert [x.code for x in m] == ["swapped_axes", "mirror"] and m[1].details == {"axis": "x"}
     mre_good = float(np.nanmean(np.hypot(*((good - gt) * 0.1).transpose(2, 0, 1))))
     assert m[0].mre_after_mm == pytest.approx(mre_good, abs=1e-9)
     # two mistakes found one after the other: swapped axes, then a 40 px offset of every landmark

@@ -6,7 +6,8 @@ Reads predictions from CSV or JSON (one row/record per image x landmark: an imag
 by name/symbol or by index in a named catalogue, x, y), matches them to the index's ground truth
 of ``--split``, reports MRE/SDR in mm (each image's own pixel spacing, via
 :mod:`cephalo.evaluate.metrics`) and names the mistakes that explain the errors, each with its
-evidence and the MRE once undone (:func:`cephalo.evaluate.diagnosis.diagnose_predictions`).
+evidence and the MRE once undone (:func:`cephalo.evaluate.mistakes.diagnose_predictions`), for the
+whole file or per device / image size / data set of the index (docs/diagnose.md).
 
 Accepted layouts (column / key names are matched case-insensitively):
 
@@ -18,8 +19,12 @@ Accepted layouts (column / key names are matched case-insensitively):
   ``cephalo predict`` (``{"images": [{"image_id", "landmarks": [{"name", "x", "y"}]}]}``); or
   ``{image_id: {landmark: [x, y]}}`` / ``{image_id: [[x, y], ...]}`` (list position = index).
 
+Image ids are text (``076`` stays ``076``); duplicated rows (the first is used), NaN coordinates,
+unknown ids and images without predictions are counted in ``diagnosis.json`` (``input``) and the summary.
+
 Output folder (written whole, atomically): ``diagnosis.md`` (plain words), ``diagnosis.json``,
-``per_landmark.csv`` (MRE and bias per landmark, as given and after undoing), ``plots/diagnosis.png``.
+``per_landmark.csv`` (MRE and bias per landmark, as given and after undoing), ``plots/diagnosis.png``,
+``plots/corrections.png`` (per group: as given and corrected).
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ def read_predictions(path: str | Path):
         if path.suffix.lower() == ".json":
             df = pd.DataFrame.from_records(_records_from_json(json.loads(path.read_text()), path))
         else:
-            df = pd.read_csv(path)
+            df = pd.read_csv(path, dtype=str)  # ids stay text: "076" is not 76
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise DataError(f"cannot read predictions ({type(e).__name__}: {e})".splitlines()[0], path) from None
     if df.empty:
@@ -111,8 +116,11 @@ def read_predictions(path: str | Path):
     xy = next(((cols[a], cols[b], u) for a, b, u in _XY_COLS if a in cols and b in cols), None)
     if xy is None:
         raise DataError(f"no coordinate columns (x, y / x_px, y_px / x_mm, y_mm); columns: {list(df.columns)}", path)
+    if df[idc].isna().any():
+        raise DataError(f"column {idc!r}: {int(df[idc].isna().sum())} row(s) without an image id", path)
     out = pd.DataFrame({"image_id": [str(v).strip() for v in df[idc]]})
-    if namec is not None and df[namec].notna().all() and not pd.api.types.is_numeric_dtype(df[namec]):
+    named = namec is not None and df[namec].notna().all() and pd.to_numeric(df[namec], errors="coerce").isna().any()
+    if named:
         out["landmark"] = df[namec].astype(str).str.strip().to_numpy()
         out["landmark_index"] = -1
     else:
@@ -158,15 +166,50 @@ def _resolve_names(table, catalogue, path: Path) -> list:
     return names
 
 
-def _arrays(table, names_col, ids, names) -> np.ndarray:
+def _arrays(table, names_col, ids, names) -> tuple[np.ndarray, int]:
+    """``(N, K, 2)`` float64 coordinates of ``ids`` x ``names`` (NaN = none) and the number of
+    duplicated (image, landmark) rows; the first row of a duplicate is used."""
     out = np.full((len(ids), len(names), 2), np.nan)
+    seen = np.zeros(out.shape[:2], dtype=bool)
     ri = {i: n for n, i in enumerate(ids)}
     ci = {n: k for k, n in enumerate(names)}
+    dup = 0
     for iid, nm, x, y in zip(table["image_id"], names_col, table["x"], table["y"]):
         r, c = ri.get(iid), ci.get(nm)
         if r is not None and c is not None:
+            if seen[r, c]:
+                dup += 1
+                continue
+            seen[r, c] = True
             out[r, c] = (x, y)
-    return out
+    return out, dup
+
+
+def match_ids(file_ids, known) -> tuple[list[str], dict]:
+    """Map the file's image ids (text) to the index's: as written, a file name's stem (folders and
+    extensions dropped), or - for purely numeric ids - the one index id of the same number.
+
+    Returns:
+        (mapped ids, ``{"by_file_name": n, "by_number": n}``: how many distinct ids matched how).
+    """
+    known = list(known)
+    kset = set(known)
+    by_num: dict[int, list[str]] = {}
+    for k in known:
+        if k.isdigit():
+            by_num.setdefault(int(k), []).append(k)
+    memo: dict[str, str] = {}
+    how = {"by_file_name": 0, "by_number": 0}
+    for i in dict.fromkeys(file_ids):
+        j, stem = i, Path(i).stem
+        if i not in kset and stem in kset:
+            j = stem
+            how["by_file_name"] += 1
+        elif i not in kset and stem.isdigit() and len(by_num.get(int(stem), [])) == 1:
+            j = by_num[int(stem)][0]
+            how["by_number"] += 1
+        memo[i] = j
+    return [memo[i] for i in file_ids], how
 
 
 @click.command(name="diagnose")
@@ -192,7 +235,8 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
     import pandas as pd
 
     from ..evaluate import plots
-    from ..evaluate.diagnosis import diagnose_predictions
+    from ..evaluate.mistakes import diagnose_predictions
+    from ..evaluate.mistakes.figure import corrections_figure
     from ..geometry import apply_affine, scale_translate
     from ..index import read_index
     from ..index.core import ground_truth, images_table, landmark_arrays
@@ -226,8 +270,7 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
                         pred_path)
     lm_names = _resolve_names(table, file_cat, pred_path) if file_cat is not None else list(table["landmark"])
     known = set(ids)
-    # a file name (with folder or extension) stands for its image id
-    table["image_id"] = [i if i in known or Path(i).stem not in known else Path(i).stem for i in table["image_id"]]
+    table["image_id"], how = match_ids(list(table["image_id"]), ids)
     file_ids = list(dict.fromkeys(table["image_id"]))
     unknown = [i for i in file_ids if i not in known]
     keep = [i for i, iid in enumerate(ids) if iid in set(file_ids)]
@@ -239,7 +282,7 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
     imgs = imgs.set_index("image_id").loc[ids].reset_index()
     spacing = imgs[["spacing_x_mm", "spacing_y_mm"]].to_numpy(dtype=np.float64)
     sizes = imgs[["width", "height"]].to_numpy(dtype=np.int64)
-    pred = _arrays(table, lm_names, ids, gt_names)
+    pred, n_dup = _arrays(table, lm_names, ids, gt_names)
     if not np.isfinite(pred).all(-1).any():
         raise DataError(f"no predicted landmark matches the ground truth's ({gt_names[:4]}...)", pred_path)
     if units == "mm":  # mm -> px with each image's own spacing
@@ -251,16 +294,29 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
                 continue
             if int(table["landmark_index"].max()) < len(cat):
                 alt_names = [cat.names[i] for i in table["landmark_index"]]
-                alt = _arrays(table, alt_names, ids, gt_names)
+                alt = _arrays(table, alt_names, ids, gt_names)[0]
                 if units == "mm":
                     alt = np.stack([apply_affine(scale_translate(1 / sx, 1 / sy), p) for (sx, sy), p in zip(spacing, alt)])
                 if np.isfinite(alt).all(-1).any():
                     relabelled[key] = alt
+    groups = {"device": imgs["device"].astype(str).tolist(), "image size": [f"{w}x{h}" for w, h in sizes],
+              "dataset": imgs["dataset"].astype(str).tolist()}
+    n_all = len(gt_df["image_id"].unique())
+    counts = {"rows": int(len(table)), "images_in_file": len(file_ids), "images_diagnosed": len(ids),
+              "images_not_in_split": len(unknown), "images_of_split_without_predictions": n_all - len(ids),
+              "duplicated_rows_first_used": n_dup, "rows_with_nan_coordinates":
+              int((~np.isfinite(table[["x", "y"]].to_numpy(dtype=np.float64))).any(axis=1).sum()),
+              "ids_matched_by_file_name": how["by_file_name"], "ids_matched_by_number": how["by_number"]}
     try:
-        rep = diagnose_predictions(pred, gt, spacing, sizes, gt_names, relabelled=relabelled, thresholds=th,
-                                   label=name)
+        rep = diagnose_predictions(pred, gt, spacing, sizes, gt_names, relabelled=relabelled, groups=groups,
+                                   units=units, thresholds=th, label=name)
     except ValueError as e:
         raise DataError(str(e), pred_path) from None
+    rep.input = counts
+    issues = [f"{v} {k.replace('_', ' ')}" for k, v in counts.items()
+              if v and k not in ("rows", "images_in_file", "images_diagnosed")]
+    if issues:
+        rep.summary += " Input: " + ", ".join(issues) + " (counted, see diagnosis.json)."
 
     after = rep.diagnosis_after or rep.diagnosis
     before = {r["landmark"]: r for r in rep.diagnosis.per_landmark}
@@ -278,6 +334,9 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
         plots.diagnosis_figure(pred, gt, rep.diagnosis.per_landmark, tmp / "plots" / "diagnosis.png",
                                title=f"{name}: predictions as given, MRE {rep.mre_mm:.2f} mm. "
                                      + (f"Found: {rep.mistakes[0].title}." if rep.mistakes else rep.diagnosis.summary))
+        corrections_figure(pred, rep.undone, gt, rep.groups, groups, tmp / "plots" / "corrections.png",
+                           title=f"{name}: as given (MRE {rep.mre_mm:.2f} mm) and corrected "
+                                 f"(MRE {rep.mre_after_mm:.2f} mm)")
     click.echo(f"{name}: {len(ids)} images, MRE {rep.mre_mm:.2f} mm as given"
                + (f", {rep.mre_after_mm:.2f} mm after undoing: " + ", ".join(m.code for m in rep.mistakes)
                   if rep.mistakes and np.isfinite(rep.mistakes[-1].mre_after_mm) else ""))
