@@ -21,38 +21,31 @@ Output folder (written whole, atomically)::
 
 from __future__ import annotations
 
-import json
+from itertools import combinations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
+from ..errors import DataError
+from ..geometry import apply_affine, invert
+from ..inference import Predictor, predict_variant
 from ..io import atomic_dir, write_json
+from ..preprocess import load_variant
+from ..uncertainty import coverage
 from . import metrics as M
 from . import plots
 from .diagnosis import diagnose
+from .human import like_with_like
+from .leakage import find_leakage, image_content_hash
+from .measurement_errors import measurement_errors, write_outputs
+from .results import run_figures, shared_landmarks
 
 __all__ = ["evaluate_predictions", "evaluate_model", "shared_landmarks"]
 
 #: (image, affine original -> image frame) for overlays, given the row number of an image
 ImageGetter = Callable[[int], tuple[np.ndarray, np.ndarray]]
-
-
-def shared_landmarks(model_names: Sequence[str], data_names: Sequence[str]) -> tuple[list[str], list[int], list[int]]:
-    """Landmarks a model and a data set share, by canonical name, in data order.
-
-    Returns:
-        (names, model_indices, data_indices).
-
-    Raises:
-        ValueError: no shared landmark.
-    """
-    pos = {n: i for i, n in enumerate(model_names)}
-    names = [n for n in data_names if n in pos]
-    if not names:
-        raise ValueError(f"the model's landmarks {list(model_names)[:5]}... share no name with the data's "
-                         f"{list(data_names)[:5]}...")
-    return names, [pos[n] for n in names], [list(data_names).index(n) for n in names]
 
 
 def _nanlist(x) -> Any:
@@ -125,7 +118,7 @@ def evaluate_predictions(
 
     Returns:
         the metrics.json content (dict). Its ``figures`` entry holds the run-level figures under
-        the names every view uses (:func:`cephalo.evaluate.compare.figure_names`): ``mre_mm/all``,
+        the names every view uses (:func:`cephalo.evaluate.results.figure_names`): ``mre_mm/all``,
         ``sdr_2.0mm/all`` (percent), their CI bounds, ``n_landmarks/all``, ``n_images``; ``/all``
         = every landmark this run scores (listed in ``landmarks``). SDR in the detail blocks
         (``overall``, ``per_*``) is a fraction (``units``).
@@ -169,9 +162,6 @@ def evaluate_predictions(
     else:
         diag_error = ""
 
-    from .compare import run_figures
-    from .human import like_with_like
-
     overall = block(err)
     hcmp = like_with_like(pred, dict(annotators), spacing, names, thresholds) if annotators else None
     result: dict = {
@@ -199,14 +189,10 @@ def evaluate_predictions(
                        "offset_px": diag.offset_px, "offset_mm": diag.offset_mm, "confidence": diag.confidence}
                       if diag else {"summary": diag_error, "findings": []}),
     }
-    from .measurement_errors import measurement_errors, write_outputs
-
     mblock = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators, n_boot=n_boot,
                                 seed=seed)
     result["measurements"] = {k: v for k, v in mblock.items() if k != "per_image"}  # per image: the CSV
     if calibration and confidence is not None:
-        from ..uncertainty import coverage
-
         result["uncertainty"] = {"method": calibration.get("method"), "scale": calibration.get("scale"),
                                  "pooling": calibration.get("pooling", "landmark"),  # format 1 was per landmark
                                  "difficulty_split": calibration.get("difficulty_split"),
@@ -215,8 +201,6 @@ def evaluate_predictions(
                                  "calibration_loo_coverage": calibration.get("loo_coverage"),
                                  "coverage": coverage(calibration, err, confidence, names)}
     result = _nanlist(result)
-
-    import pandas as pd
 
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
@@ -258,7 +242,6 @@ def evaluate_predictions(
 
 def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images, n_worst,
                  label) -> None:
-    from ..geometry import apply_affine
 
     plots.sdr_curve({"model": err}, pdir / "sdr_curve.png", title=f"{label}: SDR curve")
     plots.per_landmark_bars(names, [r["mre_mm"] for r in per_lm], [r["sd_mm"] for r in per_lm],
@@ -338,13 +321,8 @@ def evaluate_model(
         cephalo.errors.DataError: no image in ``split``; ValueError: no shared landmark;
         cephalo.errors.ConfigError: unusable ``device``, or a model/codec mismatch.
     """
-    from ..errors import DataError
-    from ..inference import Predictor, predict_variant
-    from .leakage import find_leakage, image_content_hash
 
     if not hasattr(variant, "images"):
-        from ..preprocess import load_variant
-
         variant = load_variant(variant)
     rows = np.arange(len(variant)) if split == "all" else np.flatnonzero(np.asarray(variant.splits) == split)
     if rows.size == 0:
@@ -420,7 +398,6 @@ def _norm_name(spec) -> str:
 
 def _annotators_original(variant, rows, names) -> dict[str, np.ndarray]:
     """Each annotator's landmarks (``mean`` excluded) for ``rows`` x ``names`` in original pixels."""
-    from ..geometry import apply_affine, invert
 
     anns = {a: v for a, v in (getattr(variant, "annotators", {}) or {}).items() if a != "mean"}
     if len(anns) < 2:
@@ -432,7 +409,6 @@ def _annotators_original(variant, rows, names) -> dict[str, np.ndarray]:
 
 def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
     """Annotator-vs-annotator limit from the variant's per-annotator landmarks (mapped back to original px)."""
-    from itertools import combinations
 
     orig = _annotators_original(variant, rows, names)
     if len(orig) < 2:
@@ -447,16 +423,3 @@ def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
             "overall": M.summarise(e, thresholds), "per_landmark": per,
             "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)},
             "source": "variant annotators"}
-
-
-def read_metrics(run_dir: str | Path) -> dict:
-    """Read ``RUN_DIR/metrics.json`` (DataError if absent/invalid)."""
-    from ..errors import DataError
-
-    p = Path(run_dir) / "metrics.json"
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise DataError("no metrics.json (not an evaluation folder)", p) from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON: {e}", p) from None

@@ -4,7 +4,7 @@ byte-identical images, and the inter-annotator disagreement in mm (the human lim
 Written as ``quality.json`` (the truth) and ``quality.md`` (the same, for people).
 Annotator disagreement: for every pair of annotators (a ready-made ``mean`` annotation
 excluded) the radial distance between their two positions of a landmark, in mm with each
-image's own spacing (``cephalo.evaluate.metrics.radial_errors_mm``), summarised per landmark
+image's own spacing (``cephalo.geometry.radial_errors_mm``), summarised per landmark
 (mean = the MRE between annotators, SD, median, max) -- the floor a model cannot be judged
 below (Wang et al., Medical Image Analysis 31 (2016), report it for ISBI 2015).
 """
@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..geometry import radial_errors_mm
 from ..io import file_sha256
 
 __all__ = ["quality_report", "write_quality_report", "file_sha256", "identical_images", "annotator_disagreement"]
@@ -71,7 +72,6 @@ def annotator_disagreement(df: pd.DataFrame) -> list[dict]:
         pairs), ``sd_mm``, ``median_mm``, ``per_landmark`` (list of dicts: landmark, symbol,
         n, mean_mm, sd_mm, median_mm, max_mm), ``per_device`` (device -> MRE mm).
     """
-    from ..evaluate.metrics import radial_errors_mm
     from .core import landmark_arrays
 
     ann = [a for a in sorted(df["annotator"].unique()) if a != "mean"]
