@@ -38,6 +38,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     """Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."""
     params = read_params(params_path)
     ep = params.evaluate
+    # deferred: `cephalo evaluate --help` and the CLI's start-up import no library (cephalo.commands)
     from ..evaluate.leakage import file_sha256
     from ..evaluate.runner import evaluate_model
     from ..models import load_model
@@ -119,6 +120,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
 
 def _track(params, ep, result, variant, meta, stage, name, out_dir, model_path, command_line, info) -> None:
     """One MLflow run: the evaluation's own settings as params, figures as metrics, linked to its training run."""
+    # deferred: `cephalo evaluate --help` and the CLI's start-up import no library (cephalo.commands)
     from .. import tracking
     from ..evaluate.leakage import file_sha256
 

@@ -35,6 +35,7 @@ import numpy as np
 from .. import geometry as G
 from ..errors import ConfigError, DataError
 from ..imageio import image_bit_depth, read_image
+from ..index import recorded_policy
 from ..io import atomic_dir, file_sha256, sweep_stale, write_json
 from .normalise import normalisation_spec
 from .steps import HistogramMatch, Pipeline
@@ -404,8 +405,6 @@ def build_variant(
     sweep_stale(out_dir)  # a killed earlier build's temporaries, even when the variant is up to date
     index_sha = file_sha256(index_path)
     if ground_truth is None:
-        from ..index import recorded_policy
-
         ground_truth = recorded_policy(index_path)
     ref_hashes = {
         str(s.reference_index): file_sha256(s.reference_index)

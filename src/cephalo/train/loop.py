@@ -39,10 +39,15 @@ import torch
 from torch import nn
 
 from ..errors import CephaloError, CheckpointError, ConfigError, DataError
+from ..evaluate import metrics as M
+from ..inference import Predictor, predict_variant
 from ..io import atomic_path
+from ..models import ModelMeta, save_checkpoint
+from ..models.checkpoint import torch_load_checked
+from ..preprocess import normalise
 from .config import TrainConfig
 from .data import EpochBatchSampler, HeatmapDataset, loader_generator, make_loader
-from .distributed import DistInfo, all_min, all_sum, barrier, broadcast_floats
+from .distributed import DistInfo, all_min, all_sum, barrier, broadcast_floats, resolve_device
 from .optim import ModelEMA, build_optimizer, build_scheduler
 from .state import capture_rng, restore_rng
 
@@ -104,8 +109,6 @@ def validation_figures(pred: np.ndarray | None, gt: np.ndarray | None, spacing: 
         ``val_mre_px`` (original px), ``val_spread_ratio`` (mean of the x and y
         ``metrics.spread_ratio``), ``val_degenerate`` (count), and ``val_loss`` (NaN here).
     """
-    from ..evaluate import metrics as M
-
     nan = float("nan")
     out = {"val_loss": nan, "val_mre_mm": nan, "val_sd_mm": nan, "val_sdr_2mm": nan, "val_mre_px": nan,
            "val_spread_ratio": nan, "val_degenerate": 0}
@@ -360,8 +363,6 @@ class Trainer:
         return lb, lh
 
     def _train_epoch(self, epoch: int) -> dict:
-        from ..preprocess import normalise
-
         cfg = self.cfg
         self.model.train()
         mid = self._mid_epoch or {}
@@ -460,7 +461,6 @@ class Trainer:
     def _validate(self) -> dict:
         if len(self.val_rows) == 0 or not self.info.is_main:
             return validation_figures(None, None, None)
-        from ..inference import Predictor, predict_variant
 
         v = self.variant
         predictor = Predictor(self.eval_model(), codec=self.codec, normalisation=v.normalisation,
@@ -492,9 +492,7 @@ class Trainer:
     def _save(self, path: Path, model: nn.Module, extra: dict | None) -> None:
         save = self.save_fn
         if save is None:
-            from ..models import ModelMeta
-            from ..models import save_checkpoint as save
-
+            save = save_checkpoint
             meta = ModelMeta.from_dict(self.meta)
         else:
             meta = dict(self.meta)
@@ -550,7 +548,6 @@ class Trainer:
             if cfg.resume == "must":
                 raise CheckpointError("resume: must, but there is no checkpoint to resume from", self.last_path)
             return
-        from ..models.checkpoint import torch_load_checked
 
         try:
             ck = torch_load_checked(self.last_path, "cpu", trusted=False)
@@ -634,6 +631,4 @@ def _bar(total: int, desc: str, enabled: bool):
 
 
 def _device_for(cfg: TrainConfig) -> torch.device:
-    from .distributed import resolve_device
-
     return resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")), key="train.device")
