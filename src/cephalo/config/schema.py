@@ -39,7 +39,7 @@ __all__ = [
     "VariantSpec", "ModelTransfer", "ModelOnnx", "ModelSourceConfig", "ModelConfig", "CodecConfig",
     "AugmentConfig", "InitConfig", "EMAConfig", "TrainConfig", "AdaptConfig", "DiagnosisConfig",
     "EvaluateConfig", "TrackingSection", "PipelineConfig", "PredictConfig", "ReviewConfig", "CalibrateConfig",
-    "TTAConfig", "RefineConfig", "PRECISIONS", "INIT_SOURCES",
+    "TTAConfig", "RefineConfig", "PRECISIONS", "INIT_SOURCES", "NON_TRAJECTORY_KEYS",
 ]
 
 
@@ -541,6 +541,13 @@ def _augment(v: Any) -> dict | None:
     return AugmentConfig.model_validate(v).model_dump()
 
 
+#: ``train`` settings that do not change the optimisation trajectory: left out of
+#: :meth:`TrainConfig.fingerprint`, so a resumed run may change them (and the resume check never names them)
+NON_TRAJECTORY_KEYS: tuple[str, ...] = ("num_workers", "tracking", "resume", "early_stopping_patience",
+                                        "early_stopping_min_delta", "device", "val_batch_size",
+                                        "checkpoint_every_steps")
+
+
 class TrainConfig(Section):
     """All knobs of one training run (``train:`` params section, without ``stages``).
 
@@ -651,12 +658,11 @@ class TrainConfig(Section):
     def fingerprint(self) -> str:
         """SHA-256 of the settings that change the optimisation trajectory.
 
-        Excludes settings that do not change the weights (workers, device string,
-        tracking, early stopping, resume policy), so a resumed run may change them.
+        Excludes :data:`NON_TRAJECTORY_KEYS` (settings that do not change the weights: workers,
+        device string, tracking, early stopping, resume policy, ...), so a resumed run may change them.
         """
         d = self.to_dict()
-        for k in ("num_workers", "tracking", "resume", "early_stopping_patience",
-                  "early_stopping_min_delta", "device", "val_batch_size", "checkpoint_every_steps"):
+        for k in NON_TRAJECTORY_KEYS:
             d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 

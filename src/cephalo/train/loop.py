@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config.schema import NON_TRAJECTORY_KEYS
 from ..errors import CephaloError, CheckpointError, ConfigError, DataError
 from ..evaluate import metrics as M
 from ..inference import Predictor, predict_variant
@@ -562,8 +563,7 @@ class Trainer:
             old = st.get("config", {})
             diff = sorted(k for k in set(old) | set(cfg.to_dict())
                           if old.get(k) != cfg.to_dict().get(k)
-                          and k not in ("num_workers", "tracking", "resume", "device", "val_batch_size",
-                                        "early_stopping_patience", "early_stopping_min_delta"))
+                          and k not in NON_TRAJECTORY_KEYS)
             raise ConfigError(f"{self.last_path}: written by a run with different settings ({diff}); use a new "
                               "output directory, or set train.resume: never to start over")
         if st.get("world_size", 1) != self.info.world_size:
