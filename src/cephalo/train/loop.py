@@ -50,7 +50,7 @@ from .distributed import DistInfo, all_min, all_sum, barrier, broadcast_floats, 
 from .optim import ModelEMA, build_optimizer, build_scheduler
 from .state import read_training_state, restore_training_state, training_state
 
-__all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "HISTORY_COLUMNS", "validation_figures"]
+__all__ = ["Trainer", "TrainerOptions", "TrainResult", "NonFiniteLossError", "HISTORY_COLUMNS", "validation_figures"]
 
 log = logging.getLogger("cephalo.train")
 
@@ -170,6 +170,27 @@ def resolve_splits(splits, image_ids, cfg: TrainConfig, label: str = "variant"):
     return train, val, f"split {vs!r}"
 
 
+@dataclass
+class TrainerOptions:
+    """How a :class:`Trainer` is hosted; none of it changes the weights.
+
+    Attributes:
+        dist_info: process layout (:func:`cephalo.train.distributed.setup`); default single process.
+        save_fn: ``(path, model, meta, extra) -> None`` atomic checkpoint writer (default
+            ``cephalo.models.save_checkpoint``).
+        tracker: optional object with ``log_metrics(dict, step)`` (MLflow through
+            ``cephalo.tracking``); failures there never stop training.
+        progress: show tqdm bars (rank 0).
+        data_label: the data's name in messages (default ``"variant"``).
+    """
+
+    dist_info: DistInfo | None = None
+    save_fn: Callable | None = None
+    tracker: Any = None
+    progress: bool = True
+    data_label: str | None = None
+
+
 class Trainer:
     """Fine-tune / train a heatmap model on a preprocessing variant.
 
@@ -189,12 +210,8 @@ class Trainer:
         new_param_names: parameters not initialised from pretrained weights (trained with
             ``head_lr``; never frozen).
         augment_factory: ``seed -> callable(image, keypoints)``, or ``None``.
-        dist_info: process layout (:func:`cephalo.train.distributed.setup`); default single process.
-        save_fn: ``(path, model, meta, extra) -> None`` atomic checkpoint writer (default
-            ``cephalo.models.save_checkpoint``).
-        tracker: optional object with ``log_metrics(dict, step)`` (MLflow through
-            ``cephalo.tracking``); failures there never stop training.
-        progress: show tqdm bars (rank 0).
+        options: how the run is hosted (:class:`TrainerOptions`: process layout, checkpoint
+            writer, tracker, progress bars, the data's name in messages); none of it changes the weights.
 
     Raises (from :meth:`run`):
         DataError: empty train/validation split.
@@ -204,9 +221,10 @@ class Trainer:
 
     def __init__(self, model: nn.Module, variant: Any, codec: Any, loss_fn: Callable, cfg: TrainConfig,
                  out_dir: str | Path, meta: dict | None = None, new_param_names: Sequence[str] = (),
-                 augment_factory: Callable | None = None, dist_info: DistInfo | None = None,
-                 save_fn: Callable | None = None, tracker: Any = None, progress: bool = True,
-                 data_label: str | None = None):
+                 augment_factory: Callable | None = None, options: TrainerOptions | None = None):
+        opts = options or TrainerOptions()
+        dist_info, save_fn, tracker = opts.dist_info, opts.save_fn, opts.tracker
+        progress, data_label = opts.progress, opts.data_label
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.variant = variant

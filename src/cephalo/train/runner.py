@@ -34,10 +34,10 @@ from ..io import file_sha256, sweep_tree, write_json
 from ..losses import create_loss
 from ..models import create_model, init_from_checkpoint, read_checkpoint
 from ..preprocess import load_variant
-from ..tracking import experiment_name, log_run
+from ..tracking import RunRecord, experiment_name, log_run
 from .config import TrainConfig
 from .distributed import DistInfo, setup, teardown
-from .loop import Trainer, TrainResult, resolve_splits
+from .loop import Trainer, TrainerOptions, TrainResult, resolve_splits
 
 __all__ = ["train_on_variant", "seed_everything", "build_model", "image_hashes", "set_deterministic"]
 
@@ -271,8 +271,8 @@ def train_on_variant(
             sweep_tree(out_dir)  # temporaries of a killed earlier run (checkpoints, history)
             write_json(out_dir / "init_report.json", _jsonable(report))
         trainer = Trainer(model, variant, codec, loss_fn, cfg, out_dir, meta=meta, new_param_names=new,
-                          augment_factory=augment_factory, dist_info=info, progress=progress,
-                          data_label=str(data_dir))
+                          augment_factory=augment_factory,
+                          options=TrainerOptions(dist_info=info, progress=progress, data_label=str(data_dir)))
         result = trainer.run()
         if info.is_main:
             summary = {**result.to_dict(), "device": str(info.device), "world_size": info.world_size,
@@ -320,18 +320,20 @@ def _track_training(tracking, variant, vmeta, cfg, arch, input_wh, heatmap_wh, c
     }
     best = Path(trainer.best_path)
     dataset = str(variant.datasets[0]) if len(variant.datasets) else "unknown"
-    log_run(tracking, dataset=dataset, stage="train", variant=own["variant"],
-            run_name=f"train-{stage}/{own['variant']}" if stage else None, params=own,
+    run = RunRecord(
+        dataset=dataset, stage="train", variant=own["variant"],
+        run_name=f"train-{stage}/{own['variant']}" if stage else None,
+        experiment=experiment or experiment_name(tracking, None, dataset),
+        command=provenance["command"], data_index_hash=provenance["data_index_hash"],
+        checkpoint=best, checkpoint_hash=file_sha256(best) if best.is_file() else None,
+        provenance={k: provenance.get(k) for k in ("cephalo_version", "git_commit", "git_dirty", "python",
+                                                     "packages", "cpu_model", "gpu_name", "threads", "device",
+                                                     "seed", "params_sha256")})
+    log_run(tracking, run, params=own,
             metrics={"best_val_mre_mm": result.best_score, "best_epoch": result.best_epoch,
                      "epochs_run": result.epochs_run},
             artifacts=[out_dir / "history.csv", out_dir / "train.json", out_dir / "init_report.json"],
-            command=provenance["command"], data_index_hash=provenance["data_index_hash"],
-            checkpoint=best, checkpoint_hash=file_sha256(best) if best.is_file() else None,
-            series=_history_series(out_dir / "history.csv"),
-            experiment=experiment or experiment_name(tracking, None, dataset),
-            provenance={k: provenance.get(k) for k in ("cephalo_version", "git_commit", "git_dirty", "python",
-                                                         "packages", "cpu_model", "gpu_name", "threads", "device",
-                                                         "seed", "params_sha256")})
+            series=_history_series(out_dir / "history.csv"))
 
 
 def _history_series(path: Path) -> dict[str, list[float]]:
