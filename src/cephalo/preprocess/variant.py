@@ -35,7 +35,7 @@ import numpy as np
 from .. import geometry as G
 from ..errors import ConfigError, DataError
 from ..imageio import image_bit_depth, read_image
-from ..index import recorded_policy
+from ..index import ground_truth, images_table, landmark_arrays, read_index, recorded_policy
 from ..io import atomic_dir, file_sha256, sweep_stale, write_json
 from .normalise import normalisation_spec
 from .steps import HistogramMatch, Pipeline
@@ -160,15 +160,12 @@ class BuildResult:
 
 
 def _index_api():
-    try:
-        from .. import index as I  # noqa: N812
+    """(read_index without the spacing requirement, ground_truth, images_table, landmark_arrays)."""
 
-        def read(path):
-            return I.read_index(path, require_spacing=False)
+    def read(path):
+        return read_index(path, require_spacing=False)
 
-        return read, I.ground_truth, I.images_table, I.landmark_arrays
-    except (ImportError, AttributeError) as e:  # pragma: no cover - only before cephalo.index exists
-        raise ConfigError(f"cephalo.index is not available in this build ({e})") from None
+    return read, ground_truth, images_table, landmark_arrays
 
 
 def _index_root(index_path: Path, df) -> Path:
