@@ -41,7 +41,7 @@ def _coarse(model, meta, variant, rows, device: str):
 def run(global_path: Path, refiner_path: Path, data_dir: Path, split: str, tta_specs: list[dict],
         iterations: int = 1, device: str = "cpu") -> dict:
     from cephalo.evaluate import metrics as M
-    from cephalo.evaluate.runner import shared_landmarks
+    from cephalo.evaluate.results import shared_landmarks
     from cephalo.imageio import read_image
     from cephalo.models import load_model
     from cephalo.preprocess import load_variant

@@ -164,9 +164,9 @@ def source_input_size(params: "Params") -> int:
 
 def demo_config(params: "Params") -> "DemoConfig":
     """The stand-in release's generator settings: the overlay's ``demo:`` section."""
-    from cephalo.demo import DemoConfig
+    from cephalo.commands.make_demo import demo_config as from_schema
 
-    return DemoConfig.from_params(params.demo.model_dump(exclude_none=True))
+    return from_schema(params.demo)
 
 
 def standins_for(out: Path) -> StandIns:

@@ -119,6 +119,7 @@ def make_trainer(tmp_path, variant, codec, loss, cfg, out="run", model=None, **k
     import torch
 
     from cephalo.train import Trainer
+    from cephalo.train.loop import TrainerOptions
 
     torch.manual_seed(cfg.seed)
     model = model or __getattr__("TinyHeatmapNet")()
@@ -126,8 +127,9 @@ def make_trainer(tmp_path, variant, codec, loss, cfg, out="run", model=None, **k
             "heatmap_size": [s // 4 for s in variant.input_size], "codec": codec.to_dict(),
             "normalisation": variant.normalisation, "provenance": {}}
     new = kw.pop("new_param_names", ("final.weight", "final.bias"))
+    options = TrainerOptions(progress=False, save_fn=save_test_checkpoint, dist_info=kw.pop("dist_info", None))
     return Trainer(model, variant, codec, loss, cfg, tmp_path / out, meta=meta, new_param_names=new,
-                   progress=False, save_fn=save_test_checkpoint, **kw)
+                   options=options, **kw)
 
 
 def save_test_checkpoint(path, model, meta, extra):

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cephalo.commands.compare import command
 from cephalo.evaluate.compare import compare_runs, to_markdown
-from cephalo.evaluate.runner import evaluate_predictions
+from cephalo.evaluate.runner import EvalContext, EvalData, EvalSettings, evaluate_predictions
 
 
 def _params(tmp_path):
@@ -24,9 +24,10 @@ def _run(tmp_path, name, noise_px, seed, n=10):
     gt = rng.uniform(100, 900, size=(n, 5, 2))
     pred = gt + rng.normal(0, noise_px, size=gt.shape)
     out = tmp_path / name
-    evaluate_predictions(pred, gt, np.full((n, 2), 0.1), image_ids=[f"{i:03d}" for i in range(n)],
-                         names=[f"l{k}" for k in range(5)], out_dir=out, n_boot=200, make_plots=False,
-                         label=name, info={"variant": name, "split": "test"})
+    evaluate_predictions(EvalData(pred, gt, np.full((n, 2), 0.1), image_ids=[f"{i:03d}" for i in range(n)],
+                                  names=[f"l{k}" for k in range(5)]), out,
+                         EvalSettings(n_boot=200, make_plots=False),
+                         EvalContext(label=name, info={"variant": name, "split": "test"}))
     return out
 
 
@@ -71,9 +72,9 @@ def _run_lm(tmp_path, name, names, err_px, n=6, annotators=None, spacing=0.1):
     pred = gt.copy()
     pred[..., 0] += np.asarray(err_px, dtype=float)
     out = tmp_path / name
-    evaluate_predictions(pred, gt, np.full((n, 2), spacing), image_ids=[f"{i:03d}" for i in range(n)], names=names,
-                         out_dir=out, n_boot=50, make_plots=False, label=name, info={"variant": "v", "split": "test"},
-                         annotators=annotators)
+    evaluate_predictions(EvalData(pred, gt, np.full((n, 2), spacing), image_ids=[f"{i:03d}" for i in range(n)],
+                                  names=names), out, EvalSettings(n_boot=50, make_plots=False),
+                         EvalContext(label=name, info={"variant": "v", "split": "test"}, annotators=annotators))
     return out
 
 

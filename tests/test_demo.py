@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cephalo.commands.make_demo import demo_config, device_spec, make_demo
+from cephalo.config.schema import DemoDevice
 from cephalo.demo import (
     DEFAULT_AARIZ_DEVICES,
-    DemoConfig,
     DeviceSpec,
-    make_demo,
     render_cephalogram,
     skull_template,
 )
@@ -128,7 +128,7 @@ def test_aariz_devices_differ_in_size_aspect_spacing_contrast(demo_dir):
 
 
 def test_junior_is_senior_plus_about_one_mm(tmp_path):
-    cfg = DemoConfig.from_params({"seed": 3, "isbi2015": {"n_train": 12, "n_test1": 0},
+    cfg = demo_config({"seed": 3, "isbi2015": {"n_train": 12, "n_test1": 0},
                                   "aariz": {"n_train": 0, "n_valid": 0, "n_test": 0}})
     make_demo(tmp_path, cfg)
     ann = tmp_path / "isbi2015" / "AnnotationsByMD"
@@ -150,7 +150,7 @@ def _grad(img: np.ndarray) -> np.ndarray:
 def test_landmarks_lie_on_drawn_structures():
     """Max gradient within 4 px of each landmark beats the same statistic at random points."""
     rng = np.random.default_rng(0)
-    cfg = DemoConfig()
+    cfg = demo_config()
     dev = cfg.isbi_device  # with its noise: an edge must stand out of it
     near, rand = [], []
     for _ in range(4):
@@ -185,14 +185,14 @@ def test_template_covers_aariz_and_isbi_by_name():
 
 
 def test_bad_config_raises_config_error():
-    with pytest.raises(ConfigError, match="unknown keys"):
-        DemoConfig.from_params({"seeed": 1})
+    with pytest.raises(ConfigError, match="demo.seeed: unknown key; did you mean 'seed'"):
+        demo_config({"seeed": 1})
     with pytest.raises(ConfigError, match=r"demo.aariz.devices\[0\]"):
-        DemoConfig.from_params({"aariz": {"devices": [{"name": "x", "size": [100, 100]}]}})
+        demo_config({"aariz": {"devices": [{"name": "x", "size": [100, 100]}]}})
     with pytest.raises(ConfigError, match="image_format"):
-        DemoConfig.from_params({"aariz": {"devices": [{"spacing_mm": 0.1, "size": [100, 100], "image_format": "gif"}]}})
+        demo_config({"aariz": {"devices": [{"spacing_mm": 0.1, "size": [100, 100], "image_format": "gif"}]}})
     with pytest.raises(ConfigError, match="n_train"):
-        DemoConfig.from_params({"isbi2015": {"n_train": -1}})
+        demo_config({"isbi2015": {"n_train": -1}})
 
 
 def test_cli_make_demo(tmp_path):
@@ -217,7 +217,7 @@ def test_cli_make_demo(tmp_path):
 
 
 def test_device_too_small_for_head_is_config_error():
-    cfg = DemoConfig()
+    cfg = demo_config()
     with pytest.raises(ConfigError, match="cannot hold the head"):
         render_cephalogram(np.random.default_rng(0), DeviceSpec("tiny", 0.2, (40, 40)), cfg)
     assert math.isclose(cfg.head_scale, 1.0)
@@ -225,7 +225,7 @@ def test_device_too_small_for_head_is_config_error():
 
 def test_head_is_real_size_in_mm_on_every_device():
     """Sella-nasion is ~59 mm in the template; in pixels x each device's spacing it stays ~59 mm."""
-    cfg = DemoConfig()
+    cfg = demo_config()
     rng = np.random.default_rng(1)
     s, n = AARIZ29.names.index("sella"), AARIZ29.names.index("nasion")
     for dev in (cfg.isbi_device,) + DEFAULT_AARIZ_DEVICES:
@@ -240,7 +240,7 @@ def test_head_is_real_size_in_mm_on_every_device():
 def test_target_devices_have_burnt_in_labels_and_collimation():
     """Target images carry white text near the top-left corner and (Hyperion) bright collimated borders;
     the source device has neither."""
-    cfg = DemoConfig()
+    cfg = demo_config()
     rng = np.random.default_rng(2)
     src, _ = render_cephalogram(rng, cfg.isbi_device, cfg)
     assert np.percentile(src[:20, :60], 99) < 200
@@ -255,8 +255,8 @@ def test_target_devices_have_burnt_in_labels_and_collimation():
 
 
 def test_device_pose_keys_validate():
-    d = DeviceSpec.from_params({"spacing_mm": 0.7, "size": [300, 300], "head_size": 0.9, "tilt_deg": 3,
-                                "head_offset_mm": [5, -2], "collimation": 0.05, "labels": True}, "x")
+    d = device_spec(DemoDevice.from_dict({"spacing_mm": 0.7, "size": [300, 300], "head_size": 0.9, "tilt_deg": 3,
+                                          "head_offset_mm": [5, -2], "collimation": 0.05, "labels": True}), "x")
     assert d.head_size == 0.9 and d.head_offset_mm == (5.0, -2.0) and d.labels
     with pytest.raises(ConfigError, match="collimation"):
-        DeviceSpec.from_params({"spacing_mm": 0.7, "size": [300, 300], "collimation": 0.4}, "x")
+        DemoDevice.from_dict({"spacing_mm": 0.7, "size": [300, 300], "collimation": 0.4})

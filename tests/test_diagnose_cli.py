@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cephalo.cli import main
-from cephalo.demo import make_demo
+from cephalo.commands.make_demo import make_demo
 from cephalo.evaluate.metrics import radial_errors_mm
 from cephalo.geometry import apply_affine, compose, letterbox_geometry, resize_affine, scale_translate
 from cephalo.index import ground_truth, images_table, index_dataset, landmark_arrays

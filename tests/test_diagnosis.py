@@ -226,7 +226,7 @@ def test_naive_run_soft_argmax_on_heatmaps_collapses_to_centre_and_names_the_mis
 
     from cephalo import geometry
     from cephalo.codecs import create_codec
-    from cephalo.evaluate.runner import evaluate_model
+    from cephalo.evaluate.runner import EvalContext, EvalSettings, PredictOptions, evaluate_model
 
     W = H = 64
     codec_kw = {"name": "gaussian", "input_size": (W, H), "heatmap_size": (16, 16), "sigma": 1.5,
@@ -256,12 +256,13 @@ def test_naive_run_soft_argmax_on_heatmaps_collapses_to_centre_and_names_the_mis
           meta={"name": "lb64", "ground_truth": "mean"}, path=tmp_path / "variant")
     meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw, arch="t",
                            input_size=[W, H], provenance={})
-    good = evaluate_model(_HeatmapModel(np.stack(hms)), meta, v, "test", tmp_path / "good", n_boot=20,
-                          progress=False, n_worst=0)
+    good = evaluate_model(_HeatmapModel(np.stack(hms)), meta, v, "test", tmp_path / "good",
+                          settings=EvalSettings(n_boot=20, n_worst=0), predict=PredictOptions(progress=False))
     assert good["overall"]["mre_mm"] < 0.5 and good["preprocessing"]["used"]["decoder"] == "dark"
     m = _HeatmapModel(np.stack(hms))
-    naive = evaluate_model(m, meta, v, "test", tmp_path / "naive", n_boot=20, progress=False, n_worst=0,
-                           normalisation="unit", decoder="soft_argmax", name="naive-lb64")
+    naive = evaluate_model(m, meta, v, "test", tmp_path / "naive", settings=EvalSettings(n_boot=20, n_worst=0),
+                           context=EvalContext(label="naive-lb64"),
+                           predict=PredictOptions(progress=False, normalisation="unit", decoder="soft_argmax"))
     x = m.inputs[0]
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0  # 0-1, no ImageNet mean/std
     assert naive["overall"]["mre_mm"] > 20  # tens of mm on a real-size head

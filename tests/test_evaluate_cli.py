@@ -12,7 +12,15 @@ from click.testing import CliRunner
 
 from cephalo import geometry
 from cephalo.evaluate.human import human_limit
-from cephalo.evaluate.runner import evaluate_model, evaluate_predictions, shared_landmarks
+from cephalo.evaluate.runner import (
+    EvalContext,
+    EvalData,
+    EvalSettings,
+    PredictOptions,
+    evaluate_model,
+    evaluate_predictions,
+    shared_landmarks,
+)
 
 
 def test_evaluate_predictions_writes_all_outputs(tmp_path):
@@ -25,11 +33,12 @@ def test_evaluate_predictions_writes_all_outputs(tmp_path):
     imgs = {i: (np.zeros((300, 300), np.uint8), geometry.identity()) for i in range(n)}
     human = {"per_landmark": {"a": 1.0, "b": 1.5, "c": 2.0}, "overall": {"mre_mm": 1.5}}
     leak = {"seen": ["i0", "i1"], "n_seen": 2, "warning": "seen 2"}
-    res = evaluate_predictions(pred, gt, sp, image_ids=[f"i{i}" for i in range(n)], names=["a", "b", "c"],
-                               out_dir=tmp_path / "run", devices=["d1", "d1", "d2", "d2", "d2", "d2"],
-                               n_boot=100, human=human, leakage=leak, images=lambda i: imgs[i], n_worst=2,
-                               info={"gt_policy": "mean", "data_index_hash": "h", "split": "test",
-                                     "checkpoint_sha256": "c", "command": "cephalo evaluate ..."})
+    res = evaluate_predictions(EvalData(pred, gt, sp, image_ids=[f"i{i}" for i in range(n)], names=["a", "b", "c"],
+                                        devices=["d1", "d1", "d2", "d2", "d2", "d2"]), tmp_path / "run",
+                               EvalSettings(n_boot=100, n_worst=2),
+                               EvalContext(human=human, leakage=leak, images=lambda i: imgs[i],
+                                           info={"gt_policy": "mean", "data_index_hash": "h", "split": "test",
+                                                 "checkpoint_sha256": "c", "command": "cephalo evaluate ..."}))
     out = tmp_path / "run"
     m = json.loads((out / "metrics.json").read_text())
     assert m == json.loads(json.dumps(res))
@@ -140,8 +149,8 @@ def test_evaluate_model_maps_back_through_inverse_affine(tmp_path):
         path=tmp_path / "variant")
     meta = SimpleNamespace(landmark_names=model_names, normalisation={"name": "imagenet"}, codec=codec_kw,
                            arch="test", input_size=[W, H], provenance={})
-    res = evaluate_model(_PerfectModel(hm_model[:2]), meta, variant, "test", tmp_path / "ev", n_boot=50,
-                         progress=False, n_worst=1)
+    res = evaluate_model(_PerfectModel(hm_model[:2]), meta, variant, "test", tmp_path / "ev",
+                         settings=EvalSettings(n_boot=50, n_worst=1), predict=PredictOptions(progress=False))
     assert res["landmark_mapping"]["shared"] == names and res["landmark_mapping"]["model_only"] == ["porion"]
     assert res["overall"]["n_images"] == 2
     assert res["overall"]["max_mm"] < 0.1 * 0.15 * (max(sizes[:2].ravel()) / W) * 16  # < 0.1 heatmap px
@@ -228,6 +237,6 @@ def test_evaluate_model_undoes_the_public_hrnet_label_mapping(tmp_path):
         meta={"name": "lb64", "ground_truth": "mean", "source_index": {"sha256": "abc"}}, path=tmp_path / "v")
     meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw,
                            arch="test", input_size=[W, H], provenance={})
-    res = evaluate_model(_PerfectModel(np.stack(hms)), meta, variant, "test", tmp_path / "ev", n_boot=20,
-                         progress=False, n_worst=1)
+    res = evaluate_model(_PerfectModel(np.stack(hms)), meta, variant, "test", tmp_path / "ev",
+                         settings=EvalSettings(n_boot=20, n_worst=1), predict=PredictOptions(progress=False))
     assert res["overall"]["max_mm"] < 0.01  # 0.1 mm/px: well under a tenth of an original pixel

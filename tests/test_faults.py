@@ -71,7 +71,7 @@ def _debris(root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    from cephalo.demo import make_demo
+    from cephalo.commands.make_demo import make_demo
 
     p = tmp_path_factory.mktemp("faults")
     params = yaml.safe_load((REPO / "params.yaml").read_text())

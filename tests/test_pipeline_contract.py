@@ -212,3 +212,10 @@ def test_profiles_are_generated_from_params_and_overlays():
     p = subprocess.run([sys.executable, str(REPO / "profiles" / "build.py"), "--check"], capture_output=True,
                        text=True)
     assert p.returncode == 0, p.stderr
+
+
+def test_dvc_yaml_is_generated_from_the_stage_table():
+    """dvc.yaml = workflow/stages.py written out (python workflow/build_dvc.py)."""
+    p = subprocess.run([sys.executable, str(REPO / "workflow" / "build_dvc.py"), "--check"], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr

@@ -95,7 +95,7 @@ def test_snakemake_downloads_an_aariz_release_over_loopback_and_runs_on_it(tmp_p
     import hashlib
     import zipfile
 
-    from cephalo.demo import make_demo
+    from cephalo.commands.make_demo import make_demo
     from httpserver import LoopbackServer, Route
 
     demo = {**yaml.safe_load((REPO / "params.yaml").read_text())["demo"]}

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cephalo.commands.compare import command as compare_command
-from cephalo.evaluate.runner import evaluate_predictions
+from cephalo.evaluate.runner import EvalContext, EvalData, EvalSettings, evaluate_predictions
 from helpers import load_script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,11 +36,12 @@ def _results(tmp_path: Path, cpu: str = "Test CPU 9000", shift_px: float = 0.0) 
         k = len(lms)
         pred = gt[:, :k] + rng.normal(0, noise, size=(n, k, 2)) + shift_px
         out = res / "eval" / run
-        evaluate_predictions(pred, (ann_a[:, :k] + ann_b[:, :k]) / 2, np.full((n, 2), 0.1),
-                             image_ids=[f"{i:03d}" for i in range(n)], names=lms, out_dir=out, n_boot=100,
-                             make_plots=False, label=run, info={"variant": "v", "split": "test",
-                                                                "provenance": {"cpu_model": cpu, "threads": 2}},
-                             annotators={"A": ann_a[:, :k], "B": ann_b[:, :k]})
+        evaluate_predictions(EvalData(pred, (ann_a[:, :k] + ann_b[:, :k]) / 2, np.full((n, 2), 0.1),
+                                      image_ids=[f"{i:03d}" for i in range(n)], names=lms), out,
+                             EvalSettings(n_boot=100, make_plots=False),
+                             EvalContext(label=run, info={"variant": "v", "split": "test",
+                                                          "provenance": {"cpu_model": cpu, "threads": 2}},
+                                         annotators={"A": ann_a[:, :k], "B": ann_b[:, :k]}))
     r = CliRunner().invoke(compare_command, [str(res / "eval" / "zero_shot-v"), str(res / "eval" / "finetune-v"),
                                              "--out", str(res / "comparison"), "--params", str(_params(tmp_path))])
     assert r.exit_code == 0, r.output

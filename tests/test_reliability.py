@@ -543,7 +543,7 @@ def test_a_dry_run_with_other_params_during_a_run_changes_nothing_the_run_reads(
 def _small_aariz(tmp_path: Path) -> Path:
     import yaml
 
-    from cephalo.demo import make_demo
+    from cephalo.commands.make_demo import make_demo
 
     repo = Path(__file__).resolve().parents[1]
     demo = {**yaml.safe_load((repo / "params.yaml").read_text())["demo"]}

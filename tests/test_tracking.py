@@ -36,7 +36,7 @@ def test_config_paths_inside_project_and_unknown_key(tmp_path):
 
 def test_disabled_does_nothing(tmp_path):
     cfg = tracking.config_from_params({"enabled": False}, root=tmp_path)
-    assert tracking.log_run(cfg, dataset="d", stage="evaluate", metrics={"a": 1}) is None
+    assert tracking.log_run(cfg, tracking.RunRecord(dataset="d", stage="evaluate"), metrics={"a": 1}) is None
     assert not (tmp_path / "mlflow").exists()
 
 
@@ -44,7 +44,7 @@ def test_failure_is_a_warning_not_an_error(tmp_path):
     (tmp_path / "blocker").write_text("a file where the store folder should be")
     cfg = tracking.config_from_params({"store": "blocker/mlflow.db"}, root=tmp_path)
     with pytest.warns(UserWarning, match="tracking failed"):
-        assert tracking.log_run(cfg, dataset="d", stage="evaluate") is None
+        assert tracking.log_run(cfg, tracking.RunRecord(dataset="d", stage="evaluate")) is None
 
 
 _WORKER = textwrap.dedent(
@@ -55,11 +55,12 @@ _WORKER = textwrap.dedent(
     cfg = tracking.config_from_params({"store": "mlflow/mlflow.db", "artifacts": "mlflow/artifacts"}, root=root)
     art = f"{root}/metrics_{i}.json"
     open(art, "w").write(json.dumps({"mre_mm": i}))
-    rid = tracking.log_run(cfg, dataset="isbi2015", stage="evaluate", variant=f"v{i}",
-                           params={"evaluate": {"n_boot": 100 + i, "thresholds": [2, 2.5]}},
+    run = tracking.RunRecord(dataset="isbi2015", stage="evaluate", variant=f"v{i}",
+                             command=f"cephalo evaluate --name r{i}", data_index_hash="abc123",
+                             checkpoint="models/best.pt")
+    rid = tracking.log_run(cfg, run, params={"evaluate": {"n_boot": 100 + i, "thresholds": [2, 2.5]}},
                            metrics={"overall": {"mre_mm": 1.0 + i, "sdr": {"2.0": 0.5}}},
-                           artifacts=[art], command=f"cephalo evaluate --name r{i}",
-                           data_index_hash="abc123", checkpoint="models/best.pt", strict=True)
+                           artifacts=[art], strict=True)
     print(rid)
     """
 )

@@ -31,18 +31,17 @@ def test_training_history_and_evaluation_link(tmp_path):
     ck.write_bytes(b"weights")
     prov = {"cephalo_version": "0.1.0", "git_commit": "abc", "git_dirty": False, "packages": {"torch": "2.14.1"},
             "cpu_model": "Test CPU", "threads": 2, "seed": 0, "params_sha256": "p"}
-    train_id = tracking.log_run(cfg, dataset="aariz", stage="train", variant="lb", run_name="train-finetune/lb",
-                                params={"lr": 1e-4, "epochs": 3}, series={"val_mre_mm": [2.0, 1.5, 1.2],
-                                                                          "train_loss": [0.9, 0.5, 0.4]},
-                                checkpoint=ck, checkpoint_hash="sha-ft", provenance=prov, strict=True)
+    run = tracking.RunRecord(dataset="aariz", stage="train", variant="lb", run_name="train-finetune/lb",
+                             checkpoint=ck, checkpoint_hash="sha-ft", provenance=prov)
+    train_id = tracking.log_run(cfg, run, params={"lr": 1e-4, "epochs": 3},
+                                series={"val_mre_mm": [2.0, 1.5, 1.2], "train_loss": [0.9, 0.5, 0.4]}, strict=True)
     ids = {}
     for name, model_hash, derived in (("finetuned-lb", "sha-ft", []), ("zeroshot-lb", "sha-src", []),
                                       ("adabn-lb", "sha-adabn", ["sha-ft"])):
-        ids[name] = tracking.log_run(cfg, dataset="aariz", stage="evaluate", variant="lb", run_name=name,
-                                     params={"model": f"models/{name}.pt", "split": "test"},
-                                     metrics={"mre_mm/all": 1.0}, tags={"metrics_sha256": f"m-{name}"},
-                                     checkpoint_hash=model_hash, provenance=prov, strict=True,
-                                     link_checkpoints=[model_hash, *derived])
+        run = tracking.RunRecord(dataset="aariz", stage="evaluate", variant="lb", run_name=name,
+                                 checkpoint_hash=model_hash, provenance=prov, link_checkpoints=[model_hash, *derived])
+        ids[name] = tracking.log_run(cfg, run, params={"model": f"models/{name}.pt", "split": "test"},
+                                     metrics={"mre_mm/all": 1.0}, tags={"metrics_sha256": f"m-{name}"}, strict=True)
     c = _client(cfg)
     exp = c.get_experiment_by_name("cephalo-test-aariz")
     assert exp is not None

@@ -213,7 +213,7 @@ def test_bundle_carries_its_own_calibration(tmp_path):
 
 
 def test_evaluation_reports_coverage_per_landmark_and_overall(tmp_path):
-    from cephalo.evaluate.runner import evaluate_predictions
+    from cephalo.evaluate.runner import EvalContext, EvalData, EvalSettings, evaluate_predictions
 
     rng = np.random.default_rng(0)
     n, names = 200, ["sella", "nasion"]
@@ -221,9 +221,10 @@ def test_evaluation_reports_coverage_per_landmark_and_overall(tmp_path):
     pred = gt + rng.normal(0, 10, size=gt.shape)  # 0.1 mm/px: ~1 mm errors
     e = np.hypot(*(pred - gt).transpose(2, 0, 1)) * 0.1
     cal = U.calibrate(e[:100], e[:100] * 10, np.ones((100, 2)), names, (0.9, 0.95), "constant")
-    res = evaluate_predictions(pred[100:], gt[100:], np.full((100, 2), 0.1), image_ids=[str(i) for i in range(100)],
-                               names=names, out_dir=tmp_path / "ev", confidence=np.ones((100, 2)), n_boot=20,
-                               calibration=cal, make_plots=False)
+    res = evaluate_predictions(EvalData(pred[100:], gt[100:], np.full((100, 2), 0.1),
+                                        image_ids=[str(i) for i in range(100)], names=names,
+                                        confidence=np.ones((100, 2))), tmp_path / "ev",
+                               EvalSettings(n_boot=20, make_plots=False), EvalContext(calibration=cal))
     cov = res["uncertainty"]["coverage"]
     assert set(cov) == {"0.9", "0.95"} and set(cov["0.9"]["per_landmark"]) == set(names)
     assert 0.8 < cov["0.9"]["overall"] < 0.98 and cov["0.95"]["overall"] >= cov["0.9"]["overall"]

@@ -46,7 +46,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from .config.schema import AugmentConfig
-from .errors import ConfigError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -153,28 +152,16 @@ class _Clahe16:
         return Clahe16(p=p)
 
 
-def _block(cfg: Mapping, key: str) -> dict:
-    val = cfg.get(key)
-    if val is None:
-        return dict(DEFAULT_AUGMENT[key])
-    if val is False:
-        return dict(DEFAULT_AUGMENT[key], p=0.0)
-    if not isinstance(val, Mapping):
-        raise ConfigError(f"train.augment.{key} must be a mapping, got {val!r}")
-    unknown = set(val) - set(DEFAULT_AUGMENT[key])
-    if unknown:
-        raise ConfigError(f"train.augment.{key}: unknown keys {sorted(unknown)}; valid: {sorted(DEFAULT_AUGMENT[key])}")
-    return {**DEFAULT_AUGMENT[key], **val}
-
-
-def _range(v, what: str) -> tuple[float, float]:
+def _pair(v: Any) -> tuple[float, float]:
+    """``(lo, hi)`` of a schema-checked ``NumberOrPair`` (a number ``v`` is ``(v, v)``)."""
     if np.isscalar(v):
         return float(v), float(v)
-    try:
-        lo, hi = (float(x) for x in v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"train.augment: {what} must be a number or [lo, hi], got {v!r}") from None
-    return lo, hi
+    return float(v[0]), float(v[1])
+
+
+def _symmetric(v: Any) -> tuple[float, float]:
+    """``(lo, hi)`` of a ``NumberOrPair`` where a number ``v`` means ``(-v, v)``."""
+    return (-float(v), float(v)) if np.isscalar(v) else _pair(v)
 
 
 class Augmenter:
@@ -245,24 +232,21 @@ def build_augmentation(cfg: Mapping | None, seed: int | None = None) -> Augmente
     import albumentations as A
     import cv2
 
-    cfg = dict(cfg or {})
-    unknown = set(cfg) - set(AUGMENT_KEYS)
-    if unknown:
-        raise ConfigError(f"train.augment: unknown keys {sorted(unknown)}; valid: {list(AUGMENT_KEYS)}")
-    enabled = bool(cfg.get("enabled", True))
+    # the checks and defaults of train.augment are its schema's (AugmentConfig); a block given as
+    # false is off (p = 0)
+    blocks = AugmentConfig.from_dict(cfg, "train.augment").model_dump()
+    enabled = bool(blocks.pop("enabled"))
     t: list = []
-    b = _block(cfg, "hflip")
+    b = blocks["hflip"]
     if b["p"] > 0:
         t.append(A.HorizontalFlip(p=b["p"]))
-    b = _block(cfg, "affine")
+    b = blocks["affine"]
     if b["p"] > 0:
-        rot = _range(b["rotate_deg"], "affine.rotate_deg") if not np.isscalar(b["rotate_deg"]) else (-float(b["rotate_deg"]), float(b["rotate_deg"]))
-        shear = _range(b["shear_deg"], "affine.shear_deg") if not np.isscalar(b["shear_deg"]) else (-float(b["shear_deg"]), float(b["shear_deg"]))
-        tr = _range(b["translate_frac"], "affine.translate_frac") if not np.isscalar(b["translate_frac"]) else (-float(b["translate_frac"]), float(b["translate_frac"]))
+        rot, shear, tr = _symmetric(b["rotate_deg"]), _symmetric(b["shear_deg"]), _symmetric(b["translate_frac"])
         t.append(
             A.Affine(
                 rotate=rot,
-                scale=_range(b["scale"], "affine.scale"),
+                scale=_pair(b["scale"]),
                 translate_percent={"x": tr, "y": tr},
                 shear={"x": shear, "y": shear},
                 interpolation=cv2.INTER_LINEAR,
@@ -271,25 +255,25 @@ def build_augmentation(cfg: Mapping | None, seed: int | None = None) -> Augmente
                 p=b["p"],
             )
         )
-    b = _block(cfg, "elastic")
+    b = blocks["elastic"]
     if b["p"] > 0:
         t.append(_landmark_elastic_class()(alpha=float(b["alpha"]), sigma=float(b["sigma"]), border_mode=cv2.BORDER_CONSTANT, p=b["p"]))
     geometric = len(t) > 0
     clahe = None
-    b = _block(cfg, "clahe")
+    b = blocks["clahe"]
     if b["p"] > 0:
         clahe = _Clahe16.make(b["clip_limit"], int(b["tile_grid"]), b["p"])
         t.append(clahe)
-    b = _block(cfg, "brightness_contrast")
+    b = blocks["brightness_contrast"]
     if b["p"] > 0:
         t.append(A.RandomBrightnessContrast(brightness_limit=float(b["brightness"]), contrast_limit=float(b["contrast"]), p=b["p"]))
-    b = _block(cfg, "gamma")
+    b = blocks["gamma"]
     if b["p"] > 0:
-        lo, hi = _range(b["gamma"], "gamma.gamma")
+        lo, hi = _pair(b["gamma"])
         t.append(A.RandomGamma(gamma_limit=(lo * 100.0, hi * 100.0), p=b["p"]))
-    b = _block(cfg, "noise")
+    b = blocks["noise"]
     if b["p"] > 0:
-        t.append(A.GaussNoise(std_range=_range(b["std"], "noise.std"), p=b["p"]))
+        t.append(A.GaussNoise(std_range=_pair(b["std"]), p=b["p"]))
     compose = A.Compose(
         t,
         keypoint_params=(

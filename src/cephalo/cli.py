@@ -1,7 +1,8 @@
 """The ``cephalo`` console script.
 
 Each subcommand lives in ``cephalo/commands/<name>.py`` as a ``click.Command``
-named ``command`` and is imported only when it is run (heavy imports deferred).
+named ``command`` and is imported only when it is run (heavy imports deferred); the table of them
+is ``cephalo.commands.SUBCOMMANDS`` (re-exported here).
 Exit codes: 0 success, 1 a data/config/environment problem or an operating-system error
 (no space left, permission denied, read-only file system, a file vanished: one-line message
 naming the path on stderr), 2 a usage error (click's own).
@@ -16,28 +17,10 @@ import sys
 
 import click
 
+from .commands import SUBCOMMANDS
 from .errors import CephaloError
 
-#: subcommand name -> (module under cephalo.commands, one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "download": ("download", "Fetch a data set release (pooch: pinned URL + checksum) and unpack it."),
-    "index": ("index", "Parse a data set into the validated Parquet landmark index + quality report."),
-    "preprocess": ("preprocess", "Build one preprocessing variant: image cache + variant index."),
-    "fetch-model": ("fetch_model", "Get the public ISBI HRNet checkpoint (local file or Hugging Face)."),
-    "train": ("train", "Fine-tune (or train) a heatmap model on a preprocessing variant."),
-    "train-refiner": ("train_refiner", "Train the coarse-to-fine refiner on windows cut from the original images."),
-    "calibrate": ("calibrate", "Per-landmark conformal prediction radii from a held-out split, into the checkpoint."),
-    "adapt": ("adapt", "Unsupervised AdaBN adaptation of a model to unlabelled target images."),
-    "evaluate": ("evaluate", "Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."),
-    "predict": ("predict", "Landmarks for an image or folder (PNG/JPEG/BMP/TIFF/DICOM) -> JSON/CSV/overlays."),
-    "diagnose": ("diagnose", "What is wrong with predictions made by any pipeline: MRE in mm, mistakes undone."),
-    "compare": ("compare", "Table of evaluated runs (zero-shot vs fine-tuned, per variant)."),
-    "export-onnx": ("export_onnx", "Export a cephalo checkpoint to ONNX and check it with onnxruntime."),
-    "make-demo": ("make_demo", "Generate the embedded synthetic demo data sets (ISBI + Aariz layouts)."),
-    "code-fingerprint": ("code_fingerprint", "Per-subcommand code fingerprints (workflow rerun triggers)."),
-    "clean": ("clean", "Remove temporaries left by killed writers (stale owner) under a project."),
-    "check-params": ("check_params", "Validate params files against the typed schema (what snakemake -n checks)."),
-}
+__all__ = ["SUBCOMMANDS", "main", "run", "os_error_message"]
 
 
 class LazyGroup(click.Group):

@@ -38,21 +38,21 @@ give byte-identical files (PNG/BMP/JPEG via OpenCV, JSON/CSV/TXT text).
 On-disk layouts follow the official releases (see the project's ``DATASETS.md``); each data
 set's writer lives beside its adapter: :func:`cephalo.datasets.isbi2015.demo.write_isbi2015` (ISBI
 2015 layout) and :func:`cephalo.datasets.aariz.demo.write_aariz` (Aariz layout). This module holds
-what they share (config, devices, skull template, rendering, annotation jitter, image writing) and
-:func:`make_demo`, which runs both.
+what they share (config, devices, skull template, rendering, annotation jitter, image writing);
+it imports neither: ``cephalo make-demo`` (:func:`cephalo.commands.make_demo.make_demo`) runs both.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
 
+import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
 from .errors import ConfigError
-from .io import atomic_dir
 from .landmarks import AARIZ29
 
 __all__ = [
@@ -65,11 +65,9 @@ __all__ = [
     "annotate",
     "write_image",
     "progress_bar",
-    "make_demo",
     "DEFAULT_AARIZ_DEVICES",
+    "DEFAULT_ISBI_DEVICE",
 ]
-
-_IMAGE_FORMATS = ("png", "jpg", "jpeg", "bmp")
 
 # ----------------------------------------------------------------------------------------------
 # configuration
@@ -115,57 +113,13 @@ class DeviceSpec:
     collimation: float = 0.0
     labels: bool = False
 
-    @classmethod
-    def from_params(cls, d: Mapping[str, Any], where: str) -> "DeviceSpec":
-        """Build from a params mapping; ``ConfigError`` naming ``where`` on a bad value."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"params {where}: expected a mapping, got {d!r}")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"params {where}: unknown keys {unknown}; valid: {sorted(known)}")
-        try:
-            size = d["size"]
-            spec = cls(
-                name=str(d.get("name", where)),
-                spacing_mm=float(d["spacing_mm"]),
-                size=(int(size[0]), int(size[1])),
-                gamma=float(d.get("gamma", 1.0)),
-                contrast=float(d.get("contrast", 1.0)),
-                brightness=float(d.get("brightness", 0.0)),
-                noise_sd=float(d.get("noise_sd", 0.02)),
-                blur_px=float(d.get("blur_px", 0.6)),
-                image_format=str(d.get("image_format", "png")).lower(),
-                channels=int(d.get("channels", 1)),
-                weight=float(d.get("weight", 1.0)),
-                head_size=float(d.get("head_size", 1.0)),
-                tilt_deg=float(d.get("tilt_deg", 0.0)),
-                head_offset_mm=(float(d.get("head_offset_mm", (0, 0))[0]), float(d.get("head_offset_mm", (0, 0))[1])),
-                collimation=float(d.get("collimation", 0.0)),
-                labels=bool(d.get("labels", False)),
-            )
-        except KeyError as e:
-            raise ConfigError(f"params {where}: missing key {e.args[0]!r}") from None
-        except (TypeError, ValueError, IndexError) as e:
-            raise ConfigError(f"params {where}: {e}") from None
-        if spec.spacing_mm <= 0 or min(spec.size) < 32:
-            raise ConfigError(f"params {where}: spacing_mm must be > 0 and size >= 32 px, got "
-                              f"{spec.spacing_mm}, {spec.size}")
-        if spec.gamma <= 0 or spec.contrast <= 0 or spec.noise_sd < 0 or spec.blur_px < 0 or spec.weight <= 0:
-            raise ConfigError(f"params {where}: gamma, contrast, weight must be > 0; noise_sd, blur_px >= 0")
-        if spec.image_format not in _IMAGE_FORMATS:
-            raise ConfigError(f"params {where}: image_format {spec.image_format!r} not in {_IMAGE_FORMATS}")
-        if spec.channels not in (1, 3):
-            raise ConfigError(f"params {where}: channels must be 1 or 3, got {spec.channels}")
-        if spec.head_size <= 0 or not 0 <= spec.collimation < 0.3:
-            raise ConfigError(f"params {where}: head_size must be > 0 and collimation in [0, 0.3), got "
-                              f"{spec.head_size}, {spec.collimation}")
-        return spec
-
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The ``demo:`` params section (see ``params.yaml``).
+    """What the renderer and the writers need of the ``demo:`` params section.
+
+    Built from the validated section by :func:`cephalo.commands.make_demo.demo_config`: the checks
+    and defaults of ``demo:`` live in its schema (:class:`cephalo.config.schema.DemoConfigSchema`) only.
 
     Attributes:
         seed: seed of the single random generator (same seed -> byte-identical files).
@@ -184,94 +138,23 @@ class DemoConfig:
             format must be read by ``landmark_id``/``symbol``, never by position).
     """
 
-    seed: int = 2015
-    head_scale: float = 1.0
-    rotation_deg: float = 3.0
-    scale_sd: float = 0.04
-    shift_mm: float = 4.0
-    elastic_mm: float = 2.5
-    junior_jitter_mm: float = 1.0
-    isbi_counts: dict = field(default_factory=lambda: {"TrainingData": 40, "Test1Data": 20, "Test2Data": 0})
-    isbi_device: DeviceSpec = DeviceSpec("ISBI 2015 (Soredex CRANEX 3+ Ceph)", 0.8, (240, 300), image_format="bmp")
-    aariz_counts: dict = field(default_factory=lambda: {"train": 30, "valid": 10, "test": 10})
-    aariz_devices: tuple = ()
-    shuffle_json_landmarks: bool = True
-
-    @classmethod
-    def from_params(cls, section: Mapping[str, Any] | None) -> "DemoConfig":
-        """Validate the ``demo:`` params section.
-
-        Raises:
-            ConfigError: unknown keys, bad types or values, naming the ``demo.*`` entry.
-        """
-        section = dict(section or {})
-        allowed = {"seed", "head_scale", "rotation_deg", "scale_sd", "shift_mm", "elastic_mm",
-                   "junior_jitter_mm", "isbi2015", "aariz", "shuffle_json_landmarks"}
-        unknown = sorted(set(section) - allowed)
-        if unknown:
-            raise ConfigError(f"params demo: unknown keys {unknown}; valid: {sorted(allowed)}")
-        kw: dict[str, Any] = {}
-        try:
-            for k in ("head_scale", "rotation_deg", "scale_sd", "shift_mm", "elastic_mm", "junior_jitter_mm"):
-                if k in section:
-                    kw[k] = float(section[k])
-            if "seed" in section:
-                kw["seed"] = int(section["seed"])
-            if "shuffle_json_landmarks" in section:
-                kw["shuffle_json_landmarks"] = bool(section["shuffle_json_landmarks"])
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"params demo: {e}") from None
-        if kw.get("head_scale", 1.0) <= 0:
-            raise ConfigError("params demo.head_scale: must be > 0")
-        if any(kw.get(k, 0.0) < 0 for k in ("rotation_deg", "scale_sd", "shift_mm", "elastic_mm", "junior_jitter_mm")):
-            raise ConfigError("params demo: perturbation and jitter sizes must be >= 0")
-
-        isbi = dict(section.get("isbi2015") or {})
-        counts = dict(cls.__dataclass_fields__["isbi_counts"].default_factory())
-        for key, folder in (("n_train", "TrainingData"), ("n_test1", "Test1Data"), ("n_test2", "Test2Data")):
-            if key in isbi:
-                counts[folder] = _count(isbi.pop(key), f"demo.isbi2015.{key}")
-        if sum(counts.values()) > 999:
-            raise ConfigError("params demo.isbi2015: at most 999 images (3-digit file names)")
-        kw["isbi_counts"] = counts
-        if isbi:
-            base = cls.isbi_device
-            dev = {"name": base.name, "spacing_mm": base.spacing_mm, "size": list(base.size),
-                   "image_format": base.image_format}
-            dev.update(isbi)
-            kw["isbi_device"] = DeviceSpec.from_params(dev, "demo.isbi2015")
-            if kw["isbi_device"].image_format != "bmp":
-                raise ConfigError("params demo.isbi2015.image_format: the ISBI 2015 release ships .bmp only")
-
-        aariz = dict(section.get("aariz") or {})
-        unknown = sorted(set(aariz) - {"n_train", "n_valid", "n_test", "devices"})
-        if unknown:
-            raise ConfigError(f"params demo.aariz: unknown keys {unknown}")
-        acounts = dict(cls.__dataclass_fields__["aariz_counts"].default_factory())
-        for split in ("train", "valid", "test"):
-            if f"n_{split}" in aariz:
-                acounts[split] = _count(aariz[f"n_{split}"], f"demo.aariz.n_{split}")
-        kw["aariz_counts"] = acounts
-        devices = aariz.get("devices", None)
-        if devices is None:
-            kw["aariz_devices"] = DEFAULT_AARIZ_DEVICES
-        else:
-            if not isinstance(devices, list) or not devices:
-                raise ConfigError("params demo.aariz.devices: must be a non-empty list of devices")
-            kw["aariz_devices"] = tuple(DeviceSpec.from_params(d, f"demo.aariz.devices[{i}]")
-                                        for i, d in enumerate(devices))
-        return cls(**kw)
+    seed: int
+    head_scale: float
+    rotation_deg: float
+    scale_sd: float
+    shift_mm: float
+    elastic_mm: float
+    junior_jitter_mm: float
+    isbi_counts: dict
+    isbi_device: DeviceSpec
+    aariz_counts: dict
+    aariz_devices: tuple
+    shuffle_json_landmarks: bool
 
 
-def _count(v: Any, where: str) -> int:
-    try:
-        n = int(v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"params {where}: expected an integer, got {v!r}") from None
-    if n < 0:
-        raise ConfigError(f"params {where}: must be >= 0, got {n}")
-    return n
-
+#: The source device (ISBI 2015's Soredex CRANEX 3+ Ceph, at a coarse demo spacing); ``demo.isbi2015``
+#: keys replace its attributes.
+DEFAULT_ISBI_DEVICE = DeviceSpec("ISBI 2015 (Soredex CRANEX 3+ Ceph)", 0.8, (240, 300), image_format="bmp")
 
 #: Three target devices after Aariz's ART Plus, Hyperion X5 and ProMax 2D, at coarse demo spacings
 #: (0.65-0.9 mm/px instead of 0.09-0.14) so a real-size head fits in a few hundred pixels: different
@@ -487,8 +370,6 @@ def render_cephalogram(rng: np.random.Generator, device: DeviceSpec, cfg: DemoCo
         float64 true positions in AARIZ29 order, xy, original-image pixels (pixel-centre origin).
         Every landmark lies at least 3 px inside the image (the pose is redrawn until it does).
     """
-    import cv2
-
     template = template or skull_template()
     w, h = device.size
     px_per_mm = cfg.head_scale / device.spacing_mm  # anatomical mm -> pixels
@@ -537,8 +418,6 @@ def render_cephalogram(rng: np.random.Generator, device: DeviceSpec, cfg: DemoCo
 
 def _burn_labels(img: np.ndarray, rng: np.random.Generator, device: DeviceSpec, margin: tuple[int, int]) -> np.ndarray:
     """White text burnt into the image (machine name and patient number top left, date bottom right)."""
-    import cv2
-
     h, w = img.shape
     scale = 0.035 * h / 22.0  # FONT_HERSHEY_SIMPLEX is ~22 px tall at scale 1
     mask = np.zeros((h, w), dtype=np.uint8)
@@ -574,8 +453,6 @@ def write_image(path: Path, image: np.ndarray, device: DeviceSpec) -> None:
     Raises:
         OSError: OpenCV could not write the file.
     """
-    import cv2
-
     if device.channels == 3:
         image = np.repeat(image[:, :, None], 3, axis=2)
     params: list[int] = []
@@ -589,54 +466,4 @@ def write_image(path: Path, image: np.ndarray, device: DeviceSpec) -> None:
 
 def progress_bar(total: int, desc: str, enabled: bool):
     """A tqdm bar over ``total`` images (disabled unless ``enabled``)."""
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
-
-
-# ----------------------------------------------------------------------------------------------
-# the whole demo (each data set's writer lives beside its adapter: cephalo.datasets.<name>.demo)
-
-
-def make_demo(out_dir: str | Path, cfg: DemoConfig | Mapping[str, Any] | None = None,
-              progress: bool = False) -> dict[str, list[dict]]:
-    """Generate both demo data sets: ``out_dir/isbi2015/`` and ``out_dir/aariz/Aariz/``.
-
-    ``out_dir/isbi2015`` holds the ISBI 2015 layout (``RawImage``, ``AnnotationsByMD``);
-    ``out_dir/aariz`` is the unpacked Aariz archive (its root folder ``Aariz/``, as in
-    ``Aariz.zip``). Each data set directory is replaced whole and atomically.
-
-    Args:
-        out_dir: output folder (created).
-        cfg: a :class:`DemoConfig` or the ``demo:`` params mapping.
-        progress: show tqdm progress bars.
-
-    Returns:
-        ``{"isbi2015": records, "aariz": records}`` (see
-        :func:`cephalo.datasets.isbi2015.demo.write_isbi2015`,
-        :func:`cephalo.datasets.aariz.demo.write_aariz`), paths pointing at the final locations.
-
-    Raises:
-        ConfigError: an invalid ``demo:`` section.
-    """
-    from .datasets.aariz.demo import write_aariz
-    from .datasets.isbi2015.demo import write_isbi2015
-
-    if not isinstance(cfg, DemoConfig):
-        cfg = DemoConfig.from_params(cfg)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # two independent streams from one seed: changing the Aariz part never changes the ISBI files
-    isbi_rng, aariz_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(2))
-    result: dict[str, list[dict]] = {}
-    with atomic_dir(out_dir / "isbi2015") as tmp:
-        recs = write_isbi2015(tmp, cfg, isbi_rng, progress)
-    for r in recs:
-        r["path"] = out_dir / "isbi2015" / Path(r["path"]).relative_to(tmp)
-    result["isbi2015"] = recs
-    with atomic_dir(out_dir / "aariz") as tmp:
-        recs = write_aariz(tmp / "Aariz", cfg, aariz_rng, progress)
-    for r in recs:
-        r["path"] = out_dir / "aariz" / Path(r["path"]).relative_to(tmp)
-    result["aariz"] = recs
-    return result

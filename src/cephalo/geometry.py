@@ -42,6 +42,10 @@ __all__ = [
     "place",
     "crop_affine",
     "crop_window",
+    "check_coords",
+    "check_spacing",
+    "offsets_mm",
+    "radial_errors_mm",
 ]
 
 
@@ -433,3 +437,68 @@ def label_frame_affine(
         return lb.hf_label_affine()
     a = np.array([m[0, 0], m[1, 1]])
     return scale_translate(a[0], a[1], m[0, 2] - 0.5 * (a[0] - 1), m[1, 2] - 0.5 * (a[1] - 1))
+
+
+# ----------------------------------------------------------------------------- distances in mm
+# The one place pixel spacing is multiplied (re-exported by cephalo.evaluate.metrics).
+def check_coords(name: str, a: np.ndarray) -> np.ndarray:
+    """``a`` as float64 landmark coordinates of shape ``(N, K, 2)`` (ValueError naming ``name`` otherwise)."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 3 or a.shape[-1] != 2:
+        raise ValueError(f"{name} must have shape (N, K, 2), got {a.shape}")
+    return a
+
+
+def check_spacing(spacing: np.ndarray, n: int) -> np.ndarray:
+    """Pixel spacings as ``(n, 2)`` float64 mm/px (a ``(2,)`` spacing is shared); ValueError when not finite and > 0."""
+    s = np.asarray(spacing, dtype=np.float64)
+    if s.ndim == 1 and s.shape == (2,):
+        s = np.broadcast_to(s, (n, 2))
+    if s.shape != (n, 2):
+        raise ValueError(f"spacing must have shape ({n}, 2) (mm/px x, y per image), got {s.shape}")
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        bad = np.where(~np.isfinite(s).all(axis=1) | (s <= 0).any(axis=1))[0]
+        raise ValueError(f"pixel spacing must be finite and > 0; bad rows {bad[:10].tolist()}")
+    return s
+
+
+def offsets_mm(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Signed offsets prediction - ground truth in mm, per axis.
+
+    Args:
+        pred: (N, K, 2) float, xy, original-image pixels; NaN = missing.
+        gt: (N, K, 2) float, xy, original-image pixels; NaN = missing.
+        spacing: (N, 2) float mm/px (x, y) per image, or (2,) shared by all images.
+
+    Returns:
+        (N, K, 2) float64 mm (dx, dy); NaN where either is missing.
+
+    Raises:
+        ValueError: shapes disagree, or a spacing is missing / non-positive.
+    """
+    pred = check_coords("pred", pred)
+    gt = check_coords("gt", gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in shape")
+    s = check_spacing(spacing, pred.shape[0])
+    return (pred - gt) * s[:, None, :]
+
+
+def radial_errors_mm(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Radial (Euclidean) error of each landmark in millimetres, with each image's own spacing.
+
+    Args:
+        pred: (N, K, 2) float, xy, original-image pixels; NaN = missing.
+        gt: (N, K, 2) float, xy, original-image pixels; NaN = missing.
+        spacing: (N, 2) float mm/px (x, y) per image (anisotropic allowed), or (2,).
+
+    Returns:
+        (N, K) float64 mm; NaN where the prediction or the ground truth is missing.
+
+    Raises:
+        ValueError: shapes disagree, or a spacing is missing / non-positive.
+    """
+    d = offsets_mm(pred, gt, spacing)
+    err = np.hypot(d[..., 0], d[..., 1])
+    err[np.isnan(d).any(axis=-1)] = np.nan
+    return err

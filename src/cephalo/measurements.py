@@ -444,7 +444,7 @@ def patient_frame_mm(coords: np.ndarray, names: Sequence[str], spacing: np.ndarr
     Raises:
         ValueError: bad shapes or spacing (from :func:`cephalo.evaluate.metrics.offsets_mm`).
     """
-    from .evaluate.metrics import offsets_mm
+    from .geometry import offsets_mm
 
     c = np.asarray(coords, dtype=np.float64)
     mm = offsets_mm(c, np.zeros_like(c), spacing)

@@ -53,6 +53,7 @@ __all__ = [
     "flatten_metrics",
     "git_commit",
     "log_run",
+    "RunRecord",
 ]
 
 #: MLflow's limit on a param value (characters); longer values are truncated with a marker.
@@ -218,52 +219,64 @@ def _retry(fn, retries: int):
             delay = min(delay * 2, 5.0)
 
 
+@dataclass
+class RunRecord:
+    """What one finished stage run is and where it belongs (the tags of its MLflow run).
+
+    Attributes:
+        dataset: data set name; the experiment is ``cfg.experiment_prefix + dataset``.
+        stage: ``evaluate``, ``train``, ... (tag ``stage``).
+        variant: preprocessing variant (tag ``variant``).
+        run_name: MLflow run name (default ``"<stage>/<variant>"``).
+        experiment: the experiment name (default: :func:`experiment_name` of ``dataset``).
+        command: the exact command that reproduces the run (tag ``command``).
+        data_index_hash: tag ``data_index_hash``.
+        checkpoint: a model checkpoint, *referenced* (tag ``checkpoint``, path), not copied.
+        checkpoint_hash: tag ``checkpoint_sha256``.
+        provenance: a :func:`cephalo.provenance.collect` record, logged as ``prov.*`` tags.
+        link_checkpoints: SHA-256s of the checkpoint evaluated and of the ones it derives from
+            (AdaBN: its source): the first training run (tag ``stage=train``) whose best
+            checkpoint has one of them is named in tags ``training_run_id`` / ``training_run_name``.
+    """
+
+    dataset: str
+    stage: str
+    variant: str = ""
+    run_name: str | None = None
+    experiment: str | None = None
+    command: str | None = None
+    data_index_hash: str | None = None
+    checkpoint: str | Path | None = None
+    checkpoint_hash: str | None = None
+    provenance: Mapping | None = None
+    link_checkpoints: Sequence[str] = ()
+
+
 def log_run(
     cfg: TrackingConfig,
+    run: RunRecord,
     *,
-    dataset: str,
-    stage: str,
-    variant: str = "",
-    run_name: str | None = None,
     params: Mapping | None = None,
     metrics: Mapping | None = None,
     artifacts: Iterable[str | Path] = (),
     tags: Mapping[str, Any] | None = None,
-    command: str | None = None,
-    data_index_hash: str | None = None,
-    checkpoint: str | Path | None = None,
-    checkpoint_hash: str | None = None,
     series: Mapping[str, Sequence[float]] | None = None,
     strict: bool = False,
-    experiment: str | None = None,
-    provenance: Mapping | None = None,
-    link_checkpoints: Sequence[str] = (),
 ) -> str | None:
     """Log one finished stage run (params, metrics, artifacts, tags) to MLflow.
 
     Args:
         cfg: from :func:`config_from_params`.
-        dataset: data set name; the experiment is ``cfg.experiment_prefix + dataset``.
-        stage: ``evaluate``, ``train``, ... (tag ``stage``).
-        variant: preprocessing variant (tag ``variant``).
-        run_name: MLflow run name (default ``"<stage>/<variant>"``).
+        run: what the run is (:class:`RunRecord`: data set, stage, variant, name, command,
+            checkpoint, provenance, the checkpoints it derives from).
         params: the params dict (nested); logged flattened with dotted names.
         metrics: nested metrics (e.g. the ``metrics.json`` content); finite numbers are logged
             with dotted names.
         artifacts: files or folders to copy into the run's artifact folder.
         tags: extra tags.
-        command: the exact command that reproduces the run (tag ``command``).
-        data_index_hash: tag ``data_index_hash``.
-        checkpoint: a model checkpoint, *referenced* (tag ``checkpoint``, path), not copied.
-        checkpoint_hash: tag ``checkpoint_sha256``.
         series: per-step curves, name -> values (step = position, e.g. epoch - 1), so the MLflow UI
             plots them (e.g. a training run's ``val_mre_mm`` per epoch); non-finite values skipped.
         strict: raise instead of warning when logging fails (tests).
-        experiment: the experiment name (default: :func:`experiment_name` of ``dataset``).
-        provenance: a :func:`cephalo.provenance.collect` record, logged as ``prov.*`` tags.
-        link_checkpoints: SHA-256s of the checkpoint evaluated and of the ones it derives from
-            (AdaBN: its source): the first training run (tag ``stage=train``) whose best
-            checkpoint has one of them is named in tags ``training_run_id`` / ``training_run_name``.
 
     Returns:
         the MLflow run id, or None when tracking is disabled or failed (a ``UserWarning`` says why).
@@ -271,12 +284,8 @@ def log_run(
     if not cfg.enabled:
         return None
     try:
-        return _log_run(cfg, dataset=dataset, stage=stage, variant=variant, run_name=run_name,
-                        params=params or {}, metrics=metrics or {}, artifacts=list(artifacts),
-                        tags=dict(tags or {}), command=command, data_index_hash=data_index_hash,
-                        checkpoint=checkpoint, checkpoint_hash=checkpoint_hash, series=dict(series or {}),
-                        experiment=experiment or experiment_name(cfg, None, dataset),
-                        provenance=dict(provenance or {}), link_checkpoints=[h for h in link_checkpoints if h])
+        return _log_run(cfg, run, params=params or {}, metrics=metrics or {}, artifacts=list(artifacts),
+                        tags=dict(tags or {}), series=dict(series or {}))
     except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
         if strict:
             raise
@@ -378,9 +387,13 @@ def log_to_evaluation(cfg: TrackingConfig, *, metrics_sha256: str | None, run_na
         return None
 
 
-def _log_run(cfg: TrackingConfig, *, dataset, stage, variant, run_name, params, metrics, artifacts, tags,
-             command, data_index_hash, checkpoint, checkpoint_hash, series, experiment, provenance,
-             link_checkpoints) -> str:
+def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts, tags, series) -> str:
+    dataset, stage, variant, run_name = rec.dataset, rec.stage, rec.variant, rec.run_name
+    experiment = rec.experiment or experiment_name(cfg, None, dataset)
+    provenance = dict(rec.provenance or {})
+    link_checkpoints = [h for h in rec.link_checkpoints if h]
+    command, data_index_hash = rec.command, rec.data_index_hash
+    checkpoint, checkpoint_hash = rec.checkpoint, rec.checkpoint_hash
     import filelock
 
     lock = filelock.FileLock(str(Path(cfg.store).with_suffix(".lock")), timeout=cfg.lock_timeout_s)

@@ -353,7 +353,7 @@ def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[flo
     """
     from .errors import DataError
     from .evaluate import metrics as M
-    from .evaluate.runner import shared_landmarks
+    from .evaluate.results import shared_landmarks
     from .inference import Predictor, predict_variant
 
     rows = np.flatnonzero(np.asarray(variant.splits) == split)

@@ -92,7 +92,7 @@ PARAMS = _write_effective_params(config)
 # a subcommand can run changed (its import closure, by syntax tree: comments and docstrings do not
 # count). Every rule lists its command's file as input, so Snakemake's mtime trigger reruns exactly
 # the jobs whose code changed and what follows; DVC's code_fingerprint stage writes the same files.
-from cephalo.provenance import write_code_fingerprints as _write_code_fingerprints
+from cephalo.fingerprint import write_code_fingerprints as _write_code_fingerprints
 
 CODE_DIR = "results/code"
 _write_code_fingerprints(CODE_DIR)

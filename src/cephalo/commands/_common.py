@@ -32,6 +32,7 @@ def read_params(params_path: Path, optional: bool = False, missing_ok: bool = Fa
         ConfigError: a missing/invalid file, a bad value or an unknown key (one line naming the
             file and the dotted key; exit 1).
     """
+    # deferred: every command module imports this one; `cephalo CMD --help` need not load pydantic
     from ..config import Params, load_params
 
     if missing_ok and not params_path.exists():

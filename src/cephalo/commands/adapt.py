@@ -32,6 +32,7 @@ def command(model_path: Path, data_dir: Path, out: Path, split: str | None, prog
     ``device`` (auto | cpu | cuda), ``max_images`` (null = all; else a seeded random subset),
     ``seed``. Writes a cephalo checkpoint whose provenance records the adaptation.
     """
+    # deferred: `cephalo adapt --help` and the CLI's start-up import no library (cephalo.commands)
     import dataclasses
 
     import numpy as np

@@ -23,6 +23,7 @@ from ._common import params_option
 @params_option
 def command(files: tuple[Path, ...], workflow: bool, params_path: Path) -> None:
     """Validate params files (FILE..., else --params) against the typed schema."""
+    # deferred: `cephalo check-params --help` and the CLI's start-up import no library (cephalo.commands)
     from ..config import load_params
     from ..config.load import check_pipeline
 

@@ -27,6 +27,7 @@ def command(project: Path, older_than: float | None, dry_run: bool, params_path:
     """
     if params_path.exists():
         read_params(params_path)  # validates the file; clean has no params of its own
+    # deferred: `cephalo clean --help` and the CLI's start-up import no library (cephalo.commands)
     from ..io import sweep_tree
 
     found = sweep_tree(project, max_age_s=older_than, dry_run=dry_run)

@@ -17,11 +17,12 @@ def command(out_dir: Path, params_path: Path) -> None:
     """Write OUT/<command>.sha256 for every cephalo subcommand.
 
     A fingerprint covers the static import closure of the subcommand inside the package, each
-    module hashed by its syntax tree without docstrings (``cephalo.provenance.code_fingerprints``):
+    module hashed by its syntax tree without docstrings (``cephalo.fingerprint.code_fingerprints``):
     editing a comment or docstring changes nothing; changing code a stage runs changes that
     stage's file, and the workflow (DVC ``deps``, Snakemake ``input``) reruns it and what follows.
     """
-    from ..provenance import write_code_fingerprints
+    # deferred: `cephalo code-fingerprint --help` and the CLI's start-up import no library (cephalo.commands)
+    from ..fingerprint import write_code_fingerprints
 
     changed = write_code_fingerprints(out_dir)
     for name, ch in changed.items():

@@ -25,6 +25,7 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
     report) when the runs were produced by different code or in different environments. With
     params ``tracking`` enabled, the ``/shared`` figures are also logged to each run's MLflow run.
     """
+    # deferred: `cephalo compare --help` and the CLI's start-up import no library (cephalo.commands)
     import pandas as pd
 
     from .. import provenance
@@ -70,6 +71,7 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
 
 def _log_shared_figures(params, rows: list[dict]) -> None:
     """Add the ``/shared`` figures (and the comparison's landmark count) to each run's MLflow run."""
+    # deferred: `cephalo compare --help` and the CLI's start-up import no library (cephalo.commands)
     from .. import tracking
 
     if not params.tracking.enabled:

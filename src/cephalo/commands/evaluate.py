@@ -38,8 +38,9 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
     """Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."""
     params = read_params(params_path)
     ep = params.evaluate
+    # deferred: `cephalo evaluate --help` and the CLI's start-up import no library (cephalo.commands)
     from ..evaluate.leakage import file_sha256
-    from ..evaluate.runner import evaluate_model
+    from ..evaluate.runner import EvalContext, EvalSettings, PredictOptions, evaluate_model
     from ..models import load_model
     from ..preprocess import load_variant
     from ..uncertainty import read_calibration
@@ -88,12 +89,11 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
                           "tta": bundle.tta.to_dict()}
     name = name or out_dir.name
     try:
-        result = evaluate_model(model, meta, variant, split, out_dir, name=name, human=human, info=info,
-                                thresholds=ep.thresholds_mm, n_boot=ep.n_boot, seed=ep.seed,
-                                batch_size=ep.batch_size, device=ep.device, n_worst=ep.n_worst,
-                                diagnosis_thresholds=ep.diagnosis.model_dump(),
-                                calibration=read_calibration(model_path),
-                                refine=refine, normalisation=normalisation, decoder=decoder)
+        result = evaluate_model(
+            model, meta, variant, split, out_dir, settings=EvalSettings.from_config(ep),
+            context=EvalContext(label=name, human=human, info=info, calibration=read_calibration(model_path)),
+            predict=PredictOptions(batch_size=ep.batch_size, device=ep.device, refine=refine,
+                                   normalisation=normalisation, decoder=decoder))
     except ValueError as e:
         raise DataError(str(e), data_dir) from None
     o = result["overall"]
@@ -119,6 +119,7 @@ def command(model_path: Path, data_dir: Path, split: str, out_dir: Path, name: s
 
 def _track(params, ep, result, variant, meta, stage, name, out_dir, model_path, command_line, info) -> None:
     """One MLflow run: the evaluation's own settings as params, figures as metrics, linked to its training run."""
+    # deferred: `cephalo evaluate --help` and the CLI's start-up import no library (cephalo.commands)
     from .. import tracking
     from ..evaluate.leakage import file_sha256
 
@@ -143,13 +144,13 @@ def _track(params, ep, result, variant, meta, stage, name, out_dir, model_path, 
     if adabn.get("model_sha256"):
         derived.append(adabn["model_sha256"])  # AdaBN keeps the weights of the model it adapted
     mpath = out_dir / "metrics.json"
-    tracking.log_run(cfg, dataset=dataset, stage=stage, variant=str(result.get("variant") or ""), run_name=name,
-                     params=own, metrics=figures,
+    run = tracking.RunRecord(dataset=dataset, stage=stage, variant=str(result.get("variant") or ""), run_name=name,
+                             experiment=tracking.experiment_name(cfg, params, dataset), command=command_line,
+                             data_index_hash=result.get("data_index_hash"), checkpoint=model_path,
+                             checkpoint_hash=info["checkpoint_sha256"], provenance=info.get("provenance"),
+                             link_checkpoints=derived)
+    tracking.log_run(cfg, run, params=own, metrics=figures,
                      artifacts=[mpath, out_dir / "per_landmark.csv", out_dir / "per_image.csv",
                                 out_dir / "measurements.csv",
                                 out_dir / "diagnosis.md", out_dir / "plots", out_dir / "overlays"],
-                     tags={"metrics_sha256": file_sha256(mpath), "eval_dir": str(out_dir)},
-                     command=command_line, data_index_hash=result.get("data_index_hash"),
-                     checkpoint=model_path, checkpoint_hash=info["checkpoint_sha256"],
-                     experiment=tracking.experiment_name(cfg, params, dataset),
-                     provenance=info.get("provenance"), link_checkpoints=derived)
+                     tags={"metrics_sha256": file_sha256(mpath), "eval_dir": str(out_dir)})

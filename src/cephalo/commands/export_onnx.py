@@ -25,6 +25,7 @@ from ._common import params_option, read_params
 @params_option
 def command(model_path: Path, out_path: Path, report_path: Path | None, params_path: Path) -> None:
     """Export a cephalo checkpoint to ONNX and check it with onnxruntime."""
+    # deferred: `cephalo export-onnx --help` and the CLI's start-up import no library (cephalo.commands)
     from ..io import write_json
     from ..models import load_model
     from ..models.onnx_export import export_onnx

@@ -20,6 +20,7 @@ from ._common import params_option, read_params
 @params_option
 def command(dataset: str, root: Path, out: Path, report_dir: Path | None, params_path: Path) -> None:
     """Parse a data set into the validated Parquet landmark index + quality report."""
+    # deferred: `cephalo index --help` and the CLI's start-up import no library (cephalo.commands)
     from ..config.schema import suggest
     from ..errors import ConfigError
     from ..index import index_dataset

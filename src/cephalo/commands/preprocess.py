@@ -26,6 +26,7 @@ def command(index_path: Path, variant: str, out: Path, force: bool, progress: bo
     recorded policy, else ``mean``) and ``normalisation`` (imagenet | unit | zscore).
     Only a changed (index, spec) recomputes: an up-to-date output is left as it is.
     """
+    # deferred: `cephalo preprocess --help` and the CLI's start-up import no library (cephalo.commands)
     from ..config.schema import suggest
     from ..errors import ConfigError
     from ..preprocess import build_variant

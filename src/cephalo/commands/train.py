@@ -70,6 +70,7 @@ def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path
     ``codec`` (sigma, decoder, convention) and ``tracking``. Writes OUT/best.pt (lowest
     validation MRE in mm), OUT/last.pt (full training state), OUT/history.csv, OUT/train.json.
     """
+    # deferred: `cephalo train --help` and the CLI's start-up import no library (cephalo.commands)
     import logging
 
     from ..errors import ConfigError
@@ -132,12 +133,14 @@ def _experiment(tracking, params) -> str | None:
     """One MLflow experiment per profile/target (``cephalo.tracking.experiment_name``)."""
     if tracking is None:
         return None
+    # deferred: `cephalo train --help` and the CLI's start-up import no library (cephalo.commands)
     from ..tracking import experiment_name
 
     return experiment_name(tracking, params)
 
 
 def _check_image_size(data_dir: Path, wh: tuple[int, int]) -> None:
+    # deferred: `cephalo train --help` and the CLI's start-up import no library (cephalo.commands)
     import json
 
     from ..errors import ConfigError, DataError

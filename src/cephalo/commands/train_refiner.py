@@ -39,6 +39,7 @@ from ._common import params_option, read_params
 def command(index_path: Path, out: Path, global_path: Path | None, init_path: Path | None, stage: str | None,
             restart: bool, progress: bool, params_path: Path) -> None:
     """Train the refiner: windows at refine.spacing_mm around jittered ground truth, one heatmap channel per landmark."""
+    # deferred: `cephalo train-refiner --help` and the CLI's start-up import no library (cephalo.commands)
     import logging
 
     from ..errors import ConfigError, DataError

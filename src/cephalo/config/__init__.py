@@ -31,7 +31,8 @@ A new section is one model plus one field on :class:`~cephalo.config.schema.Para
 
 from __future__ import annotations
 
-from .load import format_validation_error, load_params, read_params_file, validate_params, validate_section
+from .load import load_params, read_params_file, validate_params
+from .messages import format_validation_error, validate_section
 from .schema import (
     AdaptConfig,
     AugmentConfig,

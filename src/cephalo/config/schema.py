@@ -2,24 +2,36 @@
 
 Adding a key = one field line in its section's model (see the package docstring). Types:
 use the constrained aliases below so a bad value's message says what is expected.
-Every model forbids unknown keys (with a "did you mean" suggestion, see :mod:`cephalo.config.load`).
+Every model forbids unknown keys (with a "did you mean" suggestion, see :mod:`cephalo.config.messages`).
 
-Importing this module is cheap (pydantic only): the Snakefile imports it at parse time. Checks
-against registries that live in the library (preprocessing steps, adapters, normalisations)
-import them lazily inside validators.
+Importing this module is cheap (pydantic and the data-set registry): the Snakefile imports it at
+parse time. The preprocessing registries (steps, normalisations) import OpenCV/NumPy, so the
+validators that need them import them when they run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 from typing import Annotated, Any, Literal, Mapping
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
+
+from ..datasets import DATASETS
+from ..errors import ConfigError
+from .messages import Expect, Walk, suggest, validate_section
 
 __all__ = [
     "Expect", "Section", "Params", "PosInt", "NonNegInt", "PosFloat", "NonNegFloat", "Prob", "Device",
@@ -27,33 +39,8 @@ __all__ = [
     "VariantSpec", "ModelTransfer", "ModelOnnx", "ModelSourceConfig", "ModelConfig", "CodecConfig",
     "AugmentConfig", "InitConfig", "EMAConfig", "TrainConfig", "AdaptConfig", "DiagnosisConfig",
     "EvaluateConfig", "TrackingSection", "PipelineConfig", "PredictConfig", "ReviewConfig", "CalibrateConfig",
-    "TTAConfig", "RefineConfig", "PRECISIONS", "INIT_SOURCES",
+    "TTAConfig", "RefineConfig", "PRECISIONS", "INIT_SOURCES", "NON_TRAJECTORY_KEYS",
 ]
-
-
-class Expect:
-    """Annotated marker: the human text of what a field expects (used in error messages)."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def __repr__(self) -> str:
-        return f"Expect({self.text!r})"
-
-
-class Walk:
-    """Annotated marker for error messages: the value at this field is validated as ``model``
-    (``keyed``: a mapping of names to such values), so its nested keys can be described."""
-
-    def __init__(self, model: Any, keyed: bool = False):
-        self.model = model
-        self.keyed = keyed
-
-
-def suggest(key: str, valid: list[str]) -> str | None:
-    """The closest valid name to ``key`` (``difflib``), or None."""
-    close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1, cutoff=0.6)
-    return close[0] if close else None
 
 
 # --- shared constrained types --------------------------------------------------------------
@@ -108,6 +95,16 @@ WH = Annotated[Any, AfterValidator(_wh_pair), Expect("[W, H], two positive integ
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$"), Expect("a name of letters, digits, _ and -")]
 
 
+def _demo_size(v: list[int]) -> list[int]:
+    if min(v) < 32:
+        raise PydanticCustomError("demo_size", "is too small (a demo image is at least 32 px a side)")
+    return v
+
+
+#: ``[W, H]`` of a synthetic demo image
+DemoWH = Annotated[Any, AfterValidator(_wh_pair), AfterValidator(_demo_size), Expect("[W, H], two integers >= 32")]
+
+
 class Section(BaseModel):
     """Base of every params model: unknown keys are errors (with a did-you-mean), no coercion to str."""
 
@@ -133,8 +130,6 @@ class Section(BaseModel):
         Raises:
             ConfigError: the first bad key or value, as one line naming the dotted key.
         """
-        from .load import validate_section
-
         return validate_section(cls, {} if data is None else data, prefix, source)
 
 
@@ -144,7 +139,7 @@ class DemoDevice(Section):
 
     name: str | None = None
     spacing_mm: PosFloat
-    size: WH
+    size: DemoWH
     gamma: PosFloat = 1.0
     contrast: PosFloat = 1.0
     brightness: float = 0.0
@@ -168,7 +163,7 @@ class DemoIsbi(Section):
     n_test2: NonNegInt = 0
     name: str | None = None
     spacing_mm: PosFloat | None = None
-    size: WH | None = None
+    size: DemoWH | None = None
     gamma: PosFloat | None = None
     contrast: PosFloat | None = None
     brightness: float | None = None
@@ -178,16 +173,23 @@ class DemoIsbi(Section):
     channels: Literal[1, 3] | None = None
     weight: PosFloat | None = None
 
+    @model_validator(mode="after")
+    def _three_digit_names(self) -> "DemoIsbi":
+        if self.n_train + self.n_test1 + self.n_test2 > 999:
+            raise PydanticCustomError("init", "at most 999 images (the release's file names have 3 digits)")
+        return self
+
 
 class DemoAariz(Section):
     n_train: NonNegInt = 30
     n_valid: NonNegInt = 10
     n_test: NonNegInt = 10
-    devices: list[DemoDevice] | None = None  # None: cephalo.demo.DEFAULT_AARIZ_DEVICES
+    devices: Annotated[list[DemoDevice], Field(min_length=1)] | None = None  # None: cephalo.demo.DEFAULT_AARIZ_DEVICES
 
 
 class DemoConfigSchema(Section):
-    """``demo:`` (``cephalo make-demo``; the library object is ``cephalo.demo.DemoConfig``)."""
+    """``demo:`` (``cephalo make-demo``): its checks and defaults live here only; the renderer's
+    ``cephalo.demo.DemoConfig`` is built from it by ``cephalo.commands.make_demo.demo_config``."""
 
     seed: int = 2015
     head_scale: PosFloat = 1.0  # real-size head; coarse demo spacings keep images small
@@ -229,8 +231,6 @@ class DatasetDownload(Section):
 
 
 def _adapter(v: str) -> str:
-    from ..datasets import DATASETS
-
     if v not in DATASETS:
         s = suggest(v, list(DATASETS))
         raise PydanticCustomError("adapter", "is not an adapter" + (f" (did you mean {s!r}?)" if s else ""))
@@ -263,10 +263,11 @@ class DataConfig(Section):
 # --- variants -------------------------------------------------------------------------------
 def _steps(v: Any) -> list:
     """Check a variant's steps against the real registry ``cephalo.preprocess.STEPS`` (names, kwargs, types)."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from ..errors import ConfigError
+    # lazy: the step registry imports OpenCV and NumPy (measured: importing it doubles the import
+    # time of cephalo.config, +0.4-0.6 s on 2 loaded cores), which the Snakefile's parse-time check
+    # and `cephalo CMD --help` need not pay for when no variant is validated
     from ..preprocess.steps import STEPS
+
 
     if not isinstance(v, list) or not v:
         raise PydanticCustomError("steps", "is not a non-empty list of steps")
@@ -312,6 +313,7 @@ def _steps(v: Any) -> list:
 
 
 def _normalisation(v: Any) -> Any:
+    # lazy, as STEPS above (NumPy)
     from ..preprocess.normalise import normalisation_spec
 
     try:
@@ -543,6 +545,13 @@ def _augment(v: Any) -> dict | None:
     return AugmentConfig.model_validate(v).model_dump()
 
 
+#: ``train`` settings that do not change the optimisation trajectory: left out of
+#: :meth:`TrainConfig.fingerprint`, so a resumed run may change them (and the resume check never names them)
+NON_TRAJECTORY_KEYS: tuple[str, ...] = ("num_workers", "tracking", "resume", "early_stopping_patience",
+                                        "early_stopping_min_delta", "device", "val_batch_size",
+                                        "checkpoint_every_steps")
+
+
 class TrainConfig(Section):
     """All knobs of one training run (``train:`` params section, without ``stages``).
 
@@ -622,8 +631,6 @@ class TrainConfig(Section):
         Raises:
             ConfigError: unknown key, wrong type or out-of-range value (one line naming ``train.<key>``).
         """
-        from .load import validate_section
-
         return validate_section(cls, dict(d or {}), "train", source)
 
     def with_overrides(self, **over: Any) -> "TrainConfig":
@@ -655,12 +662,11 @@ class TrainConfig(Section):
     def fingerprint(self) -> str:
         """SHA-256 of the settings that change the optimisation trajectory.
 
-        Excludes settings that do not change the weights (workers, device string,
-        tracking, early stopping, resume policy), so a resumed run may change them.
+        Excludes :data:`NON_TRAJECTORY_KEYS` (settings that do not change the weights: workers,
+        device string, tracking, early stopping, resume policy, ...), so a resumed run may change them.
         """
         d = self.to_dict()
-        for k in ("num_workers", "tracking", "resume", "early_stopping_patience",
-                  "early_stopping_min_delta", "device", "val_batch_size", "checkpoint_every_steps"):
+        for k in NON_TRAJECTORY_KEYS:
             d.pop(k, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -701,8 +707,6 @@ class TrainSection(TrainConfig):
         if isinstance(data, Mapping):
             base = {k: v for k, v in data.items() if k != "stages"}
             for name, over in out.stages.items():
-                from pydantic import ValidationError
-
                 try:
                     TrainConfig.model_validate(_deep_merge(base, over))
                 except ValidationError as e:
@@ -718,8 +722,6 @@ class TrainSection(TrainConfig):
         Raises:
             ConfigError: an unknown stage (the message lists the defined ones).
         """
-        from ..errors import ConfigError
-
         base = {k: v for k, v in self.model_dump(exclude_unset=True).items() if k != "stages"}
         if stage is None:
             return TrainConfig.model_validate(base)
@@ -957,8 +959,6 @@ class RefineConfig(Section):
         Raises:
             ConfigError: a stage that ``refine.stages`` does not define.
         """
-        from ..errors import ConfigError
-
         merged = deep_merge({k: v for k, v in train.model_dump(exclude_unset=True).items() if k != "stages"},
                            self.train)
         if stage is not None:
@@ -1007,8 +1007,6 @@ class Params(Section):
     @model_validator(mode="after")
     def _refiner_runs(self) -> "Params":
         """``refine.train`` and each ``refine.stages.<NAME>`` merged onto ``train:`` must be a valid run."""
-        from pydantic import ValidationError
-
         for stage in [None, *self.refine.stages]:
             try:
                 self.refine.train_config(self.train, stage)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from ..errors import ConfigError, DataError
+from ..imageio import check_complete, describe_file, oriented_size
 from ..landmarks import Catalogue
 
 __all__ = [
@@ -280,8 +281,6 @@ def assign_splits(
 @lru_cache(maxsize=65536)
 def _header(path: str, mtime_ns: int, size: int) -> tuple[int, int, str]:
     from PIL import Image, UnidentifiedImageError
-
-    from ..imageio import check_complete, describe_file, oriented_size
 
     check_complete(path)  # truncated PNG/JPEG/BMP -> DataError at index time already
     try:

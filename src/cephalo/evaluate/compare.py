@@ -27,63 +27,16 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from ..errors import DataError
+from ..provenance import differences
 from . import metrics as M
-from .human import pooled_mre
-from .runner import read_metrics
+from .leakage import file_sha256
+from .results import SUMMARY_KEYS, figure_names, read_metrics, run_figures, set_figures
 
 __all__ = ["load_run", "compare_runs", "to_markdown", "run_figures", "figure_names", "summary_figures",
            "provenance_warnings", "SUMMARY_KEYS"]
-
-#: the few figures of a run the DVC summary shows (rows < 200 characters)
-SUMMARY_KEYS = ("n_images", "n_landmarks/shared", "mre_mm/shared", "mre_mm/all", "sdr_2.0mm/shared",
-                "human_mre_mm/shared", "vs_each_mre_mm/shared")
-
-
-def figure_names(thresholds: Sequence[float] = M.DEFAULT_THRESHOLDS_MM, landmark_set: str = "shared") -> list[str]:
-    """The names of a run's figures over ``landmark_set`` (``shared`` | ``all``), in table order."""
-    s = landmark_set
-    out = [f"n_landmarks/{s}", f"mre_mm/{s}", f"mre_mm/{s}/ci95_lo", f"mre_mm/{s}/ci95_hi"]
-    for t in thresholds:
-        k = M.threshold_key(t)
-        out += [f"sdr_{k}mm/{s}", f"sdr_{k}mm/{s}/ci95_lo", f"sdr_{k}mm/{s}/ci95_hi"]
-    return out + [f"human_mre_mm/{s}", f"vs_each_mre_mm/{s}", f"human_vs_mean_mre_mm/{s}"]
-
-
-def _pct(v):
-    return None if v is None or not np.isfinite(v) else 100.0 * float(v)
-
-
-def _set_figures(summary: Mapping, ci: Mapping, names: Sequence[str], s: str, human: Mapping | None,
-                 hcmp: Mapping | None) -> dict:
-    out: dict = {f"n_landmarks/{s}": len(names), f"mre_mm/{s}": summary.get("mre_mm")}
-    lo_hi = (ci or {}).get("mre_mm") or [None, None]
-    out[f"mre_mm/{s}/ci95_lo"], out[f"mre_mm/{s}/ci95_hi"] = lo_hi[0], lo_hi[1]
-    for t, v in (summary.get("sdr") or {}).items():
-        b = ((ci or {}).get("sdr") or {}).get(t) or [None, None]
-        out[f"sdr_{t}mm/{s}"] = _pct(v)
-        out[f"sdr_{t}mm/{s}/ci95_lo"], out[f"sdr_{t}mm/{s}/ci95_hi"] = _pct(b[0]), _pct(b[1])
-    hcmp = hcmp or {}
-    out[f"human_mre_mm/{s}"] = pooled_mre(hcmp.get("annotator_vs_annotator") or human, names)
-    out[f"vs_each_mre_mm/{s}"] = pooled_mre(hcmp.get("model_vs_each"), names)
-    out[f"human_vs_mean_mre_mm/{s}"] = pooled_mre(hcmp.get("annotator_vs_mean"), names)
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
-
-
-def run_figures(overall: Mapping, names: Sequence[str], human: Mapping | None = None,
-                human_comparison: Mapping | None = None) -> dict:
-    """A run's figures over all its landmarks (``/all`` names, SDR in percent).
-
-    Args:
-        overall: the ``overall`` block of an evaluation (``summarise`` + ``ci95`` + ``n_images``).
-        names: the landmarks it is over.
-        human: the ``human_limit`` block (``per_landmark``, ``per_landmark_n``), if any.
-        human_comparison: the ``human_comparison`` block (:func:`cephalo.evaluate.human.like_with_like`).
-    """
-    return {"n_images": overall.get("n_images"),
-            **_set_figures(overall, overall.get("ci95") or {}, list(names), "all", human, human_comparison)}
-
 
 def load_run(run_dir: str | Path) -> dict:
     """``{"name", "dir", "metrics", "metrics_sha256", "image_ids", "landmarks", "errors" (N, K) mm}`` of one run.
@@ -91,8 +44,6 @@ def load_run(run_dir: str | Path) -> dict:
     Raises:
         DataError: missing/invalid metrics.json or predictions.parquet.
     """
-    import pandas as pd
-
     run_dir = Path(run_dir)
     m = read_metrics(run_dir)
     p = run_dir / "predictions.parquet"
@@ -104,7 +55,6 @@ def load_run(run_dir: str | Path) -> dict:
         raise DataError(f"cannot read ({type(e).__name__}: {e})".splitlines()[0], p) from None
     wide = df.pivot_table(index="image_id", columns="landmark_name", values="error_mm", aggfunc="first",
                           dropna=False, sort=False)
-    from .leakage import file_sha256
 
     return {"name": m.get("name") or run_dir.name, "dir": str(run_dir), "metrics": m,
             "metrics_sha256": file_sha256(run_dir / "metrics.json"),
@@ -133,8 +83,6 @@ def shared_landmarks(runs: Sequence[dict]) -> list[str]:
 
 def provenance_warnings(runs: Sequence[dict]) -> list[str]:
     """Plain-words warnings when the compared runs differ in code or environment (or lack provenance)."""
-    from ..provenance import differences
-
     d = differences({r["name"]: (r["metrics"].get("provenance") or None) for r in runs})
     out = []
     if d["missing"]:
@@ -182,9 +130,9 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> tuple[list[dict], list[dict]
                               seed=int(st.get("bootstrap_seed", 0)))
         row = {"run": r["name"], "stage": m.get("stage", ""), "variant": m.get("variant", ""),
                "split": m.get("split", ""), "n_images": o.get("n_images")}
-        row.update(_set_figures(s_sum, s_ci, shared, "shared", m.get("human_limit"), m.get("human_comparison")))
+        row.update(set_figures(s_sum, s_ci, shared, "shared", m.get("human_limit"), m.get("human_comparison")))
         all_names = list(m.get("landmarks") or r["landmarks"])
-        row.update(_set_figures(o, o.get("ci95") or {}, all_names, "all", m.get("human_limit"),
+        row.update(set_figures(o, o.get("ci95") or {}, all_names, "all", m.get("human_limit"),
                                 m.get("human_comparison")))
         row["gt_policy"] = m.get("gt_policy")
         row["n_seen"] = (m.get("leakage") or {}).get("n_seen", 0)

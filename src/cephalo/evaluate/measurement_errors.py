@@ -34,6 +34,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import measurements as MS
+from .plots import _plt, _save
 
 __all__ = ["measurement_errors", "write_outputs", "CSV_COLUMNS"]
 
@@ -217,8 +218,6 @@ def write_outputs(block: Mapping, out_dir: str | Path, make_plot: bool = True, t
 
 
 def _plot(block: Mapping, path: Path, title: str) -> Path:
-    from .plots import _plt, _save
-
     plt = _plt()
     keys = list(block["keys"])
     units = [u for u in ("deg", "mm", "ratio") if any(block["per_measurement"][k]["unit"] == u for k in keys)]

@@ -1,6 +1,8 @@
 """Landmark metrics in millimetres (pure numpy; scipy only for the Wilcoxon test).
 
-This is the ONE place where pixel spacing is multiplied (per image, per axis).
+Pixel spacing is multiplied in ONE place (per image, per axis): :func:`cephalo.geometry.offsets_mm`,
+re-exported here with :func:`radial_errors_mm` (the landmark index's annotator check uses them
+too, and data code does not import evaluation).
 
 Definitions (as in the ISBI 2015 challenge, Wang et al., Medical Image Analysis 31, 2016):
 
@@ -26,6 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from ..config.schema import EvaluateConfig
+from ..geometry import check_coords, offsets_mm, radial_errors_mm
 
 __all__ = [
     "DEFAULT_THRESHOLDS_MM",
@@ -52,67 +55,6 @@ SDR_TOLERANCE_MM: float = 1e-6
 def threshold_key(t: float) -> str:
     """``2.0 -> "2.0"``, ``2.5 -> "2.5"``: the key used for SDR entries in dicts and JSON."""
     return f"{float(t):g}" if float(t) != int(t) else f"{float(t):.1f}"
-
-
-def _check_coords(name: str, a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim != 3 or a.shape[-1] != 2:
-        raise ValueError(f"{name} must have shape (N, K, 2), got {a.shape}")
-    return a
-
-
-def _check_spacing(spacing: np.ndarray, n: int) -> np.ndarray:
-    s = np.asarray(spacing, dtype=np.float64)
-    if s.ndim == 1 and s.shape == (2,):
-        s = np.broadcast_to(s, (n, 2))
-    if s.shape != (n, 2):
-        raise ValueError(f"spacing must have shape ({n}, 2) (mm/px x, y per image), got {s.shape}")
-    if not np.all(np.isfinite(s)) or np.any(s <= 0):
-        bad = np.where(~np.isfinite(s).all(axis=1) | (s <= 0).any(axis=1))[0]
-        raise ValueError(f"pixel spacing must be finite and > 0; bad rows {bad[:10].tolist()}")
-    return s
-
-
-def offsets_mm(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """Signed offsets prediction - ground truth in mm, per axis.
-
-    Args:
-        pred: (N, K, 2) float, xy, original-image pixels; NaN = missing.
-        gt: (N, K, 2) float, xy, original-image pixels; NaN = missing.
-        spacing: (N, 2) float mm/px (x, y) per image, or (2,) shared by all images.
-
-    Returns:
-        (N, K, 2) float64 mm (dx, dy); NaN where either is missing.
-
-    Raises:
-        ValueError: shapes disagree, or a spacing is missing / non-positive.
-    """
-    pred = _check_coords("pred", pred)
-    gt = _check_coords("gt", gt)
-    if pred.shape != gt.shape:
-        raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in shape")
-    s = _check_spacing(spacing, pred.shape[0])
-    return (pred - gt) * s[:, None, :]
-
-
-def radial_errors_mm(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """Radial (Euclidean) error of each landmark in millimetres, with each image's own spacing.
-
-    Args:
-        pred: (N, K, 2) float, xy, original-image pixels; NaN = missing.
-        gt: (N, K, 2) float, xy, original-image pixels; NaN = missing.
-        spacing: (N, 2) float mm/px (x, y) per image (anisotropic allowed), or (2,).
-
-    Returns:
-        (N, K) float64 mm; NaN where the prediction or the ground truth is missing.
-
-    Raises:
-        ValueError: shapes disagree, or a spacing is missing / non-positive.
-    """
-    d = offsets_mm(pred, gt, spacing)
-    err = np.hypot(d[..., 0], d[..., 1])
-    err[np.isnan(d).any(axis=-1)] = np.nan
-    return err
 
 
 def sdr(errors: np.ndarray, threshold_mm: float) -> float:
@@ -225,8 +167,8 @@ def spread_ratio(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     Returns:
         ``{"x": float, "y": float}``.
     """
-    pred = _check_coords("pred", pred)
-    gt = _check_coords("gt", gt)
+    pred = check_coords("pred", pred)
+    gt = check_coords("gt", gt)
     if pred.shape != gt.shape:
         raise ValueError(f"pred {pred.shape} and gt {gt.shape} differ in shape")
     ok = np.isfinite(pred).all(axis=-1) & np.isfinite(gt).all(axis=-1)

@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..io import atomic_path
+from .compare import per_landmark_table, shared_landmarks
 from .metrics import DEFAULT_THRESHOLDS_MM
 from .plots import _plt, _save, sdr_curve_table
 
@@ -59,8 +60,6 @@ def sdr_curves_png(rows: Sequence[Mapping], path: str | Path, max_mm: float = 6.
 
 
 def _shared(rows: Sequence[Mapping]) -> list[str]:
-    from .compare import shared_landmarks
-
     return shared_landmarks([r["_run"] for r in rows])
 
 
@@ -74,8 +73,6 @@ def per_landmark_png(rows: Sequence[Mapping], path: str | Path) -> Path:
     per_landmark_table` (shared landmarks first; a run that does not score a landmark has an empty cell).
     """
     from matplotlib.colors import LogNorm
-
-    from .compare import per_landmark_table
 
     plt = _plt()
     names, table, human, human_run = per_landmark_table(rows)

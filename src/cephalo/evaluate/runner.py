@@ -21,38 +21,34 @@ Output folder (written whole, atomically)::
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
+from ..config.schema import EvaluateConfig
+from ..errors import DataError
+from ..geometry import apply_affine, invert
+from ..inference import Predictor, predict_variant
 from ..io import atomic_dir, write_json
+from ..preprocess import load_variant
+from ..uncertainty import coverage
 from . import metrics as M
 from . import plots
 from .diagnosis import diagnose
+from .human import like_with_like
+from .leakage import find_leakage, image_content_hash
+from .measurement_errors import measurement_errors, write_outputs
+from .results import run_figures, shared_landmarks
 
-__all__ = ["evaluate_predictions", "evaluate_model", "shared_landmarks"]
+__all__ = ["evaluate_predictions", "evaluate_model", "shared_landmarks", "EvalData", "EvalSettings", "EvalContext",
+           "PredictOptions"]
 
 #: (image, affine original -> image frame) for overlays, given the row number of an image
 ImageGetter = Callable[[int], tuple[np.ndarray, np.ndarray]]
-
-
-def shared_landmarks(model_names: Sequence[str], data_names: Sequence[str]) -> tuple[list[str], list[int], list[int]]:
-    """Landmarks a model and a data set share, by canonical name, in data order.
-
-    Returns:
-        (names, model_indices, data_indices).
-
-    Raises:
-        ValueError: no shared landmark.
-    """
-    pos = {n: i for i, n in enumerate(model_names)}
-    names = [n for n in data_names if n in pos]
-    if not names:
-        raise ValueError(f"the model's landmarks {list(model_names)[:5]}... share no name with the data's "
-                         f"{list(data_names)[:5]}...")
-    return names, [pos[n] for n in names], [list(data_names).index(n) for n in names]
 
 
 def _nanlist(x) -> Any:
@@ -65,67 +61,103 @@ def _nanlist(x) -> Any:
     return x
 
 
-def evaluate_predictions(
-    pred: np.ndarray,
-    gt: np.ndarray,
-    spacing: np.ndarray,
-    *,
-    image_ids: Sequence[str],
-    names: Sequence[str],
-    out_dir: str | Path,
-    splits: Sequence[str] | None = None,
-    devices: Sequence[str] | None = None,
-    confidence: np.ndarray | None = None,
-    image_sizes: np.ndarray | None = None,
-    thresholds: Sequence[float] = M.DEFAULT_THRESHOLDS_MM,
-    n_boot: int = 1000,
-    seed: int = 0,
-    human: Mapping | None = None,
-    leakage: Mapping | None = None,
-    info: Mapping | None = None,
-    images: ImageGetter | None = None,
-    n_worst: int = 4,
-    diagnosis_thresholds: Mapping | None = None,
-    label: str = "",
-    make_plots: bool = True,
-    preprocessing: Mapping | None = None,
-    annotators: Mapping[str, np.ndarray] | None = None,
-    confidence_level: float = 0.95,
-    calibration: Mapping | None = None,
-) -> dict:
-    """Measure predictions against ground truth in mm and write the evaluation folder.
+@dataclass
+class EvalData:
+    """Predictions and ground truth of N images x K landmarks, in original-image pixels.
 
-    Args:
+    Attributes:
         pred: (N, K, 2) float, xy, original-image pixels (NaN = not predicted).
         gt: (N, K, 2) float, xy, original-image pixels (NaN = not annotated).
         spacing: (N, 2) float mm/px (x, y) per image.
         image_ids: N ids; names: K canonical landmark names.
-        out_dir: output folder (replaced whole, atomically).
         splits, devices: N labels each (per-split / per-device summaries); default ``"all"``/``"unknown"``.
-        confidence: (N, K) decoder confidence, for the diagnosis.
+        confidence: (N, K) decoder confidence, for the diagnosis (and the coverage of radii).
         image_sizes: (N, 2) original (w, h) px, for the diagnosis.
+    """
+
+    pred: np.ndarray
+    gt: np.ndarray
+    spacing: np.ndarray
+    image_ids: Sequence[str]
+    names: Sequence[str]
+    splits: Sequence[str] | None = None
+    devices: Sequence[str] | None = None
+    confidence: np.ndarray | None = None
+    image_sizes: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How an evaluation measures and what it draws (params ``evaluate:``, :meth:`from_config`).
+
+    Attributes:
         thresholds: SDR thresholds (mm); n_boot, seed: bootstrap over images.
+        confidence_level: bootstrap interval coverage.
+        n_worst: how many overlays of the worst images.
+        make_plots: write the plots (PNG) and overlays.
+        diagnosis_thresholds: :class:`cephalo.config.schema.DiagnosisConfig` values.
+    """
+
+    thresholds: Sequence[float] = M.DEFAULT_THRESHOLDS_MM
+    n_boot: int = 1000
+    seed: int = 0
+    confidence_level: float = 0.95
+    n_worst: int = 4
+    make_plots: bool = True
+    diagnosis_thresholds: Mapping | None = None
+
+    @classmethod
+    def from_config(cls, ep: EvaluateConfig) -> "EvalSettings":
+        """The settings of the typed ``evaluate:`` section."""
+        return cls(thresholds=list(ep.thresholds_mm), n_boot=ep.n_boot, seed=ep.seed, n_worst=ep.n_worst,
+                   diagnosis_thresholds=ep.diagnosis.model_dump())
+
+
+@dataclass
+class EvalContext:
+    """What a run is named, set beside and recorded with (each optional).
+
+    Attributes:
+        label: the run/variant name in titles.
+        info: provenance recorded at the top of metrics.json (``gt_policy``, ``data_index_hash``,
+            ``split``, ``checkpoint_sha256``, ``command``, ``variant``, ...).
         human: :func:`cephalo.evaluate.human.human_limit` result, shown beside the model.
         leakage: :func:`cephalo.evaluate.leakage.find_leakage` result; seen images are
             summarised separately (``seen`` / ``unseen``).
-        info: provenance recorded at the top of metrics.json (``gt_policy``, ``data_index_hash``,
-            ``split``, ``checkpoint_sha256``, ``command``, ``variant``, ...).
-        images: ``i -> (image, affine original -> image)`` for overlays of the worst images.
-        n_worst: how many overlays.
-        label: the run/variant name in titles.
-        preprocessing: what the run fed the model vs what it was trained with (see
-            :func:`cephalo.evaluate.diagnosis.diagnose`), to name a collapse's cause.
         annotators: name -> (N, K, 2) original px per annotator: with two or more, the model and
             the annotators are compared like with like (:func:`cephalo.evaluate.human.like_with_like`,
             key ``human_comparison``), and the two-annotator limit of the cephalometric measurements
             is computed (:mod:`cephalo.evaluate.measurement_errors`).
-        confidence_level: bootstrap interval coverage.
         calibration: the model's conformal calibration (:mod:`cephalo.uncertainty`): empirical
             coverage of its radii on these images goes into ``uncertainty`` (needs ``confidence``).
+        preprocessing: what the run fed the model vs what it was trained with (see
+            :func:`cephalo.evaluate.diagnosis.diagnose`), to name a collapse's cause.
+        images: ``i -> (image, affine original -> image)`` for overlays of the worst images.
+    """
+
+    label: str = ""
+    info: Mapping | None = None
+    human: Mapping | None = None
+    leakage: Mapping | None = None
+    annotators: Mapping[str, np.ndarray] | None = None
+    calibration: Mapping | None = None
+    preprocessing: Mapping | None = None
+    images: ImageGetter | None = None
+
+
+def evaluate_predictions(data: EvalData, out_dir: str | Path, settings: EvalSettings | None = None,
+                         context: EvalContext | None = None) -> dict:
+    """Measure predictions against ground truth in mm and write the evaluation folder.
+
+    Args:
+        data: predictions, ground truth, spacing and the per-image labels (:class:`EvalData`).
+        out_dir: output folder (replaced whole, atomically).
+        settings: thresholds, bootstrap, plots (:class:`EvalSettings`; default: its defaults).
+        context: the run's name, provenance and what it is set beside (:class:`EvalContext`).
 
     Returns:
         the metrics.json content (dict). Its ``figures`` entry holds the run-level figures under
-        the names every view uses (:func:`cephalo.evaluate.compare.figure_names`): ``mre_mm/all``,
+        the names every view uses (:func:`cephalo.evaluate.results.figure_names`): ``mre_mm/all``,
         ``sdr_2.0mm/all`` (percent), their CI bounds, ``n_landmarks/all``, ``n_images``; ``/all``
         = every landmark this run scores (listed in ``landmarks``). SDR in the detail blocks
         (``overall``, ``per_*``) is a fraction (``units``).
@@ -133,11 +165,18 @@ def evaluate_predictions(
     Raises:
         ValueError: inconsistent shapes or invalid spacing (from :mod:`metrics`).
     """
-    pred = np.asarray(pred, dtype=np.float64)
-    gt = np.asarray(gt, dtype=np.float64)
+    st, cx = settings or EvalSettings(), context or EvalContext()
+    thresholds, n_boot, seed, confidence_level = st.thresholds, st.n_boot, st.seed, st.confidence_level
+    n_worst, make_plots, diagnosis_thresholds = st.n_worst, st.make_plots, st.diagnosis_thresholds
+    label, info, human, leakage, annotators = cx.label, cx.info, cx.human, cx.leakage, cx.annotators
+    calibration, preprocessing, images = cx.calibration, cx.preprocessing, cx.images
+    splits, devices, confidence, image_sizes = data.splits, data.devices, data.confidence, data.image_sizes
+    spacing = data.spacing
+    pred = np.asarray(data.pred, dtype=np.float64)
+    gt = np.asarray(data.gt, dtype=np.float64)
     n, k = gt.shape[:2]
-    ids = [str(i) for i in image_ids]
-    names = [str(x) for x in names]
+    ids = [str(i) for i in data.image_ids]
+    names = [str(x) for x in data.names]
     if len(ids) != n or len(names) != k:
         raise ValueError(f"{len(ids)} ids / {len(names)} names for arrays of shape {gt.shape}")
     splits = [str(s) for s in (splits if splits is not None else ["all"] * n)]
@@ -169,9 +208,6 @@ def evaluate_predictions(
     else:
         diag_error = ""
 
-    from .compare import run_figures
-    from .human import like_with_like
-
     overall = block(err)
     hcmp = like_with_like(pred, dict(annotators), spacing, names, thresholds) if annotators else None
     result: dict = {
@@ -199,14 +235,10 @@ def evaluate_predictions(
                        "offset_px": diag.offset_px, "offset_mm": diag.offset_mm, "confidence": diag.confidence}
                       if diag else {"summary": diag_error, "findings": []}),
     }
-    from .measurement_errors import measurement_errors, write_outputs
-
     mblock = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators, n_boot=n_boot,
                                 seed=seed)
     result["measurements"] = {k: v for k, v in mblock.items() if k != "per_image"}  # per image: the CSV
     if calibration and confidence is not None:
-        from ..uncertainty import coverage
-
         result["uncertainty"] = {"method": calibration.get("method"), "scale": calibration.get("scale"),
                                  "pooling": calibration.get("pooling", "landmark"),  # format 1 was per landmark
                                  "difficulty_split": calibration.get("difficulty_split"),
@@ -215,8 +247,6 @@ def evaluate_predictions(
                                  "calibration_loo_coverage": calibration.get("loo_coverage"),
                                  "coverage": coverage(calibration, err, confidence, names)}
     result = _nanlist(result)
-
-    import pandas as pd
 
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
@@ -258,7 +288,6 @@ def evaluate_predictions(
 
 def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images, n_worst,
                  label) -> None:
-    from ..geometry import apply_affine
 
     plots.sdr_curve({"model": err}, pdir / "sdr_curve.png", title=f"{label}: SDR curve")
     plots.per_landmark_bars(names, [r["mre_mm"] for r in per_lm], [r["sd_mm"] for r in per_lm],
@@ -285,30 +314,31 @@ def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, g
 EXTRA_NORMALISATIONS = {"raw": {"name": "unit", "max_value": 1.0}}
 
 
-def evaluate_model(
-    model,
-    meta,
-    variant,
-    split: str,
-    out_dir: str | Path,
-    *,
-    name: str = "",
-    human: Mapping | None = None,
-    info: Mapping | None = None,
-    thresholds: Sequence[float] = M.DEFAULT_THRESHOLDS_MM,
-    n_boot: int = 1000,
-    seed: int = 0,
-    batch_size: int = 4,
-    device: str = "cpu",
-    n_worst: int = 4,
-    diagnosis_thresholds: Mapping | None = None,
-    progress: bool = True,
-    confidence_level: float = 0.95,
-    normalisation: str | None = None,
-    decoder: str | None = None,
-    calibration: Mapping | None = None,
-    refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None,
-) -> dict:
+@dataclass
+class PredictOptions:
+    """How :func:`evaluate_model` predicts.
+
+    Attributes:
+        batch_size: images per forward pass.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (:func:`cephalo.inference.resolve_device`).
+        progress: show a progress bar.
+        normalisation, decoder: overrides of the model's own (see :func:`predict_variant`), to
+            reproduce a user's preprocessing mistake; recorded in metrics.json (``preprocessing``)
+            and named in the diagnosis.
+        refine: ``(coords (R, K, 2) original px, rows) -> (R, K, 2)`` applied to the model's
+            predictions (``cephalo.refine.variant_refiner`` for a global + refiner bundle).
+    """
+
+    batch_size: int = 4
+    device: str = "cpu"
+    progress: bool = True
+    normalisation: str | None = None
+    decoder: str | None = None
+    refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None
+
+
+def evaluate_model(model, meta, variant, split: str, out_dir: str | Path, *, settings: EvalSettings | None = None,
+                   context: EvalContext | None = None, predict: PredictOptions | None = None) -> dict:
     """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
 
     Predictions in original pixels come from :func:`cephalo.inference.predict_variant` (codec
@@ -321,15 +351,14 @@ def evaluate_model(
         model, meta: from ``cephalo.models.load_model``.
         variant: a loaded ``Variant`` or its directory.
         split: split name, or ``"all"``.
-        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (:func:`cephalo.inference.resolve_device`).
-        refine: ``(coords (R, K, 2) original px, rows) -> (R, K, 2)`` applied to the model's
-            predictions (``cephalo.refine.variant_refiner`` for a global + refiner bundle).
         out_dir: output folder (see the module doc).
-        human: a precomputed human limit; if None and the variant holds two or more annotators,
-            it is computed from them.
-        normalisation, decoder: overrides of the model's own (see :func:`predict_variant`), to
-            reproduce a user's preprocessing mistake; recorded in metrics.json (``preprocessing``)
-            and named in the diagnosis.
+        settings: as for :func:`evaluate_predictions`.
+        context: ``label`` (default: the variant's name), ``info`` (added to what the variant and the
+            model say), ``calibration``; ``human``: a precomputed human limit, else computed from the
+            variant's annotators when it holds two or more. Leakage, annotators, preprocessing and
+            overlay images are the variant's.
+        predict: batch size, device, progress, normalisation/decoder overrides, refiner
+            (:class:`PredictOptions`).
 
     Returns:
         the metrics.json content.
@@ -338,26 +367,23 @@ def evaluate_model(
         cephalo.errors.DataError: no image in ``split``; ValueError: no shared landmark;
         cephalo.errors.ConfigError: unusable ``device``, or a model/codec mismatch.
     """
-    from ..errors import DataError
-    from ..inference import Predictor, predict_variant
-    from .leakage import find_leakage, image_content_hash
 
+    st, cx, po = settings or EvalSettings(), context or EvalContext(), predict or PredictOptions()
+    normalisation, decoder, refine = po.normalisation, po.decoder, po.refine
     if not hasattr(variant, "images"):
-        from ..preprocess import load_variant
-
         variant = load_variant(variant)
     rows = np.arange(len(variant)) if split == "all" else np.flatnonzero(np.asarray(variant.splits) == split)
     if rows.size == 0:
         raise DataError(f"no image in split {split!r} (splits: {sorted(set(map(str, variant.splits)))})",
                         getattr(variant, "path", None))
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
-    predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
+    predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=po.device,
                                     device_key="evaluate.device")
     if normalisation is not None:  # reproduce a user's preprocessing mistake
         predictor.normalisation = EXTRA_NORMALISATIONS.get(normalisation, normalisation)
     if decoder is not None:
         predictor.codec_spec.update(decoder=decoder, temperature=1.0)
-    p = predict_variant(predictor, variant, rows, batch_size=batch_size, progress=progress, desc="evaluate")
+    p = predict_variant(predictor, variant, rows, batch_size=po.batch_size, progress=po.progress, desc="evaluate")
     coords = p.coords if refine is None else refine(p.coords, rows)  # coarse-to-fine (cephalo.refine)
     pred, conf = coords[:, mi], p.confidence[:, mi]
     gt = np.asarray(variant.landmarks_original, dtype=np.float64)[rows][:, di]
@@ -371,8 +397,7 @@ def evaluate_model(
                         [str(variant.splits[r]) for r in rows], getattr(meta, "provenance", {}),
                         content_hashes=[[all_hashes[r]] for r in rows], all_ids=ids_all,
                         all_splits=[str(s) for s in variant.splits], all_hashes=all_hashes)
-    if human is None:
-        human = _human_from_variant(variant, rows, names, thresholds)
+    human = cx.human if cx.human is not None else _human_from_variant(variant, rows, names, st.thresholds)
     annotators = _annotators_original(variant, rows, names)
 
     def getter(i: int):
@@ -402,15 +427,14 @@ def evaluate_model(
         "variant": base_info["variant"],
     }
     base_info["preprocessing"] = preprocessing
-    base_info.update(dict(info or {}))
-    return evaluate_predictions(
-        pred, gt, spacing, image_ids=[ids_all[r] for r in rows], names=names, out_dir=out_dir,
-        splits=[str(variant.splits[r]) for r in rows], devices=[str(variant.devices[r]) for r in rows],
-        confidence=conf, image_sizes=np.asarray(variant.orig_sizes)[rows], thresholds=thresholds,
-        n_boot=n_boot, seed=seed, human=human, leakage=leak, info=base_info, images=getter, n_worst=n_worst,
-        diagnosis_thresholds=diagnosis_thresholds, label=name or base_info["variant"], annotators=annotators,
-        calibration=calibration, confidence_level=confidence_level, preprocessing=preprocessing,
-    )
+    base_info.update(dict(cx.info or {}))
+    data = EvalData(pred, gt, spacing, image_ids=[ids_all[r] for r in rows], names=names,
+                    splits=[str(variant.splits[r]) for r in rows], devices=[str(variant.devices[r]) for r in rows],
+                    confidence=conf, image_sizes=np.asarray(variant.orig_sizes)[rows])
+    context = EvalContext(label=cx.label or base_info["variant"], info=base_info, human=human, leakage=leak,
+                          annotators=annotators, calibration=cx.calibration, preprocessing=preprocessing,
+                          images=getter)
+    return evaluate_predictions(data, out_dir, st, context)
 
 
 def _norm_name(spec) -> str:
@@ -420,7 +444,6 @@ def _norm_name(spec) -> str:
 
 def _annotators_original(variant, rows, names) -> dict[str, np.ndarray]:
     """Each annotator's landmarks (``mean`` excluded) for ``rows`` x ``names`` in original pixels."""
-    from ..geometry import apply_affine, invert
 
     anns = {a: v for a, v in (getattr(variant, "annotators", {}) or {}).items() if a != "mean"}
     if len(anns) < 2:
@@ -432,7 +455,6 @@ def _annotators_original(variant, rows, names) -> dict[str, np.ndarray]:
 
 def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
     """Annotator-vs-annotator limit from the variant's per-annotator landmarks (mapped back to original px)."""
-    from itertools import combinations
 
     orig = _annotators_original(variant, rows, names)
     if len(orig) < 2:
@@ -447,16 +469,3 @@ def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
             "overall": M.summarise(e, thresholds), "per_landmark": per,
             "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)},
             "source": "variant annotators"}
-
-
-def read_metrics(run_dir: str | Path) -> dict:
-    """Read ``RUN_DIR/metrics.json`` (DataError if absent/invalid)."""
-    from ..errors import DataError
-
-    p = Path(run_dir) / "metrics.json"
-    try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise DataError("no metrics.json (not an evaluation folder)", p) from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON: {e}", p) from None

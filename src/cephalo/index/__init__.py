@@ -6,6 +6,8 @@ Knows no specific source (adapters live in :mod:`cephalo.datasets`). See ``docs/
 
 from __future__ import annotations
 
+from ..datasets import create_adapter
+from ..errors import ConfigError
 from .core import (
     build_index,
     ground_truth,
@@ -46,9 +48,6 @@ def index_dataset(name: str, spec: dict, root, out, report_dir=None, *, progress
     Raises:
         ConfigError: bad spec; DataError: bad data (nothing is written then).
     """
-    from ..datasets import create_adapter
-    from ..errors import ConfigError
-
     if not isinstance(spec, dict) or "adapter" not in spec:
         raise ConfigError(f"params: data.datasets.{name} needs an 'adapter' entry")
     known = {"adapter", "policy", "options", "drop_out_of_image", "require_spacing", "hash_images", "download",

@@ -18,8 +18,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..datasets.base import Exclusion, image_header
 from ..errors import DataError
 from ..imageio import SPACING_RANGE_MM as _SPACING_RANGE_MM
+from ..imageio import check_complete, describe_file, exif_orientation, oriented_size
+from ..io import atomic_path
 from .schema import COLUMNS, IMAGE_COLUMNS, KEY, METADATA_KEY, SCHEMA, SCHEMA_VERSION
 
 __all__ = [
@@ -98,8 +101,6 @@ def build_index(
     """
     from tqdm import tqdm
 
-    from ..datasets.base import Exclusion, image_header
-
     if size_from not in ("header", "pixels"):
         raise ValueError(f"size_from must be 'header' or 'pixels', got {size_from!r}")
     if not result.rows:
@@ -114,8 +115,6 @@ def build_index(
             sizes[p] = image_header(p)[:2]
         else:
             from PIL import Image
-
-            from ..imageio import check_complete, describe_file, exif_orientation, oriented_size
 
             check_complete(p)
             try:
@@ -344,8 +343,6 @@ def write_index(df: pd.DataFrame, path: str | Path, meta: dict | None = None) ->
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from ..io import atomic_path
 
     meta = dict(meta if meta is not None else df.attrs.get("cephalo") or {})
     if not meta:

@@ -4,7 +4,7 @@ byte-identical images, and the inter-annotator disagreement in mm (the human lim
 Written as ``quality.json`` (the truth) and ``quality.md`` (the same, for people).
 Annotator disagreement: for every pair of annotators (a ready-made ``mean`` annotation
 excluded) the radial distance between their two positions of a landmark, in mm with each
-image's own spacing (``cephalo.evaluate.metrics.radial_errors_mm``), summarised per landmark
+image's own spacing (``cephalo.geometry.radial_errors_mm``), summarised per landmark
 (mean = the MRE between annotators, SD, median, max) -- the floor a model cannot be judged
 below (Wang et al., Medical Image Analysis 31 (2016), report it for ISBI 2015).
 """
@@ -19,7 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..io import file_sha256
+from ..geometry import radial_errors_mm
+from ..io import atomic_path, file_sha256, write_json
+from .core import images_table, landmark_arrays, spacing_outliers
 
 __all__ = ["quality_report", "write_quality_report", "file_sha256", "identical_images", "annotator_disagreement"]
 
@@ -71,9 +73,6 @@ def annotator_disagreement(df: pd.DataFrame) -> list[dict]:
         pairs), ``sd_mm``, ``median_mm``, ``per_landmark`` (list of dicts: landmark, symbol,
         n, mean_mm, sd_mm, median_mm, max_mm), ``per_device`` (device -> MRE mm).
     """
-    from ..evaluate.metrics import radial_errors_mm
-    from .core import landmark_arrays
-
     ann = [a for a in sorted(df["annotator"].unique()) if a != "mean"]
     names = list(df.drop_duplicates("landmark_index").sort_values("landmark_index")["landmark_name"])
     symbols = list(df.drop_duplicates("landmark_index").sort_values("landmark_index")["landmark_symbol"])
@@ -146,8 +145,6 @@ def quality_report(
         distribution), ``missing_landmarks``, ``exclusions`` (list + counts by annotator),
         ``problems``, ``identical_images`` (+ ``identical_cross_split``), ``annotator_disagreement``.
     """
-    from .core import images_table, spacing_outliers
-
     meta = df.attrs.get("cephalo", {})
     imgs = images_table(df)
     ann_per_img = df.groupby("image_id")["annotator"].unique()
@@ -277,8 +274,6 @@ def report_markdown(r: dict) -> str:
 
 def write_quality_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``quality.json`` and ``quality.md`` into ``out_dir`` (each atomically)."""
-    from ..io import atomic_path, write_json
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     j, m = out_dir / "quality.json", out_dir / "quality.md"

@@ -14,8 +14,6 @@ Every model: ``model.stride == 4``; ``forward((B, 3, H, W) float32) -> (B, K, H/
 
 from __future__ import annotations
 
-from typing import Any
-
 from .checkpoint import (
     ModelMeta,
     load_checkpoint,
@@ -24,6 +22,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .hrnet import HRNet
+from .onnx_export import export_onnx  # onnx and onnxruntime are imported when it runs
 from .registry import MODEL_NAMES, create_model
 from .transfer import init_from_checkpoint, transfer_head
 
@@ -40,10 +39,3 @@ __all__ = [
     "init_from_checkpoint",
     "export_onnx",
 ]
-
-
-def export_onnx(*args: Any, **kw: Any) -> dict:
-    """See :func:`cephalo.models.onnx_export.export_onnx` (imported lazily: needs onnx)."""
-    from .onnx_export import export_onnx as _export
-
-    return _export(*args, **kw)

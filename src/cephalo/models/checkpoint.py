@@ -1,15 +1,16 @@
-"""Checkpoint I/O: cephalo checkpoints and the public HF ``best_model.pth``.
+"""Checkpoint I/O: cephalo checkpoints, and foreign layouts through readers given to the loader.
 
 A cephalo checkpoint is ``torch.save({"format": "cephalo", "format_version": 1,
 "model_state_dict": ..., "meta": ModelMeta.to_dict(), **extra})`` (``extra`` = trainer state:
 optimizer, scheduler, epoch, ...), written atomically (temp file + ``os.replace``).
 
-The public ISBI HRNet-W32 (``cwlachap/hrnet-cephalometric-landmark-detection``, format described in
-``tests/data/hf_hrnet_w32/README.md``) is read either as its training dict (``model_state_dict``
-+ ``config``) or as a plain state dict; ``module.`` / ``model.`` / ``_orig_mod.`` key prefixes are
-stripped; K is read from ``final_layer.weight``; its :class:`ModelMeta` is
-:func:`public_hrnet_meta` (ISBI-19 names, 768x768 letterbox, 192x192 heatmaps, ImageNet
-normalisation, soft-argmax decoding in the ``hf_corner`` convention).
+A file in any other layout is handed to the loader's ``readers`` (:data:`~cephalo.models.meta.CheckpointReader`,
+the way timm hands a ``checkpoint_filter_fn`` to its loader); the default, :data:`FOREIGN_READERS`,
+reads the public ISBI HRNet-W32 (``cwlachap/hrnet-cephalometric-landmark-detection``, format described
+in ``tests/data/hf_hrnet_w32/README.md``): :func:`cephalo.models.public_layout.read_public_layout`
+(its training dict with ``model_state_dict`` + ``config``, or a plain state dict; ISBI-19 names,
+768x768 letterbox, 192x192 heatmaps, ImageNet normalisation, soft-argmax decoding in the
+``hf_corner`` convention).
 
 Loading uses ``torch.load(weights_only=True)`` (numpy scalars allowed); a file that needs full
 unpickling is refused unless ``trusted=True``.
@@ -20,18 +21,24 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..imageio import text_excerpt
 from ..io import atomic_path
+from .meta import IMAGENET_NORMALISATION, Checkpoint, CheckpointReader, ModelMeta, jsonable, strip_prefixes
+from .public_layout import read_public_layout
+from .registry import create_model
 
 __all__ = [
     "FORMAT_VERSION",
+    "FOREIGN_READERS",
+    "IMAGENET_NORMALISATION",
     "ModelMeta",
     "Checkpoint",
     "torch_load_checked",
@@ -41,94 +48,15 @@ __all__ = [
     "load_model",
     "strip_prefixes",
     "unwrap_model",
+    "build_and_load",
+    "jsonable",
 ]
 
 FORMAT_VERSION = 1
 _RESERVED = ("format", "format_version", "model_state_dict", "meta")
-_PREFIXES = ("module.", "model.", "_orig_mod.")
 
-#: ``cephalo.preprocess.normalise`` spec: grey -> RGB replicate, /255 (uint8) or /65535 (uint16), ImageNet mean/std
-IMAGENET_NORMALISATION = {
-    "name": "imagenet",
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
-
-
-@dataclass
-class ModelMeta:
-    """What a model needs around it to be used correctly (DESIGN.md "Model loading contract").
-
-    Attributes:
-        arch: registry name for ``create_model`` (``"hrnet_w32"``, ``"timm:hrnet_w18_small"``).
-        landmark_names: canonical names (``cephalo.landmarks``), one per output channel, in order.
-        input_size: (W, H) input pixels of the network.
-        heatmap_size: (w, h) output heatmap pixels (= input_size / stride).
-        variant: preprocessing spec (dict) or variant name the model expects.
-        normalisation: tensor normalisation spec for ``cephalo.preprocess.normalise``.
-        codec: keywords for ``cephalo.codecs.create_codec(**codec)``.
-        provenance: params, git commit, data index hash, ``train_image_hashes``, source file, ...
-        arch_kwargs: extra ``create_model`` keywords that rebuild the same network
-            (e.g. ``num_modules``); empty for the registry defaults.
-    """
-
-    arch: str
-    landmark_names: list[str]
-    input_size: tuple[int, int]
-    heatmap_size: tuple[int, int]
-    variant: dict | str | None = None
-    normalisation: dict = field(default_factory=dict)
-    codec: dict = field(default_factory=dict)
-    provenance: dict = field(default_factory=dict)
-    arch_kwargs: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.landmark_names = [str(n) for n in self.landmark_names]
-        self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
-        self.heatmap_size = tuple(int(v) for v in self.heatmap_size)  # type: ignore[assignment]
-        if len(self.input_size) != 2 or len(self.heatmap_size) != 2:
-            raise ValueError(f"input_size/heatmap_size must be (W, H): {self.input_size}, {self.heatmap_size}")
-
-    @property
-    def num_landmarks(self) -> int:
-        return len(self.landmark_names)
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable dict (tuples as lists)."""
-        d = dataclasses.asdict(self)
-        d["input_size"] = list(self.input_size)
-        d["heatmap_size"] = list(self.heatmap_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelMeta":
-        """Inverse of :meth:`to_dict`. Raises ValueError on missing/unknown fields."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        missing = {"arch", "landmark_names", "input_size", "heatmap_size"} - set(d)
-        if unknown or missing:
-            raise ValueError(f"model meta: missing fields {sorted(missing)}, unknown fields {sorted(unknown)}")
-        return cls(**dict(d))
-
-
-@dataclass
-class Checkpoint:
-    """A checkpoint file read into memory, before a model is built.
-
-    Attributes:
-        path: the file.
-        kind: ``"cephalo"``, ``"public_training_dict"`` or ``"public_state_dict"``.
-        state_dict: model tensors, prefixes stripped.
-        meta: :class:`ModelMeta`.
-        extra: every other top-level entry (optimizer/scheduler state, epoch, config, ...).
-    """
-
-    path: Path
-    kind: str
-    state_dict: dict[str, torch.Tensor]
-    meta: ModelMeta
-    extra: dict
-
+#: the foreign layouts :func:`read_checkpoint` reads by default: the public ISBI HRNet's
+FOREIGN_READERS: tuple[CheckpointReader, ...] = (read_public_layout,)
 
 # ----------------------------------------------------------------------------- helpers
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -142,22 +70,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def strip_prefixes(state_dict: Mapping[str, Any], prefixes: tuple[str, ...] = _PREFIXES) -> dict[str, Any]:
-    """Remove wrapper prefixes (``module.``, ``model.``, ``_orig_mod.``) shared by *all* keys, repeatedly."""
-    sd = dict(state_dict)
-    changed = True
-    while changed and sd:
-        changed = False
-        for p in prefixes:
-            if all(k.startswith(p) for k in sd):
-                sd = {k[len(p):]: v for k, v in sd.items()}
-                changed = True
-    return sd
-
-
 def _numpy_safe_globals() -> list:
-    import numpy as np
-
     out: list = [np.dtype]
     for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
         try:
@@ -173,8 +86,6 @@ def _numpy_safe_globals() -> list:
 
 def _describe_bad_checkpoint(path: Path) -> str:
     """What a checkpoint that failed to load holds, in words (never torch's own advice)."""
-    from ..imageio import text_excerpt
-
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -223,21 +134,6 @@ def torch_load_checked(path: Path, map_location: Any, trusted: bool) -> Any:
 
 
 
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, Mapping):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if hasattr(o, "item") and callable(o.item):
-        try:
-            return o.item()
-        except (ValueError, RuntimeError):
-            return str(o)
-    if o is None or isinstance(o, (bool, int, float, str)):
-        return o
-    return str(o)
-
-
 # ----------------------------------------------------------------------------- public API
 def read_checkpoint(
     path: str | Path,
@@ -245,14 +141,17 @@ def read_checkpoint(
     *,
     trusted: bool = False,
     landmark_names: list[str] | None = None,
+    readers: Sequence[CheckpointReader] = FOREIGN_READERS,
 ) -> Checkpoint:
-    """Read a cephalo checkpoint or the public ``best_model.pth`` without building the model.
+    """Read a cephalo checkpoint, or a foreign one through ``readers``, without building the model.
 
     Args:
         path: the ``.pt`` / ``.pth`` file.
         map_location: as for ``torch.load``.
         trusted: allow full unpickling (only for files you trust).
         landmark_names: names of the output channels of a public-format file with K not 19/38.
+        readers: readers of foreign layouts, tried in order on a file that is not a cephalo
+            checkpoint (the first that does not raise wins; the last one's error is raised).
 
     Raises:
         CheckpointError: missing, unreadable or truncated file; unknown layout; unsupported
@@ -279,9 +178,14 @@ def read_checkpoint(
         extra = {k: v for k, v in raw.items() if k not in _RESERVED}
         return Checkpoint(path, "cephalo", sd, meta, extra)
 
-    from ..public_hrnet.checkpoint import read_public_layout
-
-    return read_public_layout(path, raw, landmark_names)
+    error = CheckpointError("unknown checkpoint layout: not a cephalo checkpoint, and no reader of foreign "
+                            "layouts was given", path)
+    for reader in readers:
+        try:
+            return reader(path, raw, landmark_names)
+        except CheckpointError as e:
+            error = e
+    raise error
 
 
 def _check_expect(meta: ModelMeta, expect: Mapping[str, Any] | None, path: Path) -> None:
@@ -319,9 +223,8 @@ def _check_expect(meta: ModelMeta, expect: Mapping[str, Any] | None, path: Path)
         raise CheckpointError("checkpoint does not match the requested config: " + "; ".join(problems), path)
 
 
-def _build_and_load(ckpt: Checkpoint) -> nn.Module:
-    from .registry import create_model
-
+def build_and_load(ckpt: Checkpoint) -> nn.Module:
+    """The model of ``ckpt`` with its weights loaded strictly (CheckpointError when they do not fit)."""
     kw = dict(ckpt.meta.arch_kwargs)
     if ckpt.meta.arch.startswith("timm:"):
         kw["pretrained"] = False  # weights come from the checkpoint
@@ -375,7 +278,7 @@ def load_checkpoint(
     """
     ckpt = read_checkpoint(path, map_location, trusted=trusted, landmark_names=landmark_names)
     _check_expect(ckpt.meta, expect, ckpt.path)
-    model = _build_and_load(ckpt)
+    model = build_and_load(ckpt)
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
         model = model.to(map_location)
     return model, ckpt.meta, ckpt.extra

@@ -6,7 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from .hrnet import HRNET_WIDTHS
+from .hrnet import HRNET_WIDTHS, hrnet
+from .timm_heatmap import TimmHeatmapModel
 
 __all__ = ["MODEL_NAMES", "create_model"]
 
@@ -33,15 +34,11 @@ def create_model(name: str, num_landmarks: int, **kw: Any) -> nn.Module:
         CheckpointError: timm ``pretrained=True`` with no reachable/cached weights.
     """
     if name.startswith("timm:"):
-        from .timm_heatmap import TimmHeatmapModel
-
         if "pretrained" not in kw or not isinstance(kw["pretrained"], bool):
             raise ValueError(
                 f"{name}: 'pretrained' must be given explicitly as true/false (model.pretrained in params)"
             )
         return TimmHeatmapModel(name[len("timm:"):], num_landmarks, **kw)
     if name in HRNET_WIDTHS:
-        from .hrnet import hrnet
-
         return hrnet(name, num_landmarks, **kw)
     raise ValueError(f"unknown model {name!r}; valid: {list(MODEL_NAMES)}")

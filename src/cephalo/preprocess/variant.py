@@ -35,6 +35,7 @@ import numpy as np
 from .. import geometry as G
 from ..errors import ConfigError, DataError
 from ..imageio import image_bit_depth, read_image
+from ..index import ground_truth, images_table, landmark_arrays, read_index, recorded_policy
 from ..io import atomic_dir, file_sha256, sweep_stale, write_json
 from .normalise import normalisation_spec
 from .steps import HistogramMatch, Pipeline
@@ -159,15 +160,12 @@ class BuildResult:
 
 
 def _index_api():
-    try:
-        from .. import index as I  # noqa: N812
+    """(read_index without the spacing requirement, ground_truth, images_table, landmark_arrays)."""
 
-        def read(path):
-            return I.read_index(path, require_spacing=False)
+    def read(path):
+        return read_index(path, require_spacing=False)
 
-        return read, I.ground_truth, I.images_table, I.landmark_arrays
-    except (ImportError, AttributeError) as e:  # pragma: no cover - only before cephalo.index exists
-        raise ConfigError(f"cephalo.index is not available in this build ({e})") from None
+    return read, ground_truth, images_table, landmark_arrays
 
 
 def _index_root(index_path: Path, df) -> Path:
@@ -404,8 +402,6 @@ def build_variant(
     sweep_stale(out_dir)  # a killed earlier build's temporaries, even when the variant is up to date
     index_sha = file_sha256(index_path)
     if ground_truth is None:
-        from ..index import recorded_policy
-
         ground_truth = recorded_policy(index_path)
     ref_hashes = {
         str(s.reference_index): file_sha256(s.reference_index)

@@ -6,8 +6,9 @@
 - :mod:`.reference`: the deterministic reference weights and input of the checkpoint's spec
   (tests and conversion checks; imports torch, so it is not imported here).
 
-- :mod:`.checkpoint`: reading the file into a model (``load_public_hrnet``) and its
-  ``ModelMeta`` (``public_hrnet_meta``; imports torch, so it is not imported here).
+- :mod:`.checkpoint`: reading the file into a model (``load_public_hrnet``; its layout and
+  ``ModelMeta`` are read by :mod:`cephalo.models.public_layout`, a reader the checkpoint loader is
+  given; imports torch, so it is not imported here).
 """
 
 from .hub import (

@@ -23,6 +23,8 @@ from typing import Any
 
 from ..config.schema import TTAConfig
 from ..errors import CheckpointError, ConfigError
+from ..io import file_sha256, write_json
+from .model import load_refiner
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "is_bundle", "read_bundle", "write_bundle"]
 
@@ -45,8 +47,6 @@ class Bundle:
     calibration: dict | None = None
 
     def load_refiner(self, device: str = "cpu"):
-        from .model import load_refiner
-
         return load_refiner(self.refiner_path, device)
 
 
@@ -66,8 +66,6 @@ def write_bundle(path: str | Path, global_ckpt: str | Path, refiner_ckpt: str | 
     Raises:
         CheckpointError: a checkpoint file is missing.
     """
-    from ..io import file_sha256, write_json
-
     path = Path(path)
     rel = {}
     for key, p in (("global", Path(global_ckpt)), ("refiner", Path(refiner_ckpt))):
@@ -89,8 +87,6 @@ def read_bundle(path: str | Path, check_hashes: bool = True) -> Bundle:
         CheckpointError: unreadable/invalid JSON, wrong format, a missing checkpoint, or (``check_hashes``) a
             checkpoint whose SHA-256 differs from the one recorded (it was retrained after the bundle was made).
     """
-    from ..io import file_sha256
-
     path = Path(path)
     try:
         d = json.loads(path.read_text())

@@ -27,6 +27,12 @@ import numpy as np
 
 from ..config.schema import RefineConfig
 from ..errors import DataError
+from ..geometry import apply_affine
+from ..imageio import image_bit_depth, read_image
+from ..index import recorded_policy
+from ..io import file_sha256
+from ..preprocess import normalisation_spec
+from ..preprocess.variant import _arrays_for, _index_api, _index_root, _landmark_names, _resolve
 from .crops import cut_windows, image_spacing, resample_to_spacing
 
 __all__ = ["CropSet", "build_crop_set", "jitter_from_mre"]
@@ -86,20 +92,9 @@ class CropSet:
 
 def _read_original_images(index_path: Path, ground_truth: str | None):
     """(images table, names, gt (N, K, 2) original px, paths, dtype) of an index."""
-    from ..imageio import image_bit_depth
-    from ..preprocess.variant import (
-        _arrays_for,
-        _index_api,
-        _index_root,
-        _landmark_names,
-        _resolve,
-    )
-
     read_index, ground_truth_fn, images_table, landmark_arrays = _index_api()
     df = read_index(index_path)
     if ground_truth is None:
-        from ..index import recorded_policy
-
         ground_truth = recorded_policy(index_path)
     root = _index_root(index_path, df)
     names = _landmark_names(df)
@@ -140,10 +135,6 @@ def build_crop_set(index_path: str | Path, cfg: RefineConfig, jitter_sd_mm: floa
     """
     from tqdm.auto import tqdm
 
-    from ..imageio import read_image
-    from ..io import file_sha256
-    from ..preprocess import normalisation_spec
-
     index_path = Path(index_path)
     imgs, names, gt, paths, dtype, policy = index if index is not None else _read_original_images(index_path, ground_truth)
     K, R, win = len(names), int(cfg.crops_per_landmark), int(cfg.window)
@@ -169,7 +160,6 @@ def build_crop_set(index_path: str | Path, cfg: RefineConfig, jitter_sd_mm: floa
         off_mm = np.where(norm > cap, off_mm * (cap / np.maximum(norm, 1e-12)), off_mm)
         centres = g[ok][:, None, :] + off_mm / np.asarray(sp)[None, None, :]
         wins, affs = cut_windows(res, m_res, centres.reshape(-1, 2), win)
-        from ..geometry import apply_affine
 
         in_win = apply_affine(affs, np.broadcast_to(g, (len(affs), K, 2)).copy())
         own = np.full((len(affs), K, 2), np.nan)

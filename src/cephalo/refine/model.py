@@ -15,8 +15,10 @@ import numpy as np
 
 from .. import geometry as G
 from ..config.schema import TTAConfig
-from ..errors import CheckpointError
-from ..inference import Predictions
+from ..errors import CheckpointError, DataError
+from ..imageio import read_image
+from ..inference import Predictions, Predictor
+from ..models import load_model
 from .crops import apply_gamma, cut_windows, image_spacing, resample_to_spacing
 
 __all__ = ["RefineResult", "Refiner", "load_refiner", "refine_predictions"]
@@ -58,9 +60,6 @@ def load_refiner(path: str | Path, device: Any = "cpu") -> Refiner:
         CheckpointError: unreadable file, or a checkpoint that is not a refiner (no window spec).
         ConfigError: an unusable device.
     """
-    from ..inference import Predictor
-    from ..models import load_model
-
     model, meta = load_model(path, "cpu")
     spec = meta.variant.get("refine") if isinstance(meta.variant, dict) else None
     if not isinstance(spec, dict) or "spacing_mm" not in spec or "window" not in spec:
@@ -194,8 +193,6 @@ def original_image_paths(variant: Any, rows: Sequence[int]) -> list[Path]:
     Raises:
         DataError: a file that is not there (refinement reads the original pixels).
     """
-    from ..errors import DataError
-
     table = getattr(variant, "table", None)
     if table is None or "image_path" not in table:
         raise DataError("the variant records no original image paths; refinement needs the originals",
@@ -219,8 +216,6 @@ def variant_refiner(refine_image, variant: Any, progress: bool = False):
     :func:`original_image_paths` with ``cephalo.imageio.read_image`` (what ``cephalo index`` read).
     """
     from tqdm.auto import tqdm
-
-    from ..imageio import read_image
 
     def run(coords: np.ndarray, rows: Sequence[int]) -> np.ndarray:
         coords = np.asarray(coords, dtype=np.float64)

@@ -13,6 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config.schema import RefineConfig
+from ..index import index_dataset
+from ..preprocess import build_variant
+from ..train import TrainConfig, train_on_variant
+from .train import train_refiner
+
 NAMES = ("sella", "nasion")
 SIZE = 160           # original px (square)
 SPACING = 0.1        # mm/px
@@ -42,8 +48,6 @@ def make_index(root: Path, n_train: int = 40, n_valid: int = 8, n_test: int = 12
     import cv2
     import pandas as pd
 
-    from ..index import index_dataset
-
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -69,11 +73,6 @@ def train_pair(root: Path, index: Path, *, global_epochs: int = 16, refiner_epoc
     Both ``timm:resnet10t`` from scratch, CPU, no augmentation; jitter ``auto`` (1 x the global
     validation MRE). Returns the paths: ``variant``, ``global``, ``refiner``, ``bundle``.
     """
-    from ..config.schema import RefineConfig
-    from ..preprocess import build_variant
-    from ..train import TrainConfig, train_on_variant
-    from .train import train_refiner
-
     root = Path(root)
     vd = root / "lb32"
     build_variant(index, {"steps": [{"letterbox": {"size": 32}}]}, vd, progress=False)

@@ -20,6 +20,10 @@ import numpy as np
 from ..config.schema import RefineConfig
 from ..errors import ConfigError
 from ..io import write_json
+from ..models import read_checkpoint
+from ..train import train_on_variant
+from ..train.loop import resolve_splits
+from .bundle import write_bundle
 from .dataset import _read_original_images, build_crop_set, jitter_from_mre
 
 __all__ = ["choose_jitter", "train_refiner"]
@@ -42,7 +46,6 @@ def choose_jitter(cfg: RefineConfig, global_ckpt: str | Path | None) -> tuple[fl
         return float(cfg.jitter_mm), "refine.jitter_mm"
     if global_ckpt is None:
         raise ConfigError("params refine.jitter_mm: 'auto' needs the global model (--global CKPT); or set a number")
-    from ..models import read_checkpoint
 
     ck = read_checkpoint(global_ckpt)
     sel = (ck.extra or {}).get("selection") or {}
@@ -77,9 +80,6 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
     Raises:
         DataError, ConfigError, CheckpointError (``CephaloError``).
     """
-    from ..train import train_on_variant
-    from ..train.loop import resolve_splits
-
     index_path, out_dir = Path(index_path), Path(out_dir)
     jitter, jitter_src = choose_jitter(rcfg, global_ckpt)
     idx = _read_original_images(index_path, ground_truth)
@@ -110,8 +110,6 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
         "index": str(index_path), "global": None if global_ckpt is None else str(global_ckpt),
     })
     if global_ckpt is not None:
-        from .bundle import write_bundle
-
         write_bundle(out_dir / "bundle.json", global_ckpt, out_dir / "best.pt",
                      {"iterations": rcfg.iterations, "batch_size": rcfg.batch_size, "tta": rcfg.tta.to_dict()})
     return result

@@ -24,6 +24,7 @@ __all__ = [
     "InitConfig",
     "EMAConfig",
     "Trainer",
+    "TrainerOptions",
     "TrainResult",
     "NonFiniteLossError",
     "train_on_variant",
@@ -31,8 +32,11 @@ __all__ = [
     "make_synthetic_variant",
 ]
 
+# lazy: `from cephalo.train import TrainConfig` (the schema's class) must not import torch; the loop,
+# the runner and AdaBN do (seconds), so they are imported on first use
 _LAZY = {
     "Trainer": "loop",
+    "TrainerOptions": "loop",
     "TrainResult": "loop",
     "NonFiniteLossError": "loop",
     "train_on_variant": "runner",

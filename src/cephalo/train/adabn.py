@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..preprocess import normalise
+
 __all__ = ["adapt_batchnorm", "batchnorm_layers"]
 
 
@@ -49,8 +51,6 @@ def adapt_batchnorm(model: nn.Module, images: np.ndarray, rows: Sequence[int], n
         ValueError: no BatchNorm layer, or no images.
     """
     from tqdm.auto import tqdm
-
-    from ..preprocess import normalise
 
     rows = [int(r) for r in rows]
     if not rows:

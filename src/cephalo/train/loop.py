@@ -5,9 +5,9 @@
 
 Outputs in ``out_dir`` (rank 0 only):
 
-* ``last.pt`` - after every epoch (and every ``checkpoint_every_steps`` optimizer steps): weights + optimizer, scheduler, GradScaler, EMA, RNG
-  states (python, numpy, torch, CUDA; every rank), epoch, best score, history, and the
-  config fingerprint. Written atomically, so a kill at any moment leaves the previous
+* ``last.pt`` - after every epoch (and every ``checkpoint_every_steps`` optimizer steps): weights + the
+  training state (:mod:`cephalo.train.state`: optimizer, scheduler, GradScaler, EMA, RNG states of
+  every rank, epoch, best score, history, and the config fingerprint). Written atomically, so a kill at any moment leaves the previous
   epoch's file intact; ``Trainer.run`` resumes from it and ends with the same weights as an
   uninterrupted run (bitwise on CPU, ``deterministic: true``).
 * ``best.pt`` - the weights that scored the lowest validation MRE (mm) so far (the EMA
@@ -38,16 +38,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CephaloError, CheckpointError, ConfigError, DataError
+from ..errors import CephaloError, DataError
+from ..evaluate import metrics as M
+from ..inference import Predictor, predict_variant
 from ..io import atomic_path
+from ..models import ModelMeta, save_checkpoint
+from ..preprocess import normalise
 from .config import TrainConfig
-from .data import EpochBatchSampler, HeatmapDataset, loader_generator, make_loader
-from .distributed import DistInfo, all_min, all_sum, barrier, broadcast_floats
+from .data import EpochBatchSampler, HeatmapDataset, make_loader
+from .distributed import DistInfo, all_min, all_sum, barrier, broadcast_floats, resolve_device
 from .memory import check_batch_fits, estimate_training_memory
 from .optim import ModelEMA, build_optimizer, build_scheduler
-from .state import capture_rng, restore_rng
+from .state import read_training_state, restore_training_state, training_state
 
-__all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "HISTORY_COLUMNS", "validation_figures"]
+__all__ = ["Trainer", "TrainerOptions", "TrainResult", "NonFiniteLossError", "HISTORY_COLUMNS", "validation_figures"]
 
 log = logging.getLogger("cephalo.train")
 
@@ -56,9 +60,6 @@ HISTORY_COLUMNS = [
     "val_spread_ratio", "val_degenerate", "lr_backbone", "lr_head", "epoch_time_s", "images_per_s",
     "is_best",
 ]
-
-TRAINING_STATE_VERSION = 1
-
 
 class NonFiniteLossError(CephaloError):
     """The loss became NaN/inf; the run stopped and the last good checkpoint is intact."""
@@ -105,8 +106,6 @@ def validation_figures(pred: np.ndarray | None, gt: np.ndarray | None, spacing: 
         ``val_mre_px`` (original px), ``val_spread_ratio`` (mean of the x and y
         ``metrics.spread_ratio``), ``val_degenerate`` (count), and ``val_loss`` (NaN here).
     """
-    from ..evaluate import metrics as M
-
     nan = float("nan")
     out = {"val_loss": nan, "val_mre_mm": nan, "val_sd_mm": nan, "val_sdr_2mm": nan, "val_mre_px": nan,
            "val_spread_ratio": nan, "val_degenerate": 0}
@@ -172,6 +171,27 @@ def resolve_splits(splits, image_ids, cfg: TrainConfig, label: str = "variant"):
     return train, val, f"split {vs!r}"
 
 
+@dataclass
+class TrainerOptions:
+    """How a :class:`Trainer` is hosted; none of it changes the weights.
+
+    Attributes:
+        dist_info: process layout (:func:`cephalo.train.distributed.setup`); default single process.
+        save_fn: ``(path, model, meta, extra) -> None`` atomic checkpoint writer (default
+            ``cephalo.models.save_checkpoint``).
+        tracker: optional object with ``log_metrics(dict, step)`` (MLflow through
+            ``cephalo.tracking``); failures there never stop training.
+        progress: show tqdm bars (rank 0).
+        data_label: the data's name in messages (default ``"variant"``).
+    """
+
+    dist_info: DistInfo | None = None
+    save_fn: Callable | None = None
+    tracker: Any = None
+    progress: bool = True
+    data_label: str | None = None
+
+
 class Trainer:
     """Fine-tune / train a heatmap model on a preprocessing variant.
 
@@ -191,12 +211,8 @@ class Trainer:
         new_param_names: parameters not initialised from pretrained weights (trained with
             ``head_lr``; never frozen).
         augment_factory: ``seed -> callable(image, keypoints)``, or ``None``.
-        dist_info: process layout (:func:`cephalo.train.distributed.setup`); default single process.
-        save_fn: ``(path, model, meta, extra) -> None`` atomic checkpoint writer (default
-            ``cephalo.models.save_checkpoint``).
-        tracker: optional object with ``log_metrics(dict, step)`` (MLflow through
-            ``cephalo.tracking``); failures there never stop training.
-        progress: show tqdm bars (rank 0).
+        options: how the run is hosted (:class:`TrainerOptions`: process layout, checkpoint
+            writer, tracker, progress bars, the data's name in messages); none of it changes the weights.
 
     Raises (from :meth:`run`):
         DataError: empty train/validation split.
@@ -206,9 +222,10 @@ class Trainer:
 
     def __init__(self, model: nn.Module, variant: Any, codec: Any, loss_fn: Callable, cfg: TrainConfig,
                  out_dir: str | Path, meta: dict | None = None, new_param_names: Sequence[str] = (),
-                 augment_factory: Callable | None = None, dist_info: DistInfo | None = None,
-                 save_fn: Callable | None = None, tracker: Any = None, progress: bool = True,
-                 data_label: str | None = None):
+                 augment_factory: Callable | None = None, options: TrainerOptions | None = None):
+        opts = options or TrainerOptions()
+        dist_info, save_fn, tracker = opts.dist_info, opts.save_fn, opts.tracker
+        progress, data_label = opts.progress, opts.data_label
         self.cfg = cfg
         self.out_dir = Path(out_dir)
         self.variant = variant
@@ -367,8 +384,6 @@ class Trainer:
         return lb, lh
 
     def _train_epoch(self, epoch: int) -> dict:
-        from ..preprocess import normalise
-
         cfg = self.cfg
         self.model.train()
         mid = self._mid_epoch or {}
@@ -467,7 +482,6 @@ class Trainer:
     def _validate(self) -> dict:
         if len(self.val_rows) == 0 or not self.info.is_main:
             return validation_figures(None, None, None)
-        from ..inference import Predictor, predict_variant
 
         v = self.variant
         predictor = Predictor(self.eval_model(), codec=self.codec, normalisation=v.normalisation,
@@ -499,45 +513,14 @@ class Trainer:
     def _save(self, path: Path, model: nn.Module, extra: dict | None) -> None:
         save = self.save_fn
         if save is None:
-            from ..models import ModelMeta
-            from ..models import save_checkpoint as save
-
+            save = save_checkpoint
             meta = ModelMeta.from_dict(self.meta)
         else:
             meta = dict(self.meta)
         save(path, model, meta, extra)
 
     def _training_state(self, mid_epoch: dict | None = None) -> dict:
-        rng = capture_rng()
-        if self.info.distributed:
-            import torch.distributed as tdist
-
-            gathered: list = [None] * self.info.world_size
-            tdist.all_gather_object(gathered, rng)
-            rng_all = gathered
-        else:
-            rng_all = [rng]
-        return {
-            "version": TRAINING_STATE_VERSION,
-            "fingerprint": self.cfg.fingerprint(),
-            "config": self.cfg.to_dict(),
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "rng": rng_all,
-            "mid_epoch": mid_epoch,  # None at an epoch boundary
-            "sampler_generator": self.sampler.generator().get_state(),
-            "loader_generator": loader_generator(self.cfg.seed, self.epoch, self.info.rank).get_state(),
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs,
-            "stopped_early": self.stopped_early,
-            "history": self.history,
-            "world_size": self.info.world_size,
-        }
+        return training_state(self, mid_epoch)  # collective in DDP: every rank
 
     def _save_last(self, mid_epoch: dict | None = None) -> None:
         state = self._training_state(mid_epoch)  # collective in DDP: every rank
@@ -552,54 +535,12 @@ class Trainer:
             self._save(self.best_path, self.eval_model(), extra)
 
     def _maybe_resume(self) -> None:
-        cfg = self.cfg
-        if cfg.resume == "never" or not self.last_path.exists():
-            if cfg.resume == "must":
-                raise CheckpointError("resume: must, but there is no checkpoint to resume from", self.last_path)
-            return
-        from ..models.checkpoint import torch_load_checked
-
-        try:
-            ck = torch_load_checked(self.last_path, "cpu", trusted=False)
-        except CheckpointError as e:
-            raise CheckpointError(f"cannot resume: {str(e).removeprefix(f'{self.last_path}: ')}; delete it or set "
-                                  "train.resume: never", self.last_path) from None
-        st = (ck.get("training") if isinstance(ck, dict) else None) or (ck.get("extra", {}) or {}).get("training")
-        if not isinstance(st, dict):
-            raise CheckpointError("not a training checkpoint (no training state); delete it or set "
-                                  "train.resume: never", self.last_path)
-        if st.get("fingerprint") != cfg.fingerprint():
-            old = st.get("config", {})
-            diff = sorted(k for k in set(old) | set(cfg.to_dict())
-                          if old.get(k) != cfg.to_dict().get(k)
-                          and k not in ("num_workers", "tracking", "resume", "device", "val_batch_size",
-                                        "early_stopping_patience", "early_stopping_min_delta"))
-            raise ConfigError(f"{self.last_path}: written by a run with different settings ({diff}); use a new "
-                              "output directory, or set train.resume: never to start over")
-        if st.get("world_size", 1) != self.info.world_size:
-            log.warning("resuming a %s-process run with %s processes: same global batch only if batch_size "
-                        "is scaled", st.get("world_size"), self.info.world_size)
-        self.raw_model.load_state_dict(ck["model_state_dict"])
-        self.optimizer.load_state_dict(st["optimizer"])
-        self.scheduler.load_state_dict(st["scheduler"])
-        if self.scaler is not None and st.get("scaler"):
-            self.scaler.load_state_dict(st["scaler"])
-        if self.ema is not None and st.get("ema"):
-            self.ema.load_state_dict(st["ema"])
-        self.epoch = int(st["epoch"])
-        self.global_step = int(st.get("global_step", 0))
-        self.best_score = st.get("best_score")
-        self.best_epoch = st.get("best_epoch")
-        self.bad_epochs = int(st.get("bad_epochs", 0))
-        self.stopped_early = bool(st.get("stopped_early", False))
-        self.history = list(st.get("history", []))
-        rngs = st["rng"]
-        restore_rng(rngs[self.info.rank] if self.info.rank < len(rngs) else rngs[0])
-        self._mid_epoch = st.get("mid_epoch")
-        self.resumed_from = self.epoch
-        if self.info.is_main:
-            where = f", batch {self._mid_epoch['micro']} of epoch {self.epoch + 1}" if self._mid_epoch else ""
-            log.info("resumed from %s after epoch %d%s", self.last_path, self.epoch, where)
+        loaded = read_training_state(self.last_path, self.cfg, self.info.world_size)
+        if loaded is not None:
+            restore_training_state(self, *loaded)
+            if self.info.is_main:
+                where = f", batch {self._mid_epoch['micro']} of epoch {self.epoch + 1}" if self._mid_epoch else ""
+                log.info("resumed from %s after epoch %d%s", self.last_path, self.epoch, where)
 
     # ================================================================ logs
     def _write_history(self) -> None:
@@ -641,6 +582,4 @@ def _bar(total: int, desc: str, enabled: bool):
 
 
 def _device_for(cfg: TrainConfig) -> torch.device:
-    from .distributed import resolve_device
-
     return resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")), key="train.device")

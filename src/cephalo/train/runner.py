@@ -26,11 +26,18 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from .. import provenance as _prov
+from ..augment import build_augmentation
+from ..codecs import create_codec
 from ..errors import ConfigError
-from ..io import sweep_tree, write_json
+from ..io import file_sha256, sweep_tree, write_json
+from ..losses import create_loss
+from ..models import create_model, init_from_checkpoint, read_checkpoint
+from ..preprocess import load_variant
+from ..tracking import RunRecord, experiment_name, log_run
 from .config import TrainConfig
 from .distributed import DistInfo, setup, teardown
-from .loop import Trainer, TrainResult
+from .loop import Trainer, TrainerOptions, TrainResult, resolve_splits
 
 __all__ = ["train_on_variant", "seed_everything", "build_model", "image_hashes", "set_deterministic"]
 
@@ -80,14 +87,11 @@ def build_model(arch: str | None, names: list[str], cfg: TrainConfig, model_kwar
         CheckpointError: unreadable init checkpoint, too few backbone tensors transferred.
         ConfigError: ``init.source: imagenet`` with a model that has no ImageNet weights.
     """
-    from ..models import create_model, init_from_checkpoint
-
     kw = dict(model_kwargs or {})
     src = cfg.init.resolved(bool(kw.pop("pretrained", False))).source
     if arch is None:
         if src != "checkpoint":
             raise ConfigError("no model architecture: set model.arch (or --model), or initialise from a checkpoint")
-        from ..models import read_checkpoint
 
         meta = read_checkpoint(cfg.init.path).meta
         arch, kw = meta.arch, dict(meta.arch_kwargs)
@@ -124,8 +128,6 @@ def image_hashes(images: np.ndarray, rows) -> list[str]:
 
 def _original_hashes(variant, rows) -> dict[str, str] | None:
     """SHA-256 of the original image files, when the variant's paths resolve; else None."""
-    from ..preprocess import file_sha256
-
     table = getattr(variant, "table", None)
     if table is None or "image_path" not in table:
         return None
@@ -189,10 +191,6 @@ def train_on_variant(
     Raises:
         DataError, ConfigError, CheckpointError, NonFiniteLossError (all ``CephaloError``).
     """
-    from ..codecs import create_codec
-    from ..losses import create_loss
-    from ..preprocess import load_variant
-
     info: DistInfo = setup(cfg.device)
     try:
         set_deterministic(cfg.deterministic, info.device.type == "cuda")
@@ -220,18 +218,12 @@ def train_on_variant(
             raise ConfigError(f"params train.loss: {e}") from None
         augment_factory = None
         if cfg.augment and cfg.augment.get("enabled", True):
-            from ..augment import build_augmentation
-
             build_augmentation(cfg.augment, cfg.seed)  # validate the config now (ConfigError early)
             augment_factory = partial(build_augmentation, cfg.augment)
-
-        from .loop import resolve_splits
 
         train_rows, val_rows, val_desc = resolve_splits(variant.splits, variant.image_ids, cfg, str(data_dir))
         train_ids = [variant.image_ids[int(r)] for r in train_rows]
         vmeta = getattr(variant, "meta", {}) or {}
-        from .. import provenance as _prov
-
         provenance = {
             "stage": "train",
             "command": command or " ".join(sys.argv),
@@ -279,8 +271,8 @@ def train_on_variant(
             sweep_tree(out_dir)  # temporaries of a killed earlier run (checkpoints, history)
             write_json(out_dir / "init_report.json", _jsonable(report))
         trainer = Trainer(model, variant, codec, loss_fn, cfg, out_dir, meta=meta, new_param_names=new,
-                          augment_factory=augment_factory, dist_info=info, progress=progress,
-                          data_label=str(data_dir))
+                          augment_factory=augment_factory,
+                          options=TrainerOptions(dist_info=info, progress=progress, data_label=str(data_dir)))
         result = trainer.run()
         if info.is_main:
             summary = {**result.to_dict(), "device": str(info.device), "world_size": info.world_size,
@@ -308,9 +300,6 @@ def _track_training(tracking, variant, vmeta, cfg, arch, input_wh, heatmap_wh, c
                     provenance, out_dir: Path, experiment, stage) -> None:
     """One MLflow run per training: effective hyperparameters as params, per-epoch histories,
     the best checkpoint linked by path and SHA-256 (tags ``checkpoint``, ``checkpoint_sha256``)."""
-    from ..evaluate.leakage import file_sha256
-    from ..tracking import experiment_name, log_run
-
     c = cfg.to_dict()
     init = provenance.get("init") or {}
     init_path = init.get("path")
@@ -331,18 +320,20 @@ def _track_training(tracking, variant, vmeta, cfg, arch, input_wh, heatmap_wh, c
     }
     best = Path(trainer.best_path)
     dataset = str(variant.datasets[0]) if len(variant.datasets) else "unknown"
-    log_run(tracking, dataset=dataset, stage="train", variant=own["variant"],
-            run_name=f"train-{stage}/{own['variant']}" if stage else None, params=own,
+    run = RunRecord(
+        dataset=dataset, stage="train", variant=own["variant"],
+        run_name=f"train-{stage}/{own['variant']}" if stage else None,
+        experiment=experiment or experiment_name(tracking, None, dataset),
+        command=provenance["command"], data_index_hash=provenance["data_index_hash"],
+        checkpoint=best, checkpoint_hash=file_sha256(best) if best.is_file() else None,
+        provenance={k: provenance.get(k) for k in ("cephalo_version", "git_commit", "git_dirty", "python",
+                                                     "packages", "cpu_model", "gpu_name", "threads", "device",
+                                                     "seed", "params_sha256")})
+    log_run(tracking, run, params=own,
             metrics={"best_val_mre_mm": result.best_score, "best_epoch": result.best_epoch,
                      "epochs_run": result.epochs_run},
             artifacts=[out_dir / "history.csv", out_dir / "train.json", out_dir / "init_report.json"],
-            command=provenance["command"], data_index_hash=provenance["data_index_hash"],
-            checkpoint=best, checkpoint_hash=file_sha256(best) if best.is_file() else None,
-            series=_history_series(out_dir / "history.csv"),
-            experiment=experiment or experiment_name(tracking, None, dataset),
-            provenance={k: provenance.get(k) for k in ("cephalo_version", "git_commit", "git_dirty", "python",
-                                                         "packages", "cpu_model", "gpu_name", "threads", "device",
-                                                         "seed", "params_sha256")})
+            series=_history_series(out_dir / "history.csv"))
 
 
 def _history_series(path: Path) -> dict[str, list[float]]:

@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from ..geometry import apply_affine, invert, scale_translate
+from ..preprocess import normalisation_spec
+from ..preprocess.variant import variant_columns, variant_meta, write_variant
 
 __all__ = ["make_synthetic_variant"]
 
@@ -97,9 +99,6 @@ def make_synthetic_variant(
         affines[i] = scale_translate(s, s, 0.5 * s - 0.5 + pad_x, 0.5 * s - 0.5 + pad_y)
         orig_sizes[i] = (ow, oh)
         lm_orig[i] = apply_affine(invert(affines[i]), lms[i])
-
-    from ..preprocess import normalisation_spec
-    from ..preprocess.variant import variant_columns, variant_meta, write_variant
 
     cols = variant_columns(
         {

@@ -37,6 +37,7 @@ from ..base import (
     find_images,
     image_header,
 )
+from ..fetch.layout import check_release_layout
 
 __all__ = ["AarizAdapter", "read_machine_mappings", "parse_landmark_json", "find_aariz_root"]
 
@@ -172,7 +173,6 @@ class AarizAdapter(Adapter):
         if csv_path is None:
             raise DataError(f"{CSV_NAME} not found (pixel sizes and devices come from it)", base)
         # the same layout check as `cephalo download aariz` (case-insensitive names)
-        from ..fetch.layout import check_release_layout
 
         check_release_layout("aariz", base)
         mapping = read_machine_mappings(csv_path)

@@ -9,8 +9,9 @@ adapter (:mod:`.adapter`) and the release layout (:mod:`.release`) expect::
     Aariz/cephalogram_machine_mappings.csv   (UTF-8 BOM)
     Aariz/Readme.txt
 
-Images are rendered by :mod:`cephalo.demo` (which also runs this writer from
-:func:`cephalo.demo.make_demo`); the same generator state gives byte-identical files.
+Images are rendered by :mod:`cephalo.demo`; ``cephalo make-demo``
+(:func:`cephalo.commands.make_demo.make_demo`) runs this writer; the same generator state gives
+byte-identical files.
 """
 
 from __future__ import annotations

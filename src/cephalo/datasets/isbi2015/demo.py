@@ -7,8 +7,9 @@ the release layout (:mod:`.release`) expect::
     AnnotationsByMD/{400_senior,400_junior}/NNN.txt   (19 ``x,y`` integer lines, then 8
                                                        classification lines)
 
-Images are rendered by :mod:`cephalo.demo` (which also runs this writer from
-:func:`cephalo.demo.make_demo`); the same generator state gives byte-identical files.
+Images are rendered by :mod:`cephalo.demo`; ``cephalo make-demo``
+(:func:`cephalo.commands.make_demo.make_demo`) runs this writer; the same generator state gives
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from ...demo import DemoConfig, annotate, progress_bar, render_cephalogram, skull_template, write_image
 from ...landmarks import AARIZ29, ISBI19
+from ...measurements import ISBI2015_KEYS, classify, compute
 
 __all__ = ["write_isbi2015", "isbi_classification"]
 
@@ -32,8 +34,6 @@ def isbi_classification(lms: Mapping[str, np.ndarray], spacing_mm: float) -> lis
     (2,) xy) at an isotropic ``spacing_mm`` mm/px. The parsers ignore these lines; they make the
     synthetic files look like the release.
     """
-    from ...measurements import ISBI2015_KEYS, classify, compute
-
     names = list(lms)
     coords = np.stack([np.asarray(lms[n], dtype=np.float64) for n in names])
     values = compute(coords, names, np.array([spacing_mm, spacing_mm]), ISBI2015_KEYS)
