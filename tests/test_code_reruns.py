@@ -198,3 +198,22 @@ def test_compare_only_change_reruns_only_compare(clone):
         assert _dvc_changed(clone) == {"compare"}
     finally:
         _git_reset(clone)
+
+
+def test_the_stages_a_metric_edit_reruns_are_printed_by_one_command():
+    """`cephalo code-fingerprint --importers MODULE`: the commands (stages) whose fingerprint covers it."""
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+
+    r = CliRunner().invoke(main, ["code-fingerprint", "--importers", "cephalo.evaluate.metrics"])
+    assert r.exit_code == 0, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("cephalo.evaluate.metrics: ")
+    stages = set(line.split(": ", 1)[1].split())
+    assert {"evaluate", "compare", "train", "calibrate"} <= stages
+    assert not stages & {"download", "index", "preprocess", "make-demo", "check-params", "fetch-model"}
+    r = CliRunner().invoke(main, ["code-fingerprint", "--closure", "download"])
+    assert r.exit_code == 0 and "cephalo.evaluate.metrics" not in r.output and "cephalo.commands.download" in r.output
+    r = CliRunner().invoke(main, ["code-fingerprint"])
+    assert r.exit_code == 2

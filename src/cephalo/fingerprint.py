@@ -23,7 +23,7 @@ from typing import Iterable
 from .commands import SUBCOMMANDS
 from .io import atomic_path
 
-__all__ = ["code_fingerprints", "write_code_fingerprints", "command_modules"]
+__all__ = ["code_fingerprints", "write_code_fingerprints", "command_modules", "command_closures"]
 
 
 def _package_root() -> Path:
@@ -154,6 +154,11 @@ def command_modules(command_module: str, root: str | Path | None = None) -> dict
             else:
                 todo += [f"{pkg}.{c.stem}" for c in sorted(pkg_dir.glob("*.py")) if c.stem != "__init__"]
     return dict(sorted(seen.items()))
+
+
+def command_closures(root: str | Path | None = None) -> dict[str, list[str]]:
+    """CLI name -> the dotted modules its fingerprint covers (what ``code_fingerprints`` hashes)."""
+    return {name: list(command_modules(SUBCOMMANDS[name][0], root)) for name in sorted(SUBCOMMANDS)}
 
 
 def code_fingerprints(commands: Iterable[str] | None = None, root: str | Path | None = None) -> dict[str, str]:
