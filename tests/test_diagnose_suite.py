@@ -91,7 +91,9 @@ def test_the_mistakes_are_hand_written_not_cephalo_geometry():
 @pytest.mark.slow
 def test_full_suite_invents_nothing():
     res = S.run()
-    assert len(res) >= 150
+    # >= 150 files with the real labels of ../shared/data (ISBI, Hamedan) beside the demo's; the demo's
+    # alone where ../shared is absent (as on a user's machine)
+    assert len(res) >= (150 if (S.SHARED_DATA / "isbi2015").is_dir() else 100)
     verdicts = [r["verdict"] for r in res]
     assert verdicts.count("invented") == 0, [r for r in res if r["verdict"] == "invented"]
     mistakes = [r for r in res if r["expected"]]
