@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import diagnose_suite as S
+from cephalo.evaluate.mistakes.report import mistakes_of
 from helpers import SHARED_DATA
 
 
@@ -69,6 +70,29 @@ def test_two_mistakes_at_once(demo, pair):
 
 def test_two_mistakes_on_hamedan_labels(hamedan):
     _check(_case(hamedan, ["letterbox768_hf", "mirror"]))
+
+
+def test_normalised_stretch_is_undone_in_its_own_convention(demo):
+    # (x + 0.5) / w - 0.5 / 512 is not x / w: ~1-2 px per image, 0.025 mm of MRE on seed 0
+    r = S.score(_case(demo, ["stretch512", "normalised"]))
+    assert r["verdict"] == "right" and r["claimed"] == {"": ["normalised", "stretch_frame"]}, r
+    assert abs(r["mre_after"] - r["mre_good"]) < 1e-6, r
+
+
+def test_top_left_letterbox_and_mm_on_one_image_size_names_both_readings(hamedan):
+    # on one image size and spacing, x * 1024 / 1671 * 0.127 is also mm made with one spacing 0.0778
+    case = _case(hamedan, ["letterbox1024_topleft_hf", "mm"])
+    r = S.score(case)
+    assert r["verdict"] == "right" and r["claimed"] == {"": ["letterbox_frame", "mm_not_px"]}, r
+    assert abs(r["mre_after"] - r["mre_good"]) < 1e-6, r
+    pred, _, units = S.make_file(case, 0)
+    found, _ = S.explain(pred, hamedan.gt, hamedan.sp, hamedan.wh, units=units)
+    (_, ex), = found
+    c = 0.127 * 1024 / 1671
+    assert [(a.unit, a.frame.kind) for a in ex.alternatives] == [("const", "")], ex.alternatives
+    assert abs(ex.alternatives[0].c - c) < 1e-12
+    ev = mistakes_of("", ex)[0].evidence
+    assert "equally consistent with" in ev and f"x_file / {c:g}" in ev, ev
 
 
 @pytest.mark.parametrize("mistake", ["mirror", "mm", "letterbox768"])

@@ -117,7 +117,9 @@ def mistakes_of(label: str, ex: Explanation) -> list[Mistake]:
     ev = (f"undoing it{where} lowers the MRE of held-out images by {ex.gain_mm:.2f} mm "
           f"(standard error {ex.gain_se_mm:.2f} mm): {ex.mre_before_mm:.2f} -> {ex.mre_structure_mm:.2f} mm")
     if alts:
-        ev += "; equally consistent with: " + "; or ".join(alts) + " (the same correction of the coordinates)"
+        ev += "; equally consistent with: " + "; or ".join(alts) + " (the same correction of the coordinates"
+        scale = [a.c for a in ex.alternatives if a.unit == "const" and not a.frame.kind and not a.mirror]
+        ev += f": x_px = x_file / {scale[0]:g}, y_px = y_file / {scale[0]:g})" if scale else ")"
     for code, title, fix, det in components(ex.structure, ex.wh_example):
         out.append(Mistake(code, title, ev, fix, ex.mre_before_mm, ex.mre_structure_mm, det, label, alts))
     if ex.residual:

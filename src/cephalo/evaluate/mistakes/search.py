@@ -30,6 +30,7 @@ from .transforms import (
     Frame,
     Structure,
     complexity,
+    forward_coefficients,
     frame_coefficients,
     undo,
 )
@@ -119,7 +120,7 @@ def _unit_factor(unit: str, c: float, sp: np.ndarray) -> np.ndarray | None:
             "px_as_mm": 1.0 / sp, "const_mm": c / sp}.get(unit)
 
 
-def _constants(unit: str, frame: str, r: np.ndarray, sp: np.ndarray) -> list[float]:
+def _constants(unit: str, frame: str, r: np.ndarray, sp: np.ndarray, wh: np.ndarray) -> list[float]:
     """Candidate constants of a 'const' / 'const_mm' / 'scale' unit (``[1.0]`` for the others)."""
     if unit not in ("const", "const_mm", "scale"):
         return [1.0]
@@ -127,9 +128,36 @@ def _constants(unit: str, frame: str, r: np.ndarray, sp: np.ndarray) -> list[flo
         return list(COMMON_SPACINGS) if unit == "const_mm" and np.ptp(sp[:, 0]) > 1e-9 else []
     base = np.ones_like(sp) if unit != "const_mm" else 1.0 / sp
     est = float(np.nanmedian(r / base))
-    lo, hi = _SCALE_RANGE if unit == "scale" else _SPACING_RANGE
+    lo, hi = _SPACING_RANGE if unit != "scale" else _SCALE_RANGE
     out = [c for c in _typed(est) if lo <= c <= hi]
+    if unit == "const":  # exact mm of a top-left letterbox input (one image size and spacing: a pure scale)
+        same = [c for c in _letterbox_spacings(sp, wh) if lo <= c <= hi and abs(c / est - 1) < 0.01]
+        return same + [c for c in out if all(abs(c / v - 1) >= 0.01 for v in same)]
     return [c for c in out if unit != "scale" or abs(c - 1) > 0.004]
+
+
+def _letterbox_spacings(sp: np.ndarray, wh: np.ndarray) -> list[float]:
+    """``spacing x S / longest side`` for the common input sizes ``S``, where every image of the group
+    has one size and one spacing (else ``[]``): mm of a top-left ``x * scale`` letterbox input are
+    then millimetres made with that one constant spacing, to the last digit."""
+    if len(wh) == 0 or np.ptp(wh, axis=0).max() > 0 or np.ptp(sp, axis=0).max() > 1e-12 or sp[0, 0] != sp[0, 1]:
+        return []
+    return [float(sp[0, 0] * s / max(wh[0])) for s in COMMON_INPUT_SIZES]
+
+
+def _as_letterbox(s: Structure, d: _Data) -> Structure | None:
+    """The top-left ``x * scale`` letterbox + mm reading of ``s`` (mm made with one constant spacing),
+    where the two are the same numbers on this group (one image size and spacing), else ``None``."""
+    if s.unit != "const" or s.frame.kind:
+        return None
+    for size, c in zip(COMMON_INPUT_SIZES, _letterbox_spacings(d.sp, d.wh)):
+        if abs(c - s.c) <= 1e-12 * c:
+            t = s.with_(frame=Frame("letterbox", (size, size), pad="top-left", conv="corner"), unit="mm", c=1.0)
+            a0, b0 = forward_coefficients(s, d.wh, d.sp)
+            a1, b1 = forward_coefficients(t, d.wh, d.sp)
+            if np.allclose(a0, a1, rtol=1e-9, atol=0) and np.allclose(b0, b1, rtol=0, atol=1e-9):
+                return t
+    return None
 
 
 def _size_estimate(frame: str, r: np.ndarray, u: np.ndarray | None, wh: np.ndarray) -> tuple[float, float]:
@@ -202,9 +230,13 @@ def _refine(s: Structure, d: _Data, est: tuple[float, float]) -> Structure:
     tried = []
     if not np.isfinite(est[0]):  # normalised: a square size of the common ones
         for vi, var in enumerate(_variants(kind, d.integral)):
+            sub = []
             for v in _sizes(est[0], kind):
                 t = s.with_(frame=Frame(kind, (v, v), **var))
-                tried.append(((vi, _prefer(v), 0), t, _sq(t, d)))
+                sub.append(((vi, _prefer(v), 0), t, _sq(t, d)))
+            if kind == "stretch":  # the size shows only in the half-pixel term: fit it, do not default it
+                sub = [min(sub, key=lambda x: _means([x])[0])]
+            tried += sub
         return _pick(tried)
     for vi, var in enumerate(_variants(kind, d.integral)):
         if kind == "stretch":
@@ -264,7 +296,7 @@ def _candidates(d: _Data, units: tuple) -> list[Structure]:
             r = np.abs(k)
             for frame in FRAMES:
                 for unit in units:
-                    for c in _constants(unit, frame, r, d.sp):
+                    for c in _constants(unit, frame, r, d.sp, d.wh):
                         est = _size_estimate(frame, r, _unit_factor(unit, c, d.sp), d.wh) if frame else (0, 0)
                         s = Structure(swap, mirror, Frame(), unit, c, cat)
                         if frame:
@@ -363,6 +395,9 @@ def explain_group(pred: dict, gt: np.ndarray, spacing: np.ndarray, wh: np.ndarra
     alts = [c[0] for i, c in enumerate(cands) if i != chosen and c[3] == level and c[1] is None and res is None
             and abs(means[i] - means[chosen]) <= 0.02 and not_worse(errs[i], errs[chosen])
             and _name_key(c[0]) != _name_key(st)] if accept else []
+    lb = _as_letterbox(st, d) if accept else None
+    if lb is not None:  # the same numbers: name the reading with a common input size and the device's
+        alts, st = [st] + [a for a in alts if _name_key(a) != _name_key(lb)], lb  # spacing, list the other
     gain, se = mean_se_diff(errs[0], errs[chosen]) if accept else (0.0, 0.0)
     e_s = errors_mm(undo(st, pred[st.catalogue], d.wh, d.sp), gt, d.sp)
     return Explanation(st, res, np.arange(len(gt)), u, _nm(errors_mm(p0, gt, d.sp)), _nm(errors_mm(u, gt, d.sp)),
@@ -388,6 +423,8 @@ def _rank(s: Structure) -> tuple:
     units = ("px", "mm", "px_as_mm", "normalised", "normalised_half", "const", "const_mm", "scale")
     fr = s.frame
     kind = {"": 0, "letterbox": 1, "stretch": 2, "heatmap": 3}[fr.kind]
+    if fr.kind == "stretch" and s.unit.startswith("normalised"):
+        kind = 0  # a convention of normalised coordinates (see transforms.complexity): the fit decides
     if fr.kind == "letterbox" and ((fr.pad == "centre" and fr.padding == "float") or fr.size[0] < 128):
         kind = 4  # half-pixel pads or a tiny input: rarer than the heatmap of a common input
     return (kind, _prefer(int(fr.size[0])) if fr.kind else 0, units.index(s.unit) if s.unit in units else 9)

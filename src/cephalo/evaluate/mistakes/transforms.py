@@ -71,8 +71,14 @@ class Structure:
 
 
 def complexity(s: Structure) -> int:
-    """Number of mistakes in the composition (conventions and rounding are not counted)."""
-    return (int(s.swap) + int(bool(s.mirror)) + int(bool(s.frame.kind)) + int(s.unit != "px")
+    """Number of mistakes in the composition (conventions and rounding are not counted).
+
+    A stretch under normalised coordinates is not counted apart: ``x_stretch / Sw`` is the image's
+    ``x / w`` up to the pixel-centre convention of the stretched input (exactly, with ``x * Sw / w``),
+    so it is one mistake - normalised coordinates - written in that input's convention.
+    """
+    frame = bool(s.frame.kind) and not (s.frame.kind == "stretch" and s.unit.startswith("normalised"))
+    return (int(s.swap) + int(bool(s.mirror)) + int(frame) + int(s.unit != "px")
             + int(bool(s.catalogue)))
 
 
