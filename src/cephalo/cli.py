@@ -20,7 +20,7 @@ import click
 from .commands import SUBCOMMANDS
 from .errors import CephaloError
 
-__all__ = ["SUBCOMMANDS", "main", "run", "os_error_message"]
+__all__ = ["SUBCOMMANDS", "main", "run", "os_error_message", "foreign_code_message"]
 
 
 class LazyGroup(click.Group):
@@ -46,6 +46,36 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="cephalo")
 def main() -> None:
     """cephalo: cephalometric landmark detection, from raw release to MRE in millimetres."""
+    msg = foreign_code_message()
+    if msg:
+        raise CephaloError(msg)
+
+
+def foreign_code_message(cwd: str | os.PathLike | None = None) -> str | None:
+    """The refusal when a command runs inside a project whose own code is not the imported one.
+
+    A project is a folder (the working directory or one above it) holding ``params.yaml`` and
+    ``src/cephalo``. A copied project whose ``.venv`` still has the original's editable install
+    would run, and record the provenance of, the *original's* code: a code edit in the copy would
+    change nothing. None when there is no project or it is the imported package's own; the
+    environment variable ``CEPHALO_ALLOW_FOREIGN_CODE=1`` allows it on purpose.
+    """
+    from pathlib import Path
+
+    if os.environ.get("CEPHALO_ALLOW_FOREIGN_CODE") == "1":
+        return None
+    here = Path(cwd or os.getcwd()).resolve()
+    imported = Path(__file__).resolve().parent
+    for folder in (here, *here.parents):
+        own = folder / "src" / "cephalo"
+        if (folder / "params.yaml").is_file() and own.is_dir():
+            if own.resolve() == imported:
+                return None
+            return (f"the project {folder} runs the cephalo code of another folder ({imported}); "
+                    f"a code edit here would change nothing. Fix: run scripts/setup-env.sh in {folder} "
+                    f"(or `pip install -e .` there with this project's Python), or set "
+                    f"CEPHALO_ALLOW_FOREIGN_CODE=1 to run the other code on purpose")
+    return None
 
 
 def os_error_message(e: OSError) -> str:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-import subprocess
 import time
 import warnings
 from dataclasses import dataclass
@@ -178,15 +177,13 @@ def flatten_metrics(metrics: Mapping, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def git_commit(cwd: str | Path = ".") -> str | None:
-    """The HEAD commit of the git work tree at ``cwd`` (``+dirty`` appended if modified), or None."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The HEAD commit of the git work tree holding the imported cephalo package (or ``cwd``),
+    ``+dirty`` appended when its source tree is modified (:func:`cephalo.provenance.git_state`:
+    generated files such as ``dvc.lock`` do not count), or None."""
+    from .provenance import git_state
+
+    sha, dirty = git_state(None if cwd is None else str(Path(cwd).resolve()))
     return sha + ("+dirty" if dirty else "") if sha else None
 
 
