@@ -34,6 +34,8 @@ __all__ = [
     "params_hash",
     "cpu_model",
     "differences",
+    "derive",
+    "weights_chain",
 ]
 
 #: distributions whose versions are recorded (import name differs for opencv)
@@ -183,4 +185,27 @@ def differences(records: Mapping[str, Mapping | None]) -> dict[str, list[str]]:
                                    if len({(r.get("packages") or {}).get(n) for r in recs}) > 1]
         elif len({json.dumps(r.get(f)) for r in recs}) > 1:
             out["environment"].append(f)
+    return out
+
+
+def derive(prov: Mapping | None, source_sha256: str, step: str) -> dict:
+    """The provenance of a checkpoint made from another one's weights (``calibrate``, ``adapt``).
+
+    ``derived_from`` lists ``{"step", "sha256"}`` of the source checkpoint first, then the source's
+    own chain, so that an evaluation of ``calibrated.pt`` can be traced back to the training run
+    whose ``best.pt`` it came from (:func:`weights_chain`).
+    """
+    out = dict(prov or {})
+    out["derived_from"] = [{"step": step, "sha256": source_sha256}, *list(out.get("derived_from") or [])]
+    return out
+
+
+def weights_chain(prov: Mapping | None) -> list[str]:
+    """SHA-256s of the checkpoints a checkpoint's weights come from (newest first): its
+    ``derived_from`` chain (:func:`derive`) and, for older AdaBN checkpoints, ``adabn.model_sha256``."""
+    prov = prov or {}
+    out = [str(d["sha256"]) for d in prov.get("derived_from") or [] if isinstance(d, Mapping) and d.get("sha256")]
+    adabn = prov.get("adabn") or {}
+    if isinstance(adabn, Mapping) and adabn.get("model_sha256") and adabn["model_sha256"] not in out:
+        out.append(str(adabn["model_sha256"]))
     return out

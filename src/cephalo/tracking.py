@@ -53,7 +53,18 @@ __all__ = [
     "git_commit",
     "log_run",
     "RunRecord",
+    "EXPERIMENT_KIND",
+    "HEADLINE_METRICS",
+    "run_description",
 ]
+
+#: MLflow 3's experiment-kind tag and value (``mlflow/server/js``: ``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT``):
+#: the experiment opens on the runs table (model training), not the GenAI traces view
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+#: the figures that answer "which run is better?", logged first and named in the run description
+HEADLINE_METRICS: tuple[str, ...] = ("mre_mm/shared", "sdr_2.0mm/shared", "mre_mm/all", "sdr_2.0mm/all",
+                                     "n_landmarks/shared", "n_landmarks/all", "n_images", "val_mre_mm",
+                                     "best_val_mre_mm")
 
 #: MLflow's limit on a param value (characters); longer values are truncated with a marker.
 _MAX_PARAM_CHARS = 6000
@@ -247,6 +258,61 @@ class RunRecord:
     checkpoint_hash: str | None = None
     provenance: Mapping | None = None
     link_checkpoints: Sequence[str] = ()
+    description: str | None = None
+
+
+def _fmt(v: float | None, unit: str = "") -> str:
+    return "-" if v is None else f"{v:.3g}{unit}"
+
+
+def run_description(rec: RunRecord, metrics: Mapping[str, float], params: Mapping | None = None,
+                    training_run_name: str | None = None) -> str:
+    """The run's description (MLflow tag ``mlflow.note.content``, Markdown): stage, model, variant,
+    data and the headline figure, so the runs table and the run page say what the run is."""
+    params = params or {}
+    model = params.get("model") or (Path(str(rec.checkpoint)).as_posix() if rec.checkpoint else None)
+    arch = params.get("model_arch") or params.get("arch")
+    what = f"**{rec.stage}**" + (f" on variant `{rec.variant}`" if rec.variant else "") + f" of {rec.dataset}"
+    if params.get("split"):
+        what += f", split {params['split']}"
+    lines = [what]
+    if model:
+        lines.append(f"model `{model}`" + (f" ({arch})" if arch else ""))
+    figs = []
+    for s in ("shared", "all"):
+        if metrics.get(f"mre_mm/{s}") is not None:
+            n = metrics.get(f"n_landmarks/{s}")
+            figs.append(f"MRE {_fmt(metrics[f'mre_mm/{s}'], ' mm')} over {s} landmarks"
+                        + (f" ({int(n)})" if n is not None else "")
+                        + (f", SDR@2mm {_fmt(metrics.get(f'sdr_2.0mm/{s}'), '%')}"
+                           if metrics.get(f"sdr_2.0mm/{s}") is not None else ""))
+            break
+    if not figs and metrics.get("best_val_mre_mm") is not None:
+        figs.append(f"best validation MRE {_fmt(metrics['best_val_mre_mm'], ' mm')}")
+    lines += figs
+    if training_run_name:
+        lines.append(f"weights from training run `{training_run_name}`")
+    return "  \n".join(lines)
+
+
+def _ordered_metrics(flat: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Headline figures first (:data:`HEADLINE_METRICS`), then the rest by name."""
+    head = [(k, flat[k]) for k in HEADLINE_METRICS if k in flat]
+    return head + sorted((k, v) for k, v in flat.items() if k not in HEADLINE_METRICS)
+
+
+def _write_tables(run_dir: Path, tables: Mapping[str, Sequence[Mapping]]) -> None:
+    """Each table as ``<name>.json`` in MLflow's table format (``{"columns", "data"}``, what
+    ``mlflow.log_table`` writes; the artifact view shows it as a table)."""
+    import json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, rows in tables.items():
+        cols: list[str] = []
+        for r in rows:
+            cols += [c for c in r if c not in cols]
+        data = [[r.get(c) for c in cols] for r in rows]
+        (run_dir / f"{name}.json").write_text(json.dumps({"columns": cols, "data": data}, default=str))
 
 
 def log_run(
@@ -258,6 +324,7 @@ def log_run(
     artifacts: Iterable[str | Path] = (),
     tags: Mapping[str, Any] | None = None,
     series: Mapping[str, Sequence[float]] | None = None,
+    tables: Mapping[str, Sequence[Mapping]] | None = None,
     strict: bool = False,
 ) -> str | None:
     """Log one finished stage run (params, metrics, artifacts, tags) to MLflow.
@@ -273,6 +340,8 @@ def log_run(
         tags: extra tags.
         series: per-step curves, name -> values (step = position, e.g. epoch - 1), so the MLflow UI
             plots them (e.g. a training run's ``val_mre_mm`` per epoch); non-finite values skipped.
+        tables: name -> rows (dicts), logged as table artifacts ``<name>.json`` rather than as
+            dozens of metrics (e.g. the per-measurement errors), so Compare shows the headline.
         strict: raise instead of warning when logging fails (tests).
 
     Returns:
@@ -282,7 +351,7 @@ def log_run(
         return None
     try:
         return _log_run(cfg, run, params=params or {}, metrics=metrics or {}, artifacts=list(artifacts),
-                        tags=dict(tags or {}), series=dict(series or {}))
+                        tags=dict(tags or {}), series=dict(series or {}), tables=dict(tables or {}))
     except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
         if strict:
             raise
@@ -375,6 +444,15 @@ def log_to_evaluation(cfg: TrackingConfig, *, metrics_sha256: str | None, run_na
                  if v is not None and math.isfinite(float(v))]
             for i in range(0, len(m), 1000):
                 _retry(lambda i=i: client.log_batch(rid, metrics=m[i:i + 1000]), cfg.retries)
+            shared = metrics.get("mre_mm/shared")
+            note = runs[0].data.tags.get("mlflow.note.content", "")
+            if shared is not None and math.isfinite(float(shared)) and "shared landmarks" not in note:
+                n, sdr = metrics.get("n_landmarks/shared"), metrics.get("sdr_2.0mm/shared")
+                line = (f"compared: MRE {_fmt(float(shared), ' mm')} over the shared landmarks"
+                        + (f" ({int(n)})" if n is not None else "")
+                        + (f", SDR@2mm {_fmt(float(sdr), '%')}" if sdr is not None else ""))
+                _retry(lambda: client.set_tag(rid, "mlflow.note.content", (note + "  \n" if note else "") + line),
+                       cfg.retries)
             return rid
     except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
         if strict:
@@ -384,7 +462,7 @@ def log_to_evaluation(cfg: TrackingConfig, *, metrics_sha256: str | None, run_na
         return None
 
 
-def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts, tags, series) -> str:
+def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts, tags, series, tables) -> str:
     dataset, stage, variant, run_name = rec.dataset, rec.stage, rec.variant, rec.run_name
     experiment = rec.experiment or experiment_name(cfg, None, dataset)
     provenance = dict(rec.provenance or {})
@@ -406,8 +484,11 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
         def get_or_create() -> str:
             exp = client.get_experiment_by_name(name)
             if exp is not None:
+                if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # stores made before the tag
+                    client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
                 return exp.experiment_id
-            eid = client.create_experiment(name, artifact_location=exp_dir.resolve().as_uri())
+            eid = client.create_experiment(name, artifact_location=exp_dir.resolve().as_uri(),
+                                           tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
             _set_relative_locations(cfg, exp_id=eid, exp_loc=_relative_location(cfg, exp_dir))
             return eid
 
@@ -432,6 +513,10 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
         if checkpoint_hash:
             all_tags["checkpoint_sha256"] = checkpoint_hash
         all_tags.update({str(k): str(v) for k, v in tags.items()})
+        flat = flatten_metrics(metrics)
+        if "mlflow.note.content" not in all_tags:
+            all_tags["mlflow.note.content"] = rec.description or run_description(
+                rec, flat, params, all_tags.get("training_run_name"))
         run = _retry(lambda: client.create_run(exp_id, run_name=run_name or f"{stage}/{variant or 'default'}",
                                                tags={k: str(v)[:5000] for k, v in all_tags.items()}),
                      cfg.retries)
@@ -441,7 +526,7 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
                cfg.retries)
         now = int(time.time() * 1000)
         p = [Param(k, v) for k, v in flatten_params(params).items()]
-        m = [Metric(k, v, now, 0) for k, v in flatten_metrics(metrics).items()]
+        m = [Metric(k, v, now, 0) for k, v in _ordered_metrics(flat)]
         for key, values in series.items():
             m += [Metric(str(key), float(v), now, step) for step, v in enumerate(values)
                   if v is not None and math.isfinite(float(v))]
@@ -450,5 +535,6 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
         for i in range(0, max(len(m), 1), 1000):
             _retry(lambda i=i: client.log_batch(run_id, metrics=m[i:i + 1000]), cfg.retries)
         _copy_artifacts(run_dir, [Path(a) for a in artifacts])
+        _write_tables(run_dir, tables)
         _retry(lambda: client.set_terminated(run_id, "FINISHED"), cfg.retries)
         return run_id
