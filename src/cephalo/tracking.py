@@ -11,6 +11,10 @@ Layout (explicit, inside the project - no ``./mlruns`` file store, nothing in th
 * artifacts: ``tracking.artifacts`` (default ``mlflow/artifacts``), one folder per experiment,
   recorded in the store as paths **relative to the project folder** (``mlflow/artifacts/...``),
   so moving or copying the project keeps them working; run ``mlflow ui`` from the project folder;
+* or a tracking server (``tracking.uri: http://host:5000``, or the environment variable
+  ``CEPHALO_TRACKING_URI``): ``mlflow server`` with a PostgreSQL backend and an artifact root it
+  serves (``scripts/mlflow-server.sh``), so that several machines log into one store; artifacts
+  are uploaded through the server and open from any machine;
 * one experiment per profile/target (``tracking.experiment``, else ``tracking.experiment_prefix``
   + the pipeline's target data set, else + the run's data set): the source model's training, its
   zero-shot evaluation and the fine-tuned runs of one profile sit side by side;
@@ -81,6 +85,7 @@ class TrackingConfig:
         experiment_prefix: prepended to the target/data set name to form the experiment name.
         experiment: an explicit experiment name (None: prefix + target).
         root: the project folder; artifact locations are stored relative to it.
+        uri: a tracking server's URL (None: the SQLite file ``store``).
         lock_timeout_s: how long to wait for the inter-process lock.
         retries: attempts for a logging call that hits a locked database.
     """
@@ -93,6 +98,7 @@ class TrackingConfig:
     retries: int = 6
     experiment: str | None = None
     root: Path = Path(".")
+    uri: str | None = None
 
 
 def config_from_params(section: Mapping | None, root: str | Path = ".") -> TrackingConfig:
@@ -104,7 +110,7 @@ def config_from_params(section: Mapping | None, root: str | Path = ".") -> Track
         ValueError: an unknown key (the message lists the valid ones).
     """
     section = dict(section or {})
-    valid = {"enabled", "store", "artifacts", "experiment_prefix", "experiment", "lock_timeout_s", "retries"}
+    valid = {"enabled", "store", "artifacts", "experiment_prefix", "experiment", "lock_timeout_s", "retries", "uri"}
     unknown = sorted(set(section) - valid)
     if unknown:
         raise ValueError(f"tracking: unknown keys {unknown}; valid: {sorted(valid)}")
@@ -119,6 +125,7 @@ def config_from_params(section: Mapping | None, root: str | Path = ".") -> Track
         retries=int(section.get("retries", d.retries)),
         experiment=(str(section["experiment"]) if section.get("experiment") else None),
         root=root,
+        uri=os.environ.get("CEPHALO_TRACKING_URI") or (str(section["uri"]) if section.get("uri") else None),
     )
 
 
@@ -146,7 +153,10 @@ def provenance_tags(prov: Mapping | None) -> dict[str, str]:
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
-    """``sqlite:////abs/path/mlflow.db`` for ``cfg.store`` (what ``mlflow ui --backend-store-uri`` takes)."""
+    """The server's URL (``cfg.uri``), else ``sqlite:////abs/path/mlflow.db`` for ``cfg.store`` (what
+    ``mlflow ui --backend-store-uri`` takes)."""
+    if cfg.uri:
+        return cfg.uri
     return f"sqlite:///{Path(cfg.store).resolve().as_posix()}"
 
 
@@ -208,6 +218,19 @@ def _prepare_store(cfg: TrackingConfig) -> None:
         con.execute("PRAGMA journal_mode = WAL")
     finally:
         con.close()
+
+
+def _store_lock(cfg: TrackingConfig):
+    """The inter-process lock beside the SQLite file (one writer at a time); none for a server,
+    which orders its writers itself (and the working folder then gets no ``mlflow/`` at all)."""
+    import contextlib
+
+    import filelock
+
+    if cfg.uri:
+        return contextlib.nullcontext()
+    Path(cfg.store).parent.mkdir(parents=True, exist_ok=True)
+    return filelock.FileLock(str(Path(cfg.store).with_suffix(".lock")), timeout=cfg.lock_timeout_s)
 
 
 def _is_locked_error(e: BaseException) -> bool:
@@ -423,14 +446,12 @@ def log_to_evaluation(cfg: TrackingConfig, *, metrics_sha256: str | None, run_na
                       metrics: Mapping[str, float | None], strict: bool = False) -> str | None:
     """Add metrics (e.g. ``cephalo compare``'s ``/shared`` figures) to the evaluation run whose
     ``metrics.json`` has this SHA-256 (tag ``metrics_sha256``; newest first). Returns its id or None."""
-    if not cfg.enabled or not metrics_sha256 or not Path(cfg.store).is_file():
+    if not cfg.enabled or not metrics_sha256 or (not cfg.uri and not Path(cfg.store).is_file()):
         return None
     try:
-        import filelock
         from mlflow.entities import Metric
 
-        lock = filelock.FileLock(str(Path(cfg.store).with_suffix(".lock")), timeout=cfg.lock_timeout_s)
-        with lock:
+        with _store_lock(cfg):
             client = _client(cfg)
             exps = [e.experiment_id for e in client.search_experiments()]
             runs = _retry(lambda: client.search_runs(exps, filter_string=f"tags.metrics_sha256 = '{metrics_sha256}'",
@@ -469,12 +490,9 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
     link_checkpoints = [h for h in rec.link_checkpoints if h]
     command, data_index_hash = rec.command, rec.data_index_hash
     checkpoint, checkpoint_hash = rec.checkpoint, rec.checkpoint_hash
-    import filelock
-
-    lock = filelock.FileLock(str(Path(cfg.store).with_suffix(".lock")), timeout=cfg.lock_timeout_s)
-    Path(cfg.store).parent.mkdir(parents=True, exist_ok=True)
-    with lock:
-        _prepare_store(cfg)
+    with _store_lock(cfg):
+        if not cfg.uri:
+            _prepare_store(cfg)
         from mlflow.entities import Metric, Param
 
         client = _client(cfg)
@@ -487,6 +505,8 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
                 if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # stores made before the tag
                     client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
                 return exp.experiment_id
+            if cfg.uri:  # the server's artifact root: uploaded through it, readable from any machine
+                return client.create_experiment(name, tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
             eid = client.create_experiment(name, artifact_location=exp_dir.resolve().as_uri(),
                                            tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
             _set_relative_locations(cfg, exp_id=eid, exp_loc=_relative_location(cfg, exp_dir))
@@ -522,8 +542,9 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
                      cfg.retries)
         run_id = run.info.run_id
         run_dir = exp_dir / run_id / "artifacts"
-        _retry(lambda: _set_relative_locations(cfg, run_id=run_id, run_loc=_relative_location(cfg, run_dir)),
-               cfg.retries)
+        if not cfg.uri:
+            _retry(lambda: _set_relative_locations(cfg, run_id=run_id, run_loc=_relative_location(cfg, run_dir)),
+                   cfg.retries)
         now = int(time.time() * 1000)
         p = [Param(k, v) for k, v in flatten_params(params).items()]
         m = [Metric(k, v, now, 0) for k, v in _ordered_metrics(flat)]
@@ -534,7 +555,15 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
             _retry(lambda i=i: client.log_batch(run_id, params=p[i:i + 100]), cfg.retries)
         for i in range(0, max(len(m), 1), 1000):
             _retry(lambda i=i: client.log_batch(run_id, metrics=m[i:i + 1000]), cfg.retries)
-        _copy_artifacts(run_dir, [Path(a) for a in artifacts])
-        _write_tables(run_dir, tables)
+        if cfg.uri:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as staging:
+                _copy_artifacts(Path(staging), [Path(a) for a in artifacts])
+                _write_tables(Path(staging), tables)
+                _retry(lambda: client.log_artifacts(run_id, staging), cfg.retries)
+        else:
+            _copy_artifacts(run_dir, [Path(a) for a in artifacts])
+            _write_tables(run_dir, tables)
         _retry(lambda: client.set_terminated(run_id, "FINISHED"), cfg.retries)
         return run_id
