@@ -51,6 +51,10 @@ def main() -> None:
         raise CephaloError(msg)
 
 
+#: the file that, with ``src/cephalo``, marks a project folder (only its presence is checked)
+_PROJECT_PARAMS = "params.yaml"
+
+
 def foreign_code_message(cwd: str | os.PathLike | None = None) -> str | None:
     """The refusal when a command runs inside a project whose own code is not the imported one.
 
@@ -68,7 +72,7 @@ def foreign_code_message(cwd: str | os.PathLike | None = None) -> str | None:
     imported = Path(__file__).resolve().parent
     for folder in (here, *here.parents):
         own = folder / "src" / "cephalo"
-        if (folder / "params.yaml").is_file() and own.is_dir():
+        if (folder / _PROJECT_PARAMS).is_file() and own.is_dir():
             if own.resolve() == imported:
                 return None
             return (f"the project {folder} runs the cephalo code of another folder ({imported}); "
