@@ -72,7 +72,13 @@ def test_copied_project_running_the_original_code_is_refused(tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "params.yaml", copy / "params.yaml")
     (copy / "results").mkdir()
-    # the copy's environment imports the ORIGINAL package (the stale editable install)
+    # a byte-identical copy running the original package runs the copy's code: accepted
+    r = _cephalo(copy, REPO / "src", "check-params")
+    assert r.returncode == 0, r.stderr
+    # a code edit in the copy, while its environment imports the ORIGINAL package (the stale
+    # editable install): the edit would change nothing - refused
+    metrics = copy / "src" / "cephalo" / "evaluate" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "\n# an edit in the copy\n")
     r = _cephalo(copy / "results", REPO / "src", "check-params")
     assert r.returncode == 1, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()

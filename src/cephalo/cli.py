@@ -51,6 +51,21 @@ def main() -> None:
         raise CephaloError(msg)
 
 
+def _code_digest(package: "os.PathLike[str]") -> str:
+    """SHA-256 over a package's ``.py`` files (relative names and bytes), to tell a copy from an edit."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    root = Path(package)
+    for p in sorted(root.rglob("*.py")):
+        if "__pycache__" in p.parts:
+            continue
+        h.update(p.relative_to(root).as_posix().encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 #: the file that, with ``src/cephalo``, marks a project folder (only its presence is checked)
 _PROJECT_PARAMS = "params.yaml"
 
@@ -61,8 +76,9 @@ def foreign_code_message(cwd: str | os.PathLike | None = None) -> str | None:
     A project is a folder (the working directory or one above it) holding ``params.yaml`` and
     ``src/cephalo``. A copied project whose ``.venv`` still has the original's editable install
     would run, and record the provenance of, the *original's* code: a code edit in the copy would
-    change nothing. None when there is no project or it is the imported package's own; the
-    environment variable ``CEPHALO_ALLOW_FOREIGN_CODE=1`` allows it on purpose.
+    change nothing. None when there is no project, when it is the imported package's own, or when
+    its ``src/cephalo`` is byte for byte the imported one (same ``.py`` files: what runs is then
+    the project's code); the environment variable ``CEPHALO_ALLOW_FOREIGN_CODE=1`` allows it on purpose.
     """
     from pathlib import Path
 
@@ -73,9 +89,10 @@ def foreign_code_message(cwd: str | os.PathLike | None = None) -> str | None:
     for folder in (here, *here.parents):
         own = folder / "src" / "cephalo"
         if (folder / _PROJECT_PARAMS).is_file() and own.is_dir():
-            if own.resolve() == imported:
-                return None
-            return (f"the project {folder} runs the cephalo code of another folder ({imported}); "
+            if own.resolve() == imported or _code_digest(own) == _code_digest(imported):
+                return None  # its own code, or a byte-identical copy of it (a test's copy of the workflow)
+            return (f"the project {folder} runs the cephalo code of another folder ({imported}), which differs "
+                    f"from its own src/cephalo; "
                     f"a code edit here would change nothing. Fix: run scripts/setup-env.sh in {folder} "
                     f"(or `pip install -e .` there with this project's Python), or set "
                     f"CEPHALO_ALLOW_FOREIGN_CODE=1 to run the other code on purpose")
