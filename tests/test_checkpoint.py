@@ -199,7 +199,8 @@ def test_save_is_atomic_on_failure(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", boom)
-    with pytest.raises(OSError):
+    # one CheckpointError line naming the checkpoint (the file's OSError names no path)
+    with pytest.raises(CheckpointError, match=r"c\.pt: cannot write the checkpoint: disk full"):
         save_checkpoint(path, _tiny(3), _tiny_meta(["a", "b", "c"]))
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["c.pt"]

@@ -46,6 +46,14 @@ def _check_results(d: Path) -> None:
     con = sqlite3.connect(d / "mlflow" / "mlflow.db")
     stages = {v for (v,) in con.execute("select value from tags where key = 'stage'")}
     assert {"zero_shot", "adabn", "finetune"} <= stages, stages
+    # every evaluation names the training run of its weights (fine-tuned: through calibrated.pt's chain)
+    unlinked = [name for (name,) in con.execute(
+        "select r.name from runs r join tags t on t.run_uuid = r.run_uuid and t.key = 'stage' "
+        "where t.value in ('zero_shot', 'adabn', 'finetune') and not exists (select 1 from tags l "
+        "where l.run_uuid = r.run_uuid and l.key = 'training_run_id')")]
+    assert unlinked == [], unlinked
+    kinds = {v for (v,) in con.execute("select value from experiment_tags where key = 'mlflow.experimentKind'")}
+    assert kinds == {"custom_model_development"}, kinds
 
 
 def test_snakemake_runs_the_reduced_demo_then_does_nothing(tmp_path):

@@ -280,6 +280,12 @@ def test_calibrate_a_bundle_on_its_refined_predictions(trained, tmp_path):
 
     q_refined = np.asarray(b.calibration["q_mm"]["0.5"], dtype=float)
     q_global = np.asarray(read_calibration(tmp_path / "global.pt")["q_mm"]["0.5"], dtype=float)
+    # the calibrated checkpoint names the weights it came from (MLflow links its evaluation to their training)
+    from cephalo.io import file_sha256
+    from cephalo.models import load_model
+    from cephalo.provenance import weights_chain
+
+    assert weights_chain(load_model(tmp_path / "global.pt")[1].provenance)[0] == file_sha256(trained["global"])
     assert not np.allclose(q_refined, q_global)  # refined errors, not the coarse ones
     out = tmp_path / "eval"
     r = run(main, ["evaluate", "--model", str(tmp_path / "cal.json"), "--data", str(trained["variant"]), "--split",

@@ -20,7 +20,7 @@ import click
 from .commands import SUBCOMMANDS
 from .errors import CephaloError
 
-__all__ = ["SUBCOMMANDS", "main", "run", "os_error_message"]
+__all__ = ["SUBCOMMANDS", "main", "run", "os_error_message", "foreign_code_message"]
 
 
 class LazyGroup(click.Group):
@@ -46,6 +46,57 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="cephalo")
 def main() -> None:
     """cephalo: cephalometric landmark detection, from raw release to MRE in millimetres."""
+    msg = foreign_code_message()
+    if msg:
+        raise CephaloError(msg)
+
+
+def _code_digest(package: "os.PathLike[str]") -> str:
+    """SHA-256 over a package's ``.py`` files (relative names and bytes), to tell a copy from an edit."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    root = Path(package)
+    for p in sorted(root.rglob("*.py")):
+        if "__pycache__" in p.parts:
+            continue
+        h.update(p.relative_to(root).as_posix().encode() + b"\0")
+        h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+#: the file that, with ``src/cephalo``, marks a project folder (only its presence is checked)
+_PROJECT_PARAMS = "params.yaml"
+
+
+def foreign_code_message(cwd: str | os.PathLike | None = None) -> str | None:
+    """The refusal when a command runs inside a project whose own code is not the imported one.
+
+    A project is a folder (the working directory or one above it) holding ``params.yaml`` and
+    ``src/cephalo``. A copied project whose ``.venv`` still has the original's editable install
+    would run, and record the provenance of, the *original's* code: a code edit in the copy would
+    change nothing. None when there is no project, when it is the imported package's own, or when
+    its ``src/cephalo`` is byte for byte the imported one (same ``.py`` files: what runs is then
+    the project's code); the environment variable ``CEPHALO_ALLOW_FOREIGN_CODE=1`` allows it on purpose.
+    """
+    from pathlib import Path
+
+    if os.environ.get("CEPHALO_ALLOW_FOREIGN_CODE") == "1":
+        return None
+    here = Path(cwd or os.getcwd()).resolve()
+    imported = Path(__file__).resolve().parent
+    for folder in (here, *here.parents):
+        own = folder / "src" / "cephalo"
+        if (folder / _PROJECT_PARAMS).is_file() and own.is_dir():
+            if own.resolve() == imported or _code_digest(own) == _code_digest(imported):
+                return None  # its own code, or a byte-identical copy of it (a test's copy of the workflow)
+            return (f"the project {folder} runs the cephalo code of another folder ({imported}), which differs "
+                    f"from its own src/cephalo; "
+                    f"a code edit here would change nothing. Fix: run scripts/setup-env.sh in {folder} "
+                    f"(or `pip install -e .` there with this project's Python), or set "
+                    f"CEPHALO_ALLOW_FOREIGN_CODE=1 to run the other code on purpose")
+    return None
 
 
 def os_error_message(e: OSError) -> str:

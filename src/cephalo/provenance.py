@@ -30,9 +30,12 @@ __all__ = [
     "ENV_FIELDS",
     "collect",
     "git_state",
+    "GENERATED_PATHS",
     "params_hash",
     "cpu_model",
     "differences",
+    "derive",
+    "weights_chain",
 ]
 
 #: distributions whose versions are recorded (import name differs for opencv)
@@ -44,6 +47,12 @@ CODE_FIELDS: tuple[str, ...] = ("cephalo_version", "git_commit", "git_dirty")
 ENV_FIELDS: tuple[str, ...] = ("python", "packages", "cpu_model", "gpu_name", "threads")
 
 
+#: tracked files the pipeline itself writes: a change there is a run's output, not a code change, so
+#: it does not make the tree "dirty" (paths relative to the repository root; folders end in ``/``)
+GENERATED_PATHS: tuple[str, ...] = ("dvc.lock", "results/", "mlflow/", "mlruns/", ".snakemake/", "data/", "logs/",
+                                    "resources/", "benchmarks/results/", "rehearsal/")
+
+
 def _package_root() -> Path:
     return Path(__file__).resolve().parent
 
@@ -52,15 +61,18 @@ def _package_root() -> Path:
 def git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
     """``(HEAD commit, dirty)`` of the git work tree holding the cephalo package (or ``cwd``).
 
-    ``dirty`` is True when tracked files differ from HEAD (``git status --porcelain
-    --untracked-files=no``). ``(None, None)`` outside a git work tree or without git.
+    ``dirty`` is True when a tracked *source* file (code, params, workflow, docs) differs from HEAD
+    (``git status --porcelain --untracked-files=no``); the files the pipeline rewrites itself
+    (:data:`GENERATED_PATHS`: ``dvc.lock``, ``results/``, ...) do not count, else every run after
+    the first would read as "different code". ``(None, None)`` outside a git work tree or without git.
     """
     where = cwd or str(_package_root())
+    excludes = [f":(top,exclude){p.rstrip('/')}" for p in GENERATED_PATHS]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10,
                              check=True).stdout.strip()
-        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                            capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *excludes],
+                            cwd=where, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None, None
     return (sha or None), bool(st)
@@ -117,7 +129,8 @@ def collect(params: Any = None, *, seed: int | None = None, device: str | None =
             recorded when it is a CUDA device.
 
     Returns:
-        ``{"cephalo_version", "git_commit", "git_dirty", "python", "packages": {dist: version},
+        ``{"cephalo_version", "cephalo_path" (the imported package's own folder: its git state is
+        the one recorded), "git_commit", "git_dirty", "python", "packages": {dist: version},
         "cpu_model", "gpu_name", "threads", "device", "seed", "params_sha256"}`` (JSON-ready).
     """
     commit, dirty = git_state()
@@ -133,6 +146,7 @@ def collect(params: Any = None, *, seed: int | None = None, device: str | None =
         pass
     return {
         "cephalo_version": __version__,
+        "cephalo_path": str(_package_root()),
         "git_commit": commit,
         "git_dirty": dirty,
         "python": platform.python_version(),
@@ -171,4 +185,27 @@ def differences(records: Mapping[str, Mapping | None]) -> dict[str, list[str]]:
                                    if len({(r.get("packages") or {}).get(n) for r in recs}) > 1]
         elif len({json.dumps(r.get(f)) for r in recs}) > 1:
             out["environment"].append(f)
+    return out
+
+
+def derive(prov: Mapping | None, source_sha256: str, step: str) -> dict:
+    """The provenance of a checkpoint made from another one's weights (``calibrate``, ``adapt``).
+
+    ``derived_from`` lists ``{"step", "sha256"}`` of the source checkpoint first, then the source's
+    own chain, so that an evaluation of ``calibrated.pt`` can be traced back to the training run
+    whose ``best.pt`` it came from (:func:`weights_chain`).
+    """
+    out = dict(prov or {})
+    out["derived_from"] = [{"step": step, "sha256": source_sha256}, *list(out.get("derived_from") or [])]
+    return out
+
+
+def weights_chain(prov: Mapping | None) -> list[str]:
+    """SHA-256s of the checkpoints a checkpoint's weights come from (newest first): its
+    ``derived_from`` chain (:func:`derive`) and, for older AdaBN checkpoints, ``adabn.model_sha256``."""
+    prov = prov or {}
+    out = [str(d["sha256"]) for d in prov.get("derived_from") or [] if isinstance(d, Mapping) and d.get("sha256")]
+    adabn = prov.get("adabn") or {}
+    if isinstance(adabn, Mapping) and adabn.get("model_sha256") and adabn["model_sha256"] not in out:
+        out.append(str(adabn["model_sha256"]))
     return out

@@ -11,6 +11,10 @@ Layout (explicit, inside the project - no ``./mlruns`` file store, nothing in th
 * artifacts: ``tracking.artifacts`` (default ``mlflow/artifacts``), one folder per experiment,
   recorded in the store as paths **relative to the project folder** (``mlflow/artifacts/...``),
   so moving or copying the project keeps them working; run ``mlflow ui`` from the project folder;
+* or a tracking server (``tracking.uri: http://host:5000``, or the environment variable
+  ``CEPHALO_TRACKING_URI``): ``mlflow server`` with a PostgreSQL backend and an artifact root it
+  serves (``scripts/mlflow-server.sh``), so that several machines log into one store; artifacts
+  are uploaded through the server and open from any machine;
 * one experiment per profile/target (``tracking.experiment``, else ``tracking.experiment_prefix``
   + the pipeline's target data set, else + the run's data set): the source model's training, its
   zero-shot evaluation and the fine-tuned runs of one profile sit side by side;
@@ -34,7 +38,6 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-import subprocess
 import time
 import warnings
 from dataclasses import dataclass
@@ -54,7 +57,18 @@ __all__ = [
     "git_commit",
     "log_run",
     "RunRecord",
+    "EXPERIMENT_KIND",
+    "HEADLINE_METRICS",
+    "run_description",
 ]
+
+#: MLflow 3's experiment-kind tag and value (``mlflow/server/js``: ``ExperimentKind.CUSTOM_MODEL_DEVELOPMENT``):
+#: the experiment opens on the runs table (model training), not the GenAI traces view
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+#: the figures that answer "which run is better?", logged first and named in the run description
+HEADLINE_METRICS: tuple[str, ...] = ("mre_mm/shared", "sdr_2.0mm/shared", "mre_mm/all", "sdr_2.0mm/all",
+                                     "n_landmarks/shared", "n_landmarks/all", "n_images", "val_mre_mm",
+                                     "best_val_mre_mm")
 
 #: MLflow's limit on a param value (characters); longer values are truncated with a marker.
 _MAX_PARAM_CHARS = 6000
@@ -71,6 +85,7 @@ class TrackingConfig:
         experiment_prefix: prepended to the target/data set name to form the experiment name.
         experiment: an explicit experiment name (None: prefix + target).
         root: the project folder; artifact locations are stored relative to it.
+        uri: a tracking server's URL (None: the SQLite file ``store``).
         lock_timeout_s: how long to wait for the inter-process lock.
         retries: attempts for a logging call that hits a locked database.
     """
@@ -83,6 +98,7 @@ class TrackingConfig:
     retries: int = 6
     experiment: str | None = None
     root: Path = Path(".")
+    uri: str | None = None
 
 
 def config_from_params(section: Mapping | None, root: str | Path = ".") -> TrackingConfig:
@@ -94,7 +110,7 @@ def config_from_params(section: Mapping | None, root: str | Path = ".") -> Track
         ValueError: an unknown key (the message lists the valid ones).
     """
     section = dict(section or {})
-    valid = {"enabled", "store", "artifacts", "experiment_prefix", "experiment", "lock_timeout_s", "retries"}
+    valid = {"enabled", "store", "artifacts", "experiment_prefix", "experiment", "lock_timeout_s", "retries", "uri"}
     unknown = sorted(set(section) - valid)
     if unknown:
         raise ValueError(f"tracking: unknown keys {unknown}; valid: {sorted(valid)}")
@@ -109,6 +125,7 @@ def config_from_params(section: Mapping | None, root: str | Path = ".") -> Track
         retries=int(section.get("retries", d.retries)),
         experiment=(str(section["experiment"]) if section.get("experiment") else None),
         root=root,
+        uri=os.environ.get("CEPHALO_TRACKING_URI") or (str(section["uri"]) if section.get("uri") else None),
     )
 
 
@@ -136,7 +153,10 @@ def provenance_tags(prov: Mapping | None) -> dict[str, str]:
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
-    """``sqlite:////abs/path/mlflow.db`` for ``cfg.store`` (what ``mlflow ui --backend-store-uri`` takes)."""
+    """The server's URL (``cfg.uri``), else ``sqlite:////abs/path/mlflow.db`` for ``cfg.store`` (what
+    ``mlflow ui --backend-store-uri`` takes)."""
+    if cfg.uri:
+        return cfg.uri
     return f"sqlite:///{Path(cfg.store).resolve().as_posix()}"
 
 
@@ -178,15 +198,13 @@ def flatten_metrics(metrics: Mapping, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def git_commit(cwd: str | Path = ".") -> str | None:
-    """The HEAD commit of the git work tree at ``cwd`` (``+dirty`` appended if modified), or None."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=20).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The HEAD commit of the git work tree holding the imported cephalo package (or ``cwd``),
+    ``+dirty`` appended when its source tree is modified (:func:`cephalo.provenance.git_state`:
+    generated files such as ``dvc.lock`` do not count), or None."""
+    from .provenance import git_state
+
+    sha, dirty = git_state(None if cwd is None else str(Path(cwd).resolve()))
     return sha + ("+dirty" if dirty else "") if sha else None
 
 
@@ -200,6 +218,19 @@ def _prepare_store(cfg: TrackingConfig) -> None:
         con.execute("PRAGMA journal_mode = WAL")
     finally:
         con.close()
+
+
+def _store_lock(cfg: TrackingConfig):
+    """The inter-process lock beside the SQLite file (one writer at a time); none for a server,
+    which orders its writers itself (and the working folder then gets no ``mlflow/`` at all)."""
+    import contextlib
+
+    import filelock
+
+    if cfg.uri:
+        return contextlib.nullcontext()
+    Path(cfg.store).parent.mkdir(parents=True, exist_ok=True)
+    return filelock.FileLock(str(Path(cfg.store).with_suffix(".lock")), timeout=cfg.lock_timeout_s)
 
 
 def _is_locked_error(e: BaseException) -> bool:
@@ -250,6 +281,61 @@ class RunRecord:
     checkpoint_hash: str | None = None
     provenance: Mapping | None = None
     link_checkpoints: Sequence[str] = ()
+    description: str | None = None
+
+
+def _fmt(v: float | None, unit: str = "") -> str:
+    return "-" if v is None else f"{v:.3g}{unit}"
+
+
+def run_description(rec: RunRecord, metrics: Mapping[str, float], params: Mapping | None = None,
+                    training_run_name: str | None = None) -> str:
+    """The run's description (MLflow tag ``mlflow.note.content``, Markdown): stage, model, variant,
+    data and the headline figure, so the runs table and the run page say what the run is."""
+    params = params or {}
+    model = params.get("model") or (Path(str(rec.checkpoint)).as_posix() if rec.checkpoint else None)
+    arch = params.get("model_arch") or params.get("arch")
+    what = f"**{rec.stage}**" + (f" on variant `{rec.variant}`" if rec.variant else "") + f" of {rec.dataset}"
+    if params.get("split"):
+        what += f", split {params['split']}"
+    lines = [what]
+    if model:
+        lines.append(f"model `{model}`" + (f" ({arch})" if arch else ""))
+    figs = []
+    for s in ("shared", "all"):
+        if metrics.get(f"mre_mm/{s}") is not None:
+            n = metrics.get(f"n_landmarks/{s}")
+            figs.append(f"MRE {_fmt(metrics[f'mre_mm/{s}'], ' mm')} over {s} landmarks"
+                        + (f" ({int(n)})" if n is not None else "")
+                        + (f", SDR@2mm {_fmt(metrics.get(f'sdr_2.0mm/{s}'), '%')}"
+                           if metrics.get(f"sdr_2.0mm/{s}") is not None else ""))
+            break
+    if not figs and metrics.get("best_val_mre_mm") is not None:
+        figs.append(f"best validation MRE {_fmt(metrics['best_val_mre_mm'], ' mm')}")
+    lines += figs
+    if training_run_name:
+        lines.append(f"weights from training run `{training_run_name}`")
+    return "  \n".join(lines)
+
+
+def _ordered_metrics(flat: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Headline figures first (:data:`HEADLINE_METRICS`), then the rest by name."""
+    head = [(k, flat[k]) for k in HEADLINE_METRICS if k in flat]
+    return head + sorted((k, v) for k, v in flat.items() if k not in HEADLINE_METRICS)
+
+
+def _write_tables(run_dir: Path, tables: Mapping[str, Sequence[Mapping]]) -> None:
+    """Each table as ``<name>.json`` in MLflow's table format (``{"columns", "data"}``, what
+    ``mlflow.log_table`` writes; the artifact view shows it as a table)."""
+    import json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, rows in tables.items():
+        cols: list[str] = []
+        for r in rows:
+            cols += [c for c in r if c not in cols]
+        data = [[r.get(c) for c in cols] for r in rows]
+        (run_dir / f"{name}.json").write_text(json.dumps({"columns": cols, "data": data}, default=str))
 
 
 def log_run(
@@ -261,6 +347,7 @@ def log_run(
     artifacts: Iterable[str | Path] = (),
     tags: Mapping[str, Any] | None = None,
     series: Mapping[str, Sequence[float]] | None = None,
+    tables: Mapping[str, Sequence[Mapping]] | None = None,
     strict: bool = False,
 ) -> str | None:
     """Log one finished stage run (params, metrics, artifacts, tags) to MLflow.
@@ -276,6 +363,8 @@ def log_run(
         tags: extra tags.
         series: per-step curves, name -> values (step = position, e.g. epoch - 1), so the MLflow UI
             plots them (e.g. a training run's ``val_mre_mm`` per epoch); non-finite values skipped.
+        tables: name -> rows (dicts), logged as table artifacts ``<name>.json`` rather than as
+            dozens of metrics (e.g. the per-measurement errors), so Compare shows the headline.
         strict: raise instead of warning when logging fails (tests).
 
     Returns:
@@ -285,7 +374,7 @@ def log_run(
         return None
     try:
         return _log_run(cfg, run, params=params or {}, metrics=metrics or {}, artifacts=list(artifacts),
-                        tags=dict(tags or {}), series=dict(series or {}))
+                        tags=dict(tags or {}), series=dict(series or {}), tables=dict(tables or {}))
     except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
         if strict:
             raise
@@ -357,14 +446,12 @@ def log_to_evaluation(cfg: TrackingConfig, *, metrics_sha256: str | None, run_na
                       metrics: Mapping[str, float | None], strict: bool = False) -> str | None:
     """Add metrics (e.g. ``cephalo compare``'s ``/shared`` figures) to the evaluation run whose
     ``metrics.json`` has this SHA-256 (tag ``metrics_sha256``; newest first). Returns its id or None."""
-    if not cfg.enabled or not metrics_sha256 or not Path(cfg.store).is_file():
+    if not cfg.enabled or not metrics_sha256 or (not cfg.uri and not Path(cfg.store).is_file()):
         return None
     try:
-        import filelock
         from mlflow.entities import Metric
 
-        lock = filelock.FileLock(str(Path(cfg.store).with_suffix(".lock")), timeout=cfg.lock_timeout_s)
-        with lock:
+        with _store_lock(cfg):
             client = _client(cfg)
             exps = [e.experiment_id for e in client.search_experiments()]
             runs = _retry(lambda: client.search_runs(exps, filter_string=f"tags.metrics_sha256 = '{metrics_sha256}'",
@@ -378,6 +465,15 @@ def log_to_evaluation(cfg: TrackingConfig, *, metrics_sha256: str | None, run_na
                  if v is not None and math.isfinite(float(v))]
             for i in range(0, len(m), 1000):
                 _retry(lambda i=i: client.log_batch(rid, metrics=m[i:i + 1000]), cfg.retries)
+            shared = metrics.get("mre_mm/shared")
+            note = runs[0].data.tags.get("mlflow.note.content", "")
+            if shared is not None and math.isfinite(float(shared)) and "shared landmarks" not in note:
+                n, sdr = metrics.get("n_landmarks/shared"), metrics.get("sdr_2.0mm/shared")
+                line = (f"compared: MRE {_fmt(float(shared), ' mm')} over the shared landmarks"
+                        + (f" ({int(n)})" if n is not None else "")
+                        + (f", SDR@2mm {_fmt(float(sdr), '%')}" if sdr is not None else ""))
+                _retry(lambda: client.set_tag(rid, "mlflow.note.content", (note + "  \n" if note else "") + line),
+                       cfg.retries)
             return rid
     except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
         if strict:
@@ -387,19 +483,16 @@ def log_to_evaluation(cfg: TrackingConfig, *, metrics_sha256: str | None, run_na
         return None
 
 
-def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts, tags, series) -> str:
+def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts, tags, series, tables) -> str:
     dataset, stage, variant, run_name = rec.dataset, rec.stage, rec.variant, rec.run_name
     experiment = rec.experiment or experiment_name(cfg, None, dataset)
     provenance = dict(rec.provenance or {})
     link_checkpoints = [h for h in rec.link_checkpoints if h]
     command, data_index_hash = rec.command, rec.data_index_hash
     checkpoint, checkpoint_hash = rec.checkpoint, rec.checkpoint_hash
-    import filelock
-
-    lock = filelock.FileLock(str(Path(cfg.store).with_suffix(".lock")), timeout=cfg.lock_timeout_s)
-    Path(cfg.store).parent.mkdir(parents=True, exist_ok=True)
-    with lock:
-        _prepare_store(cfg)
+    with _store_lock(cfg):
+        if not cfg.uri:
+            _prepare_store(cfg)
         from mlflow.entities import Metric, Param
 
         client = _client(cfg)
@@ -409,8 +502,13 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
         def get_or_create() -> str:
             exp = client.get_experiment_by_name(name)
             if exp is not None:
+                if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # stores made before the tag
+                    client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
                 return exp.experiment_id
-            eid = client.create_experiment(name, artifact_location=exp_dir.resolve().as_uri())
+            if cfg.uri:  # the server's artifact root: uploaded through it, readable from any machine
+                return client.create_experiment(name, tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
+            eid = client.create_experiment(name, artifact_location=exp_dir.resolve().as_uri(),
+                                           tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
             _set_relative_locations(cfg, exp_id=eid, exp_loc=_relative_location(cfg, exp_dir))
             return eid
 
@@ -435,16 +533,21 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
         if checkpoint_hash:
             all_tags["checkpoint_sha256"] = checkpoint_hash
         all_tags.update({str(k): str(v) for k, v in tags.items()})
+        flat = flatten_metrics(metrics)
+        if "mlflow.note.content" not in all_tags:
+            all_tags["mlflow.note.content"] = rec.description or run_description(
+                rec, flat, params, all_tags.get("training_run_name"))
         run = _retry(lambda: client.create_run(exp_id, run_name=run_name or f"{stage}/{variant or 'default'}",
                                                tags={k: str(v)[:5000] for k, v in all_tags.items()}),
                      cfg.retries)
         run_id = run.info.run_id
         run_dir = exp_dir / run_id / "artifacts"
-        _retry(lambda: _set_relative_locations(cfg, run_id=run_id, run_loc=_relative_location(cfg, run_dir)),
-               cfg.retries)
+        if not cfg.uri:
+            _retry(lambda: _set_relative_locations(cfg, run_id=run_id, run_loc=_relative_location(cfg, run_dir)),
+                   cfg.retries)
         now = int(time.time() * 1000)
         p = [Param(k, v) for k, v in flatten_params(params).items()]
-        m = [Metric(k, v, now, 0) for k, v in flatten_metrics(metrics).items()]
+        m = [Metric(k, v, now, 0) for k, v in _ordered_metrics(flat)]
         for key, values in series.items():
             m += [Metric(str(key), float(v), now, step) for step, v in enumerate(values)
                   if v is not None and math.isfinite(float(v))]
@@ -452,6 +555,15 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
             _retry(lambda i=i: client.log_batch(run_id, params=p[i:i + 100]), cfg.retries)
         for i in range(0, max(len(m), 1), 1000):
             _retry(lambda i=i: client.log_batch(run_id, metrics=m[i:i + 1000]), cfg.retries)
-        _copy_artifacts(run_dir, [Path(a) for a in artifacts])
+        if cfg.uri:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as staging:
+                _copy_artifacts(Path(staging), [Path(a) for a in artifacts])
+                _write_tables(Path(staging), tables)
+                _retry(lambda: client.log_artifacts(run_id, staging), cfg.retries)
+        else:
+            _copy_artifacts(run_dir, [Path(a) for a in artifacts])
+            _write_tables(run_dir, tables)
         _retry(lambda: client.set_terminated(run_id, "FINISHED"), cfg.retries)
         return run_id

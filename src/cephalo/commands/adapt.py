@@ -69,7 +69,9 @@ def command(model_path: Path, data_dir: Path, out: Path, split: str | None, prog
     report.update({"model": str(model_path), "model_sha256": file_sha256(model_path), "data_dir": str(data_dir),
                    "split": split, "image_ids": [variant.image_ids[int(r)] for r in rows],
                    "data_index_hash": (variant.meta.get("source_index") or {}).get("sha256")})
-    prov = dict(meta.provenance)
+    from ..provenance import derive
+
+    prov = derive(meta.provenance, report["model_sha256"], "adabn")
     prov["adabn"] = report
     new_meta = dataclasses.replace(meta, provenance=prov)
     save_checkpoint(out, model.cpu(), new_meta)

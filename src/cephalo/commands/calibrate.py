@@ -79,6 +79,15 @@ def command(model_path: Path, data_dir: Path, split: str | None, out_path: Path,
 
         kind = read_checkpoint(model_path).kind  # public checkpoints' extras (their config) are not carried over
         keep = {k: v for k, v in extra.items() if k != "calibration"} if kind == "cephalo" else {}
+        import dataclasses
+
+        from ..io import file_sha256
+        from ..provenance import derive
+
+        # the calibrated weights are the source's: record its hash so that an evaluation of the
+        # calibrated checkpoint links to the training run that made them (MLflow training_run_id)
+        meta = dataclasses.replace(meta, provenance=derive(getattr(meta, "provenance", None),
+                                                           file_sha256(model_path), "calibrate"))
         save_checkpoint(out_path, model.cpu(), meta, extra={**keep, "calibration": cal})
     level = coverage_key(cp.coverages[0])
     q = [v for v in (cal["q_mm"].get(level) or []) if v is not None]

@@ -135,14 +135,19 @@ def _track(params, ep, result, variant, meta, stage, name, out_dir, model_path, 
            "bootstrap_seed": ep.seed, "thresholds_mm": ep.thresholds_mm}
     figures = dict(result.get("figures") or {})  # SDR in percent, CI bounds, /all landmark set
     meas = (result.get("measurements") or {}).get("per_measurement") or {}
-    figures["measurements"] = {k: {f: r.get(f) for f in ("mae", "bias", "human_mae", "accuracy")}
-                               for k, r in meas.items()}
+    # the ~60 per-measurement figures go to a table artifact, not the metrics: Compare shows the headline
+    meas_rows = [{"measurement": k, **{f: r.get(f) for f in ("mae", "bias", "human_mae", "accuracy")}}
+                 for k, r in meas.items()]
     figures["coverage"] = {lv: c.get("overall") for lv, c in
                            ((result.get("uncertainty") or {}).get("coverage") or {}).items()}
+    from ..provenance import weights_chain
+
+    # the weights evaluated and those they come from: a bundle's global model, a calibrated or
+    # AdaBN checkpoint's source (the chain each derived checkpoint stores), newest first
     derived = [info["checkpoint_sha256"]]
-    adabn = (getattr(meta, "provenance", {}) or {}).get("adabn") or {}
-    if adabn.get("model_sha256"):
-        derived.append(adabn["model_sha256"])  # AdaBN keeps the weights of the model it adapted
+    if info.get("refine"):
+        derived.append(info["refine"]["global_sha256"])
+    derived += weights_chain(getattr(meta, "provenance", None))
     mpath = out_dir / "metrics.json"
     run = tracking.RunRecord(dataset=dataset, stage=stage, variant=str(result.get("variant") or ""), run_name=name,
                              experiment=tracking.experiment_name(cfg, params, dataset), command=command_line,
@@ -153,4 +158,5 @@ def _track(params, ep, result, variant, meta, stage, name, out_dir, model_path, 
                      artifacts=[mpath, out_dir / "per_landmark.csv", out_dir / "per_image.csv",
                                 out_dir / "measurements.csv",
                                 out_dir / "diagnosis.md", out_dir / "plots", out_dir / "overlays"],
-                     tags={"metrics_sha256": file_sha256(mpath), "eval_dir": str(out_dir)})
+                     tags={"metrics_sha256": file_sha256(mpath), "eval_dir": str(out_dir)},
+                     tables={"measurement_errors": meas_rows} if meas_rows else None)

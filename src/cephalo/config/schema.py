@@ -790,6 +790,9 @@ class TrackingSection(Section):
     experiment: str | None = None  # an explicit experiment name (None: prefix + pipeline.target)
     lock_timeout_s: PosFloat = 120.0
     retries: PosInt = 6
+    # an MLflow tracking server (``http://host:5000``, scripts/mlflow-server.sh) instead of the
+    # SQLite file ``store``: several machines log into one store; env CEPHALO_TRACKING_URI overrides
+    uri: Annotated[str, Field(pattern=r"^https?://")] | None = None
 
 
 class PipelineConfig(Section):

@@ -43,6 +43,7 @@ __all__ = [
     "Checkpoint",
     "torch_load_checked",
     "save_checkpoint",
+    "write_failure",
     "read_checkpoint",
     "load_checkpoint",
     "load_model",
@@ -332,6 +333,36 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta, extra: 
         **extra,
     }
     path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)  # through a Python file: a full disk is an OSError, not a RuntimeError
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)
+    except (OSError, RuntimeError) as e:
+        err = write_failure(e, path)
+        if err is e:
+            raise
+        raise err from None
     return path
+
+
+def write_failure(e: BaseException, path: str | Path) -> BaseException:
+    """What to raise when writing checkpoint ``path`` failed with ``e``.
+
+    A full disk (or a read-only one) surfaces from ``torch.save`` as a ``RuntimeError`` ("[enforce
+    fail at inline_container.cc] ... unexpected pos") chained onto the ``OSError`` of the Python
+    file; both become one :class:`CheckpointError` line naming the path and the system's reason
+    (``No space left on device [ENOSPC]``). Any other exception is returned unchanged.
+    """
+    import errno
+
+    seen, cur = set(), e
+    while cur is not None and id(cur) not in seen:  # the OSError behind torch's own error
+        seen.add(id(cur))
+        if isinstance(cur, OSError):
+            code = errno.errorcode.get(cur.errno or 0)
+            why = (cur.strerror or str(cur) or type(cur).__name__) + (f" [{code}]" if code else "")
+            return CheckpointError(f"cannot write the checkpoint: {why}", path)
+        cur = cur.__cause__ or cur.__context__
+    if isinstance(e, RuntimeError) and ("inline_container" in str(e) or "file write failed" in str(e)):
+        return CheckpointError(f"cannot write the checkpoint (torch: {str(e).splitlines()[0][:200]}); "
+                               "is the disk full?", path)
+    return e

@@ -15,7 +15,11 @@ from .. import get_release
 from ._common import err
 from .spec import PROVENANCE_FILE, Layout
 
-__all__ = ["validate_layout", "check_release_layout", "resolve_ci", "collapse_wrappers", "layout_tops"]
+__all__ = ["validate_layout", "check_release_layout", "resolve_ci", "collapse_wrappers", "layout_tops",
+           "prefixed_subdirs"]
+
+#: wrapper folder levels tolerated above prefixed folders (``AnnotationsByMD/<wrapper>/400_senior``)
+MAX_WRAPPERS = 2
 
 
 def collapse_wrappers(root: Path) -> None:
@@ -50,23 +54,57 @@ def _has_file(d: Path) -> bool:
     return False
 
 
+def prefixed_subdirs(folder: str | Path, prefix: str, max_wrappers: int = MAX_WRAPPERS) -> dict[str, Path]:
+    """The folders in ``folder`` whose names start with ``prefix`` (any case), keyed by the rest of
+    the name in lower case (``{"senior": .../400_senior}``), found directly or, when there are none,
+    under up to ``max_wrappers`` levels of wrapper folders (the first level that has any wins).
+    Empty when there are none (or ``folder`` is not a folder)."""
+    found: dict[str, Path] = {}
+    frontier = [Path(folder)]
+    p = prefix.lower()
+    for _ in range(max_wrappers + 1):
+        nxt = []
+        for d in frontier:
+            try:
+                children = sorted(x for x in d.iterdir() if x.is_dir())
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for c in children:
+                if c.name.lower().startswith(p) and len(c.name) > len(p):
+                    found.setdefault(c.name[len(p):].lower(), c)
+                else:
+                    nxt.append(c)
+        if found:
+            break
+        frontier = nxt
+    return found
+
+
 def resolve_ci(root: str | Path, rel: str) -> Path | None:
     """``root / rel`` with every component matched case-insensitively (``Aariz/Train`` for
-    ``Aariz/train``); an exact match wins. ``None`` when a component is missing."""
+    ``Aariz/train``); an exact match wins; an extractor's wrapper level (``RawImage/RawImage/
+    TrainingData`` for ``RawImage/TrainingData``) is looked through, so that ``cephalo index``
+    accepts what ``cephalo download`` would collapse. ``None`` when a component is missing."""
     node = Path(root)
-    for part in PurePosixPath(rel).parts:
-        exact = node / part
-        if exact.exists():
-            node = exact
-            continue
-        try:
-            match = next((c for c in sorted(node.iterdir()) if c.name.lower() == part.lower()), None)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+    for i, part in enumerate(PurePosixPath(rel).parts):
+        match = _child_ci(node, part)
+        if match is None and i > 0:  # an extractor's wrapper level X/X/... (what collapse_wrappers removes)
+            wrapper = _child_ci(node, node.name)
+            match = _child_ci(wrapper, part) if wrapper is not None and wrapper.is_dir() else None
         if match is None:
             return None
         node = match
     return node
+
+
+def _child_ci(node: Path, part: str) -> Path | None:
+    exact = node / part
+    if exact.exists():
+        return exact
+    try:
+        return next((c for c in sorted(node.iterdir()) if c.name.lower() == part.lower()), None)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def validate_layout(root: str | Path, layout: Layout, *, source: str, error: type[CephaloError] = DownloadError) -> list[str]:
@@ -108,6 +146,10 @@ def validate_layout(root: str | Path, layout: Layout, *, source: str, error: typ
     for group in layout.any_of:
         if not any(resolve_ci(root, rel) is not None for rel in group):
             missing.append(" or ".join(group))
+    for rel, prefix in layout.prefixed_dirs:
+        d = resolve_ci(root, rel)
+        if d is not None and d.is_dir() and not prefixed_subdirs(d, prefix):
+            missing.append(f"{rel}/{prefix}<name>/")
     if missing:
         found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir() if p.name != PROVENANCE_FILE)
         shown = ", ".join(missing[:6]) + (f" (+{len(missing) - 6} more)" if len(missing) > 6 else "")

@@ -42,6 +42,10 @@ class Layout:
         nonempty_dirs: folders that must exist and hold at least one file (any depth).
         files: files that must exist.
         any_of: groups of paths of which at least one per group must exist.
+        prefixed_dirs: ``(folder, prefix)`` pairs: ``folder`` must hold at least one folder whose
+            name starts with ``prefix`` (any case), directly or under wrapper folders
+            (:func:`cephalo.datasets.fetch.layout.prefixed_subdirs`), e.g. ISBI 2015's
+            ``AnnotationsByMD/400_<annotator>/``.
         recommended: paths whose absence only warns (e.g. a test split that a partial
             copy may lack).
     """
@@ -51,6 +55,7 @@ class Layout:
     files: tuple[str, ...] = ()
     any_of: tuple[tuple[str, ...], ...] = ()
     recommended: tuple[str, ...] = ()
+    prefixed_dirs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 from ...errors import DataError
 from ...landmarks import ISBI19
 from ..base import Adapter, AdapterResult, Exclusion, annotation_rows, assign_splits, find_child_dir, find_images
+from ..fetch.layout import check_release_layout, prefixed_subdirs
 
 __all__ = ["ISBI2015Adapter", "SPLIT_FOLDERS", "parse_isbi_txt"]
 
@@ -106,19 +107,10 @@ class ISBI2015Adapter(Adapter):
             moved = assign_splits(official, overrides, default="", source=root)
             images = {i: ((moved[i] or split), p) for i, (split, p) in images.items()}
 
-        ann_dirs: dict[str, Path] = {}
-        frontier = [ann]
-        for _ in range(3):  # tolerate wrapper levels AnnotationsByMD/AnnotationsByMD/400_x
-            nxt = []
-            for d in frontier:
-                for c in sorted(x for x in d.iterdir() if x.is_dir()):
-                    if c.name.lower().startswith("400_"):
-                        ann_dirs.setdefault(c.name[4:].lower(), c)
-                    else:
-                        nxt.append(c)
-            if ann_dirs:
-                break
-            frontier = nxt
+        # the layout check `cephalo download` runs, on the folder holding the release
+        if raw.parent == ann.parent:
+            check_release_layout("isbi2015", raw.parent)
+        ann_dirs = prefixed_subdirs(ann, "400_")
         if wanted is not None:
             missing = sorted(set(wanted) - set(ann_dirs))
             if missing:

@@ -25,13 +25,9 @@ RELEASE = Release(
     layout=Layout(
         nonempty_dirs=("RawImage/TrainingData", "RawImage/Test1Data"),
         dirs=("AnnotationsByMD",),
-        any_of=(
-            (
-                "AnnotationsByMD/400_senior",
-                "AnnotationsByMD/400_junior",
-                "AnnotationsByMD/400_mean",
-            ),
-        ),
+        # 400_senior, 400_junior, 400_mean, or any other 400_<annotator> (400_a, 400_b), also
+        # under a wrapper folder: the one check cephalo download and cephalo index share
+        prefixed_dirs=(("AnnotationsByMD", "400_"),),
         recommended=("RawImage/Test2Data", "AnnotationsByMD/400_senior", "AnnotationsByMD/400_junior"),
     ),
     citation="Wang et al., Medical Image Analysis 31 (2016); figshare article 3471833",
