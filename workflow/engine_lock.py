@@ -78,7 +78,7 @@ def acquire(root: Path | str = ".", argv: list[str] | None = None) -> Any:
     if not (root / ".dvc").is_dir():
         return None
     (root / LOCK).parent.mkdir(parents=True, exist_ok=True)
-    words = [Path(argv[0]).name, *argv[1:]] if argv else ["snakemake"]
+    words = _short(list(argv)) if argv else ["snakemake"]
     content = "{pid} " + " ".join(words).replace("{", "{{").replace("}", "}}")
     try:
         lock = zc.lockfile.LockFile(str(root / LOCK), content_template=content)
