@@ -153,8 +153,8 @@ def test_cli_writes_offline_html_plots_and_compact_summaries(tmp_path):
     for f in ("sdr_curves.png", "per_landmark.png"):
         assert (tmp_path / "cmp" / "comparison_plots" / f).read_bytes()[:4] == b"\x89PNG"
     s = json.loads((tmp_path / "summary" / "finetuned-letterbox256.json").read_text())
-    assert s["n_landmarks/shared"] == 3 and s["mre_mm/shared"] == pytest.approx(0.3)
-    assert len(s) <= 8
+    assert s["mre_mm/shared"] == pytest.approx(0.3)
+    assert len(s) <= 4  # a `dvc metrics show` row fits 120 columns (tests/test_team_dvc.py)
 
 
 def test_provenance_differences_warn(tmp_path):

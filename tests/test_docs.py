@@ -18,7 +18,8 @@ def test_readme_is_short_and_links_only_existing_pages():
 
 
 def test_no_machine_specific_paths_in_readme_and_docs():
-    pattern = re.compile(r"(/tmp/|/work/|/root/|/home/)[A-Za-z]")
+    # an absolute path; `.dvc/tmp/lock` (a path inside the project) is none
+    pattern = re.compile(r"(?<![\w.-])(/tmp/|/work/|/root/|/home/)[A-Za-z]")
     for path in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
         hits = [ln for ln in path.read_text().splitlines() if pattern.search(ln)]
         assert hits == [], (path, hits[:3])

@@ -82,7 +82,7 @@ def test_dvc_repro_runs_the_reduced_demo_then_is_up_to_date(tmp_path):
     _run(dvc + ["push"], d)
     best = d / "results" / "models" / "source" / "best.pt"
     digest = best.read_bytes()
-    # checkpoints are DVC-cached outputs (the plots/metrics, `cache: false`, belong in git)
+    # checkpoints are DVC-cached outputs, like every output (docs/team.md)
     checkpoints = sorted((d / "results" / "models").rglob("*.pt"))
     # best + last of the source and fine-tuned models, the AdaBN model, and the calibrated copies of the
     # two target models (calibrate stage: adabn and finetune)

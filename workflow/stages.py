@@ -32,7 +32,10 @@ iterate pipeline.variants.
 
 What DVC shows: `dvc metrics show` = results/summary/<run>.json (a few figures per run over the
 landmarks all runs share, written by `cephalo compare`); full detail stays in each run's
-metrics.json (an uncached out). `dvc plots show` = the PNG plots at the end (no network needed).
+metrics.json. `dvc plots show` = the PNG plots at the end (no network needed).
+
+Every output is cached (no `cache: false`): results/ is not in git, so `dvc push` / `dvc pull`
+(or `dvc checkout`) is how every file either engine checks comes back (docs/team.md).
 
 Code-aware reruns: every stage depends on results/code/<command>.sha256, the fingerprint of the
 code its cephalo subcommand can run (stage code_fingerprint; Snakemake writes the same files at
@@ -54,11 +57,6 @@ PLOTS = ["results/comparison_plots/sdr_curves.png", "results/comparison_plots/pe
 PARAMS = "--params params.yaml"
 
 
-def uncached(path: str) -> dict[str, dict[str, bool]]:
-    """An output DVC tracks but does not cache (small, or read by people and tools in place)."""
-    return {path: {"cache": False}}
-
-
 def code(command: str) -> str:
     """The code fingerprint of a ``cephalo`` subcommand (written by stage ``code_fingerprint``)."""
     return f"results/code/{command}.sha256"
@@ -68,14 +66,14 @@ def eval_outs(run: str) -> list:
     """The outputs of one ``cephalo evaluate`` run folder, ``results/eval/<run>``."""
     d = f"results/eval/{run}"
     return [f"{d}/per_landmark.csv", f"{d}/per_image.csv", f"{d}/predictions.parquet", f"{d}/diagnosis.md",
-            uncached(f"{d}/metrics.json"), uncached(f"{d}/plots/sdr_curve.csv")]
+            f"{d}/metrics.json", f"{d}/plots/sdr_curve.csv"]
 
 
 def train_outs(folder: str, refiner: bool = False) -> list:
     """The outputs of one ``cephalo train`` (or ``train-refiner``) run folder."""
     extra = [f"{folder}/refine.json", f"{folder}/bundle.json"] if refiner else []
     return [f"{folder}/best.pt", f"{folder}/last.pt", f"{folder}/train.json", *extra,
-            uncached(f"{folder}/history.csv")]
+            f"{folder}/history.csv"]
 
 
 @dataclass
@@ -118,7 +116,7 @@ MODEL_DIR = "results/models/${item.stage}/${item.variant}"
 
 STAGES: list[Stage] = [
     Stage("code_fingerprint", ["cephalo code-fingerprint --out results/code"], deps=["src/cephalo"],
-          outs=[uncached("results/code")], blank_after=False),
+          outs=["results/code"], blank_after=False),
     Stage("make_demo", ["cephalo make-demo --out ${item}", PARAMS], loop="${pipeline.make_demo}",
           deps=[code("make-demo")], params=["demo"], outs=["${item}/isbi2015", "${item}/aariz"]),
     Stage("download", ["cephalo download ${item} --out resources/raw/${item}", PARAMS], loop="${pipeline.download}",
@@ -127,7 +125,7 @@ STAGES: list[Stage] = [
                     "--report results/quality/${key}", PARAMS], loop="${pipeline.raw}",
           deps=[code("index"), "${item}"], params=["data.datasets.${key}"],
           outs=["results/index/${key}.parquet", "results/quality/${key}/quality.md",
-                uncached("results/quality/${key}/quality.json")]),
+                "results/quality/${key}/quality.json"]),
     Stage("preprocess_source", ["cephalo preprocess --index results/index/${key}.parquet",
                                 "--variant ${pipeline.source_variant} --out " + SRC, PARAMS],
           loop="${pipeline.source}", deps=[code("preprocess"), "results/index/${key}.parquet"],
@@ -244,10 +242,9 @@ STAGES: list[Stage] = [
                       PARAMS],
           doc="every run folder under results/eval (the stages above write them)",
           deps=[code("compare"), "results/eval"],
-          outs=["results/comparison.csv", "results/comparison.md", uncached("results/comparison.html"),
-                "results/comparison_pairs.csv", uncached("results/comparison_plots/sdr_curves.png"),
-                uncached("results/comparison_plots/per_landmark.png")],
-          metrics=[uncached("results/summary")]),
+          outs=["results/comparison.csv", "results/comparison.md", "results/comparison.html",
+                "results/comparison_pairs.csv", *PLOTS],
+          metrics=["results/summary"]),
 ]
 
 

@@ -9,6 +9,9 @@ import importlib.util as _ilu
 _spec = _ilu.spec_from_file_location("cephalo_workflow_dvc_sync", Path(workflow.basedir) / "workflow" / "dvc_sync.py")
 _dvc_sync = _ilu.module_from_spec(_spec)
 _spec.loader.exec_module(_dvc_sync)
+_spec = _ilu.spec_from_file_location("cephalo_workflow_engine_lock", Path(workflow.basedir) / "workflow" / "engine_lock.py")
+_engine_lock = _ilu.module_from_spec(_spec)
+_spec.loader.exec_module(_engine_lock)
 
 
 def _align_dvc_mtimes():
@@ -42,5 +45,34 @@ def _dvc_commit_outputs():
         print(f"DVC: recorded {len(done)} stage(s) in dvc.lock: {', '.join(done)}")
 
 
+# One lock for both engines (workflow/engine_lock.py): a run that writes holds DVC's repository lock from its
+# first job to its end, so `dvc repro` refuses beside it, and it refuses beside a running `dvc repro`.
+_ENGINE_LOCK = []
+
+
+def _take_engine_lock():
+    import sys as _sys
+
+    try:
+        _ENGINE_LOCK.append(_engine_lock.acquire(".", _sys.argv))
+    except _engine_lock.EngineBusy as e:
+        print(f"cephalo: error: {e}", file=_sys.stderr)
+        raise
+
+
+def _give_back_engine_lock():
+    while _ENGINE_LOCK:
+        _engine_lock.release(_ENGINE_LOCK.pop())
+
+
+onstart:
+    _take_engine_lock()
+
+
 onsuccess:
+    _give_back_engine_lock()
     _dvc_commit_outputs()
+
+
+onerror:
+    _give_back_engine_lock()
