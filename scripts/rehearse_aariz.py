@@ -294,7 +294,7 @@ def run(workdir: Path, cores: int = 2, interrupt_once: bool = False, extra: list
                "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
                "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit, "machine": cpu_model(),
                "devices": [r.get("device") for r in runs], "precisions": [r.get("precision") for r in runs],
-               "comparison": str(project / "results" / "comparison.md")}
+               "comparison": str((project / "results" / "comparison.md").relative_to(workdir))}
         summary.parent.mkdir(parents=True, exist_ok=True)
         summary.write_text(json.dumps(doc, indent=1) + "\n")
     return rc
