@@ -64,6 +64,7 @@ KEYS_JSON = REPO / "tests" / "data" / "hf_hrnet_w32" / "keys.json"
 #: the recorded rehearsal the README quotes (``run --summary``)
 SUMMARY_DOC = "docs/results/rehearsal-aariz.json"
 
+
 @dataclass(frozen=True)
 class StandIns:
     """Paths and checksums of the built stand-ins."""
@@ -81,8 +82,10 @@ def rehearsal_params() -> "Params":
 
     from cephalo.config import validate_params
 
-    build = _load_module(REPO / "profiles" / "build.py", "cephalo_profiles_build")
-    merged = build.deep_merge(yaml.safe_load((REPO / PROFILE).read_text()),
+    sys.path.insert(0, str(REPO / "profiles"))
+    from build import deep_merge  # profiles/build.py: the profiles' own merge
+
+    merged = deep_merge(yaml.safe_load((REPO / PROFILE).read_text()),
                               yaml.safe_load((REPO / OVERLAY).read_text()))
     return validate_params(merged, source=f"{PROFILE} + {OVERLAY}")
 
@@ -195,15 +198,6 @@ def build_standins(out: Path, demo: "DemoConfig", input_size: int) -> StandIns:
     write_hf_cache(cache, ckpt)
     stamp.write_text(json.dumps({"inputs": want, "md5": md5}, indent=1) + "\n")
     return StandIns(archive, md5, ckpt, cache)
-
-
-def _load_module(path: Path, name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @contextmanager
