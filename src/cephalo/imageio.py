@@ -241,6 +241,27 @@ def _to_unsigned(img: np.ndarray, path: Path) -> np.ndarray:
     raise DataError(f"unsupported image dtype {img.dtype} (expected 8- or 16-bit integers)", path)
 
 
+def _sniff_readable(path: Path) -> str | None:
+    """The format signature of ``path`` (``_sniff``; None = unknown), after refusing what no decoder
+    should see: a missing, unreadable or empty file, or text where an image was expected.
+
+    Raises:
+        DataError: naming the file and what it holds (:func:`describe_file`).
+    """
+    if not path.is_file():
+        raise DataError("image file not found", path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise DataError(f"cannot read image ({e.strerror})", path) from None
+    fmt = _sniff(head[:132])
+    if size == 0 or (fmt is None and text_excerpt(head) is not None):
+        raise DataError(f"cannot read image: {describe_file(path)}", path)
+    return fmt
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as ``(H, W)`` uint8 or uint16 greyscale (original pixels).
 
@@ -253,17 +274,7 @@ def read_image(path: str | Path) -> np.ndarray:
     import cv2
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError("image file not found", path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError as e:
-        raise DataError(f"cannot read image ({e.strerror})", path) from None
-    fmt = _sniff(head[:132])
-    if size == 0 or (fmt is None and text_excerpt(head) is not None):
-        raise DataError(f"cannot read image: {describe_file(path)}", path)
+    fmt = _sniff_readable(path)
     check_complete(path)
     img = None
     if path.suffix.lower() not in _DICOM_SUFFIXES and fmt != "DICOM":
@@ -472,17 +483,7 @@ def probe_image(path: str | Path) -> None:
         DataError: as :func:`read_image` (missing, empty, text, unknown or truncated file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError("image file not found", path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError as e:
-        raise DataError(f"cannot read image ({e.strerror})", path) from None
-    fmt = _sniff(head[:132])
-    if size == 0 or (fmt is None and text_excerpt(head) is not None):
-        raise DataError(f"cannot read image: {describe_file(path)}", path)
+    fmt = _sniff_readable(path)
     if fmt is None and path.suffix.lower() not in DICOM_SUFFIXES:
         read_image(path)  # no known signature (e.g. DICOM without preamble): the real decoder decides
         return
