@@ -120,12 +120,15 @@ def test_every_planned_job_executed_and_nothing_left(rehearsal):
 def test_the_outputs_a_user_reads(rehearsal):
     import json
 
+    import pandas as pd
+
     res = rehearsal.project / "results"
+    table = pd.read_csv(res / "comparison.csv", index_col="run")
     for v in VARIANTS:
         for stage in ("naive", "zero_shot", "adabn", "finetune"):
             m = json.loads((res / "eval" / f"{stage}-{v}" / "metrics.json").read_text())
             assert m["split"] == "test" and m["figures"]["mre_mm/all"] > 0
-            shared = json.loads((res / "summary" / f"{stage}-{v}.json").read_text())
+            shared = table.loc[f"{stage}-{v}"]
             assert shared["n_landmarks/shared"] == 19 and shared["mre_mm/shared"] > 0  # the 19 both know
         assert "## Findings" in (res / "eval" / f"zero_shot-{v}" / "diagnosis.md").read_text()
         ft = json.loads((res / "eval" / f"finetune-{v}" / "metrics.json").read_text())
@@ -133,8 +136,6 @@ def test_the_outputs_a_user_reads(rehearsal):
         assert ft["uncertainty"]["calibration_split"] == "valid"  # calibrated radii
         assert (res / "models" / "finetune" / v / "calibrated.pt").is_file()
     # seven devices, two landscape, each image's own spacing, in the index
-    import pandas as pd
-
     images = pd.read_parquet(res / "index" / "aariz.parquet").drop_duplicates("image_id")
     assert images["device"].nunique() == 7 and len(images) == 21
     assert sorted(images["spacing_x_mm"].unique().round(3)) == [0.089, 0.1, 0.135, 0.139, 0.144]

@@ -212,17 +212,19 @@ def test_png_named_jpg_is_read_by_content_and_aariz_reports_it(tmp_path):
 def test_isbi_nan_and_empty_annotation_files_are_reported_exclusions(tmp_path):
     for i in (1, 2, 3):
         _save(tmp_path / "RawImage" / "TrainingData" / f"00{i}.bmp", _gradient(), "BMP")
+    _save(tmp_path / "RawImage" / "Test1Data" / "151.bmp", _gradient(), "BMP")  # the release layout has Test1
     d = tmp_path / "AnnotationsByMD" / "400_senior"
     d.mkdir(parents=True)
     good = "\n".join(f"{5 + k},{6 + k}" for k in range(19))
     (d / "001.txt").write_text(good)
     (d / "002.txt").write_text(good.replace("10,11", "nan,nan"))
     (d / "003.txt").write_text("")
+    (d / "151.txt").write_text(good)
     res = create_adapter("isbi2015").parse(tmp_path)
     reasons = {e.image_id: e.reason for e in res.exclusions if e.annotator}
     assert "line 6 is not 'x,y': 'nan,nan'" in reasons["002"]
     assert "only 0 lines" in reasons["003"]
-    assert set(build_index(res, tmp_path, progress=False)["image_id"]) == {"001"}
+    assert set(build_index(res, tmp_path, progress=False)["image_id"]) == {"001", "151"}
 
 
 def _labelme_root(tmp_path: Path, points: dict[str, list]) -> Path:
