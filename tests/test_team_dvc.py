@@ -271,21 +271,37 @@ def test_snakemake_refuses_beside_dvc_repro_and_dvc_repro_beside_snakemake(origi
     assert "Running stage 'calibrate@adabn-letterbox128'" in out  # the experiment ran what -S changed
     assert yaml.safe_load((origin / "params.yaml").read_text())["calibrate"]["conf_floor"] == 0.02  # applied
     assert "up to date" in _out(DVC + ["status"], origin)
-    # 2. Snakemake is running: `dvc repro` refuses before it runs (or removes) anything
+    # 2. Snakemake is running: it holds the lock from `onstart` (seen on a real run), and `dvc repro` beside
+    #    that lock refuses before it runs (or removes) anything. The refusal is shown with the lock held by
+    #    the very function `onstart` calls (`engine_lock.acquire`, as a Snakemake run's argv), held until
+    #    DVC has answered: on a quiet machine the tiny pipeline's run can end within DVC's start-up.
     _change_calibration(origin, 0.03)
     smk = subprocess.Popen(SMK, cwd=origin, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for_lock_holder(origin, smk, "snakemake")
-        p = _run(DVC + ["repro"], origin, check=False)
-        assert p.returncode != 0 and "Unable to acquire lock" in p.stdout + p.stderr, (p.stdout + p.stderr)[-3000:]
-        assert "snakemake" in lock.read_text()  # `cat .dvc/tmp/lock` names the other run
-        assert "snakemake" in _out([sys.executable, str(origin / "workflow" / "engine_lock.py")], origin)
+        _wait_for_lock_holder(origin, smk, "snakemake")  # its pid in .dvc/tmp/lock: `onstart` took the lock
     finally:
         out, _ = smk.communicate(timeout=900)
     assert smk.returncode == 0, out[-3000:]
     assert "DVC: recorded" in out  # the lock was given back before the record (which takes it)
     assert "up to date" in _out(DVC + ["status"], origin)
     assert _smk_jobs(origin) == set()
+    _change_calibration(origin, 0.04)
+    hold = ("import sys, time; sys.path.insert(0, 'workflow'); import engine_lock; "
+            "lock = engine_lock.acquire('.', ['snakemake', '--cores', '2']); print('held', flush=True); "
+            "sys.stdin.readline(); engine_lock.release(lock)")
+    holder = subprocess.Popen([sys.executable, "-c", hold], cwd=origin, env=_env(), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        p = _run(DVC + ["repro"], origin, check=False)
+        assert p.returncode != 0 and "Unable to acquire lock" in p.stdout + p.stderr, (p.stdout + p.stderr)[-3000:]
+        assert "snakemake" in lock.read_text()
+        assert "snakemake" in _out([sys.executable, str(origin / "workflow" / "engine_lock.py")], origin)
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert "up to date" not in _out(DVC + ["status"], origin)  # nothing ran: the change still waits
+    _out(DVC + ["repro"], origin)  # the lock given back, DVC runs it
+    assert "up to date" in _out(DVC + ["status"], origin)
 
 
 # --- point 4: DVC's tables at 120 columns ---------------------------------------------------------------
