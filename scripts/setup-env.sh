@@ -11,6 +11,13 @@ command -v "$python" >/dev/null || python=python3
 stamp="$venv/.cephalo-installed"
 want=$(cat "$repo/pyproject.toml" "$repo/envs/constraints.txt" | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "import cephalo" 2>/dev/null; then
+  # an environment shared by several clones (CI caches it outside the clone, keyed by the pins) imports
+  # the clone that last installed into it: point its editable install at this one (no downloads)
+  here=$("$venv/bin/python" -c "import cephalo, os; print(os.path.realpath(os.path.dirname(cephalo.__file__)))")
+  if [ "$here" != "$(realpath "$repo/src/cephalo")" ]; then
+    echo "cephalo: environment $venv imported $here; installing this project ($repo) into it instead" >&2
+    "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$repo"
+  fi
   echo "cephalo: environment $venv is up to date" >&2
   exit 0
 fi
