@@ -60,3 +60,20 @@ def test_outputs_write_locked_by_a_live_dvc_stage_refuse_and_a_dead_one_does_not
         sleeper.kill()
         sleeper.wait()
     lk.release(lk.acquire(project, ["snakemake"]))
+
+
+@pytest.mark.parametrize("argv, writes", [
+    (["/venv/bin/snakemake", "--cores", "2", "--resources", "gpu=1"], True),
+    (["/venv/lib/python3.11/site-packages/snakemake/__main__.py", "--cores", "2"], True),  # python -m snakemake
+    (["/venv/bin/snakemake", "--cores", "2", "--touch"], True),  # --touch rewrites the outputs' times
+    (["/venv/bin/snakemake", "-n"], False),
+    (["/venv/bin/snakemake", "--cores", "2", "--dry-run", "--configfile", "profiles/real.yaml"], False),
+    (["/venv/bin/snakemake", "--dag"], False),
+    (["/venv/bin/snakemake", "--list-rules"], False),
+    (["/venv/bin/snakemake", "--cores", "2", "--no-hooks"], False),  # skips the lock by design (docs/team.md)
+    (["/venv/bin/python", "my_driver.py"], None),  # the Python API: the lock is taken at the first job
+    ([], None),
+])
+def test_a_snakemake_command_line_is_told_to_run_or_only_plan(argv, writes):
+    """A run that writes takes the lock before it plans; a dry run, a listing or a drawing takes nothing."""
+    assert lk.snakemake_writes(argv) is writes

@@ -2,9 +2,11 @@
 
 The lock is DVC's own repository lock, ``.dvc/tmp/lock``: ``dvc repro`` (and ``dvc exp run``, ``dvc
 commit``, ``dvc checkout``, ...) hold it, and a Snakemake run that is going to write (not a dry run)
-holds it from its first job until it finishes (:func:`acquire` in ``onstart``). DVC gives the lock
+holds it from its planning until it finishes (:func:`acquire`). DVC gives the lock
 back while a stage's command runs (so that the command may call DVC); the stage's outputs are then
 write-locked in ``.dvc/tmp/rwlock`` with DVC's pid and command line, which :func:`acquire` reads too.
+A Snakemake run takes the lock before it plans (:func:`snakemake_writes` tells a run from a dry run
+by its command line), so it never plans from outputs DVC is rewriting.
 At every moment of a ``dvc repro`` one of the two is held. So:
 
 - Snakemake beside a running ``dvc repro`` refuses before its first job, with one line naming the DVC
@@ -26,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOCK", "RWLOCK", "EngineBusy", "holder", "dvc_writer", "acquire", "release"]
+__all__ = ["LOCK", "RWLOCK", "EngineBusy", "holder", "dvc_writer", "acquire", "release", "snakemake_writes"]
 
 #: DVC's repository lock, relative to the project root
 LOCK = Path(".dvc") / "tmp" / "lock"
@@ -114,6 +116,39 @@ def dvc_writer(root: Path | str = ".") -> str:
         if pid and pid != os.getpid() and Path(f"/proc/{pid}").exists():
             return f"pid {pid}: {' '.join(_short(str(info.get('cmd', 'dvc')).split()))}"
     return ""
+
+
+#: Snakemake options that plan, list or draw without running a job (their ``argparse`` destinations)
+_PLANNING_ONLY = ("dryrun", "list_rules", "list_target_rules", "dag", "rulegraph", "filegraph", "d3dag",
+                  "summary", "detailed_summary", "lint", "list_changes", "list_input_changes",
+                  "list_params_changes", "list_untracked", "unlock", "report", "containerize", "export_cwl",
+                  "print_compilation", "archive", "generate_unit_tests", "cleanup_metadata", "no_hooks")
+
+
+def snakemake_writes(argv: list[str]) -> bool | None:
+    """Whether a Snakemake command line (``sys.argv`` of the main process) runs jobs.
+
+    ``False`` for a dry run, a listing or drawing, or ``--no-hooks`` (which skips the
+    lock by design); ``None`` when the command line is not Snakemake's own (the Python API): the
+    caller then takes the lock at the first job (``onstart``) only.
+    """
+    import contextlib
+    import io
+
+    from snakemake.cli import get_argument_parser
+
+    if not argv:
+        return None
+    program = Path(argv[0])
+    if program.name != "snakemake" and not (program.name == "__main__.py" and program.parent.name == "snakemake"):
+        return None  # not Snakemake's command line (`python -m snakemake` shows as .../snakemake/__main__.py)
+    words = list(argv[1:])
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args, _ = get_argument_parser().parse_known_args(words)
+    except SystemExit:
+        return None
+    return not any(getattr(args, name, None) for name in _PLANNING_ONLY)
 
 
 def release(lock: Any) -> None:

@@ -26,8 +26,6 @@ def _align_dvc_mtimes():
         print(f"DVC: {touched} output(s) that dvc.lock vouches for put in pipeline order (modification times)")
 
 
-_align_dvc_mtimes()
-
 
 def _dvc_commit_outputs():
     settings = workflow.config_settings
@@ -46,17 +44,24 @@ def _dvc_commit_outputs():
 
 
 # One lock for both engines (workflow/engine_lock.py): a run that writes holds DVC's repository lock from its
-# first job to its end, so `dvc repro` refuses beside it, and it refuses beside a running `dvc repro`.
+# planning (so that it never answers "nothing to be done" from outputs a running `dvc repro` is rewriting,
+# nor moves their times) to its end, so `dvc repro` refuses beside it, and it refuses beside a running
+# `dvc repro`. A dry run or listing takes nothing; beside a running engine it leaves the times alone.
 _ENGINE_LOCK = []
 
 
-def _take_engine_lock():
+def _take_engine_lock(planning):
+    """Take the lock (``planning``: at parse time, for a run whose command line says it runs jobs)."""
     import sys as _sys
 
+    if _ENGINE_LOCK or not workflow.is_main_process:
+        return
     try:
         _ENGINE_LOCK.append(_engine_lock.acquire(".", _sys.argv))
     except _engine_lock.EngineBusy as e:
         print(f"cephalo: error: {e}", file=_sys.stderr)
+        if planning:
+            _sys.exit(1)
         raise
 
 
@@ -65,8 +70,29 @@ def _give_back_engine_lock():
         _engine_lock.release(_ENGINE_LOCK.pop())
 
 
+def _plan_beside_other_runs():
+    """Before planning: a run takes the lock; a dry run aligns the times only while no other run writes."""
+    import sys as _sys
+
+    if not workflow.is_main_process:
+        return
+    writes = _engine_lock.snakemake_writes(_sys.argv) if Path(".dvc").is_dir() else None
+    if writes:
+        _take_engine_lock(planning=True)
+    elif writes is False:
+        try:
+            _engine_lock.release(_engine_lock.acquire(".", ["snakemake", "--dry-run"]))
+        except _engine_lock.EngineBusy as e:
+            print(f"cephalo: {e}; planned from the outputs as they are now")
+            return
+    _align_dvc_mtimes()
+
+
+_plan_beside_other_runs()
+
+
 onstart:
-    _take_engine_lock()
+    _take_engine_lock(planning=False)
 
 
 onsuccess:
