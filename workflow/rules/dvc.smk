@@ -71,21 +71,25 @@ def _give_back_engine_lock():
 
 
 def _plan_beside_other_runs():
-    """Before planning: a run takes the lock; a dry run aligns the times only while no other run writes."""
+    """Before planning: refuse (a run) or leave the times alone (a dry run) while another run writes;
+    else align the outputs' times (DVC takes and gives back its lock for that), then a run takes the lock."""
     import sys as _sys
 
     if not workflow.is_main_process:
         return
     writes = _engine_lock.snakemake_writes(_sys.argv) if Path(".dvc").is_dir() else None
-    if writes:
-        _take_engine_lock(planning=True)
-    elif writes is False:
+    if writes is not None:
         try:
-            _engine_lock.release(_engine_lock.acquire(".", ["snakemake", "--dry-run"]))
+            _engine_lock.release(_engine_lock.acquire(".", _sys.argv))
         except _engine_lock.EngineBusy as e:
+            if writes:
+                print(f"cephalo: error: {e}", file=_sys.stderr)
+                _sys.exit(1)
             print(f"cephalo: {e}; planned from the outputs as they are now")
             return
     _align_dvc_mtimes()
+    if writes:  # a run that starts in between makes this refuse, as above
+        _take_engine_lock(planning=True)
 
 
 _plan_beside_other_runs()
