@@ -1,0 +1,119 @@
+"""scripts/run_profile.py and scripts/landmark_bias.py: hand-computed cases (fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import REPO, load_script
+
+prof = load_script(REPO / "scripts" / "run_profile.py", "cephalo_script_run_profile")
+bias = load_script(REPO / "scripts" / "landmark_bias.py", "cephalo_script_landmark_bias")
+
+LOG = """\
+Building DAG of jobs...
+
+[Mon Dec  7 21:00:00 2026]
+localrule index:
+    output: results/index/a.parquet
+    jobid: 3
+    wildcards: dataset=a
+    resources: tmpdir=/tmp
+[Mon Dec  7 21:00:00 2026]
+rule train_source:
+    jobid: 5
+    resources: tmpdir=/tmp, gpu=1
+[Mon Dec  7 21:02:30 2026]
+Finished jobid: 3 (Rule: index)
+1 of 4 steps (25%) done
+
+[Mon Dec  7 21:02:30 2026]
+localrule index:
+    jobid: 4
+    wildcards: dataset=b
+[Mon Dec  7 21:03:00 2026]
+Finished jobid: 4 (Rule: index)
+[Mon Dec  7 21:30:00 2026]
+Finished jobid: 5 (Rule: train_source)
+[Mon Dec  7 21:30:00 2026]
+localrule all:
+    jobid: 0
+[Mon Dec  7 21:30:00 2026]
+Finished jobid: 0 (Rule: all)
+"""
+
+
+def test_job_minutes_per_rule_from_a_snakemake_log():
+    jobs = prof.parse_log(LOG)
+    assert {j["jobid"] for j in jobs} == {3, 4, 5}  # `all` is no work
+    rows = {r["rule"]: r for r in prof.per_rule(jobs)}
+    assert rows["train_source"]["minutes"] == pytest.approx(30.0)
+    assert rows["index"]["jobs"] == 2 and rows["index"]["minutes"] == pytest.approx(2.5 + 0.5)
+    assert rows["index"]["longest"] == pytest.approx(2.5) and rows["index"]["which"] == "dataset=a"
+    text = prof.render(jobs, REPO / "x.log", None)
+    assert "wall time 30.0 min" in text and "summed job time 33.0 min" in text
+    assert text.index("| train_source |") < text.index("| index |")  # longest first
+
+
+def _frame(errors_px: dict[str, np.ndarray], gt: dict[str, np.ndarray], spacing=0.1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, idx = [], []
+    n = len(next(iter(gt.values())))
+    for i in range(n):
+        iid = f"{i:03d}"
+        for lm in gt:
+            e = errors_px.get(lm, np.zeros((n, 2)))[i]
+            rows.append({"image_id": iid, "landmark_name": lm, "x_gt": gt[lm][i, 0], "y_gt": gt[lm][i, 1],
+                         "x_pred": gt[lm][i, 0] + e[0], "y_pred": gt[lm][i, 1] + e[1], "split": "test"})
+            idx.append({"image_id": iid, "landmark_name": lm, "annotator": "mean", "x": gt[lm][i, 0],
+                        "y": gt[lm][i, 1], "spacing_x_mm": spacing, "spacing_y_mm": spacing})
+    return pd.DataFrame(rows), pd.DataFrame(idx)
+
+
+def test_a_constant_offset_is_all_bias_and_scatter_is_none():
+    n = 8
+    gt = {"sella": np.full((n, 2), 100.0), "nasion": np.full((n, 2), 300.0)}
+    signs = np.where(np.arange(n) % 2, 1.0, -1.0)[:, None]
+    pred, index = _frame({"sella": np.tile([10.0, -20.0], (n, 1)),  # 1 mm right, 2 mm up, every image
+                          "nasion": signs * np.array([[5.0, 0.0]])}, gt)  # +-0.5 mm: no mean offset
+    d = bias.errors_mm(pred, index)
+    lines = bias.table(d, {}, None)
+    sella = next(line for line in lines if line.startswith("| sella"))
+    nasion = next(line for line in lines if line.startswith("| nasion"))
+    # sella: MRE = |(1, -2)| = 2.24 mm, the bias is that vector exactly, its share 1
+    assert "| sella | 8 | 2.24 | +1.00 [+1.00, +1.00] | -2.00 [-2.00, -2.00] | 2.24 | 1.00 |" == sella
+    # nasion: errors +-0.5 mm along x cancel: no bias, share 0
+    assert "| 0.50 | +0.00" in nasion and nasion.endswith("| 0.00 | 0.00 |")
+
+
+def test_gonion_error_is_split_along_and_across_the_angle():
+    # Ar straight above Go, Me straight ahead (right) of it: the contour at Go runs along (1, 1)/sqrt 2
+    n = 4
+    gt = {"gonion": np.tile([100.0, 100.0], (n, 1)), "articulare": np.tile([100.0, 0.0], (n, 1)),
+          "menton": np.tile([300.0, 100.0], (n, 1))}
+    u = np.array([1.0, 1.0]) / np.sqrt(2)
+    along = np.array([[3.0], [-3.0], [3.0], [-3.0]]) * u  # 0.3 mm along the contour
+    across = np.array([[1.0], [-1.0], [-1.0], [1.0]]) * np.array([-u[1], u[0]])  # 0.1 mm across it
+    pred, index = _frame({"gonion": (along + across) * 1.0}, gt)
+    rms_along, rms_across, m = bias.gonion_components(bias.errors_mm(pred, index))
+    assert (rms_along, rms_across, m) == (pytest.approx(0.3), pytest.approx(0.1), 4)
+
+
+def test_annotators_difference_and_its_agreement_with_the_bias():
+    n = 6
+    gt = {"sella": np.full((n, 2), 100.0)}
+    pred, index = _frame({"sella": np.tile([5.0, 0.0], (n, 1))}, gt)  # +0.5 mm in x
+    a = index.assign(annotator="Dr.a", x=index["x"] + 5.0)  # Dr.a 0.5 mm right of the mean
+    b = index.assign(annotator="Dr.b", x=index["x"] - 5.0)
+    diff, pair = bias.annotator_difference(pd.concat([index, a, b]), set(index["image_id"]))
+    assert pair == ("Dr.a", "Dr.b") and diff["sella"] == (pytest.approx(1.0), pytest.approx(0.0), n)
+    line = bias.table(bias.errors_mm(pred, index), diff, pair)[2]
+    assert line.endswith("| +1.00, +0.00; 6 | +1.00 |")  # the model sides with Dr.a's convention
+
+
+def test_an_image_without_pixel_spacing_is_refused(tmp_path):
+    gt = {"sella": np.full((2, 2), 100.0)}
+    pred, index = _frame({}, gt)
+    index.loc[index["image_id"] == "001", ["spacing_x_mm", "spacing_y_mm"]] = np.nan
+    with pytest.raises(SystemExit, match="no pixel spacing in the index for images \\['001'\\]"):
+        bias.errors_mm(pred, index)
