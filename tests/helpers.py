@@ -274,7 +274,11 @@ def set_dotted(params: dict, dotted: str, value) -> None:
 SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
             "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
             "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [], "code-fingerprint": [],
-            "train-refiner": ["train", "refine", "codec", "model.transfer"], "calibrate": ["calibrate"]}
+            "train-refiner": ["train", "refine.spacing_mm", "refine.window", "refine.fallback_spacing_mm",
+                              "refine.arch", "refine.kwargs", "refine.jitter_mm", "refine.jitter_scale",
+                              "refine.min_jitter_mm", "refine.max_jitter_mm", "refine.crops_per_landmark",
+                              "refine.train", "refine.stages", "codec", "model.transfer"],
+            "bundle": ["refine.iterations", "refine.batch_size", "refine.tta"], "calibrate": ["calibrate"]}
 #: DVC-only stage: Snakemake writes the same results/code/<command>.sha256 files at parse time
 CODE_STAGE = "code_fingerprint"
 

@@ -197,6 +197,48 @@ def test_bundle_pairs_the_checkpoints_and_detects_a_changed_one(trained, tmp_pat
 
 
 @pytest.mark.slow
+def test_bundle_command_takes_the_inference_settings_from_params(trained, tmp_path):
+    """`cephalo bundle` pairs two checkpoints with refine.iterations / tta of params, nothing else of refine:."""
+    import yaml
+    from click.testing import CliRunner
+
+    from cephalo.cli import main
+    from cephalo.refine import read_bundle
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"refine": {"iterations": 2, "window": 48, "tta": {"scales": [0.9, 1.1]}}}))
+    out = tmp_path / "models" / "bundle.json"
+    out.parent.mkdir()
+    r = CliRunner().invoke(main, ["bundle", "--global", str(trained["global"]), "--refiner", str(trained["refiner"]),
+                                  "--out", str(out), "--params", str(params)])
+    assert r.exit_code == 0, r.output
+    assert "2 round(s), 2 pass(es) per round" in r.output
+    b = read_bundle(out)
+    assert b.iterations == 2 and b.batch_size == 64 and [t[0] for t in b.tta.settings()] == [0.9, 1.1]
+    assert set(b.settings) == {"iterations", "batch_size", "tta"}  # the window is the refiner's own, not params'
+    r = CliRunner().invoke(main, ["bundle", "--global", str(tmp_path / "nope.pt"), "--refiner", str(trained["refiner"]),
+                                  "--out", str(tmp_path / "b2.json"), "--params", str(params)])
+    said = r.output + str(r.exception)
+    assert r.exit_code != 0 and "global checkpoint not found" in said and "nope.pt" in said
+    assert not (tmp_path / "b2.json").exists()
+
+
+def test_refine_params_split_into_training_and_bundle_settings():
+    """The engines' params of train-refiner and bundle (workflow/stages.py) are RefineConfig's two halves."""
+    from helpers import REPO, load_script
+
+    from cephalo.config.schema import RefineConfig
+
+    st = load_script(REPO / "workflow" / "stages.py", "cephalo_workflow_stages_refine")
+    assert [k.split(".", 1)[1] for k in st.REFINE_INFERENCE] == list(RefineConfig.INFERENCE_KEYS)
+    assert {k.split(".", 1)[1] for k in st.REFINE_TRAINING} == set(RefineConfig.model_fields) - set(
+        RefineConfig.INFERENCE_KEYS)
+    r = RefineConfig.from_dict({"iterations": 3, "window": 32})
+    assert r.inference_settings()["iterations"] == 3 and "iterations" not in r.training_settings()
+    assert r.training_settings()["window"] == 32 and "window" not in r.inference_settings()
+
+
+@pytest.mark.slow
 def test_evaluate_and_predict_through_the_bundle_equal_global_plus_refiner_by_hand(trained, tmp_path):
     import pandas as pd
     import yaml

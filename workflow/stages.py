@@ -56,6 +56,13 @@ PLOTS = ["results/comparison_plots/sdr_curves.png", "results/comparison_plots/pe
 #: the params file every command reads
 PARAMS = "--params params.yaml"
 
+#: params refine: settings that only ``cephalo bundle`` reads (RefineConfig.INFERENCE_KEYS; a test checks) ...
+REFINE_INFERENCE = ["refine.iterations", "refine.batch_size", "refine.tta"]
+#: ... and the others, which a trained refiner depends on
+REFINE_TRAINING = ["refine.spacing_mm", "refine.window", "refine.fallback_spacing_mm", "refine.arch", "refine.kwargs",
+                   "refine.jitter_mm", "refine.jitter_scale", "refine.min_jitter_mm", "refine.max_jitter_mm",
+                   "refine.crops_per_landmark", "refine.train", "refine.stages"]
+
 
 def code(command: str) -> str:
     """The code fingerprint of a ``cephalo`` subcommand (written by stage ``code_fingerprint``)."""
@@ -71,7 +78,7 @@ def eval_outs(run: str) -> list:
 
 def train_outs(folder: str, refiner: bool = False) -> list:
     """The outputs of one ``cephalo train`` (or ``train-refiner``) run folder."""
-    extra = [f"{folder}/refine.json", f"{folder}/bundle.json"] if refiner else []
+    extra = [f"{folder}/refine.json"] if refiner else []
     return [f"{folder}/best.pt", f"{folder}/last.pt", f"{folder}/train.json", *extra,
             f"{folder}/history.csv"]
 
@@ -203,8 +210,16 @@ STAGES: list[Stage] = [
           heading="coarse-to-fine refinement (params refine:; pipeline.refine_source / refine_variants)",
           loop="${pipeline.refine_source}",
           deps=[code("train-refiner"), "results/index/${key}.parquet", SOURCE_MODEL],
-          params=["train", "refine", "codec", "model.transfer"],
+          params=["train", *REFINE_TRAINING, "codec", "model.transfer"],
           outs=train_outs("results/models/refine_source", refiner=True)),
+    Stage("bundle_refine_source", ["cephalo bundle --global " + SOURCE_MODEL,
+                                   "--refiner results/models/refine_source/best.pt",
+                                   "--out results/models/refine_source/bundle.json", PARAMS],
+          doc="the refiner, its global model and the inference settings (refine.iterations, batch_size, tta):\n"
+              "a change of those re-writes the bundle and re-evaluates, and trains nothing",
+          loop="${pipeline.refine_source}",
+          deps=[code("bundle"), SOURCE_MODEL, "results/models/refine_source/best.pt"],
+          params=REFINE_INFERENCE, outs=["results/models/refine_source/bundle.json"]),
     Stage("evaluate_refine_source", ["cephalo evaluate --model results/models/refine_source/bundle.json",
                                      "--data " + SRC, "--split ${item}",
                                      "--out results/eval/refine_source-${key} --name refine_source-${key}",
@@ -219,8 +234,14 @@ STAGES: list[Stage] = [
           loop="${pipeline.refine_variants}",
           deps=[code("train-refiner"), TGT_INDEX, "results/models/finetune/${item}/best.pt",
                 "results/models/refine_source/best.pt"],
-          params=["train", "refine", "codec", "model.transfer"],
+          params=["train", *REFINE_TRAINING, "codec", "model.transfer"],
           outs=train_outs("results/models/refine/${item}", refiner=True)),
+    Stage("bundle_refine", ["cephalo bundle --global results/models/finetune/${item}/best.pt",
+                            "--refiner results/models/refine/${item}/best.pt",
+                            "--out results/models/refine/${item}/bundle.json", PARAMS],
+          loop="${pipeline.refine_variants}",
+          deps=[code("bundle"), "results/models/finetune/${item}/best.pt", "results/models/refine/${item}/best.pt"],
+          params=REFINE_INFERENCE, outs=["results/models/refine/${item}/bundle.json"]),
     Stage("calibrate_refine", ["cephalo calibrate --model results/models/refine/${item}/bundle.json",
                                "--data results/variants/${pipeline.target}/${item}",
                                "--out results/models/refine/${item}/calibrated.json --no-progress", PARAMS],

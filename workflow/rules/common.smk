@@ -118,6 +118,10 @@ wildcard_constraints:
 # --- get_* helpers ------------------------------------------------------------------------
 SOURCE_CKPT = "results/models/source/best.pt"
 TRAIN_FILES = ("best.pt", "last.pt", "history.csv", "train.json")
+#: refine: settings only a bundle reads (cephalo bundle); the refiner's training depends on the others
+from cephalo.config.schema import RefineConfig as _RefineConfig
+
+REFINE_INFERENCE_KEYS = _RefineConfig.INFERENCE_KEYS
 EVAL_FILES = ("metrics.json", "per_landmark.csv", "per_image.csv", "predictions.parquet", "diagnosis.md",
               "plots/sdr_curve.csv")
 

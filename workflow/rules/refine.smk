@@ -1,11 +1,23 @@
 # Coarse-to-fine refinement (params refine:, pipeline.refine_source / refine_variants): a refiner
 # trained on the source data set (windows from the original images, jittered like the source
-# model's validation errors) -> results/models/refine_source/ (+ bundle.json with the source
-# model); fine-tuned on the target per variant (init: the source refiner, head moved by landmark
-# name) -> results/models/refine/{variant}/ (+ bundle.json with the fine-tuned model). Both
-# bundles are evaluated by the one evaluate rule (stages refine_source and refine).
+# model's validation errors) -> results/models/refine_source/; fine-tuned on the target per variant
+# (init: the source refiner, head moved by landmark name) -> results/models/refine/{variant}/.
+# `cephalo bundle` pairs each refiner with its global model and the inference settings (refine.
+# iterations / batch_size / tta) in bundle.json, a step of its own: a change of those settings
+# re-writes the bundles and re-evaluates, and trains nothing. Both bundles are evaluated by the one
+# evaluate rule (stages refine_source and refine).
 
-REFINER_FILES = TRAIN_FILES + ("refine.json", "bundle.json")
+REFINER_FILES = TRAIN_FILES + ("refine.json",)
+
+
+def refine_training_section():
+    """params refine: without the inference settings (what a trained refiner depends on)."""
+    return {k: v for k, v in (get_section("refine") or {}).items() if k not in REFINE_INFERENCE_KEYS}
+
+
+def refine_inference_section():
+    """params refine: inference settings only (what a bundle carries)."""
+    return {k: v for k, v in (get_section("refine") or {}).items() if k in REFINE_INFERENCE_KEYS}
 
 if PIPE.get("refine_source"):
 
@@ -17,7 +29,7 @@ if PIPE.get("refine_source"):
         output:
             **{f.split(".")[0]: f"results/models/refine_source/{f}" for f in REFINER_FILES},
         params:
-            section=[get_section("train"), get_section("refine"), get_section("codec"),
+            section=[get_section("train"), refine_training_section(), get_section("codec"),
                      get_section("model.transfer")],
             out_dir="results/models/refine_source",
             params_file=PARAMS,
@@ -39,7 +51,7 @@ rule finetune_refiner:
     output:
         **{f.split(".")[0]: f"results/models/refine/{{variant}}/{f}" for f in REFINER_FILES},
     params:
-        section=[get_section("train"), get_section("refine"), get_section("codec"), get_section("model.transfer")],
+        section=[get_section("train"), refine_training_section(), get_section("codec"), get_section("model.transfer")],
         out_dir="results/models/refine/{variant}",
         params_file=PARAMS,
     resources:
@@ -49,3 +61,22 @@ rule finetune_refiner:
     shell:
         "cephalo train-refiner --index {input.index} --global {input.global_model} --init {input.init}"
         " --out {params.out_dir} --stage finetune --no-progress --params {params.params_file} > {log} 2>&1"
+
+
+rule bundle_refiner:
+    input:
+        code=code("bundle"),
+        global_model=lambda w: SOURCE_CKPT if w.folder == "refine_source" else f"results/models/finetune/{w.folder.split('/', 1)[1]}/best.pt",
+        refiner="results/models/{folder}/best.pt",
+    output:
+        "results/models/{folder}/bundle.json",
+    wildcard_constraints:
+        folder="refine_source|refine/[^/]+",
+    params:
+        section=refine_inference_section(),
+        params_file=PARAMS,
+    log:
+        "logs/bundle/{folder}.log",
+    shell:
+        "cephalo bundle --global {input.global_model} --refiner {input.refiner} --out {output}"
+        " --params {params.params_file} > {log} 2>&1"

@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "fetch-model": ("fetch_model", "Get the public ISBI HRNet checkpoint (local file or Hugging Face)."),
     "train": ("train", "Fine-tune (or train) a heatmap model on a preprocessing variant."),
     "train-refiner": ("train_refiner", "Train the coarse-to-fine refiner on windows cut from the original images."),
+    "bundle": ("bundle", "Pair a global model and a refiner with the inference settings (iterations, tta)."),
     "calibrate": ("calibrate", "Per-landmark conformal prediction radii from a held-out split, into the checkpoint."),
     "adapt": ("adapt", "Unsupervised AdaBN adaptation of a model to unlabelled target images."),
     "evaluate": ("evaluate", "Predict on a variant and report MRE/SDR in mm, with diagnosis and plots."),

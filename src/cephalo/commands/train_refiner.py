@@ -8,8 +8,9 @@ deep-merged on top of ``train``), ``codec``, ``model.transfer`` and ``tracking``
     cephalo train-refiner --index results/index/hamedan.parquet --global results/models/finetuned/V/best.pt \\
         --init results/models/refiner/source/best.pt --out results/models/refiner/finetuned/V --stage finetune
 
-With ``--global``, OUT/bundle.json pairs that global model with OUT/best.pt; ``cephalo evaluate`` and
-``cephalo predict`` take it as ``--model``.
+``cephalo bundle --global G --refiner OUT/best.pt --out OUT/bundle.json`` then pairs the refiner with a
+global model and the inference settings (``refine.iterations``, ``refine.tta``); ``cephalo evaluate``
+and ``cephalo predict`` take the bundle as ``--model``. Training never reads the inference settings.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from ._common import params_option, read_params
 @click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Parquet landmark index (cephalo index): the original images and ground truth.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="run directory: best.pt, last.pt, history.csv, train.json, refine.json (+ bundle.json).")
+              help="run directory: best.pt, last.pt, history.csv, train.json, refine.json.")
 @click.option("--global", "global_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="the global model the refiner follows: jitter 'auto' from its validation MRE, and OUT/bundle.json.")
+              help="the global model the refiner follows: jitter 'auto' from its validation MRE.")
 @click.option("--init", "init_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="initial refiner weights (e.g. the source refiner); the head moves by landmark name.")
 @click.option("--stage", default=None, metavar="NAME", help="apply refine.stages.NAME (source | finetune).")
@@ -72,8 +73,9 @@ def command(index_path: Path, out: Path, global_path: Path | None, init_path: Pa
         tracking = config_from_params(params.tracking.model_dump())
     result = train_refiner(
         index_path, out, cfg, rcfg, global_ckpt=global_path, codec_params=params.codec.codec_kwargs(),
-        params=params.model_dump(include={"train", "refine", "codec"}), tracking=tracking, progress=progress,
+        params={**params.model_dump(include={"train", "codec"}), "refine": rcfg.training_settings()},
+        tracking=tracking, progress=progress,
         command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     best = "n/a" if result.best_score is None else f"{result.best_score:.3f}"
     click.echo(f"{out}: refiner {result.epochs_run} epochs; best {result.score_name} {best} at epoch "
-               f"{result.best_epoch} -> {out / 'best.pt'}" + (f"; bundle {out / 'bundle.json'}" if global_path else ""))
+               f"{result.best_epoch} -> {out / 'best.pt'}")

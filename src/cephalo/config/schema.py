@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Mapping
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import (
@@ -924,7 +924,14 @@ class RefineConfig(Section):
     ``batch_size`` (windows per forward pass at inference), ``tta`` (:class:`TTAConfig`).
     ``train`` (overrides of ``train:`` for every refiner run) and ``stages.<NAME>`` are validated
     merged onto ``train:`` with the :class:`TrainConfig` types.
+
+    The :data:`INFERENCE_KEYS` (``iterations``, ``batch_size``, ``tta``) change how a trained
+    refiner predicts, never its training: ``cephalo bundle`` writes them into a bundle, so a change
+    of them re-writes the bundles and re-evaluates without training again.
     """
+
+    #: settings that only the bundle (inference) reads; every other key is a training setting
+    INFERENCE_KEYS: ClassVar[tuple[str, ...]] = ("iterations", "batch_size", "tta")
 
     spacing_mm: PosFloat = 0.3
     window: Annotated[int, AfterValidator(_window), Expect("a multiple of 4 >= 8 (the model stride)")] = 64
@@ -955,6 +962,14 @@ class RefineConfig(Section):
         if isinstance(v, Mapping):
             return {k: ({} if s is None else s) for k, s in v.items()}
         return v
+
+    def inference_settings(self) -> dict:
+        """The ``refine`` settings a bundle carries: ``{"iterations", "batch_size", "tta"}``."""
+        return {"iterations": self.iterations, "batch_size": self.batch_size, "tta": self.tta.to_dict()}
+
+    def training_settings(self) -> dict:
+        """Every ``refine`` setting but :data:`INFERENCE_KEYS` (what a trained refiner depends on)."""
+        return self.model_dump(exclude=set(self.INFERENCE_KEYS))
 
     def train_config(self, train: "TrainSection", stage: str | None = None) -> TrainConfig:
         """The refiner's run: ``train:`` (no stages) + ``refine.train`` + ``refine.stages[stage]``.

@@ -17,6 +17,7 @@ from ..config.schema import RefineConfig
 from ..index import index_dataset
 from ..preprocess import build_variant
 from ..train import TrainConfig, train_on_variant
+from .bundle import write_bundle
 from .train import train_refiner
 
 NAMES = ("sella", "nasion")
@@ -87,5 +88,7 @@ def train_pair(root: Path, index: Path, *, global_epochs: int = 16, refiner_epoc
                                    "max_jitter_mm": 2.5})
     train_refiner(index, root / "refiner", cfg.with_overrides(epochs=refiner_epochs, batch_size=16), rcfg,
                   global_ckpt=root / "global" / "best.pt", codec_params={"sigma": 1.5}, progress=progress)
+    write_bundle(root / "refiner" / "bundle.json", root / "global" / "best.pt", root / "refiner" / "best.pt",
+                 rcfg.inference_settings())
     return {"variant": vd, "global": root / "global" / "best.pt", "refiner": root / "refiner" / "best.pt",
             "bundle": root / "refiner" / "bundle.json"}

@@ -23,7 +23,6 @@ from ..io import write_json
 from ..models import read_checkpoint
 from ..train import train_on_variant
 from ..train.loop import resolve_splits
-from .bundle import write_bundle
 from .dataset import _read_original_images, build_crop_set, jitter_from_mre
 
 __all__ = ["choose_jitter", "train_refiner"]
@@ -61,15 +60,15 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
                   global_ckpt: str | Path | None = None, codec_params: Mapping | None = None,
                   params: Mapping | None = None, tracking: Any = None, progress: bool = True,
                   command: str | None = None, ground_truth: str | None = None):
-    """Train a refiner on the images of an index; write ``out_dir`` (+ ``bundle.json`` with ``global_ckpt``).
+    """Train a refiner on the images of an index; write ``out_dir`` (``cephalo bundle`` pairs it with a global model).
 
     Args:
         index_path: Parquet landmark index (original images and ground truth).
         out_dir: run directory: ``best.pt``, ``last.pt``, ``history.csv``, ``train.json``,
-            ``refine.json`` (windows, jitter), and ``bundle.json`` when ``global_ckpt`` is given.
+            ``refine.json`` (windows, jitter: the training settings of ``rcfg``).
         tcfg: ``cephalo.train.TrainConfig`` of the refiner (``train:`` + ``refine.train`` + stage).
         rcfg: :class:`RefineConfig`.
-        global_ckpt: the global model the refiner follows (jitter ``auto``; the bundle).
+        global_ckpt: the global model the refiner follows (jitter ``auto`` from its validation MRE).
         codec_params: ``codec:`` params (sigma, decoder); input size = the window.
         params, tracking, progress, command: as ``cephalo.train.train_on_variant``.
         ground_truth: annotator policy (default: the index's).
@@ -104,12 +103,9 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
     result = train_on_variant(crops, out_dir, cfg, arch=arch, model_kwargs=kwargs, codec_params=codec_params,
                               params=params, tracking=tracking, progress=progress, command=command)
     write_json(out_dir / "refine.json", {
-        "refine": rcfg.to_dict(), "jitter_sd_mm": jitter, "jitter_source": jitter_src,
+        "refine": rcfg.training_settings(), "jitter_sd_mm": jitter, "jitter_source": jitter_src,
         "n_windows": len(crops), "n_train_windows": int((crops.splits == "train").sum()),
         "n_val_windows": int((crops.splits == "valid").sum()), "validation": val_desc,
         "index": str(index_path), "global": None if global_ckpt is None else str(global_ckpt),
     })
-    if global_ckpt is not None:
-        write_bundle(out_dir / "bundle.json", global_ckpt, out_dir / "best.pt",
-                     {"iterations": rcfg.iterations, "batch_size": rcfg.batch_size, "tta": rcfg.tta.to_dict()})
     return result
