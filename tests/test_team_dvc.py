@@ -332,3 +332,35 @@ def test_metrics_and_experiment_tables_fit_120_columns(origin):
     jobs = _out([*SMK, "-n", "--config", "set=calibrate.conf_floor=0.05"], origin)
     planned = {m.group(1) for m in re.finditer(r"^\s*(?:local)?rule (\w+):", jobs, re.M)} - {"all"}
     assert planned == {"calibrate", "evaluate", "compare"}, jobs[-2000:]
+
+
+#: the commands docs/results.md ("Reading the results") shows -> what a finished demo project answers
+#: (`mlflow ui` is run by test_team_mlflow_doc.py, on the same store layout)
+READING_COMMANDS = {
+    "dvc metrics show": "results/summary",
+    "dvc plots show": "dvc_plots/index.html",
+    "snakemake --report report.html": "report.html",
+    "cephalo code-fingerprint --importers cephalo.evaluate.metrics": "evaluate",
+    "cephalo code-fingerprint --closure evaluate": "cephalo.evaluate.metrics",
+    "cephalo code-fingerprint --help": "--importers",
+}
+
+
+def test_every_reading_the_results_command_runs_on_a_finished_demo(origin, tmp_path):
+    """docs/results.md shows these commands for a finished run: each runs there and answers (in a copy)."""
+    doc = (REPO / "docs" / "results.md").read_text()
+    section = doc[doc.index("## Reading the results"):doc.index("Every figure below comes from one command")]
+    shown = set(re.findall(r"`((?:dvc|snakemake|cephalo) [^`]+)`", section))
+    assert shown == set(READING_COMMANDS), shown ^ set(READING_COMMANDS)
+    d = tmp_path / "project"
+    shutil.copytree(origin, d, symlinks=True)
+    for cmd, answer in READING_COMMANDS.items():
+        words = cmd.split()
+        exe = {"dvc": DVC, "snakemake": [*SMK[:3], "--cores", "1"], "cephalo": ["cephalo"]}[words[0]]
+        text = _out([*exe, *words[1:]], d)
+        if answer.endswith((".html",)):
+            page = (d / answer).read_text(errors="replace")
+            assert (d / answer).stat().st_size > 1000 and "<html" in page.lower(), cmd
+        else:
+            assert answer in text, (cmd, text[-2000:])
+    assert "up to date" in _out(DVC + ["status"], d)  # reading changed nothing either engine checks
