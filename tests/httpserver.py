@@ -124,7 +124,7 @@ class LoopbackServer:
                 rng = self.headers.get("Range")
                 if rng and route.ranges and status == 200 and rng.startswith("bytes=") and rng.endswith("-"):
                     try:
-                        start = int(rng[len("bytes="):-1])
+                        start = int(rng[len("bytes=") : -1])
                     except ValueError:
                         start = 0
                     if start >= len(body):

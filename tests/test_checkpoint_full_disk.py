@@ -35,8 +35,9 @@ def tiny_disk(tmp_path):
     def mount(size: str):
         d = tmp_path / f"disk{len(mounted)}"
         d.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True,
-                           text=True)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True, text=True
+        )
         if r.returncode:
             pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
         mounted.append(d)
@@ -78,8 +79,11 @@ def test_torch_write_failure_becomes_one_line(tmp_path, monkeypatch, raised):
 
     monkeypatch.setattr(torch, "save", fake_save)
     model, meta = _model_and_meta()
-    with pytest.raises(CephaloError, match=r"best\.pt: cannot write the checkpoint: No space left on device "
-                                           r"\[ENOSPC\]"):
+    with pytest.raises(
+        CephaloError,
+        match=r"best\.pt: cannot write the checkpoint: No space left on device "
+        r"\[ENOSPC\]",
+    ):
         save_checkpoint(tmp_path / "best.pt", model, meta)
     assert list(tmp_path.iterdir()) == []
 

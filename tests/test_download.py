@@ -148,7 +148,9 @@ def test_http_success_unpacks_validates_and_caches(server, tmp_path, cache, aari
     dest = tmp_path / "data" / "aariz"
     out = fetch_release("aariz", dest, url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
     assert out == dest
-    assert (dest / "Aariz/train/Cephalograms/ctrain00.png").read_bytes() == aariz_members()["Aariz/train/Cephalograms/ctrain00.png"]
+    assert (dest / "Aariz/train/Cephalograms/ctrain00.png").read_bytes() == aariz_members()[
+        "Aariz/train/Cephalograms/ctrain00.png"
+    ]
     n_files = sum(1 for p in dest.rglob("*") if p.is_file())
     assert n_files == len(aariz_members()) + 1  # + provenance
     prov = json.loads((dest / PROVENANCE_FILE).read_text())
@@ -167,7 +169,9 @@ def test_http_success_unpacks_validates_and_caches(server, tmp_path, cache, aari
     fetch_release("aariz", dest, url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
     assert len(server.requests) == n_req and (dest / PROVENANCE_FILE).stat().st_mtime_ns == mtime
     # into a new dest: served from the pooch cache (no request), unpacked again
-    fetch_release("aariz", tmp_path / "data" / "again", url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+    fetch_release(
+        "aariz", tmp_path / "data" / "again", url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False
+    )
     assert len(server.requests) == n_req and (tmp_path / "data/again/Aariz/Readme.txt").is_file()
 
 
@@ -291,7 +295,9 @@ def test_local_archive_checked_against_release_md5(tmp_path, aariz_zip):
     arc.write_bytes(aariz_zip)
     with pytest.raises(DownloadError, match="checksum mismatch: expected md5:e0bd645bca6759abdae4f199d841bda6"):
         fetch_release("aariz", tmp_path / "d", archive=arc, progress=False)
-    fetch_release("aariz", tmp_path / "d", archive=arc, known_hash=md5(aariz_zip).upper().replace("MD5", "md5"), progress=False)
+    fetch_release(
+        "aariz", tmp_path / "d", archive=arc, known_hash=md5(aariz_zip).upper().replace("MD5", "md5"), progress=False
+    )
     assert (tmp_path / "d/Aariz/Readme.txt").is_file()
 
 
@@ -436,7 +442,11 @@ def isbi_bulk_zip() -> bytes:
     for split, ids in (("TrainingData", (1, 2)), ("Test1Data", (151,)), ("Test2Data", (301,))):
         for i in ids:
             raw[f"RawImage/RawImage/{split}/{i:03d}.bmp"] = b"BM" + bytes(30)
-    ann = {f"AnnotationsByMD/{who}/{i:03d}.txt": b"1,2\n" * 19 for who in ("400_senior", "400_junior") for i in (1, 2, 151, 301)}
+    ann = {
+        f"AnnotationsByMD/{who}/{i:03d}.txt": b"1,2\n" * 19
+        for who in ("400_senior", "400_junior")
+        for i in (1, 2, 151, 301)
+    }
     return make_zip({"RawImage.zip": make_zip(raw), "AnnotationsByMD.tar.gz": make_targz(ann)})
 
 
@@ -458,7 +468,14 @@ def test_isbi_nested_archives_wrapper_and_missing_checksum_warning(server, tmp_p
         warnings.simplefilter("error", MissingChecksumWarning)
         fetch_release("isbi2015", tmp_path / "isbi2", url=url, known_hash=sha256(body), cache_dir=cache, progress=False)
     with pytest.raises(DownloadError, match="checksum mismatch"):
-        fetch_release("isbi2015", tmp_path / "isbi3", url=url + "?v=2", known_hash="sha256:" + "1" * 64, cache_dir=cache, progress=False)
+        fetch_release(
+            "isbi2015",
+            tmp_path / "isbi3",
+            url=url + "?v=2",
+            known_hash="sha256:" + "1" * 64,
+            cache_dir=cache,
+            progress=False,
+        )
 
 
 def test_isbi_shared_data_folder(shared_data, tmp_path):
@@ -507,7 +524,9 @@ def make_rar(files: dict[str, bytes], method: int = 0x30) -> bytes:
     for name, data in files.items():
         n = name.encode()
         payload = data if method == 0x30 else bytes(len(data))
-        body = struct.pack("<IIBIIBBHI", len(payload), len(data), 3, zlib.crc32(data), 0x5A000000, 29, method, len(n), 0o100644 << 16)
+        body = struct.pack(
+            "<IIBIIBBHI", len(payload), len(data), 3, zlib.crc32(data), 0x5A000000, 29, method, len(n), 0o100644 << 16
+        )
         out += hdr(0x74, 0x8000, body + n) + payload
     out += hdr(0x7B, 0x4000, b"")
     return bytes(out)
@@ -517,7 +536,14 @@ def test_isbi_local_rar_archives(tmp_path):
     """The ISBI release's per-folder RARs, given as --archive files (stored entries: no tool needed)."""
     pytest.importorskip("rarfile")
     raw = tmp_path / "RawImage.rar"
-    raw.write_bytes(make_rar({f"RawImage/{s}/{i:03d}.bmp": b"BM" + bytes([i % 256]) * 9 for s, i in (("TrainingData", 1), ("Test1Data", 151), ("Test2Data", 301))}))
+    raw.write_bytes(
+        make_rar(
+            {
+                f"RawImage/{s}/{i:03d}.bmp": b"BM" + bytes([i % 256]) * 9
+                for s, i in (("TrainingData", 1), ("Test1Data", 151), ("Test2Data", 301))
+            }
+        )
+    )
     ann = tmp_path / "AnnotationsByMD.rar"
     ann.write_bytes(make_rar({f"400_senior/{i:03d}.txt": b"5,6\n" * 19 for i in (1, 151, 301)}))
     dest = tmp_path / "isbi"
@@ -535,7 +561,9 @@ def test_isbi_local_rar_archives(tmp_path):
     bulk = tmp_path / "bulk.zip"
     bulk.write_bytes(make_zip({"RawImage.rar": raw.read_bytes(), "AnnotationsByMD.rar": ann.read_bytes()}))
     with pytest.warns(UserWarning, match="400_junior"):
-        fetch_release("isbi2015", tmp_path / "isbi_b", archive=bulk, known_hash=sha256(bulk.read_bytes()), progress=False)
+        fetch_release(
+            "isbi2015", tmp_path / "isbi_b", archive=bulk, known_hash=sha256(bulk.read_bytes()), progress=False
+        )
     assert (tmp_path / "isbi_b/AnnotationsByMD/400_senior/151.txt").is_file()
 
 
@@ -560,7 +588,13 @@ def test_corrupt_rar(tmp_path):
     arc = tmp_path / "RawImage.rar"
     arc.write_bytes(b"Rar!\x1a\x07\x00" + b"\x00" * 40)
     with pytest.raises(DownloadError, match="RAR archive holds no files|corrupt or truncated RAR") as ei:
-        fetch_release("isbi2015", tmp_path / "d", archive=[arc], known_hash={"RawImage.rar": sha256(arc.read_bytes())}, progress=False)
+        fetch_release(
+            "isbi2015",
+            tmp_path / "d",
+            archive=[arc],
+            known_hash={"RawImage.rar": sha256(arc.read_bytes())},
+            progress=False,
+        )
     assert str(arc) in str(ei.value)
     assert_nothing_partial(tmp_path / "d")
 
@@ -593,7 +627,9 @@ data:
     )
     runner = CliRunner()
     out = tmp_path / "raw" / "aariz"
-    r = runner.invoke(main, ["download", "aariz", "--out", str(out), "--mirror", url, "--params", str(params), "--no-progress"])
+    r = runner.invoke(
+        main, ["download", "aariz", "--out", str(out), "--mirror", url, "--params", str(params), "--no-progress"]
+    )
     assert r.exit_code == 0, r.output
     assert (out / "Aariz/train/Cephalograms").is_dir()
     assert str(out) in r.output
@@ -601,7 +637,9 @@ data:
     # bad input: one-line error, exit 1, nothing written
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"<html>nope</html>")
-    r = runner.invoke(main, ["download", "aariz", "--out", str(tmp_path / "o2"), "--archive", str(bad), "--params", str(params)])
+    r = runner.invoke(
+        main, ["download", "aariz", "--out", str(tmp_path / "o2"), "--archive", str(bad), "--params", str(params)]
+    )
     assert r.exit_code != 0 and isinstance(r.exception, DownloadError)
     assert_nothing_partial(tmp_path / "o2")
 
@@ -614,9 +652,23 @@ def test_cli_download_one_line_exit_1(tmp_path, aariz_zip):
     bad.write_bytes(aariz_zip)
     params = _params(tmp_path, "data: {}\n")
     r = subprocess.run(
-        [sys.executable, "-c", "from cephalo.cli import run; run()", "download", "aariz", "--out", str(tmp_path / "o"),
-         "--archive", str(bad), "--params", str(params), "--no-progress"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from cephalo.cli import run; run()",
+            "download",
+            "aariz",
+            "--out",
+            str(tmp_path / "o"),
+            "--archive",
+            str(bad),
+            "--params",
+            str(params),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 1
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("cephalo: error:")]
@@ -637,15 +689,33 @@ def test_cli_download_isbi_archives_warn_once_per_line(tmp_path):
     import sys
 
     raw = tmp_path / "RawImage.zip"
-    raw.write_bytes(make_zip({f"RawImage/{s}/{i:03d}.bmp": b"BM" + bytes(8) for s, i in (("TrainingData", 1), ("Test1Data", 151))}))
+    raw.write_bytes(
+        make_zip({f"RawImage/{s}/{i:03d}.bmp": b"BM" + bytes(8) for s, i in (("TrainingData", 1), ("Test1Data", 151))})
+    )
     ann = tmp_path / "AnnotationsByMD.tar.gz"
     ann.write_bytes(make_targz({"AnnotationsByMD/400_senior/001.txt": b"1,1\n" * 19}))
     params = _params(tmp_path, "data: {}\n")
     out = tmp_path / "raw" / "isbi2015"
     r = subprocess.run(
-        [sys.executable, "-c", "from cephalo.cli import run; run()", "download", "isbi2015", "--out", str(out),
-         "--archive", str(raw), "--archive", str(ann), "--params", str(params), "--no-progress"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from cephalo.cli import run; run()",
+            "download",
+            "isbi2015",
+            "--out",
+            str(out),
+            "--archive",
+            str(raw),
+            "--archive",
+            str(ann),
+            "--params",
+            str(params),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     warns = [ln for ln in r.stderr.splitlines() if ln.startswith("cephalo: warning:")]
@@ -660,8 +730,9 @@ def test_relative_destination_and_cache_as_the_pipeline_passes_them(server, tmp_
     extractors would otherwise unpack relative to the archive's own folder)."""
     monkeypatch.chdir(tmp_path)
     url = server.add("/files/Aariz.zip", Route(body=aariz_zip))
-    out = fetch_release("aariz", "resources/raw/aariz", url=url, known_hash=sha256(aariz_zip),
-                           cache_dir="cache", progress=False)
+    out = fetch_release(
+        "aariz", "resources/raw/aariz", url=url, known_hash=sha256(aariz_zip), cache_dir="cache", progress=False
+    )
     assert out == tmp_path / "resources" / "raw" / "aariz"
     assert (out / "Aariz" / "cephalogram_machine_mappings.csv").is_file()
     assert list((tmp_path / "cache").iterdir())  # the download was cached where asked

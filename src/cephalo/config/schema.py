@@ -34,12 +34,45 @@ from ..errors import ConfigError
 from .messages import Expect, Walk, suggest, validate_section
 
 __all__ = [
-    "Expect", "Section", "Params", "PosInt", "NonNegInt", "PosFloat", "NonNegFloat", "Prob", "Device",
-    "DemoDevice", "DemoIsbi", "DemoAariz", "DemoConfigSchema", "DatasetDownload", "DatasetSpec", "DataConfig",
-    "VariantSpec", "ModelTransfer", "ModelOnnx", "ModelSourceConfig", "ModelConfig", "CodecConfig",
-    "AugmentConfig", "InitConfig", "EMAConfig", "TrainConfig", "AdaptConfig", "DiagnosisConfig",
-    "EvaluateConfig", "TrackingSection", "PipelineConfig", "PredictConfig", "ReviewConfig", "CalibrateConfig",
-    "TTAConfig", "RefineConfig", "PRECISIONS", "INIT_SOURCES", "NON_TRAJECTORY_KEYS",
+    "Expect",
+    "Section",
+    "Params",
+    "PosInt",
+    "NonNegInt",
+    "PosFloat",
+    "NonNegFloat",
+    "Prob",
+    "Device",
+    "DemoDevice",
+    "DemoIsbi",
+    "DemoAariz",
+    "DemoConfigSchema",
+    "DatasetDownload",
+    "DatasetSpec",
+    "DataConfig",
+    "VariantSpec",
+    "ModelTransfer",
+    "ModelOnnx",
+    "ModelSourceConfig",
+    "ModelConfig",
+    "CodecConfig",
+    "AugmentConfig",
+    "InitConfig",
+    "EMAConfig",
+    "TrainConfig",
+    "AdaptConfig",
+    "DiagnosisConfig",
+    "EvaluateConfig",
+    "TrackingSection",
+    "PipelineConfig",
+    "PredictConfig",
+    "ReviewConfig",
+    "CalibrateConfig",
+    "TTAConfig",
+    "RefineConfig",
+    "PRECISIONS",
+    "INIT_SOURCES",
+    "NON_TRAJECTORY_KEYS",
 ]
 
 
@@ -83,8 +116,12 @@ NumberOrPair = Annotated[Any, AfterValidator(_number_or_pair), Expect("a number 
 
 
 def _wh_pair(v: Any) -> list[int]:
-    if isinstance(v, bool) or not isinstance(v, (list, tuple)) or len(v) != 2 or not all(
-            isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v):
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, (list, tuple))
+        or len(v) != 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v)
+    ):
         raise PydanticCustomError("wh", "is not a [W, H] pair of positive integers")
     return [int(v[0]), int(v[1])]
 
@@ -118,8 +155,10 @@ class Section(BaseModel):
             for key in data:
                 if key not in cls.model_fields:
                     raise PydanticCustomError(
-                        "unknown_key", "unknown key {key}",
-                        {"key": str(key), "valid": valid, "suggestion": suggest(str(key), valid)})
+                        "unknown_key",
+                        "unknown key {key}",
+                        {"key": str(key), "valid": valid, "suggestion": suggest(str(key), valid)},
+                    )
         return data
 
     @classmethod
@@ -219,8 +258,9 @@ class DatasetDownload(Section):
     """``data.datasets.<name>.download`` (``cephalo download``)."""
 
     url: str | None = None
-    known_hash: Annotated[Any, AfterValidator(_known_hash),
-                          Expect('"md5:<hex>" / "sha256:<hex>", {file: hash} or null')] = None
+    known_hash: Annotated[
+        Any, AfterValidator(_known_hash), Expect('"md5:<hex>" / "sha256:<hex>", {file: hash} or null')
+    ] = None
     cache_dir: str | None = None
     keep_archive: bool = True
     timeout_s: PosFloat = 60.0
@@ -268,7 +308,6 @@ def _steps(v: Any) -> list:
     # and `cephalo CMD --help` need not pay for when no variant is validated
     from ..preprocess.steps import STEPS
 
-
     if not isinstance(v, list) or not v:
         raise PydanticCustomError("steps", "is not a non-empty list of steps")
     for i, item in enumerate(v):
@@ -277,36 +316,56 @@ def _steps(v: Any) -> list:
         elif isinstance(item, Mapping) and "step" in item:
             name, kw = item["step"], {k: x for k, x in item.items() if k != "step"}
         elif isinstance(item, Mapping) and len(item) == 1:
-            (name, kw), = item.items()
+            ((name, kw),) = item.items()
             kw = {} if kw is None else kw
         else:
-            raise PydanticCustomError("step", "[{i}] {item!r} is not a step (\"name\" or {{name: {{kwargs}}}})",
-                                      {"i": i, "item": item})
+            raise PydanticCustomError(
+                "step", '[{i}] {item!r} is not a step ("name" or {{name: {{kwargs}}}})', {"i": i, "item": item}
+            )
         if name not in STEPS:
             s = suggest(str(name), list(STEPS))
-            raise PydanticCustomError("step", "[{i}]: unknown step {name}{hint}; valid: {valid}",
-                                      {"i": i, "name": repr(name), "hint": f" (did you mean {s!r}?)" if s else "",
-                                       "valid": ", ".join(STEPS)})
+            raise PydanticCustomError(
+                "step",
+                "[{i}]: unknown step {name}{hint}; valid: {valid}",
+                {"i": i, "name": repr(name), "hint": f" (did you mean {s!r}?)" if s else "", "valid": ", ".join(STEPS)},
+            )
         if not isinstance(kw, Mapping):
-            raise PydanticCustomError("step", "[{i}].{name}: {kw!r} is not a mapping of arguments",
-                                      {"i": i, "name": name, "kw": kw})
+            raise PydanticCustomError(
+                "step", "[{i}].{name}: {kw!r} is not a mapping of arguments", {"i": i, "name": name, "kw": kw}
+            )
         cls = STEPS[name]
         fields = [f.name for f in dataclasses.fields(cls) if f.init]
         for k in kw:
             if k not in fields:
                 s = suggest(str(k), fields)
-                raise PydanticCustomError("step", "[{i}].{name}.{k}: unknown argument{hint}; valid: {valid}",
-                                          {"i": i, "name": name, "k": k, "hint": f" (did you mean {s!r}?)" if s else "",
-                                           "valid": ", ".join(fields)})
+                raise PydanticCustomError(
+                    "step",
+                    "[{i}].{name}.{k}: unknown argument{hint}; valid: {valid}",
+                    {
+                        "i": i,
+                        "name": name,
+                        "k": k,
+                        "hint": f" (did you mean {s!r}?)" if s else "",
+                        "valid": ", ".join(fields),
+                    },
+                )
         try:
             TypeAdapter(cls).validate_python(dict(kw))
         except ValidationError as e:
             err = e.errors()[0]
             where = ".".join(str(x) for x in err["loc"])
             msg = err["msg"].split(",")[0]
-            raise PydanticCustomError("step", "[{i}].{name}.{where}: {value} is not valid ({msg})",
-                                      {"i": i, "name": name, "where": where, "value": repr(err.get("input")),
-                                       "msg": msg[:1].lower() + msg[1:]}) from None
+            raise PydanticCustomError(
+                "step",
+                "[{i}].{name}.{where}: {value} is not valid ({msg})",
+                {
+                    "i": i,
+                    "name": name,
+                    "where": where,
+                    "value": repr(err.get("input")),
+                    "msg": msg[:1].lower() + msg[1:],
+                },
+            ) from None
         except (ConfigError, ValueError, TypeError) as e:
             raise PydanticCustomError("step", "[{i}].{name}: {msg}", {"i": i, "name": name, "msg": str(e)}) from None
     return v
@@ -328,8 +387,9 @@ class VariantSpec(Section):
 
     steps: Annotated[list, AfterValidator(_steps), Expect("a list of steps from cephalo.preprocess.STEPS")]
     ground_truth: str | None = None
-    normalisation: Annotated[Any, AfterValidator(_normalisation),
-                             Expect("imagenet | unit | zscore (or {name: ..., ...})")] = "imagenet"
+    normalisation: Annotated[
+        Any, AfterValidator(_normalisation), Expect("imagenet | unit | zscore (or {name: ..., ...})")
+    ] = "imagenet"
 
 
 # --- model / codec --------------------------------------------------------------------------
@@ -354,8 +414,12 @@ class ModelSourceConfig(Section):
     revision: str | None = None
     cache_dir: str | None = None
     path: str | None = None
-    sha256: Annotated[str, Field(pattern=r"^(sha256:)?[0-9a-fA-F]{64}$"),
-                      Expect("64 hex digits, optionally prefixed sha256:")] | None = None
+    sha256: (
+        Annotated[
+            str, Field(pattern=r"^(sha256:)?[0-9a-fA-F]{64}$"), Expect("64 hex digits, optionally prefixed sha256:")
+        ]
+        | None
+    ) = None
     offline: bool | None = None
     link: bool = False
 
@@ -547,9 +611,16 @@ def _augment(v: Any) -> dict | None:
 
 #: ``train`` settings that do not change the optimisation trajectory: left out of
 #: :meth:`TrainConfig.fingerprint`, so a resumed run may change them (and the resume check never names them)
-NON_TRAJECTORY_KEYS: tuple[str, ...] = ("num_workers", "tracking", "resume", "early_stopping_patience",
-                                        "early_stopping_min_delta", "device", "val_batch_size",
-                                        "checkpoint_every_steps")
+NON_TRAJECTORY_KEYS: tuple[str, ...] = (
+    "num_workers",
+    "tracking",
+    "resume",
+    "early_stopping_patience",
+    "early_stopping_min_delta",
+    "device",
+    "val_batch_size",
+    "checkpoint_every_steps",
+)
 
 
 class TrainConfig(Section):
@@ -711,9 +782,7 @@ class TrainSection(TrainConfig):
                     TrainConfig.model_validate(_deep_merge(base, over))
                 except ValidationError as e:
                     err = e.errors()[0]
-                    raise PydanticCustomError(
-                        "stage", "{inner}",
-                        {"inner": err, "prefix": ["stages", name]}) from None
+                    raise PydanticCustomError("stage", "{inner}", {"inner": err, "prefix": ["stages", name]}) from None
         return out
 
     def for_stage(self, stage: str | None) -> TrainConfig:
@@ -727,8 +796,11 @@ class TrainSection(TrainConfig):
             return TrainConfig.model_validate(base)
         if stage not in self.stages:
             s = suggest(stage, list(self.stages))
-            raise ConfigError(f"train.stages: no stage {stage!r}" + (f" (did you mean {s!r}?)" if s else "")
-                              + f"; defined: {', '.join(sorted(self.stages)) or 'none'}")
+            raise ConfigError(
+                f"train.stages: no stage {stage!r}"
+                + (f" (did you mean {s!r}?)" if s else "")
+                + f"; defined: {', '.join(sorted(self.stages)) or 'none'}"
+            )
         return TrainConfig.model_validate(_deep_merge(base, self.stages[stage]))
 
 
@@ -840,7 +912,9 @@ class PredictConfig(Section):
 
     batch_size: PosInt = 4
     device: Device = "auto"
-    spacing_mm: PosFloat | Annotated[list[PosFloat], Field(min_length=2, max_length=2)] | None = None  # mm/px, or [x, y]
+    spacing_mm: PosFloat | Annotated[list[PosFloat], Field(min_length=2, max_length=2)] | None = (
+        None  # mm/px, or [x, y]
+    )
     variant: str | None = None
     overlays: bool = True
     skip_bad: bool = False
@@ -962,20 +1036,29 @@ class RefineConfig(Section):
         Raises:
             ConfigError: a stage that ``refine.stages`` does not define.
         """
-        merged = deep_merge({k: v for k, v in train.model_dump(exclude_unset=True).items() if k != "stages"},
-                           self.train)
+        merged = deep_merge(
+            {k: v for k, v in train.model_dump(exclude_unset=True).items() if k != "stages"}, self.train
+        )
         if stage is not None:
             if stage not in self.stages:
                 s = suggest(stage, list(self.stages))
-                raise ConfigError(f"refine.stages: no stage {stage!r}" + (f" (did you mean {s!r}?)" if s else "")
-                                  + f"; defined: {', '.join(sorted(self.stages)) or 'none'}")
+                raise ConfigError(
+                    f"refine.stages: no stage {stage!r}"
+                    + (f" (did you mean {s!r}?)" if s else "")
+                    + f"; defined: {', '.join(sorted(self.stages)) or 'none'}"
+                )
             merged = deep_merge(merged, self.stages[stage])
         return TrainConfig.model_validate(merged)
 
     def crop_spec(self) -> dict:
         """What inference needs to cut windows as in training (stored as the checkpoint's ``meta.variant``)."""
-        return {"refine": {"spacing_mm": float(self.spacing_mm), "window": [int(self.window)] * 2,
-                           "fallback_spacing_mm": self.fallback_spacing_mm}}
+        return {
+            "refine": {
+                "spacing_mm": float(self.spacing_mm),
+                "window": [int(self.window)] * 2,
+                "fallback_spacing_mm": self.fallback_spacing_mm,
+            }
+        }
 
     def to_dict(self) -> dict:
         return self.model_dump()

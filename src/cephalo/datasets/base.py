@@ -122,9 +122,7 @@ class Adapter(ABC):
         """Raise ConfigError for option names this adapter does not know."""
         unknown = sorted(set(options) - set(self.option_names))
         if unknown:
-            raise ConfigError(
-                f"adapter {self.name!r}: unknown option(s) {unknown}; valid: {sorted(self.option_names)}"
-            )
+            raise ConfigError(f"adapter {self.name!r}: unknown option(s) {unknown}; valid: {sorted(self.option_names)}")
 
     @abstractmethod
     def parse(self, root: str | Path, *, dataset: str | None = None, **options: Any) -> AdapterResult:
@@ -256,9 +254,11 @@ def assign_splits(
         for name, items in parsed.items():
             n = sum(_matches(i, it) for it in items)
             if n > 1:
-                raise ConfigError(f"split {name!r} names image id {i!r} {n} times (overlapping entries "
-                                  f"{[f'{lo}-{hi}' if hi else lo for lo, hi in items if _matches(i, (lo, hi))]})",
-                                  source)
+                raise ConfigError(
+                    f"split {name!r} names image id {i!r} {n} times (overlapping entries "
+                    f"{[f'{lo}-{hi}' if hi else lo for lo, hi in items if _matches(i, (lo, hi))]})",
+                    source,
+                )
             if n:
                 hits.append(name)
         if len(hits) > 1:

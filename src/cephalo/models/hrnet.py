@@ -134,9 +134,7 @@ class HighResolutionModule(nn.Module):
         self.channels = list(channels)
         self.multi_scale_output = multi_scale_output
         n = len(channels)
-        self.branches = nn.ModuleList(
-            [_residual_stack(BasicBlock, c, c, num_blocks) for c in channels]
-        )
+        self.branches = nn.ModuleList([_residual_stack(BasicBlock, c, c, num_blocks) for c in channels])
         n_out = n if multi_scale_output else 1
         fuse = []
         for i in range(n_out):

@@ -115,7 +115,7 @@ def strip_prefixes(state_dict: Mapping[str, Any], prefixes: tuple[str, ...] = _P
         changed = False
         for p in prefixes:
             if all(k.startswith(p) for k in sd):
-                sd = {k[len(p):]: v for k, v in sd.items()}
+                sd = {k[len(p) :]: v for k, v in sd.items()}
                 changed = True
     return sd
 

@@ -38,7 +38,7 @@ def create_model(name: str, num_landmarks: int, **kw: Any) -> nn.Module:
             raise ValueError(
                 f"{name}: 'pretrained' must be given explicitly as true/false (model.pretrained in params)"
             )
-        return TimmHeatmapModel(name[len("timm:"):], num_landmarks, **kw)
+        return TimmHeatmapModel(name[len("timm:") :], num_landmarks, **kw)
     if name in HRNET_WIDTHS:
         return hrnet(name, num_landmarks, **kw)
     raise ValueError(f"unknown model {name!r}; valid: {list(MODEL_NAMES)}")

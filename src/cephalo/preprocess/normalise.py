@@ -64,9 +64,7 @@ def _max_value(dtype, spec: dict, max_value: float | None) -> float:
         return 255.0
     if dtype in (np.uint16, getattr(torch, "uint16", None)):
         return 65535.0
-    raise ValueError(
-        f"normalise: cannot infer the bit depth of {dtype} input; pass max_value (255 or 65535)"
-    )
+    raise ValueError(f"normalise: cannot infer the bit depth of {dtype} input; pass max_value (255 or 65535)")
 
 
 def normalise(images: Any, spec: str | Mapping | None = "imagenet", max_value: float | None = None):

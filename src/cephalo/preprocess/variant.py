@@ -56,8 +56,6 @@ FORMAT_VERSION = 1
 AFFINE_COLUMNS = ("a00", "a01", "a02", "a10", "a11", "a12")
 
 
-
-
 def _canonical_spec(spec: Mapping) -> dict:
     """The variant spec with steps in canonical (defaults filled) form, quantiles dropped."""
     pipe = Pipeline.from_spec(spec)
@@ -424,7 +422,9 @@ def build_variant(
     imgs = images_table(df).reset_index(drop=True)
     ids = [str(i) for i in imgs["image_id"]]
     if len(set(ids)) != len(ids):
-        raise DataError("index holds the same image_id in several data sets; preprocess one data set per variant", index_path)
+        raise DataError(
+            "index holds the same image_id in several data sets; preprocess one data set per variant", index_path
+        )
     gt = ground_truth_fn(df, ground_truth)
     coords_orig = _arrays_for(ids, gt, landmark_arrays, names)
     annotators = sorted(str(a) for a in df["annotator"].dropna().unique())
@@ -471,7 +471,9 @@ def build_variant(
         n_workers = max(1, int(workers if workers is not None else min(4, os.cpu_count() or 1)))
         with ThreadPoolExecutor(n_workers) as pool:
             results = pool.map(work, range(n)) if n_workers > 1 else map(work, range(n))
-            for k, (out, m) in enumerate(tqdm(results, total=n, desc=f"preprocess {name}".strip(), disable=not progress)):
+            for k, (out, m) in enumerate(
+                tqdm(results, total=n, desc=f"preprocess {name}".strip(), disable=not progress)
+            ):
                 cache[k] = out
                 affines[k] = m
         cache.flush()
@@ -559,7 +561,13 @@ def load_variant(path: str | Path) -> Variant:
         if not names:
             return np.zeros((n, 0, 2))
         return np.stack(
-            [np.stack([table[fmt.format(nm, "x")].to_numpy(np.float64), table[fmt.format(nm, "y")].to_numpy(np.float64)], -1) for nm in names],
+            [
+                np.stack(
+                    [table[fmt.format(nm, "x")].to_numpy(np.float64), table[fmt.format(nm, "y")].to_numpy(np.float64)],
+                    -1,
+                )
+                for nm in names
+            ],
             axis=1,
         )
 

@@ -49,18 +49,30 @@ def choose_jitter(cfg: RefineConfig, global_ckpt: str | Path | None) -> tuple[fl
 
     ck = read_checkpoint(global_ckpt)
     sel = (ck.extra or {}).get("selection") or {}
-    mre = ((sel.get("metrics") or {}).get("val_mre_mm"))
+    mre = (sel.get("metrics") or {}).get("val_mre_mm")
     if mre is None or not np.isfinite(mre):
-        raise ConfigError("params refine.jitter_mm: 'auto' but the global checkpoint records no validation MRE "
-                          f"({global_ckpt}); set a number")
+        raise ConfigError(
+            "params refine.jitter_mm: 'auto' but the global checkpoint records no validation MRE "
+            f"({global_ckpt}); set a number"
+        )
     sd = float(np.clip(cfg.jitter_scale * jitter_from_mre(float(mre)), cfg.min_jitter_mm, cfg.max_jitter_mm))
     return sd, f"auto: {cfg.jitter_scale} x validation MRE {float(mre):.3f} mm / sqrt(pi/2) of {global_ckpt}"
 
 
-def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: RefineConfig, *,
-                  global_ckpt: str | Path | None = None, codec_params: Mapping | None = None,
-                  params: Mapping | None = None, tracking: Any = None, progress: bool = True,
-                  command: str | None = None, ground_truth: str | None = None):
+def train_refiner(
+    index_path: str | Path,
+    out_dir: str | Path,
+    tcfg,
+    rcfg: RefineConfig,
+    *,
+    global_ckpt: str | Path | None = None,
+    codec_params: Mapping | None = None,
+    params: Mapping | None = None,
+    tracking: Any = None,
+    progress: bool = True,
+    command: str | None = None,
+    ground_truth: str | None = None,
+):
     """Train a refiner on the images of an index; write ``out_dir`` (+ ``bundle.json`` with ``global_ckpt``).
 
     Args:
@@ -84,12 +96,21 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
     jitter, jitter_src = choose_jitter(rcfg, global_ckpt)
     idx = _read_original_images(index_path, ground_truth)
     imgs = idx[0]
-    train_rows, val_rows, val_desc = resolve_splits(imgs["split"].to_numpy(), [str(i) for i in imgs["image_id"]],
-                                                    tcfg, str(index_path))
-    log.info("refiner: windows %d px at %.3g mm/px, jitter s.d. %.3g mm (%s); %d train / %d validation images",
-             rcfg.window, rcfg.spacing_mm, jitter, jitter_src, len(train_rows), len(val_rows))
-    crops = build_crop_set(index_path, rcfg, jitter, train_rows=train_rows, val_rows=val_rows, seed=tcfg.seed,
-                           progress=progress, index=idx)
+    train_rows, val_rows, val_desc = resolve_splits(
+        imgs["split"].to_numpy(), [str(i) for i in imgs["image_id"]], tcfg, str(index_path)
+    )
+    log.info(
+        "refiner: windows %d px at %.3g mm/px, jitter s.d. %.3g mm (%s); %d train / %d validation images",
+        rcfg.window,
+        rcfg.spacing_mm,
+        jitter,
+        jitter_src,
+        len(train_rows),
+        len(val_rows),
+    )
+    crops = build_crop_set(
+        index_path, rcfg, jitter, train_rows=train_rows, val_rows=val_rows, seed=tcfg.seed, progress=progress, index=idx
+    )
     crops.meta["validation"] = val_desc
     crops.meta["jitter_source"] = jitter_src
     # the windows carry their own train/valid labels (split by image above)
@@ -101,15 +122,37 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
     if cfg.init.resolved(bool(kwargs.get("pretrained", False))).source == "checkpoint":
         arch, kwargs = None, {}  # the init checkpoint's own architecture
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = train_on_variant(crops, out_dir, cfg, arch=arch, model_kwargs=kwargs, codec_params=codec_params,
-                              params=params, tracking=tracking, progress=progress, command=command)
-    write_json(out_dir / "refine.json", {
-        "refine": rcfg.to_dict(), "jitter_sd_mm": jitter, "jitter_source": jitter_src,
-        "n_windows": len(crops), "n_train_windows": int((crops.splits == "train").sum()),
-        "n_val_windows": int((crops.splits == "valid").sum()), "validation": val_desc,
-        "index": str(index_path), "global": None if global_ckpt is None else str(global_ckpt),
-    })
+    result = train_on_variant(
+        crops,
+        out_dir,
+        cfg,
+        arch=arch,
+        model_kwargs=kwargs,
+        codec_params=codec_params,
+        params=params,
+        tracking=tracking,
+        progress=progress,
+        command=command,
+    )
+    write_json(
+        out_dir / "refine.json",
+        {
+            "refine": rcfg.to_dict(),
+            "jitter_sd_mm": jitter,
+            "jitter_source": jitter_src,
+            "n_windows": len(crops),
+            "n_train_windows": int((crops.splits == "train").sum()),
+            "n_val_windows": int((crops.splits == "valid").sum()),
+            "validation": val_desc,
+            "index": str(index_path),
+            "global": None if global_ckpt is None else str(global_ckpt),
+        },
+    )
     if global_ckpt is not None:
-        write_bundle(out_dir / "bundle.json", global_ckpt, out_dir / "best.pt",
-                     {"iterations": rcfg.iterations, "batch_size": rcfg.batch_size, "tta": rcfg.tta.to_dict()})
+        write_bundle(
+            out_dir / "bundle.json",
+            global_ckpt,
+            out_dir / "best.pt",
+            {"iterations": rcfg.iterations, "batch_size": rcfg.batch_size, "tta": rcfg.tta.to_dict()},
+        )
     return result

@@ -185,9 +185,7 @@ def fetch_release(
         source_kind = "url"
         if len(release.files) != 1 and url is not None:
             raise ConfigError(f"{name}: a mirror URL can only replace a single-file release")
-        wanted = [
-            (url or rf.url, hashes.get(rf.name) or single_hash or rf.known_hash) for rf in release.files
-        ]
+        wanted = [(url or rf.url, hashes.get(rf.name) or single_hash or rf.known_hash) for rf in release.files]
         if occupied and _already_fetched(dest, name, wanted, release.layout):
             log.info("%s: %s already holds this release (same URL and checksum); nothing to do", name, dest)
             return dest
@@ -230,9 +228,7 @@ def fetch_release(
             except DownloadError:
                 pass
         if not force:
-            raise err(
-                "destination is not empty and does not hold this release; remove it or use --force", dest
-            )
+            raise err("destination is not empty and does not hold this release; remove it or use --force", dest)
 
     # ---- unpack/copy into a temporary folder beside dest; rename on success
     try:
