@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
     res = {
         "benchmark": "training memory per batch (computed from CPU-measured activations)",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": cpu_model(),
         "load_average": os.getloadavg(),
         "torch": torch.__version__,

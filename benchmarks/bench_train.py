@@ -34,7 +34,7 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +81,7 @@ def _batch(variant, codec, rows, device):
     from cephalo.preprocess import normalise
 
     img = torch.from_numpy(np.stack([np.asarray(variant.images[i]) for i in rows])).to(device)
-    hm, w = zip(*(codec.encode(variant.landmarks[i]) for i in rows))
+    hm, w = zip(*(codec.encode(variant.landmarks[i]) for i in rows), strict=True)
     return (
         normalise(img, variant.normalisation),
         torch.as_tensor(np.stack(hm), device=device),
@@ -278,7 +278,7 @@ def main(argv=None) -> dict:
         loss_fn = create_loss("adaptive_wing")
         res = {
             "benchmark": "cephalo train engine",
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "smoke": smoke,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
             "torch": torch.__version__,

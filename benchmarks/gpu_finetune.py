@@ -29,6 +29,7 @@ JSON): throughput, memory and loader figures stay valid, the MRE does not.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -39,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -64,10 +65,8 @@ _CHILD: list[int] = []  # process group of the running cephalo command
 def _stop_child(signum, frame) -> None:
     """SIGTERM/SIGINT (e.g. gpu.sh's outer ``timeout``): stop the command's whole group, then exit."""
     for pid in _CHILD:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     raise SystemExit(f"stopped by signal {signum}")
 
 
@@ -105,7 +104,7 @@ class GpuSampler:
         self.proc = None
         self.thread = None
 
-    def __enter__(self) -> "GpuSampler":
+    def __enter__(self) -> GpuSampler:
         if shutil.which("nvidia-smi") and os.environ.get("CUDA_VISIBLE_DEVICES", "0") != "":
             self.proc = subprocess.Popen(
                 [
@@ -417,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         ips = [r["images_per_s"] for r in hist]
         steady = ips[1:] or ips  # epoch 1 includes cuDNN autotuning and worker start-up
         res = {
-            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             "smoke": a.smoke,
             "device": device,
             "device_name": device_name(device),

@@ -49,7 +49,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +221,7 @@ def train_cephalo(a, data: dict, work: Path) -> dict:
     marks = [budget * (i + 1) / a.marks for i in range(a.marks)]
     last = run_dir / "last.pt"
     snaps: list[dict] = []
-    log_fh = open(work / "cephalo_train.log", "w")
+    log_fh = open(work / "cephalo_train.log", "w")  # noqa: SIM115 (the child writes it; closed at the end)
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
     log(f"cephalo train started ({a.cephalo_epochs_resolved} epochs planned, budget {budget:.0f} s)")
@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         1, int((a.budget_min * 60.0 - STARTUP_S) // a.cephalo_sec_per_epoch)
     )
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     a.out.mkdir(parents=True, exist_ok=True)
     work = a.out / f"work-{stamp}"
     work.mkdir(parents=True)

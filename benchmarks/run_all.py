@@ -307,7 +307,7 @@ def section_training(cfg: dict) -> dict:
             text=True,
         )
         if r.returncode != 0:
-            rows.append({**spec, "error": (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]})
+            rows.append({**spec, "error": (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]})
             continue
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
     training_ratios(rows)
@@ -607,7 +607,8 @@ def accuracy_table(acc: dict) -> str:
 def render_markdown(res: dict) -> str:
     m = res["machine"]
     parts = [
-        f"# cephalo CPU benchmarks ({res['date']}{', --quick: structure test, not a measurement' if res['quick'] else ''})",
+        f"# cephalo CPU benchmarks ({res['date']}"
+        f"{', --quick: structure test, not a measurement' if res['quick'] else ''})",
         "",
         f"Command: `{res['command']}`  ",
         f"Machine: {m['cpu']}, {m['cores']} usable cores ({m['cpu_count']} logical), torch {m['torch']} with "

@@ -75,7 +75,7 @@ class StandIns:
     hf_cache: Path  #: a Hugging Face hub cache holding the checkpoint (HF_HUB_CACHE)
 
 
-def rehearsal_params() -> "Params":
+def rehearsal_params() -> Params:
     """The rehearsal's effective params: the Aariz profile with the overlay deep-merged on top
     (what Snakemake does with the two ``--configfile``s), validated by cephalo's schema."""
     import yaml
@@ -89,7 +89,7 @@ def rehearsal_params() -> "Params":
     return validate_params(merged, source=f"{PROFILE} + {OVERLAY}")
 
 
-def build_aariz_release(root: Path, demo: "DemoConfig") -> Path:
+def build_aariz_release(root: Path, demo: DemoConfig) -> Path:
     """Render an Aariz release tree (``root/Aariz/...``): ``demo.aariz_counts`` images per split
     over ``demo.aariz_devices`` (the overlay's ``demo.aariz``). Returns ``root / "Aariz"``."""
     import numpy as np
@@ -159,13 +159,13 @@ def write_hf_cache(root: Path, checkpoint: Path, commit: str = HF_COMMIT) -> Pat
     return root
 
 
-def source_input_size(params: "Params") -> int:
+def source_input_size(params: Params) -> int:
     """The input size of the source model's variant (``pipeline.source_variant``, a letterbox)."""
     steps = params.variants[params.pipeline.source_variant].steps
     return int(next(step["letterbox"]["size"] for step in steps if "letterbox" in step))
 
 
-def demo_config(params: "Params") -> "DemoConfig":
+def demo_config(params: Params) -> DemoConfig:
     """The stand-in release's generator settings: the overlay's ``demo:`` section."""
     from cephalo.commands.make_demo import demo_config as from_schema
 
@@ -178,7 +178,7 @@ def standins_for(out: Path) -> StandIns:
     return build_standins(out, demo_config(params), source_input_size(params))
 
 
-def build_standins(out: Path, demo: "DemoConfig", input_size: int) -> StandIns:
+def build_standins(out: Path, demo: DemoConfig, input_size: int) -> StandIns:
     """Build both stand-ins in ``out`` (reused while ``out/standins.json`` records the same inputs)."""
     out.mkdir(parents=True, exist_ok=True)
     stamp = out / "standins.json"

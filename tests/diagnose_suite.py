@@ -289,7 +289,7 @@ def _good(d: Data, kind: str, seed: int) -> np.ndarray:
     return d.gt + mm_err / d.sp[:, None, :]
 
 
-def _PIPELINE_ORDER(step: str) -> int:
+def _pipeline_order(step: str) -> int:
     """Where a pipeline makes each mistake: mirror the image, frame, unit, axis order, landmark order."""
     if step in ("mirror", "upside_down"):
         return 0
@@ -307,7 +307,7 @@ def make_file(case: Case, seed: int) -> tuple[dict, np.ndarray, str]:
     rows = np.ones(len(d.gt), bool) if not case.device else d.device == case.device
     order = "order" in case.steps
     frame_wh = None
-    for step in sorted(case.steps, key=_PIPELINE_ORDER):
+    for step in sorted(case.steps, key=_pipeline_order):
         if step == "order":
             continue
         if step == "px_mm":

@@ -450,9 +450,9 @@ def dvc_stages_for(run: dict, overrides: list[str] | None = None) -> list[dict]:
 
 def assert_engines_agree(smk_jobs: list[dict], dvc_stages: list[dict]) -> None:
     is_code = [s["name"].split(":")[-1] == CODE_STAGE for s in dvc_stages]
-    code = [s for s, c in zip(dvc_stages, is_code) if c]
+    code = [s for s, c in zip(dvc_stages, is_code, strict=True) if c]
     assert len(code) == 1 and code[0]["outs"] == ["results/code"], code
-    dvc_stages = [s for s, c in zip(dvc_stages, is_code) if not c]
+    dvc_stages = [s for s, c in zip(dvc_stages, is_code, strict=True) if not c]
     for job in smk_jobs:  # every job depends on its command's code fingerprint, in both engines
         sub = normalise_command(job["shell"])[1]
         assert f"results/code/{sub}.sha256" in job["input"], (job["rule"], job["input"])

@@ -68,7 +68,7 @@ def test_landmark_order_and_nan_preserved_and_identity():
     assert np.isnan(k[1]).all() and np.isfinite(k[[0, 2]]).all()
     # a 90-degree rotation about the image centre (cx, cy) = ((W-1)/2, (H-1)/2): pixel-centre convention
     cx, cy = (30 - 1) / 2, (20 - 1) / 2
-    for p, q in zip(kp[[0, 2]], k[[0, 2]]):
+    for p, q in zip(kp[[0, 2]], k[[0, 2]], strict=True):
         r = np.hypot(p[0] - cx, p[1] - cy)
         np.testing.assert_allclose(np.hypot(q[0] - cx, q[1] - cy), r, atol=1e-3)
         np.testing.assert_allclose(abs(np.dot(q - [cx, cy], p - [cx, cy])), 0, atol=1e-3)

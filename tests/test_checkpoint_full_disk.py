@@ -8,6 +8,7 @@ torch raises (everywhere).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -52,11 +53,8 @@ def tiny_disk(tmp_path):
 @pytest.mark.parametrize("free_kib", [4, 12, 20, 28, 36])
 def test_full_tmpfs_is_one_checkpoint_error_and_no_debris(tiny_disk, free_kib):
     disk = tiny_disk("64k")
-    with open(disk / "filler", "wb") as f:  # leave about free_kib KiB
-        try:
-            f.write(b"\0" * ((64 - free_kib) << 10))
-        except OSError:
-            pass
+    with open(disk / "filler", "wb") as f, contextlib.suppress(OSError):  # leave about free_kib KiB
+        f.write(b"\0" * ((64 - free_kib) << 10))
     model, meta = _model_and_meta()
     with pytest.raises(CheckpointError) as ei:
         save_checkpoint(disk / "best.pt", model, meta)

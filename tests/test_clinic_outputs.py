@@ -524,7 +524,7 @@ def test_labels_do_not_overlap():
     pts = np.array([[100, 100], [104, 102], [98, 97], [300, 300], [102, 99]], float)
     offs = _place_labels(pts, ["Sn", "N", "Or", "Po", "UIT"], 14.0, (600, 600))
     boxes = []
-    for (x, y), t, (dx, dy) in zip(pts, ["Sn", "N", "Or", "Po", "UIT"], offs):
+    for (x, y), t, (dx, dy) in zip(pts, ["Sn", "N", "Or", "Po", "UIT"], offs, strict=True):
         tw, th = 0.62 * 14 * len(t), 1.1 * 14
         x0 = x + dx if dx >= 0 else x + dx - tw
         y0 = y + dy - th if dy <= 0 else y + dy

@@ -138,8 +138,8 @@ def test_defaults_live_in_the_schema_only():
     from cephalo.evaluate.metrics import DEFAULT_THRESHOLDS_MM
 
     assert list(DEFAULT_THRESHOLDS_MM) == EvaluateConfig().thresholds_mm == [2.0, 2.5, 3.0, 4.0]
-    assert DEFAULT_DIAGNOSIS_THRESHOLDS == DiagnosisConfig().model_dump()
-    assert DEFAULT_AUGMENT == AugmentConfig.default_blocks()
+    assert DiagnosisConfig().model_dump() == DEFAULT_DIAGNOSIS_THRESHOLDS
+    assert AugmentConfig.default_blocks() == DEFAULT_AUGMENT
     # no other source file spells the SDR thresholds or the diagnosis defaults out
     src = REPO / "src" / "cephalo"
     pattern = re.compile(r"2\.0,\s*2\.5,\s*3\.0,\s*4\.0|\"collapse_ratio\":\s*0\.5|\"rotate_deg\":\s*10\.0")

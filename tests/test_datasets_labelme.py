@@ -29,7 +29,7 @@ def _lm_json(pts, labels=None, image_path="1.tif", image_data=None) -> dict:
         "flags": {},
         "shapes": [
             {"label": lb, "points": [[x, y]], "group_id": None, "shape_type": "point", "flags": {}}
-            for lb, (x, y) in zip(labels, pts)
+            for lb, (x, y) in zip(labels, pts, strict=True)
         ],
         "imagePath": image_path,
         "imageData": image_data,

@@ -170,7 +170,7 @@ def test_landmarks_lie_on_drawn_structures():
         h, w = g.shape
         yy, xx = np.mgrid[0:h, 0:w]
 
-        def local_max(x, y, r=4):
+        def local_max(x, y, r=4, g=g, xx=xx, yy=yy):
             return g[(xx - x) ** 2 + (yy - y) ** 2 <= r * r].max()
 
         near += [local_max(x, y) for x, y in lms]

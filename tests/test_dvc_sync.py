@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import SimpleNamespace as NS
+from types import SimpleNamespace
 
 from helpers import REPO, load_script
 
@@ -16,8 +16,10 @@ sync = load_script(REPO / "workflow" / "dvc_sync.py", "cephalo_workflow_dvc_sync
 
 
 def _stage(name: str, deps: list[str], outs: list[str], params: bool = True):
-    d = [NS(def_path=p) for p in deps] + ([NS(def_path="params.yaml", params=["x"])] if params else [])
-    return NS(addressing=name, deps=d, outs=[NS(def_path=p, exists=True) for p in outs])
+    d = [SimpleNamespace(def_path=p) for p in deps] + (
+        [SimpleNamespace(def_path="params.yaml", params=["x"])] if params else []
+    )
+    return SimpleNamespace(addressing=name, deps=d, outs=[SimpleNamespace(def_path=p, exists=True) for p in outs])
 
 
 def test_stage_levels_follow_outputs_into_inputs_and_folders():
@@ -53,7 +55,7 @@ def test_vouched_for_keeps_a_fingerprint_stage_whose_outputs_are_as_recorded():
 
 class _Repo:
     def __init__(self, stages, status):
-        self.index = NS(stages=stages)
+        self.index = SimpleNamespace(stages=stages)
         self._status = status
         self.committed: list[str] = []
 

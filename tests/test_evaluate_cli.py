@@ -260,7 +260,7 @@ def test_leakage_public_hrnet_on_isbi_test1_and_test2(hrnet_spec):
     from cephalo.evaluate.leakage import HF_HRNET_W32_TRAINING_IDS, find_leakage
 
     spec = json.loads((hrnet_spec / "training_split.json").read_text())
-    assert HF_HRNET_W32_TRAINING_IDS == frozenset(spec["splits"]["training"])
+    assert frozenset(spec["splits"]["training"]) == HF_HRNET_W32_TRAINING_IDS
     prov = {"source": "public HF checkpoint cwlachap/hrnet-cephalometric-landmark-detection"}
     t1 = find_leakage([f"{i:03d}" for i in range(151, 301)], ["isbi2015"] * 150, ["test1"] * 150, prov)
     t2 = find_leakage([f"{i:03d}" for i in range(301, 401)], ["isbi2015"] * 100, ["test2"] * 100, prov)
@@ -323,7 +323,7 @@ def test_evaluate_model_undoes_the_public_hrnet_label_mapping(tmp_path):
         datasets=np.array(["isbi2015"] * 2, dtype=object),
         spacing=np.array([[0.1, 0.1], [0.1, 0.1]]),
         affines=np.stack(affines),
-        landmarks=np.stack([geometry.apply_affine(a, p) for a, p in zip(affines, orig)]),
+        landmarks=np.stack([geometry.apply_affine(a, p) for a, p in zip(affines, orig, strict=True)]),
         landmarks_original=np.stack(orig),
         annotators={},
         landmark_names=names,

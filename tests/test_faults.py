@@ -12,6 +12,7 @@ The table of cases (case, expected, seen) is printed (``-s``) and is the one in 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -370,11 +371,9 @@ def test_preprocess_on_a_full_disk_is_one_line_exit_1_and_leaves_nothing(project
 def test_index_on_a_full_disk_and_on_a_read_only_folder_is_one_line_exit_1(project, tmpfs):
     p = project
     disk = tmpfs("size=512k")
-    with open(disk / "filler", "wb") as f:  # leave a few KiB: the index write fails part-way
-        try:
-            f.write(b"\0" * (512 << 10))
-        except OSError:
-            pass
+    # leave a few KiB: the index write fails part-way
+    with open(disk / "filler", "wb") as f, contextlib.suppress(OSError):
+        f.write(b"\0" * (512 << 10))
     args = [
         "index",
         "--dataset",

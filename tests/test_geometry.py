@@ -94,7 +94,7 @@ def test_resize_image_dot_lands_on_its_coordinate(interp):
     img = render_dots((220, 200), pts, sigma=5.0)
     out, m = G.resize_image(img, (87, 123), interp)  # anisotropic downscale
     assert out.shape == (123, 87)
-    for p, q in zip(pts, G.apply_affine(m, np.array(pts))):
+    for q in G.apply_affine(m, np.array(pts)):
         assert np.linalg.norm(centroid(out, q, 6) - q) < 0.25
 
 

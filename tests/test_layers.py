@@ -75,9 +75,8 @@ def layer_of(name: str, layers: list[tuple[str, tuple[str, ...]]]) -> int | None
     best: tuple[int, int] | None = None
     for i, (_, members) in enumerate(layers):
         for m in members:
-            if rel == m or (m and rel.startswith(m + ".")):
-                if best is None or len(m) > best[1]:
-                    best = (i, len(m))
+            if (rel == m or (m and rel.startswith(m + "."))) and (best is None or len(m) > best[1]):
+                best = (i, len(m))
     return None if best is None else best[0]
 
 

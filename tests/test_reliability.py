@@ -7,7 +7,8 @@ Items already covered elsewhere (not repeated here):
   test_datasets_aariz.py::test_aariz_duplicate_landmark_excludes_that_file.
 - out-of-image coords, mm-looking coords, missing spacing, duplicate keys: test_index.py::test_validation_errors.
 - shuffled landmark order: test_datasets_aariz.py::test_aariz_shuffled_order_and_root_variants_give_identical_rows.
-- unreadable (garbage) image: test_index.py::test_validation_errors, test_preprocess.py::test_read_image_keeps_bit_depth_and_names_bad_files.
+- unreadable (garbage) image: test_index.py::test_validation_errors,
+  test_preprocess.py::test_read_image_keeps_bit_depth_and_names_bad_files.
 - Aariz CSV image_format vs extension: test_datasets_aariz.py::test_aariz_official_layout.
 - checkpoint for another input size / landmark set / arch (expect=...):
   test_checkpoint.py::test_expect_mismatch_names_every_difference; truncated checkpoints:
@@ -571,7 +572,7 @@ def test_a_dry_run_with_other_params_during_a_run_changes_nothing_the_run_reads(
     smk = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--resources", "gpu=1"]
     mine = _config_set(TINY)
     other = _config_set({**TINY, "evaluate.n_boot": 7, "train.stages.source.epochs": 2})
-    log = open(tmp_path / "real.log", "w")  # a file, not a pipe: nothing blocks the run while we wait
+    log = open(tmp_path / "real.log", "w")  # noqa: SIM115 (closed in finally); a file, not a pipe: nothing blocks the run while we wait
     real = subprocess.Popen(
         smk + ["--config", mine], cwd=d, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True
     )
@@ -801,8 +802,7 @@ def test_an_oserror_without_a_file_name_in_a_writer_names_the_target(tmp_path):
 
     from cephalo.io import atomic_path
 
-    with pytest.raises(OSError) as e:
-        with atomic_path(tmp_path / "metrics.json"):
-            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError) as e, atomic_path(tmp_path / "metrics.json"):
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert e.value.filename == str(tmp_path / "metrics.json") and e.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []

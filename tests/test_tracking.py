@@ -85,7 +85,7 @@ def test_four_processes_log_to_one_store_at_once(tmp_path):
         for i in range(4)
     ]
     outs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     run_ids = [o.strip().splitlines()[-1] for o, _ in outs]
     assert len(set(run_ids)) == 4

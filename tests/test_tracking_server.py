@@ -129,7 +129,7 @@ def test_two_machines_log_into_one_server(server, tmp_path):
         (work / "metrics.json").write_text(json.dumps({"from": name}))
         machines[name] = (work, _py(LOG, work, uri, name, str(mre))["run_id"])
     assert not list(tmp_path.glob("*/mlflow"))  # nothing in the working folders: all in the server
-    for name, (work, _) in machines.items():  # each folder reads both runs and both artifacts
+    for work, _ in machines.values():  # each folder reads both runs and both artifacts
         seen = _py(READ, work, uri, str(work / "downloads"))
         assert seen == {
             "machine-a": {"mre": 1.5, "artifact": {"from": "machine-a"}, "kind": "custom_model_development"},

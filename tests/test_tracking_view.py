@@ -10,6 +10,7 @@ errors as a table artifact.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 from cephalo import provenance, tracking
@@ -118,7 +119,7 @@ def test_evaluation_of_calibrated_or_bundled_weights_links_to_its_training_run(t
     assert not [k for k in r.data.metrics if k.startswith("measurements.")]  # not 60 metrics in Compare
     assert r.data.metrics["mre_mm/all"] == 1.25
     local = c.download_artifacts(r.info.run_id, "measurement_errors.json", str(tmp_path / "dl"))
-    table = json.loads(open(local).read())
+    table = json.loads(Path(local).read_text())
     assert table["columns"][0] == "measurement" and len(table["data"]) == 15
     assert "mlflow.note.content" in c.get_run(train_id).data.tags
     # cephalo compare adds the figures over the shared landmarks: the headline, in the description too

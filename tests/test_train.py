@@ -59,7 +59,7 @@ def test_sampler_is_pure_function_of_seed_epoch_and_ddp_slices_match():
     assert len(a) == 5 and all(len(b) == 4 for b in a)  # drop_last: 22 // 4
     r0, r1 = (EpochBatchSampler(22, 2, world_size=2, rank=r, seed=3) for r in (0, 1))
     r0.set_epoch(5), r1.set_epoch(5)
-    assert [x + y for x, y in zip(r0, r1)] == a  # two ranks of 2 == one process of 4
+    assert [x + y for x, y in zip(r0, r1, strict=True)] == a  # two ranks of 2 == one process of 4
     assert sample_seed(0, 1, 2) == sample_seed(0, 1, 2) != sample_seed(0, 2, 2)
 
 
@@ -453,7 +453,7 @@ def test_targets_encoded_on_device_train_like_targets_from_workers(tmp_path):
     b = make_trainer(tmp_path, variant, codec, loss, cfg_b, out="b")
     assert b.encode_on_device and not b.train_ds.encode and a.train_ds.encode
     b.run()
-    for (k, va), vb in zip(a.raw_model.state_dict().items(), b.raw_model.state_dict().values()):
+    for (k, va), vb in zip(a.raw_model.state_dict().items(), b.raw_model.state_dict().values(), strict=True):
         torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-5, msg=k)
 
 

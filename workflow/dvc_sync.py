@@ -22,8 +22,9 @@ Neither ever fails the workflow: a problem is printed with what to do by hand.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 __all__ = ["stage_levels", "out_entries", "vouched_for", "align_mtimes", "commit_outputs"]
 

@@ -58,7 +58,8 @@ def holder(root: Path | str = ".") -> str:
 
 
 def _short(words: list[str]) -> list[str]:
-    """``python -m dvc repro`` / ``.../dvc/__main__.py repro`` / ``.../bin/snakemake -n`` -> ``dvc repro`` / ``snakemake -n``."""
+    """``python -m dvc repro`` / ``.../dvc/__main__.py repro`` / ``.../bin/snakemake -n``
+    -> ``dvc repro`` / ``snakemake -n``."""
     if len(words) > 2 and words[1] == "-m":
         words = words[2:]
     elif words and Path(words[0]).name.startswith("python") and len(words) > 1:

@@ -23,7 +23,8 @@ and the report and overlay print the reason instead of the number.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ def assess(
     }
 
 
-def interval_spans(m: "MS.Measurement", value: float, half_width: float | None) -> dict:
+def interval_spans(m: MS.Measurement, value: float, half_width: float | None) -> dict:
     """Statuses and classes reached by the interval ``value +/- half_width`` (the band edges it crosses).
 
     Args:
@@ -158,7 +159,7 @@ def interval_spans(m: "MS.Measurement", value: float, half_width: float | None) 
         pts += [e for e in (c.lo, c.hi) if math.isfinite(e) and lo < e < hi]
     pts = sorted(set(pts))
     # sample each edge and the open pieces between edges
-    probe = pts + [(a + b) / 2 for a, b in zip(pts, pts[1:])]
+    probe = pts + [(a + b) / 2 for a, b in zip(pts, pts[1:], strict=False)]
     order = {"below": 0, "normal": 1, "above": 2}
     statuses = sorted({m.status(x) for x in probe} - {None}, key=order.get)
     classes = sorted({int(c) for c in MS.classify(m.key, np.array(probe))} - {0}) if m.classes else []

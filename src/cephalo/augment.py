@@ -41,7 +41,8 @@ Sources: Simard et al., "Best practices for CNNs applied to visual document anal
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

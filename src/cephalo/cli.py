@@ -51,7 +51,7 @@ def main() -> None:
         raise CephaloError(msg)
 
 
-def _code_digest(package: "os.PathLike[str]") -> str:
+def _code_digest(package: os.PathLike[str]) -> str:
     """SHA-256 over a package's ``.py`` files (relative names and bytes), to tell a copy from an edit."""
     import hashlib
     from pathlib import Path

@@ -232,7 +232,7 @@ def _densify(pts: np.ndarray, step: float, closed: bool = False) -> np.ndarray:
     if closed:
         pts = np.vstack([pts, pts[:1]])
     out = [pts[:1]]
-    for a, b in zip(pts[:-1], pts[1:]):
+    for a, b in zip(pts[:-1], pts[1:], strict=False):
         n = max(1, int(math.ceil(np.linalg.norm(b - a) / step)))
         t = np.arange(1, n + 1, dtype=np.float64)[:, None] / n
         out.append(a + t * (b - a))

@@ -16,9 +16,9 @@ import copy
 import hashlib
 import re
 import sys
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 
 from .commands import SUBCOMMANDS
 from .io import atomic_path

@@ -39,8 +39,8 @@ image is not implausible for its direction alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -175,7 +175,7 @@ class ShapeModel:
     @classmethod
     def fit(
         cls, shapes: np.ndarray, names: Sequence[str], quantile: float = 0.99, margin: float = 1.5, iterations: int = 10
-    ) -> "ShapeModel":
+    ) -> ShapeModel:
         """Generalised Procrustes on (N, K, 2) patient-frame shapes (images with a missing landmark are skipped).
 
         Raises:
@@ -233,7 +233,7 @@ class ShapeModel:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "ShapeModel":
+    def from_dict(cls, d: Mapping) -> ShapeModel:
         return cls(
             list(d["names"]),
             np.asarray(d["mean"], dtype=np.float64),

@@ -25,9 +25,10 @@ Reliability rules (shared with the index's header read, ``cephalo.datasets.base.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 

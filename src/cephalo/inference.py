@@ -23,8 +23,9 @@ Millimetres are not computed here (only in :mod:`cephalo.evaluate.metrics`).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["FLAG_TEXT", "write_report"]
 
@@ -77,7 +78,7 @@ def _per_landmark_coverage(cal: Mapping, rv: Mapping) -> str:
     if overall is None or not per:
         return ""
     names = cal.get("landmarks") or [str(i) for i in range(len(per))]
-    pairs = sorted(((v, n) for v, n in zip(per, names) if v is not None), key=lambda t: t[0])
+    pairs = sorted(((v, n) for v, n in zip(per, names, strict=False) if v is not None), key=lambda t: t[0])
     low = ", ".join(f"{_e(n)} {100 * v:.0f}%" for v, n in pairs[:5])
     return (
         f"<br>leave-one-image-out coverage on the calibration images at {key}: {100 * overall:.1f}% over all "
@@ -127,7 +128,10 @@ def _bits(r: Mapping) -> str:
     if b is None:
         return ""
     if r.get("bit_depth_note"):
-        return f"<span class='warn' title='{_e(r['bit_depth_note'])}'>{int(b)}-bit in {int(r.get('container_bits') or 16)}-bit, rescaled</span>"
+        return (
+            f"<span class='warn' title='{_e(r['bit_depth_note'])}'>"
+            f"{int(b)}-bit in {int(r.get('container_bits') or 16)}-bit, rescaled</span>"
+        )
     return f"{int(b)}-bit"
 
 

@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -141,7 +142,7 @@ def _loo_coverage(
             hits += ok & (np.where(ok, e[i], np.inf) <= np.where(ok, r, 0))
             scored += ok
         out[coverage_key(lv)] = float(hits.sum() / scored.sum()) if scored.sum() else None
-        per[coverage_key(lv)] = [float(h / c) if c else None for h, c in zip(hits, scored)]
+        per[coverage_key(lv)] = [float(h / c) if c else None for h, c in zip(hits, scored, strict=True)]
     return out, per
 
 
@@ -197,8 +198,9 @@ def calibrate(
         ``{"format", "method", "scale", "conf_floor", "pooling", "weights" [K], "landmarks",
         "coverages", "n" [K], "q_mm" {cov: [K]}, "q_px" {cov: [K]}, "loo_coverage" {"unit",
         cov: fraction}, "loo_coverage_per_landmark" {cov: [K]}, "pooling_requested", "guarantee"
-        (``per_landmark`` | ``marginal``), "mondrian_min_images", **info}`` (``pooling`` is the one used); ``q_*`` hold ``q * w_k`` (apply with :func:`radii`); infinite
-        quantiles are stored as None (too few calibration scores for that level).
+        (``per_landmark`` | ``marginal``), "mondrian_min_images", **info}`` (``pooling`` is the one
+        used); ``q_*`` hold ``q * w_k`` (apply with :func:`radii`); infinite quantiles are stored as
+        None (too few calibration scores for that level).
 
     Raises:
         ConfigError: bad coverage levels, scale, pooling, floor or weights; ValueError: shapes disagree.

@@ -9,7 +9,8 @@ A bundle (``--model bundle.json``: global model + refiner) is calibrated on its 
 and written as a bundle JSON with a ``calibration`` entry (``--out`` ends in ``.json``).
 
 Params ``calibrate:`` (all optional): ``coverages`` ([0.9, 0.95]), ``scale`` (``inverse_confidence``
-| ``constant``), ``conf_floor`` (0.01), ``pooling`` (``pooled`` | ``landmark`` | ``auto``: per landmark where every landmark has enough calibration images), ``difficulty_split``
+| ``constant``), ``conf_floor`` (0.01), ``pooling`` (``pooled`` | ``landmark`` | ``auto``: per
+landmark where every landmark has enough calibration images), ``difficulty_split``
 (train: the split whose per-landmark median errors weight the landmarks; null = equal weights),
 ``batch_size`` (4), ``device`` (auto), ``split`` (valid), ``shape_split`` (train: the split whose
 ground-truth landmarks fit the shape model of the review flags, :class:`cephalo.flags.ShapeModel`;

@@ -154,7 +154,7 @@ def _resolve_names(table, catalogue, path: Path) -> list:
     from ..landmarks import CATALOGUES
 
     names = []
-    for lm, i in zip(table["landmark"], table["landmark_index"]):
+    for lm, i in zip(table["landmark"], table["landmark_index"], strict=True):
         if lm is not None and i < 0:
             hit = None
             for cat in [catalogue, *CATALOGUES.values()]:
@@ -189,7 +189,7 @@ def _arrays(table, names_col, ids, names) -> tuple[np.ndarray, int]:
     ri = {i: n for n, i in enumerate(ids)}
     ci = {n: k for k, n in enumerate(names)}
     dup = 0
-    for iid, nm, x, y in zip(table["image_id"], names_col, table["x"], table["y"]):
+    for iid, nm, x, y in zip(table["image_id"], names_col, table["x"], table["y"], strict=True):
         r, c = ri.get(iid), ci.get(nm)
         if r is not None and c is not None:
             if seen[r, c]:
@@ -343,7 +343,9 @@ def command(
     if not np.isfinite(pred).all(-1).any():
         raise DataError(f"no predicted landmark matches the ground truth's ({gt_names[:4]}...)", pred_path)
     if units == "mm":  # mm -> px with each image's own spacing
-        pred = np.stack([apply_affine(scale_translate(1 / sx, 1 / sy), p) for (sx, sy), p in zip(spacing, pred)])
+        pred = np.stack(
+            [apply_affine(scale_translate(1 / sx, 1 / sy), p) for (sx, sy), p in zip(spacing, pred, strict=True)]
+        )
     relabelled = {}
     if (table["landmark_index"] >= 0).all():
         for key, cat in CATALOGUES.items():
@@ -354,7 +356,10 @@ def command(
                 alt = _arrays(table, alt_names, ids, gt_names)[0]
                 if units == "mm":
                     alt = np.stack(
-                        [apply_affine(scale_translate(1 / sx, 1 / sy), p) for (sx, sy), p in zip(spacing, alt)]
+                        [
+                            apply_affine(scale_translate(1 / sx, 1 / sy), p)
+                            for (sx, sy), p in zip(spacing, alt, strict=True)
+                        ]
                     )
                 if np.isfinite(alt).all(-1).any():
                     relabelled[key] = alt

@@ -174,7 +174,7 @@ def command(
         f"{o['ci95']['mre_mm'][1]:.3f}], {sdr}"
     )
     click.echo(f"diagnosis: {result['diagnosis']['summary']}")
-    for lv, c in ((result.get("uncertainty") or {}).get("coverage") or {}).items():
+    for c in ((result.get("uncertainty") or {}).get("coverage") or {}).values():
         if c.get("overall") is not None and c.get("mean_radius") is not None:
             click.echo(
                 f"coverage of the {100 * c['nominal']:.0f}% radii: {100 * c['overall']:.1f}% "

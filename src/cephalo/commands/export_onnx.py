@@ -2,7 +2,8 @@
 
 Params (``model.onnx``, all optional): ``opset`` (17), ``dynamic_batch`` (true), ``atol`` (1e-4),
 ``input_size`` ([W, H]; default: the checkpoint's ``meta.input_size``).
-Writes the ONNX file (ModelMeta JSON in its ``metadata_props["cephalo_meta"]``) and a JSON check report (onnxruntime vs PyTorch max abs difference);
+Writes the ONNX file (ModelMeta JSON in its ``metadata_props["cephalo_meta"]``) and a JSON check
+report (onnxruntime vs PyTorch max abs difference);
 exit 1 if the check fails (nothing written then).
 """
 

@@ -65,7 +65,8 @@ def command(
     progress: bool,
     params_path: Path,
 ) -> None:
-    """Train the refiner: windows at refine.spacing_mm around jittered ground truth, one heatmap channel per landmark."""
+    """Train the refiner: windows at refine.spacing_mm around jittered ground truth, one heatmap channel
+    per landmark."""
     # deferred: `cephalo train-refiner --help` and the CLI's start-up import no library (cephalo.commands)
     import logging
 

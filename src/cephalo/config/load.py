@@ -6,8 +6,9 @@ Errors are one line, ``<file>: <dotted.key>: <value> <problem> (expected <what>)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Annotated, Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import (
@@ -213,7 +214,7 @@ class DemoIsbi(Section):
     weight: PosFloat | None = None
 
     @model_validator(mode="after")
-    def _three_digit_names(self) -> "DemoIsbi":
+    def _three_digit_names(self) -> DemoIsbi:
         if self.n_train + self.n_test1 + self.n_test2 > 999:
             raise PydanticCustomError("init", "at most 999 images (the release's file names have 3 digits)")
         return self
@@ -424,7 +425,7 @@ class ModelSourceConfig(Section):
     link: bool = False
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ModelSourceConfig":
+    def _consistent(self) -> ModelSourceConfig:
         if self.kind == "local" and not self.path:
             raise PydanticCustomError("source", "kind is 'local' but path is not set")
         return self
@@ -568,12 +569,12 @@ class InitConfig(Section):
         return {"source": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")
-    def _path_given(self) -> "InitConfig":
+    def _path_given(self) -> InitConfig:
         if self.source == "checkpoint" and not self.path:
             raise PydanticCustomError("init", "source is 'checkpoint' but init.path is not set (set it or pass --init)")
         return self
 
-    def resolved(self, model_pretrained: bool = False) -> "InitConfig":
+    def resolved(self, model_pretrained: bool = False) -> InitConfig:
         """``auto`` replaced by the concrete source."""
         if self.source != "auto":
             return self
@@ -696,7 +697,7 @@ class TrainConfig(Section):
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None, source: Any = None) -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any] | None, source: Any = None) -> TrainConfig:
         """Build from a ``train:`` mapping (without ``stages``; nested ``init``/``ema`` mappings).
 
         Raises:
@@ -704,7 +705,7 @@ class TrainConfig(Section):
         """
         return validate_section(cls, dict(d or {}), "train", source)
 
-    def with_overrides(self, **over: Any) -> "TrainConfig":
+    def with_overrides(self, **over: Any) -> TrainConfig:
         """A copy with the non-``None`` entries of ``over`` replaced, re-validated."""
         d = self.to_dict()
         for k, v in over.items():
@@ -1030,7 +1031,7 @@ class RefineConfig(Section):
             return {k: ({} if s is None else s) for k, s in v.items()}
         return v
 
-    def train_config(self, train: "TrainSection", stage: str | None = None) -> TrainConfig:
+    def train_config(self, train: TrainSection, stage: str | None = None) -> TrainConfig:
         """The refiner's run: ``train:`` (no stages) + ``refine.train`` + ``refine.stages[stage]``.
 
         Raises:
@@ -1091,7 +1092,7 @@ class Params(Section):
         return data
 
     @model_validator(mode="after")
-    def _refiner_runs(self) -> "Params":
+    def _refiner_runs(self) -> Params:
         """``refine.train`` and each ``refine.stages.<NAME>`` merged onto ``train:`` must be a valid run."""
         for stage in [None, *self.refine.stages]:
             try:

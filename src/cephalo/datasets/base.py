@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from ..errors import ConfigError, DataError
 from ..imageio import check_complete, describe_file, oriented_size
@@ -196,10 +197,7 @@ def parse_id_spec(spec: str | Sequence[str] | int) -> list[tuple[str, str | None
     """
     if isinstance(spec, (int, float)):
         spec = [str(spec)]
-    if isinstance(spec, str):
-        parts = [p for p in spec.split(",") if p.strip()]
-    else:
-        parts = [str(p) for p in spec]
+    parts = [p for p in spec.split(",") if p.strip()] if isinstance(spec, str) else [str(p) for p in spec]
     out: list[tuple[str, str | None]] = []
     for p in parts:
         m = _RANGE.match(p)

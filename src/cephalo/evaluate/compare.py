@@ -22,9 +22,9 @@ mean). Pairs of runs evaluated on the same images are compared image by image
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

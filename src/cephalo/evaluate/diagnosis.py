@@ -20,8 +20,8 @@ arguments (params ``evaluate.diagnosis``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 from scipy import stats

@@ -11,8 +11,8 @@ index (documented columns: ``image_id``, ``annotator``, ``landmark_name``, ``x``
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -415,7 +415,7 @@ def find_leakage(
     if public and not train_ids:
         train_ids = {"isbi2015": {str(i) for i in HF_HRNET_W32_TRAINING_IDS}}
     reasons: dict[str, str] = {}
-    for i, (iid, ds) in enumerate(zip(image_ids, datasets)):
+    for i, (iid, ds) in enumerate(zip(image_ids, datasets, strict=False)):
         iid = str(iid)
         hs = {str(h) for h in (content_hashes[i] if content_hashes is not None else [])}
         if train_hashes and hs & train_hashes:
@@ -426,9 +426,9 @@ def find_leakage(
     dups: list[list[str]] = []
     if content_hashes is not None and all_hashes is not None and all_ids is not None and all_splits is not None:
         by_hash: dict[str, list[tuple[str, str]]] = {}
-        for oid, osp, oh in zip(all_ids, all_splits, all_hashes):
+        for oid, osp, oh in zip(all_ids, all_splits, all_hashes, strict=False):
             by_hash.setdefault(str(oh), []).append((str(oid), str(osp)))
-        for iid, sp, hs in zip(image_ids, splits, content_hashes):
+        for iid, sp, hs in zip(image_ids, splits, content_hashes, strict=False):
             seen_pairs = set()
             for h in hs:
                 for oid, osp in by_hash.get(str(h), []):

@@ -27,9 +27,9 @@ truth) and ``plots/measurements.png``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -214,7 +214,7 @@ def summary_table(block: Mapping) -> list[dict]:
         r = block["per_measurement"][k]
         d = block["definitions"][k]
 
-        def g(key, j=None):
+        def g(key, j=None, r=r):  # r bound now: called only within this iteration
             v = r.get(key)
             if j is not None:
                 v = None if v is None else v[j]
@@ -274,7 +274,7 @@ def write_outputs(block: Mapping, out_dir: str | Path, make_plot: bool = True, t
             "from_ground_truth": g,
         }
         for k in keys
-        for i, p, g in zip(ids, block["per_image"][k]["pred"], block["per_image"][k]["gt"])
+        for i, p, g in zip(ids, block["per_image"][k]["pred"], block["per_image"][k]["gt"], strict=False)
     ]
     pd.DataFrame(long).to_csv(out_dir / "measurements_per_image.csv", index=False, float_format="%.4f")
     written.append(out_dir / "measurements_per_image.csv")
@@ -291,7 +291,7 @@ def _plot(block: Mapping, path: Path, title: str) -> Path:
     classified = [k for k in keys if "accuracy" in block["per_measurement"][k]]
     ncols = len(units) + (1 if classified else 0)
     fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, 0.35 * max(len(keys), 6) + 1.5), squeeze=False)
-    for ax, unit in zip(axes[0], units):
+    for ax, unit in zip(axes[0], units, strict=False):
         ks = [k for k in keys if block["per_measurement"][k]["unit"] == unit]
         y = np.arange(len(ks))
         r = [block["per_measurement"][k] for k in ks]

@@ -6,8 +6,8 @@ units stated; nothing here computes a metric that :mod:`cephalo.evaluate.metrics
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -138,7 +138,7 @@ def error_vs_device(devices: Sequence[str], image_mre_mm: Sequence[float], path:
     fig, ax = plt.subplots(figsize=(max(4.0, 1.0 * len(labels) + 2), 4))
     ax.boxplot(data, showmeans=True)
     ax.set_xticks(np.arange(1, len(labels) + 1))
-    ax.set_xticklabels([f"{d}\n(n={len(x)})" for d, x in zip(labels, data)], fontsize=8)
+    ax.set_xticklabels([f"{d}\n(n={len(x)})" for d, x in zip(labels, data, strict=True)], fontsize=8)
     ax.set_ylabel("per-image MRE (mm)")
     ax.set_xlabel("device")
     ax.grid(axis="y", alpha=0.3)
@@ -297,7 +297,7 @@ def _place_labels(points: np.ndarray, texts: Sequence[str], fs_px: float, size: 
     def overlap(b, o):
         return max(0.0, min(b[2], o[2]) - max(b[0], o[0])) * max(0.0, min(b[3], o[3]) - max(b[1], o[1]))
 
-    for (x, y), t in zip(points, texts):
+    for (x, y), t in zip(points, texts, strict=False):
         if not np.isfinite([x, y]).all():
             out.append(None)
             continue

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def sdr_curves_png(rows: Sequence[Mapping], path: str | Path, max_mm: float = 6.
         h = r.get("human_mre_mm/shared")
         if h is not None:
             humans.setdefault(round(float(h), 3), []).append(r["run"])
-    for h, who in humans.items():
+    for h in humans:
         ax.axvline(h, color="k", ls=":", lw=1.0)
         ax.text(h, 3, f" human MRE {h:.2f} mm", rotation=90, va="bottom", fontsize=7)
     for t in DEFAULT_THRESHOLDS_MM:

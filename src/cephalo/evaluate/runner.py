@@ -15,16 +15,18 @@ Output folder (written whole, atomically)::
     measurements.csv      # per cephalometric measurement: MAE [CI], bias, two-annotator limit, class accuracy
     measurements_per_image.csv  # image x measurement from prediction and ground truth
     plots/sdr_curve.csv   # DVC plot data (threshold_mm, sdr)
-    plots/*.png           # measurement errors, SDR curve, per-landmark bars with human limit, error vs device, diagnosis
+    plots/*.png           # measurement errors, SDR curve, per-landmark bars with human limit,
+                          # error vs device, diagnosis
     overlays/worst_*.png  # worst images with ground truth and prediction
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,7 +116,7 @@ class EvalSettings:
     diagnosis_thresholds: Mapping | None = None
 
     @classmethod
-    def from_config(cls, ep: EvaluateConfig) -> "EvalSettings":
+    def from_config(cls, ep: EvaluateConfig) -> EvalSettings:
         """The settings of the typed ``evaluate:`` section."""
         return cls(
             thresholds=list(ep.thresholds_mm),

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,11 @@ def identical_images(images: pd.DataFrame, progress: bool = True) -> list[dict]:
     cand = images[sizes.duplicated(keep=False)]
     groups: dict[str, list[int]] = defaultdict(list)
     for i, p in tqdm(
-        list(zip(cand.index, cand["image_path"])), desc="hashing images", unit="img", disable=not progress, leave=False
+        list(zip(cand.index, cand["image_path"], strict=True)),
+        desc="hashing images",
+        unit="img",
+        disable=not progress,
+        leave=False,
     ):
         groups[file_sha256(p)].append(i)
     out = []
@@ -95,7 +100,7 @@ def annotator_disagreement(df: pd.DataFrame) -> list[dict]:
         err = radial_errors_mm(ca[ok], cb[ok], spacing[ok])  # (N, K) mm
         devices = img["device"].to_numpy()[ok]
         per_lm = []
-        for k, (nm, sym) in enumerate(zip(names, symbols)):
+        for k, (nm, sym) in enumerate(zip(names, symbols, strict=False)):
             e = err[:, k][np.isfinite(err[:, k])]
             per_lm.append(
                 {
@@ -148,15 +153,16 @@ def quality_report(
     Returns:
         dict with ``dataset``, ``index`` (metadata subset), ``counts`` (images/rows/annotators,
         per split, per device, split x device), ``spacing_mm`` (distinct values with counts,
-        per-axis distribution, ``implausible``: ``cephalo.index.spacing_outliers``), ``image_size`` (distinct WxH with counts, width/height
-        distribution), ``missing_landmarks``, ``exclusions`` (list + counts by annotator),
-        ``problems``, ``identical_images`` (+ ``identical_cross_split``), ``annotator_disagreement``.
+        per-axis distribution, ``implausible``: ``cephalo.index.spacing_outliers``), ``image_size``
+        (distinct WxH with counts, width/height distribution), ``missing_landmarks``, ``exclusions``
+        (list + counts by annotator), ``problems``, ``identical_images`` (+ ``identical_cross_split``),
+        ``annotator_disagreement``.
     """
     meta = df.attrs.get("cephalo", {})
     imgs = images_table(df)
     ann_per_img = df.groupby("image_id")["annotator"].unique()
-    spacing = Counter(zip(imgs["spacing_x_mm"].round(6), imgs["spacing_y_mm"].round(6)))
-    sizes = Counter(f"{w}x{h}" for w, h in zip(imgs["width"], imgs["height"]))
+    spacing = Counter(zip(imgs["spacing_x_mm"].round(6), imgs["spacing_y_mm"].round(6), strict=True))
+    sizes = Counter(f"{w}x{h}" for w, h in zip(imgs["width"], imgs["height"], strict=True))
     missing = df[~df["visible"]].groupby("landmark_name").size()
     ex = [e if isinstance(e, dict) else e.to_dict() for e in exclusions]
     pr = [p if isinstance(p, dict) else p.to_dict() for p in problems]

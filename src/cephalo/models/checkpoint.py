@@ -21,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -166,7 +167,8 @@ def read_checkpoint(
         version = raw.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise CheckpointError(
-                f"cephalo checkpoint format_version {version!r} is not supported (this cephalo reads <= {FORMAT_VERSION})",
+                f"cephalo checkpoint format_version {version!r} is not supported "
+                f"(this cephalo reads <= {FORMAT_VERSION})",
                 path,
             )
         try:

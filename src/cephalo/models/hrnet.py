@@ -21,7 +21,7 @@ branch. No final upsampling: input (B, 3, H, W) -> logits (B, K, H/4, W/4).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -151,7 +151,7 @@ class HighResolutionModule(nn.Module):
         self.relu = nn.ReLU(inplace=False)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        xs = [branch(x) for branch, x in zip(self.branches, xs)]
+        xs = [branch(x) for branch, x in zip(self.branches, xs, strict=False)]
         if self.fuse_layers is None:
             return xs
         out = []

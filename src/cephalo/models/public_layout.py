@@ -12,8 +12,9 @@ knows only the checkpoint's types and the HRNet, not the loader. Loading the pub
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 

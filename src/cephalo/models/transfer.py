@@ -19,8 +19,9 @@ skipped with a reason; callers save it (``cephalo.io.write_json``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -16,7 +16,8 @@ float input, whose bit depth cannot be read from its dtype).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

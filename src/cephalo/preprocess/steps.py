@@ -11,8 +11,9 @@ arguments (unknown name -> ``ValueError`` listing the valid names).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -385,7 +386,7 @@ class Pipeline:
     steps: list[Step] = field(default_factory=list)
 
     @classmethod
-    def from_spec(cls, spec: Mapping | list) -> "Pipeline":
+    def from_spec(cls, spec: Mapping | list) -> Pipeline:
         """From a variant spec (``{"steps": [...], ...}``) or a bare step list."""
         steps = spec.get("steps") if isinstance(spec, Mapping) else spec
         return cls(parse_steps(steps))

@@ -25,10 +25,11 @@ import errno
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -222,12 +223,15 @@ def _fit_references(pipe: Pipeline, df, root: Path, index_path: Path, index_sha:
         imgs = imgs.sort_values("image_id").head(int(step.max_images))
         before = Pipeline(pipe.steps[:i])
 
-        def gen():
+        def gen(imgs, ref_root, before):
             for row in tqdm(list(imgs.itertuples(index=False)), desc="histogram reference", disable=not progress):
                 img = read_image(_resolve(ref_root, row.image_path))
                 yield before(img, (row.spacing_x_mm, row.spacing_y_mm))[0]
 
-        step.fit(gen(), source={"index": str(ref_path), "sha256": ref_sha, "split": step.reference_split})
+        step.fit(
+            gen(imgs, ref_root, before),
+            source={"index": str(ref_path), "sha256": ref_sha, "split": step.reference_split},
+        )
     return hashes
 
 

@@ -24,9 +24,10 @@ import os
 import re
 import shutil
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import CheckpointError, ConfigError, DownloadError
 from ..io import atomic_path, file_sha256
@@ -82,7 +83,7 @@ class ModelSource:
     link: bool = False
 
     @classmethod
-    def from_params(cls, section: Mapping[str, Any] | None) -> "ModelSource":
+    def from_params(cls, section: Mapping[str, Any] | None) -> ModelSource:
         """Build from the ``model.source`` mapping (``None``/``{}`` = all defaults).
 
         Raises:

@@ -242,7 +242,7 @@ def variant_refiner(refine_image, variant: Any, progress: bool = False):
         coords = np.asarray(coords, dtype=np.float64)
         paths = original_image_paths(variant, rows)
         out = coords.copy()
-        for j, (r, p) in enumerate(tqdm(list(zip(rows, paths)), desc="refine", disable=not progress)):
+        for j, (r, p) in enumerate(tqdm(list(zip(rows, paths, strict=True)), desc="refine", disable=not progress)):
             out[j] = refine_image(read_image(p), coords[j], np.asarray(variant.spacing, dtype=np.float64)[int(r)])
         return out
 

@@ -56,7 +56,7 @@ def make_index(root: Path, n_train: int = 40, n_valid: int = 8, n_test: int = 12
         pts = TEMPLATE + rng.uniform(-25, 25, size=(1, 2)) + rng.uniform(-4, 4, size=TEMPLATE.shape)
         name = f"s{i:03d}.png"
         cv2.imwrite(str(root / "images" / name), render(pts, rng))
-        for nm, (x, y) in zip(NAMES, pts):
+        for nm, (x, y) in zip(NAMES, pts, strict=True):
             rows.append(
                 {
                     "image_path": f"images/{name}",

@@ -7,9 +7,9 @@ Outputs in ``out_dir`` (rank 0 only):
 
 * ``last.pt`` - after every epoch (and every ``checkpoint_every_steps`` optimizer steps): weights + the
   training state (:mod:`cephalo.train.state`: optimizer, scheduler, GradScaler, EMA, RNG states of
-  every rank, epoch, best score, history, and the config fingerprint). Written atomically, so a kill at any moment leaves the previous
-  epoch's file intact; ``Trainer.run`` resumes from it and ends with the same weights as an
-  uninterrupted run (bitwise on CPU, ``deterministic: true``).
+  every rank, epoch, best score, history, and the config fingerprint). Written atomically, so a kill
+  at any moment leaves the previous epoch's file intact; ``Trainer.run`` resumes from it and ends
+  with the same weights as an uninterrupted run (bitwise on CPU, ``deterministic: true``).
 * ``best.pt`` - the weights that scored the lowest validation MRE (mm) so far (the EMA
   weights when EMA is on).
 * ``history.csv`` - one row per epoch (DVC plots), rewritten atomically.
@@ -30,9 +30,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -601,7 +602,7 @@ class Trainer:
 
         def loss_hook(rows: Sequence[int], out: torch.Tensor) -> None:
             nonlocal loss_sum, n
-            hm, w = zip(*(self.codec.encode(np.asarray(targets[i], dtype=np.float64)) for i in rows))
+            hm, w = zip(*(self.codec.encode(np.asarray(targets[i], dtype=np.float64)) for i in rows), strict=True)
             t = torch.as_tensor(np.stack(hm), device=out.device)
             wt = torch.as_tensor(np.stack(w), device=out.device)
             loss_sum += float(self.loss_fn(out, t, wt)) * len(rows)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

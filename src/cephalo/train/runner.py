@@ -19,9 +19,10 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -249,7 +250,7 @@ def train_on_variant(
             # content hashes for leakage checks: original files where reachable, else preprocessed pixels
             "train_image_hashes": None,
             "train_image_hash_kind": None,
-            "train_image_array_hashes": dict(zip(train_ids, image_hashes(variant.images, train_rows))),
+            "train_image_array_hashes": dict(zip(train_ids, image_hashes(variant.images, train_rows), strict=True)),
             "init": {k: v for k, v in report.items() if k not in ("new_param_names", "loaded")},
             "world_size": info.world_size,
         }

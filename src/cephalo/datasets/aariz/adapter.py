@@ -19,6 +19,7 @@ detection and CVM stage classification", arXiv 2302.07797 / Scientific Data 12, 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -195,10 +196,8 @@ class AarizAdapter(Adapter):
                 if meta is None:
                     problem = f"no row in {csv_path} (no pixel size/device)"
                 else:
-                    try:
+                    with contextlib.suppress(ValueError):
                         px = float(meta["pixel_size"])
-                    except ValueError:
-                        pass
                     if not (math.isfinite(px) and px > 0):
                         problem = f"invalid pixel_size {meta['pixel_size']!r} in {csv_path}"
                 if problem is not None:

@@ -14,8 +14,9 @@ import os
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Any
 
 from ...errors import DownloadError
 from ._common import CHUNK, err, one_line, oserror

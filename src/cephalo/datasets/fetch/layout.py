@@ -60,10 +60,7 @@ def layout_tops(layout: Layout) -> set[str]:
 
 
 def _has_file(d: Path) -> bool:
-    for _, _, files in os.walk(d):
-        if files:
-            return True
-    return False
+    return any(files for _, _, files in os.walk(d))
 
 
 def prefixed_subdirs(folder: str | Path, prefix: str, max_wrappers: int = MAX_WRAPPERS) -> dict[str, Path]:

@@ -19,8 +19,9 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ...errors import CephaloError, ConfigError, DownloadError
 from ...io import atomic_dir, sweep_stale, write_json
@@ -213,7 +214,7 @@ def fetch_release(
         "licence": release.licence,
     }
     if sources:
-        for s, (p, _, _) in zip(record["sources"], sources):
+        for s, (p, _, _) in zip(record["sources"], sources, strict=True):
             s["sha256"] = archive_sha256(p)
         record["sha256"] = ";".join(s["sha256"] for s in record["sources"])
     else:

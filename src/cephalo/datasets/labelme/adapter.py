@@ -36,8 +36,9 @@ import io
 import json
 import math
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ...errors import ConfigError, DataError
 from ...io import atomic_path
@@ -267,19 +268,18 @@ class LabelMeAdapter(Adapter):
                         Exclusion(str(jpath), f"image unreadable: {str(e)}", jpath.stem, annotator)
                     )
                     continue
-                if stated is not None:
-                    if tuple(actual) != stated:
-                        result.exclusions.append(
-                            Exclusion(
-                                str(jpath),
-                                f"size mismatch: imageWidth x imageHeight {stated[0]}x{stated[1]} "
-                                f"but {img.name} is {actual[0]}x{actual[1]} px (the annotation was made on "
-                                "another version of the image)",
-                                jpath.stem,
-                                annotator,
-                            )
+                if stated is not None and tuple(actual) != stated:
+                    result.exclusions.append(
+                        Exclusion(
+                            str(jpath),
+                            f"size mismatch: imageWidth x imageHeight {stated[0]}x{stated[1]} "
+                            f"but {img.name} is {actual[0]}x{actual[1]} px (the annotation was made on "
+                            "another version of the image)",
+                            jpath.stem,
+                            annotator,
                         )
-                        continue
+                    )
+                    continue
                 gone = _outside_points(coords, marked, *actual)
                 if gone:
                     sym = {lm.name: lm.symbol for lm in catalogue}
@@ -303,7 +303,7 @@ class LabelMeAdapter(Adapter):
         for stem in sorted(set(by_stem) - set(paths)):
             result.exclusions.append(Exclusion(str(by_stem[stem]), "image without a usable annotation", stem))
         split_of = assign_splits(sorted(paths), options.get("splits"), options.get("default_split"), root)
-        for image_id, img, annotator, coords in parsed:
+        for image_id, _img, annotator, coords in parsed:
             result.rows += annotation_rows(
                 dataset=dataset,
                 image_id=image_id,
@@ -412,7 +412,7 @@ def write_labelme(
     json_path = Path(json_path)
     rel = os.path.relpath(Path(image_path).resolve(), json_path.parent.resolve())
     shapes = []
-    for label, (x, y) in zip(labels, coords):
+    for label, (x, y) in zip(labels, coords, strict=False):
         x, y = float(x), float(y)
         if not (math.isfinite(x) and math.isfinite(y)):
             continue

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def corrections_figure(
             ax.scatter(g[:, 0], g[:, 1], s=3, c="0.6", label="ground truth")
             ax.scatter(p[ok, 0], p[ok, 1], s=3, c="tab:red", label="predictions")
             if c == 1:
-                for a, b in zip(p[ok][:400], g[ok][:400]):
+                for a, b in zip(p[ok][:400], g[ok][:400], strict=True):
                     ax.plot([a[0], b[0]], [a[1], b[1]], lw=0.3, c="tab:red", alpha=0.4)
             ax.invert_yaxis()
             ax.set_aspect("equal", adjustable="datalim")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -106,9 +106,8 @@ def explain(
             per.append((f"{col}={v}", ex))
         e = errors_mm(undone, gt, sp)
         worse = any(significantly_lower(e0[ex.rows], e_glob[ex.rows], 3.0, 0.0) for _, ex in per)
-        if significantly_lower(e, e_glob, 3.0, 0.0) or worse:
-            if best is None or np.nanmean(e) < best[0]:
-                best = (float(np.nanmean(e)), per, undone)
+        if (significantly_lower(e, e_glob, 3.0, 0.0) or worse) and (best is None or np.nanmean(e) < best[0]):
+            best = (float(np.nanmean(e)), per, undone)
     if best is not None and any(ex.structure != Structure() or ex.residual for _, ex in best[1]):
         return best[1], best[2]
     return [("", glob)], glob.undone

@@ -156,7 +156,7 @@ def _as_letterbox(s: Structure, d: _Data) -> Structure | None:
     where the two are the same numbers on this group (one image size and spacing), else ``None``."""
     if s.unit != "const" or s.frame.kind:
         return None
-    for size, c in zip(COMMON_INPUT_SIZES, _letterbox_spacings(d.sp, d.wh)):
+    for size, c in zip(COMMON_INPUT_SIZES, _letterbox_spacings(d.sp, d.wh), strict=False):
         if abs(c - s.c) <= 1e-12 * c:
             t = s.with_(frame=Frame("letterbox", (size, size), pad="top-left", conv="corner"), unit="mm", c=1.0)
             a0, b0 = forward_coefficients(s, d.wh, d.sp)

@@ -77,7 +77,7 @@ class Structure:
     c: float = 1.0
     catalogue: str = ""
 
-    def with_(self, **kw) -> "Structure":
+    def with_(self, **kw) -> Structure:
         return replace(self, **kw)
 
 
