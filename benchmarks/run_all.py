@@ -169,7 +169,7 @@ def bench_inference(name: str, size: int, paths: list, source: str) -> dict:
     from cephalo.landmarks import ISBI19
     from cephalo.models import create_model
     from cephalo.models.checkpoint import ModelMeta
-    from cephalo.predict import predict_images
+    from cephalo.predict import BatchSettings, predict_images
     from cephalo.preprocess import normalise, preprocess_image, read_image
 
     torch.manual_seed(0)
@@ -187,7 +187,7 @@ def bench_inference(name: str, size: int, paths: list, source: str) -> dict:
     )
     inputs = [normalise(preprocess_image(read_image(p), spec)[0][None], "imagenet") for p in paths]
     # warm-up of both paths (oneDNN kernel selection, allocator, codec construction, lazy imports)
-    predict_images(model, meta, paths[:1], batch_size=1, device="cpu", progress=False)
+    predict_images(model, meta, paths[:1], batch=BatchSettings(batch_size=1, device="cpu", progress=False))
     with torch.no_grad():
         y = model(inputs[0])
         t0 = time.perf_counter()
@@ -195,7 +195,7 @@ def bench_inference(name: str, size: int, paths: list, source: str) -> dict:
             model(x)
         t_forward = time.perf_counter() - t0
     t0 = time.perf_counter()
-    preds = predict_images(model, meta, paths, batch_size=1, device="cpu", progress=False)
+    preds = predict_images(model, meta, paths, batch=BatchSettings(batch_size=1, device="cpu", progress=False))
     t_predict = time.perf_counter() - t0
     assert len(preds) == len(paths) and preds[0].coords.shape == (len(names), 2)
     n = len(paths)

@@ -30,6 +30,7 @@ from cephalo.predict import (
     CSV_COLUMNS,
     IMAGE_COLUMNS,
     MEASUREMENT_COLUMNS,
+    BatchSettings,
     ImagePrediction,
     predict_images,
     write_predictions,
@@ -249,7 +250,7 @@ def test_12bit_in_16bit_tiff_real_image_is_rescaled_and_said(shared_data, ckpt19
     assert inp.image.max() == 65535  # white is white
     np.testing.assert_allclose(inp.image / 65535.0, img8 / 255.0, atol=1e-3)
     model, meta = load_model(ckpt19)
-    p8, p12 = predict_images(model, meta, [path, tmp_path / "d12.tif"], progress=False)
+    p8, p12 = predict_images(model, meta, [path, tmp_path / "d12.tif"], batch=BatchSettings(progress=False))
     np.testing.assert_allclose(p12.coords, p8.coords, atol=0.5)
     np.testing.assert_allclose(p12.confidence, p8.confidence, rtol=0.05)
     rec = p12.to_dict()
@@ -360,7 +361,7 @@ def test_no_spacing_no_radius_anywhere(ckpt19, tmp_path):
     from cephalo.models import load_checkpoint
 
     calib = load_checkpoint(cal)[2]["calibration"]
-    (p,) = predict_images(model, meta, [tmp_path / "a.png"], progress=False)
+    (p,) = predict_images(model, meta, [tmp_path / "a.png"], batch=BatchSettings(progress=False))
     a = assess(p, img, calib)
     assert a["radius_mm"] is None and a["radius_px"] is None
     r = CliRunner().invoke(

@@ -24,7 +24,7 @@ from cephalo.datasets import get_release
 from cephalo.datasets.fetch import archive
 from cephalo.datasets.fetch.archive import sniff_archive
 from cephalo.datasets.fetch.layout import validate_layout
-from cephalo.datasets.fetch.release import MissingChecksumWarning, fetch_release
+from cephalo.datasets.fetch.release import FetchSettings, MissingChecksumWarning, fetch_release
 from cephalo.datasets.fetch.spec import PROVENANCE_FILE
 from cephalo.errors import ConfigError, DownloadError
 from httpserver import LoopbackServer, Route
@@ -146,7 +146,9 @@ def test_sniff_archive(tmp_path, aariz_zip):
 def test_http_success_unpacks_validates_and_caches(server, tmp_path, cache, aariz_zip):
     url = server.add("/files/aariz", Route(body=aariz_zip))
     dest = tmp_path / "data" / "aariz"
-    out = fetch_release("aariz", dest, url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+    out = fetch_release(
+        "aariz", dest, url=url, known_hash=md5(aariz_zip), settings=FetchSettings(cache_dir=cache), progress=False
+    )
     assert out == dest
     assert (dest / "Aariz/train/Cephalograms/ctrain00.png").read_bytes() == aariz_members()[
         "Aariz/train/Cephalograms/ctrain00.png"
@@ -166,11 +168,18 @@ def test_http_success_unpacks_validates_and_caches(server, tmp_path, cache, aari
     # second call: dest already holds the release -> no request, nothing rewritten
     n_req = len(server.requests)
     mtime = (dest / PROVENANCE_FILE).stat().st_mtime_ns
-    fetch_release("aariz", dest, url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+    fetch_release(
+        "aariz", dest, url=url, known_hash=md5(aariz_zip), settings=FetchSettings(cache_dir=cache), progress=False
+    )
     assert len(server.requests) == n_req and (dest / PROVENANCE_FILE).stat().st_mtime_ns == mtime
     # into a new dest: served from the pooch cache (no request), unpacked again
     fetch_release(
-        "aariz", tmp_path / "data" / "again", url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False
+        "aariz",
+        tmp_path / "data" / "again",
+        url=url,
+        known_hash=md5(aariz_zip),
+        settings=FetchSettings(cache_dir=cache),
+        progress=False,
     )
     assert len(server.requests) == n_req and (tmp_path / "data/again/Aariz/Readme.txt").is_file()
 
@@ -179,7 +188,14 @@ def test_targz_archive_and_keep_archive_false(server, tmp_path, cache):
     body = make_targz(aariz_members())
     url = server.add("/aariz.tar.gz", Route(body=body))
     dest = tmp_path / "aariz"
-    fetch_release("aariz", dest, url=url, known_hash=sha256(body), cache_dir=cache, progress=False, keep_archive=False)
+    fetch_release(
+        "aariz",
+        dest,
+        url=url,
+        known_hash=sha256(body),
+        settings=FetchSettings(cache_dir=cache, keep_archive=False),
+        progress=False,
+    )
     assert (dest / "Aariz/valid/Cephalograms/cvalid01.png").is_file()
     assert list(cache.iterdir()) == []
 
@@ -190,14 +206,18 @@ def test_resume_after_truncated_download(server, tmp_path, cache, aariz_zip):
     url = server.add("/aariz.zip", route)
     dest = tmp_path / "aariz"
     with pytest.raises(DownloadError) as ei:
-        fetch_release("aariz", dest, url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+        fetch_release(
+            "aariz", dest, url=url, known_hash=md5(aariz_zip), settings=FetchSettings(cache_dir=cache), progress=False
+        )
     msg = str(ei.value)
     assert url in msg and ("truncated" in msg or "interrupted" in msg) and "resume" in msg
     assert_nothing_partial(dest)
     parts = list(cache.glob("*.part"))
     assert len(parts) == 1 and parts[0].stat().st_size == cut
 
-    fetch_release("aariz", dest, url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+    fetch_release(
+        "aariz", dest, url=url, known_hash=md5(aariz_zip), settings=FetchSettings(cache_dir=cache), progress=False
+    )
     assert server.range_requests("/aariz.zip") == ["", f"bytes={cut}-"]
     assert (dest / "Aariz/test/Cephalograms/ctest01.png").is_file()
     assert list(cache.glob("*.part")) == []
@@ -208,8 +228,22 @@ def test_resume_restarts_when_server_ignores_range(server, tmp_path, cache, aari
     route = Route(body=aariz_zip, truncate_at=100, ranges=False, times=1, then=Route(body=aariz_zip, ranges=False))
     url = server.add("/a.zip", route)
     with pytest.raises(DownloadError):
-        fetch_release("aariz", tmp_path / "d", url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
-    fetch_release("aariz", tmp_path / "d", url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+        fetch_release(
+            "aariz",
+            tmp_path / "d",
+            url=url,
+            known_hash=md5(aariz_zip),
+            settings=FetchSettings(cache_dir=cache),
+            progress=False,
+        )
+    fetch_release(
+        "aariz",
+        tmp_path / "d",
+        url=url,
+        known_hash=md5(aariz_zip),
+        settings=FetchSettings(cache_dir=cache),
+        progress=False,
+    )
     assert (tmp_path / "d/Aariz/train/Cephalograms").is_dir()
 
 
@@ -223,7 +257,7 @@ def test_html_page_instead_of_archive(server, tmp_path, cache, ctype):
     dest = tmp_path / "aariz"
     # no checksum: only content sniffing can tell (with one, the hash would also fail)
     with pytest.raises(DownloadError, match="HTML page") as ei:
-        fetch_release("aariz", dest, url=url, known_hash=None, cache_dir=cache, progress=False)
+        fetch_release("aariz", dest, url=url, known_hash=None, settings=FetchSettings(cache_dir=cache), progress=False)
     assert url in str(ei.value)
     assert_nothing_partial(dest)
     assert list(cache.iterdir()) == []
@@ -232,7 +266,7 @@ def test_html_page_instead_of_archive(server, tmp_path, cache, ctype):
 def test_http_404_names_url(server, tmp_path, cache):
     url = server.url("/missing.zip")
     with pytest.raises(DownloadError, match="HTTP 404") as ei:
-        fetch_release("aariz", tmp_path / "d", url=url, cache_dir=cache, progress=False)
+        fetch_release("aariz", tmp_path / "d", url=url, settings=FetchSettings(cache_dir=cache), progress=False)
     assert url in str(ei.value)
     assert_nothing_partial(tmp_path / "d")
 
@@ -242,7 +276,7 @@ def test_checksum_mismatch(server, tmp_path, cache, aariz_zip):
     wrong = "md5:" + "0" * 32
     dest = tmp_path / "aariz"
     with pytest.raises(DownloadError, match="checksum mismatch") as ei:
-        fetch_release("aariz", dest, url=url, known_hash=wrong, cache_dir=cache, progress=False)
+        fetch_release("aariz", dest, url=url, known_hash=wrong, settings=FetchSettings(cache_dir=cache), progress=False)
     assert url in str(ei.value) and hashlib.md5(aariz_zip).hexdigest() in str(ei.value)
     assert_nothing_partial(dest)
     assert list(cache.iterdir()) == []  # neither the file nor a .part is kept
@@ -252,7 +286,7 @@ def test_release_default_checksum_applies_to_a_mirror(server, tmp_path, cache, a
     url = server.add("/mirror/Aariz.zip", Route(body=aariz_zip))
     # the whole (tiny) file arrived, but it is not the 2,098,209,792-byte release
     with pytest.raises(DownloadError, match="size mismatch.*2098209792") as ei:
-        fetch_release("aariz", tmp_path / "d", url=url, cache_dir=cache, progress=False)
+        fetch_release("aariz", tmp_path / "d", url=url, settings=FetchSettings(cache_dir=cache), progress=False)
     assert url in str(ei.value)
     assert_nothing_partial(tmp_path / "d")
     assert list(cache.iterdir()) == []
@@ -263,7 +297,9 @@ def test_wrong_layout(server, tmp_path, cache):
     url = server.add("/a.zip", Route(body=body))
     dest = tmp_path / "aariz"
     with pytest.raises(DownloadError, match="unexpected layout") as ei:
-        fetch_release("aariz", dest, url=url, known_hash=md5(body), cache_dir=cache, progress=False)
+        fetch_release(
+            "aariz", dest, url=url, known_hash=md5(body), settings=FetchSettings(cache_dir=cache), progress=False
+        )
     msg = str(ei.value)
     assert url in msg and "Aariz/train/Cephalograms/" in msg and "aariz_v2/" in msg
     assert_nothing_partial(dest)
@@ -391,7 +427,7 @@ def test_folder_source_copy_and_link(tmp_path):
         (src / name).write_bytes(data)
     for link in (False, True):
         dest = tmp_path / f"d{int(link)}"
-        fetch_release("aariz", dest, folder=src, link=link, progress=False)
+        fetch_release("aariz", dest, folder=src, settings=FetchSettings(link=link), progress=False)
         f = dest / "Aariz/train/Cephalograms/ctrain01.png"
         assert f.read_bytes() == (src / "Aariz/train/Cephalograms/ctrain01.png").read_bytes()
         assert (f.stat().st_ino == (src / "Aariz/train/Cephalograms/ctrain01.png").stat().st_ino) == link
@@ -455,7 +491,9 @@ def test_isbi_nested_archives_wrapper_and_missing_checksum_warning(server, tmp_p
     url = server.add("/ndownloader/articles/3471833", Route(body=body))
     dest = tmp_path / "isbi"
     with pytest.warns(MissingChecksumWarning, match=hashlib.sha256(body).hexdigest()):
-        fetch_release("isbi2015", dest, url=url + "?private_link=abc", cache_dir=cache, progress=False)
+        fetch_release(
+            "isbi2015", dest, url=url + "?private_link=abc", settings=FetchSettings(cache_dir=cache), progress=False
+        )
     assert (dest / "RawImage/TrainingData/001.bmp").is_file()  # wrapper level collapsed
     assert (dest / "AnnotationsByMD/400_senior/151.txt").is_file()
     assert not (dest / "RawImage.zip").exists() and not (dest / "AnnotationsByMD.tar.gz").exists()
@@ -466,14 +504,21 @@ def test_isbi_nested_archives_wrapper_and_missing_checksum_warning(server, tmp_p
     # pinned checksum: no warning; wrong pin: mismatch
     with warnings.catch_warnings():
         warnings.simplefilter("error", MissingChecksumWarning)
-        fetch_release("isbi2015", tmp_path / "isbi2", url=url, known_hash=sha256(body), cache_dir=cache, progress=False)
+        fetch_release(
+            "isbi2015",
+            tmp_path / "isbi2",
+            url=url,
+            known_hash=sha256(body),
+            settings=FetchSettings(cache_dir=cache),
+            progress=False,
+        )
     with pytest.raises(DownloadError, match="checksum mismatch"):
         fetch_release(
             "isbi2015",
             tmp_path / "isbi3",
             url=url + "?v=2",
             known_hash="sha256:" + "1" * 64,
-            cache_dir=cache,
+            settings=FetchSettings(cache_dir=cache),
             progress=False,
         )
 
@@ -482,7 +527,9 @@ def test_isbi_shared_data_folder(shared_data, tmp_path):
     """The real ISBI copy in ../shared/data (400_mean only, no Test2Data) validates as a folder source."""
     dest = tmp_path / "isbi"
     with pytest.warns(UserWarning, match="Test2Data"):
-        fetch_release("isbi2015", dest, folder=shared_data / "isbi2015", link=True, progress=False)
+        fetch_release(
+            "isbi2015", dest, folder=shared_data / "isbi2015", settings=FetchSettings(link=True), progress=False
+        )
     assert len(list((dest / "RawImage/TrainingData").iterdir())) == 150
     assert len(list((dest / "AnnotationsByMD/400_mean").glob("*.txt"))) == 300
 
@@ -731,7 +778,12 @@ def test_relative_destination_and_cache_as_the_pipeline_passes_them(server, tmp_
     monkeypatch.chdir(tmp_path)
     url = server.add("/files/Aariz.zip", Route(body=aariz_zip))
     out = fetch_release(
-        "aariz", "resources/raw/aariz", url=url, known_hash=sha256(aariz_zip), cache_dir="cache", progress=False
+        "aariz",
+        "resources/raw/aariz",
+        url=url,
+        known_hash=sha256(aariz_zip),
+        settings=FetchSettings(cache_dir="cache"),
+        progress=False,
     )
     assert out == tmp_path / "resources" / "raw" / "aariz"
     assert (out / "Aariz" / "cephalogram_machine_mappings.csv").is_file()

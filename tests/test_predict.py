@@ -24,6 +24,7 @@ from cephalo.models import ModelMeta, create_model, load_model, save_checkpoint
 from cephalo.predict import (
     CSV_COLUMNS,
     MEASUREMENT_COLUMNS,
+    BatchSettings,
     predict_images,
     resolve_variant_spec,
     write_predictions,
@@ -213,7 +214,9 @@ def test_forced_heatmap_maps_back_to_original_pixels(ckpt, images, variant, affi
     q = np.array([[30.3, 41.7], [60.0, 52.25], [48.6, 70.1]])  # input-frame points, inside every letterbox
     _forced(model, codec, q)
     paths = [images[k] for k in ("png", "bmp", "tif", "dcm")]
-    preds = predict_images(model, meta, paths, variant=variant, spacing_mm=0.25, batch_size=3, progress=False)
+    preds = predict_images(
+        model, meta, paths, variant=variant, spacing_mm=0.25, batch=BatchSettings(batch_size=3, progress=False)
+    )
     assert [p.path for p in preds] == paths
     for p in preds:
         m = affine_of(p.width, p.height)
@@ -241,7 +244,9 @@ def test_16bit_white_level_matches_8bit(ckpt, tmp_path):
     img8 = (np.random.default_rng(0).random((72, 90)) * 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "p8.png"), img8)
     cv2.imwrite(str(tmp_path / "p16.tif"), img8.astype(np.uint16) * 257)
-    p8, p16 = predict_images(model, meta, [tmp_path / "p8.png", tmp_path / "p16.tif"], variant=STRETCH, progress=False)
+    p8, p16 = predict_images(
+        model, meta, [tmp_path / "p8.png", tmp_path / "p16.tif"], variant=STRETCH, batch=BatchSettings(progress=False)
+    )
     np.testing.assert_allclose(p16.coords, p8.coords, atol=0.05)
     assert p16.bit_depth == 16 and p8.bit_depth == 8
 
@@ -249,14 +254,24 @@ def test_16bit_white_level_matches_8bit(ckpt, tmp_path):
 def test_spec_size_mismatch_and_bad_input_errors(ckpt, images):
     model, meta = load_model(ckpt)
     with pytest.raises(ConfigError, match="expects 96x96"):
-        predict_images(model, meta, [images["png"]], variant={"steps": [{"letterbox": {"size": 64}}]}, progress=False)
+        predict_images(
+            model,
+            meta,
+            [images["png"]],
+            variant={"steps": [{"letterbox": {"size": 64}}]},
+            batch=BatchSettings(progress=False),
+        )
     bad = images["dir"] / "z.png"
     bad.write_bytes(b"garbage")
     with pytest.raises(DataError, match="z.png"):
-        predict_images(model, meta, [images["png"], bad], progress=False)
+        predict_images(model, meta, [images["png"], bad], batch=BatchSettings(progress=False))
     seen = []
     preds = predict_images(
-        model, meta, [images["png"], bad, images["tif"]], progress=False, on_error=lambda p, e: seen.append((p, str(e)))
+        model,
+        meta,
+        [images["png"], bad, images["tif"]],
+        batch=BatchSettings(progress=False),
+        on_error=lambda p, e: seen.append((p, str(e))),
     )
     assert [p.path.name for p in preds] == ["a.png", "c.tif"] and seen[0][0] == bad and "z.png" in seen[0][1]
 
@@ -417,7 +432,7 @@ def test_real_isbi_two_images(ckpt, shared_data, tmp_path):
     model, meta = load_model(ckpt)
     root = shared_data / "isbi2015" / "RawImage"
     paths = [root / "TrainingData" / "001.jpg", root / "Test1Data" / "151.jpg"]
-    preds = predict_images(model, meta, paths, spacing_mm=0.1, batch_size=2, progress=False)
+    preds = predict_images(model, meta, paths, spacing_mm=0.1, batch=BatchSettings(batch_size=2, progress=False))
     assert len(preds) == 2
     lb = G.letterbox_geometry((1935, 2400), SIZE)
     for p in preds:

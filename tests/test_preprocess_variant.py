@@ -329,7 +329,13 @@ def test_write_variant_is_the_one_writer_synthetic_variants_use(tmp_path):
     load_variant, carries the current format, and a table of the wrong length is refused
     before anything is written."""
     from cephalo.errors import ConfigError
-    from cephalo.preprocess.variant import FORMAT_VERSION, variant_columns, variant_meta, write_variant
+    from cephalo.preprocess.variant import (
+        FORMAT_VERSION,
+        ImagesShape,
+        variant_columns,
+        variant_meta,
+        write_variant,
+    )
     from cephalo.train.synthetic import make_synthetic_variant
 
     out = make_synthetic_variant(tmp_path / "syn", n_images=6, size=32, landmark_names=("a", "b"))
@@ -352,9 +358,7 @@ def test_write_variant_is_the_one_writer_synthetic_variants_use(tmp_path):
         normalisation={},
         landmark_names=["p"],
         annotators=[],
-        input_size=(4, 4),
-        dtype="uint8",
-        n_images=3,
+        images=ImagesShape(n_images=3, input_size=(4, 4), dtype="uint8"),
         source_index={},
         reference_indexes={},
         fingerprint="f",

@@ -53,7 +53,12 @@ def _evaluation(tmp_path, monkeypatch, name, checkpoint_sha, meta_prov, refine=N
         },
     }
     meta = SimpleNamespace(arch="hrnet_w32", input_size=(128, 128), codec={"decoder": "dark"}, provenance=meta_prov)
-    info = {"checkpoint_sha256": checkpoint_sha, "provenance": provenance.collect()}
+    info = {
+        "stage": "finetune",
+        "command": "cephalo evaluate ...",
+        "checkpoint_sha256": checkpoint_sha,
+        "provenance": provenance.collect(),
+    }
     if refine:
         info["refine"] = refine
 
@@ -66,11 +71,9 @@ def _evaluation(tmp_path, monkeypatch, name, checkpoint_sha, meta_prov, refine=N
         result,
         Variant(["one image"]),
         meta,
-        "finetune",
         name,
         out,
         tmp_path / "models" / "m.pt",
-        "cephalo evaluate ...",
         info,
     )
     cfg = tracking.config_from_params(params.tracking.model_dump(), root=tmp_path)

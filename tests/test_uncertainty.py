@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cephalo import uncertainty as U
+from cephalo.config.schema import CalibrateConfig
 from cephalo.errors import ConfigError
 
 
@@ -194,7 +195,9 @@ def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
         path=tmp_path,
     )
     meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw)
-    cal = U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), scale="constant", progress=False)
+    cal = U.calibrate_model(
+        Stand(), meta, variant, "valid", settings=CalibrateConfig(coverages=[0.5], scale="constant"), progress=False
+    )
     assert cal["n_images"] == 4 and cal["split"] == "valid"
     # the training split weights the landmarks: the same 1.2 mm error everywhere -> equal weights
     assert cal["difficulty_split"] == "train" and cal["difficulty_n_images"] == 4 and cal["pooling"] == "pooled"
@@ -217,18 +220,23 @@ def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
         meta,
         variant,
         "valid",
-        coverages=(0.5,),
-        scale="constant",
+        settings=CalibrateConfig(coverages=[0.5], scale="constant", shape_split=None),
         progress=False,
         refine=refine,
-        shape_split=None,
     )
     assert seen_rows == [[0, 1, 2, 3, 4, 5, 6, 7]]  # the calibration split's variant rows, then the training split's
     np.testing.assert_allclose(cal_r["q_mm"]["0.5"], 0.0, atol=0.02)
 
     # weights learnt on the calibration images themselves would void the guarantee
     with pytest.raises(ConfigError, match="difficulty_split"):
-        U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), progress=False, difficulty_split="valid")
+        U.calibrate_model(
+            Stand(),
+            meta,
+            variant,
+            "valid",
+            settings=CalibrateConfig(coverages=[0.5], difficulty_split="valid"),
+            progress=False,
+        )
 
 
 def test_bundle_carries_its_own_calibration(tmp_path):

@@ -40,6 +40,7 @@ from .errors import CephaloError, ConfigError, DataError
 from .imageio import InputImage, read_input_image
 
 __all__ = [
+    "BatchSettings",
     "ImagePrediction",
     "resolve_variant_spec",
     "predict_images",
@@ -117,6 +118,21 @@ def resolve_variant_spec(variant: Any, variants: Mapping[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- predictions
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How :func:`predict_images` runs the model.
+
+    Attributes:
+        batch_size: images per forward pass (>= 1).
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        progress: show a tqdm bar.
+    """
+
+    batch_size: int = 4
+    device: str = "cpu"
+    progress: bool = True
 
 
 @dataclass
@@ -241,9 +257,7 @@ def predict_images(
     variant: Any = None,
     variants: Mapping[str, Any] | None = None,
     spacing_mm: float | tuple[float, float] | None = None,
-    batch_size: int = 4,
-    device: str = "cpu",
-    progress: bool = True,
+    batch: BatchSettings | None = None,
     on_error: Callable[[Path, CephaloError], None] | None = None,
     refine: Callable[[np.ndarray, np.ndarray, Any], np.ndarray] | None = None,
 ) -> list[ImagePrediction]:
@@ -259,9 +273,8 @@ def predict_images(
         variants: params ``variants:`` section, to resolve a variant *name*.
         spacing_mm: fallback pixel spacing (mm/px, scalar or ``(x, y)``) for images that carry none;
             a DICOM file's own spacing wins.
-        batch_size: images per forward pass (>= 1).
-        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
-        progress: show a tqdm bar.
+        batch: images per forward pass, device, progress bar (:class:`BatchSettings`; its defaults
+            when None).
         on_error: called with ``(path, error)`` for an image that cannot be read or preprocessed,
             which is then skipped; None = raise.
         refine: ``(original image, coords (K, 2) original px, spacing (x, y) or None) -> (K, 2)``
@@ -280,6 +293,8 @@ def predict_images(
     from .inference import Predictor
     from .preprocess import preprocess_image
 
+    b = batch or BatchSettings()
+    batch_size, device, progress = b.batch_size, b.device, b.progress
     if int(batch_size) < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     fallback = _fallback_spacing(spacing_mm)
@@ -672,7 +687,7 @@ def write_predictions(
     )
 
     def run(tmp_overlays: Path | None) -> None:
-        from .evaluate.plots import prediction_overlay
+        from .evaluate.plots import OverlayRadii, prediction_overlay
 
         for p in tqdm(preds, desc="assess", unit="img", disable=not progress):
             img = read_input_image(p.path).image
@@ -709,12 +724,10 @@ def write_predictions(
                     p.coords,
                     tmp_overlays / f"{p.image_id}.png",
                     labels=p.symbols,
-                    radii_px=a["radius_px"],
+                    radii=OverlayRadii(px=a["radius_px"], coverage=a["coverage"], note=radius_note),
                     flagged=flagged,
-                    coverage=a["coverage"],
                     title=title,
                     notes=notes,
-                    radius_note=radius_note,
                 )
                 p.extra["overlay"] = f"overlays/{p.image_id}.png"
                 overlay_files[p.image_id] = out_dir / "overlays" / f"{p.image_id}.png"

@@ -42,11 +42,14 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config.schema import CalibrateConfig
 
 __all__ = [
     "SCALES",
@@ -372,17 +375,9 @@ def calibrate_model(
     variant,
     split: str,
     *,
-    coverages: Sequence[float] = (0.9, 0.95),
-    scale: str = "inverse_confidence",
-    conf_floor: float = 0.01,
-    batch_size: int = 4,
+    settings: CalibrateConfig | None = None,
     device: str = "cpu",
     progress: bool = True,
-    shape_split: str | None = "train",
-    shape_quantile: float = 0.99,
-    shape_margin: float = 1.5,
-    pooling: str = "pooled",
-    difficulty_split: str | None = "train",
     refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None,
 ) -> dict:
     """Predict the ``split`` images of a variant and calibrate radii on their errors (:func:`calibrate`).
@@ -398,14 +393,24 @@ def calibrate_model(
     :class:`cephalo.flags.ShapeModel` is also fitted on that split's ground-truth landmarks (the
     training landmarks; patient frame, mm) and stored as ``shape_model`` for the review flags.
 
+    ``settings`` is the ``calibrate:`` params section (:class:`cephalo.config.schema.CalibrateConfig`,
+    its defaults when None): ``coverages``, ``scale``, ``conf_floor``, ``pooling``, ``difficulty_split``,
+    ``shape_split``, ``shape_quantile``, ``shape_margin``, ``batch_size``; the split calibrated on is
+    ``split`` and the (resolved) device ``device``, not the section's ``split`` and ``device``.
+
     Raises:
         DataError: no image in the split, or images without pixel spacing.
     """
+    from .config.schema import CalibrateConfig
     from .errors import DataError
     from .evaluate import metrics as M
     from .evaluate.results import shared_landmarks
     from .inference import Predictor, predict_variant
 
+    cp = settings or CalibrateConfig()
+    coverages, scale, conf_floor, pooling = cp.coverages, cp.scale, cp.conf_floor, cp.pooling
+    batch_size, difficulty_split = cp.batch_size, cp.difficulty_split
+    shape_split, shape_quantile, shape_margin = cp.shape_split, cp.shape_quantile, cp.shape_margin
     rows = np.flatnonzero(np.asarray(variant.splits) == split)
     if rows.size == 0:
         raise DataError(

@@ -93,17 +93,9 @@ def command(
         meta,
         variant,
         split,
-        coverages=cp.coverages,
-        scale=cp.scale,
-        conf_floor=cp.conf_floor,
-        batch_size=cp.batch_size,
+        settings=cp,
         device=device,
         progress=progress,
-        shape_split=cp.shape_split,
-        shape_quantile=cp.shape_quantile,
-        shape_margin=cp.shape_margin,
-        pooling=cp.pooling,
-        difficulty_split=cp.difficulty_split,
         refine=refine,
     )
     cal["checkpoint"] = str(model_path)

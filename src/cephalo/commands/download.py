@@ -22,7 +22,7 @@ import click
 
 from ..config.schema import DatasetDownload
 from ..datasets import release_names
-from ..datasets.fetch.release import fetch_release
+from ..datasets.fetch.release import FetchSettings, fetch_release
 from ._common import params_option, read_params
 
 
@@ -92,9 +92,8 @@ def _fetch(dataset, out, url, archives, folder, known_hash, cfg: DatasetDownload
         folder=folder,
         known_hash=known_hash or cfg.known_hash,
         progress=progress,
-        cache_dir=cfg.cache_dir,
-        keep_archive=cfg.keep_archive,
-        timeout_s=cfg.timeout_s,
-        link=cfg.link,
         force=force,
+        settings=FetchSettings(
+            cache_dir=cfg.cache_dir, keep_archive=cfg.keep_archive, timeout_s=cfg.timeout_s, link=cfg.link
+        ),
     )

@@ -193,11 +193,15 @@ def command(
             )
         )
 
-    _track(params, ep, result, variant, meta, stage, name, out_dir, model_path, command_line, info)
+    _track(params, ep, result, variant, meta, name, out_dir, model_path, info)
 
 
-def _track(params, ep, result, variant, meta, stage, name, out_dir, model_path, command_line, info) -> None:
-    """One MLflow run: the evaluation's own settings as params, figures as metrics, linked to its training run."""
+def _track(params, ep, result, variant, meta, name, out_dir, model_path, info) -> None:
+    """One MLflow run: the evaluation's own settings as params, figures as metrics, linked to its training run.
+
+    ``info`` is the evaluation's provenance record (``stage``, ``command``, ``checkpoint_sha256``, ...).
+    """
+    stage, command_line = info["stage"], info["command"]
     # deferred: `cephalo evaluate --help` and the CLI's start-up import no library (cephalo.commands)
     from .. import tracking
     from ..evaluate.leakage import file_sha256

@@ -153,7 +153,7 @@ def command(
     files_all, files = files, readable
     from ..inference import resolve_device  # torch and the model only now
     from ..models import load_checkpoint
-    from ..predict import predict_images, write_predictions
+    from ..predict import BatchSettings, predict_images, write_predictions
 
     dev = resolve_device(device)
     refine, bundle = None, None
@@ -188,8 +188,7 @@ def command(
         variant=variant,
         variants=variants,
         spacing_mm=spacing_mm,
-        batch_size=batch_size,
-        device=dev,
+        batch=BatchSettings(batch_size=batch_size, device=dev),
         on_error=on_error if skip_bad else None,
         refine=refine,
     )

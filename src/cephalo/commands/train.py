@@ -144,7 +144,7 @@ def command(
     import logging
 
     from ..errors import ConfigError
-    from ..train import train_on_variant
+    from ..train import TrainRecording, train_on_variant
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = read_params(params_path)
@@ -201,12 +201,14 @@ def command(
         arch=arch,
         model_kwargs=model_kwargs,
         codec_params=params.codec.codec_kwargs(),
-        params=params.model_dump(include={"train", "model", "codec"}),
-        tracking=tracking,
+        recording=TrainRecording(
+            params=params.model_dump(include={"train", "model", "codec"}),
+            tracking=tracking,
+            command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            experiment=_experiment(tracking, params),
+            stage=stage,
+        ),
         progress=progress,
-        command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        tracking_experiment=_experiment(tracking, params),
-        tracking_stage=stage,
     )
     best = "n/a" if result.best_score is None else f"{result.best_score:.3f}"
     click.echo(

@@ -72,6 +72,7 @@ def command(
 
     from ..errors import ConfigError, DataError
     from ..refine import train_refiner
+    from ..train import TrainRecording
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = read_params(params_path)
@@ -105,10 +106,12 @@ def command(
         rcfg,
         global_ckpt=global_path,
         codec_params=params.codec.codec_kwargs(),
-        params=params.model_dump(include={"train", "refine", "codec"}),
-        tracking=tracking,
+        recording=TrainRecording(
+            params=params.model_dump(include={"train", "refine", "codec"}),
+            tracking=tracking,
+            command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        ),
         progress=progress,
-        command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     best = "n/a" if result.best_score is None else f"{result.best_score:.3f}"
     click.echo(

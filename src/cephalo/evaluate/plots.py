@@ -7,6 +7,7 @@ units stated; nothing here computes a metric that :mod:`cephalo.evaluate.metrics
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -319,19 +320,32 @@ def _place_labels(points: np.ndarray, texts: Sequence[str], fs_px: float, size: 
     return out
 
 
+@dataclass(frozen=True)
+class OverlayRadii:
+    """The prediction radii :func:`prediction_overlay` draws as ellipses, with what they hold for.
+
+    Attributes:
+        px: (K, 2) radius along x and y in original px (NaN/inf: not drawn; None without spacing).
+        coverage: level of the radii. note: what the radius level holds for, in the legend
+            (``"per landmark"``, ``"over all landmarks"``).
+    """
+
+    px: np.ndarray | None = None
+    coverage: float | None = None
+    note: str = ""
+
+
 def prediction_overlay(
     image: np.ndarray,
     coords: np.ndarray,
     path: str | Path,
     *,
     labels: Sequence[str],
-    radii_px: np.ndarray | None = None,
+    radii: OverlayRadii | None = None,
     flagged: Sequence[bool] | None = None,
-    coverage: float | None = None,
     title: str = "",
     max_side: int = 1600,
     notes: Sequence[str] = (),
-    radius_note: str = "",
 ) -> Path:
     """Predicted landmarks on the original image, for a clinician: labels, uncertainty ellipses, flags.
 
@@ -344,11 +358,12 @@ def prediction_overlay(
 
     Args:
         image: (H, W) original image (uint8/uint16/float); coords: (K, 2) xy original px (NaN skipped).
-        labels: K short labels (symbols). radii_px: (K, 2) radius along x and y in original px
-            (NaN/inf: not drawn; None without spacing). flagged: K booleans (drawn in orange).
-            coverage: level of the radii. notes: extra header lines (warnings). radius_note: what the
-            radius level holds for, in the legend (``"per landmark"``, ``"over all landmarks"``).
+        labels: K short labels (symbols). radii: the prediction radii and their level
+            (:class:`OverlayRadii`; None: none drawn). flagged: K booleans (drawn in orange).
+            notes: extra header lines (warnings).
     """
+    r = radii or OverlayRadii()
+    radii_px, coverage, radius_note = r.px, r.coverage, r.note
     import matplotlib.patheffects as pe
     from matplotlib.lines import Line2D
     from matplotlib.patches import Ellipse

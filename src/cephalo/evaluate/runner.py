@@ -343,16 +343,29 @@ def evaluate_predictions(
         write_outputs(mblock, tmp, make_plot=make_plots, title=label)
         pd.DataFrame(plots.sdr_curve_table(err)).to_csv(pdir / "sdr_curve.csv", index=False)
         if make_plots:
-            _write_plots(
-                tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images, n_worst, label
-            )
+            scored = _Scored(ids=ids, devices=devices, pred=pred, gt=gt, err=err, img_mre=img_mre)
+            _write_plots(tmp, scored, names, per_lm, human, diag, images, n_worst, label)
     return result
 
 
-def _write_plots(
-    tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images, n_worst, label
-) -> None:
+@dataclass(frozen=True)
+class _Scored:
+    """The per-image arrays of one evaluation that the figures draw: image ids, devices (N,),
+    predictions and ground truth (N, K, 2) px, radial errors (N, K) mm, per-image MRE (N,) mm."""
 
+    ids: Any
+    devices: Any
+    pred: np.ndarray
+    gt: np.ndarray
+    err: np.ndarray
+    img_mre: np.ndarray
+
+
+def _write_plots(tmp, scored: _Scored, names, per_lm, human, diag, images, n_worst, label) -> None:
+    """The figures under ``tmp/plots`` and the ``n_worst`` images' overlays under ``tmp/overlays``."""
+    pdir = tmp / "plots"
+    ids, devices, pred, gt = scored.ids, scored.devices, scored.pred, scored.gt
+    err, img_mre = scored.err, scored.img_mre
     plots.sdr_curve({"model": err}, pdir / "sdr_curve.png", title=f"{label}: SDR curve")
     plots.per_landmark_bars(
         names,

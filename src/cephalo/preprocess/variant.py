@@ -294,6 +294,16 @@ def variant_columns(
     return cols
 
 
+@dataclass(frozen=True)
+class ImagesShape:
+    """What ``images.npy`` of a variant holds: ``n_images`` images of ``input_size`` ``(W, H)`` px,
+    of numpy dtype ``dtype`` (its name, e.g. ``"uint8"``)."""
+
+    n_images: int
+    input_size: tuple[int, int]
+    dtype: str
+
+
 def variant_meta(
     *,
     name: str,
@@ -302,14 +312,13 @@ def variant_meta(
     normalisation: Mapping,
     landmark_names: list[str],
     annotators: list[str],
-    input_size: tuple[int, int],
-    dtype: str,
-    n_images: int,
+    images: ImagesShape,
     source_index: Mapping,
     reference_indexes: Mapping,
     fingerprint: str,
 ) -> dict[str, Any]:
     """The content of ``variant.json`` (format and version filled in)."""
+    input_size, dtype, n_images = images.input_size, images.dtype, images.n_images
     return {
         "format": "cephalo-variant",
         "format_version": FORMAT_VERSION,
@@ -517,9 +526,7 @@ def build_variant(
             normalisation=norm,
             landmark_names=names,
             annotators=annotators,
-            input_size=(int(W), int(H)),
-            dtype=np.dtype(dtype).name,
-            n_images=n,
+            images=ImagesShape(n_images=n, input_size=(int(W), int(H)), dtype=np.dtype(dtype).name),
             source_index={
                 "path": str(index_path),
                 "sha256": index_sha,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from ..config.schema import RefineConfig
 from ..errors import ConfigError
 from ..io import write_json
 from ..models import read_checkpoint
-from ..train import train_on_variant
+from ..train import TrainRecording, train_on_variant
 from ..train.loop import resolve_splits
 from .bundle import write_bundle
 from .dataset import _read_original_images, build_crop_set, jitter_from_mre
@@ -67,10 +66,8 @@ def train_refiner(
     *,
     global_ckpt: str | Path | None = None,
     codec_params: Mapping | None = None,
-    params: Mapping | None = None,
-    tracking: Any = None,
+    recording: TrainRecording | None = None,
     progress: bool = True,
-    command: str | None = None,
     ground_truth: str | None = None,
 ):
     """Train a refiner on the images of an index; write ``out_dir`` (+ ``bundle.json`` with ``global_ckpt``).
@@ -83,7 +80,7 @@ def train_refiner(
         rcfg: :class:`RefineConfig`.
         global_ckpt: the global model the refiner follows (jitter ``auto``; the bundle).
         codec_params: ``codec:`` params (sigma, decoder); input size = the window.
-        params, tracking, progress, command: as ``cephalo.train.train_on_variant``.
+        recording, progress: as ``cephalo.train.train_on_variant``.
         ground_truth: annotator policy (default: the index's).
 
     Returns:
@@ -129,10 +126,8 @@ def train_refiner(
         arch=arch,
         model_kwargs=kwargs,
         codec_params=codec_params,
-        params=params,
-        tracking=tracking,
+        recording=recording,
         progress=progress,
-        command=command,
     )
     write_json(
         out_dir / "refine.json",

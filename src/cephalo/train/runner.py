@@ -20,6 +20,7 @@ import os
 import random
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,26 @@ def _ids_by_dataset(variant, rows) -> dict[str, list[str]]:
     return out
 
 
+@dataclass(frozen=True)
+class TrainRecording:
+    """What a training records about itself, and the MLflow run it is logged as.
+
+    Attributes:
+        params: the full params dict, recorded in checkpoint provenance.
+        tracking: a ``cephalo.tracking.TrackingConfig`` (or None): one MLflow run at the end.
+        command: the command line, recorded in provenance and tracking.
+        experiment: the MLflow experiment (default: ``cephalo.tracking.experiment_name``
+            of the data set).
+        stage: the ``--stage`` name (``source``, ``finetune``), in the run name and params.
+    """
+
+    params: Mapping | None = None
+    tracking: Any = None
+    command: str | None = None
+    experiment: str | None = None
+    stage: str | None = None
+
+
 def train_on_variant(
     data_dir: str | Path,
     out_dir: str | Path,
@@ -166,12 +187,8 @@ def train_on_variant(
     arch: str | None,
     model_kwargs: Mapping | None = None,
     codec_params: Mapping | None = None,
-    params: Mapping | None = None,
-    tracking: Any = None,
+    recording: TrainRecording | None = None,
     progress: bool = True,
-    command: str | None = None,
-    tracking_experiment: str | None = None,
-    tracking_stage: str | None = None,
 ) -> TrainResult:
     """Train ``arch`` on the variant at ``data_dir``; outputs in ``out_dir`` (see module doc).
 
@@ -186,17 +203,15 @@ def train_on_variant(
         model_kwargs: extra ``create_model`` keywords (``model:`` params).
         codec_params: ``codec:`` params (``name``, ``sigma``, ``decoder``, ``convention``...);
             ``input_size``/``heatmap_size`` come from the variant and the model stride.
-        params: the full params dict, recorded in checkpoint provenance.
-        tracking: a ``cephalo.tracking.TrackingConfig`` (or None): one MLflow run at the end.
+        recording: params, command line and MLflow run recorded (:class:`TrainRecording`;
+            None: its defaults: no params, this process's command line, no MLflow run).
         progress: tqdm bars.
-        command: the command line, recorded in provenance and tracking.
-        tracking_experiment: the MLflow experiment (default: ``cephalo.tracking.experiment_name``
-            of the data set).
-        tracking_stage: the ``--stage`` name (``source``, ``finetune``), in the run name and params.
 
     Raises:
         DataError, ConfigError, CheckpointError, NonFiniteLossError (all ``CephaloError``).
     """
+    rec = recording or TrainRecording()
+    params, tracking, command = rec.params, rec.tracking, rec.command
     info: DistInfo = setup(cfg.device)
     try:
         set_deterministic(cfg.deterministic, info.device.type == "cuda")
@@ -308,23 +323,7 @@ def train_on_variant(
             write_json(out_dir / "train.json", _jsonable(summary))
             if tracking is not None and getattr(tracking, "enabled", False):
                 try:  # tracking is a view: it never fails a finished training
-                    _track_training(
-                        tracking,
-                        variant,
-                        vmeta,
-                        cfg,
-                        arch,
-                        (W, H),
-                        (W // stride, H // stride),
-                        codec,
-                        trainer,
-                        result,
-                        summary,
-                        provenance,
-                        out_dir,
-                        tracking_experiment,
-                        tracking_stage,
-                    )
+                    _track_training(rec, variant, cfg, meta, codec, trainer, result, summary, out_dir)
                 except Exception as e:  # noqa: BLE001
                     import warnings
 
@@ -336,25 +335,15 @@ def train_on_variant(
         teardown()
 
 
-def _track_training(
-    tracking,
-    variant,
-    vmeta,
-    cfg,
-    arch,
-    input_wh,
-    heatmap_wh,
-    codec,
-    trainer,
-    result,
-    summary,
-    provenance,
-    out_dir: Path,
-    experiment,
-    stage,
-) -> None:
+def _track_training(rec: TrainRecording, variant, cfg, meta, codec, trainer, result, summary, out_dir: Path) -> None:
     """One MLflow run per training: effective hyperparameters as params, per-epoch histories,
-    the best checkpoint linked by path and SHA-256 (tags ``checkpoint``, ``checkpoint_sha256``)."""
+    the best checkpoint linked by path and SHA-256 (tags ``checkpoint``, ``checkpoint_sha256``).
+
+    ``meta`` is the checkpoint's meta (``arch``, ``input_size``, ``heatmap_size``, ``provenance``).
+    """
+    tracking, experiment, stage = rec.tracking, rec.experiment, rec.stage
+    vmeta = getattr(variant, "meta", {}) or {}
+    arch, input_wh, heatmap_wh, provenance = meta["arch"], meta["input_size"], meta["heatmap_size"], meta["provenance"]
     c = cfg.to_dict()
     init = provenance.get("init") or {}
     init_path = init.get("path")
