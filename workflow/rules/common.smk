@@ -64,6 +64,7 @@ except ConfigError as e:
 
 PIPE = config["pipeline"]
 
+
 # --- effective params of THIS run: content-addressed, written atomically ----------------------
 #: the params file every command of this run reads: results/params/<sha256[:16]>.yaml, named by its
 #: content, so that a dry run or a second run with other params (another --config) writes another
@@ -118,8 +119,14 @@ wildcard_constraints:
 # --- get_* helpers ------------------------------------------------------------------------
 SOURCE_CKPT = "results/models/source/best.pt"
 TRAIN_FILES = ("best.pt", "last.pt", "history.csv", "train.json")
-EVAL_FILES = ("metrics.json", "per_landmark.csv", "per_image.csv", "predictions.parquet", "diagnosis.md",
-              "plots/sdr_curve.csv")
+EVAL_FILES = (
+    "metrics.json",
+    "per_landmark.csv",
+    "per_image.csv",
+    "predictions.parquet",
+    "diagnosis.md",
+    "plots/sdr_curve.csv",
+)
 
 
 def get_section(dotted, default=None):

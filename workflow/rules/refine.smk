@@ -16,15 +16,14 @@ if PIPE.get("refine_source"):
             global_model=SOURCE_CKPT,
         output:
             **{f.split(".")[0]: f"results/models/refine_source/{f}" for f in REFINER_FILES},
-        params:
-            section=[get_section("train"), get_section("refine"), get_section("codec"),
-                     get_section("model.transfer")],
-            out_dir="results/models/refine_source",
-            params_file=PARAMS,
-        resources:
-            gpu=1,
         log:
             "logs/train_refiner_source.log",
+        resources:
+            gpu=1,
+        params:
+            section=[get_section("train"), get_section("refine"), get_section("codec"), get_section("model.transfer")],
+            out_dir="results/models/refine_source",
+            params_file=PARAMS,
         shell:
             "cephalo train-refiner --index {input.index} --global {input.global_model}"
             " --out {params.out_dir} --stage source --no-progress --params {params.params_file} > {log} 2>&1"
@@ -38,14 +37,14 @@ rule finetune_refiner:
         init="results/models/refine_source/best.pt",
     output:
         **{f.split(".")[0]: f"results/models/refine/{{variant}}/{f}" for f in REFINER_FILES},
+    log:
+        "logs/finetune_refiner/{variant}.log",
+    resources:
+        gpu=1,
     params:
         section=[get_section("train"), get_section("refine"), get_section("codec"), get_section("model.transfer")],
         out_dir="results/models/refine/{variant}",
         params_file=PARAMS,
-    resources:
-        gpu=1,
-    log:
-        "logs/finetune_refiner/{variant}.log",
     shell:
         "cephalo train-refiner --index {input.index} --global {input.global_model} --init {input.init}"
         " --out {params.out_dir} --stage finetune --no-progress --params {params.params_file} > {log} 2>&1"
