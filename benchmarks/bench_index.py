@@ -40,9 +40,22 @@ def make_release(root: Path, n: int, w: int, h: int, seed: int = 0) -> None:
             p = d / "Annotations" / "Cephalometric Landmarks" / f"{who} Orthodontists" / f"{cid}.json"
             p.parent.mkdir(parents=True, exist_ok=True)
             xy = rng.uniform([w * 0.2, h * 0.2], [w * 0.8, h * 0.8], (29, 2)).round()
-            p.write_text(json.dumps({"ceph_id": cid, "landmarks": [
-                {"landmark_id": lm.source_id, "title": lm.title, "symbol": lm.symbol,
-                 "value": {"x": int(xy[k, 0]) + off, "y": int(xy[k, 1])}} for k, lm in enumerate(AARIZ29)]}))
+            p.write_text(
+                json.dumps(
+                    {
+                        "ceph_id": cid,
+                        "landmarks": [
+                            {
+                                "landmark_id": lm.source_id,
+                                "title": lm.title,
+                                "symbol": lm.symbol,
+                                "value": {"x": int(xy[k, 0]) + off, "y": int(xy[k, 1])},
+                            }
+                            for k, lm in enumerate(AARIZ29)
+                        ],
+                    }
+                )
+            )
         c = d / "Annotations" / "CVM Stages" / f"{cid}.json"
         c.parent.mkdir(parents=True, exist_ok=True)
         c.write_text(json.dumps({"ceph_id": cid, "cvm_stage": {"value": int(rng.integers(1, 7))}}))
@@ -64,8 +77,14 @@ def run(images: int = 1000, size: tuple[int, int] = (384, 480), keep: Path | Non
         t0 = time.perf_counter()
         make_release(root, images, w, h)
         t_make = time.perf_counter() - t0
-        out = {"images": images, "image_size": [w, h], "rows": None, "generate_s": round(t_make, 3),
-               "python": platform.python_version(), "cpus": os.cpu_count()}
+        out = {
+            "images": images,
+            "image_size": [w, h],
+            "rows": None,
+            "generate_s": round(t_make, 3),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        }
         for mode in ("header", "pixels"):
             _header.cache_clear()
             t0 = time.perf_counter()
@@ -79,9 +98,13 @@ def run(images: int = 1000, size: tuple[int, int] = (384, 480), keep: Path | Non
             write_index(df, root / f"index_{mode}.parquet")
             t_write = time.perf_counter() - t2
             out["rows"] = len(df)
-            out[mode] = {"parse_s": round(t_parse, 4), "build_s": round(t_build, 4), "write_s": round(t_write, 4),
-                         "build_images_per_s": round(images / t_build, 1),
-                         "build_s_per_1000": 1000.0 * t_build / images}
+            out[mode] = {
+                "parse_s": round(t_parse, 4),
+                "build_s": round(t_build, 4),
+                "write_s": round(t_write, 4),
+                "build_images_per_s": round(images / t_build, 1),
+                "build_s_per_1000": 1000.0 * t_build / images,
+            }
         out["speedup_header_vs_pixels"] = round(out["pixels"]["build_s"] / out["header"]["build_s"], 2)
     return out
 
@@ -94,6 +117,7 @@ def main() -> None:
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
     print(json.dumps(run(args.images, (w, h), args.keep), indent=2))
+
 
 if __name__ == "__main__":
     main()

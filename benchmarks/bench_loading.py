@@ -93,8 +93,7 @@ class _Samples(Dataset):
 
 def loader_rate(ds: _Samples, batches: list[list[int]], workers: int) -> float:
     """Batches/s of ``ds`` through a DataLoader with ``workers`` workers; the first batch is warm-up."""
-    loader = DataLoader(ds, batch_sampler=batches, num_workers=workers,
-                        prefetch_factor=2 if workers else None)
+    loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, prefetch_factor=2 if workers else None)
     t0 = None
     n = 0
     for b in loader:
@@ -108,8 +107,15 @@ def loader_rate(ds: _Samples, batches: list[list[int]], workers: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def run(paths: list[Path], size: int = 768, batch: int = 8, batches: int = 10,
-        workers: tuple[int, ...] = (0, 1, 2), source: str = "", progress: bool = False) -> dict:
+def run(
+    paths: list[Path],
+    size: int = 768,
+    batch: int = 8,
+    batches: int = 10,
+    workers: tuple[int, ...] = (0, 1, 2),
+    source: str = "",
+    progress: bool = False,
+) -> dict:
     """Measure the three loading paths for each worker count (module docstring).
 
     Args:

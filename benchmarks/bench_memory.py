@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -45,14 +45,24 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {}
     for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
         est = estimate_training_memory(model, (a.size, a.size), "cpu", dtype)
-        rows[name] = {"estimate": est.to_dict(),
-                      "peak_gib": {str(b): est.peak_bytes(b) / GiB for b in a.batch_sizes},
-                      "largest_batch": {g: est.largest_batch(int(v * GiB)) for g, v in GPUS.items()}}
-    res = {"benchmark": "training memory per batch (computed from CPU-measured activations)",
-           "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "machine": cpu_model(), "load_average": os.getloadavg(),
-           "torch": torch.__version__, "arch": a.arch, "landmarks": a.landmarks, "input_size": a.size,
-           "optimizer": "AdamW", "precision": rows, "seconds": time.perf_counter() - t0}
+        rows[name] = {
+            "estimate": est.to_dict(),
+            "peak_gib": {str(b): est.peak_bytes(b) / GiB for b in a.batch_sizes},
+            "largest_batch": {g: est.largest_batch(int(v * GiB)) for g, v in GPUS.items()},
+        }
+    res = {
+        "benchmark": "training memory per batch (computed from CPU-measured activations)",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": cpu_model(),
+        "load_average": os.getloadavg(),
+        "torch": torch.__version__,
+        "arch": a.arch,
+        "landmarks": a.landmarks,
+        "input_size": a.size,
+        "optimizer": "AdamW",
+        "precision": rows,
+        "seconds": time.perf_counter() - t0,
+    }
     out = a.out or Path("benchmarks/results") / f"memory-{datetime.now():%Y%m%d-%H%M%S}.json"
     write_json(out, res)
     out.with_suffix(".md").write_text(markdown(res))
@@ -64,16 +74,27 @@ def main(argv: list[str] | None = None) -> dict:
 def markdown(res: dict) -> str:
     """The table: estimated peak GiB per batch and precision, and the largest batch per GPU."""
     bs = list(next(iter(res["precision"].values()))["peak_gib"])
-    lines = [f"Training memory of {res['arch']} ({res['landmarks']} landmarks) at {res['input_size']} px, AdamW; "
-             f"computed {res['date'][:10]} from activations measured on CPU ({res['machine']}), x "
-             f"{next(iter(res['precision'].values()))['estimate']['margin']} for the allocator and workspaces "
-             "(an estimate, not a GPU measurement).", "",
-             "| precision | " + " | ".join(f"batch {b}: peak GiB" for b in bs) + " | " +
-             " | ".join(f"largest batch, {g}" for g in GPUS) + " |",
-             "| --- | " + " | ".join("---" for _ in bs) + " | " + " | ".join("---" for _ in GPUS) + " |"]
+    lines = [
+        f"Training memory of {res['arch']} ({res['landmarks']} landmarks) at {res['input_size']} px, AdamW; "
+        f"computed {res['date'][:10]} from activations measured on CPU ({res['machine']}), x "
+        f"{next(iter(res['precision'].values()))['estimate']['margin']} for the allocator and workspaces "
+        "(an estimate, not a GPU measurement).",
+        "",
+        "| precision | "
+        + " | ".join(f"batch {b}: peak GiB" for b in bs)
+        + " | "
+        + " | ".join(f"largest batch, {g}" for g in GPUS)
+        + " |",
+        "| --- | " + " | ".join("---" for _ in bs) + " | " + " | ".join("---" for _ in GPUS) + " |",
+    ]
     for name, row in res["precision"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{row['peak_gib'][b]:.1f}" for b in bs) + " | " +
-                     " | ".join(str(row["largest_batch"][g]) for g in GPUS) + " |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{row['peak_gib'][b]:.1f}" for b in bs)
+            + " | "
+            + " | ".join(str(row["largest_batch"][g]) for g in GPUS)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -59,21 +59,26 @@ def main() -> None:
         for name in args.models:
             r = bench(name, size, args.repeats)
             rows.append(r)
-            print(f"{name:>24s} {size:4d}px  median {r['seconds_median']:.3f} s  min {r['seconds_min']:.3f} s  "
-                  f"params {r['parameters'] / 1e6:.1f} M  out {tuple(r['output_shape'])}", flush=True)
+            print(
+                f"{name:>24s} {size:4d}px  median {r['seconds_median']:.3f} s  min {r['seconds_min']:.3f} s  "
+                f"params {r['parameters'] / 1e6:.1f} M  out {tuple(r['output_shape'])}",
+                flush=True,
+            )
     table = {
-        str(size): {r["model"]: r["seconds_median"] for r in rows if r["input_size"][0] == size}
-        for size in args.sizes
+        str(size): {r["model"]: r["seconds_median"] for r in rows if r["input_size"][0] == size} for size in args.sizes
     }
-    write_json(args.out, {
-        "device": "cpu",
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "side_by_side_seconds_median": table,
-        "results": rows,
-    })
+    write_json(
+        args.out,
+        {
+            "device": "cpu",
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "side_by_side_seconds_median": table,
+            "results": rows,
+        },
+    )
     print(f"wrote {args.out}")
 
 

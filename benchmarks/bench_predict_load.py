@@ -58,28 +58,57 @@ def _checkpoint(path: Path) -> Path:
     torch.manual_seed(0)
     model = create_model("hrnet_w18", len(ISBI19.names), num_modules=(1, 1, 1), num_blocks=1)
     meta = ModelMeta(
-        arch="hrnet_w18", landmark_names=list(ISBI19.names), input_size=(s, s), heatmap_size=(s // 4, s // 4),
-        variant={"steps": [{"step": "letterbox", "size": [s, s]}]}, normalisation={"name": "imagenet"},
-        codec={"name": "gaussian", "input_size": [s, s], "heatmap_size": [s // 4, s // 4], "sigma": 2.0,
-               "decoder": "dark", "convention": "pixel_centre"},
-        arch_kwargs={"num_modules": [1, 1, 1], "num_blocks": 1})
+        arch="hrnet_w18",
+        landmark_names=list(ISBI19.names),
+        input_size=(s, s),
+        heatmap_size=(s // 4, s // 4),
+        variant={"steps": [{"step": "letterbox", "size": [s, s]}]},
+        normalisation={"name": "imagenet"},
+        codec={
+            "name": "gaussian",
+            "input_size": [s, s],
+            "heatmap_size": [s // 4, s // 4],
+            "sigma": 2.0,
+            "decoder": "dark",
+            "convention": "pixel_centre",
+        },
+        arch_kwargs={"num_modules": [1, 1, 1], "num_blocks": 1},
+    )
     return save_checkpoint(path, model, meta)
 
 
 def _start(ckpt: Path, inputs: Path, out: Path, threads: int) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1")
-    cmd = [sys.executable, "-m", "cephalo", "predict", "--model", str(ckpt), str(inputs), "--out", str(out),
-           "--device", "cpu", "--no-overlays", "--skip-bad"]
-    return subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    cmd = [
+        sys.executable,
+        "-m",
+        "cephalo",
+        "predict",
+        "--model",
+        str(ckpt),
+        str(inputs),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-overlays",
+        "--skip-bad",
+    ]
+    return subprocess.Popen(
+        cmd, env=env, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def _finish(p: subprocess.Popen, t0: float) -> dict:
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     err = p.stderr.read().decode(errors="replace")
-    return {"seconds": time.perf_counter() - t0, "exit": p.returncode, "peak_rss_mib": usage.ru_maxrss / 1024,
-            "stderr_tail": err.strip().splitlines()[-1:] if p.returncode not in (0, 1) else []}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "exit": p.returncode,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "stderr_tail": err.strip().splitlines()[-1:] if p.returncode not in (0, 1) else [],
+    }
 
 
 def _answered(out: Path, n_good: int, n_bad: int) -> dict:
@@ -112,29 +141,54 @@ def main() -> None:
             t0 = time.perf_counter()
             r = _finish(_start(ckpt, folder, td / f"out-{n}", args.threads), t0)
             r.update(_answered(td / f"out-{n}", n, args.bad))
-            rows.append({"case": f"{label}, {n} images + {args.bad} broken", "calls": 1, "images": n, **r,
-                         "images_per_s": n / r["seconds"]})
+            rows.append(
+                {
+                    "case": f"{label}, {n} images + {args.bad} broken",
+                    "calls": 1,
+                    "images": n,
+                    **r,
+                    "images_per_s": n / r["seconds"],
+                }
+            )
         t0 = time.perf_counter()
         procs = [_start(ckpt, td / "all", td / f"conc-{k}", args.threads) for k in range(args.concurrent)]
         res = [_finish(p, t0) for p in procs]
         wall = time.perf_counter() - t0
         acc = [_answered(td / f"conc-{k}", args.n, args.bad) for k in range(args.concurrent)]
-        rows.append({"case": f"{args.concurrent} concurrent calls, {args.n} images + {args.bad} broken each",
-                     "calls": args.concurrent, "images": args.n * args.concurrent, "seconds": wall,
-                     "exit": sorted({r["exit"] for r in res}), "peak_rss_mib": max(r["peak_rss_mib"] for r in res),
-                     "answered": sum(a["answered"] for a in acc), "skipped": sum(a["skipped"] for a in acc),
-                     "every_image_accounted_for": all(a["every_image_accounted_for"] for a in acc),
-                     "images_per_s": args.n * args.concurrent / wall})
-    report = {"benchmark": "predict_load", "machine": f"{platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cores", "python": platform.python_version(), "image_size": args.size,
-              "model": "hrnet_w18 (1 module/stage, 1 block), 96 px input, random weights",
-              "threads_per_call": args.threads, "date": time.strftime("%Y-%m-%d"), "rows": rows}
+        rows.append(
+            {
+                "case": f"{args.concurrent} concurrent calls, {args.n} images + {args.bad} broken each",
+                "calls": args.concurrent,
+                "images": args.n * args.concurrent,
+                "seconds": wall,
+                "exit": sorted({r["exit"] for r in res}),
+                "peak_rss_mib": max(r["peak_rss_mib"] for r in res),
+                "answered": sum(a["answered"] for a in acc),
+                "skipped": sum(a["skipped"] for a in acc),
+                "every_image_accounted_for": all(a["every_image_accounted_for"] for a in acc),
+                "images_per_s": args.n * args.concurrent / wall,
+            }
+        )
+    report = {
+        "benchmark": "predict_load",
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "image_size": args.size,
+        "model": "hrnet_w18 (1 module/stage, 1 block), 96 px input, random weights",
+        "threads_per_call": args.threads,
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+    }
     write_json(args.out, report)
-    lines = ["| case | wall s | images/s | peak RSS MiB (per call) | answered | skipped | all accounted for | exit |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| case | wall s | images/s | peak RSS MiB (per call) | answered | skipped | all accounted for | exit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['seconds']:.1f} | {r['images_per_s']:.1f} | {r['peak_rss_mib']:.0f} | "
-                     f"{r['answered']} | {r['skipped']} | {r['every_image_accounted_for']} | {r['exit']} |")
+        lines.append(
+            f"| {r['case']} | {r['seconds']:.1f} | {r['images_per_s']:.1f} | {r['peak_rss_mib']:.0f} | "
+            f"{r['answered']} | {r['skipped']} | {r['every_image_accounted_for']} | {r['exit']} |"
+        )
     md = "\n".join(lines) + "\n"
     with atomic_path(args.out.with_suffix(".md")) as tmp:
         tmp.write_text(md)

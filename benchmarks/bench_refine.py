@@ -38,8 +38,15 @@ def _coarse(model, meta, variant, rows, device: str):
     return predict_variant(pr, variant, rows, batch_size=4, progress=False).coords
 
 
-def run(global_path: Path, refiner_path: Path, data_dir: Path, split: str, tta_specs: list[dict],
-        iterations: int = 1, device: str = "cpu") -> dict:
+def run(
+    global_path: Path,
+    refiner_path: Path,
+    data_dir: Path,
+    split: str,
+    tta_specs: list[dict],
+    iterations: int = 1,
+    device: str = "cpu",
+) -> dict:
     from cephalo.evaluate import metrics as M
     from cephalo.evaluate.results import shared_landmarks
     from cephalo.imageio import read_image
@@ -66,27 +73,48 @@ def run(global_path: Path, refiner_path: Path, data_dir: Path, split: str, tta_s
     ref = load_refiner(refiner_path, device)
     images = [read_image(p) for p in original_image_paths(variant, rows)]
     modes = {"global": (coarse_all[:, mi], 0.0)}
-    for label, spec in [("refined", None)] + [(f"refined+tta{i if len(tta_specs) > 1 else ''}", s)
-                                              for i, s in enumerate(tta_specs)]:
+    for label, spec in [("refined", None)] + [
+        (f"refined+tta{i if len(tta_specs) > 1 else ''}", s) for i, s in enumerate(tta_specs)
+    ]:
         tta = TTAConfig.from_dict(spec) if spec else None
         t0 = time.perf_counter()
-        out = np.stack([refine_predictions(ref, images[j], coarse_all[j], list(meta.landmark_names), spacing[j],
-                                           tta=tta, iterations=iterations).coords
-                        for j in range(len(rows))])
+        out = np.stack(
+            [
+                refine_predictions(
+                    ref, images[j], coarse_all[j], list(meta.landmark_names), spacing[j], tta=tta, iterations=iterations
+                ).coords
+                for j in range(len(rows))
+            ]
+        )
         modes[label] = (out[:, mi], (time.perf_counter() - t0) / len(rows))
     ids = [variant.image_ids[int(r)] for r in rows]
-    res: dict = {"data": str(data_dir), "split": split, "n_images": len(rows), "global": str(global_path),
-                 "refiner": str(refiner_path), "refiner_window": ref.window, "refiner_spacing_mm": ref.spacing_mm,
-                 "iterations": iterations, "tta": tta_specs, "landmarks": names, "modes": {}, "paired": {},
-                 "per_landmark": {}}
+    res: dict = {
+        "data": str(data_dir),
+        "split": split,
+        "n_images": len(rows),
+        "global": str(global_path),
+        "refiner": str(refiner_path),
+        "refiner_window": ref.window,
+        "refiner_spacing_mm": ref.spacing_mm,
+        "iterations": iterations,
+        "tta": tta_specs,
+        "landmarks": names,
+        "modes": {},
+        "paired": {},
+        "per_landmark": {},
+    }
     errs = {}
     for label, (pred, sec) in modes.items():
         e = M.radial_errors_mm(pred, gt, spacing)
         errs[label] = e
         s = M.summarise(e)
-        res["modes"][label] = {"mre_mm": s["mre_mm"], "sd_mm": s["sd_mm"], "sdr": s["sdr"],
-                               "seconds_per_image": (t_global + sec) if label != "global" else t_global,
-                               "refine_seconds_per_image": sec}
+        res["modes"][label] = {
+            "mre_mm": s["mre_mm"],
+            "sd_mm": s["sd_mm"],
+            "sdr": s["sdr"],
+            "seconds_per_image": (t_global + sec) if label != "global" else t_global,
+            "refine_seconds_per_image": sec,
+        }
         res["per_landmark"][label] = [float(v) for v in np.nanmean(e, axis=0)]
     for label in modes:
         if label == "global":
@@ -101,23 +129,36 @@ def run(global_path: Path, refiner_path: Path, data_dir: Path, split: str, tta_s
 
 def to_markdown(res: dict) -> str:
     modes = list(res["modes"])
-    lines = [f"# Refinement ablation: {res['data']} split {res['split']} ({res['n_images']} images)", "",
-             f"global: `{res['global']}`; refiner: `{res['refiner']}` ({res['refiner_window']} px windows at "
-             f"{res['refiner_spacing_mm']} mm/px, {res['iterations']} iteration(s)); TTA: {res['tta']}", "",
-             "| mode | MRE mm | SD mm | SDR@2mm % | s/image |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# Refinement ablation: {res['data']} split {res['split']} ({res['n_images']} images)",
+        "",
+        f"global: `{res['global']}`; refiner: `{res['refiner']}` ({res['refiner_window']} px windows at "
+        f"{res['refiner_spacing_mm']} mm/px, {res['iterations']} iteration(s)); TTA: {res['tta']}",
+        "",
+        "| mode | MRE mm | SD mm | SDR@2mm % | s/image |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for m in modes:
         r = res["modes"][m]
         from cephalo.evaluate.metrics import threshold_key
 
         sdr2 = r["sdr"].get(threshold_key(2.0), float("nan"))
-        lines.append(f"| {m} | {r['mre_mm']:.3f} | {r['sd_mm']:.3f} | {100 * sdr2:.1f} | {r['seconds_per_image']:.3f} |")
-    lines += ["", "Paired per image (Wilcoxon signed-rank, two-sided; diff = first - second, negative = first better):", "",
-              "| comparison | n | mean diff mm | first better | second better | p |", "| --- | --- | --- | --- | --- | --- |"]
+        lines.append(
+            f"| {m} | {r['mre_mm']:.3f} | {r['sd_mm']:.3f} | {100 * sdr2:.1f} | {r['seconds_per_image']:.3f} |"
+        )
+    lines += [
+        "",
+        "Paired per image (Wilcoxon signed-rank, two-sided; diff = first - second, negative = first better):",
+        "",
+        "| comparison | n | mean diff mm | first better | second better | p |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for k, p in res["paired"].items():
-        lines.append(f"| {k} | {p['n_images']} | {p['mean_diff_mm']:+.3f} | {p['n_a_better']} | {p['n_b_better']} | "
-                     f"{p['p_value']:.3g} |")
-    lines += ["", "| landmark | " + " | ".join(f"{m} MRE mm" for m in modes) + " |",
-              "| --- |" + " --- |" * len(modes)]
+        lines.append(
+            f"| {k} | {p['n_images']} | {p['mean_diff_mm']:+.3f} | {p['n_a_better']} | {p['n_b_better']} | "
+            f"{p['p_value']:.3g} |"
+        )
+    lines += ["", "| landmark | " + " | ".join(f"{m} MRE mm" for m in modes) + " |", "| --- |" + " --- |" * len(modes)]
     for i, n in enumerate(res["landmarks"]):
         lines.append(f"| {n} | " + " | ".join(f"{res['per_landmark'][m][i]:.3f}" for m in modes) + " |")
     return "\n".join(lines) + "\n"
@@ -131,8 +172,9 @@ def main(argv=None) -> int:
     ap.add_argument("--synthetic", type=Path, help="make synthetic data + global model + refiner in this folder")
     ap.add_argument("--data", type=Path, help="variant directory of the global model")
     ap.add_argument("--split", default="valid")
-    ap.add_argument("--tta", action="append", default=None,
-                    help=f"TTA setting as JSON (repeatable); default {DEFAULT_TTA}")
+    ap.add_argument(
+        "--tta", action="append", default=None, help=f"TTA setting as JSON (repeatable); default {DEFAULT_TTA}"
+    )
     ap.add_argument("--iterations", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, required=True, help="output stem: OUT.json, OUT.md")
@@ -145,8 +187,11 @@ def main(argv=None) -> int:
         if not index.is_file():
             S.make_index(a.synthetic)
         t0 = time.perf_counter()
-        paths = S.train_pair(a.synthetic, index) if not (a.synthetic / "refiner" / "bundle.json").is_file() else {
-            "bundle": a.synthetic / "refiner" / "bundle.json", "variant": a.synthetic / "lb32"}
+        paths = (
+            S.train_pair(a.synthetic, index)
+            if not (a.synthetic / "refiner" / "bundle.json").is_file()
+            else {"bundle": a.synthetic / "refiner" / "bundle.json", "variant": a.synthetic / "lb32"}
+        )
         print(f"synthetic data and models in {a.synthetic} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
         a.bundle, a.data = paths["bundle"], paths["variant"]
     if a.data is None:

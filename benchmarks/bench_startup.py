@@ -49,14 +49,21 @@ def _importtime(cmd: list[str], env: dict, cwd: Path, top: int = 8) -> list[dict
     rows = []
     for line in r.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:
-            parts = line[len("import time:"):].split("|")
+            parts = line[len("import time:") :].split("|")
             if parts[1].strip().isdigit():
                 name = parts[2].rstrip()
-                rows.append({"module": name.strip(), "cumulative_ms": int(parts[1]) / 1000.0,
-                             "depth": (len(name) - len(name.lstrip()) - 1) // 2})
+                rows.append(
+                    {
+                        "module": name.strip(),
+                        "cumulative_ms": int(parts[1]) / 1000.0,
+                        "depth": (len(name) - len(name.lstrip()) - 1) // 2,
+                    }
+                )
     top_level = [r_ for r_ in rows if r_["depth"] <= 1]
-    return [{k: v for k, v in r_.items() if k != "depth"}
-            for r_ in sorted(top_level, key=lambda r_: -r_["cumulative_ms"])[:top]]
+    return [
+        {k: v for k, v in r_.items() if k != "depth"}
+        for r_ in sorted(top_level, key=lambda r_: -r_["cumulative_ms"])[:top]
+    ]
 
 
 def main() -> None:
@@ -71,8 +78,13 @@ def main() -> None:
 
     from cephalo.models import ModelMeta, create_model, save_checkpoint
 
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OPENCV_LOG_LEVEL": "OFF"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "HF_HUB_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+        "OPENCV_LOG_LEVEL": "OFF",
+    }
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         image = args.image
@@ -90,12 +102,22 @@ def main() -> None:
         torch.manual_seed(0)
         names = ["sella", "nasion", "menton"]
         model = create_model("hrnet_w18", len(names), num_modules=(1, 1, 1), num_blocks=1)
-        meta = ModelMeta(arch="hrnet_w18", landmark_names=names, input_size=(size, size),
-                         heatmap_size=(size // 4, size // 4),
-                         variant={"steps": [{"step": "letterbox", "size": [size, size]}]},
-                         normalisation={"name": "imagenet"},
-                         codec={"name": "gaussian", "input_size": [size, size], "heatmap_size": [size // 4, size // 4],
-                                "sigma": 2.0, "decoder": "dark", "convention": "pixel_centre"})
+        meta = ModelMeta(
+            arch="hrnet_w18",
+            landmark_names=names,
+            input_size=(size, size),
+            heatmap_size=(size // 4, size // 4),
+            variant={"steps": [{"step": "letterbox", "size": [size, size]}]},
+            normalisation={"name": "imagenet"},
+            codec={
+                "name": "gaussian",
+                "input_size": [size, size],
+                "heatmap_size": [size // 4, size // 4],
+                "sigma": 2.0,
+                "decoder": "dark",
+                "convention": "pixel_centre",
+            },
+        )
         ckpt = save_checkpoint(tmp / "tiny.pt", model, meta)
         cli = [sys.executable, "-m", "cephalo"]
         predict = [*cli, "predict", "--model", str(ckpt), str(image), "--spacing", "0.127", "--device", "cpu"]
@@ -111,15 +133,32 @@ def main() -> None:
         base = res["python -c pass"]["median_s"]
         for r in res.values():
             r["x_python"] = round(r["median_s"] / base, 1)
-        heavy = subprocess.run([sys.executable, "-c", "import sys, cephalo.cli; print(sorted(m for m in "
-                                "('torch', 'numpy', 'pandas', 'matplotlib', 'cv2') if m in sys.modules))"],
-                               env=env, capture_output=True, text=True).stdout.strip()
-        out = {"machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                           "cores": os.cpu_count(), "torch": torch.__version__,
-                           "load_average_1m": round(os.getloadavg()[0], 1)},
-               "image": str(image), "timings": res, "heavy_modules_after_import_cephalo_cli": heavy,
-               "slowest_imports_of_predict_ms": _importtime(
-                   ["-m", "cephalo", *predict[3:], "--out", str(tmp / "o3"), "--no-overlays", "--no-report"], env, tmp)}
+        heavy = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, cephalo.cli; print(sorted(m for m in "
+                "('torch', 'numpy', 'pandas', 'matplotlib', 'cv2') if m in sys.modules))",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        out = {
+            "machine": {
+                "python": platform.python_version(),
+                "cpu": platform.processor() or platform.machine(),
+                "cores": os.cpu_count(),
+                "torch": torch.__version__,
+                "load_average_1m": round(os.getloadavg()[0], 1),
+            },
+            "image": str(image),
+            "timings": res,
+            "heavy_modules_after_import_cephalo_cli": heavy,
+            "slowest_imports_of_predict_ms": _importtime(
+                ["-m", "cephalo", *predict[3:], "--out", str(tmp / "o3"), "--no-overlays", "--no-report"], env, tmp
+            ),
+        }
     text = json.dumps(out, indent=2)
     print(text)
     if args.out:

@@ -34,15 +34,33 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
-NAMES = ["sella", "nasion", "orbitale", "porion", "subspinale", "supramentale", "pogonion", "menton",
-         "gnathion", "gonion", "lower_incisal_incision", "upper_incisal_incision", "upper_lip", "lower_lip",
-         "subnasale", "soft_tissue_pogonion", "posterior_nasal_spine", "anterior_nasal_spine", "articulare"]
+NAMES = [
+    "sella",
+    "nasion",
+    "orbitale",
+    "porion",
+    "subspinale",
+    "supramentale",
+    "pogonion",
+    "menton",
+    "gnathion",
+    "gonion",
+    "lower_incisal_incision",
+    "upper_incisal_incision",
+    "upper_lip",
+    "lower_lip",
+    "subnasale",
+    "soft_tissue_pogonion",
+    "posterior_nasal_spine",
+    "anterior_nasal_spine",
+    "articulare",
+]
 
 
 def _sync(device: torch.device) -> None:
@@ -63,9 +81,12 @@ def _batch(variant, codec, rows, device):
     from cephalo.preprocess import normalise
 
     img = torch.from_numpy(np.stack([np.asarray(variant.images[i]) for i in rows])).to(device)
-    hm, w = zip(*(codec.encode(variant.landmarks[i]) for i in rows))
-    return (normalise(img, variant.normalisation), torch.as_tensor(np.stack(hm), device=device),
-            torch.as_tensor(np.stack(w), device=device))
+    hm, w = zip(*(codec.encode(variant.landmarks[i]) for i in rows), strict=True)
+    return (
+        normalise(img, variant.normalisation),
+        torch.as_tensor(np.stack(hm), device=device),
+        torch.as_tensor(np.stack(w), device=device),
+    )
 
 
 def bench_train(make_model, variant, codec, loss_fn, device, batch_sizes, steps, warmup, precision):
@@ -143,11 +164,18 @@ def bench_precision(make_model, variant, codec, loss_fn, device, bs, steps):
     a, b = np.array(curves["fp32"]), np.array(curves["bf16"])
     rel = np.abs(a - b) / np.maximum(np.abs(a), 1e-12)
     finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
-    return {"batch_size": bs, "steps": steps, "loss_fp32": curves["fp32"], "loss_bf16": curves["bf16"],
-            "max_rel_diff": float(rel.max()), "first_step_rel_diff": float(rel[0]),
-            "finite": finite, "tolerance_rel": AMP_TOLERANCE,
-            "passed": finite and float(rel.max()) <= AMP_TOLERANCE,
-            "note": "CPU bf16 autocast (the trainer itself trains in float32 on CPU)" if device.type != "cuda" else ""}
+    return {
+        "batch_size": bs,
+        "steps": steps,
+        "loss_fp32": curves["fp32"],
+        "loss_bf16": curves["bf16"],
+        "max_rel_diff": float(rel.max()),
+        "first_step_rel_diff": float(rel[0]),
+        "finite": finite,
+        "tolerance_rel": AMP_TOLERANCE,
+        "passed": finite and float(rel.max()) <= AMP_TOLERANCE,
+        "note": "CPU bf16 autocast (the trainer itself trains in float32 on CPU)" if device.type != "cuda" else "",
+    }
 
 
 @torch.no_grad()
@@ -156,8 +184,9 @@ def bench_inference(make_model, variant, device, bs, steps, warmup, precision):
 
     model = make_model().to(device).eval()
     rows = [i % len(variant) for i in range(bs)]
-    x = normalise(torch.from_numpy(np.stack([np.asarray(variant.images[i]) for i in rows])).to(device),
-                  variant.normalisation)
+    x = normalise(
+        torch.from_numpy(np.stack([np.asarray(variant.images[i]) for i in rows])).to(device), variant.normalisation
+    )
     for i in range(warmup + steps):
         if i == warmup:
             _sync(device)
@@ -179,8 +208,9 @@ def bench_loader(variant, codec, batch_size, workers, n_batches, augment, encode
         from cephalo.augment import build_augmentation
 
         factory = partial(build_augmentation, {"enabled": True})
-    ds = HeatmapDataset(variant.images, variant.landmarks, np.arange(len(variant)), codec, factory, seed=0,
-                        encode=encode)
+    ds = HeatmapDataset(
+        variant.images, variant.landmarks, np.arange(len(variant)), codec, factory, seed=0, encode=encode
+    )
     sampler = EpochBatchSampler(len(variant), batch_size, seed=0, drop_last=True, max_batches=n_batches)
     ds[0]  # one-time imports/builds (albumentations) before timing; workers fork after this
     t0 = time.perf_counter()
@@ -189,9 +219,15 @@ def bench_loader(variant, codec, batch_size, workers, n_batches, augment, encode
     for b in loader:
         n += b["image"].shape[0]
     dt = time.perf_counter() - t0
-    return {"batch_size": batch_size, "workers": workers, "augment": augment, "encode_in_workers": encode,
-            "images": n,
-            "images_per_s": n / dt, "seconds_incl_worker_start": dt}
+    return {
+        "batch_size": batch_size,
+        "workers": workers,
+        "augment": augment,
+        "encode_in_workers": encode,
+        "images": n,
+        "images_per_s": n / dt,
+        "seconds_incl_worker_start": dt,
+    }
 
 
 def main(argv=None) -> dict:
@@ -234,30 +270,51 @@ def main(argv=None) -> dict:
 
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        vdir = make_synthetic_variant(Path(tmp) / "v", n_images=n_images, size=size, landmark_names=NAMES,
-                                      splits=(("train", 1.0),))
+        vdir = make_synthetic_variant(
+            Path(tmp) / "v", n_images=n_images, size=size, landmark_names=NAMES, splits=(("train", 1.0),)
+        )
         variant = load_variant(vdir)
-        codec = create_codec(input_size=(size, size), heatmap_size=(size // 4, size // 4), sigma=2.0,
-                             decoder="dark")
+        codec = create_codec(input_size=(size, size), heatmap_size=(size // 4, size // 4), sigma=2.0, decoder="dark")
         loss_fn = create_loss("adaptive_wing")
         res = {
             "benchmark": "cephalo train engine",
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "smoke": smoke,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
-            "arch": arch, "arch_kwargs": kw, "input_size": size, "landmarks": len(NAMES),
+            "arch": arch,
+            "arch_kwargs": kw,
+            "input_size": size,
+            "landmarks": len(NAMES),
         }
-        res["train"] = bench_train(make_model, variant, codec, loss_fn, device, batch_sizes, steps, warmup,
-                                   a.precision if device.type == "cuda" else "fp32")
+        res["train"] = bench_train(
+            make_model,
+            variant,
+            codec,
+            loss_fn,
+            device,
+            batch_sizes,
+            steps,
+            warmup,
+            a.precision if device.type == "cuda" else "fp32",
+        )
         if device.type == "cuda" and a.precision != "fp32":
-            res["train_fp32_reference"] = bench_train(make_model, variant, codec, loss_fn, device,
-                                                      batch_sizes[:2], steps, warmup, "fp32")
-        res["precision"] = bench_precision(make_model, variant, codec, loss_fn, device, batch_sizes[0],
-                                           3 if smoke else 10)
-        res["inference"] = bench_inference(make_model, variant, device, batch_sizes[-1], steps, warmup,
-                                           a.precision if device.type == "cuda" else "fp32")
+            res["train_fp32_reference"] = bench_train(
+                make_model, variant, codec, loss_fn, device, batch_sizes[:2], steps, warmup, "fp32"
+            )
+        res["precision"] = bench_precision(
+            make_model, variant, codec, loss_fn, device, batch_sizes[0], 3 if smoke else 10
+        )
+        res["inference"] = bench_inference(
+            make_model,
+            variant,
+            device,
+            batch_sizes[-1],
+            steps,
+            warmup,
+            a.precision if device.type == "cuda" else "fp32",
+        )
         fitted = [r for r in res["train"] if "images_per_s" in r]
         best_train = max((r["images_per_s"] for r in fitted), default=float("nan"))
         nb = 4 if smoke else 16
@@ -267,8 +324,9 @@ def main(argv=None) -> dict:
         res["loader"] = loader
         # the CUDA default (train.encode_on_device: auto): targets encoded on the GPU, not in workers
         dev = bench_loader(variant, codec, batch_sizes[0], workers, nb, augment=True, encode=False)
-        kp = torch.as_tensor(np.stack([variant.landmarks[i] for i in range(batch_sizes[-1] % len(variant) or 1)]),
-                             device=device)
+        kp = torch.as_tensor(
+            np.stack([variant.landmarks[i] for i in range(batch_sizes[-1] % len(variant) or 1)]), device=device
+        )
         codec.encode_torch(kp)
         _sync(device)
         t0 = time.perf_counter()

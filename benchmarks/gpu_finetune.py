@@ -29,6 +29,7 @@ JSON): throughput, memory and loader figures stay valid, the MRE does not.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -39,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -64,10 +65,8 @@ _CHILD: list[int] = []  # process group of the running cephalo command
 def _stop_child(signum, frame) -> None:
     """SIGTERM/SIGINT (e.g. gpu.sh's outer ``timeout``): stop the command's whole group, then exit."""
     for pid in _CHILD:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     raise SystemExit(f"stopped by signal {signum}")
 
 
@@ -105,11 +104,22 @@ class GpuSampler:
         self.proc = None
         self.thread = None
 
-    def __enter__(self) -> "GpuSampler":
+    def __enter__(self) -> GpuSampler:
         if shutil.which("nvidia-smi") and os.environ.get("CUDA_VISIBLE_DEVICES", "0") != "":
             self.proc = subprocess.Popen(
-                ["nvidia-smi", "-i", "0", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
-                 "-lms", "250"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                [
+                    "nvidia-smi",
+                    "-i",
+                    "0",
+                    "--query-gpu=utilization.gpu,memory.used",
+                    "--format=csv,noheader,nounits",
+                    "-lms",
+                    "250",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             self.thread = threading.Thread(target=self._read, daemon=True)
             self.thread.start()
         return self
@@ -135,15 +145,16 @@ class GpuSampler:
         # samples after the model is on the device (memory clearly above the idle level)
         busy = [u for u, m in self.samples if m > base + 1024] or [u for u, _ in self.samples]
         return {
-            "n_samples": len(self.samples), "interval_s": 0.25,
+            "n_samples": len(self.samples),
+            "interval_s": 0.25,
             "peak_memory_used_mib": max(m for _, m in self.samples),
             "idle_memory_used_mib": base,
             "utilisation_mean_pct": sum(busy) / len(busy),
             "utilisation_median_pct": sorted(busy)[len(busy) // 2],
             "fraction_below_50pct": sum(u < 50 for u in busy) / len(busy),
             "note": "nvidia-smi, whole device: includes the CUDA context and the caching allocator's reserve; "
-                    "utilisation over the training command after the model reached the GPU (validation and "
-                    "checkpoint writes included)",
+            "utilisation over the training command after the model reached the GPU (validation and "
+            "checkpoint writes included)",
         }
 
 
@@ -173,35 +184,51 @@ def smoke_root(src: Path, work: Path) -> Path:
 
 def resolve_checkpoint(arg: str | None, work: Path, params: Path) -> tuple[Path, dict]:
     """The public best_model.pth (see the module docstring), else a reference-filled stand-in."""
-    for how, p in (("--checkpoint", arg), ("CEPHALO_HRNET_CKPT", os.environ.get("CEPHALO_HRNET_CKPT")),
-                   ("shared", str(SHARED / "models" / "hf_hrnet_w32" / "best_model.pth"))):
+    for how, p in (
+        ("--checkpoint", arg),
+        ("CEPHALO_HRNET_CKPT", os.environ.get("CEPHALO_HRNET_CKPT")),
+        ("shared", str(SHARED / "models" / "hf_hrnet_w32" / "best_model.pth")),
+    ):
         if p and Path(p).is_file():
             return Path(p), {"public": True, "from": how, "path": str(p)}
         if p and how != "shared":
             raise SystemExit(f"{how}: no checkpoint at {p}")
     out = work / "public" / "best_model.pth"
     out.parent.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([sys.executable, "-m", "cephalo", "fetch-model", "--out", str(out), "--params", str(params)],
-                       capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    r = subprocess.run(
+        [sys.executable, "-m", "cephalo", "fetch-model", "--out", str(out), "--params", str(params)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
     if r.returncode == 0 and out.is_file():
         return out, {"public": True, "from": "huggingface cache", "path": str(out)}
-    log("public checkpoint not available (no --checkpoint, CEPHALO_HRNET_CKPT or HF cache): using the "
-        "reference-filled stand-in; the MRE figures are not the public model's")
+    log(
+        "public checkpoint not available (no --checkpoint, CEPHALO_HRNET_CKPT or HF cache): using the "
+        "reference-filled stand-in; the MRE figures are not the public model's"
+    )
     import torch
 
     from cephalo.public_hrnet.reference import public_training_dict, read_keys_json, reference_state_dict
 
     state = reference_state_dict(read_keys_json(REPO / "tests" / "data" / "hf_hrnet_w32" / "keys.json"))
     torch.save(public_training_dict(state), out)
-    return out, {"public": False, "from": "reference-filled stand-in (tests/data/hf_hrnet_w32/keys.json)",
-                 "path": str(out)}
+    return out, {
+        "public": False,
+        "from": "reference-filled stand-in (tests/data/hf_hrnet_w32/keys.json)",
+        "path": str(out),
+    }
 
 
 def metrics_summary(run_dir: Path) -> dict:
     """``metrics.json`` figures (MRE/SDR in mm with 95 % CIs, the two-annotator human limit)."""
     m = json.loads((run_dir / "metrics.json").read_text())
-    return {"mre_mm": m["overall"]["mre_mm"], "sdr_2mm_pct": 100 * m["figures"].get("sdr_2.0mm/all", float("nan")),
-            "figures": m["figures"], "diagnosis": (m.get("diagnosis") or {}).get("summary")}
+    return {
+        "mre_mm": m["overall"]["mre_mm"],
+        "sdr_2mm_pct": 100 * m["figures"].get("sdr_2.0mm/all", float("nan")),
+        "figures": m["figures"],
+        "diagnosis": (m.get("diagnosis") or {}).get("summary"),
+    }
 
 
 def history(run_dir: Path) -> list[dict]:
@@ -235,13 +262,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="epoch budget (default: the YAML's 40; smoke 1)")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--train-budget-s", type=float, default=None, help="stop training after this (default 150; smoke 240)")
-    ap.add_argument("--data-root", type=Path, default=None,
-                    help="Hamedan folder (default: $CEPHALO_FT_DATA, else $CEPHALO_SHARED/data/hamedan)")
-    ap.add_argument("--copy-data", type=Path, default=None, metavar="DIR",
-                    help="only copy images 001-075 with their labels from --data-root to DIR (to carry them)")
-    ap.add_argument("--engine-json", type=Path, default=None,
-                    help="phase 1 result (bench_train.py) for the loader-free images/s at the same batch size")
+    ap.add_argument(
+        "--train-budget-s", type=float, default=None, help="stop training after this (default 150; smoke 240)"
+    )
+    ap.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="Hamedan folder (default: $CEPHALO_FT_DATA, else $CEPHALO_SHARED/data/hamedan)",
+    )
+    ap.add_argument(
+        "--copy-data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="only copy images 001-075 with their labels from --data-root to DIR (to carry them)",
+    )
+    ap.add_argument(
+        "--engine-json",
+        type=Path,
+        default=None,
+        help="phase 1 result (bench_train.py) for the loader-free images/s at the same batch size",
+    )
     a = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_child)
     t_start = time.perf_counter()
@@ -272,8 +314,13 @@ def main(argv: list[str] | None = None) -> int:
         over = yaml.safe_load((REPO / "benchmarks" / "gpu_finetune.yaml").read_text())
         over = deep_merge(over, {"train": {"device": device}, "evaluate": {"device": device}})
         if a.smoke:
-            over = deep_merge(over, {"train": {"num_workers": 0, "batch_size": 2, "deterministic": False},
-                                     "evaluate": {"n_boot": 20, "n_worst": 1}})
+            over = deep_merge(
+                over,
+                {
+                    "train": {"num_workers": 0, "batch_size": 2, "deterministic": False},
+                    "evaluate": {"n_boot": 20, "n_worst": 1},
+                },
+            )
         p = deep_merge(yaml.safe_load((REPO / "profiles" / "real.yaml").read_text()), over)
         params = work / "params.yaml"
         params.write_text(yaml.safe_dump(p, sort_keys=False))
@@ -285,21 +332,63 @@ def main(argv: list[str] | None = None) -> int:
         ckpt, init = resolve_checkpoint(a.checkpoint, work, params)
         times = {}
         index = work / "index" / "hamedan.parquet"
-        _, times["index_s"], _ = cephalo(["index", "--dataset", "hamedan", "--root", str(root), "--out", str(index),
-                                          "--report", str(work / "index" / "report"), "--params", str(params)],
-                                         logs / "index.log")
+        _, times["index_s"], _ = cephalo(
+            [
+                "index",
+                "--dataset",
+                "hamedan",
+                "--root",
+                str(root),
+                "--out",
+                str(index),
+                "--report",
+                str(work / "index" / "report"),
+                "--params",
+                str(params),
+            ],
+            logs / "index.log",
+        )
         vdir = work / "variants" / f"hamedan_{variant}"
-        _, times["preprocess_s"], _ = cephalo(["preprocess", "--index", str(index), "--variant", variant,
-                                               "--out", str(vdir), "--params", str(params)], logs / "preprocess.log")
+        _, times["preprocess_s"], _ = cephalo(
+            ["preprocess", "--index", str(index), "--variant", variant, "--out", str(vdir), "--params", str(params)],
+            logs / "preprocess.log",
+        )
         ev = ["--data", str(vdir), "--split", "valid", "--index", str(index), "--params", str(params)]
-        _, times["evaluate_init_s"], _ = cephalo(["evaluate", "--model", str(ckpt), *ev, "--out",
-                                                  str(work / "eval" / "zero_shot"), "--stage", "zero_shot"],
-                                                 logs / "evaluate_init.log")
+        _, times["evaluate_init_s"], _ = cephalo(
+            ["evaluate", "--model", str(ckpt), *ev, "--out", str(work / "eval" / "zero_shot"), "--stage", "zero_shot"],
+            logs / "evaluate_init.log",
+        )
         run = work / "models" / "finetune"
-        train = ["train", "--data", str(vdir), "--init", str(ckpt), "--out", str(run), "--params", str(params),
-                 "--model", "hrnet_w32", "--image_size", str(size), str(size), "--batch_size", str(bs),
-                 "--lr", str(tcfg["lr"]), "--epochs", str(epochs), "--loss", tcfg["loss"],
-                 "--workers", str(workers), "--device", device, "--restart", "--no-progress"]
+        train = [
+            "train",
+            "--data",
+            str(vdir),
+            "--init",
+            str(ckpt),
+            "--out",
+            str(run),
+            "--params",
+            str(params),
+            "--model",
+            "hrnet_w32",
+            "--image_size",
+            str(size),
+            str(size),
+            "--batch_size",
+            str(bs),
+            "--lr",
+            str(tcfg["lr"]),
+            "--epochs",
+            str(epochs),
+            "--loss",
+            tcfg["loss"],
+            "--workers",
+            str(workers),
+            "--device",
+            device,
+            "--restart",
+            "--no-progress",
+        ]
         if device.startswith("cuda"):
             train += ["--mixed_precision", tcfg["mixed_precision"]]
         with GpuSampler() as gpu:
@@ -308,31 +397,65 @@ def main(argv: list[str] | None = None) -> int:
         tj = json.loads((run / "train.json").read_text()) if (run / "train.json").is_file() else {}
         ij = json.loads((run / "init_report.json").read_text()) if (run / "init_report.json").is_file() else {}
         if not (run / "best.pt").is_file():
-            raise SystemExit(f"no best.pt after training (rc {rc}, stopped by budget {stopped}); log {logs / 'train.log'}")
-        _, times["evaluate_s"], _ = cephalo(["evaluate", "--model", str(run / "best.pt"), *ev, "--out",
-                                             str(work / "eval" / "finetune"), "--stage", "finetune"],
-                                            logs / "evaluate.log")
+            raise SystemExit(
+                f"no best.pt after training (rc {rc}, stopped by budget {stopped}); log {logs / 'train.log'}"
+            )
+        _, times["evaluate_s"], _ = cephalo(
+            [
+                "evaluate",
+                "--model",
+                str(run / "best.pt"),
+                *ev,
+                "--out",
+                str(work / "eval" / "finetune"),
+                "--stage",
+                "finetune",
+            ],
+            logs / "evaluate.log",
+        )
         ips = [r["images_per_s"] for r in hist]
         steady = ips[1:] or ips  # epoch 1 includes cuDNN autotuning and worker start-up
         res = {
-            "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-            "smoke": a.smoke, "device": device, "device_name": device_name(device),
-            "data": {"dataset": "hamedan", "root": str(root), "variant": variant, "train_split": "train",
-                     "val_split": "valid"},
+            "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "smoke": a.smoke,
+            "device": device,
+            "device_name": device_name(device),
+            "data": {
+                "dataset": "hamedan",
+                "root": str(root),
+                "variant": variant,
+                "train_split": "train",
+                "val_split": "valid",
+            },
             "init": init,
-            "recipe": {"model": "hrnet_w32", "image_size": size, "batch_size": bs, "lr": tcfg["lr"],
-                       "epochs_budget": epochs, "train_budget_s": budget, "loss": tcfg["loss"], "workers": workers,
-                       "mixed_precision": tcfg["mixed_precision"] if device.startswith("cuda") else "none (CPU: fp32)",
-                       "deterministic": tcfg.get("deterministic", True)},
-            "train": {"epochs_done": len(hist), "precision": tj.get("precision"), "n_train": tj.get("n_train"),
-                      "n_val": tj.get("n_val"), "steps_per_epoch": tj.get("steps_per_epoch"),
-                      "init_transfer": ij.get("counts"), "stopped_by_budget": stopped, "rc": rc,
-                      "images_per_s_epochs": ips,
-                      "images_per_s_steady": (sum(steady) / len(steady)) if steady else None,
-                      "epoch_time_s": [r["epoch_time_s"] for r in hist],
-                      "val_mre_mm_epochs": [r["val_mre_mm"] for r in hist],
-                      "loader_wait_fraction": None,  # history.csv does not record it; see gpu below
-                      "history": hist},
+            "recipe": {
+                "model": "hrnet_w32",
+                "image_size": size,
+                "batch_size": bs,
+                "lr": tcfg["lr"],
+                "epochs_budget": epochs,
+                "train_budget_s": budget,
+                "loss": tcfg["loss"],
+                "workers": workers,
+                "mixed_precision": tcfg["mixed_precision"] if device.startswith("cuda") else "none (CPU: fp32)",
+                "deterministic": tcfg.get("deterministic", True),
+            },
+            "train": {
+                "epochs_done": len(hist),
+                "precision": tj.get("precision"),
+                "n_train": tj.get("n_train"),
+                "n_val": tj.get("n_val"),
+                "steps_per_epoch": tj.get("steps_per_epoch"),
+                "init_transfer": ij.get("counts"),
+                "stopped_by_budget": stopped,
+                "rc": rc,
+                "images_per_s_epochs": ips,
+                "images_per_s_steady": (sum(steady) / len(steady)) if steady else None,
+                "epoch_time_s": [r["epoch_time_s"] for r in hist],
+                "val_mre_mm_epochs": [r["val_mre_mm"] for r in hist],
+                "loader_wait_fraction": None,  # history.csv does not record it; see gpu below
+                "history": hist,
+            },
             "gpu": gpu.summary(),
             "zero_shot": metrics_summary(work / "eval" / "zero_shot"),
             "finetuned": metrics_summary(work / "eval" / "finetune"),
@@ -344,18 +467,22 @@ def main(argv: list[str] | None = None) -> int:
             eng = json.loads(a.engine_json.read_text())
             hit = [t for t in eng.get("train", []) if t.get("batch_size") == bs and t.get("images_per_s")]
             if hit and res["train"]["images_per_s_steady"]:
-                res["loader"] = {"engine_images_per_s_same_batch": hit[0]["images_per_s"],
-                                 "ratio_real_to_engine": res["train"]["images_per_s_steady"] / hit[0]["images_per_s"],
-                                 "note": "real epochs (loader, augmentation, per-step loss sync) vs phase 1's "
-                                         "synthetic steps; epoch time excludes validation"}
+                res["loader"] = {
+                    "engine_images_per_s_same_batch": hit[0]["images_per_s"],
+                    "ratio_real_to_engine": res["train"]["images_per_s_steady"] / hit[0]["images_per_s"],
+                    "note": "real epochs (loader, augmentation, per-step loss sync) vs phase 1's "
+                    "synthetic steps; epoch time excludes validation",
+                }
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=2, default=str) + "\n")
         g = res["gpu"] or {}
-        log(f"wrote {a.out}: {len(hist)} epochs ({'stopped by the budget' if stopped else 'complete'}), "
+        log(
+            f"wrote {a.out}: {len(hist)} epochs ({'stopped by the budget' if stopped else 'complete'}), "
             f"{res['train']['images_per_s_steady']:.3g} img/s, peak {g.get('peak_memory_used_mib')} MiB, "
             f"GPU busy {g.get('utilisation_mean_pct')} %; valid MRE {res['zero_shot']['mre_mm']:.3f} mm (init) -> "
             f"{res['finetuned']['mre_mm']:.3f} mm, SDR@2mm {res['finetuned']['sdr_2mm_pct']:.1f} %"
-            + ("" if init["public"] else " [stand-in init, not the public weights]"))
+            + ("" if init["public"] else " [stand-in init, not the public weights]")
+        )
         return 0
     finally:
         if tmp is not None:

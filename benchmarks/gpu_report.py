@@ -20,16 +20,28 @@ def _load(path: Path | None) -> dict | None:
 
 def render(engine: dict, rehearsal: dict | None = None, memory: dict | None = None) -> str:
     """The report (Markdown) of one GPU run."""
-    lines = [f"# GPU check {engine['date']} on {engine['device']}", "",
-             f"torch {engine['torch']}, CUDA {engine.get('cuda')}; {engine['arch']} at {engine['input_size']} px, "
-             f"{engine['landmarks']} landmarks.", ""]
+    lines = [
+        f"# GPU check {engine['date']} on {engine['device']}",
+        "",
+        f"torch {engine['torch']}, CUDA {engine.get('cuda')}; {engine['arch']} at {engine['input_size']} px, "
+        f"{engine['landmarks']} landmarks.",
+        "",
+    ]
     if rehearsal is not None:
-        lines += ["## The Aariz profile's rehearsal on this device", "",
-                  f"`scripts/rehearse_aariz.py run` (every rule of profiles/aariz.yaml + profiles/rehearsal/aariz.yaml): "
-                  f"exit {rehearsal['rc']}, {rehearsal['seconds']:.0f} s; training precision "
-                  f"{', '.join(sorted(set(rehearsal.get('precisions', [])))) or 'n/a'}.", ""]
-    lines += ["## Training throughput (synthetic data, no loader)", "",
-              "| batch | precision | images/s | ms/step | peak GiB | estimate GiB |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "## The Aariz profile's rehearsal on this device",
+            "",
+            f"`scripts/rehearse_aariz.py run` (every rule of profiles/aariz.yaml + profiles/rehearsal/aariz.yaml): "
+            f"exit {rehearsal['rc']}, {rehearsal['seconds']:.0f} s; training precision "
+            f"{', '.join(sorted(set(rehearsal.get('precisions', [])))) or 'n/a'}.",
+            "",
+        ]
+    lines += [
+        "## Training throughput (synthetic data, no loader)",
+        "",
+        "| batch | precision | images/s | ms/step | peak GiB | estimate GiB |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     est = {}
     if memory is not None:
         for prec, row in memory["precision"].items():
@@ -38,23 +50,33 @@ def render(engine: dict, rehearsal: dict | None = None, memory: dict | None = No
         for r in engine.get(key, []):
             prec = r.get("precision", "fp32" if key.endswith("reference") else "bf16")
             if "images_per_s" not in r:
-                lines.append(f"| {r['batch_size']} | {prec} | out of memory | | | "
-                             f"{est.get((prec, r['batch_size']), float('nan')):.1f} |")
+                lines.append(
+                    f"| {r['batch_size']} | {prec} | out of memory | | | "
+                    f"{est.get((prec, r['batch_size']), float('nan')):.1f} |"
+                )
                 continue
-            lines.append(f"| {r['batch_size']} | {prec} | {r['images_per_s']:.1f} | {r['ms_per_step']:.0f} | "
-                         f"{r.get('peak_memory_gib', float('nan')):.1f} | {est.get((prec, r['batch_size']), float('nan')):.1f} |")
+            lines.append(
+                f"| {r['batch_size']} | {prec} | {r['images_per_s']:.1f} | {r['ms_per_step']:.0f} | "
+                f"{r.get('peak_memory_gib', float('nan')):.1f} | {est.get((prec, r['batch_size']), float('nan')):.1f} |"
+            )
     loader = engine.get("loader", {})
     if loader.get("keep_up"):
         idle = max(0.0, 1.0 - loader["keep_up"])
-        lines += ["", f"Data loader: {loader['images_per_s']:.1f} images/s with {loader.get('workers')} workers against "
-                  f"{loader['train_images_per_s']:.1f} training images/s: the GPU would wait for data "
-                  f"{100 * idle:.0f} % of the time (idle fraction = 1 - loader rate / training rate, floored at 0)."]
+        lines += [
+            "",
+            f"Data loader: {loader['images_per_s']:.1f} images/s with {loader.get('workers')} workers against "
+            f"{loader['train_images_per_s']:.1f} training images/s: the GPU would wait for data "
+            f"{100 * idle:.0f} % of the time (idle fraction = 1 - loader rate / training rate, floored at 0).",
+        ]
     p = engine.get("precision", {})
     if p:
-        lines += ["", f"AMP: {p['steps']} steps of bf16 autocast vs fp32 from the same weights and batches: losses "
-                  f"{'all finite' if p.get('finite') else 'NOT FINITE'}, largest relative difference "
-                  f"{p['max_rel_diff']:.4f} (tolerance {p.get('tolerance_rel')}): "
-                  f"{'passed' if p.get('passed') else 'FAILED'}."]
+        lines += [
+            "",
+            f"AMP: {p['steps']} steps of bf16 autocast vs fp32 from the same weights and batches: losses "
+            f"{'all finite' if p.get('finite') else 'NOT FINITE'}, largest relative difference "
+            f"{p['max_rel_diff']:.4f} (tolerance {p.get('tolerance_rel')}): "
+            f"{'passed' if p.get('passed') else 'FAILED'}.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -49,7 +49,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +59,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_all import machine_info  # noqa: E402
 
 THRESHOLDS_MM = (1.5, 2.0)  # time-to-reach targets on Test1 (MRE, mm)
-SMOKE = {"n_train": 12, "n_test": 4, "budget_min": 1.0, "marks": 2, "cephalo_variant": "letterbox256",
-         "peer_size": 128, "cephalo_sec_per_epoch": 10.0}
+SMOKE = {
+    "n_train": 12,
+    "n_test": 4,
+    "budget_min": 1.0,
+    "marks": 2,
+    "cephalo_variant": "letterbox256",
+    "peer_size": 128,
+    "cephalo_sec_per_epoch": 10.0,
+}
 CEPHALO = [sys.executable, "-m", "cephalo"]  # the CLI of the environment running this script
 DEFAULT_SEC_PER_EPOCH = 47.0  # profiles/real.yaml source stage: 40 epochs in 1894 s on 2 cores (letterbox384)
 STARTUP_S = 15.0  # `cephalo train` start-up (imports, model, variant) before its first epoch
@@ -105,8 +112,23 @@ def prepare_data(a, work: Path) -> dict:
     index = work / "index.parquet"
     t_index = 0.0
     if not index.exists():
-        t_index = run([*CEPHALO, "index", "--dataset", "isbi2015", "--root", str(a.isbi_root), "--out", str(index),
-                       "--report", str(work / "quality"), "--params", str(params_path)], work / "index.log")
+        t_index = run(
+            [
+                *CEPHALO,
+                "index",
+                "--dataset",
+                "isbi2015",
+                "--root",
+                str(a.isbi_root),
+                "--out",
+                str(index),
+                "--report",
+                str(work / "quality"),
+                "--params",
+                str(params_path),
+            ],
+            work / "index.log",
+        )
     df = pd.read_parquet(index)
     train_ids = sorted(df.loc[df.split == "train", "image_id"].unique())
     test_ids = sorted(df.loc[df.split == "test1", "image_id"].unique())
@@ -127,25 +149,50 @@ def prepare_data(a, work: Path) -> dict:
     variant = work / "variant"
     t_pre = 0.0
     if not (variant / "variant.json").exists():
-        t_pre = run([*CEPHALO, "preprocess", "--index", str(used_index), "--variant", a.cephalo_variant,
-                     "--out", str(variant), "--params", str(params_path)], work / "preprocess.log")
+        t_pre = run(
+            [
+                *CEPHALO,
+                "preprocess",
+                "--index",
+                str(used_index),
+                "--variant",
+                a.cephalo_variant,
+                "--out",
+                str(variant),
+                "--params",
+                str(params_path),
+            ],
+            work / "preprocess.log",
+        )
 
     def items(ids: list[str]) -> list[dict]:
         out = []
         for iid in ids:
             rows = sub[sub.image_id == iid].sort_values("landmark_index")
             r0 = rows.iloc[0]
-            out.append({"id": iid, "path": str(Path(a.isbi_root) / r0.image_path),
-                        "xy": rows[["x", "y"]].to_numpy(dtype=float).tolist(),
-                        "spacing": [float(r0.spacing_x_mm), float(r0.spacing_y_mm)]})
+            out.append(
+                {
+                    "id": iid,
+                    "path": str(Path(a.isbi_root) / r0.image_path),
+                    "xy": rows[["x", "y"]].to_numpy(dtype=float).tolist(),
+                    "spacing": [float(r0.spacing_x_mm), float(r0.spacing_y_mm)],
+                }
+            )
         return out
 
     first = sub[sub.image_id == train_ids[0]].sort_values("landmark_index")
     manifest = {"landmark_names": first.landmark_name.tolist(), "train": items(train_ids), "test": items(test_ids)}
     (work / "manifest.json").write_text(json.dumps(manifest))
-    return {"params": params_path, "index": used_index, "variant": variant, "manifest": work / "manifest.json",
-            "n_train": len(train_ids), "n_test": len(test_ids), "index_s": round(t_index, 1),
-            "preprocess_s": round(t_pre, 1)}
+    return {
+        "params": params_path,
+        "index": used_index,
+        "variant": variant,
+        "manifest": work / "manifest.json",
+        "n_train": len(train_ids),
+        "n_test": len(test_ids),
+        "index_s": round(t_index, 1),
+        "preprocess_s": round(t_pre, 1),
+    }
 
 
 # --------------------------------------------------------------------------- cephalo side
@@ -156,13 +203,25 @@ def train_cephalo(a, data: dict, work: Path) -> dict:
     run_dir = work / "cephalo_run"
     snap_dir = work / "cephalo_snaps"
     snap_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [*CEPHALO, "train", "--data", str(data["variant"]), "--out", str(run_dir), "--stage", "source",
-           "--params", str(data["params"]), "--restart", "--no-progress"]
+    cmd = [
+        *CEPHALO,
+        "train",
+        "--data",
+        str(data["variant"]),
+        "--out",
+        str(run_dir),
+        "--stage",
+        "source",
+        "--params",
+        str(data["params"]),
+        "--restart",
+        "--no-progress",
+    ]
     budget = a.budget_min * 60.0
     marks = [budget * (i + 1) / a.marks for i in range(a.marks)]
     last = run_dir / "last.pt"
     snaps: list[dict] = []
-    log_fh = open(work / "cephalo_train.log", "w")
+    log_fh = open(work / "cephalo_train.log", "w")  # noqa: SIM115 (the child writes it; closed at the end)
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
     log(f"cephalo train started ({a.cephalo_epochs_resolved} epochs planned, budget {budget:.0f} s)")
@@ -185,12 +244,19 @@ def train_cephalo(a, data: dict, work: Path) -> dict:
                 seen_mtime = mtime
             elif snaps:
                 dst = Path(snaps[-1]["path"])
-            snaps.append({"mark": len(snaps) + 1, "mark_s": round(marks[len(snaps)], 1),
-                          "trained_s": round(mtime - t0, 2), "path": str(dst)})
+            snaps.append(
+                {
+                    "mark": len(snaps) + 1,
+                    "mark_s": round(marks[len(snaps)], 1),
+                    "trained_s": round(mtime - t0, 2),
+                    "path": str(dst),
+                }
+            )
             log(f"cephalo snapshot {len(snaps)}/{a.marks}: weights of {mtime - t0:.0f} s")
         else:
-            snaps.append({"mark": len(snaps) + 1, "mark_s": round(marks[len(snaps)], 1), "trained_s": None,
-                          "path": None})
+            snaps.append(
+                {"mark": len(snaps) + 1, "mark_s": round(marks[len(snaps)], 1), "trained_s": None, "path": None}
+            )
             log(f"cephalo snapshot {len(snaps)}/{a.marks}: no finished epoch yet")
         if finished:
             # training ended before this mark: the remaining marks hold the same final weights
@@ -211,8 +277,14 @@ def train_cephalo(a, data: dict, work: Path) -> dict:
         raise SystemExit(f"cephalo train failed ({rc}); see {work / 'cephalo_train.log'}")
     hist = run_dir / "history.csv"
     epochs_done = max(0, len(hist.read_text().strip().splitlines()) - 1) if hist.exists() else 0
-    return {"command": shlex.join(["cephalo", *cmd[3:]]), "stopped_at_budget": stopped, "epochs_planned": a.cephalo_epochs_resolved,
-            "epochs_completed": epochs_done, "wall_s": round(time.time() - t0, 1), "snapshots": snaps}
+    return {
+        "command": shlex.join(["cephalo", *cmd[3:]]),
+        "stopped_at_budget": stopped,
+        "epochs_planned": a.cephalo_epochs_resolved,
+        "epochs_completed": epochs_done,
+        "wall_s": round(time.time() - t0, 1),
+        "snapshots": snaps,
+    }
 
 
 def predict_cephalo(a, data: dict, side: dict) -> tuple[np.ndarray, np.ndarray, list, dict]:
@@ -236,10 +308,12 @@ def predict_cephalo(a, data: dict, side: dict) -> tuple[np.ndarray, np.ndarray, 
         pr = predict_variant(Predictor.from_meta(model, meta, device="cpu"), v, rows, batch_size=4)
         epoch = (extra.get("training") or {}).get("epoch") if isinstance(extra, dict) else None
         preds[s["path"]] = (np.asarray(pr.coords, dtype=np.float64), round(time.perf_counter() - t, 1), epoch)
-    info = {"model": f"{meta.arch} (cephalo train --stage source, profiles/real.yaml)",
-            "input": f"{a.cephalo_variant}: {v.input_size[0]}x{v.input_size[1]}, "
-                     f"normalisation {v.normalisation.get('name', v.normalisation) if v.normalisation else None}",
-            "decoding": json.dumps(dict(getattr(meta, "codec", None) or {}))}
+    info = {
+        "model": f"{meta.arch} (cephalo train --stage source, profiles/real.yaml)",
+        "input": f"{a.cephalo_variant}: {v.input_size[0]}x{v.input_size[1]}, "
+        f"normalisation {v.normalisation.get('name', v.normalisation) if v.normalisation else None}",
+        "decoding": json.dumps(dict(getattr(meta, "codec", None) or {})),
+    }
     return gt, spacing, ids, {"preds": preds, **info}
 
 
@@ -254,9 +328,21 @@ def peer_env() -> dict:
 
 def train_peer(a, data: dict, work: Path) -> dict:
     out = work / "peer"
-    cmd = [str(a.peer_python), str(REPO / "benchmarks" / "peer" / "landmarker_side.py"), "train",
-           "--manifest", str(data["manifest"]), "--out", str(out), "--budget-s", str(a.budget_min * 60.0),
-           "--marks", str(a.marks), "--size", str(a.peer_size)]
+    cmd = [
+        str(a.peer_python),
+        str(REPO / "benchmarks" / "peer" / "landmarker_side.py"),
+        "train",
+        "--manifest",
+        str(data["manifest"]),
+        "--out",
+        str(out),
+        "--budget-s",
+        str(a.budget_min * 60.0),
+        "--marks",
+        str(a.marks),
+        "--size",
+        str(a.peer_size),
+    ]
     log(f"landmarker train started (budget {a.budget_min * 60:.0f} s, {a.peer_size} px)")
     wall = run(cmd, work / "peer_train.log", env=peer_env())
     info = json.loads((out / "train.json").read_text())
@@ -267,15 +353,29 @@ def train_peer(a, data: dict, work: Path) -> dict:
 
 def predict_peer(a, data: dict, work: Path) -> dict:
     out = work / "peer"
-    cmd = [str(a.peer_python), str(REPO / "benchmarks" / "peer" / "landmarker_side.py"), "predict",
-           "--manifest", str(data["manifest"]), "--out", str(out)]
+    cmd = [
+        str(a.peer_python),
+        str(REPO / "benchmarks" / "peer" / "landmarker_side.py"),
+        "predict",
+        "--manifest",
+        str(data["manifest"]),
+        "--out",
+        str(out),
+    ]
     run(cmd, work / "peer_predict.log", env=peer_env())
     return json.loads((out / "predict.json").read_text())
 
 
 def peer_point_error(a, data: dict, pred_path: Path, work: Path) -> float:
-    cmd = [str(a.peer_python), str(REPO / "benchmarks" / "peer" / "landmarker_side.py"), "point-error",
-           "--manifest", str(data["manifest"]), "--pred", str(pred_path)]
+    cmd = [
+        str(a.peer_python),
+        str(REPO / "benchmarks" / "peer" / "landmarker_side.py"),
+        "point-error",
+        "--manifest",
+        str(data["manifest"]),
+        "--pred",
+        str(pred_path),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=peer_env())
     if res.returncode != 0:
         raise SystemExit(f"point-error failed: {res.stderr[-2000:]}")
@@ -289,9 +389,16 @@ def score(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray) -> dict:
     from cephalo.evaluate.metrics import radial_errors_mm, summarise
 
     s = summarise(radial_errors_mm(pred, gt, spacing), thresholds=(1.5, 2.0, 2.5, 3.0, 4.0))
-    return {"mre_mm": s["mre_mm"], "sd_mm": s["sd_mm"], "median_mm": s["median_mm"],
-            "sdr_2mm": s["sdr"]["2.0"], "sdr_2.5mm": s["sdr"]["2.5"], "sdr_4mm": s["sdr"]["4.0"],
-            "n": s["n"], "n_missing": s["n_missing"]}
+    return {
+        "mre_mm": s["mre_mm"],
+        "sd_mm": s["sd_mm"],
+        "median_mm": s["median_mm"],
+        "sdr_2mm": s["sdr"]["2.0"],
+        "sdr_2.5mm": s["sdr"]["2.5"],
+        "sdr_4mm": s["sdr"]["4.0"],
+        "n": s["n"],
+        "n_missing": s["n_missing"],
+    }
 
 
 def time_to_reach(rows: list[dict], target: float):
@@ -341,8 +448,10 @@ def write_markdown(rep: dict, path: Path) -> None:
         f"MRE ratio landmarker / cephalo: **{_f(rep['mre_ratio_landmarker_over_cephalo'], 2)}**.",
         "",
         "Metric cross-check (landmarker.metrics.point_error vs cephalo MRE on the same final predictions): "
-        + "; ".join(f"{k}: {_f(v['point_error_mm'], 4)} vs {_f(v['cephalo_mre_mm'], 4)} mm "
-                    f"(|diff| {v['abs_diff_mm']:.1e})" for k, v in rep["metric_agreement"].items())
+        + "; ".join(
+            f"{k}: {_f(v['point_error_mm'], 4)} vs {_f(v['cephalo_mre_mm'], 4)} mm (|diff| {v['abs_diff_mm']:.1e})"
+            for k, v in rep["metric_agreement"].items()
+        )
         + (" - agree." if rep["metric_agreement_ok"] else " - **DISAGREE**."),
         "",
         "Test1 at each wall-clock mark (training time of the weights; times are a resolution of one mark):",
@@ -354,18 +463,25 @@ def write_markdown(rep: dict, path: Path) -> None:
         for r in side["marks"]:
             mt = r.get("metrics", {})
             ep = r.get("epoch")
-            lines.append(f"| {name} | {r['mark']} ({r['mark_s'] / 60:.1f} min) | {_f(r['trained_s'], 0, ' s')} | "
-                         f"{'-' if ep is None else _f(float(ep), 1)} | {_f(mt.get('mre_mm'), 3)} | "
-                         f"{_f(100 * mt['sdr_2mm'], 1, ' %') if mt else '-'} |")
-    lines += ["", "Not counted in the training time: indexing, preprocessing, image loading/resizing, the "
-              "Test1 predictions. cephalo's epochs come from the budget and its measured seconds per epoch "
-              f"({rep['cephalo_sec_per_epoch']:g} s); the run is stopped at the budget if still going.", ""]
+            lines.append(
+                f"| {name} | {r['mark']} ({r['mark_s'] / 60:.1f} min) | {_f(r['trained_s'], 0, ' s')} | "
+                f"{'-' if ep is None else _f(float(ep), 1)} | {_f(mt.get('mre_mm'), 3)} | "
+                f"{_f(100 * mt['sdr_2mm'], 1, ' %') if mt else '-'} |"
+            )
+    lines += [
+        "",
+        "Not counted in the training time: indexing, preprocessing, image loading/resizing, the "
+        "Test1 predictions. cephalo's epochs come from the budget and its measured seconds per epoch "
+        f"({rep['cephalo_sec_per_epoch']:g} s); the run is stopped at the budget if still going.",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--budget-min", type=float, default=10.0, help="training wall clock per side (minutes)")
     ap.add_argument("--marks", type=int, default=4, help="checkpoints at equally spaced wall-clock marks")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "peer")
@@ -390,9 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     if not a.peer_python.exists():
         ap.error(f"no peer interpreter at {a.peer_python}: run benchmarks/peer/setup.sh")
     a.cephalo_epochs_resolved = a.cephalo_epochs or max(
-        1, int((a.budget_min * 60.0 - STARTUP_S) // a.cephalo_sec_per_epoch))
+        1, int((a.budget_min * 60.0 - STARTUP_S) // a.cephalo_sec_per_epoch)
+    )
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     a.out.mkdir(parents=True, exist_ok=True)
     work = a.out / f"work-{stamp}"
     work.mkdir(parents=True)
@@ -400,8 +517,10 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
 
     data = prepare_data(a, work)
-    log(f"data: {data['n_train']} train / {data['n_test']} Test1 images; index {data['index_s']} s, "
-        f"preprocess {data['preprocess_s']} s")
+    log(
+        f"data: {data['n_train']} train / {data['n_test']} Test1 images; index {data['index_s']} s, "
+        f"preprocess {data['preprocess_s']} s"
+    )
     ceph = train_cephalo(a, data, work)
     peer = train_peer(a, data, work)
     log("predicting Test1 from every snapshot")
@@ -433,10 +552,14 @@ def main(argv: list[str] | None = None) -> int:
     agreement = {}
     if c_final_pred is not None:
         np.save(work / "cephalo_final_pred.npy", c_final_pred)
-        agreement["cephalo"] = {"point_error_mm": peer_point_error(a, data, work / "cephalo_final_pred.npy", work),
-                                "cephalo_mre_mm": c_rows[-1]["metrics"]["mre_mm"]}
-    agreement["landmarker"] = {"point_error_mm": p_rows[-1]["point_error_mm"],
-                               "cephalo_mre_mm": p_rows[-1]["metrics"]["mre_mm"]}
+        agreement["cephalo"] = {
+            "point_error_mm": peer_point_error(a, data, work / "cephalo_final_pred.npy", work),
+            "cephalo_mre_mm": c_rows[-1]["metrics"]["mre_mm"],
+        }
+    agreement["landmarker"] = {
+        "point_error_mm": p_rows[-1]["point_error_mm"],
+        "cephalo_mre_mm": p_rows[-1]["metrics"]["mre_mm"],
+    }
     for v in agreement.values():
         v["abs_diff_mm"] = abs(v["point_error_mm"] - v["cephalo_mre_mm"])
     ok = all(v["abs_diff_mm"] < 1e-3 for v in agreement.values())
@@ -444,23 +567,44 @@ def main(argv: list[str] | None = None) -> int:
     c_final = c_rows[-1].get("metrics") or {"mre_mm": float("nan"), "sdr_2mm": float("nan")}
     p_final = p_rows[-1]["metrics"]
     sides = {
-        "cephalo": {**{k: v for k, v in ceph.items() if k != "snapshots"},
-                    "model": cpred["model"], "input": cpred["input"], "decoding": cpred["decoding"],
-                    "marks": c_rows, "final": c_final,
-                    "time_to_2.0mm_s": time_to_reach(c_rows, 2.0), "time_to_1.5mm_s": time_to_reach(c_rows, 1.5)},
-        "landmarker": {**{k: v for k, v in peer.items() if k not in ("snapshots", "history")},
-                       "history": peer.get("history"), "marks": p_rows, "final": p_final,
-                       "time_to_2.0mm_s": time_to_reach(p_rows, 2.0), "time_to_1.5mm_s": time_to_reach(p_rows, 1.5)},
+        "cephalo": {
+            **{k: v for k, v in ceph.items() if k != "snapshots"},
+            "model": cpred["model"],
+            "input": cpred["input"],
+            "decoding": cpred["decoding"],
+            "marks": c_rows,
+            "final": c_final,
+            "time_to_2.0mm_s": time_to_reach(c_rows, 2.0),
+            "time_to_1.5mm_s": time_to_reach(c_rows, 1.5),
+        },
+        "landmarker": {
+            **{k: v for k, v in peer.items() if k not in ("snapshots", "history")},
+            "history": peer.get("history"),
+            "marks": p_rows,
+            "final": p_final,
+            "time_to_2.0mm_s": time_to_reach(p_rows, 2.0),
+            "time_to_1.5mm_s": time_to_reach(p_rows, 1.5),
+        },
     }
     ratio = p_final["mre_mm"] / c_final["mre_mm"] if c_final["mre_mm"] else float("nan")
     cmd = "python benchmarks/peer_landmarker.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    rep = {"date": stamp, "command": cmd.strip(), "smoke": bool(a.smoke), "budget_min": a.budget_min,
-           "marks": a.marks, "machine": machine, "landmarker_version": peer.get("landmarker", "?"),
-           "data": {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()},
-           "isbi_root": str(a.isbi_root), "cephalo_sec_per_epoch": a.cephalo_sec_per_epoch,
-           "sides": sides, "mre_ratio_landmarker_over_cephalo": ratio,
-           "metric_agreement": agreement, "metric_agreement_ok": ok,
-           "total_wall_s": round(time.perf_counter() - t_all, 1)}
+    rep = {
+        "date": stamp,
+        "command": cmd.strip(),
+        "smoke": bool(a.smoke),
+        "budget_min": a.budget_min,
+        "marks": a.marks,
+        "machine": machine,
+        "landmarker_version": peer.get("landmarker", "?"),
+        "data": {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()},
+        "isbi_root": str(a.isbi_root),
+        "cephalo_sec_per_epoch": a.cephalo_sec_per_epoch,
+        "sides": sides,
+        "mre_ratio_landmarker_over_cephalo": ratio,
+        "metric_agreement": agreement,
+        "metric_agreement_ok": ok,
+        "total_wall_s": round(time.perf_counter() - t_all, 1),
+    }
     base = a.out / f"peer-landmarker-{'smoke-' if a.smoke else ''}{stamp}"
     base.with_suffix(".json").write_text(json.dumps(rep, indent=2, default=float))
     write_markdown(rep, base.with_suffix(".md"))
@@ -469,8 +613,10 @@ def main(argv: list[str] | None = None) -> int:
             f.unlink()
         shutil.rmtree(work / "cephalo_run", ignore_errors=True)
         shutil.rmtree(work / "variant", ignore_errors=True)
-    log(f"MRE cephalo {c_final['mre_mm']:.3f} mm, landmarker {p_final['mre_mm']:.3f} mm, ratio {ratio:.2f}; "
-        f"metric agreement {'ok' if ok else 'FAILED'}; total {rep['total_wall_s']:.0f} s")
+    log(
+        f"MRE cephalo {c_final['mre_mm']:.3f} mm, landmarker {p_final['mre_mm']:.3f} mm, ratio {ratio:.2f}; "
+        f"metric agreement {'ok' if ok else 'FAILED'}; total {rep['total_wall_s']:.0f} s"
+    )
     log(f"wrote {base.with_suffix('.json')} and {base.with_suffix('.md')}")
     return 0 if ok else 1
 

@@ -79,11 +79,11 @@ def build_inputs(shared: Path, folder: Path) -> list[Path]:
     h = {n: read_image(ham / f"{n}.png") for n in ("005", "010", "015", "020", "025", "030")}
     cv2.imwrite(str(folder / "h005_8bit.png"), h["005"])
     cv2.imwrite(str(folder / "h010_16bit.tif"), h["010"].astype(np.uint16) * 257)
-    cv2.imwrite(str(folder / "h015_12bit_in_16bit.tif"),
-                np.round(h["015"].astype(np.float64) * 4095 / 255).astype(np.uint16))
+    cv2.imwrite(
+        str(folder / "h015_12bit_in_16bit.tif"), np.round(h["015"].astype(np.float64) * 4095 / 255).astype(np.uint16)
+    )
     i151 = read_image(isbi / "151.jpg")
-    _write_dicom(folder / "i151_dicom12.dcm", np.round(i151.astype(np.float64) * 4095 / 255).astype(np.uint16),
-                 0.1, 12)
+    _write_dicom(folder / "i151_dicom12.dcm", np.round(i151.astype(np.float64) * 4095 / 255).astype(np.uint16), 0.1, 12)
     noisy = np.clip(h["020"].astype(np.float64) + rng.normal(0, 12, h["020"].shape), 0, 255).astype(np.uint8)
     cv2.imwrite(str(folder / "h020_noisy.png"), noisy)
     cv2.imwrite(str(folder / "h025_tiny.png"), cv2.resize(h["025"], (160, 200), interpolation=cv2.INTER_AREA))
@@ -106,21 +106,47 @@ def main(argv: list[str] | None = None) -> int:
     report = a.out / "report"
     if report.exists():
         shutil.rmtree(report)
-    cmd = [sys.executable, "-m", "cephalo", "predict", "--model", str(a.model), str(a.out / "inputs"), "--out",
-           str(report), "--spacing", a.spacing, "--skip-bad", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cephalo",
+        "predict",
+        "--model",
+        str(a.model),
+        str(a.out / "inputs"),
+        "--out",
+        str(report),
+        "--spacing",
+        a.spacing,
+        "--skip-bad",
+        "--device",
+        "cpu",
+    ]
     print("$ " + " ".join(cmd))
     rc = subprocess.run(cmd).returncode
     html = report / "report.html"
     if a.screenshot is not None and html.is_file():
-        exe = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
-                   None)
+        exe = next(
+            (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None
+        )
         if exe is None:
             print("no chromium on PATH: no screenshot", file=sys.stderr)
         else:
             a.screenshot.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                            f"--window-size={a.window}", f"--screenshot={a.screenshot.resolve()}",
-                            html.resolve().as_uri()], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    exe,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--hide-scrollbars",
+                    f"--window-size={a.window}",
+                    f"--screenshot={a.screenshot.resolve()}",
+                    html.resolve().as_uri(),
+                ],
+                check=True,
+                capture_output=True,
+            )
             print(f"screenshot: {a.screenshot}")
     return rc
 

@@ -36,28 +36,81 @@ def example_store(root: Path) -> None:
 
     cfg = tracking.config_from_params({"experiment": "cephalo-aariz (example)"}, root=root)
     prov = {"cephalo_version": "0.1.0", "git_commit": "example", "git_dirty": False}
-    tr = tracking.RunRecord(dataset="aariz", stage="train", variant="letterbox256", run_name="train-finetune/letterbox256",
-                            checkpoint_hash="sha-best", provenance=prov)
-    tracking.log_run(cfg, tr, params={"lr": 1e-4, "epochs": 40, "arch": "hrnet_w32"},
-                     metrics={"best_val_mre_mm": 1.71}, series={"val_mre_mm": [3.1, 2.2, 1.9, 1.71]}, strict=True)
-    for name, stage, chain, mre, sdr in (("zero_shot-letterbox256", "zero_shot", ["sha-src"], 3.42, 41.0),
-                                         ("adabn-letterbox256", "adabn", ["sha-src"], 2.95, 49.5),
-                                         ("finetune-letterbox256", "finetune", ["sha-cal", "sha-best"], 1.64, 78.2)):
-        rec = tracking.RunRecord(dataset="aariz", stage=stage, variant="letterbox256", run_name=name,
-                                 checkpoint_hash=chain[0], provenance=prov, link_checkpoints=chain)
-        figs = {"n_images": 150, "n_landmarks/shared": 19, "mre_mm/shared": mre, "sdr_2.0mm/shared": sdr,
-                "mre_mm/all": mre + 0.1, "sdr_2.0mm/all": sdr - 1, "sdr_2.5mm/all": sdr + 6, "sdr_3.0mm/all": sdr + 10}
-        tracking.log_run(cfg, rec, params={"stage": stage, "split": "test", "model": f"models/{name}.pt",
-                                           "model_arch": "hrnet_w32", "decoder": "dark"},
-                         metrics=figs, tables={"measurement_errors": [{"measurement": "SNA", "mae": 1.2}]},
-                         strict=True)
+    tr = tracking.RunRecord(
+        dataset="aariz",
+        stage="train",
+        variant="letterbox256",
+        run_name="train-finetune/letterbox256",
+        checkpoint_hash="sha-best",
+        provenance=prov,
+    )
+    tracking.log_run(
+        cfg,
+        tr,
+        params={"lr": 1e-4, "epochs": 40, "arch": "hrnet_w32"},
+        metrics={"best_val_mre_mm": 1.71},
+        series={"val_mre_mm": [3.1, 2.2, 1.9, 1.71]},
+        strict=True,
+    )
+    for name, stage, chain, mre, sdr in (
+        ("zero_shot-letterbox256", "zero_shot", ["sha-src"], 3.42, 41.0),
+        ("adabn-letterbox256", "adabn", ["sha-src"], 2.95, 49.5),
+        ("finetune-letterbox256", "finetune", ["sha-cal", "sha-best"], 1.64, 78.2),
+    ):
+        rec = tracking.RunRecord(
+            dataset="aariz",
+            stage=stage,
+            variant="letterbox256",
+            run_name=name,
+            checkpoint_hash=chain[0],
+            provenance=prov,
+            link_checkpoints=chain,
+        )
+        figs = {
+            "n_images": 150,
+            "n_landmarks/shared": 19,
+            "mre_mm/shared": mre,
+            "sdr_2.0mm/shared": sdr,
+            "mre_mm/all": mre + 0.1,
+            "sdr_2.0mm/all": sdr - 1,
+            "sdr_2.5mm/all": sdr + 6,
+            "sdr_3.0mm/all": sdr + 10,
+        }
+        tracking.log_run(
+            cfg,
+            rec,
+            params={
+                "stage": stage,
+                "split": "test",
+                "model": f"models/{name}.pt",
+                "model_arch": "hrnet_w32",
+                "decoder": "dark",
+            },
+            metrics=figs,
+            tables={"measurement_errors": [{"measurement": "SNA", "mae": 1.2}]},
+            strict=True,
+        )
 
 
 def shoot(url: str, out: Path, chromium: str, size: str = "1600,900") -> None:
     with tempfile.TemporaryDirectory() as prof:
-        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--user-data-dir={prof}", f"--window-size={size}", "--virtual-time-budget=20000",
-                        f"--screenshot={out}", url], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                f"--user-data-dir={prof}",
+                f"--window-size={size}",
+                "--virtual-time-budget=20000",
+                f"--screenshot={out}",
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def main() -> None:
@@ -75,9 +128,26 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-                               f"sqlite:///{root / 'mlflow' / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1"], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(120):
@@ -92,15 +162,23 @@ def main() -> None:
         exps = json.load(urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/search?{q}"))["experiments"]
         exp = next(e for e in exps if e["name"] != "Default")
         body = json.dumps({"experiment_ids": [exp["experiment_id"]], "max_results": 50}).encode()
-        req = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", data=body,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+        )
         runs = json.load(urllib.request.urlopen(req))["runs"]
-        evals = [r["info"]["run_id"] for r in runs
-                 if {t["key"]: t["value"] for t in r["data"].get("tags", [])}.get("stage") != "train"]
+        evals = [
+            r["info"]["run_id"]
+            for r in runs
+            if {t["key"]: t["value"] for t in r["data"].get("tags", [])}.get("stage") != "train"
+        ]
         # sorted by the headline figure: the runs table then shows its column
         order = urllib.parse.urlencode({"orderByKey": "metrics.`mre_mm/shared`", "orderByAsc": "true"})
-        shoot(f"{base}/#/experiments/{exp['experiment_id']}/runs?{order}", a.out / "mlflow-runs-table.png",
-              chromium, "1800,600")
+        shoot(
+            f"{base}/#/experiments/{exp['experiment_id']}/runs?{order}",
+            a.out / "mlflow-runs-table.png",
+            chromium,
+            "1800,600",
+        )
         cmp = urllib.parse.urlencode({"runs": json.dumps(evals[:4]), "experiments": json.dumps([exp["experiment_id"]])})
         shoot(f"{base}/#/compare-runs?{cmp}", a.out / "mlflow-compare.png", chromium, "1600,1900")
         print(f"wrote {a.out / 'mlflow-runs-table.png'} and {a.out / 'mlflow-compare.png'}")

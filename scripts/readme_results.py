@@ -38,8 +38,11 @@ import pandas as pd
 BEGIN, END = "<!-- results:{}:begin -->", "<!-- results:{}:end -->"
 DATA = re.compile(r"<!-- results-data (\{.*?\}) -->", re.S)
 #: figures compared with a tolerance: name -> its CI bounds' names
-CI_FIGURES = {f"{base}/{s}": (f"{base}/{s}/ci95_lo", f"{base}/{s}/ci95_hi")
-              for base in ("mre_mm", "sdr_2.0mm", "sdr_2.5mm", "sdr_3.0mm", "sdr_4.0mm") for s in ("shared", "all")}
+CI_FIGURES = {
+    f"{base}/{s}": (f"{base}/{s}/ci95_lo", f"{base}/{s}/ci95_hi")
+    for base in ("mre_mm", "sdr_2.0mm", "sdr_2.5mm", "sdr_3.0mm", "sdr_4.0mm")
+    for s in ("shared", "all")
+}
 COUNTS = ("n_images", "n_landmarks/shared", "n_landmarks/all")
 HUMAN = ("human_mre_mm/shared", "human_vs_mean_mre_mm/shared")
 #: model figures without their own CI (compared with the MRE's CI half-width)
@@ -105,13 +108,19 @@ def _vs_annotators(r: dict, label: str) -> str | None:
     if h is None or e is None or not (math.isfinite(h) and math.isfinite(e)):
         return None
     rel = e / h
-    word = ("level with them" if abs(rel - 1) <= 0.05 else
-            "closer to each annotator than they are to each other" if rel < 1 else
-            "farther from each annotator than they are from each other")
+    word = (
+        "level with them"
+        if abs(rel - 1) <= 0.05
+        else "closer to each annotator than they are to each other"
+        if rel < 1
+        else "farther from each annotator than they are from each other"
+    )
     hm = r.get("human_vs_mean_mre_mm/shared")
-    return (f"Against each annotator, {label} is at {_f(e)} mm where the annotators are "
-            f"{_f(h)} mm apart: {word} ({rel:.2f}x). Against their mean it is at "
-            f"{_f(r['mre_mm/shared'])} mm, where an annotator is at {_f(hm)} mm.")
+    return (
+        f"Against each annotator, {label} is at {_f(e)} mm where the annotators are "
+        f"{_f(h)} mm apart: {word} ({rel:.2f}x). Against their mean it is at "
+        f"{_f(r['mre_mm/shared'])} mm, where an annotator is at {_f(hm)} mm."
+    )
 
 
 def _sentences(rows: list[dict], pairs: list[dict]) -> list[str]:
@@ -125,15 +134,17 @@ def _sentences(rows: list[dict], pairs: list[dict]) -> list[str]:
         pre = next((p for p in ("finetune-", "finetuned-") if run.startswith(p)), None)
         if pre is None:
             continue
-        v = run[len(pre):]
+        v = run[len(pre) :]
         z = by.get(f"zero_shot-{v}") or by.get(f"zeroshot-{v}")
         n = r.get("n_landmarks/shared")
         if z is not None:
             ratio = z["mre_mm/shared"] / r["mre_mm/shared"] if r.get("mre_mm/shared") else float("nan")
-            out.append(f"Over the {n} landmarks all runs share, fine-tuned ({v}) {_f(r['mre_mm/shared'])} mm vs "
-                       f"zero-shot {_f(z['mre_mm/shared'])} mm ({ratio:.1f}x lower{_pair(pairs, run, z['run'])}); "
-                       f"over all its {r['n_landmarks/all']} landmarks the fine-tuned model is at "
-                       f"{_f(r['mre_mm/all'])} mm.")
+            out.append(
+                f"Over the {n} landmarks all runs share, fine-tuned ({v}) {_f(r['mre_mm/shared'])} mm vs "
+                f"zero-shot {_f(z['mre_mm/shared'])} mm ({ratio:.1f}x lower{_pair(pairs, run, z['run'])}); "
+                f"over all its {r['n_landmarks/all']} landmarks the fine-tuned model is at "
+                f"{_f(r['mre_mm/all'])} mm."
+            )
         s = _vs_annotators(r, f"fine-tuned ({v})")
         if s:
             out.append(s)
@@ -141,18 +152,20 @@ def _sentences(rows: list[dict], pairs: list[dict]) -> list[str]:
     for r in rows:
         run = str(r["run"])
         if run.startswith("refine_source-"):
-            ds = run[len("refine_source-"):]
+            ds = run[len("refine_source-") :]
             g, label = by.get("source-" + ds), f"source model ({ds} {r.get('split') or 'test'})"
         elif run.startswith("refine-"):
-            g, label = by.get("finetune-" + run[len("refine-"):]), f"fine-tuned ({run[len('refine-'):]})"
+            g, label = by.get("finetune-" + run[len("refine-") :]), f"fine-tuned ({run[len('refine-') :]})"
         else:
             continue
         if g is None or not g.get("mre_mm/shared"):
             continue
-        out.append(f"Refinement at native resolution, {label}: {_f(r['mre_mm/all'])} mm "
-                   f"(SDR@2 mm {_f(r.get('sdr_2.0mm/all'), 1)} %) vs {_f(g['mre_mm/all'])} mm "
-                   f"(SDR@2 mm {_f(g.get('sdr_2.0mm/all'), 1)} %) for the global model alone "
-                   f"({g['mre_mm/all'] / r['mre_mm/all']:.2f}x lower{_pair(pairs, run, g['run'])}).")
+        out.append(
+            f"Refinement at native resolution, {label}: {_f(r['mre_mm/all'])} mm "
+            f"(SDR@2 mm {_f(r.get('sdr_2.0mm/all'), 1)} %) vs {_f(g['mre_mm/all'])} mm "
+            f"(SDR@2 mm {_f(g.get('sdr_2.0mm/all'), 1)} %) for the global model alone "
+            f"({g['mre_mm/all'] / r['mre_mm/all']:.2f}x lower{_pair(pairs, run, g['run'])})."
+        )
         s = _vs_annotators(r, f"refined ({run})")
         if s:
             out.append(s)
@@ -162,27 +175,35 @@ def _sentences(rows: list[dict], pairs: list[dict]) -> list[str]:
 def render(name: str, rows: list[dict], pairs: list[dict], prov: dict, command: str) -> str:
     """The block's content (without the begin/end markers)."""
     pk = prov.get("packages") or {}
-    machine = (f"{prov.get('cpu_model') or '?'}, {prov.get('threads') or '?'} torch threads"
-               + (f", GPU {prov['gpu_name']}" if prov.get("gpu_name") else "")
-               + f"; Python {prov.get('python') or '?'}, "
-               + ", ".join(f"{k} {pk[k]}" for k in ("torch", "torchvision", "timm", "albumentations", "numpy")
-                           if k in pk)
-               + f"; cephalo {prov.get('cephalo_version') or '?'} at {(prov.get('git_commit') or '?')[:10]}"
-               + ("+dirty" if prov.get("git_dirty") else ""))
+    machine = (
+        f"{prov.get('cpu_model') or '?'}, {prov.get('threads') or '?'} torch threads"
+        + (f", GPU {prov['gpu_name']}" if prov.get("gpu_name") else "")
+        + f"; Python {prov.get('python') or '?'}, "
+        + ", ".join(f"{k} {pk[k]}" for k in ("torch", "torchvision", "timm", "albumentations", "numpy") if k in pk)
+        + f"; cephalo {prov.get('cephalo_version') or '?'} at {(prov.get('git_commit') or '?')[:10]}"
+        + ("+dirty" if prov.get("git_dirty") else "")
+    )
     thr = "2.0"
-    lines = [f"Generated by `python scripts/readme_results.py --block {name}` from `results/` of `{command}`.",
-             f"Machine: {machine}.", "",
-             "| run | images | landmarks shared / all | MRE mm, shared | MRE mm, all | SDR@2 mm %, shared | "
-             "vs each annotator mm | annotators apart mm | annotator vs mean mm |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Generated by `python scripts/readme_results.py --block {name}` from `results/` of `{command}`.",
+        f"Machine: {machine}.",
+        "",
+        "| run | images | landmarks shared / all | MRE mm, shared | MRE mm, all | SDR@2 mm %, shared | "
+        "vs each annotator mm | annotators apart mm | annotator vs mean mm |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        lines.append(f"| {r['run']} | {r.get('n_images')} | {r.get('n_landmarks/shared')} / {r.get('n_landmarks/all')} | "
-                     f"{_ci(r, 'mre_mm/shared')} | {_ci(r, 'mre_mm/all')} | {_ci(r, f'sdr_{thr}mm/shared', 1)} | "
-                     f"{_f(r.get('vs_each_mre_mm/shared'))} | {_f(r.get('human_mre_mm/shared'))} | "
-                     f"{_f(r.get('human_vs_mean_mre_mm/shared'))} |")
+        lines.append(
+            f"| {r['run']} | {r.get('n_images')} | {r.get('n_landmarks/shared')} / {r.get('n_landmarks/all')} | "
+            f"{_ci(r, 'mre_mm/shared')} | {_ci(r, 'mre_mm/all')} | {_ci(r, f'sdr_{thr}mm/shared', 1)} | "
+            f"{_f(r.get('vs_each_mre_mm/shared'))} | {_f(r.get('human_mre_mm/shared'))} | "
+            f"{_f(r.get('human_vs_mean_mre_mm/shared'))} |"
+        )
     lines.append("")
     lines += [f"- {s}" for s in _sentences(rows, pairs)]
-    keep = ("run",) + COUNTS + HUMAN + MODEL_NO_CI + tuple(CI_FIGURES) + tuple(x for v in CI_FIGURES.values() for x in v)
+    keep = (
+        ("run",) + COUNTS + HUMAN + MODEL_NO_CI + tuple(CI_FIGURES) + tuple(x for v in CI_FIGURES.values() for x in v)
+    )
     data = {"cpu_model": prov.get("cpu_model"), "runs": [{k: r.get(k) for k in keep if k in r} for r in rows]}
     lines.append(f"<!-- results-data {json.dumps(data, sort_keys=True)} -->")
     return "\n".join(lines) + "\n"
@@ -214,13 +235,15 @@ def compare_blocks(recorded: str, fresh: str, cpu_model: str | None) -> list[str
     same_cpu = old.get("cpu_model") == (cpu_model or new.get("cpu_model"))
     if same_cpu:
         # the commit the block was generated at is not a figure: a check at a later commit compares the rest
-        recorded, fresh = (re.sub(r" at [0-9a-f?]{1,40}(\+dirty)?\.$", ".", b.strip(), flags=re.M)
-                           for b in (recorded, fresh))
+        recorded, fresh = (
+            re.sub(r" at [0-9a-f?]{1,40}(\+dirty)?\.$", ".", b.strip(), flags=re.M) for b in (recorded, fresh)
+        )
         if recorded != fresh:
             import difflib
 
-            diff = difflib.unified_diff(recorded.strip().splitlines(), fresh.strip().splitlines(), "README", "fresh",
-                                        lineterm="", n=0)
+            diff = difflib.unified_diff(
+                recorded.strip().splitlines(), fresh.strip().splitlines(), "README", "fresh", lineterm="", n=0
+            )
             return [f"same CPU ({old.get('cpu_model')}): the block must be identical"] + list(diff)[:40]
         return []
     problems = []
@@ -265,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--command", default=None, help="the command that produced the results (shown in the block)")
     ap.add_argument("--check", action="store_true", help="compare instead of write (exit 1 when stale)")
     a = ap.parse_args(argv)
-    default_cmd = {"demo": "scripts/demo.sh",
-                   "real": "snakemake --cores 2 --resources gpu=1 --configfile profiles/real.yaml"}
+    default_cmd = {
+        "demo": "scripts/demo.sh",
+        "real": "snakemake --cores 2 --resources gpu=1 --configfile profiles/real.yaml",
+    }
     rows, pairs, prov = load(a.results)
     fresh = render(a.block, rows, pairs, prov, a.command or default_cmd.get(a.block, "the pipeline"))
     text = a.readme.read_text()

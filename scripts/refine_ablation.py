@@ -54,10 +54,20 @@ CANDIDATES: dict[str, tuple[int, dict]] = {
 
 #: (label, bundle, variant, validation split or source train.json, test split)
 RUNS = (
-    ("ISBI 2015 (source refiner)", "results/models/refine_source/bundle.json", "results/variants/isbi2015/letterbox384",
-     "results/models/source/train.json", "test1"),
-    ("Hamedan (fine-tuned refiner)", "results/models/refine/letterbox384/bundle.json",
-     "results/variants/hamedan/letterbox384", "valid", "test"),
+    (
+        "ISBI 2015 (source refiner)",
+        "results/models/refine_source/bundle.json",
+        "results/variants/isbi2015/letterbox384",
+        "results/models/source/train.json",
+        "test1",
+    ),
+    (
+        "Hamedan (fine-tuned refiner)",
+        "results/models/refine/letterbox384/bundle.json",
+        "results/variants/hamedan/letterbox384",
+        "valid",
+        "test",
+    ),
 )
 
 
@@ -68,24 +78,45 @@ def _with_validation(variant, validation: str, project: Path):
     ids = set(json.loads((project / validation).read_text())["val_image_ids"])
     if not ids:
         raise SystemExit(f"{validation}: no val_image_ids")
-    splits = np.array(["valid" if i in ids else s for i, s in zip(variant.image_ids, variant.splits, strict=True)],
-                      dtype=object)
+    splits = np.array(
+        ["valid" if i in ids else s for i, s in zip(variant.image_ids, variant.splits, strict=True)], dtype=object
+    )
     return replace(variant, splits=splits), "valid"
 
 
 def _evaluate(bundle, model, meta, variant, split: str, iterations: int, tta: dict, work: Path) -> tuple[dict, dict]:
     refiner = bundle.load_refiner("cpu")
-    refine = variant_refiner(image_refiner(refiner, list(meta.landmark_names), tta=TTAConfig(**tta),
-                                           iterations=iterations, batch_size=bundle.batch_size), variant)
+    refine = variant_refiner(
+        image_refiner(
+            refiner,
+            list(meta.landmark_names),
+            tta=TTAConfig(**tta),
+            iterations=iterations,
+            batch_size=bundle.batch_size,
+        ),
+        variant,
+    )
     t0 = time.perf_counter()
-    out = evaluate_model(model, meta, variant, split, work, settings=EvalSettings(n_boot=1000, make_plots=False),
-                         context=EvalContext(label=work.name),
-                         predict=PredictOptions(batch_size=4, device="cpu", progress=False, refine=refine))
+    out = evaluate_model(
+        model,
+        meta,
+        variant,
+        split,
+        work,
+        settings=EvalSettings(n_boot=1000, make_plots=False),
+        context=EvalContext(label=work.name),
+        predict=PredictOptions(batch_size=4, device="cpu", progress=False, refine=refine),
+    )
     seconds = time.perf_counter() - t0
     per_image = {r["image_id"]: r["mre_mm"] for r in _read_csv(work / "per_image.csv")}
-    return {"mre_mm": out["overall"]["mre_mm"], "ci95": out["overall"]["ci95"]["mre_mm"],
-            "sdr2": out["overall"]["sdr"].get("2.0"), "n_images": out["overall"]["n_images"],
-            "seconds": round(seconds, 1), "load": os.getloadavg()[0]}, per_image
+    return {
+        "mre_mm": out["overall"]["mre_mm"],
+        "ci95": out["overall"]["ci95"]["mre_mm"],
+        "sdr2": out["overall"]["sdr"].get("2.0"),
+        "n_images": out["overall"]["n_images"],
+        "seconds": round(seconds, 1),
+        "load": os.getloadavg()[0],
+    }, per_image
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -109,10 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     project = args.project.resolve()
     load_params(project / "results" / "params.effective.yaml")  # the run's params: refuses a foreign layout
-    commit = subprocess.run(["git", "-C", str(project), "rev-parse", "--short=10", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    record: dict = {"project_commit": commit, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                    "machine": platform.processor() or platform.machine(), "threads": os.cpu_count(), "runs": []}
+    commit = subprocess.run(
+        ["git", "-C", str(project), "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    record: dict = {
+        "project_commit": commit,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": platform.processor() or platform.machine(),
+        "threads": os.cpu_count(),
+        "runs": [],
+    }
     for label, bundle_path, variant_dir, validation, test_split in RUNS:
         bundle = read_bundle(project / bundle_path)
         model, meta = load_model(bundle.global_path)
@@ -120,22 +157,38 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         per_split: dict[str, dict[str, dict]] = {"valid": {}, "test": {}}
         for name, (iterations, tta) in CANDIDATES.items():
-            row = {"setting": name, "iterations": iterations, "tta": TTAConfig(**tta).to_dict(),
-                   "passes": len(TTAConfig(**tta).settings()) * iterations}
+            row = {
+                "setting": name,
+                "iterations": iterations,
+                "tta": TTAConfig(**tta).to_dict(),
+                "passes": len(TTAConfig(**tta).settings()) * iterations,
+            }
             for role, split in (("valid", val_split), ("test", test_split)):
                 with tempfile.TemporaryDirectory() as tmp:
-                    row[role], per_split[role][name] = _evaluate(bundle, model, meta, variant, split, iterations,
-                                                                 copy.deepcopy(tta), Path(tmp) / "eval")
-                print(f"{label} | {name} | {role}: MRE {row[role]['mre_mm']:.3f} mm "
-                      f"({row[role]['seconds']:.0f} s, load {row[role]['load']:.2f})", flush=True)
+                    row[role], per_split[role][name] = _evaluate(
+                        bundle, model, meta, variant, split, iterations, copy.deepcopy(tta), Path(tmp) / "eval"
+                    )
+                print(
+                    f"{label} | {name} | {role}: MRE {row[role]['mre_mm']:.3f} mm "
+                    f"({row[role]['seconds']:.0f} s, load {row[role]['load']:.2f})",
+                    flush=True,
+                )
             rows.append(row)
         ref = next(iter(CANDIDATES))
         for row in rows:
             for role in ("valid", "test"):
                 row[role]["paired"] = _paired(per_split[role][ref], per_split[role][row["setting"]])
         chosen = min(rows, key=lambda r: r["valid"]["mre_mm"])["setting"]  # validation only
-        record["runs"].append({"label": label, "bundle": bundle_path, "validation": validation,
-                               "test_split": test_split, "chosen_on_validation": chosen, "rows": rows})
+        record["runs"].append(
+            {
+                "label": label,
+                "bundle": bundle_path,
+                "validation": validation,
+                "test_split": test_split,
+                "chosen_on_validation": chosen,
+                "rows": rows,
+            }
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
     args.out.write_text(render(record))
@@ -145,20 +198,33 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(record: dict) -> str:
     """The Markdown page of a record written by :func:`main`."""
-    lines = [f"# Refiner inference settings, chosen on validation ({record['date']})", "",
-             f"Generated by `python scripts/refine_ablation.py --project <run> --out <this file>` on the checkpoints "
-             f"of a real-profile run at commit `{record['project_commit']}` ({record['machine']}, "
-             f"{record['threads']} CPUs). MRE in mm over each run's landmarks with its 95 % bootstrap interval; "
-             "\"paired\" is the mean per-image change against one pass, the images that improved and the "
-             "Wilcoxon signed-rank p over images. The setting in bold has the lowest validation MRE: the "
-             "choice, made before reading the test column. Seconds: wall time of the evaluation (global "
-             "model + refiner), with the 1-minute load average.", ""]
+    lines = [
+        f"# Refiner inference settings, chosen on validation ({record['date']})",
+        "",
+        f"Generated by `python scripts/refine_ablation.py --project <run> --out <this file>` on the checkpoints "
+        f"of a real-profile run at commit `{record['project_commit']}` ({record['machine']}, "
+        f"{record['threads']} CPUs). MRE in mm over each run's landmarks with its 95 % bootstrap interval; "
+        '"paired" is the mean per-image change against one pass, the images that improved and the '
+        "Wilcoxon signed-rank p over images. The setting in bold has the lowest validation MRE: the "
+        "choice, made before reading the test column. Seconds: wall time of the evaluation (global "
+        "model + refiner), with the 1-minute load average.",
+        "",
+    ]
     for run in record["runs"]:
-        val = "held-out 10 % of TrainingData (source train.json)" if run["validation"].endswith(".json") \
+        val = (
+            "held-out 10 % of TrainingData (source train.json)"
+            if run["validation"].endswith(".json")
             else f"split `{run['validation']}`"
-        lines += [f"## {run['label']}", "", f"Validation: {val}; test: split `{run['test_split']}`.", "",
-                  "| setting | passes per landmark | valid MRE mm | valid paired | test MRE mm | test paired "
-                  "| valid s (load) | test s (load) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        )
+        lines += [
+            f"## {run['label']}",
+            "",
+            f"Validation: {val}; test: split `{run['test_split']}`.",
+            "",
+            "| setting | passes per landmark | valid MRE mm | valid paired | test MRE mm | test paired "
+            "| valid s (load) | test s (load) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for r in run["rows"]:
             name = f"**{r['setting']}**" if r["setting"] == run["chosen_on_validation"] else r["setting"]
             cells = [name, str(r["passes"])]
@@ -166,8 +232,11 @@ def render(record: dict) -> str:
                 m = r[role]
                 cells.append(f"{m['mre_mm']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] (n={m['n_images']})")
                 pr = m["paired"]
-                cells.append("-" if pr["delta_mm"] == 0 and pr["p"] == 1.0 else
-                             f"{pr['delta_mm']:+.3f} mm, {pr['better']}/{pr['n']} better, p = {pr['p']:.2g}")
+                cells.append(
+                    "-"
+                    if pr["delta_mm"] == 0 and pr["p"] == 1.0
+                    else f"{pr['delta_mm']:+.3f} mm, {pr['better']}/{pr['n']} better, p = {pr['p']:.2g}"
+                )
             cells += [f"{r[role]['seconds']:.0f} ({r[role]['load']:.2f})" for role in ("valid", "test")]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")

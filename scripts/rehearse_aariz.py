@@ -69,13 +69,13 @@ SUMMARY_DOC = "docs/results/rehearsal-aariz.json"
 class StandIns:
     """Paths and checksums of the built stand-ins."""
 
-    archive: Path       #: Aariz.zip
-    md5: str            #: "md5:<hex>" of the archive (what the profile pins)
-    checkpoint: Path    #: best_model.pth in the public format
-    hf_cache: Path      #: a Hugging Face hub cache holding the checkpoint (HF_HUB_CACHE)
+    archive: Path  #: Aariz.zip
+    md5: str  #: "md5:<hex>" of the archive (what the profile pins)
+    checkpoint: Path  #: best_model.pth in the public format
+    hf_cache: Path  #: a Hugging Face hub cache holding the checkpoint (HF_HUB_CACHE)
 
 
-def rehearsal_params() -> "Params":
+def rehearsal_params() -> Params:
     """The rehearsal's effective params: the Aariz profile with the overlay deep-merged on top
     (what Snakemake does with the two ``--configfile``s), validated by cephalo's schema."""
     import yaml
@@ -85,12 +85,11 @@ def rehearsal_params() -> "Params":
     sys.path.insert(0, str(REPO / "profiles"))
     from build import deep_merge  # profiles/build.py: the profiles' own merge
 
-    merged = deep_merge(yaml.safe_load((REPO / PROFILE).read_text()),
-                              yaml.safe_load((REPO / OVERLAY).read_text()))
+    merged = deep_merge(yaml.safe_load((REPO / PROFILE).read_text()), yaml.safe_load((REPO / OVERLAY).read_text()))
     return validate_params(merged, source=f"{PROFILE} + {OVERLAY}")
 
 
-def build_aariz_release(root: Path, demo: "DemoConfig") -> Path:
+def build_aariz_release(root: Path, demo: DemoConfig) -> Path:
     """Render an Aariz release tree (``root/Aariz/...``): ``demo.aariz_counts`` images per split
     over ``demo.aariz_devices`` (the overlay's ``demo.aariz``). Returns ``root / "Aariz"``."""
     import numpy as np
@@ -112,8 +111,9 @@ def zip_tree(folder: Path, archive: Path) -> str:
             if p.is_dir():
                 zf.writestr(info, b"")
             else:  # images are compressed already: store them; deflate the JSON/CSV/text
-                info.compress_type = zipfile.ZIP_STORED if p.suffix.lower() in {".png", ".jpg", ".jpeg"} \
-                    else zipfile.ZIP_DEFLATED
+                info.compress_type = (
+                    zipfile.ZIP_STORED if p.suffix.lower() in {".png", ".jpg", ".jpeg"} else zipfile.ZIP_DEFLATED
+                )
                 zf.writestr(info, p.read_bytes())
     os.replace(tmp, archive)
     return "md5:" + hashlib.md5(archive.read_bytes()).hexdigest()
@@ -159,13 +159,13 @@ def write_hf_cache(root: Path, checkpoint: Path, commit: str = HF_COMMIT) -> Pat
     return root
 
 
-def source_input_size(params: "Params") -> int:
+def source_input_size(params: Params) -> int:
     """The input size of the source model's variant (``pipeline.source_variant``, a letterbox)."""
     steps = params.variants[params.pipeline.source_variant].steps
     return int(next(step["letterbox"]["size"] for step in steps if "letterbox" in step))
 
 
-def demo_config(params: "Params") -> "DemoConfig":
+def demo_config(params: Params) -> DemoConfig:
     """The stand-in release's generator settings: the overlay's ``demo:`` section."""
     from cephalo.commands.make_demo import demo_config as from_schema
 
@@ -178,7 +178,7 @@ def standins_for(out: Path) -> StandIns:
     return build_standins(out, demo_config(params), source_input_size(params))
 
 
-def build_standins(out: Path, demo: "DemoConfig", input_size: int) -> StandIns:
+def build_standins(out: Path, demo: DemoConfig, input_size: int) -> StandIns:
     """Build both stand-ins in ``out`` (reused while ``out/standins.json`` records the same inputs)."""
     out.mkdir(parents=True, exist_ok=True)
     stamp = out / "standins.json"
@@ -234,25 +234,52 @@ def environment(standins: StandIns, workdir: Path) -> dict[str, str]:
     """The run's environment: offline switches, the stand-in hub cache, a private download cache."""
     env = dict(os.environ)
     venv_bin = Path(sys.executable).parent
-    env.update({
-        "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
-        "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(standins.hf_cache), "HF_HUB_DISABLE_TELEMETRY": "1",
-        "CEPHALO_CACHE": str(workdir / "download-cache"),
-        "NO_ALBUMENTATIONS_UPDATE": "1", "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1", "MPLBACKEND": "Agg", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-    })
+    env.update(
+        {
+            "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_CACHE": str(standins.hf_cache),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "CEPHALO_CACHE": str(workdir / "download-cache"),
+            "NO_ALBUMENTATIONS_UPDATE": "1",
+            "DVC_NO_ANALYTICS": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "1",
+            "MPLBACKEND": "Agg",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
     return env
 
 
 def snakemake_cmd(url: str, md5: str, cores: int, extra: list[str] | None = None) -> list[str]:
     """The user's command (profile + the rehearsal overlay) with the stand-in release's URL and checksum."""
     sets = f"data.datasets.aariz.download.url={url} data.datasets.aariz.download.known_hash={md5}"
-    return [sys.executable, "-m", "snakemake", "--cores", str(cores), "--resources", "gpu=1",
-            "--configfile", PROFILE, OVERLAY, "--config", f"set={sets}", *(extra or [])]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        str(cores),
+        "--resources",
+        "gpu=1",
+        "--configfile",
+        PROFILE,
+        OVERLAY,
+        "--config",
+        f"set={sets}",
+        *(extra or []),
+    ]
 
 
-def run(workdir: Path, cores: int = 2, interrupt_once: bool = False, extra: list[str] | None = None,
-        summary: Path | None = None) -> int:
+def run(
+    workdir: Path,
+    cores: int = 2,
+    interrupt_once: bool = False,
+    extra: list[str] | None = None,
+    summary: Path | None = None,
+) -> int:
     """Build the stand-ins, copy the project into ``workdir/project`` and run the profile there.
 
     With ``interrupt_once`` the first run is expected to stop at the download (one error line),
@@ -263,8 +290,11 @@ def run(workdir: Path, cores: int = 2, interrupt_once: bool = False, extra: list
     t0, load0 = time.monotonic(), os.getloadavg()[0]
     print(f"rehearsal: building stand-ins in {workdir / 'standins'}", flush=True)
     standins = standins_for(workdir / "standins")
-    print(f"rehearsal: stand-ins ready ({time.monotonic() - t0:.0f} s): {standins.archive.name} "
-          f"{standins.archive.stat().st_size / 1e6:.1f} MB {standins.md5}", flush=True)
+    print(
+        f"rehearsal: stand-ins ready ({time.monotonic() - t0:.0f} s): {standins.archive.name} "
+        f"{standins.archive.stat().st_size / 1e6:.1f} MB {standins.md5}",
+        flush=True,
+    )
     project = copy_project(workdir / "project")
     env = environment(standins, workdir)
     with serve(standins.archive, interrupt_once) as url:
@@ -273,8 +303,11 @@ def run(workdir: Path, cores: int = 2, interrupt_once: bool = False, extra: list
         rc = subprocess.call(cmd, cwd=project, env=env)
         if interrupt_once and rc != 0:
             log = project / "logs" / "download" / "aariz.log"
-            print(f"rehearsal: first run stopped (rc {rc}) as the transfer was cut: "
-                  f"{log.read_text().strip().splitlines()[-1] if log.is_file() else '(no log)'}", flush=True)
+            print(
+                f"rehearsal: first run stopped (rc {rc}) as the transfer was cut: "
+                f"{log.read_text().strip().splitlines()[-1] if log.is_file() else '(no log)'}",
+                flush=True,
+            )
             rc = subprocess.call(cmd, cwd=project, env=env)
     seconds = time.monotonic() - t0
     print(f"rehearsal: rc {rc}, {seconds:.0f} s in all; results in {project / 'results'}", flush=True)
@@ -282,13 +315,24 @@ def run(workdir: Path, cores: int = 2, interrupt_once: bool = False, extra: list
         runs = [json.loads(p.read_text()) for p in sorted((project / "results" / "models").glob("*/*/train.json"))]
         from cephalo.provenance import cpu_model
 
-        commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True).stdout.strip() or None
-        doc = {"rc": rc, "seconds": round(seconds, 1), "cores": cores,
-               "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
-               "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit, "machine": cpu_model(),
-               "devices": [r.get("device") for r in runs], "precisions": [r.get("precision") for r in runs],
-               "comparison": str((project / "results" / "comparison.md").relative_to(workdir))}
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short=10", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ).stdout.strip()
+            or None
+        )
+        doc = {
+            "rc": rc,
+            "seconds": round(seconds, 1),
+            "cores": cores,
+            "load_average": [round(load0, 2), round(os.getloadavg()[0], 2)],
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "commit": commit,
+            "machine": cpu_model(),
+            "devices": [r.get("device") for r in runs],
+            "precisions": [r.get("precision") for r in runs],
+            "comparison": str((project / "results" / "comparison.md").relative_to(workdir)),
+        }
         summary.parent.mkdir(parents=True, exist_ok=True)
         summary.write_text(json.dumps(doc, indent=1) + "\n")
     return rc
@@ -302,11 +346,13 @@ def readme_block(summary: dict) -> str:
     devices = sorted({d for d in summary.get("devices", []) if d})
     precisions = sorted({p for p in summary.get("precisions", []) if p})
     load = ", ".join(f"{x:.2f}" for x in summary["load_average"])
-    return (f"{README_BEGIN}\nRecorded by `scripts/rehearse-aariz.sh --summary {SUMMARY_DOC}` "
-            f"({summary.get('date', '?')}, cephalo at {summary.get('commit', '?')}): exit {summary['rc']}, "
-            f"**{summary['seconds'] / 60:.1f} min** wall time with `--cores {summary['cores']}` on "
-            f"{summary.get('machine', '?')} (load average before/after {load}); training on "
-            f"{', '.join(devices) or '?'} in {', '.join(precisions) or '?'}.\n{README_END}")
+    return (
+        f"{README_BEGIN}\nRecorded by `scripts/rehearse-aariz.sh --summary {SUMMARY_DOC}` "
+        f"({summary.get('date', '?')}, cephalo at {summary.get('commit', '?')}): exit {summary['rc']}, "
+        f"**{summary['seconds'] / 60:.1f} min** wall time with `--cores {summary['cores']}` on "
+        f"{summary.get('machine', '?')} (load average before/after {load}); training on "
+        f"{', '.join(devices) or '?'} in {', '.join(precisions) or '?'}.\n{README_END}"
+    )
 
 
 def sync_readme(summary_path: Path, readme: Path, check: bool) -> int:
@@ -320,8 +366,11 @@ def sync_readme(summary_path: Path, readme: Path, check: bool) -> int:
     new = head + readme_block(json.loads(summary_path.read_text())) + tail
     if check:
         if new != text:
-            print(f"{readme}: the rehearsal block differs from {summary_path}; run "
-                  f"python scripts/rehearse_aariz.py readme", file=sys.stderr)
+            print(
+                f"{readme}: the rehearsal block differs from {summary_path}; run "
+                f"python scripts/rehearse_aariz.py readme",
+                file=sys.stderr,
+            )
             return 1
         return 0
     readme.write_text(new)

@@ -70,8 +70,15 @@ def seven_data(n_per=6, seed=3) -> Data:
     """Seven devices (as in Aariz): different sizes (portrait, square, landscape) and spacings 0.1-0.14."""
     rng = np.random.default_rng(seed)
     template = rng.uniform([0.25, 0.2], [0.8, 0.85], size=(19, 2))
-    devs = [(1935, 2400, 0.1), (1340, 1671, 0.127), (2100, 1700, 0.14), (1800, 2200, 0.11), (2000, 2000, 0.12),
-            (1600, 1900, 0.13), (2400, 1900, 0.1)]
+    devs = [
+        (1935, 2400, 0.1),
+        (1340, 1671, 0.127),
+        (2100, 1700, 0.14),
+        (1800, 2200, 0.11),
+        (2000, 2000, 0.12),
+        (1600, 1900, 0.13),
+        (2400, 1900, 0.1),
+    ]
     gt, sp, wh, dev = [], [], [], []
     for i, (w, h, s) in enumerate(devs):
         for _ in range(n_per):
@@ -88,8 +95,13 @@ def isbi_data(n=40) -> Data | None:
     if not root.is_dir():
         return None
     gt = [np.loadtxt(root / f"{i:03d}.txt", delimiter=",")[:19] for i in range(1, n + 1)]
-    return Data("isbi", np.array(gt, float), np.full((n, 2), 0.1), np.tile([1935, 2400], (n, 1)),
-                np.array(["isbi"] * n, dtype=object))
+    return Data(
+        "isbi",
+        np.array(gt, float),
+        np.full((n, 2), 0.1),
+        np.tile([1935, 2400], (n, 1)),
+        np.array(["isbi"] * n, dtype=object),
+    )
 
 
 def hamedan_data(n=40) -> Data | None:
@@ -106,21 +118,33 @@ def hamedan_data(n=40) -> Data | None:
         if len(gt) == n:
             break
     n = len(gt)
-    return Data("hamedan", np.array(gt, float), np.full((n, 2), 0.127), np.tile([1340, 1671], (n, 1)),
-                np.array(["hamedan"] * n, dtype=object))
+    return Data(
+        "hamedan",
+        np.array(gt, float),
+        np.full((n, 2), 0.127),
+        np.tile([1340, 1671], (n, 1)),
+        np.array(["hamedan"] * n, dtype=object),
+    )
 
 
 def mixed_data(isbi: Data, ham: Data, demo: Data) -> Data:
     """Three devices of real labels: ISBI, Hamedan and the demo's landscape device."""
     parts = [(isbi, slice(0, 15)), (ham, slice(0, 15)), (demo, np.flatnonzero(demo.device == "C"))]
     cat = lambda f: np.concatenate([f(d)[s] for d, s in parts])  # noqa: E731
-    return Data("mixed", cat(lambda d: d.gt), cat(lambda d: d.sp), cat(lambda d: d.wh),
-                np.concatenate([np.array([d.name if d is not demo else "demo-C"] * len(d.gt[s]), dtype=object)
-                                for d, s in parts]))
+    return Data(
+        "mixed",
+        cat(lambda d: d.gt),
+        cat(lambda d: d.sp),
+        cat(lambda d: d.wh),
+        np.concatenate(
+            [np.array([d.name if d is not demo else "demo-C"] * len(d.gt[s]), dtype=object) for d, s in parts]
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # the mistakes, as outside pipelines make them: (w, h, sp, p (K, 2) px) -> file values, units
+
 
 def letterbox(size, pad="centre", conv="centre", new="int"):
     def f(w, h, sp, p):
@@ -131,6 +155,7 @@ def letterbox(size, pad="centre", conv="centre", new="int"):
         if conv == "hf":  # the public HRNet's labels
             return np.stack([p[:, 0] * scale + px, p[:, 1] * scale + py], -1)
         return np.stack([(p[:, 0] + 0.5) * nw / w - 0.5 + px, (p[:, 1] + 0.5) * nh / h - 0.5 + py], -1)
+
     f.frame_size = (size, size)
     return f
 
@@ -140,6 +165,7 @@ def stretch(sw, sh, conv="centre"):
         if conv == "corner":
             return np.stack([p[:, 0] * sw / w, p[:, 1] * sh / h], -1)
         return np.stack([(p[:, 0] + 0.5) * sw / w - 0.5, (p[:, 1] + 0.5) * sh / h - 0.5], -1)
+
     f.frame_size = (sw, sh)
     return f
 
@@ -151,12 +177,14 @@ def heatmap(size, conv="centre", rounding=None, pad="centre"):
         x = lb(w, h, sp, p)
         x = (x + 0.5) / 4 - 0.5 if conv == "centre" else x / 4
         return np.round(x) if rounding == "round" else np.floor(x) if rounding == "floor" else x
+
     f.frame_size = (size // 4, size // 4)
     return f
 
 
 def heatmap_back(size, conv="centre", rounding=None, pad="centre"):
     """The correct reading of :func:`heatmap` values (how a right pipeline maps its integer cells back)."""
+
     def f(w, h, sp, x):
         x = x + 0.5 if rounding == "floor" else x
         x = (x + 0.5) * 4 - 0.5 if conv == "centre" else x * 4
@@ -166,13 +194,16 @@ def heatmap_back(size, conv="centre", rounding=None, pad="centre"):
         if conv == "centre":
             return np.stack([(x[:, 0] - px + 0.5) * w / nw - 0.5, (x[:, 1] - py + 0.5) * h / nh - 0.5], -1)
         return np.stack([(x[:, 0] - px) / scale, (x[:, 1] - py) / scale], -1)
+
     return f
 
 
 def normalised(half=False):
     """x / width of the frame the coordinates are in (the image, or the network input)."""
+
     def f(w, h, sp, p):
         return np.stack([(p[:, 0] + 0.5 * half) / w, (p[:, 1] + 0.5 * half) / h], -1)
+
     f.normalises = True
     return f
 
@@ -214,8 +245,11 @@ MIS = {
     "stretch768x640_corner": (stretch(768, 640, "corner"), {"stretch_frame"}),
     "heatmap768": (heatmap(768), {"heatmap_frame"}),
     "heatmap256_corner": (heatmap(256, "corner"), {"heatmap_frame"}),
-    "heatmap1024_corner_floor": (heatmap(1024, "corner", "floor"), {"heatmap_frame"},
-                                 heatmap_back(1024, "corner", "floor")),
+    "heatmap1024_corner_floor": (
+        heatmap(1024, "corner", "floor"),
+        {"heatmap_frame"},
+        heatmap_back(1024, "corner", "floor"),
+    ),
     "heatmap512_round": (heatmap(512, "centre", "round"), {"heatmap_frame"}, heatmap_back(512, "centre", "round")),
     "heatmap512_topleft_corner": (heatmap(512, "corner", pad="tl"), {"heatmap_frame"}),
     "normalised": (normalised(), {"normalised"}),
@@ -255,7 +289,7 @@ def _good(d: Data, kind: str, seed: int) -> np.ndarray:
     return d.gt + mm_err / d.sp[:, None, :]
 
 
-def _PIPELINE_ORDER(step: str) -> int:
+def _pipeline_order(step: str) -> int:
     """Where a pipeline makes each mistake: mirror the image, frame, unit, axis order, landmark order."""
     if step in ("mirror", "upside_down"):
         return 0
@@ -273,7 +307,7 @@ def make_file(case: Case, seed: int) -> tuple[dict, np.ndarray, str]:
     rows = np.ones(len(d.gt), bool) if not case.device else d.device == case.device
     order = "order" in case.steps
     frame_wh = None
-    for step in sorted(case.steps, key=_PIPELINE_ORDER):
+    for step in sorted(case.steps, key=_pipeline_order):
         if step == "order":
             continue
         if step == "px_mm":
@@ -304,8 +338,10 @@ def make_file(case: Case, seed: int) -> tuple[dict, np.ndarray, str]:
 
 #: compositions that are the same coordinates as a simpler one: normalising the coordinates of a
 #: stretched input gives the image's normalised coordinates; a heatmap's, the letterbox input's
-SAME_AS = {frozenset({"stretch_frame", "normalised"}): [{"normalised"}],
-           frozenset({"heatmap_frame", "normalised"}): [{"letterbox_frame", "normalised"}]}
+SAME_AS = {
+    frozenset({"stretch_frame", "normalised"}): [{"normalised"}],
+    frozenset({"heatmap_frame", "normalised"}): [{"letterbox_frame", "normalised"}],
+}
 
 
 def expected_of(case: Case) -> dict:
@@ -327,9 +363,20 @@ def cases(quick: bool = False) -> list[Case]:
         # the right spacing, or a global scale)
         others = OTHERS if len(set(d.sp[:, 0])) > 1 else [o for o in OTHERS if o != "const"]
         pairs = [(f, o) for f in FRAMES for o in others]
-        pairs += [("swap", "mirror"), ("mirror", "swap"), ("normalised", "swap"), ("mm", "swap"),
-                  ("mirror", "mm"), ("mirror", "normalised"), ("swap", "order"), ("mirror", "order"),
-                  ("normalised", "order"), ("mm", "order"), ("px_mm", "mirror"), ("px_mm", "swap")]
+        pairs += [
+            ("swap", "mirror"),
+            ("mirror", "swap"),
+            ("normalised", "swap"),
+            ("mm", "swap"),
+            ("mirror", "mm"),
+            ("mirror", "normalised"),
+            ("swap", "order"),
+            ("mirror", "order"),
+            ("normalised", "order"),
+            ("mm", "order"),
+            ("px_mm", "mirror"),
+            ("px_mm", "swap"),
+        ]
         pairs += [("const", "swap"), ("const", "mirror"), ("const", "order")] if "const" in others else []
         for a, b in pairs:
             out.append(Case(f"{d.name}/{a}+{b}", d, (a, b)))
@@ -340,8 +387,16 @@ def cases(quick: bool = False) -> list[Case]:
     if len(sets) == 3:
         devsets.append(mixed_data(sets[1], sets[2], demo))
     for d in devsets:
-        for m in ("mirror", "mm", "letterbox768", "swap", "stretch512", "heatmap256_corner", "normalised",
-                  "letterbox1024_topleft_hf"):
+        for m in (
+            "mirror",
+            "mm",
+            "letterbox768",
+            "swap",
+            "stretch512",
+            "heatmap256_corner",
+            "normalised",
+            "letterbox1024_topleft_hf",
+        ):
             dev = list(dict.fromkeys(d.device))[1 if d.name != "seven" else 3]
             out.append(Case(f"{d.name}/{m}@{dev}", d, (m,), device=dev))
         out.append(Case(f"{d.name}/correct-devices", d, (), kind="correct"))
@@ -398,13 +453,21 @@ def score(case: Case, seed: int = 0) -> dict:
     elif not exp:
         verdict = "none"
     else:
-        right = all(lab in claimed and any(claimed[lab] == c or c in alts.get(lab, []) for c in same)
-                    for lab, same in exp.items())
+        right = all(
+            lab in claimed and any(claimed[lab] == c or c in alts.get(lab, []) for c in same)
+            for lab, same in exp.items()
+        )
         close = abs(mre_after - mre_good) <= 0.02
         verdict = "right" if right and close else "wrong"
-    return {"case": case.name, "verdict": verdict, "claimed": {k: sorted(v) for k, v in claimed.items()},
-            "expected": {k: sorted(v[0]) for k, v in exp.items()}, "mre_after": mre_after, "mre_good": mre_good,
-            "seconds": dt}
+    return {
+        "case": case.name,
+        "verdict": verdict,
+        "claimed": {k: sorted(v) for k, v in claimed.items()},
+        "expected": {k: sorted(v[0]) for k, v in exp.items()},
+        "mre_after": mre_after,
+        "mre_good": mre_good,
+        "seconds": dt,
+    }
 
 
 def run(quick: bool = False, seed: int = 0) -> list[dict]:
@@ -416,11 +479,14 @@ def table(res: list[dict]) -> str:
     for r in res:
         k = "mistake files" if r["expected"] else "files without a mistake"
         kinds.setdefault(k, {"right": 0, "wrong": 0, "missed": 0, "invented": 0, "none": 0})[r["verdict"]] += 1
-    t = ["| files | n | named right | named wrong | missed | invented | nothing claimed (correct) |",
-         "| --- | --- | --- | --- | --- | --- | --- |"]
+    t = [
+        "| files | n | named right | named wrong | missed | invented | nothing claimed (correct) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for k, v in kinds.items():
-        t.append(f"| {k} | {sum(v.values())} | {v['right']} | {v['wrong']} | {v['missed']} | {v['invented']} | "
-                 f"{v['none']} |")
+        t.append(
+            f"| {k} | {sum(v.values())} | {v['right']} | {v['wrong']} | {v['missed']} | {v['invented']} | {v['none']} |"
+        )
     return "\n".join(t)
 
 
@@ -433,15 +499,29 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     res = run(a.quick, a.seed)
     bad = [r for r in res if r["verdict"] in ("wrong", "missed", "invented")]
-    text = ["# `cephalo diagnose`: confusion table of the seeded suite", "",
-            f"Generated by `python tests/diagnose_suite.py --out docs/diagnose_confusion.md` (seed {a.seed}, "
-            f"{len(res)} files, {time.perf_counter() - t0:.0f} s; real labels "
-            + ("present" if isbi_data() is not None else "absent: demo-like data only") + ").", "", table(res), ""]
+    text = [
+        "# `cephalo diagnose`: confusion table of the seeded suite",
+        "",
+        f"Generated by `python tests/diagnose_suite.py --out docs/diagnose_confusion.md` (seed {a.seed}, "
+        f"{len(res)} files, {time.perf_counter() - t0:.0f} s; real labels "
+        + ("present" if isbi_data() is not None else "absent: demo-like data only")
+        + ").",
+        "",
+        table(res),
+        "",
+    ]
     if bad:
-        text += ["## Files not named right", "", "| file | verdict | expected | claimed | MRE after / correct (mm) |",
-                 "| --- | --- | --- | --- | --- |"]
-        text += [f"| {r['case']} | {r['verdict']} | {r['expected']} | {r['claimed']} | "
-                 f"{r['mre_after']:.3f} / {r['mre_good']:.3f} |" for r in bad]
+        text += [
+            "## Files not named right",
+            "",
+            "| file | verdict | expected | claimed | MRE after / correct (mm) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        text += [
+            f"| {r['case']} | {r['verdict']} | {r['expected']} | {r['claimed']} | "
+            f"{r['mre_after']:.3f} / {r['mre_good']:.3f} |"
+            for r in bad
+        ]
     out = "\n".join(text) + "\n"
     if a.out:
         a.out.write_text(out)

@@ -78,9 +78,15 @@ def _tiny_heatmap_net():
                 return nn.BatchNorm2d(c) if norm == "bn" else nn.GroupNorm(4, c)
 
             self.backbone = nn.Sequential(
-                nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nl(16), nn.ReLU(),
-                nn.Conv2d(16, 16, 3, stride=2, padding=1, bias=False), nl(16), nn.ReLU(),
-                nn.Conv2d(16, 16, 3, padding=2, dilation=2, bias=False), nl(16), nn.ReLU(),
+                nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False),
+                nl(16),
+                nn.ReLU(),
+                nn.Conv2d(16, 16, 3, stride=2, padding=1, bias=False),
+                nl(16),
+                nn.ReLU(),
+                nn.Conv2d(16, 16, 3, padding=2, dilation=2, bias=False),
+                nl(16),
+                nn.ReLU(),
             )
             self.drop = nn.Dropout2d(p)
             self.final = nn.Conv2d(16, k, 1)
@@ -109,8 +115,18 @@ def tiny_setup(tmp_path: Path, n=24, size=32, seed=0, **cfg_over):
     vdir = make_synthetic_variant(tmp_path / "variant", n_images=n, size=size, landmark_names=NAMES, seed=seed)
     variant = load_variant(vdir)
     codec = create_codec(input_size=(size, size), heatmap_size=(size // 4, size // 4), sigma=1.0, decoder="dark")
-    cfg = TrainConfig.from_dict({"epochs": 3, "batch_size": 4, "lr": 3e-3, "num_workers": 0, "loss": "mse",
-                                 "warmup_epochs": 0.0, "grad_clip": 5.0, **cfg_over})
+    cfg = TrainConfig.from_dict(
+        {
+            "epochs": 3,
+            "batch_size": 4,
+            "lr": 3e-3,
+            "num_workers": 0,
+            "loss": "mse",
+            "warmup_epochs": 0.0,
+            "grad_clip": 5.0,
+            **cfg_over,
+        }
+    )
     loss = create_loss(cfg.loss)
     return variant, codec, loss, cfg
 
@@ -123,13 +139,20 @@ def make_trainer(tmp_path, variant, codec, loss, cfg, out="run", model=None, **k
 
     torch.manual_seed(cfg.seed)
     model = model or __getattr__("TinyHeatmapNet")()
-    meta = {"arch": "test:tiny", "landmark_names": list(NAMES), "input_size": list(variant.input_size),
-            "heatmap_size": [s // 4 for s in variant.input_size], "codec": codec.to_dict(),
-            "normalisation": variant.normalisation, "provenance": {}}
+    meta = {
+        "arch": "test:tiny",
+        "landmark_names": list(NAMES),
+        "input_size": list(variant.input_size),
+        "heatmap_size": [s // 4 for s in variant.input_size],
+        "codec": codec.to_dict(),
+        "normalisation": variant.normalisation,
+        "provenance": {},
+    }
     new = kw.pop("new_param_names", ("final.weight", "final.bias"))
     options = TrainerOptions(progress=False, save_fn=save_test_checkpoint, dist_info=kw.pop("dist_info", None))
-    return Trainer(model, variant, codec, loss, cfg, tmp_path / out, meta=meta, new_param_names=new,
-                   options=options, **kw)
+    return Trainer(
+        model, variant, codec, loss, cfg, tmp_path / out, meta=meta, new_param_names=new, options=options, **kw
+    )
 
 
 def save_test_checkpoint(path, model, meta, extra):
@@ -138,8 +161,13 @@ def save_test_checkpoint(path, model, meta, extra):
 
     from cephalo.io import atomic_path
 
-    obj = {"format": "cephalo", "format_version": 1, "model_state_dict": model.state_dict(), "meta": meta,
-           **(extra or {})}
+    obj = {
+        "format": "cephalo",
+        "format_version": 1,
+        "model_state_dict": model.state_dict(),
+        "meta": meta,
+        **(extra or {}),
+    }
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
@@ -147,18 +175,24 @@ def save_test_checkpoint(path, model, meta, extra):
 def normalised_image(variant, j):
     from cephalo.preprocess import normalise
 
-    return normalise(np.asarray(variant.images[j:j + 1]), variant.normalisation)[0, 0]
+    return normalise(np.asarray(variant.images[j : j + 1]), variant.normalisation)[0, 0]
 
 
 def train_params(tmp_path: Path, **train) -> Path:
     import yaml
 
     p = {
-        "model": {"arch": "hrnet_w18", "pretrained": False,
-                  "kwargs": {"num_modules": [1, 1, 1], "num_blocks": 1}},
+        "model": {"arch": "hrnet_w18", "pretrained": False, "kwargs": {"num_modules": [1, 1, 1], "num_blocks": 1}},
         "codec": {"name": "gaussian", "sigma": 1.5, "decoder": "argmax", "convention": "pixel_centre"},
-        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3, "num_workers": 0, "loss": "adaptive_wing",
-                  "max_steps_per_epoch": 2, **train},
+        "train": {
+            "epochs": 1,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "num_workers": 0,
+            "loss": "adaptive_wing",
+            "max_steps_per_epoch": 2,
+            **train,
+        },
     }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(p))
@@ -194,9 +228,11 @@ def aariz_landmarks(ceph_id: str, base: float, order: list[int], by: str = "both
 def make_aariz(root: Path, *, split_case=("train", "valid", "test"), bom: bool = True) -> Path:
     """Three images (png, jpg saved as .png mismatch, bmp) in the official layout."""
     a = root / "Aariz"
-    specs = [("ida", split_case[0], "png", "PNG", "png", 200, 220, 0.1, "ART Plus"),
-             ("idb", split_case[1], "jpg", "JPEG", "png", 240, 180, 0.139, "ProMax 2D"),  # CSV says png
-             ("idc", split_case[2], "bmp", "BMP", "bmp", 160, 150, 0.144, "Veraviewepocs 2D")]
+    specs = [
+        ("ida", split_case[0], "png", "PNG", "png", 200, 220, 0.1, "ART Plus"),
+        ("idb", split_case[1], "jpg", "JPEG", "png", 240, 180, 0.139, "ProMax 2D"),  # CSV says png
+        ("idc", split_case[2], "bmp", "BMP", "bmp", 160, 150, 0.144, "Veraviewepocs 2D"),
+    ]
     rows = ["cephalogram_id,machine,pixel_size,image_format,mode"]
     for n, (cid, split, ext, fmt, declared, w, h, px, dev) in enumerate(specs):
         write_image(a / split / "Cephalograms" / f"{cid}.{ext}", w, h, fmt)
@@ -209,7 +245,9 @@ def make_aariz(root: Path, *, split_case=("train", "valid", "test"), bom: bool =
         (lm_dir / "Junior Orthodontists" / f"{cid}.json").write_text(json.dumps(aariz_landmarks(cid, 6, order[::-1])))
         cvm = a / split / "Annotations" / "CVM Stages"
         cvm.mkdir(parents=True, exist_ok=True)
-        (cvm / f"{cid}.json").write_text(json.dumps({"ceph_id": cid, "cvm_stage": {"id": "x", "title": f"CVM-S{n + 2}", "value": n + 2}}))
+        (cvm / f"{cid}.json").write_text(
+            json.dumps({"ceph_id": cid, "cvm_stage": {"id": "x", "title": f"CVM-S{n + 2}", "value": n + 2}})
+        )
         rows.append(f"{cid},{dev},{px},{declared},{split.lower()}")
     (a / AARIZ_CSV).write_bytes(("\ufeff" if bom else "").encode() + "\n".join(rows).encode() + b"\n")
     (a / "Readme.txt").write_text("Aariz")
@@ -217,23 +255,43 @@ def make_aariz(root: Path, *, split_case=("train", "valid", "test"), bom: bool =
 
 
 # ---------------------------------------------------------------------- the pipeline in a copy of the workflow
-WORKFLOW_FILES = ["Snakefile", "workflow", "dvc.yaml", "params.yaml", "profiles", ".dvcignore",
-                  "src"]  # src/cephalo: the DVC code_fingerprint stage depends on it
+WORKFLOW_FILES = [
+    "Snakefile",
+    "workflow",
+    "dvc.yaml",
+    "params.yaml",
+    "profiles",
+    ".dvcignore",
+    "src",
+]  # src/cephalo: the DVC code_fingerprint stage depends on it
 
 #: tiny demo: a few images, 128 px, one epoch each (the dotted keys work in both engines)
 TINY_DEMO = {
-    "demo.isbi2015.n_train": 8, "demo.isbi2015.n_test1": 4,
-    "demo.aariz.n_train": 6, "demo.aariz.n_valid": 3, "demo.aariz.n_test": 3,
-    "pipeline.variants": ["letterbox128"], "pipeline.source_variant": "letterbox128",
-    "train.stages.source.epochs": 1, "train.stages.finetune.epochs": 1, "train.num_workers": 0,
-    "evaluate.n_boot": 50, "evaluate.n_worst": 1,
+    "demo.isbi2015.n_train": 8,
+    "demo.isbi2015.n_test1": 4,
+    "demo.aariz.n_train": 6,
+    "demo.aariz.n_valid": 3,
+    "demo.aariz.n_test": 3,
+    "pipeline.variants": ["letterbox128"],
+    "pipeline.source_variant": "letterbox128",
+    "train.stages.source.epochs": 1,
+    "train.stages.finetune.epochs": 1,
+    "train.num_workers": 0,
+    "evaluate.n_boot": 50,
+    "evaluate.n_worst": 1,
 }
 
 
 def pipeline_env() -> dict:
     """The environment a pipeline subprocess runs in: offline switches, this Python's scripts first."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1", DVC_NO_ANALYTICS="1",
-               MLFLOW_DISABLE_TELEMETRY="true", MPLBACKEND="Agg")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        NO_ALBUMENTATIONS_UPDATE="1",
+        DVC_NO_ANALYTICS="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        MPLBACKEND="Agg",
+    )
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # the `cephalo` script
     return env
 
@@ -244,8 +302,9 @@ def config_set(sets: dict) -> str:
     Snakemake's own ``--config`` parser strips a quote that ends the whole value, so no item may
     end with a quote.
     """
-    return "set=" + " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v).replace(' ', '')}"
-                             for k, v in sets.items())
+    return "set=" + " ".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v).replace(' ', '')}" for k, v in sets.items()
+    )
 
 
 def copy_workflow(dst: Path) -> Path:
@@ -271,21 +330,43 @@ def set_dotted(params: dict, dotted: str, value) -> None:
 
 # ---------------------------------------------------------------------- the engines' contract (dry runs)
 # which params sections each subcommand reads (docs/DESIGN.md CLI contract); {ds}/{v} = its data set/variant
-SECTIONS = {"make-demo": ["demo"], "download": ["data.datasets.{ds}"], "index": ["data.datasets.{ds}"],
-            "preprocess": ["variants.{v}"], "fetch-model": ["model.source"], "train": ["train", "model", "codec"],
-            "evaluate": ["evaluate"], "adapt": ["adapt"], "compare": [], "code-fingerprint": [],
-            "train-refiner": ["train", "refine.spacing_mm", "refine.window", "refine.fallback_spacing_mm",
-                              "refine.arch", "refine.kwargs", "refine.jitter_mm", "refine.jitter_scale",
-                              "refine.min_jitter_mm", "refine.max_jitter_mm", "refine.crops_per_landmark",
-                              "refine.train", "refine.stages", "codec", "model.transfer"],
-            "bundle": ["refine.iterations", "refine.batch_size", "refine.tta"], "calibrate": ["calibrate"]}
+SECTIONS = {
+    "make-demo": ["demo"],
+    "download": ["data.datasets.{ds}"],
+    "index": ["data.datasets.{ds}"],
+    "preprocess": ["variants.{v}"],
+    "fetch-model": ["model.source"],
+    "train": ["train", "model", "codec"],
+    "evaluate": ["evaluate"],
+    "adapt": ["adapt"],
+    "compare": [],
+    "code-fingerprint": [],
+    "train-refiner": [
+        "train",
+        "refine.spacing_mm",
+        "refine.window",
+        "refine.fallback_spacing_mm",
+        "refine.arch",
+        "refine.kwargs",
+        "refine.jitter_mm",
+        "refine.jitter_scale",
+        "refine.min_jitter_mm",
+        "refine.max_jitter_mm",
+        "refine.crops_per_landmark",
+        "refine.train",
+        "refine.stages",
+        "codec",
+        "model.transfer",
+    ],
+    "bundle": ["refine.iterations", "refine.batch_size", "refine.tta"],
+    "calibrate": ["calibrate"],
+}
 #: DVC-only stage: Snakemake writes the same results/code/<command>.sha256 files at parse time
 CODE_STAGE = "code_fingerprint"
 
 
 def snakemake_dry_run_cmd(extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--dry-run", "--forceall", "--printshellcmds", "--cores", "1",
-            *extra]
+    return [sys.executable, "-m", "snakemake", "--dry-run", "--forceall", "--printshellcmds", "--cores", "1", *extra]
 
 
 def parse_dry_run(text: str) -> list[dict]:
@@ -294,15 +375,21 @@ def parse_dry_run(text: str) -> list[dict]:
     for line in text.splitlines():
         s = line.strip()
         if line.startswith(("rule ", "localrule ")) and s.endswith(":"):
-            cur = {"rule": s.split()[1].rstrip(":"), "input": [], "output": [], "log": [], "resources": [],
-                   "shell": None}
+            cur = {
+                "rule": s.split()[1].rstrip(":"),
+                "input": [],
+                "output": [],
+                "log": [],
+                "resources": [],
+                "shell": None,
+            }
             jobs.append(cur)
         elif cur is not None and line.startswith("    ") and ":" in s:
             key, _, val = s.partition(": ")
             if key in ("input", "output", "log", "resources"):
                 cur[key] = [v.strip() for v in val.split(",") if v.strip()]
         elif cur is not None and s.startswith("Shell command:"):
-            cur["shell"] = s[len("Shell command:"):].strip()
+            cur["shell"] = s[len("Shell command:") :].strip()
     return [j for j in jobs if j["rule"] != "all"]
 
 
@@ -335,15 +422,17 @@ def dvc_stages(repo_dir: Path) -> list[dict]:
     with Repo(str(repo_dir)) as repo:
         for st in repo.index.stages:
             params = [p for d in st.deps if hasattr(d, "params") for p in (d.params or [])]
-            out.append({
-                "name": st.addressing,
-                "shell": st.cmd if isinstance(st.cmd, str) else " && ".join(st.cmd),
-                "deps": sorted(d.def_path for d in st.deps if not hasattr(d, "params")),
-                "params": sorted(params),
-                "outs": sorted(o.def_path for o in st.outs),
-                "metrics": sorted(o.def_path for o in st.outs if o.metric),
-                "uncached": sorted(o.def_path for o in st.outs if not o.use_cache),
-            })
+            out.append(
+                {
+                    "name": st.addressing,
+                    "shell": st.cmd if isinstance(st.cmd, str) else " && ".join(st.cmd),
+                    "deps": sorted(d.def_path for d in st.deps if not hasattr(d, "params")),
+                    "params": sorted(params),
+                    "outs": sorted(o.def_path for o in st.outs),
+                    "metrics": sorted(o.def_path for o in st.outs if o.metric),
+                    "uncached": sorted(o.def_path for o in st.outs if not o.use_cache),
+                }
+            )
     return out
 
 
@@ -378,9 +467,9 @@ def dvc_stages_for(run: dict, overrides: list[str] | None = None) -> list[dict]:
 
 def assert_engines_agree(smk_jobs: list[dict], dvc_stages: list[dict]) -> None:
     is_code = [s["name"].split(":")[-1] == CODE_STAGE for s in dvc_stages]
-    code = [s for s, c in zip(dvc_stages, is_code) if c]
+    code = [s for s, c in zip(dvc_stages, is_code, strict=True) if c]
     assert len(code) == 1 and code[0]["outs"] == ["results/code"], code
-    dvc_stages = [s for s, c in zip(dvc_stages, is_code) if not c]
+    dvc_stages = [s for s, c in zip(dvc_stages, is_code, strict=True) if not c]
     for job in smk_jobs:  # every job depends on its command's code fingerprint, in both engines
         sub = normalise_command(job["shell"])[1]
         assert f"results/code/{sub}.sha256" in job["input"], (job["rule"], job["input"])

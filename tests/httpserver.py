@@ -50,7 +50,7 @@ class Route:
     ranges: bool = True
     headers: dict[str, str] = field(default_factory=dict)
     times: int | None = None
-    then: "Route | None" = None
+    then: Route | None = None
     served: int = 0
 
 
@@ -88,7 +88,7 @@ class LoopbackServer:
         return [h.get("Range", "") for m, p, h in self.requests if p == path]
 
     # -- lifecycle
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -124,7 +124,7 @@ class LoopbackServer:
                 rng = self.headers.get("Range")
                 if rng and route.ranges and status == 200 and rng.startswith("bytes=") and rng.endswith("-"):
                     try:
-                        start = int(rng[len("bytes="):-1])
+                        start = int(rng[len("bytes=") : -1])
                     except ValueError:
                         start = 0
                     if start >= len(body):

@@ -31,8 +31,9 @@ def test_adabn_changes_bn_statistics_only_and_matches_target_moments():
         assert torch.equal(v, params_before[k]), f"weight {k} changed"
         assert v.requires_grad  # restored
     changed = [k for k, v in model.named_buffers() if not torch.equal(v, buffers_before[k])]
-    assert changed and all(k.rsplit(".", 1)[1] in ("running_mean", "running_var", "num_batches_tracked")
-                           for k in changed)
+    assert changed and all(
+        k.rsplit(".", 1)[1] in ("running_mean", "running_var", "num_batches_tracked") for k in changed
+    )
     assert not model.training
     assert all(m.momentum == 0.1 for _, m in batchnorm_layers(model))  # restored
 
@@ -53,7 +54,7 @@ def test_adabn_cumulative_average_over_batches():
     imgs = _images(n=8, seed=3)
     adapt_batchnorm(model, imgs, range(8), "imagenet", batch_size=4, progress=False)
     conv = model.backbone[0]
-    means = [conv(normalise(imgs[i:i + 4], "imagenet")).mean(dim=(0, 2, 3)) for i in (0, 4)]
+    means = [conv(normalise(imgs[i : i + 4], "imagenet")).mean(dim=(0, 2, 3)) for i in (0, 4)]
     torch.testing.assert_close(model.backbone[1].running_mean, (means[0] + means[1]) / 2, rtol=1e-5, atol=1e-6)
     assert int(model.backbone[1].num_batches_tracked) == 2
 
@@ -74,15 +75,34 @@ def test_cli_adapt_writes_checkpoint_with_provenance(tmp_path):
     vdir = make_synthetic_variant(tmp_path / "v", n_images=6, size=32, landmark_names=NAMES, seed=4)
     torch.manual_seed(0)
     model = create_model("hrnet_w18", len(NAMES), num_modules=[1, 1, 1], num_blocks=1)
-    meta = ModelMeta(arch="hrnet_w18", landmark_names=list(NAMES), input_size=(32, 32), heatmap_size=(8, 8),
-                     normalisation={"name": "imagenet"}, codec={"name": "gaussian"},
-                     provenance={"train_image_hashes": {"a": "b"}})
+    meta = ModelMeta(
+        arch="hrnet_w18",
+        landmark_names=list(NAMES),
+        input_size=(32, 32),
+        heatmap_size=(8, 8),
+        normalisation={"name": "imagenet"},
+        codec={"name": "gaussian"},
+        provenance={"train_image_hashes": {"a": "b"}},
+    )
     src = save_checkpoint(tmp_path / "src.pt", model, meta)
     params = tmp_path / "params.yaml"
     params.write_text("adapt: {batch_size: 3, device: cpu}\n")
     out = tmp_path / "adapted.pt"
-    r = CliRunner().invoke(main, ["adapt", "--model", str(src), "--data", str(vdir), "--out", str(out),
-                                  "--params", str(params), "--no-progress"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "adapt",
+            "--model",
+            str(src),
+            "--data",
+            str(vdir),
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     m0, _, _ = load_checkpoint(src)
     m1, meta1, _ = load_checkpoint(out)
@@ -98,7 +118,9 @@ def test_cli_adapt_writes_checkpoint_with_provenance(tmp_path):
 
     # a variant of another input size: one-line error, exit 1
     vbig = make_synthetic_variant(tmp_path / "v64", n_images=2, size=64, landmark_names=NAMES)
-    r = CliRunner().invoke(main, ["adapt", "--model", str(src), "--data", str(vbig), "--out",
-                                  str(tmp_path / "x.pt"), "--params", str(params)])
+    r = CliRunner().invoke(
+        main,
+        ["adapt", "--model", str(src), "--data", str(vbig), "--out", str(tmp_path / "x.pt"), "--params", str(params)],
+    )
     assert r.exit_code == 1 and "64x64" in str(r.exception)
     assert not (tmp_path / "x.pt").exists()

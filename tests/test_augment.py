@@ -68,7 +68,7 @@ def test_landmark_order_and_nan_preserved_and_identity():
     assert np.isnan(k[1]).all() and np.isfinite(k[[0, 2]]).all()
     # a 90-degree rotation about the image centre (cx, cy) = ((W-1)/2, (H-1)/2): pixel-centre convention
     cx, cy = (30 - 1) / 2, (20 - 1) / 2
-    for p, q in zip(kp[[0, 2]], k[[0, 2]]):
+    for p, q in zip(kp[[0, 2]], k[[0, 2]], strict=True):
         r = np.hypot(p[0] - cx, p[1] - cy)
         np.testing.assert_allclose(np.hypot(q[0] - cx, q[1] - cy), r, atol=1e-3)
         np.testing.assert_allclose(abs(np.dot(q - [cx, cy], p - [cx, cy])), 0, atol=1e-3)
@@ -87,8 +87,13 @@ def test_same_seed_same_stream_and_reseed():
 
 
 def test_intensity_only_keeps_landmarks_and_16_bits():
-    cfg = {"affine": {"p": 0}, "clahe": {"p": 1.0}, "brightness_contrast": {"p": 1.0}, "gamma": {"p": 1.0},
-           "noise": {"p": 1.0, "std": [0.02, 0.02]}}
+    cfg = {
+        "affine": {"p": 0},
+        "clahe": {"p": 1.0},
+        "brightness_contrast": {"p": 1.0},
+        "gamma": {"p": 1.0},
+        "noise": {"p": 1.0, "std": [0.02, 0.02]},
+    }
     aug = build_augmentation(cfg, seed=1)
     ramp = np.tile(np.linspace(1000, 60000, 64), (48, 1)).astype(np.uint16)
     kp = np.array([[3.3, 4.4], [60.0, 40.0]])
@@ -126,8 +131,12 @@ def test_config_errors():
 def test_out_of_frame_landmarks_follow_the_same_affine():
     """With an affine-only config, landmarks far outside the frame obey the affine that the
     in-frame ones reveal (nothing clipped or dropped)."""
-    cfg = {"affine": {"p": 1.0, "rotate_deg": 30, "scale": [0.8, 1.2], "translate_frac": 0.1, "shear_deg": 8},
-           "brightness_contrast": {"p": 0}, "gamma": {"p": 0}, "noise": {"p": 0}}
+    cfg = {
+        "affine": {"p": 1.0, "rotate_deg": 30, "scale": [0.8, 1.2], "translate_frac": 0.1, "shear_deg": 8},
+        "brightness_contrast": {"p": 0},
+        "gamma": {"p": 0},
+        "noise": {"p": 0},
+    }
     aug = build_augmentation(cfg, seed=5)
     inside = np.array([[10.0, 12.0], [80.0, 15.0], [20.0, 85.0]])
     outside = np.array([[-300.0, 40.0], [500.0, -250.0], [48.0, 1000.0]])

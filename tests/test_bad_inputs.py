@@ -14,8 +14,19 @@ from cephalo.imageio import describe_file, read_image, read_input_image, sniff_f
 from helpers import REPO
 
 #: what must never reach the user
-LEAKS = ("SimpleITK", "itk::", "ImageIO", "Exception thrown", "weights_only", "PytorchStreamReader", "miniz",
-         "Traceback", "cv2", "pydicom", "force=True")
+LEAKS = (
+    "SimpleITK",
+    "itk::",
+    "ImageIO",
+    "Exception thrown",
+    "weights_only",
+    "PytorchStreamReader",
+    "miniz",
+    "Traceback",
+    "cv2",
+    "pydicom",
+    "force=True",
+)
 
 BAD_IMAGES = {
     "empty.png": (b"", "an empty file (0 bytes)"),
@@ -61,9 +72,24 @@ def test_cli_predict_text_png_is_one_line(tmp_path):
     bad.write_text("not an image\n")
     ckpt = tmp_path / "model.pt"
     ckpt.write_text("also not a checkpoint\n")
-    r = subprocess.run([sys.executable, "-m", "cephalo", "predict", "--model", str(ckpt), str(bad), "--out",
-                        str(tmp_path / "out"), "--params", str(REPO / "params.yaml")],
-                       capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cephalo",
+            "predict",
+            "--model",
+            str(ckpt),
+            str(bad),
+            "--out",
+            str(tmp_path / "out"),
+            "--params",
+            str(REPO / "params.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0, r.stderr
     # inputs are checked before the model is loaded (fail fast): the image is named first
     assert "scan.png" in r.stderr and "a text file" in r.stderr and "model.pt" not in r.stderr
@@ -73,9 +99,24 @@ def test_cli_predict_text_png_is_one_line(tmp_path):
 
     good = tmp_path / "ok.png"
     cv2.imwrite(str(good), np.zeros((8, 8), np.uint8))
-    r = subprocess.run([sys.executable, "-m", "cephalo", "predict", "--model", str(ckpt), str(good), "--out",
-                        str(tmp_path / "out"), "--params", str(REPO / "params.yaml")],
-                       capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cephalo",
+            "predict",
+            "--model",
+            str(ckpt),
+            str(good),
+            "--out",
+            str(tmp_path / "out"),
+            "--params",
+            str(REPO / "params.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0, r.stderr
     assert "model.pt" in r.stderr and "not a checkpoint: a text file" in r.stderr
     assert not any(leak in r.stderr for leak in LEAKS), r.stderr
@@ -89,20 +130,28 @@ def _good_checkpoint(path):
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("kind,said", [
-    ("text", "not a checkpoint: a text file (starts with 'version https://git-lfs"),
-    ("empty", "an empty file (0 bytes), not a checkpoint"),
-    ("truncated", "not a valid checkpoint: its zip archive"),
-    ("noise", "not a PyTorch checkpoint (unknown format"),
-])
+@pytest.mark.parametrize(
+    "kind,said",
+    [
+        ("text", "not a checkpoint: a text file (starts with 'version https://git-lfs"),
+        ("empty", "an empty file (0 bytes), not a checkpoint"),
+        ("truncated", "not a valid checkpoint: its zip archive"),
+        ("noise", "not a PyTorch checkpoint (unknown format"),
+    ],
+)
 def test_invalid_checkpoint_says_so_without_weights_only_advice(tmp_path, kind, said):
     from cephalo.models import load_model, read_checkpoint
 
     p = tmp_path / "best.pt"
     good = _good_checkpoint(tmp_path / "good.pt")
-    p.write_bytes({"text": b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\n", "empty": b"",
-                   "truncated": good[: len(good) // 2],
-                   "noise": np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()}[kind])
+    p.write_bytes(
+        {
+            "text": b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\n",
+            "empty": b"",
+            "truncated": good[: len(good) // 2],
+            "noise": np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes(),
+        }[kind]
+    )
     for fn in (read_checkpoint, load_model):
         with pytest.raises(CheckpointError) as e:
             fn(p)

@@ -23,8 +23,16 @@ COMPARISON = (
     'finetuned-lb,lb256,test,fine_tuned,10,2.69,"2.69 [2.33, 3.05]",66.9,"66.9 [63.8, 70.7]",1.1\n'
 )
 
-MACHINE = {"cpu": "Test CPU 9000", "cores": 2, "cpu_count": 4, "torch_threads": 2, "torch": "2.x",
-           "python": "3.11", "platform": "linux", "loadavg_at_start": [0.5, 0.4, 0.3]}
+MACHINE = {
+    "cpu": "Test CPU 9000",
+    "cores": 2,
+    "cpu_count": 4,
+    "torch_threads": 2,
+    "torch": "2.x",
+    "python": "3.11",
+    "platform": "linux",
+    "loadavg_at_start": [0.5, 0.4, 0.3],
+}
 
 
 def _table_rows(md: str) -> list[list[str]]:
@@ -32,7 +40,7 @@ def _table_rows(md: str) -> list[list[str]]:
     lines = md.splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("| section |"))
     rows = []
-    for ln in lines[start + 2:]:
+    for ln in lines[start + 2 :]:
         if not ln.startswith("|"):
             break
         rows.append([c.strip() for c in ln.strip().strip("|").split(" | ")])
@@ -41,27 +49,82 @@ def _table_rows(md: str) -> list[list[str]]:
 
 def test_figures_state_hand_computed_ratios():
     res = {
-        "machine": MACHINE, "date": "2026-01-01T00:00:00", "command": "python benchmarks/run_all.py", "quick": False,
+        "machine": MACHINE,
+        "date": "2026-01-01T00:00:00",
+        "command": "python benchmarks/run_all.py",
+        "quick": False,
         "seconds": 1.0,
-        "index": {"images": 1000, "image_size": [384, 480], "header": {"build_s_per_1000": 0.5},
-                  "pixels": {"build_s_per_1000": 2.0}},
-        "loading": {"n_images": 8, "source": "ISBI", "original_size": [1935, 2400], "input_size": 768,
-                    "batch_size": 8, "timed_batches": 10,
-                    "per_workers": [{"workers": 2, "cache_batches_per_s": 40.0, "on_the_fly_batches_per_s": 10.0,
-                                     "decode_only_batches_per_s": 20.0, "speedup_cache_vs_on_the_fly": 4.0,
-                                     "on_the_fly_vs_decode_only": 0.5}]},
-        "inference": {"results": [{"model": "hrnet_w32", "input_size": 768, "images": 5, "source": "ISBI",
-                                   "parameters": 29_300_000, "predict_images_per_s": 2.0,
-                                   "forward_images_per_s": 5.0, "overhead_ratio": 2.5}]},
-        "training": {"results": ra.training_ratios([
-            {"model": "a", "input_size": 512, "batch_size": 2, "steps": 3, "warmup": 1, "seconds_per_step": 2.0,
-             "peak_rss_mib": 1500.0, "peak_above_baseline_mib": 700.0},
-            {"model": "b", "input_size": 512, "batch_size": 2, "steps": 3, "warmup": 1, "seconds_per_step": 6.0,
-             "peak_rss_mib": 3000.0, "peak_above_baseline_mib": 2100.0},
-            {"model": "b", "input_size": 768, "batch_size": 2, "error": "out of memory"}])},
-        "pipeline": {"project": "/p", "snakemake_args": [], "snakemake": {"dry_run_s": 1.25, "up_to_date": True,
-                                                                          "noop_s": 1.5},
-                     "dvc": {"status_s": 0.75, "message": "Data and pipelines are up to date."}},
+        "index": {
+            "images": 1000,
+            "image_size": [384, 480],
+            "header": {"build_s_per_1000": 0.5},
+            "pixels": {"build_s_per_1000": 2.0},
+        },
+        "loading": {
+            "n_images": 8,
+            "source": "ISBI",
+            "original_size": [1935, 2400],
+            "input_size": 768,
+            "batch_size": 8,
+            "timed_batches": 10,
+            "per_workers": [
+                {
+                    "workers": 2,
+                    "cache_batches_per_s": 40.0,
+                    "on_the_fly_batches_per_s": 10.0,
+                    "decode_only_batches_per_s": 20.0,
+                    "speedup_cache_vs_on_the_fly": 4.0,
+                    "on_the_fly_vs_decode_only": 0.5,
+                }
+            ],
+        },
+        "inference": {
+            "results": [
+                {
+                    "model": "hrnet_w32",
+                    "input_size": 768,
+                    "images": 5,
+                    "source": "ISBI",
+                    "parameters": 29_300_000,
+                    "predict_images_per_s": 2.0,
+                    "forward_images_per_s": 5.0,
+                    "overhead_ratio": 2.5,
+                }
+            ]
+        },
+        "training": {
+            "results": ra.training_ratios(
+                [
+                    {
+                        "model": "a",
+                        "input_size": 512,
+                        "batch_size": 2,
+                        "steps": 3,
+                        "warmup": 1,
+                        "seconds_per_step": 2.0,
+                        "peak_rss_mib": 1500.0,
+                        "peak_above_baseline_mib": 700.0,
+                    },
+                    {
+                        "model": "b",
+                        "input_size": 512,
+                        "batch_size": 2,
+                        "steps": 3,
+                        "warmup": 1,
+                        "seconds_per_step": 6.0,
+                        "peak_rss_mib": 3000.0,
+                        "peak_above_baseline_mib": 2100.0,
+                    },
+                    {"model": "b", "input_size": 768, "batch_size": 2, "error": "out of memory"},
+                ]
+            )
+        },
+        "pipeline": {
+            "project": "/p",
+            "snakemake_args": [],
+            "snakemake": {"dry_run_s": 1.25, "up_to_date": True, "noop_s": 1.5},
+            "dvc": {"status_s": 0.75, "message": "Data and pipelines are up to date."},
+        },
         "accuracy": {"skipped": "no --project DIR given"},
     }
     assert res["training"]["results"][1]["ratio"] == 3.0 and res["training"]["results"][1]["ratio_to"] == "a"
@@ -74,7 +137,7 @@ def test_figures_state_hand_computed_ratios():
     f = by[("loading", "batches/s from the preprocessing cache, workers=2")]
     assert f["value"] == "40 batches/s" and f["ratio"] == "4 x" and "10 batches/s" in f["compared_with"]
     f = by[("loading", "batches/s decoding + letterboxing on the fly, workers=2")]
-    assert f["ratio"] == "0.5 x" and "decode-only bound: 20 batches/s" == f["compared_with"]
+    assert f["ratio"] == "0.5 x" and f["compared_with"] == "decode-only bound: 20 batches/s"
     f = by[("inference", "predict_images, hrnet_w32 at 768 px")]
     assert f["value"] == "2 images/s" and f["ratio"] == "2.5 x" and "29.3 M parameters" in f["inputs"]
     f = by[("training", "s/step, b at 512 px")]
@@ -131,8 +194,10 @@ def test_pipeline_noop_and_dvc_status_times(tmp_path):
         pytest.skip("snakemake/dvc not installed (cephalo[pipeline])")
     proj = tmp_path / "proj"
     proj.mkdir()
-    (proj / "Snakefile").write_text('rule all:\n    input: "out/done.txt"\n\n'
-                                    'rule make:\n    output: "out/done.txt"\n    shell: "echo ok > {output}"\n')
+    (proj / "Snakefile").write_text(
+        'rule all:\n    input: "out/done.txt"\n\n'
+        'rule make:\n    output: "out/done.txt"\n    shell: "echo ok > {output}"\n'
+    )
     (proj / "dvc.yaml").write_text("stages:\n  make:\n    cmd: echo ok > dvcout.txt\n    outs:\n      - dvcout.txt\n")
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
 
@@ -148,7 +213,7 @@ def test_pipeline_noop_and_dvc_status_times(tmp_path):
     subprocess.run([dvc, "repro", "-q"], cwd=proj, check=True, env=env, capture_output=True)
     after = ra.section_pipeline(proj, [])
     sm, dv = after["snakemake"], after["dvc"]
-    assert sm["up_to_date"] is True and sm["noop_rc"] == 0 and 0 < sm["dry_run_s"] and 0 < sm["noop_s"]
+    assert sm["up_to_date"] is True and sm["noop_rc"] == 0 and sm["dry_run_s"] > 0 and sm["noop_s"] > 0
     assert dv["up_to_date"] is True and dv["status_rc"] == 0 and dv["status_s"] > 0
     assert "up to date" in dv["message"]
 
@@ -160,8 +225,17 @@ def test_run_all_quick_writes_json_and_markdown(tmp_path):
     (proj / "results" / "comparison.csv").write_text(COMPARISON)
     out = tmp_path / "results"
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", NO_ALBUMENTATIONS_UPDATE="1")
-    cmd = [sys.executable, str(RUN_ALL), "--quick", "--out", str(out), "--project", str(proj),
-           "--models", "timm:hrnet_w18_small"]
+    cmd = [
+        sys.executable,
+        str(RUN_ALL),
+        "--quick",
+        "--out",
+        str(out),
+        "--project",
+        str(proj),
+        "--models",
+        "timm:hrnet_w18_small",
+    ]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     (jpath,), (mpath,) = list(out.glob("cpu-*.json")), list(out.glob("cpu-*.md"))
@@ -180,7 +254,9 @@ def test_run_all_quick_writes_json_and_markdown(tmp_path):
     assert [w["workers"] for w in ld["per_workers"]] == [0, 1, 2] and ld["input_size"] == 64
     for w in ld["per_workers"]:
         assert w["cache_batches_per_s"] > 0 and w["on_the_fly_batches_per_s"] > 0 and w["decode_only_batches_per_s"] > 0
-        assert w["speedup_cache_vs_on_the_fly"] == pytest.approx(w["cache_batches_per_s"] / w["on_the_fly_batches_per_s"])
+        assert w["speedup_cache_vs_on_the_fly"] == pytest.approx(
+            w["cache_batches_per_s"] / w["on_the_fly_batches_per_s"]
+        )
 
     (inf,) = res["inference"]["results"]
     assert inf["model"] == "timm:hrnet_w18_small" and inf["input_size"] == 64 and inf["output_shape"] == [1, 19, 16, 16]
@@ -192,7 +268,10 @@ def test_run_all_quick_writes_json_and_markdown(tmp_path):
     assert tr["seconds_per_step"] > 0 and tr["final_loss"] > 0 and tr["ratio"] == 1.0
     assert tr["peak_rss_mib"] >= tr["baseline_rss_mib"] > 50  # python + torch alone exceed 50 MiB
 
-    assert "no Snakefile" in res["pipeline"]["snakemake"]["skipped"] and "not a DVC project" in res["pipeline"]["dvc"]["skipped"]
+    assert (
+        "no Snakefile" in res["pipeline"]["snakemake"]["skipped"]
+        and "not a DVC project" in res["pipeline"]["dvc"]["skipped"]
+    )
     assert [r["run"] for r in res["accuracy"]["rows"]] == ["zeroshot-lb", "finetuned-lb"]
 
     md = mpath.read_text()
@@ -203,8 +282,14 @@ def test_run_all_quick_writes_json_and_markdown(tmp_path):
     assert all(r[-1].startswith(m["cpu"]) and r[2] and r[5] for r in rows)  # machine, value, inputs on every row
     assert "| finetuned-lb | fine_tuned |" in md and "pipeline/snakemake: no Snakefile" in md
 
-    r = subprocess.run([sys.executable, str(RUN_ALL), "--readme", "--out", str(out)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(RUN_ALL), "--readme", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("## Performance") and res["command"] in r.stdout
     assert len(_table_rows(r.stdout)) == len(rows)

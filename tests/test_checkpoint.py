@@ -28,7 +28,6 @@ from cephalo.public_hrnet.reference import (
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-
 @pytest.fixture(scope="module")
 def public_file(public_state, tmp_path_factory):
     """A best_model.pth-style training dict (epoch, model_state_dict, optimizer..., config)."""
@@ -45,10 +44,20 @@ def _tiny(k=3):
 
 def _tiny_meta(names):
     return ModelMeta(
-        arch="hrnet_w18", landmark_names=names, input_size=(64, 48), heatmap_size=(16, 12),
-        variant="letterbox64", normalisation={"name": "imagenet"},
-        codec={"name": "gaussian", "input_size": [64, 48], "heatmap_size": [16, 12], "sigma": 2.0,
-               "decoder": "dark", "convention": "pixel_centre"},
+        arch="hrnet_w18",
+        landmark_names=names,
+        input_size=(64, 48),
+        heatmap_size=(16, 12),
+        variant="letterbox64",
+        normalisation={"name": "imagenet"},
+        codec={
+            "name": "gaussian",
+            "input_size": [64, 48],
+            "heatmap_size": [16, 12],
+            "sigma": 2.0,
+            "decoder": "dark",
+            "convention": "pixel_centre",
+        },
         provenance={"git_commit": "abc", "train_image_hashes": ["00ff"]},
     )
 
@@ -102,8 +111,9 @@ def test_cephalo_round_trip(tmp_path):
     x = torch.randn(1, 3, 48, 64)
     with torch.no_grad():
         assert torch.equal(model.eval()(x), loaded.eval()(x))
-    m3, meta3 = load_model(path, expect={"arch": "hrnet_w18", "input_size": [64, 48],
-                                         "landmark_names": ["sella", "nasion", "menton"]})
+    m3, meta3 = load_model(
+        path, expect={"arch": "hrnet_w18", "input_size": [64, 48], "landmark_names": ["sella", "nasion", "menton"]}
+    )
     assert not m3.training and meta3.heatmap_size == (16, 12)
 
 
@@ -129,8 +139,7 @@ def test_timm_round_trip(tmp_path):
 def test_expect_mismatch_names_every_difference(tmp_path):
     path = save_checkpoint(tmp_path / "c.pt", _tiny(3), _tiny_meta(["sella", "nasion", "menton"]))
     with pytest.raises(CheckpointError) as e:
-        load_model(path, expect={"input_size": (768, 768), "arch": "hrnet_w32",
-                                 "landmark_names": AARIZ29.names})
+        load_model(path, expect={"input_size": (768, 768), "arch": "hrnet_w32", "landmark_names": AARIZ29.names})
     msg = str(e.value)
     assert str(path) in msg
     assert "input_size" in msg and "(64, 48)" in msg and "(768, 768)" in msg

@@ -8,6 +8,7 @@ torch raises (everywhere).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -35,8 +36,9 @@ def tiny_disk(tmp_path):
     def mount(size: str):
         d = tmp_path / f"disk{len(mounted)}"
         d.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True,
-                           text=True)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True, text=True
+        )
         if r.returncode:
             pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
         mounted.append(d)
@@ -51,11 +53,8 @@ def tiny_disk(tmp_path):
 @pytest.mark.parametrize("free_kib", [4, 12, 20, 28, 36])
 def test_full_tmpfs_is_one_checkpoint_error_and_no_debris(tiny_disk, free_kib):
     disk = tiny_disk("64k")
-    with open(disk / "filler", "wb") as f:  # leave about free_kib KiB
-        try:
-            f.write(b"\0" * ((64 - free_kib) << 10))
-        except OSError:
-            pass
+    with open(disk / "filler", "wb") as f, contextlib.suppress(OSError):  # leave about free_kib KiB
+        f.write(b"\0" * ((64 - free_kib) << 10))
     model, meta = _model_and_meta()
     with pytest.raises(CheckpointError) as ei:
         save_checkpoint(disk / "best.pt", model, meta)
@@ -78,8 +77,11 @@ def test_torch_write_failure_becomes_one_line(tmp_path, monkeypatch, raised):
 
     monkeypatch.setattr(torch, "save", fake_save)
     model, meta = _model_and_meta()
-    with pytest.raises(CephaloError, match=r"best\.pt: cannot write the checkpoint: No space left on device "
-                                           r"\[ENOSPC\]"):
+    with pytest.raises(
+        CephaloError,
+        match=r"best\.pt: cannot write the checkpoint: No space left on device "
+        r"\[ENOSPC\]",
+    ):
         save_checkpoint(tmp_path / "best.pt", model, meta)
     assert list(tmp_path.iterdir()) == []
 

@@ -15,7 +15,6 @@ from cephalo.public_hrnet.reference import public_training_dict
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-
 def test_isbi19_to_aariz29_copies_by_name(public_state):
     torch.manual_seed(0)
     model = create_model("hrnet_w32", 29)
@@ -44,7 +43,9 @@ def test_isbi19_to_aariz29_copies_by_name(public_state):
     assert report["counts"]["loaded"] == len(backbone) == 1830
     for k in backbone:
         assert torch.equal(sd[k], public_state[k]), k
-    assert {"key": "final_layer.weight", "reason": "partial by name: 19 channels copied, 10 new (mean)"} in report["reinitialised"]
+    assert {"key": "final_layer.weight", "reason": "partial by name: 19 channels copied, 10 new (mean)"} in report[
+        "reinitialised"
+    ]
     assert report["skipped"] == [] and report["head"]["dropped"] == []
     json.dumps(report)  # callers save it as JSON
     with torch.no_grad():

@@ -29,7 +29,16 @@ def test_every_subcommand_has_help_and_params_option():
 
 def test_missing_params_file_is_one_line_error_exit_1(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "cephalo", "make-demo", "--out", str(tmp_path / "d"), "--params", str(tmp_path / "nope.yaml")],
+        [
+            sys.executable,
+            "-m",
+            "cephalo",
+            "make-demo",
+            "--out",
+            str(tmp_path / "d"),
+            "--params",
+            str(tmp_path / "nope.yaml"),
+        ],
         capture_output=True,
         text=True,
     )

@@ -30,6 +30,7 @@ from cephalo.predict import (
     CSV_COLUMNS,
     IMAGE_COLUMNS,
     MEASUREMENT_COLUMNS,
+    BatchSettings,
     ImagePrediction,
     predict_images,
     write_predictions,
@@ -45,10 +46,22 @@ def ckpt19(tmp_path_factory) -> Path:
     """A tiny untrained 19-landmark (ISBI order) checkpoint: every ISBI measurement is computed."""
     torch.manual_seed(0)
     model = create_model("hrnet_w18", len(NAMES), num_modules=(1, 1, 1), num_blocks=1)
-    meta = ModelMeta(arch="hrnet_w18", landmark_names=NAMES, input_size=(SIZE, SIZE),
-                     heatmap_size=(SIZE // 4, SIZE // 4), variant=STRETCH, normalisation={"name": "imagenet"},
-                     codec={"name": "gaussian", "input_size": [SIZE, SIZE], "heatmap_size": [SIZE // 4, SIZE // 4],
-                            "sigma": 2.0, "decoder": "dark", "convention": "pixel_centre"})
+    meta = ModelMeta(
+        arch="hrnet_w18",
+        landmark_names=NAMES,
+        input_size=(SIZE, SIZE),
+        heatmap_size=(SIZE // 4, SIZE // 4),
+        variant=STRETCH,
+        normalisation={"name": "imagenet"},
+        codec={
+            "name": "gaussian",
+            "input_size": [SIZE, SIZE],
+            "heatmap_size": [SIZE // 4, SIZE // 4],
+            "sigma": 2.0,
+            "decoder": "dark",
+            "convention": "pixel_centre",
+        },
+    )
     return save_checkpoint(tmp_path_factory.mktemp("ckpt19") / "tiny19.pt", model, meta)
 
 
@@ -62,10 +75,20 @@ def _isbi(shared: Path, n: str = "001") -> tuple[Path, np.ndarray]:
 
 def _pred(path: Path, coords: np.ndarray, w: int, h: int, spacing=(0.1, 0.1)) -> ImagePrediction:
     k = len(coords)
-    return ImagePrediction(path=path, width=w, height=h, spacing=spacing, spacing_source="given", bit_depth=8,
-                           landmark_names=NAMES, symbols=landmark_symbols(NAMES), coords=np.asarray(coords, float),
-                           confidence=np.ones(k), degenerate=~np.isfinite(coords).all(axis=1),
-                           affine=np.eye(2, 3))
+    return ImagePrediction(
+        path=path,
+        width=w,
+        height=h,
+        spacing=spacing,
+        spacing_source="given",
+        bit_depth=8,
+        landmark_names=NAMES,
+        symbols=landmark_symbols(NAMES),
+        coords=np.asarray(coords, float),
+        confidence=np.ones(k),
+        degenerate=~np.isfinite(coords).all(axis=1),
+        affine=np.eye(2, 3),
+    )
 
 
 # ------------------------------------------------------------------ 1. the gate
@@ -120,8 +143,21 @@ def test_gate_in_every_csv_report_and_overlay(ckpt19, tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     cv2.imwrite(str(tmp_path / "noise.png"), rng.integers(0, 256, (600, 500), dtype=np.uint8))
     out = tmp_path / "out"
-    r = CliRunner().invoke(main, ["predict", "--model", str(ckpt19), str(tmp_path / "noise.png"), "--out", str(out),
-                                  "--spacing", "0.1", "--device", "cpu"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(ckpt19),
+            str(tmp_path / "noise.png"),
+            "--out",
+            str(out),
+            "--spacing",
+            "0.1",
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, (r.output, r.exception)
     doc = json.loads((out / "predictions.json").read_text())
     (rec,) = doc["images"]
@@ -160,9 +196,18 @@ def test_norms_name_their_reference_and_steiner_anb_2_is_normal():
     assert [anb.status(v) for v in (-0.01, 0.0, 4.0, 4.01, math.nan)] == ["below", "normal", "normal", "above", None]
 
 
-@pytest.mark.parametrize("key,lo,hi,below,above", [
-    ("ANB", 3.2, 5.7, 3, 2), ("SNB", 74.6, 78.7, 2, 3), ("SNA", 79.4, 83.2, 3, 2), ("ODI", 68.4, 80.5, 3, 2),
-    ("APDI", 77.6, 85.2, 2, 3), ("FHI", 0.65, 0.75, 3, 2), ("FMA", 26.8, 31.4, 3, 2)])
+@pytest.mark.parametrize(
+    "key,lo,hi,below,above",
+    [
+        ("ANB", 3.2, 5.7, 3, 2),
+        ("SNB", 74.6, 78.7, 2, 3),
+        ("SNA", 79.4, 83.2, 3, 2),
+        ("ODI", 68.4, 80.5, 3, 2),
+        ("APDI", 77.6, 85.2, 2, 3),
+        ("FHI", 0.65, 0.75, 3, 2),
+        ("FMA", 26.8, 31.4, 3, 2),
+    ],
+)
 def test_isbi_classes_at_every_band_edge(key, lo, hi, below, above):
     """Point 2: ISBI 2015 classes (Wang et al. 2016, Table 2): the class-1 band is closed at both ends."""
     eps = 1e-9
@@ -205,7 +250,7 @@ def test_12bit_in_16bit_tiff_real_image_is_rescaled_and_said(shared_data, ckpt19
     assert inp.image.max() == 65535  # white is white
     np.testing.assert_allclose(inp.image / 65535.0, img8 / 255.0, atol=1e-3)
     model, meta = load_model(ckpt19)
-    p8, p12 = predict_images(model, meta, [path, tmp_path / "d12.tif"], progress=False)
+    p8, p12 = predict_images(model, meta, [path, tmp_path / "d12.tif"], batch=BatchSettings(progress=False))
     np.testing.assert_allclose(p12.coords, p8.coords, atol=0.5)
     np.testing.assert_allclose(p12.confidence, p8.confidence, rtol=0.05)
     rec = p12.to_dict()
@@ -238,20 +283,52 @@ def test_spacing_range_is_index_s_and_per_axis():
 
 def test_cli_spacing_100_one_line_error_nothing_written(ckpt19, tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((300, 300), np.uint8))
-    r = subprocess.run([sys.executable, "-m", "cephalo", "predict", "--model", str(ckpt19), str(tmp_path / "a.png"),
-                        "--out", str(tmp_path / "o"), "--spacing", "100"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cephalo",
+            "predict",
+            "--model",
+            str(ckpt19),
+            str(tmp_path / "a.png"),
+            "--out",
+            str(tmp_path / "o"),
+            "--spacing",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         "cephalo: error: --spacing 100 mm/px is outside the plausible range 0.02-1 mm/px of a cephalogram "
-        "(micrometres? 100 um = 0.1 mm)"]
+        "(micrometres? 100 um = 0.1 mm)"
+    ]
     assert not (tmp_path / "o").exists()
 
 
 def test_cli_per_axis_spacing_reaches_every_output(ckpt19, tmp_path):
-    cv2.imwrite(str(tmp_path / "a.png"), cv2.GaussianBlur(
-        np.random.default_rng(0).integers(0, 256, (320, 300)).astype(np.uint8), (0, 0), 6))
-    r = CliRunner().invoke(main, ["predict", "--model", str(ckpt19), str(tmp_path / "a.png"), "--out",
-                                  str(tmp_path / "o"), "--spacing", "0.1,0.2", "--device", "cpu", "--no-overlays"])
+    cv2.imwrite(
+        str(tmp_path / "a.png"),
+        cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (320, 300)).astype(np.uint8), (0, 0), 6),
+    )
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(ckpt19),
+            str(tmp_path / "a.png"),
+            "--out",
+            str(tmp_path / "o"),
+            "--spacing",
+            "0.1,0.2",
+            "--device",
+            "cpu",
+            "--no-overlays",
+        ],
+    )
     assert r.exit_code == 0, (r.output, r.exception)
     im = pd.read_csv(tmp_path / "o" / "images.csv")
     assert (im.loc[0, "spacing_x_mm"], im.loc[0, "spacing_y_mm"]) == (0.1, 0.2)
@@ -284,18 +361,32 @@ def test_no_spacing_no_radius_anywhere(ckpt19, tmp_path):
     from cephalo.models import load_checkpoint
 
     calib = load_checkpoint(cal)[2]["calibration"]
-    (p,) = predict_images(model, meta, [tmp_path / "a.png"], progress=False)
+    (p,) = predict_images(model, meta, [tmp_path / "a.png"], batch=BatchSettings(progress=False))
     a = assess(p, img, calib)
     assert a["radius_mm"] is None and a["radius_px"] is None
-    r = CliRunner().invoke(main, ["predict", "--model", str(cal), str(tmp_path / "a.png"), "--out",
-                                  str(tmp_path / "o"), "--device", "cpu"])
+    r = CliRunner().invoke(
+        main, ["predict", "--model", str(cal), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--device", "cpu"]
+    )
     assert r.exit_code == 0, (r.output, r.exception)
     df = pd.read_csv(tmp_path / "o" / "predictions.csv")
     assert df[["radius_mm", "radius_x_px", "radius_y_px", "x_mm", "y_mm"]].isna().all().all()
     html = (tmp_path / "o" / "report.html").read_text()
     assert "no prediction radii" in html
-    r = CliRunner().invoke(main, ["predict", "--model", str(cal), str(tmp_path / "a.png"), "--out",
-                                  str(tmp_path / "o2"), "--device", "cpu", "--spacing", "0.1,0.2"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(cal),
+            str(tmp_path / "a.png"),
+            "--out",
+            str(tmp_path / "o2"),
+            "--device",
+            "cpu",
+            "--spacing",
+            "0.1,0.2",
+        ],
+    )
     df = pd.read_csv(tmp_path / "o2" / "predictions.csv")
     np.testing.assert_allclose(df["radius_x_px"], df["radius_mm"] / 0.1, atol=0.11)
     np.testing.assert_allclose(df["radius_y_px"], df["radius_mm"] / 0.2, atol=0.11)
@@ -314,8 +405,11 @@ def test_csv_columns_units_and_text_ids(shared_data, tmp_path):
     assert list(df.columns) == CSV_COLUMNS and {"x_px", "y_px", "x_mm", "y_mm"} <= set(df.columns)
     np.testing.assert_allclose(df["x_px"], gt[:, 0], atol=0.005)
     np.testing.assert_allclose(df["x_mm"], gt[:, 0] * 0.1, atol=0.0005)
-    for name, cols in (("predictions.csv", CSV_COLUMNS), ("images.csv", IMAGE_COLUMNS),
-                       ("measurements.csv", MEASUREMENT_COLUMNS)):
+    for name, cols in (
+        ("predictions.csv", CSV_COLUMNS),
+        ("images.csv", IMAGE_COLUMNS),
+        ("measurements.csv", MEASUREMENT_COLUMNS),
+    ):
         text = (tmp_path / "o" / name).read_text()
         rows = list(csv.DictReader(text.splitlines()))
         assert list(rows[0]) == cols and {r["image_id"] for r in rows} == {"001"}, name
@@ -363,8 +457,23 @@ def test_unreadable_input_fails_before_the_model_loads(tmp_path):
     fake = tmp_path / "model.pt"
     fake.write_bytes(b"\x00" * 10)
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "cephalo", "predict", "--model", str(fake), str(bad),
-                        "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "cephalo",
+            "predict",
+            "--model",
+            str(fake),
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert time.perf_counter() - t < 20
     assert r.returncode == 1
     lines = [ln for ln in r.stderr.splitlines() if not ln.startswith("import time:")]
@@ -385,8 +494,22 @@ def test_skipped_inputs_listed_in_report_and_overlays_scale(ckpt19, tmp_path):
     cv2.imwrite(str(d / "wide.png"), cv2.GaussianBlur(rng.integers(0, 256, (60, 1200)).astype(np.uint8), (0, 0), 3))
     (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     out = tmp_path / "o"
-    r = CliRunner().invoke(main, ["predict", "--model", str(ckpt19), str(d), "--out", str(out), "--skip-bad",
-                                  "--spacing", "0.1", "--device", "cpu"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(ckpt19),
+            str(d),
+            "--out",
+            str(out),
+            "--skip-bad",
+            "--spacing",
+            "0.1",
+            "--device",
+            "cpu",
+        ],
+    )
     assert isinstance(r.exception, DataError) and "skipped" in str(r.exception)
     html = (out / "report.html").read_text()
     assert "Not predicted: 1 input(s) could not be read" in html and "broken.jpg" in html
@@ -402,7 +525,7 @@ def test_labels_do_not_overlap():
     pts = np.array([[100, 100], [104, 102], [98, 97], [300, 300], [102, 99]], float)
     offs = _place_labels(pts, ["Sn", "N", "Or", "Po", "UIT"], 14.0, (600, 600))
     boxes = []
-    for (x, y), t, (dx, dy) in zip(pts, ["Sn", "N", "Or", "Po", "UIT"], offs):
+    for (x, y), t, (dx, dy) in zip(pts, ["Sn", "N", "Or", "Po", "UIT"], offs, strict=True):
         tw, th = 0.62 * 14 * len(t), 1.1 * 14
         x0 = x + dx if dx >= 0 else x + dx - tw
         y0 = y + dy - th if dy <= 0 else y + dy
@@ -538,8 +661,22 @@ def test_report_states_the_guarantee_and_per_landmark_coverage(ckpt19, tmp_path)
     cal.update(split="valid", n_images=30, variant="synthetic")
     ck = save_checkpoint(tmp_path / "cal.pt", model, meta, extra={"calibration": cal})
     cv2.imwrite(str(tmp_path / "a.png"), cv2.GaussianBlur(rng.integers(0, 256, (400, 360)).astype(np.uint8), (0, 0), 6))
-    r = CliRunner().invoke(main, ["predict", "--model", str(ck), str(tmp_path / "a.png"), "--out", str(tmp_path / "o"),
-                                  "--device", "cpu", "--spacing", "0.1", "--no-overlays"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(ck),
+            str(tmp_path / "a.png"),
+            "--out",
+            str(tmp_path / "o"),
+            "--device",
+            "cpu",
+            "--spacing",
+            "0.1",
+            "--no-overlays",
+        ],
+    )
     assert r.exit_code == 0, (r.output, r.exception)
     html = (tmp_path / "o" / "report.html").read_text()
     assert "marginal over landmarks" in html and "per landmark lowest: orbitale" in html
@@ -577,8 +714,9 @@ def test_implausible_values_are_withheld_and_all_isbi_annotations_pass(shared_da
     bad[NAMES.index("gonion")], bad[NAMES.index("menton")] = gt[NAMES.index("menton")], gt[NAMES.index("gonion")]
     a = assess(_pred(path, bad, 1935, 2400), read_input_image(path).image)
     withheld = {k for k, m in a["measurements"].items() if not m["reliable"]}
-    assert withheld and all("outside the plausible range" in a["measurements"][k]["unreliable_because"][0]
-                            for k in withheld)
+    assert withheld and all(
+        "outside the plausible range" in a["measurements"][k]["unreliable_because"][0] for k in withheld
+    )
     assert all(a["measurements"][k]["class"] is None for k in withheld)
 
 
@@ -593,8 +731,12 @@ def test_probe_image_checks_without_decoding_and_names_the_problem(tmp_path):
     (tmp_path / "empty.tif").write_bytes(b"")
     (tmp_path / "note.dcm").write_text("not dicom")
     (tmp_path / "blob.bin").write_bytes(bytes(range(256)) * 4)
-    for name, words in (("cut.png", "truncated PNG"), ("empty.tif", "empty file"), ("note.dcm", "text file"),
-                        ("blob.bin", "unknown format")):
+    for name, words in (
+        ("cut.png", "truncated PNG"),
+        ("empty.tif", "empty file"),
+        ("note.dcm", "text file"),
+        ("blob.bin", "unknown format"),
+    ):
         with pytest.raises(DataError, match=words) as e:
             probe_image(tmp_path / name)
         assert name in str(e.value)

@@ -56,7 +56,7 @@ def test_fingerprint_follows_the_import_closure(tmp_path):
     _edit(pkg / "evaluate" / "metrics.py", "SDR_TOLERANCE_MM: float = 1e-6", "SDR_TOLERANCE_MM: float = 2e-6")
     after = fingerprint.code_fingerprints(root=pkg)
     changed = {k for k in before if before[k] != after[k]}
-    assert {"evaluate", "compare", "train"} <= changed      # they all run the metric code
+    assert {"evaluate", "compare", "train"} <= changed  # they all run the metric code
     # the closure is conservative (function-level imports count), but data code does not import
     # evaluation (the index's annotator check measures with cephalo.geometry): a metric edit leaves
     # the data stages alone
@@ -98,8 +98,21 @@ def _run(cmd: list[str], clone: Path, check: bool = True) -> str:
 
 
 def _smk(clone: Path, *extra: str) -> str:
-    return _run([sys.executable, "-m", "snakemake", "--cores", "1", "--resources", "gpu=1",
-                 "--rerun-triggers", "mtime", *extra], clone)
+    return _run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "--resources",
+            "gpu=1",
+            "--rerun-triggers",
+            "mtime",
+            *extra,
+        ],
+        clone,
+    )
 
 
 def _smk_jobs(clone: Path) -> set[str]:
@@ -122,8 +135,9 @@ def clone(tmp_path_factory) -> Path:
         pytest.skip("git not found")
     dst = tmp_path_factory.mktemp("clone") / "repo"
     subprocess.run(["git", "clone", "-q", str(REPO), str(dst)], check=True, timeout=120)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                           text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     if dirty:  # test the working tree's pipeline, not only the last commit's
         for rel in ("Snakefile", "workflow", "dvc.yaml", "params.yaml", "src"):
             src = REPO / rel
@@ -136,8 +150,9 @@ def clone(tmp_path_factory) -> Path:
     text = _run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--cores", "1"], dst)
     outs = [o.strip() for m in re.finditer(r"^    output: (.+)$", text, re.M) for o in m.group(1).split(",")]
     assert outs, text[-2000:]
-    dirs = {"resources/demo/isbi2015", "resources/demo/aariz", "results/summary"} | \
-        {o for o in outs if o.startswith("results/variants/")}
+    dirs = {"resources/demo/isbi2015", "resources/demo/aariz", "results/summary"} | {
+        o for o in outs if o.startswith("results/variants/")
+    }
     for o in outs:
         p = dst / o
         if o in dirs:
@@ -154,8 +169,12 @@ def clone(tmp_path_factory) -> Path:
 
 
 def _git_reset(clone: Path) -> None:
-    for rel in ("src/cephalo/evaluate/metrics.py", "src/cephalo/evaluate/report_html.py", "README.md",
-                "workflow/rules/evaluate.smk"):
+    for rel in (
+        "src/cephalo/evaluate/metrics.py",
+        "src/cephalo/evaluate/report_html.py",
+        "README.md",
+        "workflow/rules/evaluate.smk",
+    ):
         subprocess.run(["git", "checkout", "-q", "--", rel], cwd=clone, check=True)
 
 
@@ -174,8 +193,11 @@ def test_docs_and_smk_comments_rerun_nothing(clone):
 
 
 def test_metric_change_reruns_evaluation_in_both_engines(clone):
-    _edit(clone / "src" / "cephalo" / "evaluate" / "metrics.py", "SDR_TOLERANCE_MM: float = 1e-6",
-          "SDR_TOLERANCE_MM: float = 2e-6")
+    _edit(
+        clone / "src" / "cephalo" / "evaluate" / "metrics.py",
+        "SDR_TOLERANCE_MM: float = 1e-6",
+        "SDR_TOLERANCE_MM: float = 2e-6",
+    )
     try:
         smk = _smk_jobs(clone)
         assert {"evaluate", "compare"} <= smk, smk

@@ -24,10 +24,14 @@ def _run(tmp_path, name, noise_px, seed, n=10):
     gt = rng.uniform(100, 900, size=(n, 5, 2))
     pred = gt + rng.normal(0, noise_px, size=gt.shape)
     out = tmp_path / name
-    evaluate_predictions(EvalData(pred, gt, np.full((n, 2), 0.1), image_ids=[f"{i:03d}" for i in range(n)],
-                                  names=[f"l{k}" for k in range(5)]), out,
-                         EvalSettings(n_boot=200, make_plots=False),
-                         EvalContext(label=name, info={"variant": name, "split": "test"}))
+    evaluate_predictions(
+        EvalData(
+            pred, gt, np.full((n, 2), 0.1), image_ids=[f"{i:03d}" for i in range(n)], names=[f"l{k}" for k in range(5)]
+        ),
+        out,
+        EvalSettings(n_boot=200, make_plots=False),
+        EvalContext(label=name, info={"variant": name, "split": "test"}),
+    )
     return out
 
 
@@ -49,8 +53,9 @@ def test_compare_table_and_paired_test(tmp_path):
 def test_compare_cli_writes_csv_and_md(tmp_path):
     a = _run(tmp_path, "a", 20.0, 1)
     b = _run(tmp_path, "b", 10.0, 3)
-    res = CliRunner().invoke(command, [str(a), str(b), "--out", str(tmp_path / "cmp" / "comparison.csv"),
-                                       "--params", str(_params(tmp_path))])
+    res = CliRunner().invoke(
+        command, [str(a), str(b), "--out", str(tmp_path / "cmp" / "comparison.csv"), "--params", str(_params(tmp_path))]
+    )
     assert res.exit_code == 0, res.output
     assert "Wilcoxon" in res.output
     df = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
@@ -72,17 +77,20 @@ def _run_lm(tmp_path, name, names, err_px, n=6, annotators=None, spacing=0.1):
     pred = gt.copy()
     pred[..., 0] += np.asarray(err_px, dtype=float)
     out = tmp_path / name
-    evaluate_predictions(EvalData(pred, gt, np.full((n, 2), spacing), image_ids=[f"{i:03d}" for i in range(n)],
-                                  names=names), out, EvalSettings(n_boot=50, make_plots=False),
-                         EvalContext(label=name, info={"variant": "v", "split": "test"}, annotators=annotators))
+    evaluate_predictions(
+        EvalData(pred, gt, np.full((n, 2), spacing), image_ids=[f"{i:03d}" for i in range(n)], names=names),
+        out,
+        EvalSettings(n_boot=50, make_plots=False),
+        EvalContext(label=name, info={"variant": "v", "split": "test"}, annotators=annotators),
+    )
     return out
 
 
 def test_compare_over_shared_landmarks_when_sets_differ(tmp_path):
     """A 3-landmark zero-shot run vs a 5-landmark fine-tuned one: /shared is over the 3 common landmarks."""
     names5 = ["a", "b", "c", "d", "e"]
-    zs = _run_lm(tmp_path, "zeroshot", ["a", "b", "c"], [10, 10, 10])        # 1.0 mm on a, b, c
-    ft = _run_lm(tmp_path, "finetuned", names5, [2, 2, 2, 50, 50])            # 0.2 mm shared, 5.0 mm new
+    zs = _run_lm(tmp_path, "zeroshot", ["a", "b", "c"], [10, 10, 10])  # 1.0 mm on a, b, c
+    ft = _run_lm(tmp_path, "finetuned", names5, [2, 2, 2, 50, 50])  # 0.2 mm shared, 5.0 mm new
     rows, _ = compare_runs([zs, ft])
     z, f = rows
     assert z["n_landmarks/shared"] == f["n_landmarks/shared"] == 3
@@ -91,7 +99,7 @@ def test_compare_over_shared_landmarks_when_sets_differ(tmp_path):
     # over all its landmarks the fine-tuned run looks worse (new landmarks), which /shared corrects
     assert f["mre_mm/all"] == pytest.approx((3 * 0.2 + 2 * 5.0) / 5)
     assert f["sdr_2.0mm/shared"] == pytest.approx(100.0) and f["sdr_2.0mm/all"] == pytest.approx(60.0)
-    md = (to_markdown(rows, []))
+    md = to_markdown(rows, [])
     assert "over the 3 landmarks all runs share" in md and "| finetuned | 5 | 2.12" in md
 
 
@@ -140,9 +148,19 @@ def test_cli_writes_offline_html_plots_and_compact_summaries(tmp_path):
 
     a = _run_lm(tmp_path, "zeroshot-letterbox256", ["a", "b", "c"], [10, 12, 14])
     b = _run_lm(tmp_path, "finetuned-letterbox256", ["a", "b", "c", "d"], [2, 3, 4, 30])
-    res = CliRunner().invoke(command, [str(a), str(b), "--out", str(tmp_path / "cmp" / "comparison"),
-                                       "--summary-dir", str(tmp_path / "summary"),
-                                       "--params", str(_params(tmp_path))])
+    res = CliRunner().invoke(
+        command,
+        [
+            str(a),
+            str(b),
+            "--out",
+            str(tmp_path / "cmp" / "comparison"),
+            "--summary-dir",
+            str(tmp_path / "summary"),
+            "--params",
+            str(_params(tmp_path)),
+        ],
+    )
     assert res.exit_code == 0, res.output
     page = (tmp_path / "cmp" / "comparison.html").read_text()
     # self-contained: no network reference of any kind; images embedded as valid PNGs
@@ -164,8 +182,16 @@ def test_provenance_differences_warn(tmp_path):
 
     a = _run_lm(tmp_path, "a", ["x"], [1])
     b = _run_lm(tmp_path, "b", ["x"], [1])
-    base = {"cephalo_version": "0.1.0", "git_commit": "abc", "git_dirty": False, "python": "3.11.7",
-            "packages": {"torch": "2.14.1"}, "cpu_model": "AMD EPYC", "gpu_name": None, "threads": 2}
+    base = {
+        "cephalo_version": "0.1.0",
+        "git_commit": "abc",
+        "git_dirty": False,
+        "python": "3.11.7",
+        "packages": {"torch": "2.14.1"},
+        "cpu_model": "AMD EPYC",
+        "gpu_name": None,
+        "threads": 2,
+    }
     for d, prov in ((a, base), (b, {**base, "git_commit": "def", "packages": {"torch": "2.15.0"}})):
         m = json.loads((d / "metrics.json").read_text())
         m["provenance"] = prov

@@ -72,8 +72,9 @@ def test_one_wrong_value_per_section_names_file_and_dotted_key(tmp_path, section
 def test_the_issue_examples(tmp_path):
     f = tmp_path / "params.effective.yaml"
     f.write_text(yaml.safe_dump(_set(BASE, "predict.batch_size", "four")))
-    with pytest.raises(ConfigError, match=re.escape(
-            f"{f}: predict.batch_size: 'four' is not an integer (expected an integer >= 1)")):
+    with pytest.raises(
+        ConfigError, match=re.escape(f"{f}: predict.batch_size: 'four' is not an integer (expected an integer >= 1)")
+    ):
         load_params(f)
     # a bad base value is reported even though every stage overrides it
     assert BASE["train"]["stages"]["source"]["epochs"] and BASE["train"]["stages"]["finetune"]["epochs"]
@@ -93,7 +94,9 @@ def test_unknown_key_without_a_close_match_lists_the_valid_ones():
 def test_variant_steps_are_checked_against_the_step_registry():
     from cephalo.preprocess import STEPS
 
-    with pytest.raises(ConfigError, match=r"variants\.v\.steps\[0\]: unknown step 'letterbx' \(did you mean 'letterbox'\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"variants\.v\.steps\[0\]: unknown step 'letterbx' \(did you mean 'letterbox'\?\)"
+    ):
         validate_params({"variants": {"v": {"steps": [{"letterbx": {"size": 8}}]}}})
     with pytest.raises(ConfigError, match=r"variants\.v\.steps\[1\]\.clahe\.clip_limit: 'high' is not valid"):
         validate_params({"variants": {"v": {"steps": [{"letterbox": {"size": 8}}, {"clahe": {"clip_limit": "high"}}]}}})
@@ -135,21 +138,27 @@ def test_defaults_live_in_the_schema_only():
     from cephalo.evaluate.metrics import DEFAULT_THRESHOLDS_MM
 
     assert list(DEFAULT_THRESHOLDS_MM) == EvaluateConfig().thresholds_mm == [2.0, 2.5, 3.0, 4.0]
-    assert DEFAULT_DIAGNOSIS_THRESHOLDS == DiagnosisConfig().model_dump()
-    assert DEFAULT_AUGMENT == AugmentConfig.default_blocks()
+    assert DiagnosisConfig().model_dump() == DEFAULT_DIAGNOSIS_THRESHOLDS
+    assert AugmentConfig.default_blocks() == DEFAULT_AUGMENT
     # no other source file spells the SDR thresholds or the diagnosis defaults out
     src = REPO / "src" / "cephalo"
     pattern = re.compile(r"2\.0,\s*2\.5,\s*3\.0,\s*4\.0|\"collapse_ratio\":\s*0\.5|\"rotate_deg\":\s*10\.0")
-    hits = [str(p.relative_to(src)) for p in src.rglob("*.py")
-            if p.parent.name != "config" and pattern.search(p.read_text())]
+    hits = [
+        str(p.relative_to(src))
+        for p in src.rglob("*.py")
+        if p.parent.name != "config" and pattern.search(p.read_text())
+    ]
     assert hits == []
 
 
 def test_library_code_never_reads_params_files():
     src = REPO / "src" / "cephalo"
     pattern = re.compile(r"\bload_params\(|\bread_params\(|\bread_params_file\(|params\.yaml\"\)")
-    hits = [str(p.relative_to(src)) for p in src.rglob("*.py")
-            if p.parent.name not in ("config", "commands") and pattern.search(p.read_text())]
+    hits = [
+        str(p.relative_to(src))
+        for p in src.rglob("*.py")
+        if p.parent.name not in ("config", "commands") and pattern.search(p.read_text())
+    ]
     assert hits == []
 
 
@@ -186,17 +195,38 @@ def test_literal_choices_match_the_library_registries():
 def test_cli_prints_one_line_and_exits_1(tmp_path):
     f = tmp_path / "p.yaml"
     f.write_text(yaml.safe_dump(_set(BASE, "predict.batch_size", "four")))
-    p = subprocess.run([sys.executable, "-m", "cephalo", "predict", "--model", str(tmp_path / "m.pt"),
-                        str(tmp_path), "--out", str(tmp_path / "o"), "--params", str(f)],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cephalo",
+            "predict",
+            "--model",
+            str(tmp_path / "m.pt"),
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--params",
+            str(f),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1
-    assert p.stderr.strip() == (f"cephalo: error: {f}: predict.batch_size: 'four' is not an integer "
-                                "(expected an integer >= 1)")
-    ok = subprocess.run([sys.executable, "-m", "cephalo", "check-params", str(REPO / "params.yaml")],
-                        capture_output=True, text=True, timeout=120)
+    assert p.stderr.strip() == (
+        f"cephalo: error: {f}: predict.batch_size: 'four' is not an integer (expected an integer >= 1)"
+    )
+    ok = subprocess.run(
+        [sys.executable, "-m", "cephalo", "check-params", str(REPO / "params.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0 and ok.stdout.strip().endswith("params.yaml: ok")
-    bad = subprocess.run([sys.executable, "-m", "cephalo", "check-params", str(f)], capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "cephalo", "check-params", str(f)], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 1 and "predict.batch_size: 'four'" in bad.stderr
 
 
@@ -207,8 +237,13 @@ def test_snakemake_dry_run_rejects_a_typo_with_the_same_message(tmp_path):
     for name in ("Snakefile", "workflow", "params.yaml", "profiles"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, d / name)
-    p = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--config", "set=train.epoch=3"],
-                       cwd=d, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--config", "set=train.epoch=3"],
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode != 0
     out = p.stdout + p.stderr
     assert "train.epoch: unknown key; did you mean 'epochs'?" in out, out[-2000:]

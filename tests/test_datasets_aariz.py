@@ -87,7 +87,9 @@ def test_aariz_missing_layout_is_data_error(tmp_path):
 def test_aariz_missing_csv_row_is_an_error_or_an_exclusion_when_asked(tmp_path):
     make_aariz(tmp_path)
     csv = tmp_path / "Aariz" / AARIZ_CSV
-    csv.write_text("\n".join(line for line in csv.read_text(encoding="utf-8-sig").splitlines() if not line.startswith("idc")))
+    csv.write_text(
+        "\n".join(line for line in csv.read_text(encoding="utf-8-sig").splitlines() if not line.startswith("idc"))
+    )
     with pytest.raises(DataError, match=r"idc\.bmp: no row in .*cephalogram_machine_mappings\.csv"):
         create_adapter("aariz").parse(tmp_path)
     res = create_adapter("aariz").parse(tmp_path, missing_spacing="exclude")
@@ -114,8 +116,22 @@ def test_aariz_capitalised_split_folder_accepted_by_index_and_download_check(tmp
     params = tmp_path / "params.yaml"
     params.write_text("data:\n  datasets:\n    aariz:\n      adapter: aariz\n      policy: senior\n")
     out = tmp_path / "out" / "index.parquet"
-    r = CliRunner().invoke(main, ["index", "--dataset", "aariz", "--root", str(root), "--out", str(out),
-                                  "--report", str(tmp_path / "rep"), "--params", str(params)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "index",
+            "--dataset",
+            "aariz",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--report",
+            str(tmp_path / "rep"),
+            "--params",
+            str(params),
+        ],
+    )
     assert r.exit_code == 0, r.output
     df = read_index(out)
     assert df["image_id"].nunique() == 3 and "train" in set(df["split"])

@@ -26,8 +26,9 @@ def make_cl(root, sizes=((50, 40), (60, 45))):
     points = []
     for i, (w, h) in enumerate(sizes):
         for k in range(38):
-            points.append({"name": str(k + 1), "point": [1 + k % w, 2 + k % (h - 2), i + 1],
-                           "scale": 0.1 if i == 0 else 0.125})
+            points.append(
+                {"name": str(k + 1), "point": [1 + k % w, 2 + k % (h - 2), i + 1], "scale": 0.1 if i == 0 else 0.125}
+            )
     (root / "train-gt.json").write_text(json.dumps({"points": points}))
     return stack
 
@@ -44,8 +45,9 @@ def test_strip_zero_padding():
 
 def test_cldetection_mha(tmp_path):
     stack = make_cl(tmp_path)
-    res = create_adapter("cldetection2023").parse(tmp_path, images_dir=tmp_path / "png",
-                                                  splits={"train": "1", "test": "2"})
+    res = create_adapter("cldetection2023").parse(
+        tmp_path, images_dir=tmp_path / "png", splits={"train": "1", "test": "2"}
+    )
     df = build_index(res, tmp_path, progress=False)
     img = df.drop_duplicates("image_id").set_index("image_id")
     assert img["width"].tolist() == [50, 60] and img["height"].tolist() == [40, 45]

@@ -19,12 +19,15 @@ def _table(tmp_path, rows, header="image_path,landmark,x,y,annotator,split,spaci
 
 
 def test_csv_table(tmp_path):
-    _table(tmp_path, [
-        "img/p1.png,sella,10,20,senior,train,0.1,0.12,Dev A",
-        "img/p1.png,N,30.5,40,senior,train,0.1,0.12,Dev A",
-        "img/p2.png,sella,11,21,senior,test,0.1,0.1,Dev B",
-        "img/p2.png,nasion,,,senior,test,0.1,0.1,Dev B",
-    ])
+    _table(
+        tmp_path,
+        [
+            "img/p1.png,sella,10,20,senior,train,0.1,0.12,Dev A",
+            "img/p1.png,N,30.5,40,senior,train,0.1,0.12,Dev A",
+            "img/p2.png,sella,11,21,senior,test,0.1,0.1,Dev B",
+            "img/p2.png,nasion,,,senior,test,0.1,0.1,Dev B",
+        ],
+    )
     res = create_adapter("csv").parse(tmp_path, catalogue="isbi19")
     df = build_index(res, tmp_path, progress=False)
     assert df["image_id"].nunique() == 2 and len(df) == 2 * 19
@@ -37,11 +40,16 @@ def test_csv_table(tmp_path):
 
 
 def test_csv_custom_catalogue_and_split_option(tmp_path):
-    _table(tmp_path, [f"img/p{i}.png,{lm},{5 + i},{30 + j}" for i in (1, 2) for j, lm in enumerate(["tip", "apex", "base"])],
-           header="image_path,landmark,x,y")
+    _table(
+        tmp_path,
+        [f"img/p{i}.png,{lm},{5 + i},{30 + j}" for i in (1, 2) for j, lm in enumerate(["tip", "apex", "base"])],
+        header="image_path,landmark,x,y",
+    )
     with pytest.raises(ConfigError, match="spacing_mm"):
         create_adapter("csv").parse(tmp_path / "landmarks.csv", default_split="train")
-    res = create_adapter("csv").parse(tmp_path / "landmarks.csv", spacing_mm=0.2, splits={"train": ["p1"], "test": ["p2"]})
+    res = create_adapter("csv").parse(
+        tmp_path / "landmarks.csv", spacing_mm=0.2, splits={"train": ["p1"], "test": ["p2"]}
+    )
     assert res.catalogue.names == ["tip", "apex", "base"]
     df = build_index(res, progress=False)
     assert set(df["annotator"]) == {"default"} and (df["spacing_x_mm"] == 0.2).all()

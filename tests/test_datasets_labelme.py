@@ -24,10 +24,18 @@ def _png_bytes(w=120, h=140, v=50) -> bytes:
 
 def _lm_json(pts, labels=None, image_path="1.tif", image_data=None) -> dict:
     labels = labels or [f"l{k + 1}" for k in range(len(pts))]
-    return {"version": "5.0.1", "flags": {},
-            "shapes": [{"label": lb, "points": [[x, y]], "group_id": None, "shape_type": "point", "flags": {}}
-                       for lb, (x, y) in zip(labels, pts)],
-            "imagePath": image_path, "imageData": image_data, "imageHeight": 140, "imageWidth": 120}
+    return {
+        "version": "5.0.1",
+        "flags": {},
+        "shapes": [
+            {"label": lb, "points": [[x, y]], "group_id": None, "shape_type": "point", "flags": {}}
+            for lb, (x, y) in zip(labels, pts, strict=True)
+        ],
+        "imagePath": image_path,
+        "imageData": image_data,
+        "imageHeight": 140,
+        "imageWidth": 120,
+    }
 
 
 def make_labelme(root: Path) -> Path:
@@ -46,14 +54,20 @@ def make_labelme(root: Path) -> Path:
     labels[11] = "l11"
     (a / "002.json").write_text(json.dumps(_lm_json(pts_a, labels)))
     # Dr.B 004: image only embedded (no file anywhere)
-    (b / "004.json").write_text(json.dumps(_lm_json(
-        pts_b, image_path="missing/4.tif", image_data=base64.b64encode(_png_bytes(v=77)).decode())))
+    (b / "004.json").write_text(
+        json.dumps(_lm_json(pts_b, image_path="missing/4.tif", image_data=base64.b64encode(_png_bytes(v=77)).decode()))
+    )
     return root
 
 
-OPTS = {"images": "pictures", "labels": "l{n}", "spacing_mm": 0.127, "catalogue": "isbi19",
-        "annotators": {"annotated by  Dr.A": "Dr.A", "annotated by Dr.B": "Dr.B"},
-        "splits": {"train": "001-002", "test": "003-004"}}
+OPTS = {
+    "images": "pictures",
+    "labels": "l{n}",
+    "spacing_mm": 0.127,
+    "catalogue": "isbi19",
+    "annotators": {"annotated by  Dr.A": "Dr.A", "annotated by Dr.B": "Dr.B"},
+    "splits": {"train": "001-002", "test": "003-004"},
+}
 
 
 def test_labelme_stem_match_imagedata_and_duplicates(tmp_path):
@@ -69,7 +83,11 @@ def test_labelme_stem_match_imagedata_and_duplicates(tmp_path):
     assert "duplicated labels ['l11']" in ex.reason and "missing labels ['l12']" in ex.reason
     assert set(df.loc[df.image_id == "002", "annotator"]) == {"Dr.B"}
     assert df.drop_duplicates("image_id").set_index("image_id")["split"].to_dict() == {
-        "001": "train", "002": "train", "003": "test", "004": "test"}
+        "001": "train",
+        "002": "train",
+        "003": "test",
+        "004": "test",
+    }
     assert (df["spacing_x_mm"] == 0.127).all()
     # human limit: every landmark 5 px apart -> 5 * 0.127 mm, on the 2 doubly-annotated images
     (d,) = quality_report(df, res.exclusions, hash_images=False, progress=False)["annotator_disagreement"]
@@ -104,16 +122,21 @@ def test_labelme_needs_spacing_and_valid_labels(tmp_path):
 
 @pytest.mark.shared_data
 def test_hamedan_real(shared_data):
-    opts = {"images": "pictures", "labels": "l{n}", "spacing_mm": 0.127, "catalogue": "isbi19",
-            "annotators": {"annotated by  Dr.mollabashi": "Dr.mollabashi",
-                           "annotated by Dr.farhadifar": "Dr.farhadifar"},
-            "splits": {"train": "001-060", "valid": "061-075", "test": "076-100"}}
+    opts = {
+        "images": "pictures",
+        "labels": "l{n}",
+        "spacing_mm": 0.127,
+        "catalogue": "isbi19",
+        "annotators": {"annotated by  Dr.mollabashi": "Dr.mollabashi", "annotated by Dr.farhadifar": "Dr.farhadifar"},
+        "splits": {"train": "001-060", "valid": "061-075", "test": "076-100"},
+    }
     root = shared_data / "hamedan"
     res = create_adapter("labelme").parse(root, dataset="hamedan", **opts)
     df = build_index(res, root, progress=False)
     excluded = sorted((e.annotator, e.image_id) for e in res.exclusions if e.annotator)
-    assert excluded == [("Dr.farhadifar", "002")] + [("Dr.mollabashi", i) for i in
-                                                       ("002", "009", "010", "064", "086", "098")]
+    assert excluded == [("Dr.farhadifar", "002")] + [
+        ("Dr.mollabashi", i) for i in ("002", "009", "010", "064", "086", "098")
+    ]
     assert any(e.image_id == "002" and e.annotator is None for e in res.exclusions)  # image unusable
     assert df["image_id"].nunique() == 99
     assert set(df["annotator"]) == {"Dr.mollabashi", "Dr.farhadifar"}

@@ -31,8 +31,11 @@ SMALL = {
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +94,11 @@ def test_aariz_layout_parses_with_real_adapter(demo_dir):
     rec = recs["aariz"][0]
     cid = rec["image_id"]
     assert len(cid) == 25 and cid[0] == "c" and cid.isalnum() and cid.islower()
-    doc = json.loads((base / rec["split"] / "Annotations" / "Cephalometric Landmarks" / "Senior Orthodontists"
-                      / f"{cid}.json").read_text())
+    doc = json.loads(
+        (
+            base / rec["split"] / "Annotations" / "Cephalometric Landmarks" / "Senior Orthodontists" / f"{cid}.json"
+        ).read_text()
+    )
     assert doc["ceph_id"] == cid and len(doc["landmarks"]) == 29
     assert {e["landmark_id"] for e in doc["landmarks"]} == {lm.source_id for lm in AARIZ29}
     assert {e["symbol"] for e in doc["landmarks"]} == set(AARIZ29.symbols)
@@ -107,8 +113,10 @@ def test_aariz_layout_parses_with_real_adapter(demo_dir):
     assert spacings == {d.name: d.spacing_mm for d in DEFAULT_AARIZ_DEVICES}
     # by landmark id, not list position (the JSON lists are shuffled)
     for r0 in recs["aariz"][:3]:
-        rows = sorted((r for r in res.rows if r["image_id"] == r0["image_id"] and r["annotator"] == "senior"),
-                      key=lambda r: r["landmark_index"])
+        rows = sorted(
+            (r for r in res.rows if r["image_id"] == r0["image_id"] and r["annotator"] == "senior"),
+            key=lambda r: r["landmark_index"],
+        )
         got = np.array([[r["x"], r["y"]] for r in rows])
         np.testing.assert_array_equal(got, np.round(r0["landmarks"]))
 
@@ -128,14 +136,17 @@ def test_aariz_devices_differ_in_size_aspect_spacing_contrast(demo_dir):
 
 
 def test_junior_is_senior_plus_about_one_mm(tmp_path):
-    cfg = demo_config({"seed": 3, "isbi2015": {"n_train": 12, "n_test1": 0},
-                                  "aariz": {"n_train": 0, "n_valid": 0, "n_test": 0}})
+    cfg = demo_config(
+        {"seed": 3, "isbi2015": {"n_train": 12, "n_test1": 0}, "aariz": {"n_train": 0, "n_valid": 0, "n_test": 0}}
+    )
     make_demo(tmp_path, cfg)
     ann = tmp_path / "isbi2015" / "AnnotationsByMD"
     d = []
     for f in sorted((ann / "400_senior").glob("*.txt")):
         s = np.array([[int(v) for v in ln.split(",")] for ln in f.read_text().splitlines()[:19]])
-        j = np.array([[int(v) for v in ln.split(",")] for ln in (ann / "400_junior" / f.name).read_text().splitlines()[:19]])
+        j = np.array(
+            [[int(v) for v in ln.split(",")] for ln in (ann / "400_junior" / f.name).read_text().splitlines()[:19]]
+        )
         d.append(np.linalg.norm(s - j, axis=1))
     # pixels -> anatomical mm: x spacing / head_scale
     mean_mm = float(np.mean(d)) * cfg.isbi_device.spacing_mm / cfg.head_scale
@@ -159,7 +170,7 @@ def test_landmarks_lie_on_drawn_structures():
         h, w = g.shape
         yy, xx = np.mgrid[0:h, 0:w]
 
-        def local_max(x, y, r=4):
+        def local_max(x, y, r=4, g=g, xx=xx, yy=yy):
             return g[(xx - x) ** 2 + (yy - y) ** 2 <= r * r].max()
 
         near += [local_max(x, y) for x, y in lms]
@@ -179,8 +190,10 @@ def test_template_covers_aariz_and_isbi_by_name():
     kinds = [s for s in t.shapes if s[0] == "line" and len(s[1]) == 48]
     orbit = [s for s in kinds if np.allclose(s[1][:, 1].max(), t.landmarks["orbitale"][1], atol=0.05)]
     assert orbit
-    mand = max((s for s in t.shapes if s[0] == "fill" and any(np.allclose(p, t.landmarks["gonion"]) for p in s[1])),
-               key=lambda s: len(s[1]))
+    mand = max(
+        (s for s in t.shapes if s[0] == "fill" and any(np.allclose(p, t.landmarks["gonion"]) for p in s[1])),
+        key=lambda s: len(s[1]),
+    )
     assert np.isclose(mand[1][:, 1].max(), t.landmarks["menton"][1])
 
 
@@ -199,8 +212,9 @@ def test_cli_make_demo(tmp_path):
     from cephalo.cli import main
 
     params = tmp_path / "params.yaml"
-    params.write_text("demo:\n  seed: 5\n  isbi2015: {n_train: 1, n_test1: 1}\n"
-                      "  aariz: {n_train: 1, n_valid: 1, n_test: 1}\n")
+    params.write_text(
+        "demo:\n  seed: 5\n  isbi2015: {n_train: 1, n_test1: 1}\n  aariz: {n_train: 1, n_valid: 1, n_test: 1}\n"
+    )
     r = CliRunner().invoke(main, ["make-demo", "--out", str(tmp_path / "d"), "--params", str(params), "--quiet"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "d" / "isbi2015" / "RawImage" / "Test1Data" / "002.bmp").is_file()
@@ -210,8 +224,11 @@ def test_cli_make_demo(tmp_path):
     import subprocess
     import sys
 
-    p = subprocess.run([sys.executable, "-m", "cephalo", "make-demo", "--out", str(tmp_path / "e"),
-                        "--params", str(params)], capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "cephalo", "make-demo", "--out", str(tmp_path / "e"), "--params", str(params)],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 1 and "demo.head_scale" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "e" / "isbi2015").exists()
 
@@ -247,7 +264,7 @@ def test_target_devices_have_burnt_in_labels_and_collimation():
     for dev in DEFAULT_AARIZ_DEVICES:
         img, lms = render_cephalogram(rng, dev, cfg)
         cx, cy = int(round(dev.collimation * dev.size[0])), int(round(dev.collimation * dev.size[1]))
-        corner = img[cy + 2:cy + int(0.12 * dev.size[1]), cx + 2:cx + int(0.4 * dev.size[0])]
+        corner = img[cy + 2 : cy + int(0.12 * dev.size[1]), cx + 2 : cx + int(0.4 * dev.size[0])]
         assert (corner > 240).sum() > 20, dev.name  # text strokes
         if dev.collimation:
             assert img[: max(1, cy - 3)].mean() > 200 and img[:, : max(1, cx - 3)].mean() > 200
@@ -255,8 +272,20 @@ def test_target_devices_have_burnt_in_labels_and_collimation():
 
 
 def test_device_pose_keys_validate():
-    d = device_spec(DemoDevice.from_dict({"spacing_mm": 0.7, "size": [300, 300], "head_size": 0.9, "tilt_deg": 3,
-                                          "head_offset_mm": [5, -2], "collimation": 0.05, "labels": True}), "x")
+    d = device_spec(
+        DemoDevice.from_dict(
+            {
+                "spacing_mm": 0.7,
+                "size": [300, 300],
+                "head_size": 0.9,
+                "tilt_deg": 3,
+                "head_offset_mm": [5, -2],
+                "collimation": 0.05,
+                "labels": True,
+            }
+        ),
+        "x",
+    )
     assert d.head_size == 0.9 and d.head_offset_mm == (5.0, -2.0) and d.labels
     with pytest.raises(ConfigError, match="collimation"):
         DemoDevice.from_dict({"spacing_mm": 0.7, "size": [300, 300], "collimation": 0.4})

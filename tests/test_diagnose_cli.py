@@ -25,11 +25,18 @@ NOISE_MM = 1.5  # scatter of the "correct" predictions (a decent model)
 def demo(tmp_path_factory):
     """A small demo Aariz release (3 devices, spacings 0.65-0.9 mm/px), indexed; GT of its test split."""
     root = tmp_path_factory.mktemp("diagdemo")
-    make_demo(root / "demo", {"seed": 11, "isbi2015": {"n_train": 1, "n_test1": 0},
-                              "aariz": {"n_train": 1, "n_valid": 1, "n_test": 9}})
+    make_demo(
+        root / "demo",
+        {"seed": 11, "isbi2015": {"n_train": 1, "n_test1": 0}, "aariz": {"n_train": 1, "n_valid": 1, "n_test": 9}},
+    )
     index = root / "aariz.parquet"
-    index_dataset("aariz", {"adapter": "aariz", "policy": "mean", "options": {"annotators": ["senior", "junior"]}},
-                  root / "demo" / "aariz", index, progress=False)
+    index_dataset(
+        "aariz",
+        {"adapter": "aariz", "policy": "mean", "options": {"annotators": ["senior", "junior"]}},
+        root / "demo" / "aariz",
+        index,
+        progress=False,
+    )
     import cephalo.index as ci
 
     df = ci.read_index(index)
@@ -41,8 +48,16 @@ def demo(tmp_path_factory):
     rng = np.random.default_rng(0)
     good = gt + rng.normal(0, NOISE_MM / np.sqrt(np.pi / 2), gt.shape) / sp[:, None, :]
     good_mre = float(np.nanmean(radial_errors_mm(good, gt, sp)))
-    return {"root": root, "index": index, "ids": ids, "gt": gt, "good": good, "sp": sp, "sizes": sizes,
-            "good_mre": good_mre}
+    return {
+        "root": root,
+        "index": index,
+        "ids": ids,
+        "gt": gt,
+        "good": good,
+        "sp": sp,
+        "sizes": sizes,
+        "good_mre": good_mre,
+    }
 
 
 def _write_csv(path: Path, ids, coords, names=AARIZ29.names, by_index=False, cols=("x", "y")) -> Path:
@@ -56,16 +71,30 @@ def _write_csv(path: Path, ids, coords, names=AARIZ29.names, by_index=False, col
 
 
 def _diagnose(demo, pred_file: Path, out: Path, *extra) -> dict:
-    r = CliRunner().invoke(main, ["diagnose", "--predictions", str(pred_file), "--index", str(demo["index"]),
-                                  "--split", "test", "--out", str(out), *extra])
+    r = CliRunner().invoke(
+        main,
+        [
+            "diagnose",
+            "--predictions",
+            str(pred_file),
+            "--index",
+            str(demo["index"]),
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            *extra,
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (out / "diagnosis.md").is_file() and (out / "plots" / "diagnosis.png").is_file()
     return json.loads((out / "diagnosis.json").read_text())
 
 
 def _per_image(demo, fn):
-    return np.stack([fn(tuple(int(v) for v in demo["sizes"][i]), demo["sp"][i], demo["good"][i])
-                     for i in range(len(demo["ids"]))])
+    return np.stack(
+        [fn(tuple(int(v) for v in demo["sizes"][i]), demo["sp"][i], demo["good"][i]) for i in range(len(demo["ids"]))]
+    )
 
 
 MISTAKES = {
@@ -73,8 +102,12 @@ MISTAKES = {
     "letterbox_256": (lambda wh, sp, p: apply_affine(letterbox_geometry(wh, 256).affine(), p), "letterbox_frame"),
     "letterbox_768": (lambda wh, sp, p: apply_affine(letterbox_geometry(wh, 768).affine(), p), "letterbox_frame"),
     "stretch_512": (lambda wh, sp, p: apply_affine(resize_affine(wh, (512, 512)), p), "stretch_frame"),
-    "heatmap_stride4": (lambda wh, sp, p: apply_affine(
-        compose(letterbox_geometry(wh, 256).affine(), resize_affine((256, 256), (64, 64))), p), "heatmap_frame"),
+    "heatmap_stride4": (
+        lambda wh, sp, p: apply_affine(
+            compose(letterbox_geometry(wh, 256).affine(), resize_affine((256, 256), (64, 64))), p
+        ),
+        "heatmap_frame",
+    ),
     "normalised": (lambda wh, sp, p: apply_affine(scale_translate(1 / wh[0], 1 / wh[1]), p), "normalised"),
     "swapped_axes": (lambda wh, sp, p: p[:, ::-1], "swapped_axes"),
     "mirror": (lambda wh, sp, p: apply_affine(scale_translate(-1, 1, wh[0] - 1, 0), p), "mirror"),
@@ -147,10 +180,20 @@ def test_correct_predictions_no_mistake_and_per_landmark_picture(demo, tmp_path)
 
 def test_cephalo_predict_json_and_id_mapping_json(demo, tmp_path):
     wrong = _per_image(demo, MISTAKES["swapped_axes"][0])
-    doc = {"format": "cephalo-predictions", "images": [
-        {"image_id": iid, "file": f"/x/{iid}.png",
-         "landmarks": [{"name": n, "symbol": AARIZ29[k].symbol, "x": float(wrong[i, k, 0]), "y": float(wrong[i, k, 1])}
-                       for k, n in enumerate(AARIZ29.names)]} for i, iid in enumerate(demo["ids"])]}
+    doc = {
+        "format": "cephalo-predictions",
+        "images": [
+            {
+                "image_id": iid,
+                "file": f"/x/{iid}.png",
+                "landmarks": [
+                    {"name": n, "symbol": AARIZ29[k].symbol, "x": float(wrong[i, k, 0]), "y": float(wrong[i, k, 1])}
+                    for k, n in enumerate(AARIZ29.names)
+                ],
+            }
+            for i, iid in enumerate(demo["ids"])
+        ],
+    }
     (tmp_path / "p.json").write_text(json.dumps(doc))
     d = _diagnose(demo, tmp_path / "p.json", tmp_path / "o1")
     assert d["mistakes"][0]["code"] == "swapped_axes"
@@ -168,14 +211,41 @@ def test_bad_files_are_one_line_errors_and_write_nothing(demo, tmp_path):
 
     bad = tmp_path / "bad.csv"
     bad.write_text("image_id,foo,x,y\na,b,1,2\n")
-    p = subprocess.run([sys.executable, "-m", "cephalo", "diagnose", "--predictions", str(bad), "--index",
-                        str(demo["index"]), "--split", "test", "--out", str(tmp_path / "o")],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cephalo",
+            "diagnose",
+            "--predictions",
+            str(bad),
+            "--index",
+            str(demo["index"]),
+            "--split",
+            "test",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 1 and "no landmark column" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert str(bad) in p.stderr and not (tmp_path / "o").exists()
     unknown = _write_csv(tmp_path / "u.csv", ["nope"] * 1, demo["good"][:1])
-    r = CliRunner().invoke(main, ["diagnose", "--predictions", str(unknown), "--index", str(demo["index"]),
-                                  "--split", "test", "--out", str(tmp_path / "o2")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "diagnose",
+            "--predictions",
+            str(unknown),
+            "--index",
+            str(demo["index"]),
+            "--split",
+            "test",
+            "--out",
+            str(tmp_path / "o2"),
+        ],
+    )
     assert r.exit_code != 0 and "no image of the file is in split" in str(r.exception)
 
 

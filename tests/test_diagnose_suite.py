@@ -48,8 +48,18 @@ def _check(case, want="right"):
 
 
 # the named-wrong cases of issue #23, each in the convention that fooled the old search
-ISSUE_SINGLES = ["letterbox768_hf", "letterbox512", "scale1.1", "letterbox1024_topleft_hf", "heatmap256_corner",
-                 "heatmap1024_corner_floor", "stretch768x640_corner", "mm", "normalised_half", "offset"]
+ISSUE_SINGLES = [
+    "letterbox768_hf",
+    "letterbox512",
+    "scale1.1",
+    "letterbox1024_topleft_hf",
+    "heatmap256_corner",
+    "heatmap1024_corner_floor",
+    "stretch768x640_corner",
+    "mm",
+    "normalised_half",
+    "offset",
+]
 
 
 @pytest.mark.parametrize("mistake", ISSUE_SINGLES)
@@ -62,8 +72,17 @@ def test_single_mistakes_on_isbi_labels(isbi, mistake):
     _check(_case(isbi, [mistake]))
 
 
-@pytest.mark.parametrize("pair", [("letterbox768_hf", "swap"), ("stretch512", "mirror"), ("normalised", "swap"),
-                                  ("mm", "mirror"), ("heatmap256_corner", "order"), ("const", "swap")])
+@pytest.mark.parametrize(
+    "pair",
+    [
+        ("letterbox768_hf", "swap"),
+        ("stretch512", "mirror"),
+        ("normalised", "swap"),
+        ("mm", "mirror"),
+        ("heatmap256_corner", "order"),
+        ("const", "swap"),
+    ],
+)
 def test_two_mistakes_at_once(demo, pair):
     _check(_case(demo, list(pair)))
 
@@ -87,7 +106,7 @@ def test_top_left_letterbox_and_mm_on_one_image_size_names_both_readings(hamedan
     assert abs(r["mre_after"] - r["mre_good"]) < 1e-6, r
     pred, _, units = S.make_file(case, 0)
     found, _ = S.explain(pred, hamedan.gt, hamedan.sp, hamedan.wh, units=units)
-    (_, ex), = found
+    ((_, ex),) = found
     c = 0.127 * 1024 / 1671
     assert [(a.unit, a.frame.kind) for a in ex.alternatives] == [("const", "")], ex.alternatives
     assert abs(ex.alternatives[0].c - c) < 1e-12

@@ -120,11 +120,13 @@ def test_leakage_ids_with_digits_do_not_match_by_number():
     from cephalo.evaluate.leakage import find_leakage
 
     prov = {"train_image_ids": {"aariz": ["c3a96d771qguw5im1gqk0xeb4", "ck0000000000000000000003"]}}
-    res = find_leakage(["cx0000000000000000000003", "c3a96d771qguw5im1gqk0xeb4"], ["aariz", "aariz"],
-                       ["test", "test"], prov)
+    res = find_leakage(
+        ["cx0000000000000000000003", "c3a96d771qguw5im1gqk0xeb4"], ["aariz", "aariz"], ["test", "test"], prov
+    )
     assert res["seen"] == ["c3a96d771qguw5im1gqk0xeb4"]
-    isbi = find_leakage(["151", "152"], ["isbi2015", "isbi2015"], ["test1", "test1"],
-                        {"train_image_ids": {"isbi2015": [151]}})
+    isbi = find_leakage(
+        ["151", "152"], ["isbi2015", "isbi2015"], ["test1", "test1"], {"train_image_ids": {"isbi2015": [151]}}
+    )
     assert isbi["seen"] == ["151"]
 
 
@@ -162,8 +164,11 @@ def test_landmark_bias_beyond_a_global_offset():
 def test_preprocessing_mismatch_is_named_in_plain_words():
     from cephalo.evaluate.diagnosis import preprocessing_words
 
-    pp = {"used": {"normalisation": "raw", "decoder": "soft_argmax"},
-          "expected": {"normalisation": "imagenet", "decoder": "dark"}, "variant": "letterbox256"}
+    pp = {
+        "used": {"normalisation": "raw", "decoder": "soft_argmax"},
+        "expected": {"normalisation": "imagenet", "decoder": "dark"},
+        "variant": "letterbox256",
+    }
     w = preprocessing_words(pp)
     assert "raw grey values 0-255" in w and "ImageNet mean" in w and "soft-argmax" in w
     assert "variant letterbox256" in w and "imagenet normalisation" in w and "dark decoder" in w
@@ -213,7 +218,7 @@ class _HeatmapModel:
 
     def __call__(self, x):
         self.inputs.append(x.detach().clone())
-        out = self.hm[self.i:self.i + x.shape[0]]
+        out = self.hm[self.i : self.i + x.shape[0]]
         self.i += x.shape[0]
         return out
 
@@ -229,8 +234,14 @@ def test_naive_run_soft_argmax_on_heatmaps_collapses_to_centre_and_names_the_mis
     from cephalo.evaluate.runner import EvalContext, EvalSettings, PredictOptions, evaluate_model
 
     W = H = 64
-    codec_kw = {"name": "gaussian", "input_size": (W, H), "heatmap_size": (16, 16), "sigma": 1.5,
-                "decoder": "dark", "convention": "pixel_centre"}
+    codec_kw = {
+        "name": "gaussian",
+        "input_size": (W, H),
+        "heatmap_size": (16, 16),
+        "sigma": 1.5,
+        "decoder": "dark",
+        "convention": "pixel_centre",
+    }
     codec = create_codec(**codec_kw)
     rng = np.random.default_rng(0)
     names = ["sella", "nasion", "orbitale", "porion", "menton", "gonion"]
@@ -248,27 +259,62 @@ def test_naive_run_soft_argmax_on_heatmaps_collapses_to_centre_and_names_the_mis
         def __len__(self):
             return n
 
-    v = V(images=np.full((n, H, W), 128, np.uint8), image_ids=[f"{i:03d}" for i in range(n)],
-          splits=np.array(["test"] * n, dtype=object), devices=np.array(["d"] * n, dtype=object),
-          datasets=np.array(["demo"] * n, dtype=object), spacing=np.full((n, 2), 0.8), affines=np.stack(affines),
-          landmarks=None, landmarks_original=np.stack(orig), annotators={}, landmark_names=names, orig_sizes=sizes,
-          input_size=(W, H), normalisation={"name": "imagenet"}, spec={},
-          meta={"name": "lb64", "ground_truth": "mean"}, path=tmp_path / "variant")
-    meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw, arch="t",
-                           input_size=[W, H], provenance={})
-    good = evaluate_model(_HeatmapModel(np.stack(hms)), meta, v, "test", tmp_path / "good",
-                          settings=EvalSettings(n_boot=20, n_worst=0), predict=PredictOptions(progress=False))
+    v = V(
+        images=np.full((n, H, W), 128, np.uint8),
+        image_ids=[f"{i:03d}" for i in range(n)],
+        splits=np.array(["test"] * n, dtype=object),
+        devices=np.array(["d"] * n, dtype=object),
+        datasets=np.array(["demo"] * n, dtype=object),
+        spacing=np.full((n, 2), 0.8),
+        affines=np.stack(affines),
+        landmarks=None,
+        landmarks_original=np.stack(orig),
+        annotators={},
+        landmark_names=names,
+        orig_sizes=sizes,
+        input_size=(W, H),
+        normalisation={"name": "imagenet"},
+        spec={},
+        meta={"name": "lb64", "ground_truth": "mean"},
+        path=tmp_path / "variant",
+    )
+    meta = SimpleNamespace(
+        landmark_names=names,
+        normalisation={"name": "imagenet"},
+        codec=codec_kw,
+        arch="t",
+        input_size=[W, H],
+        provenance={},
+    )
+    good = evaluate_model(
+        _HeatmapModel(np.stack(hms)),
+        meta,
+        v,
+        "test",
+        tmp_path / "good",
+        settings=EvalSettings(n_boot=20, n_worst=0),
+        predict=PredictOptions(progress=False),
+    )
     assert good["overall"]["mre_mm"] < 0.5 and good["preprocessing"]["used"]["decoder"] == "dark"
     m = _HeatmapModel(np.stack(hms))
-    naive = evaluate_model(m, meta, v, "test", tmp_path / "naive", settings=EvalSettings(n_boot=20, n_worst=0),
-                           context=EvalContext(label="naive-lb64"),
-                           predict=PredictOptions(progress=False, normalisation="unit", decoder="soft_argmax"))
+    naive = evaluate_model(
+        m,
+        meta,
+        v,
+        "test",
+        tmp_path / "naive",
+        settings=EvalSettings(n_boot=20, n_worst=0),
+        context=EvalContext(label="naive-lb64"),
+        predict=PredictOptions(progress=False, normalisation="unit", decoder="soft_argmax"),
+    )
     x = m.inputs[0]
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0  # 0-1, no ImageNet mean/std
     assert naive["overall"]["mre_mm"] > 20  # tens of mm on a real-size head
-    assert naive["preprocessing"] == {"used": {"normalisation": "unit", "decoder": "soft_argmax"},
-                                      "expected": {"normalisation": "imagenet", "decoder": "dark"},
-                                      "variant": "lb64"}
+    assert naive["preprocessing"] == {
+        "used": {"normalisation": "unit", "decoder": "soft_argmax"},
+        "expected": {"normalisation": "imagenet", "decoder": "dark"},
+        "variant": "lb64",
+    }
     d = naive["diagnosis"]
     assert d["findings"][0]["code"] == "collapse" and "toward the image centre" in d["findings"][0]["observation"]
     assert "without the ImageNet mean/std" in d["summary"] and "soft-argmax" in d["summary"]

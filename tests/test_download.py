@@ -24,7 +24,7 @@ from cephalo.datasets import get_release
 from cephalo.datasets.fetch import archive
 from cephalo.datasets.fetch.archive import sniff_archive
 from cephalo.datasets.fetch.layout import validate_layout
-from cephalo.datasets.fetch.release import MissingChecksumWarning, fetch_release
+from cephalo.datasets.fetch.release import FetchSettings, MissingChecksumWarning, fetch_release
 from cephalo.datasets.fetch.spec import PROVENANCE_FILE
 from cephalo.errors import ConfigError, DownloadError
 from httpserver import LoopbackServer, Route
@@ -146,9 +146,13 @@ def test_sniff_archive(tmp_path, aariz_zip):
 def test_http_success_unpacks_validates_and_caches(server, tmp_path, cache, aariz_zip):
     url = server.add("/files/aariz", Route(body=aariz_zip))
     dest = tmp_path / "data" / "aariz"
-    out = fetch_release("aariz", dest, url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+    out = fetch_release(
+        "aariz", dest, url=url, known_hash=md5(aariz_zip), settings=FetchSettings(cache_dir=cache), progress=False
+    )
     assert out == dest
-    assert (dest / "Aariz/train/Cephalograms/ctrain00.png").read_bytes() == aariz_members()["Aariz/train/Cephalograms/ctrain00.png"]
+    assert (dest / "Aariz/train/Cephalograms/ctrain00.png").read_bytes() == aariz_members()[
+        "Aariz/train/Cephalograms/ctrain00.png"
+    ]
     n_files = sum(1 for p in dest.rglob("*") if p.is_file())
     assert n_files == len(aariz_members()) + 1  # + provenance
     prov = json.loads((dest / PROVENANCE_FILE).read_text())
@@ -164,10 +168,19 @@ def test_http_success_unpacks_validates_and_caches(server, tmp_path, cache, aari
     # second call: dest already holds the release -> no request, nothing rewritten
     n_req = len(server.requests)
     mtime = (dest / PROVENANCE_FILE).stat().st_mtime_ns
-    fetch_release("aariz", dest, url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+    fetch_release(
+        "aariz", dest, url=url, known_hash=md5(aariz_zip), settings=FetchSettings(cache_dir=cache), progress=False
+    )
     assert len(server.requests) == n_req and (dest / PROVENANCE_FILE).stat().st_mtime_ns == mtime
     # into a new dest: served from the pooch cache (no request), unpacked again
-    fetch_release("aariz", tmp_path / "data" / "again", url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+    fetch_release(
+        "aariz",
+        tmp_path / "data" / "again",
+        url=url,
+        known_hash=md5(aariz_zip),
+        settings=FetchSettings(cache_dir=cache),
+        progress=False,
+    )
     assert len(server.requests) == n_req and (tmp_path / "data/again/Aariz/Readme.txt").is_file()
 
 
@@ -175,7 +188,14 @@ def test_targz_archive_and_keep_archive_false(server, tmp_path, cache):
     body = make_targz(aariz_members())
     url = server.add("/aariz.tar.gz", Route(body=body))
     dest = tmp_path / "aariz"
-    fetch_release("aariz", dest, url=url, known_hash=sha256(body), cache_dir=cache, progress=False, keep_archive=False)
+    fetch_release(
+        "aariz",
+        dest,
+        url=url,
+        known_hash=sha256(body),
+        settings=FetchSettings(cache_dir=cache, keep_archive=False),
+        progress=False,
+    )
     assert (dest / "Aariz/valid/Cephalograms/cvalid01.png").is_file()
     assert list(cache.iterdir()) == []
 
@@ -186,14 +206,18 @@ def test_resume_after_truncated_download(server, tmp_path, cache, aariz_zip):
     url = server.add("/aariz.zip", route)
     dest = tmp_path / "aariz"
     with pytest.raises(DownloadError) as ei:
-        fetch_release("aariz", dest, url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+        fetch_release(
+            "aariz", dest, url=url, known_hash=md5(aariz_zip), settings=FetchSettings(cache_dir=cache), progress=False
+        )
     msg = str(ei.value)
     assert url in msg and ("truncated" in msg or "interrupted" in msg) and "resume" in msg
     assert_nothing_partial(dest)
     parts = list(cache.glob("*.part"))
     assert len(parts) == 1 and parts[0].stat().st_size == cut
 
-    fetch_release("aariz", dest, url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+    fetch_release(
+        "aariz", dest, url=url, known_hash=md5(aariz_zip), settings=FetchSettings(cache_dir=cache), progress=False
+    )
     assert server.range_requests("/aariz.zip") == ["", f"bytes={cut}-"]
     assert (dest / "Aariz/test/Cephalograms/ctest01.png").is_file()
     assert list(cache.glob("*.part")) == []
@@ -204,8 +228,22 @@ def test_resume_restarts_when_server_ignores_range(server, tmp_path, cache, aari
     route = Route(body=aariz_zip, truncate_at=100, ranges=False, times=1, then=Route(body=aariz_zip, ranges=False))
     url = server.add("/a.zip", route)
     with pytest.raises(DownloadError):
-        fetch_release("aariz", tmp_path / "d", url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
-    fetch_release("aariz", tmp_path / "d", url=url, known_hash=md5(aariz_zip), cache_dir=cache, progress=False)
+        fetch_release(
+            "aariz",
+            tmp_path / "d",
+            url=url,
+            known_hash=md5(aariz_zip),
+            settings=FetchSettings(cache_dir=cache),
+            progress=False,
+        )
+    fetch_release(
+        "aariz",
+        tmp_path / "d",
+        url=url,
+        known_hash=md5(aariz_zip),
+        settings=FetchSettings(cache_dir=cache),
+        progress=False,
+    )
     assert (tmp_path / "d/Aariz/train/Cephalograms").is_dir()
 
 
@@ -219,7 +257,7 @@ def test_html_page_instead_of_archive(server, tmp_path, cache, ctype):
     dest = tmp_path / "aariz"
     # no checksum: only content sniffing can tell (with one, the hash would also fail)
     with pytest.raises(DownloadError, match="HTML page") as ei:
-        fetch_release("aariz", dest, url=url, known_hash=None, cache_dir=cache, progress=False)
+        fetch_release("aariz", dest, url=url, known_hash=None, settings=FetchSettings(cache_dir=cache), progress=False)
     assert url in str(ei.value)
     assert_nothing_partial(dest)
     assert list(cache.iterdir()) == []
@@ -228,7 +266,7 @@ def test_html_page_instead_of_archive(server, tmp_path, cache, ctype):
 def test_http_404_names_url(server, tmp_path, cache):
     url = server.url("/missing.zip")
     with pytest.raises(DownloadError, match="HTTP 404") as ei:
-        fetch_release("aariz", tmp_path / "d", url=url, cache_dir=cache, progress=False)
+        fetch_release("aariz", tmp_path / "d", url=url, settings=FetchSettings(cache_dir=cache), progress=False)
     assert url in str(ei.value)
     assert_nothing_partial(tmp_path / "d")
 
@@ -238,7 +276,7 @@ def test_checksum_mismatch(server, tmp_path, cache, aariz_zip):
     wrong = "md5:" + "0" * 32
     dest = tmp_path / "aariz"
     with pytest.raises(DownloadError, match="checksum mismatch") as ei:
-        fetch_release("aariz", dest, url=url, known_hash=wrong, cache_dir=cache, progress=False)
+        fetch_release("aariz", dest, url=url, known_hash=wrong, settings=FetchSettings(cache_dir=cache), progress=False)
     assert url in str(ei.value) and hashlib.md5(aariz_zip).hexdigest() in str(ei.value)
     assert_nothing_partial(dest)
     assert list(cache.iterdir()) == []  # neither the file nor a .part is kept
@@ -248,7 +286,7 @@ def test_release_default_checksum_applies_to_a_mirror(server, tmp_path, cache, a
     url = server.add("/mirror/Aariz.zip", Route(body=aariz_zip))
     # the whole (tiny) file arrived, but it is not the 2,098,209,792-byte release
     with pytest.raises(DownloadError, match="size mismatch.*2098209792") as ei:
-        fetch_release("aariz", tmp_path / "d", url=url, cache_dir=cache, progress=False)
+        fetch_release("aariz", tmp_path / "d", url=url, settings=FetchSettings(cache_dir=cache), progress=False)
     assert url in str(ei.value)
     assert_nothing_partial(tmp_path / "d")
     assert list(cache.iterdir()) == []
@@ -259,7 +297,9 @@ def test_wrong_layout(server, tmp_path, cache):
     url = server.add("/a.zip", Route(body=body))
     dest = tmp_path / "aariz"
     with pytest.raises(DownloadError, match="unexpected layout") as ei:
-        fetch_release("aariz", dest, url=url, known_hash=md5(body), cache_dir=cache, progress=False)
+        fetch_release(
+            "aariz", dest, url=url, known_hash=md5(body), settings=FetchSettings(cache_dir=cache), progress=False
+        )
     msg = str(ei.value)
     assert url in msg and "Aariz/train/Cephalograms/" in msg and "aariz_v2/" in msg
     assert_nothing_partial(dest)
@@ -291,7 +331,9 @@ def test_local_archive_checked_against_release_md5(tmp_path, aariz_zip):
     arc.write_bytes(aariz_zip)
     with pytest.raises(DownloadError, match="checksum mismatch: expected md5:e0bd645bca6759abdae4f199d841bda6"):
         fetch_release("aariz", tmp_path / "d", archive=arc, progress=False)
-    fetch_release("aariz", tmp_path / "d", archive=arc, known_hash=md5(aariz_zip).upper().replace("MD5", "md5"), progress=False)
+    fetch_release(
+        "aariz", tmp_path / "d", archive=arc, known_hash=md5(aariz_zip).upper().replace("MD5", "md5"), progress=False
+    )
     assert (tmp_path / "d/Aariz/Readme.txt").is_file()
 
 
@@ -385,7 +427,7 @@ def test_folder_source_copy_and_link(tmp_path):
         (src / name).write_bytes(data)
     for link in (False, True):
         dest = tmp_path / f"d{int(link)}"
-        fetch_release("aariz", dest, folder=src, link=link, progress=False)
+        fetch_release("aariz", dest, folder=src, settings=FetchSettings(link=link), progress=False)
         f = dest / "Aariz/train/Cephalograms/ctrain01.png"
         assert f.read_bytes() == (src / "Aariz/train/Cephalograms/ctrain01.png").read_bytes()
         assert (f.stat().st_ino == (src / "Aariz/train/Cephalograms/ctrain01.png").stat().st_ino) == link
@@ -436,7 +478,11 @@ def isbi_bulk_zip() -> bytes:
     for split, ids in (("TrainingData", (1, 2)), ("Test1Data", (151,)), ("Test2Data", (301,))):
         for i in ids:
             raw[f"RawImage/RawImage/{split}/{i:03d}.bmp"] = b"BM" + bytes(30)
-    ann = {f"AnnotationsByMD/{who}/{i:03d}.txt": b"1,2\n" * 19 for who in ("400_senior", "400_junior") for i in (1, 2, 151, 301)}
+    ann = {
+        f"AnnotationsByMD/{who}/{i:03d}.txt": b"1,2\n" * 19
+        for who in ("400_senior", "400_junior")
+        for i in (1, 2, 151, 301)
+    }
     return make_zip({"RawImage.zip": make_zip(raw), "AnnotationsByMD.tar.gz": make_targz(ann)})
 
 
@@ -445,7 +491,9 @@ def test_isbi_nested_archives_wrapper_and_missing_checksum_warning(server, tmp_p
     url = server.add("/ndownloader/articles/3471833", Route(body=body))
     dest = tmp_path / "isbi"
     with pytest.warns(MissingChecksumWarning, match=hashlib.sha256(body).hexdigest()):
-        fetch_release("isbi2015", dest, url=url + "?private_link=abc", cache_dir=cache, progress=False)
+        fetch_release(
+            "isbi2015", dest, url=url + "?private_link=abc", settings=FetchSettings(cache_dir=cache), progress=False
+        )
     assert (dest / "RawImage/TrainingData/001.bmp").is_file()  # wrapper level collapsed
     assert (dest / "AnnotationsByMD/400_senior/151.txt").is_file()
     assert not (dest / "RawImage.zip").exists() and not (dest / "AnnotationsByMD.tar.gz").exists()
@@ -456,16 +504,32 @@ def test_isbi_nested_archives_wrapper_and_missing_checksum_warning(server, tmp_p
     # pinned checksum: no warning; wrong pin: mismatch
     with warnings.catch_warnings():
         warnings.simplefilter("error", MissingChecksumWarning)
-        fetch_release("isbi2015", tmp_path / "isbi2", url=url, known_hash=sha256(body), cache_dir=cache, progress=False)
+        fetch_release(
+            "isbi2015",
+            tmp_path / "isbi2",
+            url=url,
+            known_hash=sha256(body),
+            settings=FetchSettings(cache_dir=cache),
+            progress=False,
+        )
     with pytest.raises(DownloadError, match="checksum mismatch"):
-        fetch_release("isbi2015", tmp_path / "isbi3", url=url + "?v=2", known_hash="sha256:" + "1" * 64, cache_dir=cache, progress=False)
+        fetch_release(
+            "isbi2015",
+            tmp_path / "isbi3",
+            url=url + "?v=2",
+            known_hash="sha256:" + "1" * 64,
+            settings=FetchSettings(cache_dir=cache),
+            progress=False,
+        )
 
 
 def test_isbi_shared_data_folder(shared_data, tmp_path):
     """The real ISBI copy in ../shared/data (400_mean only, no Test2Data) validates as a folder source."""
     dest = tmp_path / "isbi"
     with pytest.warns(UserWarning, match="Test2Data"):
-        fetch_release("isbi2015", dest, folder=shared_data / "isbi2015", link=True, progress=False)
+        fetch_release(
+            "isbi2015", dest, folder=shared_data / "isbi2015", settings=FetchSettings(link=True), progress=False
+        )
     assert len(list((dest / "RawImage/TrainingData").iterdir())) == 150
     assert len(list((dest / "AnnotationsByMD/400_mean").glob("*.txt"))) == 300
 
@@ -507,7 +571,9 @@ def make_rar(files: dict[str, bytes], method: int = 0x30) -> bytes:
     for name, data in files.items():
         n = name.encode()
         payload = data if method == 0x30 else bytes(len(data))
-        body = struct.pack("<IIBIIBBHI", len(payload), len(data), 3, zlib.crc32(data), 0x5A000000, 29, method, len(n), 0o100644 << 16)
+        body = struct.pack(
+            "<IIBIIBBHI", len(payload), len(data), 3, zlib.crc32(data), 0x5A000000, 29, method, len(n), 0o100644 << 16
+        )
         out += hdr(0x74, 0x8000, body + n) + payload
     out += hdr(0x7B, 0x4000, b"")
     return bytes(out)
@@ -517,7 +583,14 @@ def test_isbi_local_rar_archives(tmp_path):
     """The ISBI release's per-folder RARs, given as --archive files (stored entries: no tool needed)."""
     pytest.importorskip("rarfile")
     raw = tmp_path / "RawImage.rar"
-    raw.write_bytes(make_rar({f"RawImage/{s}/{i:03d}.bmp": b"BM" + bytes([i % 256]) * 9 for s, i in (("TrainingData", 1), ("Test1Data", 151), ("Test2Data", 301))}))
+    raw.write_bytes(
+        make_rar(
+            {
+                f"RawImage/{s}/{i:03d}.bmp": b"BM" + bytes([i % 256]) * 9
+                for s, i in (("TrainingData", 1), ("Test1Data", 151), ("Test2Data", 301))
+            }
+        )
+    )
     ann = tmp_path / "AnnotationsByMD.rar"
     ann.write_bytes(make_rar({f"400_senior/{i:03d}.txt": b"5,6\n" * 19 for i in (1, 151, 301)}))
     dest = tmp_path / "isbi"
@@ -535,7 +608,9 @@ def test_isbi_local_rar_archives(tmp_path):
     bulk = tmp_path / "bulk.zip"
     bulk.write_bytes(make_zip({"RawImage.rar": raw.read_bytes(), "AnnotationsByMD.rar": ann.read_bytes()}))
     with pytest.warns(UserWarning, match="400_junior"):
-        fetch_release("isbi2015", tmp_path / "isbi_b", archive=bulk, known_hash=sha256(bulk.read_bytes()), progress=False)
+        fetch_release(
+            "isbi2015", tmp_path / "isbi_b", archive=bulk, known_hash=sha256(bulk.read_bytes()), progress=False
+        )
     assert (tmp_path / "isbi_b/AnnotationsByMD/400_senior/151.txt").is_file()
 
 
@@ -560,7 +635,13 @@ def test_corrupt_rar(tmp_path):
     arc = tmp_path / "RawImage.rar"
     arc.write_bytes(b"Rar!\x1a\x07\x00" + b"\x00" * 40)
     with pytest.raises(DownloadError, match="RAR archive holds no files|corrupt or truncated RAR") as ei:
-        fetch_release("isbi2015", tmp_path / "d", archive=[arc], known_hash={"RawImage.rar": sha256(arc.read_bytes())}, progress=False)
+        fetch_release(
+            "isbi2015",
+            tmp_path / "d",
+            archive=[arc],
+            known_hash={"RawImage.rar": sha256(arc.read_bytes())},
+            progress=False,
+        )
     assert str(arc) in str(ei.value)
     assert_nothing_partial(tmp_path / "d")
 
@@ -593,7 +674,9 @@ data:
     )
     runner = CliRunner()
     out = tmp_path / "raw" / "aariz"
-    r = runner.invoke(main, ["download", "aariz", "--out", str(out), "--mirror", url, "--params", str(params), "--no-progress"])
+    r = runner.invoke(
+        main, ["download", "aariz", "--out", str(out), "--mirror", url, "--params", str(params), "--no-progress"]
+    )
     assert r.exit_code == 0, r.output
     assert (out / "Aariz/train/Cephalograms").is_dir()
     assert str(out) in r.output
@@ -601,7 +684,9 @@ data:
     # bad input: one-line error, exit 1, nothing written
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"<html>nope</html>")
-    r = runner.invoke(main, ["download", "aariz", "--out", str(tmp_path / "o2"), "--archive", str(bad), "--params", str(params)])
+    r = runner.invoke(
+        main, ["download", "aariz", "--out", str(tmp_path / "o2"), "--archive", str(bad), "--params", str(params)]
+    )
     assert r.exit_code != 0 and isinstance(r.exception, DownloadError)
     assert_nothing_partial(tmp_path / "o2")
 
@@ -614,9 +699,23 @@ def test_cli_download_one_line_exit_1(tmp_path, aariz_zip):
     bad.write_bytes(aariz_zip)
     params = _params(tmp_path, "data: {}\n")
     r = subprocess.run(
-        [sys.executable, "-c", "from cephalo.cli import run; run()", "download", "aariz", "--out", str(tmp_path / "o"),
-         "--archive", str(bad), "--params", str(params), "--no-progress"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from cephalo.cli import run; run()",
+            "download",
+            "aariz",
+            "--out",
+            str(tmp_path / "o"),
+            "--archive",
+            str(bad),
+            "--params",
+            str(params),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 1
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("cephalo: error:")]
@@ -637,15 +736,33 @@ def test_cli_download_isbi_archives_warn_once_per_line(tmp_path):
     import sys
 
     raw = tmp_path / "RawImage.zip"
-    raw.write_bytes(make_zip({f"RawImage/{s}/{i:03d}.bmp": b"BM" + bytes(8) for s, i in (("TrainingData", 1), ("Test1Data", 151))}))
+    raw.write_bytes(
+        make_zip({f"RawImage/{s}/{i:03d}.bmp": b"BM" + bytes(8) for s, i in (("TrainingData", 1), ("Test1Data", 151))})
+    )
     ann = tmp_path / "AnnotationsByMD.tar.gz"
     ann.write_bytes(make_targz({"AnnotationsByMD/400_senior/001.txt": b"1,1\n" * 19}))
     params = _params(tmp_path, "data: {}\n")
     out = tmp_path / "raw" / "isbi2015"
     r = subprocess.run(
-        [sys.executable, "-c", "from cephalo.cli import run; run()", "download", "isbi2015", "--out", str(out),
-         "--archive", str(raw), "--archive", str(ann), "--params", str(params), "--no-progress"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from cephalo.cli import run; run()",
+            "download",
+            "isbi2015",
+            "--out",
+            str(out),
+            "--archive",
+            str(raw),
+            "--archive",
+            str(ann),
+            "--params",
+            str(params),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     warns = [ln for ln in r.stderr.splitlines() if ln.startswith("cephalo: warning:")]
@@ -660,8 +777,14 @@ def test_relative_destination_and_cache_as_the_pipeline_passes_them(server, tmp_
     extractors would otherwise unpack relative to the archive's own folder)."""
     monkeypatch.chdir(tmp_path)
     url = server.add("/files/Aariz.zip", Route(body=aariz_zip))
-    out = fetch_release("aariz", "resources/raw/aariz", url=url, known_hash=sha256(aariz_zip),
-                           cache_dir="cache", progress=False)
+    out = fetch_release(
+        "aariz",
+        "resources/raw/aariz",
+        url=url,
+        known_hash=sha256(aariz_zip),
+        settings=FetchSettings(cache_dir="cache"),
+        progress=False,
+    )
     assert out == tmp_path / "resources" / "raw" / "aariz"
     assert (out / "Aariz" / "cephalogram_machine_mappings.csv").is_file()
     assert list((tmp_path / "cache").iterdir())  # the download was cached where asked

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import SimpleNamespace as NS
+from types import SimpleNamespace
 
 from helpers import REPO, load_script
 
@@ -16,8 +16,10 @@ sync = load_script(REPO / "workflow" / "dvc_sync.py", "cephalo_workflow_dvc_sync
 
 
 def _stage(name: str, deps: list[str], outs: list[str], params: bool = True):
-    d = [NS(def_path=p) for p in deps] + ([NS(def_path="params.yaml", params=["x"])] if params else [])
-    return NS(addressing=name, deps=d, outs=[NS(def_path=p, exists=True) for p in outs])
+    d = [SimpleNamespace(def_path=p) for p in deps] + (
+        [SimpleNamespace(def_path="params.yaml", params=["x"])] if params else []
+    )
+    return SimpleNamespace(addressing=name, deps=d, outs=[SimpleNamespace(def_path=p, exists=True) for p in outs])
 
 
 def test_stage_levels_follow_outputs_into_inputs_and_folders():
@@ -42,8 +44,10 @@ def test_out_entries_list_a_folder_inside_out_and_skip_what_is_missing(tmp_path)
 
 
 def test_vouched_for_keeps_a_fingerprint_stage_whose_outputs_are_as_recorded():
-    status = {"code_fingerprint": [{"changed deps": {"src/cephalo": "modified"}}],
-              "train": [{"changed outs": {"results/models/a/best.pt": "modified"}}]}
+    status = {
+        "code_fingerprint": [{"changed deps": {"src/cephalo": "modified"}}],
+        "train": [{"changed outs": {"results/models/a/best.pt": "modified"}}],
+    }
     assert sync.vouched_for(status, ["code_fingerprint", "train", "index"]) == {"code_fingerprint", "index"}
     status["code_fingerprint"] = [{"changed outs": {"results/code": "modified"}}]
     assert sync.vouched_for(status, ["code_fingerprint", "index"]) == {"index"}
@@ -51,7 +55,7 @@ def test_vouched_for_keeps_a_fingerprint_stage_whose_outputs_are_as_recorded():
 
 class _Repo:
     def __init__(self, stages, status):
-        self.index = NS(stages=stages)
+        self.index = SimpleNamespace(stages=stages)
         self._status = status
         self.committed: list[str] = []
 
@@ -74,9 +78,11 @@ def test_align_mtimes_orders_vouched_outputs_and_leaves_the_rest(tmp_path):
     for rel in ("results/index/x.parquet", "results/models/a/best.pt", "results/eval/a/metrics.json"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(rel)
-    stages = [_stage("index", ["resources/raw/x"], ["results/index/x.parquet"]),
-              _stage("train", ["results/index/x.parquet"], ["results/models/a/best.pt"]),
-              _stage("evaluate", ["results/models/a/best.pt"], ["results/eval/a"])]
+    stages = [
+        _stage("index", ["resources/raw/x"], ["results/index/x.parquet"]),
+        _stage("train", ["results/index/x.parquet"], ["results/models/a/best.pt"]),
+        _stage("evaluate", ["results/models/a/best.pt"], ["results/eval/a"]),
+    ]
     before = (tmp_path / "results/eval/a/metrics.json").stat().st_mtime
     repo = _Repo(stages, {"evaluate": [{"changed deps": {}}]})
     n = sync.align_mtimes(tmp_path, open_repo=lambda root: repo)

@@ -33,8 +33,10 @@ def test_a_stale_lock_file_of_a_dead_process_is_no_lock(project):
 
 def test_a_held_lock_refuses_with_one_line_naming_the_holder(project):
     # another live process holds DVC's lock, the way `dvc repro` does
-    code = ("import sys, time, zc.lockfile; l = zc.lockfile.LockFile(sys.argv[1]); print('held', flush=True); "
-            "time.sleep(60)")
+    code = (
+        "import sys, time, zc.lockfile; l = zc.lockfile.LockFile(sys.argv[1]); print('held', flush=True); "
+        "time.sleep(60)"
+    )
     p = subprocess.Popen([sys.executable, "-c", code, str(project / lk.LOCK)], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "held"
@@ -51,8 +53,10 @@ def test_a_held_lock_refuses_with_one_line_naming_the_holder(project):
 def test_outputs_write_locked_by_a_live_dvc_stage_refuse_and_a_dead_one_does_not(project):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        rw = {"write": {"results/eval": {"pid": sleeper.pid, "cmd": "/v/lib/dvc/__main__.py exp run -S a=1"}},
-              "read": {}}
+        rw = {
+            "write": {"results/eval": {"pid": sleeper.pid, "cmd": "/v/lib/dvc/__main__.py exp run -S a=1"}},
+            "read": {},
+        }
         (project / lk.RWLOCK).write_text(json.dumps(rw))
         with pytest.raises(lk.EngineBusy, match=rf"pid {sleeper.pid}: dvc exp run -S a=1"):
             lk.acquire(project, ["snakemake"])
@@ -62,18 +66,21 @@ def test_outputs_write_locked_by_a_live_dvc_stage_refuse_and_a_dead_one_does_not
     lk.release(lk.acquire(project, ["snakemake"]))
 
 
-@pytest.mark.parametrize("argv, writes", [
-    (["/venv/bin/snakemake", "--cores", "2", "--resources", "gpu=1"], True),
-    (["/venv/lib/python3.11/site-packages/snakemake/__main__.py", "--cores", "2"], True),  # python -m snakemake
-    (["/venv/bin/snakemake", "--cores", "2", "--touch"], True),  # --touch rewrites the outputs' times
-    (["/venv/bin/snakemake", "-n"], False),
-    (["/venv/bin/snakemake", "--cores", "2", "--dry-run", "--configfile", "profiles/real.yaml"], False),
-    (["/venv/bin/snakemake", "--dag"], False),
-    (["/venv/bin/snakemake", "--list-rules"], False),
-    (["/venv/bin/snakemake", "--cores", "2", "--no-hooks"], False),  # skips the lock by design (docs/team.md)
-    (["/venv/bin/python", "my_driver.py"], None),  # the Python API: the lock is taken at the first job
-    ([], None),
-])
+@pytest.mark.parametrize(
+    "argv, writes",
+    [
+        (["/venv/bin/snakemake", "--cores", "2", "--resources", "gpu=1"], True),
+        (["/venv/lib/python3.11/site-packages/snakemake/__main__.py", "--cores", "2"], True),  # python -m snakemake
+        (["/venv/bin/snakemake", "--cores", "2", "--touch"], True),  # --touch rewrites the outputs' times
+        (["/venv/bin/snakemake", "-n"], False),
+        (["/venv/bin/snakemake", "--cores", "2", "--dry-run", "--configfile", "profiles/real.yaml"], False),
+        (["/venv/bin/snakemake", "--dag"], False),
+        (["/venv/bin/snakemake", "--list-rules"], False),
+        (["/venv/bin/snakemake", "--cores", "2", "--no-hooks"], False),  # skips the lock by design (docs/team.md)
+        (["/venv/bin/python", "my_driver.py"], None),  # the Python API: the lock is taken at the first job
+        ([], None),
+    ],
+)
 def test_a_snakemake_command_line_is_told_to_run_or_only_plan(argv, writes):
     """A run that writes takes the lock before it plans; a dry run, a listing or a drawing takes nothing."""
     assert lk.snakemake_writes(argv) is writes

@@ -33,12 +33,30 @@ def test_evaluate_predictions_writes_all_outputs(tmp_path):
     imgs = {i: (np.zeros((300, 300), np.uint8), geometry.identity()) for i in range(n)}
     human = {"per_landmark": {"a": 1.0, "b": 1.5, "c": 2.0}, "overall": {"mre_mm": 1.5}}
     leak = {"seen": ["i0", "i1"], "n_seen": 2, "warning": "seen 2"}
-    res = evaluate_predictions(EvalData(pred, gt, sp, image_ids=[f"i{i}" for i in range(n)], names=["a", "b", "c"],
-                                        devices=["d1", "d1", "d2", "d2", "d2", "d2"]), tmp_path / "run",
-                               EvalSettings(n_boot=100, n_worst=2),
-                               EvalContext(human=human, leakage=leak, images=lambda i: imgs[i],
-                                           info={"gt_policy": "mean", "data_index_hash": "h", "split": "test",
-                                                 "checkpoint_sha256": "c", "command": "cephalo evaluate ..."}))
+    res = evaluate_predictions(
+        EvalData(
+            pred,
+            gt,
+            sp,
+            image_ids=[f"i{i}" for i in range(n)],
+            names=["a", "b", "c"],
+            devices=["d1", "d1", "d2", "d2", "d2", "d2"],
+        ),
+        tmp_path / "run",
+        EvalSettings(n_boot=100, n_worst=2),
+        EvalContext(
+            human=human,
+            leakage=leak,
+            images=lambda i: imgs[i],
+            info={
+                "gt_policy": "mean",
+                "data_index_hash": "h",
+                "split": "test",
+                "checkpoint_sha256": "c",
+                "command": "cephalo evaluate ...",
+            },
+        ),
+    )
     out = tmp_path / "run"
     m = json.loads((out / "metrics.json").read_text())
     assert m == json.loads(json.dumps(res))
@@ -74,8 +92,17 @@ def test_human_limit_from_index_uses_per_image_spacing():
     for img, sp in (("1", 0.1), ("2", 0.2)):
         for ann, dx in (("senior", 0.0), ("junior", 10.0), ("mean", 5.0)):
             for lm, y in (("sella", 0.0), ("nasion", 5.0)):
-                rows.append({"image_id": img, "annotator": ann, "landmark_name": lm, "x": 100.0 + dx,
-                             "y": y, "spacing_x_mm": sp, "spacing_y_mm": sp})
+                rows.append(
+                    {
+                        "image_id": img,
+                        "annotator": ann,
+                        "landmark_name": lm,
+                        "x": 100.0 + dx,
+                        "y": y,
+                        "spacing_x_mm": sp,
+                        "spacing_y_mm": sp,
+                    }
+                )
     h = human_limit(pd.DataFrame(rows), ["1", "2"], ["sella", "nasion"])
     assert h["annotators"] == ["junior", "senior"] and h["n_images"] == 2
     assert h["per_landmark"]["sella"] == pytest.approx((1.0 + 2.0) / 2)
@@ -106,7 +133,7 @@ class _PerfectModel:
 
     def __call__(self, x):
         b = x.shape[0]
-        out = self.hm[self.i:self.i + b]
+        out = self.hm[self.i : self.i + b]
         self.i += b
         return out
 
@@ -117,8 +144,14 @@ def test_evaluate_model_maps_back_through_inverse_affine(tmp_path):
     from cephalo.codecs import create_codec
 
     W = H = 64
-    codec_kw = {"name": "gaussian", "input_size": (W, H), "heatmap_size": (16, 16), "sigma": 1.5,
-                "decoder": "dark", "convention": "pixel_centre"}
+    codec_kw = {
+        "name": "gaussian",
+        "input_size": (W, H),
+        "heatmap_size": (16, 16),
+        "sigma": 1.5,
+        "decoder": "dark",
+        "convention": "pixel_centre",
+    }
     codec = create_codec(**codec_kw)
     rng = np.random.default_rng(0)
     n, names = 3, ["sella", "nasion", "orbitale"]
@@ -126,8 +159,10 @@ def test_evaluate_model_maps_back_through_inverse_affine(tmp_path):
     affines, orig, pre, hms = [], [], [], []
     for w, h in sizes:  # letterbox to 64x64
         s = min(W / w, H / h)
-        a = geometry.compose(geometry.resize_affine((w, h), (round(w * s), round(h * s))),
-                             geometry.scale_translate(1, 1, (W - round(w * s)) // 2, (H - round(h * s)) // 2))
+        a = geometry.compose(
+            geometry.resize_affine((w, h), (round(w * s), round(h * s))),
+            geometry.scale_translate(1, 1, (W - round(w * s)) // 2, (H - round(h * s)) // 2),
+        )
         p = rng.uniform([0.2 * w, 0.2 * h], [0.8 * w, 0.8 * h], size=(3, 2))
         q = geometry.apply_affine(a, p)
         affines.append(a)
@@ -139,24 +174,48 @@ def test_evaluate_model_maps_back_through_inverse_affine(tmp_path):
     order = [names.index(nm) if nm in names else 0 for nm in model_names]
     hm_model = hm[:, order]
     variant = _V(
-        images=np.zeros((n, H, W), np.uint8), image_ids=["001", "002", "003"],
-        splits=np.array(["test", "test", "train"], dtype=object), devices=np.array(["a", "b", "a"], dtype=object),
-        datasets=np.array(["demo"] * 3, dtype=object), spacing=np.array([[0.1, 0.1], [0.1, 0.15], [0.2, 0.2]]),
-        affines=np.stack(affines), landmarks=np.stack(pre), landmarks_original=np.stack(orig),
-        annotators={}, landmark_names=names, orig_sizes=sizes, input_size=(W, H),
-        normalisation={"name": "imagenet"}, spec={}, meta={"name": "lb64", "ground_truth": "mean",
-                                                           "source_index": {"sha256": "abc"}},
-        path=tmp_path / "variant")
-    meta = SimpleNamespace(landmark_names=model_names, normalisation={"name": "imagenet"}, codec=codec_kw,
-                           arch="test", input_size=[W, H], provenance={})
-    res = evaluate_model(_PerfectModel(hm_model[:2]), meta, variant, "test", tmp_path / "ev",
-                         settings=EvalSettings(n_boot=50, n_worst=1), predict=PredictOptions(progress=False))
+        images=np.zeros((n, H, W), np.uint8),
+        image_ids=["001", "002", "003"],
+        splits=np.array(["test", "test", "train"], dtype=object),
+        devices=np.array(["a", "b", "a"], dtype=object),
+        datasets=np.array(["demo"] * 3, dtype=object),
+        spacing=np.array([[0.1, 0.1], [0.1, 0.15], [0.2, 0.2]]),
+        affines=np.stack(affines),
+        landmarks=np.stack(pre),
+        landmarks_original=np.stack(orig),
+        annotators={},
+        landmark_names=names,
+        orig_sizes=sizes,
+        input_size=(W, H),
+        normalisation={"name": "imagenet"},
+        spec={},
+        meta={"name": "lb64", "ground_truth": "mean", "source_index": {"sha256": "abc"}},
+        path=tmp_path / "variant",
+    )
+    meta = SimpleNamespace(
+        landmark_names=model_names,
+        normalisation={"name": "imagenet"},
+        codec=codec_kw,
+        arch="test",
+        input_size=[W, H],
+        provenance={},
+    )
+    res = evaluate_model(
+        _PerfectModel(hm_model[:2]),
+        meta,
+        variant,
+        "test",
+        tmp_path / "ev",
+        settings=EvalSettings(n_boot=50, n_worst=1),
+        predict=PredictOptions(progress=False),
+    )
     assert res["landmark_mapping"]["shared"] == names and res["landmark_mapping"]["model_only"] == ["porion"]
     assert res["overall"]["n_images"] == 2
     assert res["overall"]["max_mm"] < 0.1 * 0.15 * (max(sizes[:2].ravel()) / W) * 16  # < 0.1 heatmap px
     pr = pd.read_parquet(tmp_path / "ev" / "predictions.parquet")
-    np.testing.assert_allclose(pr[["x_pred", "y_pred"]].to_numpy(), np.stack(orig[:2]).reshape(-1, 2),
-                               atol=0.1 * 4 * 400 / 64)
+    np.testing.assert_allclose(
+        pr[["x_pred", "y_pred"]].to_numpy(), np.stack(orig[:2]).reshape(-1, 2), atol=0.1 * 4 * 400 / 64
+    )
     assert res["gt_policy"] == "mean" and res["data_index_hash"] == "abc"
 
 
@@ -174,9 +233,25 @@ def test_cli_missing_model_is_one_line_error(tmp_path):
     import sys
 
     (tmp_path / "params.yaml").write_text("evaluate: {}\ntracking: {enabled: false}\n")
-    r = subprocess.run([sys.executable, "-m", "cephalo", "evaluate", "--model", str(tmp_path / "nope.pt"),
-                        "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--params",
-                        str(tmp_path / "params.yaml")], capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cephalo",
+            "evaluate",
+            "--model",
+            str(tmp_path / "nope.pt"),
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "nope.pt" in r.stderr
 
@@ -185,7 +260,7 @@ def test_leakage_public_hrnet_on_isbi_test1_and_test2(hrnet_spec):
     from cephalo.evaluate.leakage import HF_HRNET_W32_TRAINING_IDS, find_leakage
 
     spec = json.loads((hrnet_spec / "training_split.json").read_text())
-    assert HF_HRNET_W32_TRAINING_IDS == frozenset(spec["splits"]["training"])
+    assert frozenset(spec["splits"]["training"]) == HF_HRNET_W32_TRAINING_IDS
     prov = {"source": "public HF checkpoint cwlachap/hrnet-cephalometric-landmark-detection"}
     t1 = find_leakage([f"{i:03d}" for i in range(151, 301)], ["isbi2015"] * 150, ["test1"] * 150, prov)
     t2 = find_leakage([f"{i:03d}" for i in range(301, 401)], ["isbi2015"] * 100, ["test2"] * 100, prov)
@@ -200,9 +275,16 @@ def test_leakage_by_content_hash_and_duplicates_across_splits():
     a, b = np.zeros((4, 4), np.uint8), np.ones((4, 4), np.uint8)
     ha, hb = image_content_hash(a), image_content_hash(b)
     assert ha == image_content_hash(a.copy()) and ha != hb
-    r = find_leakage(["t1", "t2"], ["d", "d"], ["test", "test"], {"train_image_hashes": {"x": hb}},
-                     content_hashes=[[ha], [hb]], all_ids=["x", "t1", "t2"], all_splits=["train", "test", "test"],
-                     all_hashes=[hb, ha, hb])
+    r = find_leakage(
+        ["t1", "t2"],
+        ["d", "d"],
+        ["test", "test"],
+        {"train_image_hashes": {"x": hb}},
+        content_hashes=[[ha], [hb]],
+        all_ids=["x", "t1", "t2"],
+        all_splits=["train", "test", "test"],
+        all_hashes=[hb, ha, hb],
+    )
     assert r["seen"] == ["t2"]
     assert r["duplicates_across_splits"] == [["t2", "test", "x", "train"]]
 
@@ -214,8 +296,14 @@ def test_evaluate_model_undoes_the_public_hrnet_label_mapping(tmp_path):
     from cephalo.codecs import create_codec
 
     W = H = 64
-    codec_kw = {"name": "gaussian", "input_size": (W, H), "heatmap_size": (16, 16), "sigma": 1.5,
-                "decoder": "dark", "convention": "hf_corner"}
+    codec_kw = {
+        "name": "gaussian",
+        "input_size": (W, H),
+        "heatmap_size": (16, 16),
+        "sigma": 1.5,
+        "decoder": "dark",
+        "convention": "hf_corner",
+    }
     codec = create_codec(**codec_kw)
     rng = np.random.default_rng(1)
     names = ["sella", "nasion", "orbitale"]
@@ -228,15 +316,39 @@ def test_evaluate_model_undoes_the_public_hrnet_label_mapping(tmp_path):
         orig.append(p)
         hms.append(codec.encode(geometry.apply_affine(lb.hf_label_affine(), p))[0])  # what it learned
     variant = _V(
-        images=np.zeros((2, H, W), np.uint8), image_ids=["001", "002"],
-        splits=np.array(["test", "test"], dtype=object), devices=np.array(["a", "a"], dtype=object),
-        datasets=np.array(["isbi2015"] * 2, dtype=object), spacing=np.array([[0.1, 0.1], [0.1, 0.1]]),
-        affines=np.stack(affines), landmarks=np.stack([geometry.apply_affine(a, p) for a, p in zip(affines, orig)]),
-        landmarks_original=np.stack(orig), annotators={}, landmark_names=names, orig_sizes=sizes,
-        input_size=(W, H), normalisation={"name": "imagenet"}, spec={},
-        meta={"name": "lb64", "ground_truth": "mean", "source_index": {"sha256": "abc"}}, path=tmp_path / "v")
-    meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw,
-                           arch="test", input_size=[W, H], provenance={})
-    res = evaluate_model(_PerfectModel(np.stack(hms)), meta, variant, "test", tmp_path / "ev",
-                         settings=EvalSettings(n_boot=20, n_worst=1), predict=PredictOptions(progress=False))
+        images=np.zeros((2, H, W), np.uint8),
+        image_ids=["001", "002"],
+        splits=np.array(["test", "test"], dtype=object),
+        devices=np.array(["a", "a"], dtype=object),
+        datasets=np.array(["isbi2015"] * 2, dtype=object),
+        spacing=np.array([[0.1, 0.1], [0.1, 0.1]]),
+        affines=np.stack(affines),
+        landmarks=np.stack([geometry.apply_affine(a, p) for a, p in zip(affines, orig, strict=True)]),
+        landmarks_original=np.stack(orig),
+        annotators={},
+        landmark_names=names,
+        orig_sizes=sizes,
+        input_size=(W, H),
+        normalisation={"name": "imagenet"},
+        spec={},
+        meta={"name": "lb64", "ground_truth": "mean", "source_index": {"sha256": "abc"}},
+        path=tmp_path / "v",
+    )
+    meta = SimpleNamespace(
+        landmark_names=names,
+        normalisation={"name": "imagenet"},
+        codec=codec_kw,
+        arch="test",
+        input_size=[W, H],
+        provenance={},
+    )
+    res = evaluate_model(
+        _PerfectModel(np.stack(hms)),
+        meta,
+        variant,
+        "test",
+        tmp_path / "ev",
+        settings=EvalSettings(n_boot=20, n_worst=1),
+        predict=PredictOptions(progress=False),
+    )
     assert res["overall"]["max_mm"] < 0.01  # 0.1 mm/px: well under a tenth of an original pixel

@@ -12,6 +12,7 @@ The table of cases (case, expected, seen) is printed (``-s``) and is the one in 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,9 +39,15 @@ TABLE: list[tuple[str, str, str]] = []
 
 
 def _env(fault: str | None = None) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", NO_ALBUMENTATIONS_UPDATE="1", MLFLOW_DISABLE_TELEMETRY="true",
-               MPLBACKEND="Agg", OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
-                   [str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        NO_ALBUMENTATIONS_UPDATE="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        MPLBACKEND="Agg",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
     env.pop("FAULT_AT", None)
     if fault:
         env["FAULT_AT"] = fault
@@ -145,16 +152,75 @@ def _check_download(p: Path) -> str:
 
 PARAMS = ["--params", "params.yaml"]
 WRITERS = {
-    "index": (["index", "--dataset", "isbi2015", "--root", "demo/isbi2015", "--out", "results/index.parquet",
-               "--report", "results/quality", *PARAMS], _check_index, []),
-    "preprocess": (["preprocess", "--index", "results/index.parquet", "--variant", "letterbox128", "--out",
-                    "results/variant", "--force", "--no-progress", *PARAMS], _check_variant, ["index"]),
-    "train checkpoint": (["train", "--data", "results/variant", "--out", "results/model", "--stage", "source",
-                          "--restart", "--no-progress", *PARAMS], _check_model, ["index", "preprocess"]),
-    "evaluate": (["evaluate", "--model", "results/model/best.pt", "--data", "results/variant", "--split", "test1",
-                  "--out", "results/eval", *PARAMS], _check_eval, ["index", "preprocess", "train checkpoint"]),
-    "download unpack": (["download", "aariz", "--archive", "Aariz.zip", "--out", "resources/raw", "--force",
-                         "--no-progress", *PARAMS], _check_download, []),
+    "index": (
+        [
+            "index",
+            "--dataset",
+            "isbi2015",
+            "--root",
+            "demo/isbi2015",
+            "--out",
+            "results/index.parquet",
+            "--report",
+            "results/quality",
+            *PARAMS,
+        ],
+        _check_index,
+        [],
+    ),
+    "preprocess": (
+        [
+            "preprocess",
+            "--index",
+            "results/index.parquet",
+            "--variant",
+            "letterbox128",
+            "--out",
+            "results/variant",
+            "--force",
+            "--no-progress",
+            *PARAMS,
+        ],
+        _check_variant,
+        ["index"],
+    ),
+    "train checkpoint": (
+        [
+            "train",
+            "--data",
+            "results/variant",
+            "--out",
+            "results/model",
+            "--stage",
+            "source",
+            "--restart",
+            "--no-progress",
+            *PARAMS,
+        ],
+        _check_model,
+        ["index", "preprocess"],
+    ),
+    "evaluate": (
+        [
+            "evaluate",
+            "--model",
+            "results/model/best.pt",
+            "--data",
+            "results/variant",
+            "--split",
+            "test1",
+            "--out",
+            "results/eval",
+            *PARAMS,
+        ],
+        _check_eval,
+        ["index", "preprocess", "train checkpoint"],
+    ),
+    "download unpack": (
+        ["download", "aariz", "--archive", "Aariz.zip", "--out", "resources/raw", "--force", "--no-progress", *PARAMS],
+        _check_download,
+        [],
+    ),
 }
 
 
@@ -184,12 +250,18 @@ def test_writer_killed_anywhere_keeps_its_output_whole_and_leaves_no_debris(proj
     duration = _run(_args(writer, p), p)  # the "old" output
     check(p)
     rng = random.Random(f"{SEED}-{writer}")
-    cases = [("before the 1st commit", "replace:1", None), ("right after the 1st commit", "replace+:1", None),
-             ("before the 2nd commit", "replace:2", None)]
-    cases += [(f"at {d:.1f} s (random)", None, d) for d in sorted(rng.uniform(0.3, 1.0) * duration for _ in range(N_RANDOM))]
+    cases = [
+        ("before the 1st commit", "replace:1", None),
+        ("right after the 1st commit", "replace+:1", None),
+        ("before the 2nd commit", "replace:2", None),
+    ]
+    cases += [
+        (f"at {d:.1f} s (random)", None, d) for d in sorted(rng.uniform(0.3, 1.0) * duration for _ in range(N_RANDOM))
+    ]
     for label, fault, delay in cases:
-        proc = subprocess.Popen(_cmd(_args(writer, p)), cwd=p, env=_env(fault), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            _cmd(_args(writer, p)), cwd=p, env=_env(fault), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         if delay is not None:
             try:
                 proc.wait(timeout=delay)
@@ -204,10 +276,14 @@ def test_writer_killed_anywhere_keeps_its_output_whole_and_leaves_no_debris(proj
         after = _debris(p)
         assert not after, (writer, label, after)
         status = "killed" if killed else f"finished first (exit {proc.returncode})"
-        TABLE.append((f"{writer}: SIGKILL {label}",
-                      "output whole (old or new); no temporary after the next run",
-                      f"{status}; output whole ({seen}); {len(left)} temporar{'y' if len(left) == 1 else 'ies'} "
-                      f"after the kill, 0 after the next run"))
+        TABLE.append(
+            (
+                f"{writer}: SIGKILL {label}",
+                "output whole (old or new); no temporary after the next run",
+                f"{status}; output whole ({seen}); {len(left)} temporar{'y' if len(left) == 1 else 'ies'} "
+                f"after the kill, 0 after the next run",
+            )
+        )
         assert killed or proc.returncode == 0, err[-2000:]
     # the swept temporaries were real: at least one kill left one behind
     assert any(w.startswith(writer) and "0 temporaries after the kill" not in s for w, _, s in TABLE), TABLE
@@ -267,37 +343,82 @@ def test_preprocess_on_a_full_disk_is_one_line_exit_1_and_leaves_nothing(project
         _run(_args("index", p), p)
     disk = tmpfs("size=512k")
     out = disk / "variant"
-    res = _cephalo(["preprocess", "--index", "results/index.parquet", "--variant", "letterbox256", "--out", str(out),
-                    "--no-progress", *PARAMS], p)
+    res = _cephalo(
+        [
+            "preprocess",
+            "--index",
+            "results/index.parquet",
+            "--variant",
+            "letterbox256",
+            "--out",
+            str(out),
+            "--no-progress",
+            *PARAMS,
+        ],
+        p,
+    )
     err = _one_line_error(res, str(disk), "No space left on device", "ENOSPC")
     assert "Bus error" not in err and list(disk.iterdir()) == [], list(disk.iterdir())
-    TABLE.append(("preprocess: 512 KiB tmpfs (cache needs 590 KiB)", "one error line naming the path, exit 1, "
-                  "nothing left", f"exit {res.returncode}: `...{err[-70:]}`; folder empty"))
+    TABLE.append(
+        (
+            "preprocess: 512 KiB tmpfs (cache needs 590 KiB)",
+            "one error line naming the path, exit 1, nothing left",
+            f"exit {res.returncode}: `...{err[-70:]}`; folder empty",
+        )
+    )
 
 
 def test_index_on_a_full_disk_and_on_a_read_only_folder_is_one_line_exit_1(project, tmpfs):
     p = project
     disk = tmpfs("size=512k")
-    with open(disk / "filler", "wb") as f:  # leave a few KiB: the index write fails part-way
-        try:
-            f.write(b"\0" * (512 << 10))
-        except OSError:
-            pass
-    args = ["index", "--dataset", "isbi2015", "--root", "demo/isbi2015", "--out", str(disk / "index.parquet"),
-            "--report", str(disk / "quality"), *PARAMS]
+    # leave a few KiB: the index write fails part-way
+    with open(disk / "filler", "wb") as f, contextlib.suppress(OSError):
+        f.write(b"\0" * (512 << 10))
+    args = [
+        "index",
+        "--dataset",
+        "isbi2015",
+        "--root",
+        "demo/isbi2015",
+        "--out",
+        str(disk / "index.parquet"),
+        "--report",
+        str(disk / "quality"),
+        *PARAMS,
+    ]
     res = _cephalo(args, p)
     err = _one_line_error(res, str(disk), "ENOSPC")
     assert sorted(x.name for x in disk.iterdir()) == ["filler"] or not _debris(disk), list(disk.iterdir())
     assert not _debris(disk) and not (disk / "index.parquet").exists()
-    TABLE.append(("index: full tmpfs", "one error line naming the path, exit 1, nothing partial",
-                  f"exit {res.returncode}: `...{err[-70:]}`; no index, no temporary"))
+    TABLE.append(
+        (
+            "index: full tmpfs",
+            "one error line naming the path, exit 1, nothing partial",
+            f"exit {res.returncode}: `...{err[-70:]}`; no index, no temporary",
+        )
+    )
     ro = tmpfs("ro,size=64k")
-    args = ["index", "--dataset", "isbi2015", "--root", "demo/isbi2015", "--out", str(ro / "index.parquet"),
-            "--report", str(ro / "quality"), *PARAMS]
+    args = [
+        "index",
+        "--dataset",
+        "isbi2015",
+        "--root",
+        "demo/isbi2015",
+        "--out",
+        str(ro / "index.parquet"),
+        "--report",
+        str(ro / "quality"),
+        *PARAMS,
+    ]
     res = _cephalo(args, p)
     err = _one_line_error(res, str(ro), "Read-only file system", "EROFS")
-    TABLE.append(("index: read-only output folder", "one error line naming the path, exit 1",
-                  f"exit {res.returncode}: `...{err[-70:]}`"))
+    TABLE.append(
+        (
+            "index: read-only output folder",
+            "one error line naming the path, exit 1",
+            f"exit {res.returncode}: `...{err[-70:]}`",
+        )
+    )
 
 
 def test_an_image_deleted_under_a_running_index_is_one_line_exit_1_and_nothing_written(project, tmp_path):
@@ -305,9 +426,28 @@ def test_an_image_deleted_under_a_running_index_is_one_line_exit_1_and_nothing_w
     work = tmp_path / "isbi"
     shutil.copytree(p / "demo" / "isbi2015", work)
     out = tmp_path / "out" / "index.parquet"
-    res = _cephalo(["index", "--dataset", "isbi2015", "--root", str(work), "--out", str(out), "--report",
-                    str(tmp_path / "out" / "quality"), *PARAMS], p, FAULT_DELETE_AT="3")
+    res = _cephalo(
+        [
+            "index",
+            "--dataset",
+            "isbi2015",
+            "--root",
+            str(work),
+            "--out",
+            str(out),
+            "--report",
+            str(tmp_path / "out" / "quality"),
+            *PARAMS,
+        ],
+        p,
+        FAULT_DELETE_AT="3",
+    )
     err = _one_line_error(res, str(work))
     assert not out.exists() and not _debris(tmp_path)
-    TABLE.append(("index: an image deleted while indexing", "one error line naming the file, exit 1, no index",
-                  f"exit {res.returncode}: `...{err[-90:]}`; no index, no temporary"))
+    TABLE.append(
+        (
+            "index: an image deleted while indexing",
+            "one error line naming the file, exit 1, no index",
+            f"exit {res.returncode}: `...{err[-90:]}`; no index, no temporary",
+        )
+    )

@@ -12,8 +12,9 @@ from cephalo.landmarks import ISBI19
 
 def _isbi_shapes(root, n):
     files = sorted((root / "isbi2015/AnnotationsByMD/400_mean").glob("*.txt"))[:n]
-    return np.array([[[float(v) for v in ln.split(",")[:2]] for ln in f.read_text().splitlines()[:19]]
-                     for f in files]), files
+    return np.array(
+        [[[float(v) for v in ln.split(",")[:2]] for ln in f.read_text().splitlines()[:19]] for f in files]
+    ), files
 
 
 def _synthetic_shapes(n=40, k=8, seed=0):
@@ -54,7 +55,9 @@ def test_landmark_flags_and_review_counts():
     lm = F.landmark_flags(np.array([1.0, 2.5, np.nan]), np.array([True, False, True]), np.array([False, False, True]))
     assert lm == [[], ["outside", "radius"], ["no_position"]]
     assert F.landmark_flags(None, np.array([True]), np.array([False])) == [[]]
-    with pytest.raises(ConfigError, match=r"predict\.review\.radius.*radius_mm"):  # names the key, suggests the right one
+    with pytest.raises(
+        ConfigError, match=r"predict\.review\.radius.*radius_mm"
+    ):  # names the key, suggests the right one
         F.ReviewConfig.from_dict({"radius": 2}, "predict.review")
     with pytest.raises(ConfigError, match=r"predict\.review\.coverage"):
         F.ReviewConfig.from_dict({"coverage": 1.5}, "predict.review")
@@ -78,8 +81,7 @@ def test_real_cephalogram_is_not_flagged_and_noise_is(shared_data):
     noise = np.random.default_rng(0).integers(0, 256, size=(300, 4000), dtype=np.uint8)
     r = F.review(noise, shapes[145], ISBI19.names, None, ok, ~ok, None, sm)
     assert {"aspect", "no_structure"} <= set(r["image"])
-    r = F.review(img, shapes[145][np.random.default_rng(1).permutation(k)], ISBI19.names, (0.1, 0.1), ok, ~ok,
-                 None, sm)
+    r = F.review(img, shapes[145][np.random.default_rng(1).permutation(k)], ISBI19.names, (0.1, 0.1), ok, ~ok, None, sm)
     assert "shape" in r["image"]
     # Hamedan (another clinic and device): not flagged either
     ham = sorted((shared_data / "hamedan/pictures").glob("*.png"))[0]

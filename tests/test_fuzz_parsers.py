@@ -41,13 +41,19 @@ def _png_b64(w: int, h: int) -> str:
 
 PNG_B64 = _png_b64(W, H)  # embedded imageData (LabelMe's fallback when the image file is not found)
 numbers = st.one_of(
-    st.integers(-100, 100), st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 60),
-    st.text(max_size=4), st.none(), st.booleans(),
+    st.integers(-100, 100),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(0, 60),
+    st.text(max_size=4),
+    st.none(),
+    st.booleans(),
 )
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(), st.text(max_size=8))
-json_any = st.recursive(json_leaf, lambda c: st.one_of(st.lists(c, max_size=4),
-                                                      st.dictionaries(st.text(max_size=6), c, max_size=4)),
-                        max_leaves=12)
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(), st.text(max_size=8))
+json_any = st.recursive(
+    json_leaf,
+    lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(st.text(max_size=6), c, max_size=4)),
+    max_leaves=12,
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,18 +96,24 @@ def test_isbi_txt_parser(workdir, lines, raw, use_raw):
 
 # --------------------------------------------------------------------------- Aariz JSON
 aariz_item = st.one_of(
-    st.fixed_dictionaries({}, optional={
-        "landmark_id": st.one_of(st.sampled_from([lm.source_id for lm in AARIZ29]), json_leaf),
-        "symbol": st.one_of(st.sampled_from([lm.symbol for lm in AARIZ29]), json_leaf),
-        "value": st.one_of(st.fixed_dictionaries({}, optional={"x": numbers, "y": numbers}), json_any),
-    }),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "landmark_id": st.one_of(st.sampled_from([lm.source_id for lm in AARIZ29]), json_leaf),
+            "symbol": st.one_of(st.sampled_from([lm.symbol for lm in AARIZ29]), json_leaf),
+            "value": st.one_of(st.fixed_dictionaries({}, optional={"x": numbers, "y": numbers}), json_any),
+        },
+    ),
     json_any,
 )
 
 
 @FUZZ
-@given(doc=st.one_of(st.fixed_dictionaries({"landmarks": st.lists(aariz_item, max_size=32)}), json_any),
-       raw=st.binary(max_size=30), use_raw=st.booleans())
+@given(
+    doc=st.one_of(st.fixed_dictionaries({"landmarks": st.lists(aariz_item, max_size=32)}), json_any),
+    raw=st.binary(max_size=30),
+    use_raw=st.booleans(),
+)
 def test_aariz_json_parser(workdir, doc, raw, use_raw):
     p = workdir / "aariz.json"
     if use_raw:
@@ -118,31 +130,45 @@ def test_aariz_json_parser(workdir, doc, raw, use_raw):
 
 # --------------------------------------------------------------------------- LabelMe JSON
 labelme_shape = st.one_of(
-    st.fixed_dictionaries({"label": st.one_of(st.sampled_from([f"l{i}" for i in range(1, 21)]), json_leaf)},
-                          optional={"points": st.one_of(st.lists(st.lists(numbers, max_size=3), max_size=2),
-                                                        json_any),
-                                    "shape_type": st.sampled_from(["point", "polygon", None, 3])}),
+    st.fixed_dictionaries(
+        {"label": st.one_of(st.sampled_from([f"l{i}" for i in range(1, 21)]), json_leaf)},
+        optional={
+            "points": st.one_of(st.lists(st.lists(numbers, max_size=3), max_size=2), json_any),
+            "shape_type": st.sampled_from(["point", "polygon", None, 3]),
+        },
+    ),
     json_any,
 )
 
 
 def _mutated_valid_shapes(corrupt: dict) -> list:
     """19 valid ``l1..l19`` points, some replaced by fuzzed shapes (reaches the deeper code)."""
-    return [corrupt.get(k, {"label": f"l{k + 1}", "points": [[5 + k, 6 + k]], "shape_type": "point"})
-            for k in range(19)]
+    return [
+        corrupt.get(k, {"label": f"l{k + 1}", "points": [[5 + k, 6 + k]], "shape_type": "point"}) for k in range(19)
+    ]
 
 
 @FUZZ
-@given(doc=st.one_of(
-    st.fixed_dictionaries({"shapes": st.one_of(
-        st.lists(labelme_shape, max_size=22),
-        st.dictionaries(st.integers(0, 18), labelme_shape, max_size=2).map(_mutated_valid_shapes))},
-                          optional={"imagePath": st.one_of(st.just("../../img.png"), json_leaf),
-                                    "imageData": st.one_of(st.just(PNG_B64), st.just("iVBORw0KGgo="), json_leaf),
-                                    "imageWidth": st.one_of(st.just(W), numbers),
-                                    "imageHeight": st.one_of(st.just(H), numbers)}),
-    json_any),
-       stem=st.sampled_from(["img", "zzz"]))  # "zzz": no image by stem -> imagePath / imageData paths
+@given(
+    doc=st.one_of(
+        st.fixed_dictionaries(
+            {
+                "shapes": st.one_of(
+                    st.lists(labelme_shape, max_size=22),
+                    st.dictionaries(st.integers(0, 18), labelme_shape, max_size=2).map(_mutated_valid_shapes),
+                )
+            },
+            optional={
+                "imagePath": st.one_of(st.just("../../img.png"), json_leaf),
+                "imageData": st.one_of(st.just(PNG_B64), st.just("iVBORw0KGgo="), json_leaf),
+                "imageWidth": st.one_of(st.just(W), numbers),
+                "imageHeight": st.one_of(st.just(H), numbers),
+            },
+        ),
+        json_any,
+    ),
+    stem=st.sampled_from(["img", "zzz"]),
+)  # "zzz": no image by stem -> imagePath / imageData paths
 @example(doc={"shapes": _mutated_valid_shapes({}), "imageData": 5}, stem="zzz")  # was a TypeError
 @example(doc={"shapes": _mutated_valid_shapes({}), "imageData": PNG_B64, "imageWidth": 99}, stem="zzz")
 def test_labelme_adapter(workdir, doc, stem):
@@ -151,28 +177,52 @@ def test_labelme_adapter(workdir, doc, stem):
     for old in (root / "ann").glob("*.json"):
         old.unlink()
     (root / "ann" / f"{stem}.json").write_text(json.dumps(doc))
-    res = _ok(lambda: create_adapter("labelme").parse(root, images="..", labels="l{n}", spacing_mm=0.1,
-                                                      annotators=["ann"], default_split="train",
-                                                      image_cache=str(workdir / "cache")))
+    res = _ok(
+        lambda: create_adapter("labelme").parse(
+            root,
+            images="..",
+            labels="l{n}",
+            spacing_mm=0.1,
+            annotators=["ann"],
+            default_split="train",
+            image_cache=str(workdir / "cache"),
+        )
+    )
     _index(res)
 
 
 # --------------------------------------------------------------------------- CSV table
-csv_cell = st.one_of(numbers.map(str), st.just(""), st.text(alphabet="abc,\"\n ", max_size=4))
+csv_cell = st.one_of(numbers.map(str), st.just(""), st.text(alphabet='abc,"\n ', max_size=4))
 
 
 @FUZZ
-@given(rows=st.lists(st.tuples(st.sampled_from(["img.png", "nope.png", ""]),
-                               st.sampled_from(["sella", "nasion", "S", "bogus", ""]),
-                               csv_cell, csv_cell, st.sampled_from(["train", "test", ""]),
-                               st.sampled_from(["0.1", "-0.1", "0", "", "x", "1e9"])), max_size=6),
-       header=st.sampled_from(["image_path,landmark,x,y,split,spacing_x_mm",
-                               "image_path,landmark,x,y,split,spacing_x_mm,spacing_y_mm",
-                               "landmark,x,y"]))
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["img.png", "nope.png", ""]),
+            st.sampled_from(["sella", "nasion", "S", "bogus", ""]),
+            csv_cell,
+            csv_cell,
+            st.sampled_from(["train", "test", ""]),
+            st.sampled_from(["0.1", "-0.1", "0", "", "x", "1e9"]),
+        ),
+        max_size=6,
+    ),
+    header=st.sampled_from(
+        [
+            "image_path,landmark,x,y,split,spacing_x_mm",
+            "image_path,landmark,x,y,split,spacing_x_mm,spacing_y_mm",
+            "landmark,x,y",
+        ]
+    ),
+)
 def test_csv_adapter(workdir, rows, header):
     n = header.count(",") + 1
     text = header + "\n" + "\n".join(",".join(r[:n]) if n <= 6 else ",".join(r + (r[5],)) for r in rows)
     (workdir / "t.csv").write_text(text)
-    res = _ok(lambda: create_adapter("csv").parse(workdir / "t.csv", catalogue="isbi19", spacing_mm=0.1,
-                                                  default_split="train"))
+    res = _ok(
+        lambda: create_adapter("csv").parse(
+            workdir / "t.csv", catalogue="isbi19", spacing_mm=0.1, default_split="train"
+        )
+    )
     _index(res)

@@ -12,7 +12,9 @@ from helpers import centroid, render_dots
 def test_resize_affine_hand_values():
     m = G.resize_affine((4, 2), (8, 1))
     # x' = (x + 0.5) * 2 - 0.5 ; y' = (y + 0.5) * 0.5 - 0.5
-    np.testing.assert_allclose(G.apply_affine(m, [[0, 0], [3, 1], [-0.5, -0.5]]), [[0.5, -0.25], [6.5, 0.25], [-0.5, -0.5]])
+    np.testing.assert_allclose(
+        G.apply_affine(m, [[0, 0], [3, 1], [-0.5, -0.5]]), [[0.5, -0.25], [6.5, 0.25], [-0.5, -0.5]]
+    )
 
 
 def test_invert_compose_round_trip_and_nan():
@@ -58,14 +60,19 @@ def test_letterbox_geometry_matches_public_hrnet(wh, size, new, pad):
     assert lb.pad == pad == ((size - new[0]) // 2, (size - new[1]) // 2)
     m = lb.affine()
     # pixel edges map onto the edges of the resized block inside the canvas
-    np.testing.assert_allclose(G.apply_affine(m, [[-0.5, -0.5], [w - 0.5, h - 0.5]]),
-                               [[pad[0] - 0.5, pad[1] - 0.5], [pad[0] + new[0] - 0.5, pad[1] + new[1] - 0.5]], atol=1e-9)
+    np.testing.assert_allclose(
+        G.apply_affine(m, [[-0.5, -0.5], [w - 0.5, h - 0.5]]),
+        [[pad[0] - 0.5, pad[1] - 0.5], [pad[0] + new[0] - 0.5, pad[1] + new[1] - 0.5]],
+        atol=1e-9,
+    )
     # the public HRNet's label mapping x * scale + pad differs from the pixel-exact one by
     # x * (scale - new/w) - 0.5 * new/w + 0.5 (about -0.3 px for ISBI at 768)
     p = np.array([[w / 3, h / 5]])
     diff = G.apply_affine(lb.hf_label_affine(), p) - G.apply_affine(m, p)
     fx, fy = new[0] / w, new[1] / h
-    np.testing.assert_allclose(diff[0], [p[0, 0] * (scale - fx) - 0.5 * fx + 0.5, p[0, 1] * (scale - fy) - 0.5 * fy + 0.5])
+    np.testing.assert_allclose(
+        diff[0], [p[0, 0] * (scale - fx) - 0.5 * fx + 0.5, p[0, 1] * (scale - fy) - 0.5 * fy + 0.5]
+    )
 
 
 def test_place_pads_and_crops_with_its_translation():
@@ -87,7 +94,7 @@ def test_resize_image_dot_lands_on_its_coordinate(interp):
     img = render_dots((220, 200), pts, sigma=5.0)
     out, m = G.resize_image(img, (87, 123), interp)  # anisotropic downscale
     assert out.shape == (123, 87)
-    for p, q in zip(pts, G.apply_affine(m, np.array(pts))):
+    for q in G.apply_affine(m, np.array(pts)):
         assert np.linalg.norm(centroid(out, q, 6) - q) < 0.25
 
 

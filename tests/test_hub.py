@@ -44,7 +44,9 @@ def ckpt_bytes(tmp_path_factory) -> bytes:
     return p.read_bytes()
 
 
-def make_hf_cache(root: Path, data: bytes, *, commit: str = COMMIT, repo_id: str = HF_REPO_ID, filename: str = HF_FILENAME) -> Path:
+def make_hf_cache(
+    root: Path, data: bytes, *, commit: str = COMMIT, repo_id: str = HF_REPO_ID, filename: str = HF_FILENAME
+) -> Path:
     """The Hub cache layout that hf_hub_download resolves offline."""
     repo = root / ("models--" + repo_id.replace("/", "--"))
     blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
@@ -191,7 +193,9 @@ def test_cli_fetch_model(tmp_path, public_ckpt_bytes):
     local = tmp_path / "mine.pth"
     local.write_bytes(ckpt_bytes)
     out2 = tmp_path / "m2.pth"
-    r = CliRunner().invoke(main, ["fetch-model", "--out", str(out2), "--checkpoint", str(local), "--params", str(params)])
+    r = CliRunner().invoke(
+        main, ["fetch-model", "--out", str(out2), "--checkpoint", str(local), "--params", str(params)]
+    )
     assert r.exit_code == 0, r.output
     assert out2.read_bytes() == ckpt_bytes
 
@@ -202,8 +206,20 @@ def test_cli_fetch_model(tmp_path, public_ckpt_bytes):
 
     out3 = tmp_path / "m3.pth"
     p = subprocess.run(
-        [sys.executable, "-c", "from cephalo.cli import run; run()", "fetch-model", "--out", str(out3), "--params", str(params)],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-c",
+            "from cephalo.cli import run; run()",
+            "fetch-model",
+            "--out",
+            str(out3),
+            "--params",
+            str(params),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert p.returncode == 1, p.stderr
     errs = [ln for ln in p.stderr.splitlines() if ln.startswith("cephalo: error:")]
@@ -228,9 +244,21 @@ def test_cli_fetch_model_refuses_a_checkpoint_missing_a_tensor(tmp_path, public_
     out = tmp_path / "models" / "source.pt"
     (tmp_path / "none.yaml").write_text("{}\n")
     p = subprocess.run(
-        [sys.executable, "-c", "from cephalo.cli import run; run()", "fetch-model", "--out", str(out),
-         "--checkpoint", str(bad), "--params", str(tmp_path / "none.yaml")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "from cephalo.cli import run; run()",
+            "fetch-model",
+            "--out",
+            str(out),
+            "--checkpoint",
+            str(bad),
+            "--params",
+            str(tmp_path / "none.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert p.returncode == 1, p.stderr
     errs = [ln for ln in p.stderr.splitlines() if ln.startswith("cephalo: error:")]

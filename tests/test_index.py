@@ -33,8 +33,15 @@ from cephalo.index import (
 from cephalo.landmarks import ISBI19
 
 
-def _result(tmp_path, coords_fn=None, annotators=("senior", "junior"), spacing=(0.1, 0.1), n=3,
-            size=(200, 240), splits=("train", "train", "test")) -> AdapterResult:
+def _result(
+    tmp_path,
+    coords_fn=None,
+    annotators=("senior", "junior"),
+    spacing=(0.1, 0.1),
+    n=3,
+    size=(200, 240),
+    splits=("train", "train", "test"),
+) -> AdapterResult:
     """n images 200x240 (W x H); senior landmark k at (20 + 5k, 30 + 6k); junior 3 px right, 4 down."""
     res = AdapterResult("toy", "test", "0", ISBI19)
     for i in range(n):
@@ -45,9 +52,17 @@ def _result(tmp_path, coords_fn=None, annotators=("senior", "junior"), spacing=(
             coords = {lm.name: (20.0 + 5 * k + 3 * j, 30.0 + 6 * k + 4 * j) for k, lm in enumerate(ISBI19)}
             if coords_fn:
                 coords = coords_fn(i, a, coords)
-            res.rows += annotation_rows(dataset="toy", image_id=f"{i:03d}", split=splits[i], image_path=p.resolve(),
-                                        spacing=spacing, device="D1" if i < 2 else "D2", annotator=a,
-                                        coords=coords, catalogue=ISBI19)
+            res.rows += annotation_rows(
+                dataset="toy",
+                image_id=f"{i:03d}",
+                split=splits[i],
+                image_path=p.resolve(),
+                spacing=spacing,
+                device="D1" if i < 2 else "D2",
+                annotator=a,
+                coords=coords,
+                catalogue=ISBI19,
+            )
     return res
 
 
@@ -82,8 +97,10 @@ def test_read_index_rejects_tampering_and_garbage(tmp_path):
     t = pq.read_table(out)
     x = t.column("x").to_numpy().copy()
     x[0] += 1
-    pq.write_table(t.set_column(t.schema.get_field_index("x"), "x", [x]).replace_schema_metadata(t.schema.metadata),
-                   tmp_path / "edited.parquet")
+    pq.write_table(
+        t.set_column(t.schema.get_field_index("x"), "x", [x]).replace_schema_metadata(t.schema.metadata),
+        tmp_path / "edited.parquet",
+    )
     with pytest.raises(DataError, match="checksum"):
         read_index(tmp_path / "edited.parquet")
     (tmp_path / "junk.parquet").write_text("not parquet")
@@ -114,15 +131,20 @@ def test_validation_errors(tmp_path):
         build_index(_result(tmp_path, mm), progress=False)
     with pytest.raises(DataError, match="missing pixel spacing"):
         build_index(_result(tmp_path, spacing=(None, None)), progress=False)
-    assert build_index(_result(tmp_path, spacing=(None, None)), require_spacing=False, progress=False)[
-        "spacing_x_mm"].isna().all()
+    assert (
+        build_index(_result(tmp_path, spacing=(None, None)), require_spacing=False, progress=False)["spacing_x_mm"]
+        .isna()
+        .all()
+    )
 
     df = build_index(_result(tmp_path), progress=False)
     with pytest.raises(DataError, match="duplicate keys"):
         validate_index(pd.concat([df, df.iloc[:1]]), catalogue_names=ISBI19.names)
     with pytest.raises(DataError, match="inconsistent landmark counts.*001/junior: 18"):
-        validate_index(df.drop(index=df.index[(df.image_id == "001") & (df.annotator == "junior")][0]),
-                       catalogue_names=ISBI19.names)
+        validate_index(
+            df.drop(index=df.index[(df.image_id == "001") & (df.annotator == "junior")][0]),
+            catalogue_names=ISBI19.names,
+        )
     (tmp_path / "img" / "000.png").write_bytes(b"GIF-ish garbage")
     from cephalo.datasets.base import _header
 
@@ -134,8 +156,17 @@ def test_validation_errors(tmp_path):
 def _unreadable(tmp_path) -> AdapterResult:
     res = AdapterResult("toy", "test", "0", ISBI19)
     p = (tmp_path / "img" / "000.png").resolve()
-    res.rows += annotation_rows(dataset="toy", image_id="000", split="train", image_path=p, spacing=(0.1, 0.1),
-                                device="D", annotator="a", coords={}, catalogue=ISBI19)
+    res.rows += annotation_rows(
+        dataset="toy",
+        image_id="000",
+        split="train",
+        image_path=p,
+        spacing=(0.1, 0.1),
+        device="D",
+        annotator="a",
+        coords={},
+        catalogue=ISBI19,
+    )
     return res
 
 
@@ -160,8 +191,17 @@ def test_ground_truth_and_arrays_hand_computed(tmp_path):
         landmark_arrays(df)
     it = images_table(g)
     assert list(it["image_id"]) == ids
-    assert list(it.columns) == ["image_id", "split", "image_path", "width", "height", "spacing_x_mm",
-                                "spacing_y_mm", "device", "dataset"]
+    assert list(it.columns) == [
+        "image_id",
+        "split",
+        "image_path",
+        "width",
+        "height",
+        "spacing_x_mm",
+        "spacing_y_mm",
+        "device",
+        "dataset",
+    ]
 
 
 def test_quality_report_hand_computed(tmp_path):
@@ -206,8 +246,22 @@ def test_cli_index_end_to_end(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("data:\n  datasets:\n    isbi:\n      adapter: isbi2015\n      policy: senior\n")
     out = tmp_path / "out" / "index.parquet"
-    r = CliRunner().invoke(main, ["index", "--dataset", "isbi", "--root", str(tmp_path / "isbi"), "--out", str(out),
-                                  "--report", str(tmp_path / "rep"), "--params", str(params)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "index",
+            "--dataset",
+            "isbi",
+            "--root",
+            str(tmp_path / "isbi"),
+            "--out",
+            str(out),
+            "--report",
+            str(tmp_path / "rep"),
+            "--params",
+            str(params),
+        ],
+    )
     assert r.exit_code == 0, r.output
     df = read_index(out)
     assert df["image_id"].nunique() == 2 and set(df["split"]) == {"train", "test1"}
@@ -219,13 +273,29 @@ def test_cli_index_end_to_end(tmp_path):
 def test_cli_data_error_one_line_exit_1_nothing_written(tmp_path):
     _make_isbi(tmp_path / "isbi")
     (tmp_path / "isbi" / "AnnotationsByMD" / "400_senior" / "001.txt").write_text(
-        "\n".join("900,30" for _ in range(19)))  # outside the 200 px image
+        "\n".join("900,30" for _ in range(19))
+    )  # outside the 200 px image
     params = tmp_path / "params.yaml"
     params.write_text("data:\n  datasets:\n    isbi: {adapter: isbi2015, policy: senior}\n")
     out = tmp_path / "index.parquet"
-    p = subprocess.run([sys.executable, "-m", "cephalo", "index", "--dataset", "isbi", "--root",
-                        str(tmp_path / "isbi"), "--out", str(out), "--params", str(params)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cephalo",
+            "index",
+            "--dataset",
+            "isbi",
+            "--root",
+            str(tmp_path / "isbi"),
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 1
     err = [line for line in p.stderr.splitlines() if line.startswith("cephalo: error")]
     assert len(err) == 1 and "outside the image" in err[0] and "001" in err[0]

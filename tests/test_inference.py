@@ -54,7 +54,7 @@ class _Oracle(torch.nn.Module):
         self.i = 0
 
     def forward(self, x):
-        out = self.hm[self.i:self.i + x.shape[0]]
+        out = self.hm[self.i : self.i + x.shape[0]]
         self.i += x.shape[0]
         return out
 
@@ -71,8 +71,12 @@ def test_predictions_round_trip_to_original_pixels(convention):
     sizes = np.array([[400, 300], [300, 500], [320, 320]])
     affines = np.stack([G.letterbox_geometry(tuple(s), (W, H)).affine() for s in sizes])
     orig = np.stack([rng.uniform([0.2 * w, 0.2 * h], [0.8 * w, 0.8 * h], size=(4, 2)) for w, h in sizes])
-    lab = np.stack([G.apply_affine(G.label_frame_affine(affines[i], tuple(sizes[i]), (W, H), convention), orig[i])
-                    for i in range(3)])
+    lab = np.stack(
+        [
+            G.apply_affine(G.label_frame_affine(affines[i], tuple(sizes[i]), (W, H), convention), orig[i])
+            for i in range(3)
+        ]
+    )
     hm = np.stack([codec.encode(lab[i])[0] for i in range(3)])
     p = Predictor(_Oracle(hm), codec_spec=codec.to_dict(), device="cpu", n_landmarks=4)
     out = p.predict(np.zeros((3, H, W), np.uint8), affines, sizes)
@@ -102,21 +106,51 @@ def test_validation_mre_equals_cephalo_evaluate(tmp_path, convention):
     from cephalo.preprocess import load_variant
     from cephalo.train import TrainConfig, make_synthetic_variant, train_on_variant
 
-    vdir = make_synthetic_variant(tmp_path / "v", n_images=10, size=32, seed=1,
-                                  landmark_names=["sella", "nasion", "orbitale", "porion"])
-    cfg = TrainConfig.from_dict({"epochs": 1, "batch_size": 4, "lr": 1e-3, "num_workers": 0, "loss": "mse",
-                                 "val_split": "valid", "val_batch_size": 3})
-    res = train_on_variant(vdir, tmp_path / "run", cfg, arch="hrnet_w18",
-                           model_kwargs={"num_modules": [1, 1, 1], "num_blocks": 1},
-                           codec_params={"sigma": 1.0, "decoder": "dark", "convention": convention}, progress=False)
+    vdir = make_synthetic_variant(
+        tmp_path / "v", n_images=10, size=32, seed=1, landmark_names=["sella", "nasion", "orbitale", "porion"]
+    )
+    cfg = TrainConfig.from_dict(
+        {
+            "epochs": 1,
+            "batch_size": 4,
+            "lr": 1e-3,
+            "num_workers": 0,
+            "loss": "mse",
+            "val_split": "valid",
+            "val_batch_size": 3,
+        }
+    )
+    res = train_on_variant(
+        vdir,
+        tmp_path / "run",
+        cfg,
+        arch="hrnet_w18",
+        model_kwargs={"num_modules": [1, 1, 1], "num_blocks": 1},
+        codec_params={"sigma": 1.0, "decoder": "dark", "convention": convention},
+        progress=False,
+    )
     val = res.history[-1]
     assert res.best_epoch == 1 and np.isfinite(val["val_mre_mm"])
 
-    (tmp_path / "params.yaml").write_text("evaluate: {n_boot: 10, batch_size: 4, device: auto, n_worst: 0}\n"
-                                          "tracking: {enabled: false}\n")
-    r = CliRunner().invoke(main, ["evaluate", "--model", str(tmp_path / "run" / "best.pt"), "--data", str(vdir),
-                                  "--split", "valid", "--out", str(tmp_path / "ev"), "--params",
-                                  str(tmp_path / "params.yaml")])
+    (tmp_path / "params.yaml").write_text(
+        "evaluate: {n_boot: 10, batch_size: 4, device: auto, n_worst: 0}\ntracking: {enabled: false}\n"
+    )
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "run" / "best.pt"),
+            "--data",
+            str(vdir),
+            "--split",
+            "valid",
+            "--out",
+            str(tmp_path / "ev"),
+            "--params",
+            str(tmp_path / "params.yaml"),
+        ],
+    )
     assert r.exit_code == 0, r.output + repr(r.exception)
     overall = json.loads((tmp_path / "ev" / "metrics.json").read_text())["overall"]
     assert overall["mre_mm"] == pytest.approx(val["val_mre_mm"], rel=1e-6, abs=1e-9)

@@ -41,8 +41,7 @@ def _download_check(root: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["400_a_400_b", "wrapper_folder", "raw_wrapper"])
 def test_both_accept(tmp_path, kind):
-    root = _tree(tmp_path, ann_wrapper="wrapper" if kind == "wrapper_folder" else "",
-                 raw_wrapper=kind == "raw_wrapper")
+    root = _tree(tmp_path, ann_wrapper="wrapper" if kind == "wrapper_folder" else "", raw_wrapper=kind == "raw_wrapper")
     _download_check(root)  # was: DownloadError "missing 400_senior or 400_junior or 400_mean"
     check_release_layout("isbi2015", root)
     res = create_adapter("isbi2015").parse(root)

@@ -29,8 +29,9 @@ def test_hf_corner_letterbox_is_x_times_scale_plus_pad_hand_computed():
 
 def test_hf_corner_plain_resize_drops_the_half_pixel_term():
     r = G.resize_affine((100, 50), (200, 200))  # x' = 2x + 0.5, y' = 4y + 1.5
-    np.testing.assert_allclose(G.label_frame_affine(r, (100, 50), (200, 200), "hf_corner"),
-                               [[2, 0, 0], [0, 4, 0]], atol=1e-12)
+    np.testing.assert_allclose(
+        G.label_frame_affine(r, (100, 50), (200, 200), "hf_corner"), [[2, 0, 0], [0, 4, 0]], atol=1e-12
+    )
 
 
 def test_errors():

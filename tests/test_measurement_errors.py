@@ -30,8 +30,9 @@ def test_mae_bias_accuracy_and_confusion_hand_computed(tmp_path):
     pred = np.stack([_one(), _one((100 + 100 * np.cos(np.pi - t), 100 * np.sin(np.pi - t)))])
     # annotators: the second one puts A 10 deg lower on image 0 only -> human MAE 5, agreement 0.5
     ann = {"senior": gt.copy(), "junior": np.stack([pred[1], gt[1]])}
-    b = measurement_errors(pred, gt, np.array([0.1, 0.1]), NAMES, image_ids=["a", "b"], annotators=ann,
-                           keys=["SNA", "ANB"], n_boot=200)
+    b = measurement_errors(
+        pred, gt, np.array([0.1, 0.1]), NAMES, image_ids=["a", "b"], annotators=ann, keys=["SNA", "ANB"], n_boot=200
+    )
     r = b["per_measurement"]["SNA"]
     assert r["mae"] == pytest.approx(5.0) and r["bias"] == pytest.approx(-5.0) and r["n"] == 2
     assert r["mae_ci95"][0] == pytest.approx(0.0) and r["mae_ci95"][1] == pytest.approx(10.0)
@@ -59,14 +60,31 @@ def test_comparison_rows_and_markdown():
     from cephalo.evaluate.measurement_errors import comparison_markdown, comparison_rows
 
     def metrics(mae, acc):
-        return {"measurements": {"keys": ["SNA"], "per_measurement": {"SNA": {
-            "unit": "deg", "mae": mae, "mae_ci95": [mae - 0.5, mae + 0.5], "bias": 0.1, "human_mae": 1.0,
-            "accuracy": acc, "human_accuracy": 0.8}}},
-            "uncertainty": {"coverage": {"0.9": {"overall": 0.88}}}}
+        return {
+            "measurements": {
+                "keys": ["SNA"],
+                "per_measurement": {
+                    "SNA": {
+                        "unit": "deg",
+                        "mae": mae,
+                        "mae_ci95": [mae - 0.5, mae + 0.5],
+                        "bias": 0.1,
+                        "human_mae": 1.0,
+                        "accuracy": acc,
+                        "human_accuracy": 0.8,
+                    }
+                },
+            },
+            "uncertainty": {"coverage": {"0.9": {"overall": 0.88}}},
+        }
 
     rows = comparison_rows([("zero_shot", metrics(3.0, 0.5)), ("fine_tuned", metrics(1.5, 0.75))])
-    assert [(r["run"], r["measurement"]) for r in rows] == [("zero_shot", "SNA"), ("zero_shot", "coverage@0.9"),
-                                                             ("fine_tuned", "SNA"), ("fine_tuned", "coverage@0.9")]
+    assert [(r["run"], r["measurement"]) for r in rows] == [
+        ("zero_shot", "SNA"),
+        ("zero_shot", "coverage@0.9"),
+        ("fine_tuned", "SNA"),
+        ("fine_tuned", "coverage@0.9"),
+    ]
     md = comparison_markdown(rows)
     assert "| SNA | deg | 3.00 [2.50, 3.50] (50 %) | 1.50 [1.00, 2.00] (75 %) | 1.00 (80 %) |" in md
     assert "| coverage@0.9 | fraction | 88.0 % | 88.0 % | - |" in md

@@ -53,18 +53,37 @@ def test_fma_is_sn_to_gogn():
 
 def test_odi_hand_computed():
     t5 = math.tan(math.radians(5))
-    c, names, sp = _case({**BASE, "menton": (100, 200), "gonion": (0, 200), "a_point": (100, 100),
-                          "b_point": (100, 150), "porion": (0, 50), "orbitale": (100, 50),
-                          "posterior_nasal_spine": (0, 80), "anterior_nasal_spine": (100, 80 + 100 * t5)})
+    c, names, sp = _case(
+        {
+            **BASE,
+            "menton": (100, 200),
+            "gonion": (0, 200),
+            "a_point": (100, 100),
+            "b_point": (100, 150),
+            "porion": (0, 50),
+            "orbitale": (100, 50),
+            "posterior_nasal_spine": (0, 80),
+            "anterior_nasal_spine": (100, 80 + 100 * t5),
+        }
+    )
     # AB plane perpendicular to the mandibular plane (90) + palatal plane tipped 5 deg down anteriorly (+5)
     assert M.compute(c, names, sp, ["ODI"])["ODI"][0] == pytest.approx(95.0)
 
 
 def test_apdi_hand_computed():
     t5 = math.tan(math.radians(5))
-    c, names, sp = _case({**BASE, "pogonion": (100, 200), "porion": (0, 50), "orbitale": (100, 50),
-                          "a_point": (110, 100), "b_point": (100, 150),
-                          "posterior_nasal_spine": (0, 80), "anterior_nasal_spine": (100, 80 + 100 * t5)})
+    c, names, sp = _case(
+        {
+            **BASE,
+            "pogonion": (100, 200),
+            "porion": (0, 50),
+            "orbitale": (100, 50),
+            "a_point": (110, 100),
+            "b_point": (100, 150),
+            "posterior_nasal_spine": (0, 80),
+            "anterior_nasal_spine": (100, 80 + 100 * t5),
+        }
+    )
     # facial angle 90; B behind A: AB plane -atan(10/50); palatal plane +5
     assert M.compute(c, names, sp, ["APDI"])["APDI"][0] == pytest.approx(90 - math.degrees(math.atan(0.2)) + 5)
 
@@ -95,9 +114,19 @@ def test_isbi_classes_including_boundaries():
 
 
 def test_downs_and_other_angles():
-    c, names, sp = _case({**BASE, "porion": (0, 50), "orbitale": (100, 50), "gonion": (0, 150),
-                          "menton": (100, 200), "pogonion": (110, 190), "gnathion": (100, 150),
-                          "articulare": (0, 50), "a_point": (120, 100)})
+    c, names, sp = _case(
+        {
+            **BASE,
+            "porion": (0, 50),
+            "orbitale": (100, 50),
+            "gonion": (0, 150),
+            "menton": (100, 200),
+            "pogonion": (110, 190),
+            "gnathion": (100, 150),
+            "articulare": (0, 50),
+            "a_point": (120, 100),
+        }
+    )
     v = M.compute(c, names, sp, ["FH_MP", "FACIAL_ANGLE", "Y_AXIS", "GONIAL", "CONVEXITY"])
     assert v["FH_MP"][0] == pytest.approx(math.degrees(math.atan(0.5)))
     # FH backward (-1, 0); N->Pog (10, -190) in the patient frame: 90 + atan(10/190)
@@ -112,15 +141,26 @@ def test_downs_and_other_angles():
 
 def test_aariz_only_measurements_and_catalogue_independence():
     names = AARIZ29.names
-    pts = {**BASE, "upper_incisor_tip": (100, 200), "upper_incisor_apex": (80, 100),
-           "lower_incisor_tip": (95, 205), "lower_incisor_apex": (60, 300), "gonion": (0, 280), "menton": (100, 330),
-           "labrale_superius": (130, 200), "pronasale": (140, 100), "soft_tissue_pogonion": (140, 300),
-           "labrale_inferius": (150, 250)}
+    pts = {
+        **BASE,
+        "upper_incisor_tip": (100, 200),
+        "upper_incisor_apex": (80, 100),
+        "lower_incisor_tip": (95, 205),
+        "lower_incisor_apex": (60, 300),
+        "gonion": (0, 280),
+        "menton": (100, 330),
+        "labrale_superius": (130, 200),
+        "pronasale": (140, 100),
+        "soft_tissue_pogonion": (140, 300),
+        "labrale_inferius": (150, 250),
+    }
     c, _, sp = _case(pts, names=names)
     v = M.compute(c, names, sp, ["INTERINCISAL", "IMPA", "UL_E", "LL_E", "MW"])
     u = np.array([-20, 100.0]) * [1, 1]  # tip->apex upper, patient frame (x, y up): (-20, +100)
     lo = np.array([-35, -95.0])
-    assert v["INTERINCISAL"][0] == pytest.approx(math.degrees(math.acos(u @ lo / np.linalg.norm(u) / np.linalg.norm(lo))))
+    assert v["INTERINCISAL"][0] == pytest.approx(
+        math.degrees(math.acos(u @ lo / np.linalg.norm(u) / np.linalg.norm(lo)))
+    )
     inc = np.array([35, 95.0])
     mp = np.array([-100, 50.0])
     assert v["IMPA"][0] == pytest.approx(math.degrees(math.acos(inc @ mp / np.linalg.norm(inc) / np.linalg.norm(mp))))

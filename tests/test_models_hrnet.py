@@ -32,7 +32,9 @@ def test_state_dict_matches_public_keys_order_and_shapes(keys):
     for k, shape, dtype in keys:
         assert tuple(sd[k].shape) == shape, k
         assert sd[k].dtype == dtype, k
-    n_params = sum(v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    n_params = sum(
+        v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
     assert n_params == 29_306_163
 
 
@@ -72,8 +74,11 @@ def test_forward_backward_w32_small_input():
     no_grad = {n for n, p in params.items() if p.grad is None}
     # only the public model's dead weight: fusion into the low-res branches of the last
     # stage-4 module, whose outputs the head never reads
-    dead = {n for n in params if n.startswith(("stage4.2.fuse_layers.1.", "stage4.2.fuse_layers.2.",
-                                               "stage4.2.fuse_layers.3."))}
+    dead = {
+        n
+        for n in params
+        if n.startswith(("stage4.2.fuse_layers.1.", "stage4.2.fuse_layers.2.", "stage4.2.fuse_layers.3."))
+    }
     assert no_grad == dead and len(dead) > 0
     params = {n: p for n, p in params.items() if n not in dead}
     zero = [n for n, p in params.items() if float(p.grad.abs().sum()) == 0.0]

@@ -68,7 +68,9 @@ def _ckpt(tmp_path):
 def test_cli_export_onnx(tmp_path):
     ckpt = _ckpt(tmp_path)
     params = tmp_path / "params.yaml"
-    params.write_text("model:\n  onnx:\n    opset: 17\n    dynamic_batch: true\n    atol: 1.0e-4\n    input_size: [64, 32]\n")
+    params.write_text(
+        "model:\n  onnx:\n    opset: 17\n    dynamic_batch: true\n    atol: 1.0e-4\n    input_size: [64, 32]\n"
+    )
     out = tmp_path / "export" / "model.onnx"
     res = CliRunner().invoke(main, ["export-onnx", "--model", str(ckpt), "--out", str(out), "--params", str(params)])
     assert res.exit_code == 0, res.output
@@ -91,8 +93,11 @@ def test_cli_help_and_bad_checkpoint_exit_1(tmp_path, monkeypatch, capsys):
     bad.write_bytes(b"\x80\x02not really")
     params = tmp_path / "params.yaml"
     params.write_text("model: {}\n")
-    monkeypatch.setattr(sys, "argv", ["cephalo", "export-onnx", "--model", str(bad), "--out",
-                                      str(tmp_path / "o.onnx"), "--params", str(params)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["cephalo", "export-onnx", "--model", str(bad), "--out", str(tmp_path / "o.onnx"), "--params", str(params)],
+    )
     with pytest.raises(SystemExit) as e:
         run()
     assert e.value.code == 1

@@ -33,7 +33,8 @@ from helpers import (
 
 pytestmark = pytest.mark.pipeline
 
-OVERRIDE = 'pipeline.variants=[letterbox256,letterbox768] evaluate.n_boot=17 pipeline.zero_shot_split=valid'
+OVERRIDE = "pipeline.variants=[letterbox256,letterbox768] evaluate.n_boot=17 pipeline.zero_shot_split=valid"
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
@@ -51,8 +52,12 @@ def runs(tmp_path_factory) -> dict:
     procs = {}
     for name, (extra, _) in configs.items():
         d = copy_workflow(base / name)  # base/shared -> ../shared/data as seen from every copy
-        procs[name] = (d, subprocess.Popen(snakemake_dry_run_cmd(extra), cwd=d, stdout=subprocess.PIPE,
-                                           stderr=subprocess.STDOUT, text=True))
+        procs[name] = (
+            d,
+            subprocess.Popen(
+                snakemake_dry_run_cmd(extra), cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ),
+        )
     result = {}
     for name, (d, p) in procs.items():
         text, _ = p.communicate(timeout=300)
@@ -109,29 +114,45 @@ def test_one_evaluate_rule_and_one_name_per_stage(runs):
         stage, name = cmd_option(c, "--stage"), cmd_option(c, "--name")
         assert stage in EVAL_STAGES and name.startswith(f"{stage}-"), c
         assert cmd_option(c, "--out") == f"results/eval/{name}", c
-        target = name[len(stage) + 1:]
+        target = name[len(stage) + 1 :]
         model = cmd_option(c, "--model")
-        assert model == ("results/models/source/best.pt" if stage in ("source", "naive", "zero_shot")
-                         else f"results/models/{stage}/{target}/calibrated.pt"), c
+        assert model == (
+            "results/models/source/best.pt"
+            if stage in ("source", "naive", "zero_shot")
+            else f"results/models/{stage}/{target}/calibrated.pt"
+        ), c
         # the naive run (the clinic's first try) alone overrides the model's normalisation and decoder
-        assert (("--normalisation" in c and cmd_option(c, "--normalisation") == "unit"
-                 and cmd_option(c, "--decoder") == "soft_argmax") == (stage == "naive")), c
+        assert (
+            "--normalisation" in c
+            and cmd_option(c, "--normalisation") == "unit"
+            and cmd_option(c, "--decoder") == "soft_argmax"
+        ) == (stage == "naive"), c
         names.add(name)
     assert names == want
     # the models the per-variant stages evaluate are written under the same stage names
     made = {o for j in jobs if j["rule"] in ("adapt", "finetune") for o in j["output"] if o.endswith("best.pt")}
     assert made == {f"results/models/{s}/{v}/best.pt" for s in ("adabn", "finetune") for v in variants}
-    assert {cmd_option(normalise_command(j["shell"]), "--stage") for j in jobs if j["rule"] == "finetune"} == {"finetune"}
+    assert {cmd_option(normalise_command(j["shell"]), "--stage") for j in jobs if j["rule"] == "finetune"} == {
+        "finetune"
+    }
     # ... and calibrated on the target's validation split (params calibrate.split) before evaluation
-    cal = {cmd_option(normalise_command(j["shell"]), "--model"): cmd_option(normalise_command(j["shell"]), "--out")
-           for j in jobs if j["rule"] == "calibrate"}
+    cal = {
+        cmd_option(normalise_command(j["shell"]), "--model"): cmd_option(normalise_command(j["shell"]), "--out")
+        for j in jobs
+        if j["rule"] == "calibrate"
+    }
     assert cal == {m: m.replace("best.pt", "calibrated.pt") for m in made}
     # DVC: one matrix stage for the per-variant models, plus the source, naive and zero-shot stages (and the
     # two refinement bundles, tests/test_refine_pipeline.py)
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert sorted(k for k, st in dvc.items() if "cephalo evaluate" in str(st)) == \
-        ["evaluate", "evaluate_naive", "evaluate_refine", "evaluate_refine_source", "evaluate_source",
-         "evaluate_zero_shot"]
+    assert sorted(k for k, st in dvc.items() if "cephalo evaluate" in str(st)) == [
+        "evaluate",
+        "evaluate_naive",
+        "evaluate_refine",
+        "evaluate_refine_source",
+        "evaluate_source",
+        "evaluate_zero_shot",
+    ]
     assert dvc["evaluate"]["matrix"]["stage"] == ["adabn", "finetune"]
 
 
@@ -164,8 +185,9 @@ def test_override_reaches_the_cli_in_both_engines(runs):
     assert eff["evaluate"]["n_boot"] == dvc_params["evaluate"]["n_boot"] == 17
     base = yaml.safe_load((REPO / "params.yaml").read_text())
     for p in (eff, dvc_params):  # nothing else changed
-        assert {k: v for k, v in p.items() if k not in ("evaluate", "pipeline")} == \
-            {k: v for k, v in base.items() if k not in ("evaluate", "pipeline")}
+        assert {k: v for k, v in p.items() if k not in ("evaluate", "pipeline")} == {
+            k: v for k, v in base.items() if k not in ("evaluate", "pipeline")
+        }
     from cephalo.config import validate_params
 
     assert validate_params(eff).evaluate.n_boot == 17
@@ -209,13 +231,13 @@ def test_bad_pipeline_params_fail_the_dry_run(runs):
 
 def test_profiles_are_generated_from_params_and_overlays():
     """profiles/*.yaml = params.yaml + profiles/overlays/*.yaml (python profiles/build.py)."""
-    p = subprocess.run([sys.executable, str(REPO / "profiles" / "build.py"), "--check"], capture_output=True,
-                       text=True)
+    p = subprocess.run([sys.executable, str(REPO / "profiles" / "build.py"), "--check"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
 
 
 def test_dvc_yaml_is_generated_from_the_stage_table():
     """dvc.yaml = workflow/stages.py written out (python workflow/build_dvc.py)."""
-    p = subprocess.run([sys.executable, str(REPO / "workflow" / "build_dvc.py"), "--check"], capture_output=True,
-                       text=True)
+    p = subprocess.run(
+        [sys.executable, str(REPO / "workflow" / "build_dvc.py"), "--check"], capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stderr

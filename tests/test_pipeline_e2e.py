@@ -47,10 +47,14 @@ def _check_results(d: Path) -> None:
     stages = {v for (v,) in con.execute("select value from tags where key = 'stage'")}
     assert {"zero_shot", "adabn", "finetune"} <= stages, stages
     # every evaluation names the training run of its weights (fine-tuned: through calibrated.pt's chain)
-    unlinked = [name for (name,) in con.execute(
-        "select r.name from runs r join tags t on t.run_uuid = r.run_uuid and t.key = 'stage' "
-        "where t.value in ('zero_shot', 'adabn', 'finetune') and not exists (select 1 from tags l "
-        "where l.run_uuid = r.run_uuid and l.key = 'training_run_id')")]
+    unlinked = [
+        name
+        for (name,) in con.execute(
+            "select r.name from runs r join tags t on t.run_uuid = r.run_uuid and t.key = 'stage' "
+            "where t.value in ('zero_shot', 'adabn', 'finetune') and not exists (select 1 from tags l "
+            "where l.run_uuid = r.run_uuid and l.key = 'training_run_id')"
+        )
+    ]
     assert unlinked == [], unlinked
     kinds = {v for (v,) in con.execute("select value from experiment_tags where key = 'mlflow.experimentKind'")}
     assert kinds == {"custom_model_development"}, kinds
@@ -121,14 +125,23 @@ def test_snakemake_downloads_an_aariz_release_over_loopback_and_runs_on_it(tmp_p
     monkeypatch.setenv("CEPHALO_CACHE", str(tmp_path / "cache"))
     with LoopbackServer() as srv:
         url = srv.add("/files/Aariz.zip", Route(body=body))
-        sets = {**TINY, "pipeline.make_demo": ["resources/demo"], "pipeline.download": ["aariz"],
-                "pipeline.raw.aariz": "resources/raw/aariz",
-                "data.datasets.aariz.download.url": url,
-                "data.datasets.aariz.download.known_hash": "sha256:" + hashlib.sha256(body).hexdigest()}
+        sets = {
+            **TINY,
+            "pipeline.make_demo": ["resources/demo"],
+            "pipeline.download": ["aariz"],
+            "pipeline.raw.aariz": "resources/raw/aariz",
+            "data.datasets.aariz.download.url": url,
+            "data.datasets.aariz.download.known_hash": "sha256:" + hashlib.sha256(body).hexdigest(),
+        }
         cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--config", _config_set(sets)]
-        p = subprocess.run(cmd, cwd=d, env={**_env(), "NO_PROXY": "127.0.0.1,localhost",
-                                                "CEPHALO_CACHE": str(tmp_path / "cache")},
-                           capture_output=True, text=True, timeout=900)
+        p = subprocess.run(
+            cmd,
+            cwd=d,
+            env={**_env(), "NO_PROXY": "127.0.0.1,localhost", "CEPHALO_CACHE": str(tmp_path / "cache")},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
         assert any(path == "/files/Aariz.zip" for _, path, _ in srv.requests)
     assert (d / "resources" / "raw" / "aariz" / "Aariz" / "cephalogram_machine_mappings.csv").is_file()

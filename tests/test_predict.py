@@ -24,6 +24,7 @@ from cephalo.models import ModelMeta, create_model, load_model, save_checkpoint
 from cephalo.predict import (
     CSV_COLUMNS,
     MEASUREMENT_COLUMNS,
+    BatchSettings,
     predict_images,
     resolve_variant_spec,
     write_predictions,
@@ -38,10 +39,21 @@ STRETCH = {"steps": [{"stretch": {"size": SIZE}}]}
 
 def _meta(variant=LETTERBOX) -> ModelMeta:
     return ModelMeta(
-        arch="hrnet_w18", landmark_names=NAMES, input_size=(SIZE, SIZE), heatmap_size=(SIZE // 4, SIZE // 4),
-        variant=variant, normalisation={"name": "imagenet"},
-        codec={"name": "gaussian", "input_size": [SIZE, SIZE], "heatmap_size": [SIZE // 4, SIZE // 4],
-               "sigma": 2.0, "decoder": "dark", "convention": "pixel_centre"})
+        arch="hrnet_w18",
+        landmark_names=NAMES,
+        input_size=(SIZE, SIZE),
+        heatmap_size=(SIZE // 4, SIZE // 4),
+        variant=variant,
+        normalisation={"name": "imagenet"},
+        codec={
+            "name": "gaussian",
+            "input_size": [SIZE, SIZE],
+            "heatmap_size": [SIZE // 4, SIZE // 4],
+            "sigma": 2.0,
+            "decoder": "dark",
+            "convention": "pixel_centre",
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +63,9 @@ def ckpt(tmp_path_factory) -> Path:
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, _meta())
 
 
-def _write_dicom(path: Path, img: np.ndarray, pixel_spacing=None, imager_spacing=None, bits_stored=16,
-                 photometric="MONOCHROME2") -> Path:
+def _write_dicom(
+    path: Path, img: np.ndarray, pixel_spacing=None, imager_spacing=None, bits_stored=16, photometric="MONOCHROME2"
+) -> Path:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -130,11 +143,17 @@ def test_read_input_image_formats_keep_depth(images, tmp_path):
     assert dcm.spacing == pytest.approx((0.1, 0.2)) and dcm.spacing_source == "PixelSpacing"
     assert dcm.bit_depth == 12
     # 12-bit stored values are stretched to the 16-bit white level (4095 -> 65535)
-    np.testing.assert_allclose(dcm.image.astype(float), np.round(_ramp(70, 56, 4095, np.uint16).astype(float) * 65535 / 4095),
-                               atol=0)
+    np.testing.assert_allclose(
+        dcm.image.astype(float), np.round(_ramp(70, 56, 4095, np.uint16).astype(float) * 65535 / 4095), atol=0
+    )
     # MONOCHROME1 (bright = low values) comes out inverted to MONOCHROME2: the same picture
-    inv = _write_dicom(tmp_path / "m1.dcm", 4095 - _ramp(70, 56, 4095, np.uint16), imager_spacing=[0.1, 0.1],
-                       bits_stored=12, photometric="MONOCHROME1")
+    inv = _write_dicom(
+        tmp_path / "m1.dcm",
+        4095 - _ramp(70, 56, 4095, np.uint16),
+        imager_spacing=[0.1, 0.1],
+        bits_stored=12,
+        photometric="MONOCHROME1",
+    )
     m1 = read_input_image(inv)
     np.testing.assert_array_equal(m1.image, dcm.image)
     assert m1.spacing_source == "ImagerPixelSpacing"
@@ -182,17 +201,22 @@ def _forced(model, codec, q: np.ndarray):
     return model
 
 
-@pytest.mark.parametrize("variant,affine_of", [
-    (LETTERBOX, lambda w, h: G.letterbox_geometry((w, h), SIZE).affine()),
-    (STRETCH, lambda w, h: G.resize_affine((w, h), (SIZE, SIZE))),
-])
+@pytest.mark.parametrize(
+    "variant,affine_of",
+    [
+        (LETTERBOX, lambda w, h: G.letterbox_geometry((w, h), SIZE).affine()),
+        (STRETCH, lambda w, h: G.resize_affine((w, h), (SIZE, SIZE))),
+    ],
+)
 def test_forced_heatmap_maps_back_to_original_pixels(ckpt, images, variant, affine_of):
     model, meta = load_model(ckpt)
     codec = create_codec(**meta.codec)
     q = np.array([[30.3, 41.7], [60.0, 52.25], [48.6, 70.1]])  # input-frame points, inside every letterbox
     _forced(model, codec, q)
     paths = [images[k] for k in ("png", "bmp", "tif", "dcm")]
-    preds = predict_images(model, meta, paths, variant=variant, spacing_mm=0.25, batch_size=3, progress=False)
+    preds = predict_images(
+        model, meta, paths, variant=variant, spacing_mm=0.25, batch=BatchSettings(batch_size=3, progress=False)
+    )
     assert [p.path for p in preds] == paths
     for p in preds:
         m = affine_of(p.width, p.height)
@@ -220,8 +244,9 @@ def test_16bit_white_level_matches_8bit(ckpt, tmp_path):
     img8 = (np.random.default_rng(0).random((72, 90)) * 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "p8.png"), img8)
     cv2.imwrite(str(tmp_path / "p16.tif"), img8.astype(np.uint16) * 257)
-    p8, p16 = predict_images(model, meta, [tmp_path / "p8.png", tmp_path / "p16.tif"], variant=STRETCH,
-                             progress=False)
+    p8, p16 = predict_images(
+        model, meta, [tmp_path / "p8.png", tmp_path / "p16.tif"], variant=STRETCH, batch=BatchSettings(progress=False)
+    )
     np.testing.assert_allclose(p16.coords, p8.coords, atol=0.05)
     assert p16.bit_depth == 16 and p8.bit_depth == 8
 
@@ -229,15 +254,25 @@ def test_16bit_white_level_matches_8bit(ckpt, tmp_path):
 def test_spec_size_mismatch_and_bad_input_errors(ckpt, images):
     model, meta = load_model(ckpt)
     with pytest.raises(ConfigError, match="expects 96x96"):
-        predict_images(model, meta, [images["png"]], variant={"steps": [{"letterbox": {"size": 64}}]},
-                       progress=False)
+        predict_images(
+            model,
+            meta,
+            [images["png"]],
+            variant={"steps": [{"letterbox": {"size": 64}}]},
+            batch=BatchSettings(progress=False),
+        )
     bad = images["dir"] / "z.png"
     bad.write_bytes(b"garbage")
     with pytest.raises(DataError, match="z.png"):
-        predict_images(model, meta, [images["png"], bad], progress=False)
+        predict_images(model, meta, [images["png"], bad], batch=BatchSettings(progress=False))
     seen = []
-    preds = predict_images(model, meta, [images["png"], bad, images["tif"]], progress=False,
-                           on_error=lambda p, e: seen.append((p, str(e))))
+    preds = predict_images(
+        model,
+        meta,
+        [images["png"], bad, images["tif"]],
+        batch=BatchSettings(progress=False),
+        on_error=lambda p, e: seen.append((p, str(e))),
+    )
     assert [p.path.name for p in preds] == ["a.png", "c.tif"] and seen[0][0] == bad and "z.png" in seen[0][1]
 
 
@@ -246,15 +281,31 @@ def test_spec_size_mismatch_and_bad_input_errors(ckpt, images):
 
 def _params(tmp_path: Path) -> Path:
     p = tmp_path / "params.yaml"
-    p.write_text("variants:\n  stretch96:\n    steps:\n      - stretch: {size: 96}\n"
-                 "predict:\n  batch_size: 2\n  device: cpu\n")
+    p.write_text(
+        "variants:\n  stretch96:\n    steps:\n      - stretch: {size: 96}\npredict:\n  batch_size: 2\n  device: cpu\n"
+    )
     return p
 
 
 def test_cli_writes_json_csv_overlays(ckpt, images, tmp_path):
     out = tmp_path / "out"
-    r = CliRunner().invoke(main, ["predict", "--model", str(ckpt), str(images["dir"]), "--out", str(out),
-                                  "--spacing", "0.1", "--variant", "stretch96", "--params", str(_params(tmp_path))])
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(ckpt),
+            str(images["dir"]),
+            "--out",
+            str(out),
+            "--spacing",
+            "0.1",
+            "--variant",
+            "stretch96",
+            "--params",
+            str(_params(tmp_path)),
+        ],
+    )
     assert r.exit_code == 0, (r.output, r.exception)
     doc = json.loads((out / "predictions.json").read_text())
     assert doc["n_images"] == 4 and doc["skipped"] == [] and doc["model"]["landmark_names"] == NAMES
@@ -295,16 +346,48 @@ def test_cli_bad_file_exit_1_and_skip_bad(ckpt, images, tmp_path):
     (images["dir"] / "zz_bad.bmp").write_bytes(b"BMnot an image")
     params = _params(tmp_path)
     out = tmp_path / "o1"
-    r = subprocess.run([sys.executable, "-m", "cephalo", "predict", "--model", str(ckpt), str(images["dir"]),
-                        "--out", str(out), "--params", str(params)], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cephalo",
+            "predict",
+            "--model",
+            str(ckpt),
+            str(images["dir"]),
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]  # above it: the tqdm bar only
-    assert last.startswith("cephalo: error:") and "zz_bad.bmp" in last and "a BMP file (14 bytes) that cannot be decoded" in last, r.stderr
+    assert (
+        last.startswith("cephalo: error:")
+        and "zz_bad.bmp" in last
+        and "a BMP file (14 bytes) that cannot be decoded" in last
+    ), r.stderr
     assert "imread_" not in r.stderr  # no OpenCV log noise
     assert not out.exists()  # nothing half-written
     out2 = tmp_path / "o2"
-    res = CliRunner().invoke(main, ["predict", "--model", str(ckpt), str(images["dir"]), "--out", str(out2),
-                                    "--skip-bad", "--no-overlays", "--params", str(params)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(ckpt),
+            str(images["dir"]),
+            "--out",
+            str(out2),
+            "--skip-bad",
+            "--no-overlays",
+            "--params",
+            str(params),
+        ],
+    )
     assert isinstance(res.exception, DataError) and "skipped" in str(res.exception)
     doc = json.loads((out2 / "predictions.json").read_text())
     assert doc["n_images"] == 4 and [Path(s["file"]).name for s in doc["skipped"]] == ["zz_bad.bmp"]
@@ -318,12 +401,26 @@ def test_cli_help_and_param_errors(tmp_path, ckpt, images):
         assert opt in r.output
     p = tmp_path / "p.yaml"
     p.write_text("predict: {batchsize: 2}\n")
-    r = CliRunner().invoke(main, ["predict", "--model", str(ckpt), str(images["png"]), "--out", str(tmp_path / "o"),
-                                  "--params", str(p)])
+    r = CliRunner().invoke(
+        main, ["predict", "--model", str(ckpt), str(images["png"]), "--out", str(tmp_path / "o"), "--params", str(p)]
+    )
     assert isinstance(r.exception, ConfigError) and "batchsize" in str(r.exception)
     if not torch.cuda.is_available():
-        r = CliRunner().invoke(main, ["predict", "--model", str(ckpt), str(images["png"]), "--out",
-                                      str(tmp_path / "o"), "--device", "cuda", "--params", str(_params(tmp_path))])
+        r = CliRunner().invoke(
+            main,
+            [
+                "predict",
+                "--model",
+                str(ckpt),
+                str(images["png"]),
+                "--out",
+                str(tmp_path / "o"),
+                "--device",
+                "cuda",
+                "--params",
+                str(_params(tmp_path)),
+            ],
+        )
         assert isinstance(r.exception, ConfigError) and "CUDA is not available" in str(r.exception)
     assert not (tmp_path / "o").exists()
 
@@ -335,7 +432,7 @@ def test_real_isbi_two_images(ckpt, shared_data, tmp_path):
     model, meta = load_model(ckpt)
     root = shared_data / "isbi2015" / "RawImage"
     paths = [root / "TrainingData" / "001.jpg", root / "Test1Data" / "151.jpg"]
-    preds = predict_images(model, meta, paths, spacing_mm=0.1, batch_size=2, progress=False)
+    preds = predict_images(model, meta, paths, spacing_mm=0.1, batch=BatchSettings(batch_size=2, progress=False))
     assert len(preds) == 2
     lb = G.letterbox_geometry((1935, 2400), SIZE)
     for p in preds:

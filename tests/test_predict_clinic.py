@@ -24,11 +24,22 @@ def ckpt(tmp_path_factory) -> Path:
     """A tiny cephalo checkpoint whose meta carries its preprocessing (no params needed)."""
     torch.manual_seed(0)
     model = create_model("hrnet_w18", len(NAMES), num_modules=(1, 1, 1), num_blocks=1)
-    meta = ModelMeta(arch="hrnet_w18", landmark_names=NAMES, input_size=(SIZE, SIZE),
-                     heatmap_size=(SIZE // 4, SIZE // 4),
-                     variant={"steps": [{"stretch": {"size": SIZE}}]}, normalisation={"name": "imagenet"},
-                     codec={"name": "gaussian", "input_size": [SIZE, SIZE], "heatmap_size": [SIZE // 4, SIZE // 4],
-                            "sigma": 2.0, "decoder": "dark", "convention": "pixel_centre"})
+    meta = ModelMeta(
+        arch="hrnet_w18",
+        landmark_names=NAMES,
+        input_size=(SIZE, SIZE),
+        heatmap_size=(SIZE // 4, SIZE // 4),
+        variant={"steps": [{"stretch": {"size": SIZE}}]},
+        normalisation={"name": "imagenet"},
+        codec={
+            "name": "gaussian",
+            "input_size": [SIZE, SIZE],
+            "heatmap_size": [SIZE // 4, SIZE // 4],
+            "sigma": 2.0,
+            "decoder": "dark",
+            "convention": "pixel_centre",
+        },
+    )
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, meta)
 
 
@@ -51,9 +62,25 @@ def test_predict_from_any_folder_and_labelme_round_trip(ckpt, tmp_path, monkeypa
     work.mkdir()
     monkeypatch.chdir(work)  # no params.yaml here: the checkpoint is enough
     lm_dir = tmp_path / "corrections" / "clinician"
-    r = CliRunner().invoke(main, ["predict", "--model", str(ckpt), str(imgs), "--out", str(work / "out"),
-                                  "--spacing", "0.1", "--no-overlays", "--no-report", "--labelme", str(lm_dir),
-                                  "--device", "cpu"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(ckpt),
+            str(imgs),
+            "--out",
+            str(work / "out"),
+            "--spacing",
+            "0.1",
+            "--no-overlays",
+            "--no-report",
+            "--labelme",
+            str(lm_dir),
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, (r.output, r.exception)
     doc = json.loads((work / "out" / "predictions.json").read_text())
     pred = {rec["image_id"]: np.array([[lm["x"], lm["y"]] for lm in rec["landmarks"]]) for rec in doc["images"]}
@@ -66,8 +93,12 @@ def test_predict_from_any_folder_and_labelme_round_trip(ckpt, tmp_path, monkeypa
         shape["points"][0][0] += dx
         shape["points"][0][1] += dy
         p.write_text(json.dumps(d))
-    opts = {"annotators": {"clinician": "clinician"}, "spacing_mm": 0.1, "default_split": "train",
-            "catalogue": {"key": "mine", "landmarks": [{"like": f"isbi19:{n}"} for n in NAMES]}}
+    opts = {
+        "annotators": {"clinician": "clinician"},
+        "spacing_mm": 0.1,
+        "default_split": "train",
+        "catalogue": {"key": "mine", "landmarks": [{"like": f"isbi19:{n}"} for n in NAMES]},
+    }
     res = create_adapter("labelme").parse(tmp_path / "corrections", dataset="clinic", **opts)
     assert not res.exclusions
     df = build_index(res, tmp_path / "corrections", progress=False)
@@ -85,8 +116,19 @@ def test_predict_from_any_folder_and_labelme_round_trip(ckpt, tmp_path, monkeypa
 
 def test_params_file_given_but_missing_is_an_error(ckpt, tmp_path):
     imgs = _images(tmp_path / "in")
-    r = CliRunner().invoke(main, ["predict", "--model", str(ckpt), str(imgs), "--out", str(tmp_path / "o"),
-                                  "--params", str(tmp_path / "nope.yaml")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(ckpt),
+            str(imgs),
+            "--out",
+            str(tmp_path / "o"),
+            "--params",
+            str(tmp_path / "nope.yaml"),
+        ],
+    )
     assert r.exit_code != 0 and "nope.yaml" in str(r.exception)
 
 
@@ -101,8 +143,21 @@ def test_calibrated_checkpoint_gives_radii_circles_and_radius_flags(ckpt, tmp_pa
     calibrated = save_checkpoint(tmp_path / "cal.pt", model, meta, extra={"calibration": cal})
     imgs = _images(tmp_path / "in")
     monkeypatch.chdir(tmp_path)
-    r = CliRunner().invoke(main, ["predict", "--model", str(calibrated), str(imgs / "a.png"), "--out", "out",
-                                  "--spacing", "0.1", "--device", "cpu"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(calibrated),
+            str(imgs / "a.png"),
+            "--out",
+            "out",
+            "--spacing",
+            "0.1",
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, (r.output, r.exception)
     doc = json.loads(Path("out/predictions.json").read_text())
     (rec,) = doc["images"]

@@ -109,7 +109,11 @@ def test_rendered_dot_lands_on_transformed_coordinate(name, wh):
 def test_uint16_kept_through_every_step():
     img = render_dots((300, 240), [(100.0, 120.0)], 6.0, dtype=np.uint16)
     img = img + 1000  # values only 16 bits can hold
-    for spec in (["clahe", {"letterbox": {"size": 64}}], [{"stretch": {"size": 50}}], [{"spacing": {"spacing_mm": 0.5, "fov_mm": 40}}]):
+    for spec in (
+        ["clahe", {"letterbox": {"size": 64}}],
+        [{"stretch": {"size": 50}}],
+        [{"spacing": {"spacing_mm": 0.5, "fov_mm": 40}}],
+    ):
         out, _ = preprocess_image(img, {"steps": spec}, spacing=(0.1, 0.1))
         assert out.dtype == np.uint16 and out.max() > 255
 
@@ -121,8 +125,9 @@ def test_spacing_step_uses_the_images_own_spacing():
     m1 = step(np.zeros((600, 400), np.uint8), (0.1, 0.1))[1]
     m2 = step(np.zeros((300, 200), np.uint8), (0.2, 0.2))[1]
     # the object's corners (pixel edges) land on the same output coordinates
-    np.testing.assert_allclose(G.apply_affine(m1, [[-0.5, -0.5], [399.5, 599.5]]),
-                               G.apply_affine(m2, [[-0.5, -0.5], [199.5, 299.5]]))
+    np.testing.assert_allclose(
+        G.apply_affine(m1, [[-0.5, -0.5], [399.5, 599.5]]), G.apply_affine(m2, [[-0.5, -0.5], [199.5, 299.5]])
+    )
     np.testing.assert_allclose(np.diag(m1[:, :2]), [0.2, 0.2])  # 0.1 mm/px -> 0.5 mm/px
     # anisotropic source spacing becomes isotropic
     m3 = step(np.zeros((300, 400), np.uint8), (0.1, 0.2))[1]
@@ -186,7 +191,9 @@ def test_normalise_imagenet_unit_zscore_by_hand():
     assert torch.isfinite(z).all() and z[1].abs().max() == 0  # constant image: no NaN
     with pytest.raises(ValueError, match="max_value"):
         normalise(x8.astype(np.float32), "unit")
-    np.testing.assert_allclose(normalise(x8.astype(np.float32), "unit", max_value=255).numpy(), normalise(x8, "unit").numpy())
+    np.testing.assert_allclose(
+        normalise(x8.astype(np.float32), "unit", max_value=255).numpy(), normalise(x8, "unit").numpy()
+    )
     with pytest.raises(ValueError, match="valid"):
         normalise(x8, "minmax")
 

@@ -42,16 +42,33 @@ def make_index(tmp: Path, *, sizes=IMAGES, corrupt_size: str | None = None) -> P
                 x, y = truth[k] + shift
                 if iid == "a2" and k == 4 and ann == "junior":
                     x = y = np.nan  # one missing landmark
-                rows.append(dict(
-                    dataset="demo", image_id=iid, split=split, image_path=str(img_dir / f"{iid}.png"),
-                    width=w + (7 if iid == corrupt_size else 0), height=h, spacing_x_mm=0.1, spacing_y_mm=0.1,
-                    device="dev", annotator=ann, landmark_index=k, landmark_name=lm.name,
-                    landmark_symbol=lm.symbol, x=x, y=y, visible=bool(np.isfinite(x)),
-                ))
+                rows.append(
+                    dict(
+                        dataset="demo",
+                        image_id=iid,
+                        split=split,
+                        image_path=str(img_dir / f"{iid}.png"),
+                        width=w + (7 if iid == corrupt_size else 0),
+                        height=h,
+                        spacing_x_mm=0.1,
+                        spacing_y_mm=0.1,
+                        device="dev",
+                        annotator=ann,
+                        landmark_index=k,
+                        landmark_name=lm.name,
+                        landmark_symbol=lm.symbol,
+                        x=x,
+                        y=y,
+                        visible=bool(np.isfinite(x)),
+                    )
+                )
     df = pd.DataFrame(rows)
     df["cvm_stage"] = pd.array([pd.NA] * len(df), dtype="Int8")
-    meta = {"catalogue": {"key": ISBI19.key, "names": ISBI19.names}, "source": {"root": str(tmp), "dataset": "demo"},
-            "policy": "mean"}
+    meta = {
+        "catalogue": {"key": ISBI19.key, "names": ISBI19.names},
+        "source": {"root": str(tmp), "dataset": "demo"},
+        "policy": "mean",
+    }
     path = tmp / "index.parquet"
     index_mod.write_index(df, path, meta)
     return path
@@ -79,11 +96,29 @@ def run_cli(args, capsys):
 
 def test_preprocess_cli_end_to_end(tmp_path, capsys):
     index = make_index(tmp_path)
-    params = write_params(tmp_path, {"lb": {"steps": [{"letterbox": {"size": 64}}], "normalisation": "imagenet"},
-                                     "lb_senior": {"steps": [{"letterbox": {"size": 64}}], "ground_truth": "senior"}})
+    params = write_params(
+        tmp_path,
+        {
+            "lb": {"steps": [{"letterbox": {"size": 64}}], "normalisation": "imagenet"},
+            "lb_senior": {"steps": [{"letterbox": {"size": 64}}], "ground_truth": "senior"},
+        },
+    )
     out = tmp_path / "variants" / "lb"
-    code, so, err = run_cli(["preprocess", "--index", str(index), "--variant", "lb", "--out", str(out),
-                             "--params", str(params), "--no-progress"], capsys)
+    code, so, err = run_cli(
+        [
+            "preprocess",
+            "--index",
+            str(index),
+            "--variant",
+            "lb",
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "3 images preprocessed" in so
 
@@ -123,15 +158,55 @@ def test_preprocess_cli_end_to_end(tmp_path, capsys):
 
     # unchanged -> skipped; changed spec or --force -> recomputed
     mtime = (out / "images.npy").stat().st_mtime_ns
-    code, so, _ = run_cli(["preprocess", "--index", str(index), "--variant", "lb", "--out", str(out),
-                           "--params", str(params), "--no-progress"], capsys)
+    code, so, _ = run_cli(
+        [
+            "preprocess",
+            "--index",
+            str(index),
+            "--variant",
+            "lb",
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0 and "up to date" in so and (out / "images.npy").stat().st_mtime_ns == mtime
-    code, so, _ = run_cli(["preprocess", "--index", str(index), "--variant", "lb_senior", "--out", str(out),
-                           "--params", str(params), "--no-progress"], capsys)
+    code, so, _ = run_cli(
+        [
+            "preprocess",
+            "--index",
+            str(index),
+            "--variant",
+            "lb_senior",
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0 and "preprocessed" in so
     np.testing.assert_allclose(load_variant(out).landmarks_original, sen)
-    code, so, _ = run_cli(["preprocess", "--index", str(index), "--variant", "lb_senior", "--out", str(out),
-                           "--params", str(params), "--no-progress", "--force"], capsys)
+    code, so, _ = run_cli(
+        [
+            "preprocess",
+            "--index",
+            str(index),
+            "--variant",
+            "lb_senior",
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+            "--no-progress",
+            "--force",
+        ],
+        capsys,
+    )
     assert code == 0 and "preprocessed" in so
 
 
@@ -139,8 +214,12 @@ def test_histogram_match_variant_stores_its_reference(tmp_path):
     from cephalo.preprocess import build_variant
 
     index = make_index(tmp_path)
-    res = build_variant(index, {"steps": [{"histogram_match": {"n_quantiles": 64}}, {"stretch": {"size": 32}}]},
-                        tmp_path / "hm", progress=False)
+    res = build_variant(
+        index,
+        {"steps": [{"histogram_match": {"n_quantiles": 64}}, {"stretch": {"size": 32}}]},
+        tmp_path / "hm",
+        progress=False,
+    )
     v = load_variant(res.out_dir)
     step = v.spec["steps"][0]
     assert step["step"] == "histogram_match" and len(step["quantiles"]) == 64
@@ -156,19 +235,58 @@ def test_bad_inputs_exit_1_with_one_line(tmp_path, capsys):
     index = make_index(tmp_path / "bad", corrupt_size="a2")
     params = write_params(tmp_path, {"lb": {"steps": ["letterbox"]}, "nogeo": {"steps": ["clahe"]}})
     out = tmp_path / "out"
-    code, _, err = run_cli(["preprocess", "--index", str(index), "--variant", "lb", "--out", str(out),
-                            "--params", str(params), "--no-progress"], capsys)
+    code, _, err = run_cli(
+        [
+            "preprocess",
+            "--index",
+            str(index),
+            "--variant",
+            "lb",
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 1 and "a2.png" in err and "index says 147x100" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # nothing half-written
     for variant, msg in (("nogeo", "fixed output size"), ("missing", "variants.missing")):
-        code, _, err = run_cli(["preprocess", "--index", str(index), "--variant", variant, "--out", str(out),
-                                "--params", str(params), "--no-progress"], capsys)
+        code, _, err = run_cli(
+            [
+                "preprocess",
+                "--index",
+                str(index),
+                "--variant",
+                variant,
+                "--out",
+                str(out),
+                "--params",
+                str(params),
+                "--no-progress",
+            ],
+            capsys,
+        )
         assert code == 1 and msg in err, err
     # a typo anywhere in the params file stops every command (the whole file is validated once)
     (tmp_path / "typo").mkdir()
     typo = write_params(tmp_path / "typo", {"lb": {"steps": ["letterbox"]}, "typo": {"steps": ["lettrbox"]}})
-    code, _, err = run_cli(["preprocess", "--index", str(index), "--variant", "lb", "--out", str(out),
-                            "--params", str(typo), "--no-progress"], capsys)
+    code, _, err = run_cli(
+        [
+            "preprocess",
+            "--index",
+            str(index),
+            "--variant",
+            "lb",
+            "--out",
+            str(out),
+            "--params",
+            str(typo),
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 1 and "variants.typo.steps[0]: unknown step 'lettrbox' (did you mean 'letterbox'?)" in err, err
 
 
@@ -211,7 +329,13 @@ def test_write_variant_is_the_one_writer_synthetic_variants_use(tmp_path):
     load_variant, carries the current format, and a table of the wrong length is refused
     before anything is written."""
     from cephalo.errors import ConfigError
-    from cephalo.preprocess.variant import FORMAT_VERSION, variant_columns, variant_meta, write_variant
+    from cephalo.preprocess.variant import (
+        FORMAT_VERSION,
+        ImagesShape,
+        variant_columns,
+        variant_meta,
+        write_variant,
+    )
     from cephalo.train.synthetic import make_synthetic_variant
 
     out = make_synthetic_variant(tmp_path / "syn", n_images=6, size=32, landmark_names=("a", "b"))
@@ -228,8 +352,16 @@ def test_write_variant_is_the_one_writer_synthetic_variants_use(tmp_path):
     cols = variant_columns(rows, aff, ["p"], lm, lm)
     assert set(cols) >= {"a00", "a12", "p_x", "p_y", "p_x_orig", "p_y_orig"}
     meta2 = variant_meta(
-        name="t", spec={}, ground_truth="mean", normalisation={}, landmark_names=["p"], annotators=[],
-        input_size=(4, 4), dtype="uint8", n_images=3, source_index={}, reference_indexes={}, fingerprint="f",
+        name="t",
+        spec={},
+        ground_truth="mean",
+        normalisation={},
+        landmark_names=["p"],
+        annotators=[],
+        images=ImagesShape(n_images=3, input_size=(4, 4), dtype="uint8"),
+        source_index={},
+        reference_indexes={},
+        fingerprint="f",
     )
     with pytest.raises(ConfigError):
         write_variant(tmp_path / "bad", np.zeros((n, 4, 4), np.uint8), cols, meta2)

@@ -61,15 +61,15 @@ def test_generated_files_do_not_make_the_tree_dirty(clone):
 def _cephalo(cwd: Path, src: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "CEPHALO_ALLOW_FOREIGN_CODE"}
     env["PYTHONPATH"] = os.pathsep.join([str(src), str(REPO / "tests")])
-    return subprocess.run([sys.executable, "-m", "cephalo", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cephalo", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_copied_project_running_the_original_code_is_refused(tmp_path):
     copy = tmp_path / "copy"
     (copy / "src").mkdir(parents=True)
-    shutil.copytree(REPO / "src" / "cephalo", copy / "src" / "cephalo",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "src" / "cephalo", copy / "src" / "cephalo", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "params.yaml", copy / "params.yaml")
     (copy / "results").mkdir()
     # a byte-identical copy running the original package runs the copy's code: accepted

@@ -36,14 +36,33 @@ def _results(tmp_path: Path, cpu: str = "Test CPU 9000", shift_px: float = 0.0) 
         k = len(lms)
         pred = gt[:, :k] + rng.normal(0, noise, size=(n, k, 2)) + shift_px
         out = res / "eval" / run
-        evaluate_predictions(EvalData(pred, (ann_a[:, :k] + ann_b[:, :k]) / 2, np.full((n, 2), 0.1),
-                                      image_ids=[f"{i:03d}" for i in range(n)], names=lms), out,
-                             EvalSettings(n_boot=100, make_plots=False),
-                             EvalContext(label=run, info={"variant": "v", "split": "test",
-                                                          "provenance": {"cpu_model": cpu, "threads": 2}},
-                                         annotators={"A": ann_a[:, :k], "B": ann_b[:, :k]}))
-    r = CliRunner().invoke(compare_command, [str(res / "eval" / "zero_shot-v"), str(res / "eval" / "finetune-v"),
-                                             "--out", str(res / "comparison"), "--params", str(_params(tmp_path))])
+        evaluate_predictions(
+            EvalData(
+                pred,
+                (ann_a[:, :k] + ann_b[:, :k]) / 2,
+                np.full((n, 2), 0.1),
+                image_ids=[f"{i:03d}" for i in range(n)],
+                names=lms,
+            ),
+            out,
+            EvalSettings(n_boot=100, make_plots=False),
+            EvalContext(
+                label=run,
+                info={"variant": "v", "split": "test", "provenance": {"cpu_model": cpu, "threads": 2}},
+                annotators={"A": ann_a[:, :k], "B": ann_b[:, :k]},
+            ),
+        )
+    r = CliRunner().invoke(
+        compare_command,
+        [
+            str(res / "eval" / "zero_shot-v"),
+            str(res / "eval" / "finetune-v"),
+            "--out",
+            str(res / "comparison"),
+            "--params",
+            str(_params(tmp_path)),
+        ],
+    )
     assert r.exit_code == 0, r.output
     return res
 
@@ -96,9 +115,12 @@ def test_check_tolerance_on_another_cpu(tmp_path, base):
     assert any("beyond the CI half-width" in p for p in problems)
     data = json.loads(rr.DATA.search(block).group(1))
     data["runs"][0]["n_landmarks/shared"] = 99
-    assert any("n_landmarks/shared" in p
-               for p in rr.compare_blocks(rr.DATA.sub(f"<!-- results-data {json.dumps(data)} -->", block),
-                                          fresh_close, "Other CPU"))
+    assert any(
+        "n_landmarks/shared" in p
+        for p in rr.compare_blocks(
+            rr.DATA.sub(f"<!-- results-data {json.dumps(data)} -->", block), fresh_close, "Other CPU"
+        )
+    )
 
 
 def _render(res: Path) -> str:
@@ -106,8 +128,10 @@ def _render(res: Path) -> str:
     return rr.replace("", "demo", rr.render("demo", rows, pairs, prov, "scripts/demo.sh"))
 
 
-@pytest.mark.skipif(not os.environ.get("CEPHALO_DEMO_RESULTS"),
-                    reason="set CEPHALO_DEMO_RESULTS=<results/ of a fresh scripts/demo.sh run> (CI does)")
+@pytest.mark.skipif(
+    not os.environ.get("CEPHALO_DEMO_RESULTS"),
+    reason="set CEPHALO_DEMO_RESULTS=<results/ of a fresh scripts/demo.sh run> (CI does)",
+)
 def test_readme_demo_block_matches_a_fresh_demo():
     res = Path(os.environ["CEPHALO_DEMO_RESULTS"])
     assert rr.main(["--block", "demo", "--results", str(res), "--readme", str(REPO / "README.md"), "--check"]) == 0
@@ -117,23 +141,48 @@ def test_refined_runs_are_worded_beside_their_global_model():
     """Hand-made rows: a refined run is compared with the global model it refines (paired test quoted) and
     with the annotators; a run without its global model gets no sentence."""
     rows = [
-        {"run": "finetune-v", "mre_mm/shared": 1.25, "mre_mm/all": 1.25, "sdr_2.0mm/all": 83.4, "n_landmarks/shared": 19,
-         "n_landmarks/all": 19, "human_mre_mm/shared": 1.44, "vs_each_mre_mm/shared": 1.46,
-         "human_vs_mean_mre_mm/shared": 0.69},
-        {"run": "refine-v", "mre_mm/shared": 1.0, "mre_mm/all": 1.0, "sdr_2.0mm/all": 90.0, "n_landmarks/shared": 19,
-         "n_landmarks/all": 19, "human_mre_mm/shared": 1.44, "vs_each_mre_mm/shared": 1.2,
-         "human_vs_mean_mre_mm/shared": 0.69},
-        {"run": "refine_source-isbi2015", "split": "test1", "mre_mm/shared": 1.2, "mre_mm/all": 1.2,
-         "sdr_2.0mm/all": 84.0},
+        {
+            "run": "finetune-v",
+            "mre_mm/shared": 1.25,
+            "mre_mm/all": 1.25,
+            "sdr_2.0mm/all": 83.4,
+            "n_landmarks/shared": 19,
+            "n_landmarks/all": 19,
+            "human_mre_mm/shared": 1.44,
+            "vs_each_mre_mm/shared": 1.46,
+            "human_vs_mean_mre_mm/shared": 0.69,
+        },
+        {
+            "run": "refine-v",
+            "mre_mm/shared": 1.0,
+            "mre_mm/all": 1.0,
+            "sdr_2.0mm/all": 90.0,
+            "n_landmarks/shared": 19,
+            "n_landmarks/all": 19,
+            "human_mre_mm/shared": 1.44,
+            "vs_each_mre_mm/shared": 1.2,
+            "human_vs_mean_mre_mm/shared": 0.69,
+        },
+        {
+            "run": "refine_source-isbi2015",
+            "split": "test1",
+            "mre_mm/shared": 1.2,
+            "mre_mm/all": 1.2,
+            "sdr_2.0mm/all": 84.0,
+        },
         {"run": "refine-w", "mre_mm/shared": 1.0, "mre_mm/all": 1.0},
     ]
     pairs = [{"run_a": "finetune-v", "run_b": "refine-v", "p_value": 4.2e-7, "n_images": 25}]
     s = rr._sentences(rows, pairs)
-    assert ("Refinement at native resolution, fine-tuned (v): 1.00 mm (SDR@2 mm 90.0 %) vs 1.25 mm (SDR@2 mm 83.4 %) "
-            "for the global model alone (1.25x lower, paired Wilcoxon p = 4.2e-07 over 25 images).") in s
-    assert ("Against each annotator, refined (refine-v) is at 1.20 mm where the annotators are 1.44 mm apart: "
-            "closer to each annotator than they are to each other (0.83x). Against their mean it is at 1.00 mm, "
-            "where an annotator is at 0.69 mm.") in s
+    assert (
+        "Refinement at native resolution, fine-tuned (v): 1.00 mm (SDR@2 mm 90.0 %) vs 1.25 mm (SDR@2 mm 83.4 %) "
+        "for the global model alone (1.25x lower, paired Wilcoxon p = 4.2e-07 over 25 images)."
+    ) in s
+    assert (
+        "Against each annotator, refined (refine-v) is at 1.20 mm where the annotators are 1.44 mm apart: "
+        "closer to each annotator than they are to each other (0.83x). Against their mean it is at 1.00 mm, "
+        "where an annotator is at 0.69 mm."
+    ) in s
     assert "level with them (1.01x)" in " ".join(s)  # 1.46 / 1.44
     assert not any("refine_source" in x or "(w)" in x for x in s)  # no source model, no finetune-w: no claim
 
@@ -141,9 +190,17 @@ def test_refined_runs_are_worded_beside_their_global_model():
 def test_a_zero_width_sdr_ci_tolerates_one_landmark_on_another_cpu():
     """10 images x 19 landmarks: an SDR moves in steps of 100 / 190 = 0.526 %. A recorded 100 % [100, 100]
     (every landmark inside) still matches 99.47 % (one landmark across the threshold), not 98.95 % (two)."""
+
     def block(sdr, cpu):
-        run = {"run": "finetune-v", "n_images": 10, "n_landmarks/shared": 19, "n_landmarks/all": 19,
-               "sdr_3.0mm/shared": sdr, "sdr_3.0mm/shared/ci95_lo": 100.0, "sdr_3.0mm/shared/ci95_hi": 100.0}
+        run = {
+            "run": "finetune-v",
+            "n_images": 10,
+            "n_landmarks/shared": 19,
+            "n_landmarks/all": 19,
+            "sdr_3.0mm/shared": sdr,
+            "sdr_3.0mm/shared/ci95_lo": 100.0,
+            "sdr_3.0mm/shared/ci95_hi": 100.0,
+        }
         return f"<!-- results-data {json.dumps({'cpu_model': cpu, 'runs': [run]})} -->"
 
     recorded = block(100.0, "CPU A")

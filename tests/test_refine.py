@@ -44,10 +44,10 @@ def test_window_affine_round_trip_and_marker_lands_on_its_coordinate(spacing):
     assert np.abs(c_win - 11.5).max() <= 0.5 + 1e-9
     # the marker's intensity centroid in the window is where the affine puts it
     for k in range(2):
-        p = G.apply_affine(affs[k], pts[k:k + 1])[0]
+        p = G.apply_affine(affs[k], pts[k : k + 1])[0]
         x0, y0 = int(round(p[0])), int(round(p[1]))
-        sub = wins[k, y0 - 7:y0 + 8, x0 - 7:x0 + 8].astype(float)
-        yy, xx = np.mgrid[y0 - 7:y0 + 8, x0 - 7:x0 + 8]
+        sub = wins[k, y0 - 7 : y0 + 8, x0 - 7 : x0 + 8].astype(float)
+        yy, xx = np.mgrid[y0 - 7 : y0 + 8, x0 - 7 : x0 + 8]
         cen = np.array([(sub * xx).sum() / sub.sum(), (sub * yy).sum() / sub.sum()])
         assert np.linalg.norm(cen - p) < 0.05
 
@@ -66,8 +66,14 @@ def test_config_validation_and_tta_passes():
     assert len(s) == 10 and (0.95, 2.0, 0.0, 1.0) in s and (1.05, 0.0, -2.0, 1.0) in s
     assert cfg.crop_spec() == {"refine": {"spacing_mm": 0.3, "window": [48, 48], "fallback_spacing_mm": None}}
     assert TTAConfig().settings() == [(1.0, 0.0, 0.0, 1.0)]
-    for bad, key in [({"window": 30}, "window"), ({"spacing_mm": 0}, "spacing_mm"), ({"jitter_mm": "x"}, "jitter_mm"),
-                     ({"bogus": 1}, "bogus"), ({"tta": {"gammas": [0]}}, "gammas"), ({"crops_per_landmark": 0}, "crops")]:
+    for bad, key in [
+        ({"window": 30}, "window"),
+        ({"spacing_mm": 0}, "spacing_mm"),
+        ({"jitter_mm": "x"}, "jitter_mm"),
+        ({"bogus": 1}, "bogus"),
+        ({"tta": {"gammas": [0]}}, "gammas"),
+        ({"crops_per_landmark": 0}, "crops"),
+    ]:
         with pytest.raises(ConfigError, match=key):
             RefineConfig.from_dict(bad)
 
@@ -138,8 +144,9 @@ def _global_test_predictions(t):
     v = load_variant(t["variant"])
     model, meta = load_model(t["global"])
     rows = v.select("test")
-    pred = predict_variant(Predictor.from_meta(model, meta, normalisation=v.normalisation, device="cpu"), v, rows,
-                           progress=False).coords
+    pred = predict_variant(
+        Predictor.from_meta(model, meta, normalisation=v.normalisation, device="cpu"), v, rows, progress=False
+    ).coords
     return v, rows, pred
 
 
@@ -152,8 +159,14 @@ def test_refiner_recovers_subpixel_positions_the_global_resolution_cannot(traine
     gt = v.landmarks_original[rows]
     ref = load_refiner(trained["refiner"])
     assert ref.window == 32 and ref.spacing_mm == 0.2
-    refined = np.stack([refine_predictions(ref, read_image(v.table["image_path"].iloc[r]), coarse[j], v.landmark_names,
-                                           v.spacing[r]).coords for j, r in enumerate(rows)])
+    refined = np.stack(
+        [
+            refine_predictions(
+                ref, read_image(v.table["image_path"].iloc[r]), coarse[j], v.landmark_names, v.spacing[r]
+            ).coords
+            for j, r in enumerate(rows)
+        ]
+    )
     e_global = np.linalg.norm(coarse - gt, axis=-1) * S.SPACING
     e_ref = np.linalg.norm(refined - gt, axis=-1) * S.SPACING
     # global input px = 0.5 mm, heatmap px = 2 mm; the refiner works at 0.2 mm/px
@@ -164,8 +177,9 @@ def test_refiner_recovers_subpixel_positions_the_global_resolution_cannot(traine
     # test-time augmentation runs through the same path and stays as accurate
     tta = TTAConfig.from_dict({"scales": [0.95, 1.05], "shifts_px": [0, 2], "gammas": [0.9, 1.1]})
     r0 = rows[0]
-    res = refine_predictions(ref, read_image(v.table["image_path"].iloc[r0]), coarse[0], v.landmark_names,
-                             v.spacing[r0], tta=tta)
+    res = refine_predictions(
+        ref, read_image(v.table["image_path"].iloc[r0]), coarse[0], v.landmark_names, v.spacing[r0], tta=tta
+    )
     assert res.refined.all() and (res.spread_px > 0).all()
     assert (np.linalg.norm(res.coords - gt[0], axis=-1) * S.SPACING).max() < 0.5
 
@@ -209,15 +223,39 @@ def test_bundle_command_takes_the_inference_settings_from_params(trained, tmp_pa
     params.write_text(yaml.safe_dump({"refine": {"iterations": 2, "window": 48, "tta": {"scales": [0.9, 1.1]}}}))
     out = tmp_path / "models" / "bundle.json"
     out.parent.mkdir()
-    r = CliRunner().invoke(main, ["bundle", "--global", str(trained["global"]), "--refiner", str(trained["refiner"]),
-                                  "--out", str(out), "--params", str(params)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "bundle",
+            "--global",
+            str(trained["global"]),
+            "--refiner",
+            str(trained["refiner"]),
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "2 round(s), 2 pass(es) per round" in r.output
     b = read_bundle(out)
     assert b.iterations == 2 and b.batch_size == 64 and [t[0] for t in b.tta.settings()] == [0.9, 1.1]
     assert set(b.settings) == {"iterations", "batch_size", "tta"}  # the window is the refiner's own, not params'
-    r = CliRunner().invoke(main, ["bundle", "--global", str(tmp_path / "nope.pt"), "--refiner", str(trained["refiner"]),
-                                  "--out", str(tmp_path / "b2.json"), "--params", str(params)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "bundle",
+            "--global",
+            str(tmp_path / "nope.pt"),
+            "--refiner",
+            str(trained["refiner"]),
+            "--out",
+            str(tmp_path / "b2.json"),
+            "--params",
+            str(params),
+        ],
+    )
     said = r.output + str(r.exception)
     assert r.exit_code != 0 and "global checkpoint not found" in said and "nope.pt" in said
     assert not (tmp_path / "b2.json").exists()
@@ -225,14 +263,14 @@ def test_bundle_command_takes_the_inference_settings_from_params(trained, tmp_pa
 
 def test_refine_params_split_into_training_and_bundle_settings():
     """The engines' params of train-refiner and bundle (workflow/stages.py) are RefineConfig's two halves."""
-    from helpers import REPO, load_script
-
     from cephalo.config.schema import RefineConfig
+    from helpers import REPO, load_script
 
     st = load_script(REPO / "workflow" / "stages.py", "cephalo_workflow_stages_refine")
     assert [k.split(".", 1)[1] for k in st.REFINE_INFERENCE] == list(RefineConfig.INFERENCE_KEYS)
     assert {k.split(".", 1)[1] for k in st.REFINE_TRAINING} == set(RefineConfig.model_fields) - set(
-        RefineConfig.INFERENCE_KEYS)
+        RefineConfig.INFERENCE_KEYS
+    )
     r = RefineConfig.from_dict({"iterations": 3, "window": 32})
     assert r.inference_settings()["iterations"] == 3 and "iterations" not in r.training_settings()
     assert r.training_settings()["window"] == 32 and "window" not in r.inference_settings()
@@ -251,15 +289,42 @@ def test_evaluate_and_predict_through_the_bundle_equal_global_plus_refiner_by_ha
     v, rows, coarse = _global_test_predictions(trained)
     ref = load_refiner(trained["refiner"])
     images = [read_image(v.table["image_path"].iloc[r]) for r in rows]
-    by_hand = np.stack([refine_predictions(ref, images[j], coarse[j], v.landmark_names, v.spacing[r]).coords
-                        for j, r in enumerate(rows)])
+    by_hand = np.stack(
+        [
+            refine_predictions(ref, images[j], coarse[j], v.landmark_names, v.spacing[r]).coords
+            for j, r in enumerate(rows)
+        ]
+    )
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"evaluate": {"n_boot": 10, "device": "cpu", "n_worst": 0},
-                                      "tracking": {"enabled": False}, "predict": {"device": "cpu"}}))
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "evaluate": {"n_boot": 10, "device": "cpu", "n_worst": 0},
+                "tracking": {"enabled": False},
+                "predict": {"device": "cpu"},
+            }
+        )
+    )
     # cephalo evaluate --model bundle.json
     out = tmp_path / "eval"
-    r = CliRunner().invoke(main, ["evaluate", "--model", str(trained["bundle"]), "--data", str(trained["variant"]),
-                                  "--split", "test", "--out", str(out), "--stage", "refine", "--params", str(params)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            str(trained["bundle"]),
+            "--data",
+            str(trained["variant"]),
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            "--stage",
+            "refine",
+            "--params",
+            str(params),
+        ],
+    )
     assert r.exit_code == 0, r.output
     got = pd.read_parquet(out / "predictions.parquet")
     ids = [v.image_ids[r] for r in rows]
@@ -273,16 +338,44 @@ def test_evaluate_and_predict_through_the_bundle_equal_global_plus_refiner_by_ha
     # cephalo predict --model bundle.json on the original files
     files = [str(v.table["image_path"].iloc[r]) for r in rows[:3]]
     pout = tmp_path / "pred"
-    r = CliRunner().invoke(main, ["predict", "--model", str(trained["bundle"]), *files, "--out", str(pout),
-                                  "--spacing", "0.1", "--no-overlays", "--params", str(params)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(trained["bundle"]),
+            *files,
+            "--out",
+            str(pout),
+            "--spacing",
+            "0.1",
+            "--no-overlays",
+            "--params",
+            str(params),
+        ],
+    )
     assert r.exit_code == 0, r.output
     recs = {r["file"]: r for r in json.loads((pout / "predictions.json").read_text())["images"]}
     for j, f in enumerate(files):
         lm = {d["name"]: (d["x"], d["y"]) for d in recs[f]["landmarks"]}
         np.testing.assert_allclose([lm[n] for n in v.landmark_names], by_hand[j], atol=1e-4)
     # and a plain checkpoint still gives the global model's positions
-    r = CliRunner().invoke(main, ["predict", "--model", str(trained["global"]), *files[:1], "--out",
-                                  str(tmp_path / "plain"), "--spacing", "0.1", "--no-overlays", "--params", str(params)])
+    r = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--model",
+            str(trained["global"]),
+            *files[:1],
+            "--out",
+            str(tmp_path / "plain"),
+            "--spacing",
+            "0.1",
+            "--no-overlays",
+            "--params",
+            str(params),
+        ],
+    )
     assert r.exit_code == 0, r.output
     rec = json.loads((tmp_path / "plain" / "predictions.json").read_text())["images"][0]
     lm = {d["name"]: (d["x"], d["y"]) for d in rec["landmarks"]}
@@ -302,9 +395,15 @@ def test_calibrate_a_bundle_on_its_refined_predictions(trained, tmp_path):
     from cephalo.refine import read_bundle
 
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"evaluate": {"n_boot": 10, "device": "cpu", "n_worst": 0},
-                                      "tracking": {"enabled": False},
-                                      "calibrate": {"device": "cpu", "coverages": [0.5], "scale": "constant"}}))
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "evaluate": {"n_boot": 10, "device": "cpu", "n_worst": 0},
+                "tracking": {"enabled": False},
+                "calibrate": {"device": "cpu", "coverages": [0.5], "scale": "constant"},
+            }
+        )
+    )
     run = CliRunner().invoke
     common = ["--data", str(trained["variant"]), "--split", "valid", "--no-progress", "--params", str(params)]
     r = run(main, ["calibrate", "--model", str(trained["bundle"]), "--out", str(tmp_path / "cal.pt"), *common])
@@ -330,8 +429,24 @@ def test_calibrate_a_bundle_on_its_refined_predictions(trained, tmp_path):
     assert weights_chain(load_model(tmp_path / "global.pt")[1].provenance)[0] == file_sha256(trained["global"])
     assert not np.allclose(q_refined, q_global)  # refined errors, not the coarse ones
     out = tmp_path / "eval"
-    r = run(main, ["evaluate", "--model", str(tmp_path / "cal.json"), "--data", str(trained["variant"]), "--split",
-                   "test", "--out", str(out), "--stage", "refine", "--params", str(params)])
+    r = run(
+        main,
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "cal.json"),
+            "--data",
+            str(trained["variant"]),
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            "--stage",
+            "refine",
+            "--params",
+            str(params),
+        ],
+    )
     assert r.exit_code == 0, r.output
     cov = json.loads((out / "metrics.json").read_text())["uncertainty"]["coverage"]["0.5"]
     assert 0.0 <= cov["overall"] <= 1.0 and cov["mean_radius"] == pytest.approx(float(np.mean(q_refined)), rel=1e-6)

@@ -28,8 +28,14 @@ ON_DVC = ["+pipeline.refine_source.isbi2015=test1", "pipeline.refine_variants=[l
 @pytest.fixture(scope="module")
 def refine_run(tmp_path_factory) -> dict:
     d = copy_workflow(tmp_path_factory.mktemp("refine_contract") / "on")
-    p = subprocess.run(snakemake_dry_run_cmd(["--config", f"set={ON}"]), cwd=d, capture_output=True, text=True, timeout=300,
-                       check=False)
+    p = subprocess.run(
+        snakemake_dry_run_cmd(["--config", f"set={ON}"]),
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     return {"dir": d, "rc": p.returncode, "text": p.stdout + p.stderr, "profile": None}
 
 
@@ -49,7 +55,11 @@ def test_refinement_stages_agree_in_both_engines(refine_run):
     assert cmd_option(ft, "--init") == "results/models/refine_source/best.pt"
     assert cmd_option(ft, "--global") == "results/models/finetune/letterbox256/best.pt"
     # the one evaluate rule runs the bundles, one name per stage (run folder, --stage, models folder)
-    ev = {cmd_option(c, "--stage"): c for j, c in ((j, normalise_command(j["shell"])) for j in jobs) if j["rule"] == "evaluate"}
+    ev = {
+        cmd_option(c, "--stage"): c
+        for j, c in ((j, normalise_command(j["shell"])) for j in jobs)
+        if j["rule"] == "evaluate"
+    }
     assert cmd_option(ev["refine"], "--model") == "results/models/refine/letterbox256/calibrated.json"
     assert cmd_option(ev["refine"], "--out") == "results/eval/refine-letterbox256"
     assert cmd_option(ev["refine_source"], "--model") == "results/models/refine_source/bundle.json"
@@ -68,7 +78,12 @@ def test_refinement_stages_agree_in_both_engines(refine_run):
 
 def test_refinement_without_a_source_refiner_fails_the_dry_run(tmp_path):
     d = copy_workflow(tmp_path / "bad")
-    p = subprocess.run(snakemake_dry_run_cmd(["--config", "set=pipeline.refine_variants=[letterbox256]"]), cwd=d,
-                       capture_output=True, text=True, timeout=300,
-                       check=False)
+    p = subprocess.run(
+        snakemake_dry_run_cmd(["--config", "set=pipeline.refine_variants=[letterbox256]"]),
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert p.returncode != 0 and "needs pipeline.refine_source" in p.stdout + p.stderr

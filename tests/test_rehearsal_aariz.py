@@ -39,16 +39,34 @@ VARIANTS = ["letterbox768", "stretch768", "spacing768", "clahe_letterbox768"]
 
 
 def _dry_run(project: Path, env: dict, configfiles: list[str], extra: list[str] = ()) -> list[dict]:
-    cmd = [sys.executable, "-m", "snakemake", "--dry-run", "--printshellcmds", "--cores", "2", "--resources",
-           "gpu=1", "--configfile", *configfiles, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--dry-run",
+        "--printshellcmds",
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=1",
+        "--configfile",
+        *configfiles,
+        *extra,
+    ]
     p = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return parse_dry_run(p.stdout)
 
 
 def _cli(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from cephalo.cli import run; run()", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", "from cephalo.cli import run; run()", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _one_error_line(p: subprocess.CompletedProcess) -> str:
@@ -74,8 +92,12 @@ def rehearsal(tmp_path_factory) -> SimpleNamespace:
     plan_profile = _dry_run(project, env, [rehearse.PROFILE], ["--forceall"])
     with rehearse.serve(standins.archive, interrupt_once=True) as url:
         cmd = rehearse.snakemake_cmd(url, standins.md5, cores=2)
-        plan_rehearsal = _dry_run(project, env, [rehearse.PROFILE, rehearse.OVERLAY],
-                                  ["--forceall", "--config", cmd[cmd.index("--config") + 1]])
+        plan_rehearsal = _dry_run(
+            project,
+            env,
+            [rehearse.PROFILE, rehearse.OVERLAY],
+            ["--forceall", "--config", cmd[cmd.index("--config") + 1]],
+        )
         first = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=1200)
         first_download_log = (project / "logs" / "download" / "aariz.log").read_text()
         raw = project / "resources" / "raw"
@@ -83,17 +105,37 @@ def rehearsal(tmp_path_factory) -> SimpleNamespace:
         first_parts = [p.stat().st_size for p in (work / "download-cache").glob("*.part")]
         second = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=1800)
         third = subprocess.run(cmd + ["--dry-run"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
-    return SimpleNamespace(work=work, project=project, env=env, standins=standins, plan_profile=plan_profile,
-                           plan_rehearsal=plan_rehearsal, first=first, first_download_log=first_download_log,
-                           first_raw=first_raw, first_parts=first_parts, second=second, third=third)
+    return SimpleNamespace(
+        work=work,
+        project=project,
+        env=env,
+        standins=standins,
+        plan_profile=plan_profile,
+        plan_rehearsal=plan_rehearsal,
+        first=first,
+        first_download_log=first_download_log,
+        first_raw=first_raw,
+        first_parts=first_parts,
+        second=second,
+        third=third,
+    )
 
 
 def test_the_overlay_changes_sizes_only(rehearsal):
     """Same jobs, same rules, same outputs and the same commands as the Aariz profile itself."""
     a, b = rehearsal.plan_profile, rehearsal.plan_rehearsal
     assert Counter(j["rule"] for j in a) == Counter(j["rule"] for j in b)
-    assert Counter(j["rule"] for j in a) == {"download": 1, "fetch_source": 1, "index": 1, "preprocess": 4,
-                                             "adapt": 4, "evaluate": 16, "finetune": 4, "calibrate": 8, "compare": 1}
+    assert Counter(j["rule"] for j in a) == {
+        "download": 1,
+        "fetch_source": 1,
+        "index": 1,
+        "preprocess": 4,
+        "adapt": 4,
+        "evaluate": 16,
+        "finetune": 4,
+        "calibrate": 8,
+        "compare": 1,
+    }
     assert {o for j in a for o in j["output"]} == {o for j in b for o in j["output"]}
     assert {normalise_command(j["shell"]) for j in a} == {normalise_command(j["shell"]) for j in b}
 
@@ -159,7 +201,17 @@ def params_file(rehearsal) -> Path:
 def test_wrong_checksum_then_the_right_one(rehearsal, params_file, tmp_path):
     dest = tmp_path / "raw" / "aariz"
     archive = str(rehearsal.standins.archive)
-    base = ["download", "aariz", "--out", str(dest), "--archive", archive, "--no-progress", "--params", str(params_file)]
+    base = [
+        "download",
+        "aariz",
+        "--out",
+        str(dest),
+        "--archive",
+        archive,
+        "--no-progress",
+        "--params",
+        str(params_file),
+    ]
     err = _one_error_line(_cli(base + ["--known-hash", "md5:" + "0" * 32], rehearsal.env, tmp_path))
     assert "checksum" in err.lower() or "md5" in err.lower(), err
     _nothing_beside(dest)
@@ -175,25 +227,32 @@ def test_corrupted_archive_then_a_good_one(rehearsal, params_file, tmp_path):
         info = next(i for i in zf.infolist() if i.filename.endswith(".png"))
     at = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.compress_size // 2
     bad = bytearray(good)
-    bad[at:at + 64] = bytes(b ^ 0xFF for b in bad[at:at + 64])
+    bad[at : at + 64] = bytes(b ^ 0xFF for b in bad[at : at + 64])
     corrupted = tmp_path / "Aariz.zip"
     corrupted.write_bytes(bytes(bad))
     dest = tmp_path / "raw" / "aariz"
     args = ["download", "aariz", "--out", str(dest), "--no-progress", "--params", str(params_file)]
-    err = _one_error_line(_cli(args + ["--archive", str(corrupted), "--known-hash",
-                                       "md5:" + hashlib.md5(bad).hexdigest()], rehearsal.env, tmp_path))
+    err = _one_error_line(
+        _cli(
+            args + ["--archive", str(corrupted), "--known-hash", "md5:" + hashlib.md5(bad).hexdigest()],
+            rehearsal.env,
+            tmp_path,
+        )
+    )
     assert str(corrupted) in err or "Aariz.zip" in err, err
     _nothing_beside(dest)
-    p = _cli(args + ["--archive", str(rehearsal.standins.archive), "--known-hash", rehearsal.standins.md5],
-             rehearsal.env, tmp_path)
+    p = _cli(
+        args + ["--archive", str(rehearsal.standins.archive), "--known-hash", rehearsal.standins.md5],
+        rehearsal.env,
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr
 
 
 def test_checkpoint_missing_a_tensor_then_the_whole_one(rehearsal, params_file, tmp_path):
     """The Hugging Face cache holds a damaged best_model.pth: fetch-model (the pipeline's only reader
     of it) stops with one line naming the tensor and writes nothing; with the whole file it completes."""
-    damaged = rehearse.write_public_checkpoint(tmp_path / "best_model.pth", 128,
-                                               drop_keys=("final_layer.bias",))
+    damaged = rehearse.write_public_checkpoint(tmp_path / "best_model.pth", 128, drop_keys=("final_layer.bias",))
     env = {**rehearsal.env, "HF_HUB_CACHE": str(rehearse.write_hf_cache(tmp_path / "hf", damaged))}
     out = tmp_path / "models" / "source" / "best.pt"
     args = ["fetch-model", "--out", str(out), "--params", str(params_file)]
@@ -214,10 +273,13 @@ def unpacked(rehearsal, tmp_path_factory) -> Path:
     return root / "Aariz"
 
 
-@pytest.mark.parametrize("damage, named", [
-    ("cephalogram_machine_mappings.csv", "cephalogram_machine_mappings.csv"),
-    ("valid", "valid"),
-])
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        ("cephalogram_machine_mappings.csv", "cephalogram_machine_mappings.csv"),
+        ("valid", "valid"),
+    ],
+)
 def test_my_copy_without_its_csv_or_a_split(rehearsal, params_file, unpacked, tmp_path, damage, named):
     copy = tmp_path / "Aariz"
     shutil.copytree(unpacked, copy)
@@ -242,12 +304,40 @@ def test_my_copy_with_the_official_quirks_is_taken_as_it_is(rehearsal, params_fi
     exts = {p.suffix for p in copy.rglob("Cephalograms/*")}
     assert exts == {".png", ".jpg", ".jpeg", ".bmp"}
     dest = tmp_path / "raw" / "aariz"
-    p = _cli(["download", "aariz", "--out", str(dest), "--from-folder", str(copy), "--no-progress",
-              "--params", str(params_file)], rehearsal.env, tmp_path)
+    p = _cli(
+        [
+            "download",
+            "aariz",
+            "--out",
+            str(dest),
+            "--from-folder",
+            str(copy),
+            "--no-progress",
+            "--params",
+            str(params_file),
+        ],
+        rehearsal.env,
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     index = tmp_path / "aariz.parquet"
-    p = _cli(["index", "--dataset", "aariz", "--root", str(dest), "--out", str(index), "--report",
-              str(tmp_path / "quality"), "--params", str(params_file)], rehearsal.env, tmp_path)
+    p = _cli(
+        [
+            "index",
+            "--dataset",
+            "aariz",
+            "--root",
+            str(dest),
+            "--out",
+            str(index),
+            "--report",
+            str(tmp_path / "quality"),
+            "--params",
+            str(params_file),
+        ],
+        rehearsal.env,
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     images = pd.read_parquet(index).drop_duplicates("image_id")
     assert len(images) == 21 and set(images["split"]) == {"train", "valid", "test"}
@@ -266,5 +356,6 @@ def test_my_copy_through_one_params_key(rehearsal, params_file, unpacked, tmp_pa
     dest = tmp_path / "raw" / "aariz"
     p = _cli(["download", "aariz", "--out", str(dest), "--no-progress", "--params", str(mine)], rehearsal.env, tmp_path)
     assert p.returncode == 0, p.stderr
-    assert (dest / "Aariz" / "cephalogram_machine_mappings.csv").read_bytes() == \
-        (unpacked / "cephalogram_machine_mappings.csv").read_bytes()
+    assert (dest / "Aariz" / "cephalogram_machine_mappings.csv").read_bytes() == (
+        unpacked / "cephalogram_machine_mappings.csv"
+    ).read_bytes()

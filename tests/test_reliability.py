@@ -7,7 +7,8 @@ Items already covered elsewhere (not repeated here):
   test_datasets_aariz.py::test_aariz_duplicate_landmark_excludes_that_file.
 - out-of-image coords, mm-looking coords, missing spacing, duplicate keys: test_index.py::test_validation_errors.
 - shuffled landmark order: test_datasets_aariz.py::test_aariz_shuffled_order_and_root_variants_give_identical_rows.
-- unreadable (garbage) image: test_index.py::test_validation_errors, test_preprocess.py::test_read_image_keeps_bit_depth_and_names_bad_files.
+- unreadable (garbage) image: test_index.py::test_validation_errors,
+  test_preprocess.py::test_read_image_keeps_bit_depth_and_names_bad_files.
 - Aariz CSV image_format vs extension: test_datasets_aariz.py::test_aariz_official_layout.
 - checkpoint for another input size / landmark set / arch (expect=...):
   test_checkpoint.py::test_expect_mismatch_names_every_difference; truncated checkpoints:
@@ -62,9 +63,17 @@ def _result(paths: dict[str, Path], spacing=(0.1, 0.1), device="D", coords=None)
     for image_id, p in paths.items():
         sp = spacing[image_id] if isinstance(spacing, dict) else spacing
         c = coords or {lm.name: (5.0 + k, 6.0 + k) for k, lm in enumerate(ISBI19)}
-        res.rows += annotation_rows(dataset="toy", image_id=image_id, split="train", image_path=Path(p).resolve(),
-                                    spacing=sp, device=device if not isinstance(device, dict) else device[image_id],
-                                    annotator="a", coords=c, catalogue=ISBI19)
+        res.rows += annotation_rows(
+            dataset="toy",
+            image_id=image_id,
+            split="train",
+            image_path=Path(p).resolve(),
+            spacing=sp,
+            device=device if not isinstance(device, dict) else device[image_id],
+            annotator="a",
+            coords=c,
+            catalogue=ISBI19,
+        )
     return res
 
 
@@ -94,8 +103,7 @@ def test_truncated_image_is_a_data_error_at_index_time(tmp_path, ext, fmt):
 
 
 def test_truncated_image_at_preprocess_time_leaves_the_previous_variant_whole(tmp_path):
-    paths = {f"00{i}": _save(tmp_path / "img" / f"00{i}.jpg", _gradient() + i, "JPEG", quality=95)
-             for i in range(1, 4)}
+    paths = {f"00{i}": _save(tmp_path / "img" / f"00{i}.jpg", _gradient() + i, "JPEG", quality=95) for i in range(1, 4)}
     index = _index(tmp_path, paths)
     out = tmp_path / "variant"
     build_variant(index, LETTERBOX32, out, progress=False, workers=2)
@@ -137,8 +145,9 @@ def test_16bit_colour_png_keeps_16_bits_through_the_variant(tmp_path):
     assert image_bit_depth(tmp_path / "c16.png") == 16
     grey8 = _save(tmp_path / "g8.png", _gradient())
     index = _index(tmp_path, {"001": tmp_path / "c16.png", "002": grey8})
-    v = load_variant(build_variant(index, {"steps": [{"stretch": {"size": [50, 40]}}]}, tmp_path / "v",
-                                   progress=False).out_dir)
+    v = load_variant(
+        build_variant(index, {"steps": [{"stretch": {"size": [50, 40]}}]}, tmp_path / "v", progress=False).out_dir
+    )
     assert v.images.dtype == np.uint16
     k = v.image_ids.index("001")
     assert int(v.images[k].max()) > 255 and abs(int(v.images[k].max()) - int(g16.max())) <= 2 * 257
@@ -162,8 +171,9 @@ def test_exif_orientation_applied_alike_to_header_pixels_and_variant(tmp_path, o
     ys, xs = np.nonzero(want == 250)
     mark = {lm.name: (float(xs.mean()), float(ys.mean())) for lm in ISBI19}
     index = _index(tmp_path, {"001": p}, coords=mark)
-    v = load_variant(build_variant(index, {"steps": [{"stretch": {"size": [w, h]}}]}, tmp_path / "v",
-                                   progress=False).out_dir)
+    v = load_variant(
+        build_variant(index, {"steps": [{"stretch": {"size": [w, h]}}]}, tmp_path / "v", progress=False).out_dir
+    )
     x, y = np.rint(v.landmarks[0, 0]).astype(int)
     assert v.images[0][y, x] == 250  # landmark and pixels agree after preprocessing
 
@@ -174,10 +184,14 @@ def test_labelme_image_size_disagreeing_with_annotation_is_a_reported_exclusion(
     (tmp_path / "ann").mkdir()
     for stem, (w, h) in {"001": (50, 40), "002": (100, 80)}.items():  # 002 was annotated at 2x
         shapes = [{"label": f"l{k + 1}", "points": [[5 + k, 6 + k]], "shape_type": "point"} for k in range(19)]
-        (tmp_path / "ann" / f"{stem}.json").write_text(json.dumps(
-            {"shapes": shapes, "imagePath": f"{stem}.tif", "imageData": None, "imageWidth": w, "imageHeight": h}))
-    res = create_adapter("labelme").parse(tmp_path, images="pictures", labels="l{n}", spacing_mm=0.1,
-                                          annotators=["ann"], default_split="train")
+        (tmp_path / "ann" / f"{stem}.json").write_text(
+            json.dumps(
+                {"shapes": shapes, "imagePath": f"{stem}.tif", "imageData": None, "imageWidth": w, "imageHeight": h}
+            )
+        )
+    res = create_adapter("labelme").parse(
+        tmp_path, images="pictures", labels="l{n}", spacing_mm=0.1, annotators=["ann"], default_split="train"
+    )
     (ex,) = [e for e in res.exclusions if e.annotator == "ann"]
     assert ex.image_id == "002" and "size mismatch" in ex.reason and "100x80" in ex.reason and "50x40" in ex.reason
     df = build_index(res, tmp_path, progress=False)
@@ -193,8 +207,9 @@ def test_png_named_jpg_is_read_by_content_and_aariz_reports_it(tmp_path):
     assert image_header(p) == (50, 40, "PNG")
     np.testing.assert_array_equal(read_image(p), g)  # lossless pixels: it was read as PNG
     index = _index(tmp_path, {"001": p})
-    v = load_variant(build_variant(index, {"steps": [{"stretch": {"size": [50, 40]}}]}, tmp_path / "v",
-                                   progress=False).out_dir)
+    v = load_variant(
+        build_variant(index, {"steps": [{"stretch": {"size": [50, 40]}}]}, tmp_path / "v", progress=False).out_dir
+    )
     np.testing.assert_array_equal(v.images[0], g)
 
     from helpers import make_aariz
@@ -230,8 +245,10 @@ def test_isbi_nan_and_empty_annotation_files_are_reported_exclusions(tmp_path):
 def _labelme_root(tmp_path: Path, points: dict[str, list]) -> Path:
     _save(tmp_path / "pictures" / "001.png", _gradient())
     (tmp_path / "ann").mkdir(exist_ok=True)
-    shapes = [{"label": f"l{k + 1}", "points": [points.get(f"l{k + 1}", [5 + k, 6 + k])], "shape_type": "point"}
-              for k in range(19)]
+    shapes = [
+        {"label": f"l{k + 1}", "points": [points.get(f"l{k + 1}", [5 + k, 6 + k])], "shape_type": "point"}
+        for k in range(19)
+    ]
     # json.dumps writes NaN/Infinity, which json.loads (and LabelMe) accept
     (tmp_path / "ann" / "001.json").write_text(json.dumps({"shapes": shapes, "imagePath": "x.tif"}))
     return tmp_path
@@ -240,8 +257,9 @@ def _labelme_root(tmp_path: Path, points: dict[str, list]) -> Path:
 @pytest.mark.parametrize("bad", [[float("nan"), 7.0], [float("inf"), 7.0], [3.0, float("-inf")]])
 def test_labelme_nan_or_infinite_point_is_a_reported_exclusion(tmp_path, bad):
     root = _labelme_root(tmp_path, {"l4": bad})
-    res = create_adapter("labelme").parse(root, images="pictures", labels="l{n}", spacing_mm=0.1,
-                                          annotators=["ann"], default_split="train")
+    res = create_adapter("labelme").parse(
+        root, images="pictures", labels="l{n}", spacing_mm=0.1, annotators=["ann"], default_split="train"
+    )
     assert not res.rows
     (ex,) = [e for e in res.exclusions if e.annotator == "ann"]
     assert "non-finite" in ex.reason and ex.labels == ("l4",)
@@ -250,8 +268,9 @@ def test_labelme_nan_or_infinite_point_is_a_reported_exclusion(tmp_path, bad):
 def test_csv_empty_nan_and_infinite_values(tmp_path):
     _save(tmp_path / "a.png", _gradient())
     head = "image_path,landmark,x,y,split,spacing_x_mm,spacing_y_mm\n"
-    (tmp_path / "t.csv").write_text(head + "a.png,sella,5,6,train,0.1,0.1\na.png,nasion,,7,train,0.1,0.1\n"
-                                    "a.png,menton,nan,nan,train,0.1,0.1\n")
+    (tmp_path / "t.csv").write_text(
+        head + "a.png,sella,5,6,train,0.1,0.1\na.png,nasion,,7,train,0.1,0.1\na.png,menton,nan,nan,train,0.1,0.1\n"
+    )
     df = build_index(create_adapter("csv").parse(tmp_path / "t.csv"), tmp_path, progress=False)
     assert df["visible"].tolist() == [True, False, False]
     assert df.loc[1, ["x", "y"]].isna().all()  # half a point (empty x, y=7) is a missing point
@@ -279,13 +298,15 @@ def test_same_image_in_two_splits_is_an_error(tmp_path):
     (tmp_path / "t.csv").write_text(head + "a.png,sella,5,6,train,s\na.png,sella,6,7,test,j\n")
     with pytest.raises(DataError, match="an image belongs to one split"):  # across annotators too
         create_adapter("csv").parse(tmp_path / "t.csv", spacing_mm=0.1)
-    (tmp_path / "t.csv").write_text("image_path,image_id,landmark,x,y,split\n"
-                                    "a.png,p1,sella,5,6,train\nb.png,p1,nasion,6,7,train\n")
+    (tmp_path / "t.csv").write_text(
+        "image_path,image_id,landmark,x,y,split\na.png,p1,sella,5,6,train\nb.png,p1,nasion,6,7,train\n"
+    )
     with pytest.raises(DataError, match="one image id, two files"):
         create_adapter("csv").parse(tmp_path / "t.csv", spacing_mm=0.1)
     # one file under two ids in two splits (a train/test leak) fails index validation
-    (tmp_path / "t.csv").write_text("image_path,image_id,landmark,x,y,split\n"
-                                    "a.png,p1,sella,5,6,train\na.png,p2,sella,6,7,test\n")
+    (tmp_path / "t.csv").write_text(
+        "image_path,image_id,landmark,x,y,split\na.png,p1,sella,5,6,train\na.png,p2,sella,6,7,test\n"
+    )
     res = create_adapter("csv").parse(tmp_path / "t.csv", spacing_mm=0.1)
     with pytest.raises(DataError, match=r"one image file under several image ids \(p1, p2 -> .*a\.png\)"):
         build_index(res, tmp_path, progress=False)
@@ -298,33 +319,54 @@ def test_negative_spacing_is_a_data_error(tmp_path):
         build_index(_result({"001": p}, spacing=(-0.1, -0.1)), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="spacing_mm must be positive"):
         _labelme = _labelme_root(tmp_path / "lm", {})
-        create_adapter("labelme").parse(_labelme, images="pictures", labels="l{n}", spacing_mm=-0.127,
-                                        annotators=["ann"], default_split="train")
+        create_adapter("labelme").parse(
+            _labelme, images="pictures", labels="l{n}", spacing_mm=-0.127, annotators=["ann"], default_split="train"
+        )
 
 
 def test_implausible_spacing_fails_validation_unless_allowed_and_is_reported(tmp_path):
     paths = {f"00{i}": _save(tmp_path / f"00{i}.png", _gradient()) for i in range(1, 6)}
-    spacing = {"001": (0.139, 0.139), "002": (0.139, 0.139), "003": (1.139, 1.139),  # typo 1.139
-               "004": (0.1, 0.1), "005": (0.1, 0.1)}
+    spacing = {
+        "001": (0.139, 0.139),
+        "002": (0.139, 0.139),
+        "003": (1.139, 1.139),  # typo 1.139
+        "004": (0.1, 0.1),
+        "005": (0.1, 0.1),
+    }
     device = {"001": "ProMax", "002": "ProMax", "003": "ProMax", "004": "ART", "005": "ART"}
-    with pytest.raises(DataError, match=r"implausible pixel spacing for 2 image\(s\), e.g. 003 \(ProMax\): 1.139 mm/px, "
-                                        r"outside the plausible range 0.02-1 mm/px.*allow_implausible_spacing"):
+    with pytest.raises(
+        DataError,
+        match=r"implausible pixel spacing for 2 image\(s\), e.g. 003 \(ProMax\): 1.139 mm/px, "
+        r"outside the plausible range 0.02-1 mm/px.*allow_implausible_spacing",
+    ):
         build_index(_result(paths, spacing=spacing, device=device), tmp_path, progress=False)
-    df = build_index(_result(paths, spacing=spacing, device=device), tmp_path, progress=False,
-                     allow_implausible_spacing=True)
+    df = build_index(
+        _result(paths, spacing=spacing, device=device), tmp_path, progress=False, allow_implausible_spacing=True
+    )
     rep = quality_report(df, hash_images=False, progress=False)["spacing_mm"]["implausible"]
     assert [(r["image_id"], r["axis"]) for r in rep] == [("003", "x"), ("003", "y")]
     assert rep[0]["device_median_mm"] == pytest.approx(0.139)
     # inside the range but 1.6x its device's median: a per-device outlier
     spacing["003"] = (0.2224, 0.139)
-    out = spacing_outliers(df.assign(spacing_x_mm=df["image_id"].map(lambda i: spacing[i][0]),
-                                     spacing_y_mm=df["image_id"].map(lambda i: spacing[i][1]))
-                           .drop_duplicates("image_id"))
+    out = spacing_outliers(
+        df.assign(
+            spacing_x_mm=df["image_id"].map(lambda i: spacing[i][0]),
+            spacing_y_mm=df["image_id"].map(lambda i: spacing[i][1]),
+        ).drop_duplicates("image_id")
+    )
     assert [(r["image_id"], r["axis"]) for r in out] == [("003", "x")]
     assert "1.60x the median 0.139 mm/px of device 'ProMax'" in out[0]["reason"]
     # hand-computed ratio thresholds: 0.139 * 1.5 = 0.2085 passes, 0.139 * 0.67 = 0.09313 passes
-    imgs = pd.DataFrame({"dataset": "d", "image_id": list("abcde"), "device": "X", "image_path": list("abcde"),
-                         "spacing_x_mm": [0.139, 0.139, 0.139, 0.2085, 0.0932], "spacing_y_mm": 0.139})
+    imgs = pd.DataFrame(
+        {
+            "dataset": "d",
+            "image_id": list("abcde"),
+            "device": "X",
+            "image_path": list("abcde"),
+            "spacing_x_mm": [0.139, 0.139, 0.139, 0.2085, 0.0932],
+            "spacing_y_mm": 0.139,
+        }
+    )
     assert spacing_outliers(imgs) == []
     imgs.loc[3, "spacing_x_mm"] = 0.2090
     assert [r["image_id"] for r in spacing_outliers(imgs)] == ["d"]
@@ -332,14 +374,28 @@ def test_implausible_spacing_fails_validation_unless_allowed_and_is_reported(tmp
 
 def test_index_dataset_params_switch_for_implausible_spacing(tmp_path):
     _labelme_root(tmp_path, {})
-    spec = {"adapter": "labelme", "policy": "ann",
-            "options": {"images": "pictures", "labels": "l{n}", "spacing_mm": 1.27, "annotators": ["ann"],
-                        "default_split": "train"}}
+    spec = {
+        "adapter": "labelme",
+        "policy": "ann",
+        "options": {
+            "images": "pictures",
+            "labels": "l{n}",
+            "spacing_mm": 1.27,
+            "annotators": ["ann"],
+            "default_split": "train",
+        },
+    }
     with pytest.raises(DataError, match="implausible pixel spacing"):
         index_dataset("toy", spec, tmp_path, tmp_path / "i.parquet", tmp_path / "rep", progress=False)
     assert not (tmp_path / "i.parquet").exists() and not (tmp_path / "rep").exists()  # nothing half-written
-    df, rep = index_dataset("toy", spec | {"allow_implausible_spacing": True}, tmp_path, tmp_path / "i.parquet",
-                            tmp_path / "rep", progress=False)
+    df, rep = index_dataset(
+        "toy",
+        spec | {"allow_implausible_spacing": True},
+        tmp_path,
+        tmp_path / "i.parquet",
+        tmp_path / "rep",
+        progress=False,
+    )
     assert len(rep["spacing_mm"]["implausible"]) == 2
     assert "Implausible spacing (2)" in (tmp_path / "rep" / "quality.md").read_text()
 
@@ -350,10 +406,23 @@ def test_cephalo_checkpoint_whose_weights_are_for_another_architecture(tmp_path)
 
     from cephalo.models import ModelMeta, create_model, load_model, save_checkpoint
 
-    meta = ModelMeta(arch="hrnet_w18", landmark_names=["sella", "nasion", "menton"], input_size=(64, 48),
-                     heatmap_size=(16, 12), variant="letterbox64", normalisation={"name": "imagenet"},
-                     codec={"name": "gaussian", "input_size": [64, 48], "heatmap_size": [16, 12], "sigma": 2.0,
-                            "decoder": "dark", "convention": "pixel_centre"}, provenance={})
+    meta = ModelMeta(
+        arch="hrnet_w18",
+        landmark_names=["sella", "nasion", "menton"],
+        input_size=(64, 48),
+        heatmap_size=(16, 12),
+        variant="letterbox64",
+        normalisation={"name": "imagenet"},
+        codec={
+            "name": "gaussian",
+            "input_size": [64, 48],
+            "heatmap_size": [16, 12],
+            "sigma": 2.0,
+            "decoder": "dark",
+            "convention": "pixel_centre",
+        },
+        provenance={},
+    )
     model = create_model("hrnet_w18", 3, num_modules=(1, 1, 1), num_blocks=1)
     path = save_checkpoint(tmp_path / "c.pt", model, meta)
     raw = torch.load(path, weights_only=False)
@@ -408,7 +477,9 @@ def test_second_pipeline_run_in_one_project_refuses_with_a_lock_error(tmp_path):
 
 # =========================================================================== two engines, concurrent runs
 def _rules_planned(dry_run_text: str) -> set[str]:
-    return {line.split()[1].rstrip(":") for line in dry_run_text.splitlines() if line.startswith(("rule ", "localrule "))}
+    return {
+        line.split()[1].rstrip(":") for line in dry_run_text.splitlines() if line.startswith(("rule ", "localrule "))
+    }
 
 
 def _run_long(cmd: list[str], cwd: Path, timeout: int = 2700) -> str:
@@ -450,8 +521,13 @@ def test_snakemake_run_is_recorded_by_dvc_and_a_dvc_checkout_leaves_snakemake_no
     out = _run_long(smk, d)
     assert "DVC: recorded" in out, out[-3000:]
     lock = yaml.safe_load((d / "dvc.lock").read_text())["stages"]
-    assert {"make_demo@resources/demo", "index@isbi2015", "preprocess_source@isbi2015", "train_source@isbi2015",
-            SOURCE_STAGE} <= set(lock), sorted(lock)
+    assert {
+        "make_demo@resources/demo",
+        "index@isbi2015",
+        "preprocess_source@isbi2015",
+        "train_source@isbi2015",
+        SOURCE_STAGE,
+    } <= set(lock), sorted(lock)
     status = _run_long(dvc + ["status", SOURCE_STAGE, "--with-deps"], d)
     assert "up to date" in status, status
     # DVC -> Snakemake: checkpoints and the variant restored by `dvc checkout` (same bytes, new mtimes)
@@ -474,8 +550,9 @@ def test_snakemake_run_is_recorded_by_dvc_and_a_dvc_checkout_leaves_snakemake_no
     _set(params, "evaluate.n_boot", 60)
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     planned = _rules_planned(_run_long(smk + ["-n"], d))
-    assert planned and planned.isdisjoint({"make_demo", "index", "preprocess", "train_source", "finetune", "adapt"}), \
+    assert planned and planned.isdisjoint({"make_demo", "index", "preprocess", "train_source", "finetune", "adapt"}), (
         planned
+    )
     (d / "params.yaml").write_text(text)
     # Not covered (and not claimed): a fresh clone with no Snakemake metadata at all plans make_demo
     # again; there `dvc pull` + `dvc repro` (or `snakemake --touch`) is the way in.
@@ -498,9 +575,10 @@ def test_a_dry_run_with_other_params_during_a_run_changes_nothing_the_run_reads(
     smk = [sys.executable, "-m", "snakemake", target, "--cores", "2", "--resources", "gpu=1"]
     mine = _config_set(TINY)
     other = _config_set({**TINY, "evaluate.n_boot": 7, "train.stages.source.epochs": 2})
-    log = open(tmp_path / "real.log", "w")  # a file, not a pipe: nothing blocks the run while we wait
-    real = subprocess.Popen(smk + ["--config", mine], cwd=d, env=_env(), stdout=log, stderr=subprocess.STDOUT,
-                            text=True)
+    log = open(tmp_path / "real.log", "w")  # noqa: SIM115 (closed in finally); a file, not a pipe: nothing blocks the run while we wait
+    real = subprocess.Popen(
+        smk + ["--config", mine], cwd=d, env=_env(), stdout=log, stderr=subprocess.STDOUT, text=True
+    )
 
     def real_output() -> str:
         log.flush()
@@ -515,19 +593,22 @@ def test_a_dry_run_with_other_params_during_a_run_changes_nothing_the_run_reads(
             time.sleep(0.2)
         (params_file,) = (d / "results" / "params").glob("*.yaml")
         before = params_file.read_bytes()
-        dry = subprocess.run(smk + ["-n", "--config", other], cwd=d, env=_env(), capture_output=True,
-                             text=True, timeout=900)
+        dry = subprocess.run(
+            smk + ["-n", "--config", other], cwd=d, env=_env(), capture_output=True, text=True, timeout=900
+        )
         # the dry run either plans, or (when it looks while a job of the real run is writing) refuses to
         # plan over that job's incomplete outputs; either way it must change nothing the real run reads
         dry_msg = dry.stdout + dry.stderr
         assert dry.returncode == 0 or "IncompleteFilesException" in dry_msg, dry_msg[-3000:]
-        second = subprocess.run(smk + ["--config", other], cwd=d, env=_env(), capture_output=True,
-                                text=True, timeout=900)
+        second = subprocess.run(
+            smk + ["--config", other], cwd=d, env=_env(), capture_output=True, text=True, timeout=900
+        )
         assert real.poll() is None, "the run ended before the dry run and the second run: nothing was tested"
         msg = second.stdout + second.stderr
         # refused: by the lock, or (when a job of the real run is writing) over its incomplete outputs
-        assert second.returncode != 0 and any(w in msg for w in ("LockException", "Directory cannot be locked",
-                                                                 "IncompleteFilesException")), msg[-3000:]
+        assert second.returncode != 0 and any(
+            w in msg for w in ("LockException", "Directory cannot be locked", "IncompleteFilesException")
+        ), msg[-3000:]
         real.wait(timeout=2700)
         assert real.returncode == 0, real_output()
     finally:
@@ -651,11 +732,11 @@ def test_temporary_names_carry_their_owner_and_only_stale_ones_are_swept(tmp_pat
     target = tmp_path / "index.parquet"
     target.write_text("old")
     host = _host()
-    mine = tmp_path / f".index.parquet.{host}_{os.getpid()}_0000abcd.tmp"     # a running writer (this test)
-    dead = tmp_path / f".index.parquet.{host}_{_dead_pid()}_0000abce.tmp"    # its writer was killed
-    foreign_new = tmp_path / ".index.parquet.otherhost_1_0000abcf.tmp"       # another host, recent
-    foreign_old = tmp_path / ".index.parquet.otherhost_2_0000abd0.tmp"       # another host, 2 days old
-    legacy_old = tmp_path / ".index.parquet.k2j_x9aa.tmp"                    # mkstemp name of an older version
+    mine = tmp_path / f".index.parquet.{host}_{os.getpid()}_0000abcd.tmp"  # a running writer (this test)
+    dead = tmp_path / f".index.parquet.{host}_{_dead_pid()}_0000abce.tmp"  # its writer was killed
+    foreign_new = tmp_path / ".index.parquet.otherhost_1_0000abcf.tmp"  # another host, recent
+    foreign_old = tmp_path / ".index.parquet.otherhost_2_0000abd0.tmp"  # another host, 2 days old
+    legacy_old = tmp_path / ".index.parquet.k2j_x9aa.tmp"  # mkstemp name of an older version
     other_target = tmp_path / f".other.csv.{host}_{_dead_pid()}_0000abd1.tmp"
     for f in (mine, dead, foreign_new, foreign_old, legacy_old, other_target):
         f.write_text("partial")
@@ -724,8 +805,7 @@ def test_an_oserror_without_a_file_name_in_a_writer_names_the_target(tmp_path):
 
     from cephalo.io import atomic_path
 
-    with pytest.raises(OSError) as e:
-        with atomic_path(tmp_path / "metrics.json"):
-            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OSError) as e, atomic_path(tmp_path / "metrics.json"):
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert e.value.filename == str(tmp_path / "metrics.json") and e.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []

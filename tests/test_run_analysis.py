@@ -56,17 +56,37 @@ def test_job_minutes_per_rule_from_a_snakemake_log():
     assert text.index("| train_source |") < text.index("| index |")  # longest first
 
 
-def _frame(errors_px: dict[str, np.ndarray], gt: dict[str, np.ndarray], spacing=0.1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _frame(
+    errors_px: dict[str, np.ndarray], gt: dict[str, np.ndarray], spacing=0.1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, idx = [], []
     n = len(next(iter(gt.values())))
     for i in range(n):
         iid = f"{i:03d}"
         for lm in gt:
             e = errors_px.get(lm, np.zeros((n, 2)))[i]
-            rows.append({"image_id": iid, "landmark_name": lm, "x_gt": gt[lm][i, 0], "y_gt": gt[lm][i, 1],
-                         "x_pred": gt[lm][i, 0] + e[0], "y_pred": gt[lm][i, 1] + e[1], "split": "test"})
-            idx.append({"image_id": iid, "landmark_name": lm, "annotator": "mean", "x": gt[lm][i, 0],
-                        "y": gt[lm][i, 1], "spacing_x_mm": spacing, "spacing_y_mm": spacing})
+            rows.append(
+                {
+                    "image_id": iid,
+                    "landmark_name": lm,
+                    "x_gt": gt[lm][i, 0],
+                    "y_gt": gt[lm][i, 1],
+                    "x_pred": gt[lm][i, 0] + e[0],
+                    "y_pred": gt[lm][i, 1] + e[1],
+                    "split": "test",
+                }
+            )
+            idx.append(
+                {
+                    "image_id": iid,
+                    "landmark_name": lm,
+                    "annotator": "mean",
+                    "x": gt[lm][i, 0],
+                    "y": gt[lm][i, 1],
+                    "spacing_x_mm": spacing,
+                    "spacing_y_mm": spacing,
+                }
+            )
     return pd.DataFrame(rows), pd.DataFrame(idx)
 
 
@@ -74,14 +94,19 @@ def test_a_constant_offset_is_all_bias_and_scatter_is_none():
     n = 8
     gt = {"sella": np.full((n, 2), 100.0), "nasion": np.full((n, 2), 300.0)}
     signs = np.where(np.arange(n) % 2, 1.0, -1.0)[:, None]
-    pred, index = _frame({"sella": np.tile([10.0, -20.0], (n, 1)),  # 1 mm right, 2 mm up, every image
-                          "nasion": signs * np.array([[5.0, 0.0]])}, gt)  # +-0.5 mm: no mean offset
+    pred, index = _frame(
+        {
+            "sella": np.tile([10.0, -20.0], (n, 1)),  # 1 mm right, 2 mm up, every image
+            "nasion": signs * np.array([[5.0, 0.0]]),
+        },
+        gt,
+    )  # +-0.5 mm: no mean offset
     d = bias.errors_mm(pred, index)
     lines = bias.table(d, {}, None)
     sella = next(line for line in lines if line.startswith("| sella"))
     nasion = next(line for line in lines if line.startswith("| nasion"))
     # sella: MRE = |(1, -2)| = 2.24 mm, the bias is that vector exactly, its share 1
-    assert "| sella | 8 | 2.24 | +1.00 [+1.00, +1.00] | -2.00 [-2.00, -2.00] | 2.24 | 1.00 |" == sella
+    assert sella == "| sella | 8 | 2.24 | +1.00 [+1.00, +1.00] | -2.00 [-2.00, -2.00] | 2.24 | 1.00 |"
     # nasion: errors +-0.5 mm along x cancel: no bias, share 0
     assert "| 0.50 | +0.00" in nasion and nasion.endswith("| 0.00 | 0.00 |")
 
@@ -89,8 +114,11 @@ def test_a_constant_offset_is_all_bias_and_scatter_is_none():
 def test_gonion_error_is_split_along_and_across_the_angle():
     # Ar straight above Go, Me straight ahead (right) of it: the contour at Go runs along (1, 1)/sqrt 2
     n = 4
-    gt = {"gonion": np.tile([100.0, 100.0], (n, 1)), "articulare": np.tile([100.0, 0.0], (n, 1)),
-          "menton": np.tile([300.0, 100.0], (n, 1))}
+    gt = {
+        "gonion": np.tile([100.0, 100.0], (n, 1)),
+        "articulare": np.tile([100.0, 0.0], (n, 1)),
+        "menton": np.tile([300.0, 100.0], (n, 1)),
+    }
     u = np.array([1.0, 1.0]) / np.sqrt(2)
     along = np.array([[3.0], [-3.0], [3.0], [-3.0]]) * u  # 0.3 mm along the contour
     across = np.array([[1.0], [-1.0], [-1.0], [1.0]]) * np.array([-u[1], u[0]])  # 0.1 mm across it

@@ -33,15 +33,19 @@ RUNS = ("source-isbi2015", "zero_shot-letterbox128", "adabn-letterbox128", "fine
 def slurm(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("starting slurmctld/slurmd/munged needs root")
-    missing = [t for t in ("slurmctld", "slurmd", "sbatch", "squeue", "munged") if not shutil.which(t)
-               and not Path("/usr/sbin", t).exists()]
+    missing = [
+        t
+        for t in ("slurmctld", "slurmd", "sbatch", "squeue", "munged")
+        if not shutil.which(t) and not Path("/usr/sbin", t).exists()
+    ]
     if missing:
         pytest.skip(f"SLURM/munge not installed (apt-get install slurm-wlm munge): missing {missing}")
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         pytest.skip("snakemake-executor-plugin-slurm not installed (pip install 'cephalo[cluster]')")
     d = tmp_path_factory.mktemp("slurm")
-    p = subprocess.run(["sh", str(HERE / "slurm_cluster.sh"), "start", str(d)], capture_output=True, text=True,
-                       timeout=180)
+    p = subprocess.run(
+        ["sh", str(HERE / "slurm_cluster.sh"), "start", str(d)], capture_output=True, text=True, timeout=180
+    )
     if p.returncode != 0:
         subprocess.run(["sh", str(HERE / "slurm_cluster.sh"), "stop", str(d)], capture_output=True)
         pytest.skip(f"could not start a one-node SLURM cluster here: {(p.stdout + p.stderr)[-500:]}")
@@ -65,19 +69,45 @@ def test_reduced_demo_through_slurm_matches_a_local_run(slurm, tmp_path):
 
     env = {**_env(), **slurm, "OMP_NUM_THREADS": "1"}
     local = _copy(tmp_path / "local")
-    p = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--config",
-                        _config_set(TINY)], cwd=local, env=env, capture_output=True, text=True, timeout=1800)
+    p = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", "--config", _config_set(TINY)],
+        cwd=local,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
 
     d = _copy(tmp_path / "slurm")
     small = ["slurm_partition=cpu", "mem_mb=1500", "cpus_per_task=1", "runtime=60"]
-    train = [f"{r}:{k}" for r in ("train_source", "finetune", "train_refiner_source", "finetune_refiner")
-             for k in ("slurm_partition=gpu", "mem_mb=2500", "cpus_per_task=1", "runtime=60")]
+    train = [
+        f"{r}:{k}"
+        for r in ("train_source", "finetune", "train_refiner_source", "finetune_refiner")
+        for k in ("slurm_partition=gpu", "mem_mb=2500", "cpus_per_task=1", "runtime=60")
+    ]
     # the one-node cluster has no accounting database (slurmdbd), so `sacct` cannot answer: job states come
     # from `squeue` (reliable here: MinJobAge=3600 keeps finished jobs visible), as on such a site
-    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "workflow/profiles/slurm", "--jobs", "2",
-           "--latency-wait", "10", "--verbose", "--slurm-status-command", "squeue", "--config", _config_set(TINY),
-           "--default-resources", *small, "--set-resources", *train]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--workflow-profile",
+        "workflow/profiles/slurm",
+        "--jobs",
+        "2",
+        "--latency-wait",
+        "10",
+        "--verbose",
+        "--slurm-status-command",
+        "squeue",
+        "--config",
+        _config_set(TINY),
+        "--default-resources",
+        *small,
+        "--set-resources",
+        *train,
+    ]
     p = subprocess.run(cmd, cwd=d, env=env, capture_output=True, text=True, timeout=3000)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
@@ -86,7 +116,11 @@ def test_reduced_demo_through_slurm_matches_a_local_run(slurm, tmp_path):
     planned = {int(n) for n in re.findall(r"^total\s+(\d+)", out, re.M)}
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
     assert calls and len(submitted) == len(calls) and planned and max(planned) - 1 == len(submitted), (
-        len(calls), len(submitted), planned)
+        len(calls),
+        len(submitted),
+        planned,
+    )
+
     # the training jobs asked for the GPU resource on the GPU partition; nothing else did
     def rule(call: str) -> str:
         return re.search(r"--comment '?rule_(\w+?)(?=_wildcards_|['\"\s]|$)", call).group(1)

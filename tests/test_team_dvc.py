@@ -32,14 +32,20 @@ SMK = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1"
 
 def _env() -> dict:
     env = pipeline_env()
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.org", GIT_CONFIG_NOSYSTEM="1")
+    env.update(
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.org",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.org",
+        GIT_CONFIG_NOSYSTEM="1",
+    )
     env["PYTHONPATH"] = str(REPO / "src")
     return env
 
 
-def _run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900,
-         env: dict | None = None) -> subprocess.CompletedProcess:
+def _run(
+    cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
     p = subprocess.run(cmd, cwd=cwd, env={**_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         pytest.fail(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
@@ -110,9 +116,15 @@ def _assert_complete(clone: Path, origin: Path) -> None:
 
 def test_every_output_is_cached_so_a_lost_file_comes_back(origin):
     """Point 1: each file either engine checks is a cached out; `dvc checkout` restores a lost one."""
-    lost = ["results/eval/finetune-letterbox128/metrics.json", "results/eval/finetune-letterbox128/plots/sdr_curve.csv",
-            "results/models/source/history.csv", "results/quality/aariz/quality.json", "results/code/evaluate.sha256",
-            "results/summary/finetune-letterbox128.json", "results/comparison.html"]
+    lost = [
+        "results/eval/finetune-letterbox128/metrics.json",
+        "results/eval/finetune-letterbox128/plots/sdr_curve.csv",
+        "results/models/source/history.csv",
+        "results/quality/aariz/quality.json",
+        "results/code/evaluate.sha256",
+        "results/summary/finetune-letterbox128.json",
+        "results/comparison.html",
+    ]
     before = {rel: (origin / rel).read_bytes() for rel in lost}
     for rel in lost:
         (origin / rel).unlink()
@@ -166,7 +178,8 @@ def sshd(tmp_path):
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
         f"PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile {d / 'sshd.pid'}\n"
-        "Subsystem sftp internal-sftp\n")
+        "Subsystem sftp internal-sftp\n"
+    )
     if os.geteuid() == 0:  # sshd's privilege separation folder
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
     log = open(d / "sshd.log", "w")  # noqa: SIM115 - closed below
@@ -217,8 +230,11 @@ def test_dvcignore_lets_dvc_see_exactly_the_declared_evaluation_outputs():
     finally:
         sys.path.remove(str(REPO / "workflow"))
     declared = {o.removeprefix("results/eval/RUN/") for o in stages.eval_outs("RUN")}
-    allowed = {line[len("!results/eval/*/"):] for line in (REPO / ".dvcignore").read_text().splitlines()
-               if line.startswith("!results/eval/*/") and not line.endswith("/")}
+    allowed = {
+        line[len("!results/eval/*/") :]
+        for line in (REPO / ".dvcignore").read_text().splitlines()
+        if line.startswith("!results/eval/*/") and not line.endswith("/")
+    }
     assert allowed == declared
 
 
@@ -256,15 +272,22 @@ def test_snakemake_refuses_beside_dvc_repro_and_dvc_repro_beside_snakemake(origi
     lock.write_text("999999999 dvc repro\n")
     # 1. DVC is running (an experiment, docs/team.md: `dvc exp run -S ...`): Snakemake says so in one line
     #    and stops before its first job
-    dvc = subprocess.Popen(DVC + ["exp", "run", "-S", "calibrate.conf_floor=0.02"], cwd=origin, env=_env(),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dvc = subprocess.Popen(
+        DVC + ["exp", "run", "-S", "calibrate.conf_floor=0.02"],
+        cwd=origin,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait_for_lock_holder(origin, dvc, "dvc exp run")
         p = _run(SMK, origin, check=False)
         assert p.returncode != 0
         lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("cephalo: error:")]
-        assert lines and "another run writes this project's outputs" in lines[0] and "dvc exp run" in lines[0], \
-            (p.stdout + p.stderr)[-3000:]
+        assert lines and "another run writes this project's outputs" in lines[0] and "dvc exp run" in lines[0], (
+            p.stdout + p.stderr
+        )[-3000:]
     finally:
         out, _ = dvc.communicate(timeout=900)
     assert dvc.returncode == 0, out[-3000:]  # the DVC run was not disturbed
@@ -286,11 +309,14 @@ def test_snakemake_refuses_beside_dvc_repro_and_dvc_repro_beside_snakemake(origi
     assert "up to date" in _out(DVC + ["status"], origin)
     assert _smk_jobs(origin) == set()
     _change_calibration(origin, 0.04)
-    hold = ("import sys, time; sys.path.insert(0, 'workflow'); import engine_lock; "
-            "lock = engine_lock.acquire('.', ['snakemake', '--cores', '2']); print('held', flush=True); "
-            "sys.stdin.readline(); engine_lock.release(lock)")
-    holder = subprocess.Popen([sys.executable, "-c", hold], cwd=origin, env=_env(), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    hold = (
+        "import sys, time; sys.path.insert(0, 'workflow'); import engine_lock; "
+        "lock = engine_lock.acquire('.', ['snakemake', '--cores', '2']); print('held', flush=True); "
+        "sys.stdin.readline(); engine_lock.release(lock)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold], cwd=origin, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         p = _run(DVC + ["repro"], origin, check=False)
@@ -315,8 +341,12 @@ def test_metrics_and_experiment_tables_fit_120_columns(origin):
     if "0.02" not in _out(DVC + ["exp", "show", "--no-pager", "--csv"], origin):
         _out(DVC + ["exp", "run", "-S", "calibrate.conf_floor=0.02"], origin)  # the lock test made it already
     metrics = _out(DVC + ["metrics", "show"], origin, env=cols)
-    exps = _out(DVC + ["exp", "show", "--no-pager", "--only-changed", "--drop", "results/.*|src/.*|Created",
-                       "--precision", "3"], origin, env=cols)
+    exps = _out(
+        DVC
+        + ["exp", "show", "--no-pager", "--only-changed", "--drop", "results/.*|src/.*|Created", "--precision", "3"],
+        origin,
+        env=cols,
+    )
     diff = _out(DVC + ["metrics", "diff", "HEAD", "--all", "--precision", "3"], origin, env=cols)
     # one row per run, four figures, no row for Snakemake's directory stamp
     rows = [ln for ln in metrics.splitlines() if ln.startswith("results/summary/")]
@@ -349,7 +379,7 @@ READING_COMMANDS = {
 def test_every_reading_the_results_command_runs_on_a_finished_demo(origin, tmp_path):
     """docs/results.md shows these commands for a finished run: each runs there and answers (in a copy)."""
     doc = (REPO / "docs" / "results.md").read_text()
-    section = doc[doc.index("## Reading the results"):doc.index("Every figure below comes from one command")]
+    section = doc[doc.index("## Reading the results") : doc.index("Every figure below comes from one command")]
     shown = set(re.findall(r"`((?:dvc|snakemake|cephalo) [^`]+)`", section))
     assert shown == set(READING_COMMANDS), shown ^ set(READING_COMMANDS)
     d = tmp_path / "project"

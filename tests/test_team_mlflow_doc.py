@@ -57,15 +57,19 @@ def test_mlflow_ui_command_serves_the_project_store(tmp_path):
     port = _free_port()
     cmd = next(c for c in RUN_BY if c.startswith("mlflow ui")).replace("--port 5000", f"--port {port}").split()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    proc = subprocess.Popen([sys.executable, "-m", *cmd], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *cmd], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.time() + 90
         while True:
             try:
                 body = json.dumps({"max_results": 10}).encode()
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search", data=body,
-                                             headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
                 exps = json.load(urllib.request.urlopen(req, timeout=5))["experiments"]
                 break
             except OSError:
@@ -77,14 +81,17 @@ def test_mlflow_ui_command_serves_the_project_store(tmp_path):
         proc.wait(timeout=30)
 
 
-@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
-                    reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    not (shutil.which("chromium") or shutil.which("chromium-browser")),
+    reason="chromium is not installed (apt-get install chromium)",
+)
 def test_screenshot_script(tmp_path):
     cmd = next(c for c in RUN_BY if "mlflow_screenshots" in c).split()
     out = tmp_path / "shots"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
-    r = subprocess.run([sys.executable, str(REPO / cmd[1]), "--out", str(out)], env=env, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(REPO / cmd[1]), "--out", str(out)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     for name in ("mlflow-runs-table.png", "mlflow-compare.png"):
         data = (out / name).read_bytes()

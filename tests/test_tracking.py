@@ -13,16 +13,22 @@ from cephalo import tracking
 
 
 def test_flatten_params_dotted_like_dvc():
-    p = {"train": {"lr": 0.001, "epochs": 3, "aug": {"rotate": 10}}, "variants": {"lb": {"steps": [1, 2]}},
-         "evaluate": {}}
+    p = {
+        "train": {"lr": 0.001, "epochs": 3, "aug": {"rotate": 10}},
+        "variants": {"lb": {"steps": [1, 2]}},
+        "evaluate": {},
+    }
     assert tracking.flatten_params(p) == {
-        "train.lr": "0.001", "train.epochs": "3", "train.aug.rotate": "10", "variants.lb.steps": "[1, 2]",
-        "evaluate": "{}"}
+        "train.lr": "0.001",
+        "train.epochs": "3",
+        "train.aug.rotate": "10",
+        "variants.lb.steps": "[1, 2]",
+        "evaluate": "{}",
+    }
 
 
 def test_flatten_metrics_keeps_finite_numbers_only():
-    m = {"overall": {"mre_mm": 1.5, "sdr": {"2.0": 0.6}, "n": 10, "bad": float("nan")}, "split": "test",
-         "ok": True}
+    m = {"overall": {"mre_mm": 1.5, "sdr": {"2.0": 0.6}, "n": 10, "bad": float("nan")}, "split": "test", "ok": True}
     assert tracking.flatten_metrics(m) == {"overall.mre_mm": 1.5, "overall.sdr.2.0": 0.6, "overall.n": 10.0}
 
 
@@ -69,10 +75,17 @@ _WORKER = textwrap.dedent(
 def test_four_processes_log_to_one_store_at_once(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path), str(i)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path), str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
     outs = [p.communicate(timeout=240) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     run_ids = [o.strip().splitlines()[-1] for o, _ in outs]
     assert len(set(run_ids)) == 4

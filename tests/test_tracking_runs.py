@@ -29,19 +29,55 @@ def test_training_history_and_evaluation_link(tmp_path):
     cfg = tracking.config_from_params({"experiment_prefix": "cephalo-test-"}, root=tmp_path)
     ck = tmp_path / "best.pt"
     ck.write_bytes(b"weights")
-    prov = {"cephalo_version": "0.1.0", "git_commit": "abc", "git_dirty": False, "packages": {"torch": "2.14.1"},
-            "cpu_model": "Test CPU", "threads": 2, "seed": 0, "params_sha256": "p"}
-    run = tracking.RunRecord(dataset="aariz", stage="train", variant="lb", run_name="train-finetune/lb",
-                             checkpoint=ck, checkpoint_hash="sha-ft", provenance=prov)
-    train_id = tracking.log_run(cfg, run, params={"lr": 1e-4, "epochs": 3},
-                                series={"val_mre_mm": [2.0, 1.5, 1.2], "train_loss": [0.9, 0.5, 0.4]}, strict=True)
+    prov = {
+        "cephalo_version": "0.1.0",
+        "git_commit": "abc",
+        "git_dirty": False,
+        "packages": {"torch": "2.14.1"},
+        "cpu_model": "Test CPU",
+        "threads": 2,
+        "seed": 0,
+        "params_sha256": "p",
+    }
+    run = tracking.RunRecord(
+        dataset="aariz",
+        stage="train",
+        variant="lb",
+        run_name="train-finetune/lb",
+        checkpoint=ck,
+        checkpoint_hash="sha-ft",
+        provenance=prov,
+    )
+    train_id = tracking.log_run(
+        cfg,
+        run,
+        params={"lr": 1e-4, "epochs": 3},
+        series={"val_mre_mm": [2.0, 1.5, 1.2], "train_loss": [0.9, 0.5, 0.4]},
+        strict=True,
+    )
     ids = {}
-    for name, model_hash, derived in (("finetuned-lb", "sha-ft", []), ("zeroshot-lb", "sha-src", []),
-                                      ("adabn-lb", "sha-adabn", ["sha-ft"])):
-        run = tracking.RunRecord(dataset="aariz", stage="evaluate", variant="lb", run_name=name,
-                                 checkpoint_hash=model_hash, provenance=prov, link_checkpoints=[model_hash, *derived])
-        ids[name] = tracking.log_run(cfg, run, params={"model": f"models/{name}.pt", "split": "test"},
-                                     metrics={"mre_mm/all": 1.0}, tags={"metrics_sha256": f"m-{name}"}, strict=True)
+    for name, model_hash, derived in (
+        ("finetuned-lb", "sha-ft", []),
+        ("zeroshot-lb", "sha-src", []),
+        ("adabn-lb", "sha-adabn", ["sha-ft"]),
+    ):
+        run = tracking.RunRecord(
+            dataset="aariz",
+            stage="evaluate",
+            variant="lb",
+            run_name=name,
+            checkpoint_hash=model_hash,
+            provenance=prov,
+            link_checkpoints=[model_hash, *derived],
+        )
+        ids[name] = tracking.log_run(
+            cfg,
+            run,
+            params={"model": f"models/{name}.pt", "split": "test"},
+            metrics={"mre_mm/all": 1.0},
+            tags={"metrics_sha256": f"m-{name}"},
+            strict=True,
+        )
     c = _client(cfg)
     exp = c.get_experiment_by_name("cephalo-test-aariz")
     assert exp is not None
@@ -52,13 +88,17 @@ def test_training_history_and_evaluation_link(tmp_path):
     assert tr.data.tags["prov.torch"] == "2.14.1" and tr.data.tags["prov.git_commit"] == "abc"
     assert c.get_run(ids["finetuned-lb"]).data.tags["training_run_id"] == train_id
     assert c.get_run(ids["adabn-lb"]).data.tags["training_run_id"] == train_id  # via the model it adapted
-    assert "training_run_id" not in c.get_run(ids["zeroshot-lb"]).data.tags    # no training run logged for it
+    assert "training_run_id" not in c.get_run(ids["zeroshot-lb"]).data.tags  # no training run logged for it
     linked = c.search_runs([exp.experiment_id], filter_string=f"tags.training_run_id = '{train_id}'")
     assert {r.info.run_name for r in linked} == {"finetuned-lb", "adabn-lb"}
     # the comparison adds its /shared figures to the evaluation run with that metrics.json
-    rid = tracking.log_to_evaluation(cfg, metrics_sha256="m-zeroshot-lb", run_name="zeroshot-lb",
-                                     metrics={"mre_mm/shared": 0.5, "n_landmarks/shared": 19, "x": None},
-                                     strict=True)
+    rid = tracking.log_to_evaluation(
+        cfg,
+        metrics_sha256="m-zeroshot-lb",
+        run_name="zeroshot-lb",
+        metrics={"mre_mm/shared": 0.5, "n_landmarks/shared": 19, "x": None},
+        strict=True,
+    )
     assert rid == ids["zeroshot-lb"]
     assert c.get_run(rid).data.metrics["mre_mm/shared"] == 0.5
 
@@ -67,9 +107,13 @@ def _demo_project() -> Path:
     return Path(os.environ.get("CEPHALO_DEMO_PROJECT") or REPO)
 
 
-@pytest.mark.skipif(not ((_demo_project() / "mlflow" / "mlflow.db").is_file()
-                         and (_demo_project() / "results" / "comparison.csv").is_file()),
-                    reason="no demo run here: run scripts/demo.sh (or set CEPHALO_DEMO_PROJECT)")
+@pytest.mark.skipif(
+    not (
+        (_demo_project() / "mlflow" / "mlflow.db").is_file()
+        and (_demo_project() / "results" / "comparison.csv").is_file()
+    ),
+    reason="no demo run here: run scripts/demo.sh (or set CEPHALO_DEMO_PROJECT)",
+)
 def test_demo_store_runs_linked_and_figures_agree():
     import yaml
 
@@ -101,8 +145,15 @@ def test_demo_store_runs_linked_and_figures_agree():
         assert tid in train_ids, (name, tid)
         want = "finetune" if r.data.tags["stage"] == "finetune" else "source"
         assert train_ids[tid].data.params["train_stage"] == want
-        for key in ("prov.cephalo_version", "prov.git_commit", "prov.cpu_model", "prov.threads", "prov.torch",
-                    "prov.numpy", "prov.params_sha256"):
+        for key in (
+            "prov.cephalo_version",
+            "prov.git_commit",
+            "prov.cpu_model",
+            "prov.threads",
+            "prov.torch",
+            "prov.numpy",
+            "prov.params_sha256",
+        ):
             assert key in r.data.tags, (name, key)
         # MLflow, comparison.csv and the DVC summary: figure for figure
         summary = json.loads((proj / "results" / "summary" / f"{name}.json").read_text())
@@ -110,7 +161,7 @@ def test_demo_store_runs_linked_and_figures_agree():
             assert r.data.metrics[key] == pytest.approx(row[key], rel=1e-5), (name, key)
         for key, v in summary.items():
             assert v == pytest.approx(row[key], rel=1e-3), (name, key)
-    variants = [n[len("finetune-"):] for n in table.index if n.startswith("finetune-")]
+    variants = [n[len("finetune-") :] for n in table.index if n.startswith("finetune-")]
     assert variants
     for v in variants:  # over the same landmarks, fine-tuning is not worse than zero-shot
         assert table.loc[f"finetune-{v}", "mre_mm/shared"] < table.loc[f"zero_shot-{v}", "mre_mm/shared"]

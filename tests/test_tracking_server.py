@@ -74,8 +74,10 @@ def _why_not() -> str | None:
         import psycopg2  # noqa: F401
     except ImportError:
         return "psycopg2 is not installed (pip install psycopg2-binary; the 'pipeline' extra)"
-    if os.geteuid() == 0 and subprocess.run(["id", os.environ.get("PG_USER", "postgres")],
-                                            capture_output=True).returncode:
+    if (
+        os.geteuid() == 0
+        and subprocess.run(["id", os.environ.get("PG_USER", "postgres")], capture_output=True).returncode
+    ):
         return "running as root without a 'postgres' user for PostgreSQL"
     return None
 
@@ -88,12 +90,14 @@ def server():
     data = Path(tempfile.mkdtemp(prefix="cephalo-mlflow-server-"))  # outside pytest's root-only tmp folders
     port = _free_port_pair()
     env = {**os.environ, "PYTHON": sys.executable}
-    r = subprocess.run(["bash", str(SCRIPT), "start", str(data), str(port)], env=env, capture_output=True,
-                       text=True, timeout=240)
+    r = subprocess.run(
+        ["bash", str(SCRIPT), "start", str(data), str(port)], env=env, capture_output=True, text=True, timeout=240
+    )
     try:
         if r.returncode:
-            logs = "".join(p.read_text()[-1500:] for p in (data / "mlflow.log", data / "pg" / "postgres.log")
-                           if p.is_file())
+            logs = "".join(
+                p.read_text()[-1500:] for p in (data / "mlflow.log", data / "pg" / "postgres.log") if p.is_file()
+            )
             pytest.skip(f"the server did not start: {r.stderr.strip()} {logs}")
         assert f"http://127.0.0.1:{port}" in r.stdout
         yield f"http://127.0.0.1:{port}", data
@@ -103,10 +107,15 @@ def server():
 
 
 def _py(code: str, cwd: Path, uri: str, *args: str) -> dict:
-    env = {**os.environ, "CEPHALO_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])}
-    r = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                       timeout=180)
+    env = {
+        **os.environ,
+        "CEPHALO_TRACKING_URI": uri,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]),
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -120,10 +129,12 @@ def test_two_machines_log_into_one_server(server, tmp_path):
         (work / "metrics.json").write_text(json.dumps({"from": name}))
         machines[name] = (work, _py(LOG, work, uri, name, str(mre))["run_id"])
     assert not list(tmp_path.glob("*/mlflow"))  # nothing in the working folders: all in the server
-    for name, (work, _) in machines.items():  # each folder reads both runs and both artifacts
+    for work, _ in machines.values():  # each folder reads both runs and both artifacts
         seen = _py(READ, work, uri, str(work / "downloads"))
-        assert seen == {"machine-a": {"mre": 1.5, "artifact": {"from": "machine-a"}, "kind": "custom_model_development"},
-                        "machine-b": {"mre": 1.2, "artifact": {"from": "machine-b"}, "kind": "custom_model_development"}}
+        assert seen == {
+            "machine-a": {"mre": 1.5, "artifact": {"from": "machine-a"}, "kind": "custom_model_development"},
+            "machine-b": {"mre": 1.2, "artifact": {"from": "machine-b"}, "kind": "custom_model_development"},
+        }
     # the artifacts sit in the server's artifact root, the runs in PostgreSQL (not a SQLite file)
     assert len(list((data / "artifacts").rglob("metrics.json"))) == 2
     assert not list(data.rglob("*.db"))

@@ -59,7 +59,7 @@ def test_sampler_is_pure_function_of_seed_epoch_and_ddp_slices_match():
     assert len(a) == 5 and all(len(b) == 4 for b in a)  # drop_last: 22 // 4
     r0, r1 = (EpochBatchSampler(22, 2, world_size=2, rank=r, seed=3) for r in (0, 1))
     r0.set_epoch(5), r1.set_epoch(5)
-    assert [x + y for x, y in zip(r0, r1)] == a  # two ranks of 2 == one process of 4
+    assert [x + y for x, y in zip(r0, r1, strict=True)] == a  # two ranks of 2 == one process of 4
     assert sample_seed(0, 1, 2) == sample_seed(0, 1, 2) != sample_seed(0, 2, 2)
 
 
@@ -106,13 +106,16 @@ def test_validation_mre_uses_inverse_affine_and_spacing(tmp_path):
         def forward(self, x):  # look up the sample by its pixels
             out = []
             for img in x:
-                i = int(np.argmin([float((img[0] - normalised_image(variant, j)).abs().sum()) for j in range(len(variant))]))
+                i = int(
+                    np.argmin([float((img[0] - normalised_image(variant, j)).abs().sum()) for j in range(len(variant))])
+                )
                 out.append(torch.as_tensor(codec.encode(variant.landmarks[i])[0]))
             return torch.stack(out)
 
     rows = list(range(6))
-    p = predict_variant(Predictor(Oracle(), codec=codec, normalisation=variant.normalisation, device="cpu"),
-                        variant, rows, batch_size=4)
+    p = predict_variant(
+        Predictor(Oracle(), codec=codec, normalisation=variant.normalisation, device="cpu"), variant, rows, batch_size=4
+    )
     pred, degen = p.coords, p.degenerate
     from cephalo.evaluate.metrics import radial_errors_mm
 
@@ -150,8 +153,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 # ---------------------------------------------------------------------- freeze / head lr
 def test_freeze_backbone_updates_only_new_weights(tmp_path):
-    variant, codec, loss, cfg = tiny_setup(tmp_path, n=16, size=32, epochs=1, freeze_backbone_epochs=1,
-                                           head_lr=1e-2, lr=1e-3)
+    variant, codec, loss, cfg = tiny_setup(
+        tmp_path, n=16, size=32, epochs=1, freeze_backbone_epochs=1, head_lr=1e-2, lr=1e-3
+    )
     tr = make_trainer(tmp_path, variant, codec, loss, cfg)
     before = {k: v.clone() for k, v in tr.raw_model.named_parameters()}
     lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}
@@ -173,8 +177,20 @@ def test_cli_help_lists_familiar_options():
 
     r = CliRunner().invoke(main, ["train", "--help"])
     assert r.exit_code == 0
-    for opt in ("--model", "--resume", "--image_size", "--batch_size", "--lr", "--epochs",
-                "--mixed_precision", "--loss", "--init", "--data", "--out", "--params"):
+    for opt in (
+        "--model",
+        "--resume",
+        "--image_size",
+        "--batch_size",
+        "--lr",
+        "--epochs",
+        "--mixed_precision",
+        "--loss",
+        "--init",
+        "--data",
+        "--out",
+        "--params",
+    ):
         assert opt in r.output
 
 
@@ -188,8 +204,24 @@ def test_cli_train_end_to_end_and_checkpoint_contract(tmp_path):
     vdir = make_synthetic_variant(tmp_path / "v", n_images=12, size=32, landmark_names=NAMES)
     params = train_params(tmp_path)
     out = tmp_path / "run"
-    r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(out), "--params", str(params),
-                                  "--image_size", "32", "32", "--no-progress", "--workers", "1"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(vdir),
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+            "--image_size",
+            "32",
+            "32",
+            "--no-progress",
+            "--workers",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     for f in ("best.pt", "last.pt", "history.csv", "train.json", "init_report.json"):
         assert (out / f).is_file(), f
@@ -210,8 +242,21 @@ def test_cli_train_end_to_end_and_checkpoint_contract(tmp_path):
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, len(NAMES), 8, 8)
 
     # --image_size that does not match the variant: one-line error, exit 1
-    r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(tmp_path / "r2"), "--params",
-                                  str(params), "--image_size", "768", "768"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(vdir),
+            "--out",
+            str(tmp_path / "r2"),
+            "--params",
+            str(params),
+            "--image_size",
+            "768",
+            "768",
+        ],
+    )
     assert r.exit_code == 1 and "768" in str(r.exception)
 
 
@@ -230,17 +275,47 @@ def test_cli_familiar_recipe_from_public_format_checkpoint_transfers_head_by_nam
     torch.manual_seed(3)
     src = create_model("hrnet_w18", 19, num_modules=[1, 1, 1], num_blocks=1)
     pub = tmp_path / "hrnet_cephalometric.pth"
-    torch.save({"epoch": 7, "model_state_dict": {f"module.{k}": v for k, v in src.state_dict().items()},
-                "config": {"MODEL": {"NUM_JOINTS": 19}, "INPUT": {"IMAGE_SIZE": [32, 32], "HEATMAP_SIZE": [8, 8]}}},
-               pub)
+    torch.save(
+        {
+            "epoch": 7,
+            "model_state_dict": {f"module.{k}": v for k, v in src.state_dict().items()},
+            "config": {"MODEL": {"NUM_JOINTS": 19}, "INPUT": {"IMAGE_SIZE": [32, 32], "HEATMAP_SIZE": [8, 8]}},
+        },
+        pub,
+    )
     names = ("pronasale", "sella", "menton", "nasion")  # 3 shared with ISBI-19, 1 new (Aariz)
     vdir = make_synthetic_variant(tmp_path / "v", n_images=10, size=32, landmark_names=names)
     params = train_params(tmp_path, epochs=5, lr=0.5)  # the CLI options below must win over these
     out = tmp_path / "run"
-    r = CliRunner().invoke(main, [
-        "train", "--data", str(vdir), "--out", str(out), "--params", str(params), "--no-progress",
-        "--model", "hrnet_w18", "--resume", str(pub), "--image_size", "32", "32", "--batch_size", "4",
-        "--lr", "1e-5", "--epochs", "1", "--mixed_precision", "--loss", "adaptive_wing"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(vdir),
+            "--out",
+            str(out),
+            "--params",
+            str(params),
+            "--no-progress",
+            "--model",
+            "hrnet_w18",
+            "--resume",
+            str(pub),
+            "--image_size",
+            "32",
+            "32",
+            "--batch_size",
+            "4",
+            "--lr",
+            "1e-5",
+            "--epochs",
+            "1",
+            "--mixed_precision",
+            "--loss",
+            "adaptive_wing",
+        ],
+    )
     assert r.exit_code == 0, r.output + repr(r.exception)
     report = json.loads((out / "init_report.json").read_text())
     assert report["init_source"] == "checkpoint" and report["backbone_fraction"] == 1.0
@@ -282,8 +357,9 @@ def test_validation_split_resolution():
 
 
 def test_early_stopping_when_validation_mre_stops_improving(tmp_path):
-    variant, codec, loss, cfg = tiny_setup(tmp_path, n=12, size=32, epochs=5, lr=1e-12, head_lr=1e-12,
-                                           early_stopping_patience=1)
+    variant, codec, loss, cfg = tiny_setup(
+        tmp_path, n=12, size=32, epochs=5, lr=1e-12, head_lr=1e-12, early_stopping_patience=1
+    )
     res = make_trainer(tmp_path, variant, codec, loss, cfg).run()
     # (weights frozen by the tiny lr; only BatchNorm statistics move the MRE a little)
     assert res.stopped_early and res.epochs_run < 5
@@ -304,14 +380,28 @@ def test_cli_init_from_cephalo_checkpoint_uses_its_architecture(tmp_path):
 
     vdir = make_synthetic_variant(tmp_path / "v", n_images=10, size=32, landmark_names=NAMES)
     params = train_params(tmp_path)
-    r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(tmp_path / "a"), "--params",
-                                  str(params), "--no-progress"])
+    r = CliRunner().invoke(
+        main, ["train", "--data", str(vdir), "--out", str(tmp_path / "a"), "--params", str(params), "--no-progress"]
+    )
     assert r.exit_code == 0, r.output
     p = yaml.safe_load(params.read_text())
     p["model"] = {"arch": "timm:no_such_model", "pretrained": False, "kwargs": {}}  # must not be used
     params.write_text(yaml.safe_dump(p))
-    r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(tmp_path / "b"), "--params",
-                                  str(params), "--no-progress", "--init", str(tmp_path / "a" / "best.pt")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(vdir),
+            "--out",
+            str(tmp_path / "b"),
+            "--params",
+            str(params),
+            "--no-progress",
+            "--init",
+            str(tmp_path / "a" / "best.pt"),
+        ],
+    )
     assert r.exit_code == 0, r.output + repr(r.exception)
     _, meta = load_model(tmp_path / "b" / "best.pt")
     assert meta.arch == "hrnet_w18" and meta.arch_kwargs["num_modules"] == [1, 1, 1]
@@ -332,11 +422,15 @@ def test_cli_train_logs_one_mlflow_run_when_switched_on(tmp_path):
     vdir = make_synthetic_variant(tmp_path / "v", n_images=10, size=32, landmark_names=NAMES)
     params = train_params(tmp_path, tracking=True)
     p = yaml.safe_load(params.read_text())
-    p["tracking"] = {"enabled": True, "store": str(tmp_path / "ml" / "mlflow.db"),
-                     "artifacts": str(tmp_path / "ml" / "artifacts")}
+    p["tracking"] = {
+        "enabled": True,
+        "store": str(tmp_path / "ml" / "mlflow.db"),
+        "artifacts": str(tmp_path / "ml" / "artifacts"),
+    }
     params.write_text(yaml.safe_dump(p))
-    r = CliRunner().invoke(main, ["train", "--data", str(vdir), "--out", str(tmp_path / "run"), "--params",
-                                  str(params), "--no-progress"])
+    r = CliRunner().invoke(
+        main, ["train", "--data", str(vdir), "--out", str(tmp_path / "run"), "--params", str(params), "--no-progress"]
+    )
     assert r.exit_code == 0, r.output
     con = sqlite3.connect(tmp_path / "ml" / "mlflow.db")
     metrics = dict(con.execute("select key, value from metrics").fetchall())
@@ -359,7 +453,7 @@ def test_targets_encoded_on_device_train_like_targets_from_workers(tmp_path):
     b = make_trainer(tmp_path, variant, codec, loss, cfg_b, out="b")
     assert b.encode_on_device and not b.train_ds.encode and a.train_ds.encode
     b.run()
-    for (k, va), vb in zip(a.raw_model.state_dict().items(), b.raw_model.state_dict().values()):
+    for (k, va), vb in zip(a.raw_model.state_dict().items(), b.raw_model.state_dict().values(), strict=True):
         torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-5, msg=k)
 
 

@@ -18,11 +18,22 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_benchmark_smoke_runs_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     # no real data here: phase 2 (the real fine-tune) is skipped with a message; its own test is below
-    env = dict(os.environ, PYTHON=sys.executable, OUT=str(out), CUDA_VISIBLE_DEVICES="",
-               CEPHALO_SHARED=str(tmp_path / "no-shared"))
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        OUT=str(out),
+        CUDA_VISIBLE_DEVICES="",
+        CEPHALO_SHARED=str(tmp_path / "no-shared"),
+    )
     env.pop("CEPHALO_FT_DATA", None)
-    r = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu.sh"), "--smoke"], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu.sh"), "--smoke"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "phase 2 skipped: no real data" in r.stderr
     res = json.loads(out.read_text())
@@ -50,8 +61,14 @@ def test_gpu_finetune_smoke_runs_the_cli_chain_on_real_data(shared_data, tmp_pat
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", CEPHALO_SHARED=str(shared_data.parent))
     for k in ("CEPHALO_HRNET_CKPT", "CEPHALO_FT_DATA"):
         env.pop(k, None)
-    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_finetune.py"), "--smoke", "--out", str(out)],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_finetune.py"), "--smoke", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     res = json.loads(out.read_text())
     assert res["smoke"] is True and res["device"] == "cpu" and res["data"]["variant"] == "letterbox128"

@@ -38,8 +38,12 @@ finally:
 
 
 def _torchrun(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+        CUDA_VISIBLE_DEVICES="",
+    )
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -75,8 +79,23 @@ def test_torchrun_cli_trains_with_gloo(tmp_path):
 
     vdir = make_synthetic_variant(tmp_path / "v", n_images=12, size=32, landmark_names=NAMES)
     params = train_params(tmp_path, batch_size=2)
-    r = _torchrun(["-m", "cephalo", "train", "--data", str(vdir), "--out", str(tmp_path / "run"), "--params",
-                   str(params), "--no-progress", "--workers", "0"], tmp_path)
+    r = _torchrun(
+        [
+            "-m",
+            "cephalo",
+            "train",
+            "--data",
+            str(vdir),
+            "--out",
+            str(tmp_path / "run"),
+            "--params",
+            str(params),
+            "--no-progress",
+            "--workers",
+            "0",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     import json
 

@@ -48,8 +48,14 @@ def test_autocast_bf16_halves_the_saved_activations_on_cpu():
 
 
 def test_a_batch_that_cannot_fit_is_refused_in_one_line_naming_the_key():
-    est = MemoryEstimate(state_bytes=4 * 2**30, fixed_bytes=2**30, per_image_bytes=3 * 2**30, input_size=(768, 768),
-                         dtype="bfloat16", margin=1.25)
+    est = MemoryEstimate(
+        state_bytes=4 * 2**30,
+        fixed_bytes=2**30,
+        per_image_bytes=3 * 2**30,
+        input_size=(768, 768),
+        dtype="bfloat16",
+        margin=1.25,
+    )
     available = 40 * 2**30  # 40 / 1.25 = 32 GiB: (32 - 5) / 3 -> 9 images
     assert est.largest_batch(available) == 9
     check_batch_fits(est, 9, available, "GPU X")

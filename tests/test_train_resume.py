@@ -12,10 +12,15 @@ from cephalo.errors import ConfigError
 from helpers import make_trainer, tiny_setup
 
 # EMA, accumulation, warm-up, dropout and augmentation all carry state or randomness across epochs
-RESUME_CFG = dict(epochs=3, batch_size=2, accumulate=2, warmup_epochs=1.0, ema={"enabled": True, "decay": 0.9},
-                  lr=3e-3, head_lr=6e-3)
-AUG = {"enabled": True, "affine": {"p": 0.8, "rotate_deg": 5, "scale": [0.95, 1.05], "translate_frac": 0.03},
-       "brightness_contrast": {"p": 0.5}, "noise": {"p": 0.3}}
+RESUME_CFG = dict(
+    epochs=3, batch_size=2, accumulate=2, warmup_epochs=1.0, ema={"enabled": True, "decay": 0.9}, lr=3e-3, head_lr=6e-3
+)
+AUG = {
+    "enabled": True,
+    "affine": {"p": 0.8, "rotate_deg": 5, "scale": [0.95, 1.05], "translate_frac": 0.03},
+    "brightness_contrast": {"p": 0.5},
+    "noise": {"p": 0.3},
+}
 
 
 class SimulatedKill(RuntimeError):
@@ -65,6 +70,7 @@ def _kill_at_step(step: int):
             if n["steps"] == step:
                 raise SimulatedKill("power cut")
             return loss(pred, target, weights)
+
         return f
 
     return killer
@@ -172,6 +178,7 @@ def test_kill_mid_epoch_with_step_checkpoints_resumes_inside_the_epoch_bitwise(t
         def f(pred, target, weights):
             seen["steps"] += pred.requires_grad
             return loss(pred, target, weights)
+
         return f
 
     tr2 = _run(tmp_path, "run", counter, checkpoint_every_steps=1)

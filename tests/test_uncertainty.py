@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cephalo import uncertainty as U
+from cephalo.config.schema import CalibrateConfig
 from cephalo.errors import ConfigError
 
 
@@ -40,8 +41,9 @@ def test_pooled_quantile_weights_and_leave_one_out_hand_computed():
     assert U.calibrate(e, e, one, ["A", "B"], (0.75,), "constant", pooling="pooled")["q_mm"]["0.75"] == [6.0, 6.0]
     # per landmark: rank ceil(5 x 0.75) = 4 of 4 -> the largest error of each (weights cancel)
     for w in (None, [1.0, 2.0]):
-        assert U.calibrate(e, e, one, ["A", "B"], (0.75,), "constant", pooling="landmark",
-                           weights=w)["q_mm"]["0.75"] == [4.0, 8.0]
+        assert U.calibrate(e, e, one, ["A", "B"], (0.75,), "constant", pooling="landmark", weights=w)["q_mm"][
+            "0.75"
+        ] == [4.0, 8.0]
     with pytest.raises(ConfigError, match="pooling"):
         U.calibrate(e, e, one, ["A", "B"], pooling="global")
     with pytest.raises(ConfigError, match="weights"):
@@ -70,8 +72,11 @@ def test_pooling_with_training_weights_covers_each_landmark():
     for _ in range(200):  # average over calibration draws: the guarantee is in expectation
         e_cal, e_test, e_train = draw(15), draw(200), draw(60)
         one, t1 = np.ones_like(e_cal), np.ones_like(e_test)
-        for key, kw in (("landmark", {"pooling": "landmark"}), ("pooled", {"pooling": "pooled"}),
-                        ("weighted", {"pooling": "pooled", "weights": U.difficulty_weights(e_train)})):
+        for key, kw in (
+            ("landmark", {"pooling": "landmark"}),
+            ("pooled", {"pooling": "pooled"}),
+            ("weighted", {"pooling": "pooled", "weights": U.difficulty_weights(e_train)}),
+        ):
             cal = U.calibrate(e_cal, e_cal, one, names, (0.9,), "constant", **kw)
             cov = U.coverage(cal, e_test, t1, names)["0.9"]
             runs[key].append([cov["per_landmark"][n] for n in names])
@@ -117,11 +122,20 @@ def test_calibration_round_trip_through_checkpoint(tmp_path):
     e = np.abs(np.random.default_rng(0).normal(size=(20, 2)))
     cal = U.calibrate(e, e, np.ones_like(e), names)
     ckpt = tmp_path / "m.pt"
-    torch.save({"format": "cephalo", "format_version": 1, "model_state_dict": model.state_dict(),
-                "meta": meta.to_dict(), "calibration": cal}, ckpt)
+    torch.save(
+        {
+            "format": "cephalo",
+            "format_version": 1,
+            "model_state_dict": model.state_dict(),
+            "meta": meta.to_dict(),
+            "calibration": cal,
+        },
+        ckpt,
+    )
     assert U.read_calibration(ckpt) == cal
-    torch.save({"format": "cephalo", "format_version": 1, "model_state_dict": model.state_dict(),
-                "meta": meta.to_dict()}, ckpt)
+    torch.save(
+        {"format": "cephalo", "format_version": 1, "model_state_dict": model.state_dict(), "meta": meta.to_dict()}, ckpt
+    )
     assert U.read_calibration(ckpt) is None
 
 
@@ -136,8 +150,14 @@ def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
     from cephalo.codecs import create_codec
 
     W = H = 64
-    codec_kw = {"name": "gaussian", "input_size": (W, H), "heatmap_size": (16, 16), "sigma": 1.5,
-                "decoder": "dark", "convention": "pixel_centre"}
+    codec_kw = {
+        "name": "gaussian",
+        "input_size": (W, H),
+        "heatmap_size": (16, 16),
+        "sigma": 1.5,
+        "decoder": "dark",
+        "convention": "pixel_centre",
+    }
     codec = create_codec(**codec_kw)
     rng = np.random.default_rng(0)
     names = ["sella", "nasion", "menton", "gonion"]
@@ -156,17 +176,28 @@ def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
             return self
 
         def __call__(self, x):
-            out = torch.as_tensor(hms[self.i:self.i + x.shape[0]])
+            out = torch.as_tensor(hms[self.i : self.i + x.shape[0]])
             self.i += x.shape[0]
             return out
 
     variant = SimpleNamespace(
-        images=np.zeros((n, H, W), np.uint8), image_ids=[f"{i:03d}" for i in range(n)],
-        splits=np.array(["valid"] * 4 + ["train"] * 4, dtype=object), spacing=np.full((n, 2), 0.1),
-        affines=np.stack([A] * n), landmarks_original=orig, landmark_names=names,
-        orig_sizes=np.full((n, 2), 256), input_size=(W, H), normalisation={"name": "imagenet"}, meta={"name": "v"}, path=tmp_path)
+        images=np.zeros((n, H, W), np.uint8),
+        image_ids=[f"{i:03d}" for i in range(n)],
+        splits=np.array(["valid"] * 4 + ["train"] * 4, dtype=object),
+        spacing=np.full((n, 2), 0.1),
+        affines=np.stack([A] * n),
+        landmarks_original=orig,
+        landmark_names=names,
+        orig_sizes=np.full((n, 2), 256),
+        input_size=(W, H),
+        normalisation={"name": "imagenet"},
+        meta={"name": "v"},
+        path=tmp_path,
+    )
     meta = SimpleNamespace(landmark_names=names, normalisation={"name": "imagenet"}, codec=codec_kw)
-    cal = U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), scale="constant", progress=False)
+    cal = U.calibrate_model(
+        Stand(), meta, variant, "valid", settings=CalibrateConfig(coverages=[0.5], scale="constant"), progress=False
+    )
     assert cal["n_images"] == 4 and cal["split"] == "valid"
     # the training split weights the landmarks: the same 1.2 mm error everywhere -> equal weights
     assert cal["difficulty_split"] == "train" and cal["difficulty_n_images"] == 4 and cal["pooling"] == "pooled"
@@ -184,14 +215,28 @@ def test_calibrate_model_on_a_variant_split_and_shape_model(tmp_path):
         return coords - [12.0, 0.0]
 
     Stand.i = 0
-    cal_r = U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), scale="constant", progress=False,
-                              refine=refine, shape_split=None)
+    cal_r = U.calibrate_model(
+        Stand(),
+        meta,
+        variant,
+        "valid",
+        settings=CalibrateConfig(coverages=[0.5], scale="constant", shape_split=None),
+        progress=False,
+        refine=refine,
+    )
     assert seen_rows == [[0, 1, 2, 3, 4, 5, 6, 7]]  # the calibration split's variant rows, then the training split's
     np.testing.assert_allclose(cal_r["q_mm"]["0.5"], 0.0, atol=0.02)
 
     # weights learnt on the calibration images themselves would void the guarantee
     with pytest.raises(ConfigError, match="difficulty_split"):
-        U.calibrate_model(Stand(), meta, variant, "valid", coverages=(0.5,), progress=False, difficulty_split="valid")
+        U.calibrate_model(
+            Stand(),
+            meta,
+            variant,
+            "valid",
+            settings=CalibrateConfig(coverages=[0.5], difficulty_split="valid"),
+            progress=False,
+        )
 
 
 def test_bundle_carries_its_own_calibration(tmp_path):
@@ -221,10 +266,19 @@ def test_evaluation_reports_coverage_per_landmark_and_overall(tmp_path):
     pred = gt + rng.normal(0, 10, size=gt.shape)  # 0.1 mm/px: ~1 mm errors
     e = np.hypot(*(pred - gt).transpose(2, 0, 1)) * 0.1
     cal = U.calibrate(e[:100], e[:100] * 10, np.ones((100, 2)), names, (0.9, 0.95), "constant")
-    res = evaluate_predictions(EvalData(pred[100:], gt[100:], np.full((100, 2), 0.1),
-                                        image_ids=[str(i) for i in range(100)], names=names,
-                                        confidence=np.ones((100, 2))), tmp_path / "ev",
-                               EvalSettings(n_boot=20, make_plots=False), EvalContext(calibration=cal))
+    res = evaluate_predictions(
+        EvalData(
+            pred[100:],
+            gt[100:],
+            np.full((100, 2), 0.1),
+            image_ids=[str(i) for i in range(100)],
+            names=names,
+            confidence=np.ones((100, 2)),
+        ),
+        tmp_path / "ev",
+        EvalSettings(n_boot=20, make_plots=False),
+        EvalContext(calibration=cal),
+    )
     cov = res["uncertainty"]["coverage"]
     assert set(cov) == {"0.9", "0.95"} and set(cov["0.9"]["per_landmark"]) == set(names)
     assert 0.8 < cov["0.9"]["overall"] < 0.98 and cov["0.95"]["overall"] >= cov["0.9"]["overall"]
@@ -235,7 +289,8 @@ def test_evaluation_reports_coverage_per_landmark_and_overall(tmp_path):
     table = pd.read_csv(tmp_path / "ev" / "per_landmark.csv").set_index("landmark")
     for lm in names:
         assert table.loc[lm, "coverage_0.9"] == pytest.approx(
-            (e[100:, names.index(lm)] <= cal["q_mm"]["0.9"][names.index(lm)]).mean())
+            (e[100:, names.index(lm)] <= cal["q_mm"]["0.9"][names.index(lm)]).mean()
+        )
     assert res["uncertainty"]["pooling"] == "pooled" and res["uncertainty"]["calibration_loo_coverage"]["unit"] == "mm"
 
 

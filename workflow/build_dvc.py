@@ -68,8 +68,10 @@ def main(argv: list[str]) -> int:
     text = render()
     if "--check" in argv:
         if not DVC_YAML.is_file() or DVC_YAML.read_text() != text:
-            print(f"{DVC_YAML.name} is out of date with workflow/stages.py; run: python workflow/build_dvc.py",
-                  file=sys.stderr)
+            print(
+                f"{DVC_YAML.name} is out of date with workflow/stages.py; run: python workflow/build_dvc.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     DVC_YAML.write_text(text)

@@ -22,8 +22,9 @@ Neither ever fails the workflow: a problem is printed with what to do by hand.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 __all__ = ["stage_levels", "out_entries", "vouched_for", "align_mtimes", "commit_outputs"]
 
@@ -39,8 +40,11 @@ def stage_levels(stages: Iterable[Any]) -> dict[str, int]:
     deps = {st.addressing: [str(d.def_path) for d in st.deps if not hasattr(d, "params")] for st in stages}
 
     def feeds(a: str, b: str) -> bool:  # an output of a is (under) an input of b, or the other way round
-        return any(d == o or d.startswith(o.rstrip("/") + "/") or o.startswith(d.rstrip("/") + "/")
-                   for o in outs[a] for d in deps[b])
+        return any(
+            d == o or d.startswith(o.rstrip("/") + "/") or o.startswith(d.rstrip("/") + "/")
+            for o in outs[a]
+            for d in deps[b]
+        )
 
     level = {a: 0 for a in outs}
     for _ in range(len(outs)):
@@ -112,8 +116,9 @@ def align_mtimes(root: Path = Path("."), open_repo: Callable[[str], Any] | None 
     return touched
 
 
-def commit_outputs(overridden: bool, root: Path = Path("."),
-                   open_repo: Callable[[str], Any] | None = None) -> list[str] | None:
+def commit_outputs(
+    overridden: bool, root: Path = Path("."), open_repo: Callable[[str], Any] | None = None
+) -> list[str] | None:
     """Record in dvc.lock every stage whose outputs are all present; returns the stages recorded.
 
     ``overridden``: the run's params differ from params.yaml (``--configfile``/``--config``): nothing

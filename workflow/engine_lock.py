@@ -58,7 +58,8 @@ def holder(root: Path | str = ".") -> str:
 
 
 def _short(words: list[str]) -> list[str]:
-    """``python -m dvc repro`` / ``.../dvc/__main__.py repro`` / ``.../bin/snakemake -n`` -> ``dvc repro`` / ``snakemake -n``."""
+    """``python -m dvc repro`` / ``.../dvc/__main__.py repro`` / ``.../bin/snakemake -n``
+    -> ``dvc repro`` / ``snakemake -n``."""
     if len(words) > 2 and words[1] == "-m":
         words = words[2:]
     elif words and Path(words[0]).name.startswith("python") and len(words) > 1:
@@ -85,15 +86,18 @@ def acquire(root: Path | str = ".", argv: list[str] | None = None) -> Any:
     try:
         lock = zc.lockfile.LockFile(str(root / LOCK), content_template=content)
     except zc.lockfile.LockError:
-        raise EngineBusy(f"another run writes this project's outputs ({LOCK} held by {holder(root)}); "
-                         "wait for it to finish or stop it") from None
+        raise EngineBusy(
+            f"another run writes this project's outputs ({LOCK} held by {holder(root)}); "
+            "wait for it to finish or stop it"
+        ) from None
     # DVC gives its repository lock back while a stage's command runs; the stage's outputs stay
     # write-locked in .dvc/tmp/rwlock (pid and command line), which a live DVC process holds then
     writer = dvc_writer(root)
     if writer:
         lock.close()
-        raise EngineBusy(f"another run writes this project's outputs ({RWLOCK} names {writer}); "
-                         "wait for it to finish or stop it")
+        raise EngineBusy(
+            f"another run writes this project's outputs ({RWLOCK} names {writer}); wait for it to finish or stop it"
+        )
     return lock
 
 
@@ -119,10 +123,31 @@ def dvc_writer(root: Path | str = ".") -> str:
 
 
 #: Snakemake options that plan, list or draw without running a job (their ``argparse`` destinations)
-_PLANNING_ONLY = ("dryrun", "list_rules", "list_target_rules", "dag", "rulegraph", "filegraph", "d3dag",
-                  "summary", "detailed_summary", "lint", "list_changes", "list_input_changes",
-                  "list_params_changes", "list_untracked", "unlock", "report", "containerize", "export_cwl",
-                  "print_compilation", "archive", "generate_unit_tests", "cleanup_metadata", "no_hooks")
+_PLANNING_ONLY = (
+    "dryrun",
+    "list_rules",
+    "list_target_rules",
+    "dag",
+    "rulegraph",
+    "filegraph",
+    "d3dag",
+    "summary",
+    "detailed_summary",
+    "lint",
+    "list_changes",
+    "list_input_changes",
+    "list_params_changes",
+    "list_untracked",
+    "unlock",
+    "report",
+    "containerize",
+    "export_cwl",
+    "print_compilation",
+    "archive",
+    "generate_unit_tests",
+    "cleanup_metadata",
+    "no_hooks",
+)
 
 
 def snakemake_writes(argv: list[str]) -> bool | None:

@@ -88,17 +88,25 @@ def _transforms():
     )
 
     k = ("image",)
-    train = Compose([
-        UseOnlyFirstChannel(k),
-        ScaleIntensityd(k),
-        RandGaussianNoised(k, prob=0.2, mean=0, std=0.1),
-        RandScaleIntensityd(k, factors=0.25, prob=0.2),
-        RandAdjustContrastd(k, prob=0.2, gamma=(0.5, 4.5)),
-        RandHistogramShiftd(k, prob=0.2),
-        ScaleIntensityd(k),
-        RandAffined(k, prob=1, rotate_range=(-np.pi / 12, np.pi / 12), translate_range=(-10, 10),
-                    scale_range=(-0.1, 0.1), shear_range=(-0.1, 0.1)),
-    ])
+    train = Compose(
+        [
+            UseOnlyFirstChannel(k),
+            ScaleIntensityd(k),
+            RandGaussianNoised(k, prob=0.2, mean=0, std=0.1),
+            RandScaleIntensityd(k, factors=0.25, prob=0.2),
+            RandAdjustContrastd(k, prob=0.2, gamma=(0.5, 4.5)),
+            RandHistogramShiftd(k, prob=0.2),
+            ScaleIntensityd(k),
+            RandAffined(
+                k,
+                prob=1,
+                rotate_range=(-np.pi / 12, np.pi / 12),
+                translate_range=(-10, 10),
+                scale_range=(-0.1, 0.1),
+                shear_range=(-0.1, 0.1),
+            ),
+        ]
+    )
     infer = Compose([UseOnlyFirstChannel(k), ScaleIntensityd(k)])
     return train, infer
 
@@ -112,15 +120,17 @@ def _model(n_landmarks: int):
 def _generator(n_landmarks: int, size: int):
     from landmarker.heatmap.generator import GaussianHeatmapGenerator
 
-    return GaussianHeatmapGenerator(nb_landmarks=n_landmarks, sigmas=SIGMA, gamma=GAMMA,
-                                    heatmap_size=(size, size), learnable=True)
+    return GaussianHeatmapGenerator(
+        nb_landmarks=n_landmarks, sigmas=SIGMA, gamma=GAMMA, heatmap_size=(size, size), learnable=True
+    )
 
 
 def _dataset(imgs, lms, spacing, transform):
     from landmarker.data import LandmarkDataset
 
-    return LandmarkDataset(imgs=list(imgs), landmarks=lms, pixel_spacing=spacing, transform=transform,
-                           store_imgs=True, dim_img=None)
+    return LandmarkDataset(
+        imgs=list(imgs), landmarks=lms, pixel_spacing=spacing, transform=transform, store_imgs=True, dim_img=None
+    )
 
 
 def cmd_train(a) -> int:
@@ -144,11 +154,16 @@ def cmd_train(a) -> int:
     k = lms.shape[1]
     model = _model(k)
     gen = _generator(k, a.size)
-    opt = torch.optim.SGD([
-        {"params": model.parameters(), "weight_decay": WEIGHT_DECAY},
-        {"params": gen.sigmas},
-        {"params": gen.rotation},
-    ], lr=LR, momentum=MOMENTUM, nesterov=True)
+    opt = torch.optim.SGD(
+        [
+            {"params": model.parameters(), "weight_decay": WEIGHT_DECAY},
+            {"params": gen.sigmas},
+            {"params": gen.rotation},
+        ],
+        lr=LR,
+        momentum=MOMENTUM,
+        nesterov=True,
+    )
     crit = GaussianHeatmapL2Loss(alpha=ALPHA)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=10, cooldown=10)
     dl_tr = DataLoader(ds_tr, batch_size=1, shuffle=True, num_workers=0)
@@ -169,12 +184,25 @@ def cmd_train(a) -> int:
         t = time.perf_counter()
         i = len(snaps)
         path = out / f"snap_{i + 1}.pt"
-        torch.save({"model": model.state_dict(), "sigmas": gen.sigmas.detach().clone(),
-                    "rotation": gen.rotation.detach().clone()}, path)
-        snaps.append({"mark": i + 1, "mark_s": marks[i], "trained_s": round(elapsed(), 2), "epoch": epoch,
-                      "steps": step, "path": path.name})
-        print(f"[landmarker] snapshot {i + 1}/{a.marks} at {elapsed():.0f} s (epoch {epoch}, step {step})",
-              flush=True)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "sigmas": gen.sigmas.detach().clone(),
+                "rotation": gen.rotation.detach().clone(),
+            },
+            path,
+        )
+        snaps.append(
+            {
+                "mark": i + 1,
+                "mark_s": marks[i],
+                "trained_s": round(elapsed(), 2),
+                "epoch": epoch,
+                "steps": step,
+                "path": path.name,
+            }
+        )
+        print(f"[landmarker] snapshot {i + 1}/{a.marks} at {elapsed():.0f} s (epoch {epoch}, step {step})", flush=True)
         paused += time.perf_counter() - t
 
     step = 0
@@ -211,37 +239,53 @@ def cmd_train(a) -> int:
                 vloss += float(crit(outputs, gen.sigmas, gen(batch["landmark"])).item())
         vloss /= max(1, len(dl_va))
         sched.step(vloss)
-        history.append({"epoch": epoch, "train_loss": run_loss / max(1, n), "val_loss": vloss,
-                        "elapsed_s": round(elapsed(), 2)})
-        print(f"[landmarker] epoch {epoch}: train loss {run_loss / max(1, n):.2f}, val loss {vloss:.2f}, "
-              f"{elapsed():.0f} s", flush=True)
+        history.append(
+            {"epoch": epoch, "train_loss": run_loss / max(1, n), "val_loss": vloss, "elapsed_s": round(elapsed(), 2)}
+        )
+        print(
+            f"[landmarker] epoch {epoch}: train loss {run_loss / max(1, n):.2f}, val loss {vloss:.2f}, "
+            f"{elapsed():.0f} s",
+            flush=True,
+        )
         while len(snaps) < a.marks and elapsed() >= marks[len(snaps)]:
             snapshot(float(epoch), step)
         done = len(snaps) >= a.marks
 
-    info = {"budget_s": budget, "size": a.size, "n_train": len(tr_idx), "n_val": len(val_idx),
-            "prepare_s": round(prep_s, 2), "epochs_completed": len(history), "steps": step,
-            "snapshots": snaps, "history": history, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "recipe": recipe(a.size), "landmarker": importlib.metadata.version("landmarker"),
-            "monai": importlib.metadata.version("monai")}
+    info = {
+        "budget_s": budget,
+        "size": a.size,
+        "n_train": len(tr_idx),
+        "n_val": len(val_idx),
+        "prepare_s": round(prep_s, 2),
+        "epochs_completed": len(history),
+        "steps": step,
+        "snapshots": snaps,
+        "history": history,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "recipe": recipe(a.size),
+        "landmarker": importlib.metadata.version("landmarker"),
+        "monai": importlib.metadata.version("monai"),
+    }
     (out / "train.json").write_text(json.dumps(info, indent=2))
     return 0
 
 
 def recipe(size: int) -> dict:
-    return {"model": "landmarker OriginalSpatialConfigurationNet(in_channels=1, out_channels=19)",
-            "input": f"{size}x{size} grey, aspect-preserving pad + resize (landmarker resize_with_pad), "
-                     "ScaleIntensity",
-            "target": f"GaussianHeatmapGenerator(sigmas={SIGMA:g}, gamma={GAMMA:g}, learnable=True), "
-                      f"full-resolution heatmaps ({size}x{size})",
-            "loss": f"GaussianHeatmapL2Loss(alpha={ALPHA:g})",
-            "optimiser": f"SGD lr {LR:g}, momentum {MOMENTUM}, Nesterov, weight decay {WEIGHT_DECAY:g}, batch 1, "
-                         "ReduceLROnPlateau(0.5, patience 10, cooldown 10)",
-            "augmentation": "landmarker ISBI example: noise, intensity scale, contrast, histogram shift, "
-                            "RandAffine (rotate 15 deg, translate 10 px, scale 0.1, shear 0.1)",
-            "decoding": f"heatmap_to_coord(method='{DECODER}') (window 5, t 10), mapped back with "
-                        "landmarker pixel_to_unit (undo resize and pad)",
-            "validation": f"every {VAL_EVERY_NTH}th TrainingData image held out (loss drives ReduceLROnPlateau)"}
+    return {
+        "model": "landmarker OriginalSpatialConfigurationNet(in_channels=1, out_channels=19)",
+        "input": f"{size}x{size} grey, aspect-preserving pad + resize (landmarker resize_with_pad), ScaleIntensity",
+        "target": f"GaussianHeatmapGenerator(sigmas={SIGMA:g}, gamma={GAMMA:g}, learnable=True), "
+        f"full-resolution heatmaps ({size}x{size})",
+        "loss": f"GaussianHeatmapL2Loss(alpha={ALPHA:g})",
+        "optimiser": f"SGD lr {LR:g}, momentum {MOMENTUM}, Nesterov, weight decay {WEIGHT_DECAY:g}, batch 1, "
+        "ReduceLROnPlateau(0.5, patience 10, cooldown 10)",
+        "augmentation": "landmarker ISBI example: noise, intensity scale, contrast, histogram shift, "
+        "RandAffine (rotate 15 deg, translate 10 px, scale 0.1, shear 0.1)",
+        "decoding": f"heatmap_to_coord(method='{DECODER}') (window 5, t 10), mapped back with "
+        "landmarker pixel_to_unit (undo resize and pad)",
+        "validation": f"every {VAL_EVERY_NTH}th TrainingData image held out (loss drives ReduceLROnPlateau)",
+    }
 
 
 def cmd_predict(a) -> int:
@@ -275,20 +319,33 @@ def cmd_predict(a) -> int:
                 x = torch.stack([ds[i]["image"] for i in idx])
                 yx_b = heatmap_to_coord(model(x), offset_coords=0, method=DECODER)  # (B, K, 2) resized px
                 for j, i in enumerate(idx):
-                    yx = yx_b[j:j + 1]
+                    yx = yx_b[j : j + 1]
                     # landmarker's own metric, called as in its ISBI example (resized frame, dim,
                     # dim_orig, pixel spacing, padding)
-                    pe.append(float(point_error(lms[i:i + 1], yx, x.shape[-2:], dims[i:i + 1], spacing[i:i + 1],
-                                                pads[i:i + 1], reduction="mean")))
-                    orig = pixel_to_unit(yx, None, x.shape[-2:], dims[i:i + 1], pads[i:i + 1])  # (1, K, 2) yx
+                    pe.append(
+                        float(
+                            point_error(
+                                lms[i : i + 1],
+                                yx,
+                                x.shape[-2:],
+                                dims[i : i + 1],
+                                spacing[i : i + 1],
+                                pads[i : i + 1],
+                                reduction="mean",
+                            )
+                        )
+                    )
+                    orig = pixel_to_unit(yx, None, x.shape[-2:], dims[i : i + 1], pads[i : i + 1])  # (1, K, 2) yx
                     pred_orig[i] = orig[0].numpy()[:, ::-1]
         name = f"pred_{s['mark']}.npy"
         np.save(out / name, pred_orig)
-        results.append({**s, "pred": name, "predict_s": round(time.perf_counter() - t, 2),
-                        "point_error_mm": float(np.mean(pe))})
+        results.append(
+            {**s, "pred": name, "predict_s": round(time.perf_counter() - t, 2), "point_error_mm": float(np.mean(pe))}
+        )
         print(f"[landmarker] snapshot {s['mark']}: point_error {np.mean(pe):.3f} mm", flush=True)
-    (out / "predict.json").write_text(json.dumps({"ids": [it["id"] for it in items], "prepare_s": round(prep_s, 2),
-                                                  "snapshots": results}, indent=2))
+    (out / "predict.json").write_text(
+        json.dumps({"ids": [it["id"] for it in items], "prepare_s": round(prep_s, 2), "snapshots": results}, indent=2)
+    )
     return 0
 
 

@@ -23,7 +23,8 @@ and the report and overlay print the reason instead of the number.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +49,13 @@ def _num(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def assess(pred: Any, image: np.ndarray, calibration: Mapping | None = None, cfg: ReviewConfig | None = None,
-           shape_model: ShapeModel | None = None) -> dict:
+def assess(
+    pred: Any,
+    image: np.ndarray,
+    calibration: Mapping | None = None,
+    cfg: ReviewConfig | None = None,
+    shape_model: ShapeModel | None = None,
+) -> dict:
     """Radii, flags and measurements of one prediction.
 
     Args:
@@ -85,7 +91,9 @@ def assess(pred: Any, image: np.ndarray, calibration: Mapping | None = None, cfg
     spacing = np.asarray(sp if sp is not None else (1.0, 1.0))
     keys = [k for k in MS.available(names) if sp is not None or MS.MEASUREMENTS[k].unit != "mm"]
     vals = MS.compute(pred.coords[None], names, spacing, keys) if keys else {}
-    half = MS.measurement_intervals(pred.coords[None], names, spacing, r_mm, keys) if (keys and r_mm is not None) else {}
+    half = (
+        MS.measurement_intervals(pred.coords[None], names, spacing, r_mm, keys) if (keys and r_mm is not None) else {}
+    )
     gate = [f for f in rev["image"] if f in GEOMETRY_FLAGS]
     meas = {}
     for k in keys:
@@ -96,26 +104,42 @@ def assess(pred: Any, image: np.ndarray, calibration: Mapping | None = None, cfg
             why = why or ["not computable (a landmark is missing or the construction degenerates)"]
         elif k in MS.PLAUSIBLE and not (MS.PLAUSIBLE[k][0] <= v <= MS.PLAUSIBLE[k][1]):
             lo, hi = MS.PLAUSIBLE[k]
-            why.append(f"value {v:.4g} outside the plausible range {lo:g} to {hi:g} of a human head "
-                       "(a prediction failure)")
+            why.append(
+                f"value {v:.4g} outside the plausible range {lo:g} to {hi:g} of a human head (a prediction failure)"
+            )
         reliable = not why
         cls = int(MS.classify(k, np.array([v]))[0]) if (m.classes and reliable) else 0
         hw = float(half[k][0]) if k in half and np.isfinite(half[k][0]) else None
         spans = interval_spans(m, v, hw) if reliable else {"status": [], "classes": []}
-        meas[k] = {"value": _num(v), "unit": m.unit, "title": m.title, "normal": list(m.normal),
-                   "normal_source": m.normal_source, "norm_reference": m.norm_reference,
-                   "status": m.status(v) if reliable else None,
-                   "class": cls or None, "class_name": next((c.name for c in m.classes if c.label == cls), None),
-                   "class_reference": "ISBI 2015" if m.classes else None,
-                   "half_width": _num(half[k][0]) if k in half else None,
-                   "reliable": reliable, "unreliable_because": why,
-                   # the interval value +/- half_width reaches these statuses / classes: one = settled
-                   "interval_statuses": spans["status"], "interval_classes": spans["classes"]}
-    return {"coverage": level, "radius_mm": r_mm, "radius_px": r_px, "review": rev, "measurements": meas,
-            "assumes_square_pixels": sp is None}
+        meas[k] = {
+            "value": _num(v),
+            "unit": m.unit,
+            "title": m.title,
+            "normal": list(m.normal),
+            "normal_source": m.normal_source,
+            "norm_reference": m.norm_reference,
+            "status": m.status(v) if reliable else None,
+            "class": cls or None,
+            "class_name": next((c.name for c in m.classes if c.label == cls), None),
+            "class_reference": "ISBI 2015" if m.classes else None,
+            "half_width": _num(half[k][0]) if k in half else None,
+            "reliable": reliable,
+            "unreliable_because": why,
+            # the interval value +/- half_width reaches these statuses / classes: one = settled
+            "interval_statuses": spans["status"],
+            "interval_classes": spans["classes"],
+        }
+    return {
+        "coverage": level,
+        "radius_mm": r_mm,
+        "radius_px": r_px,
+        "review": rev,
+        "measurements": meas,
+        "assumes_square_pixels": sp is None,
+    }
 
 
-def interval_spans(m: "MS.Measurement", value: float, half_width: float | None) -> dict:
+def interval_spans(m: MS.Measurement, value: float, half_width: float | None) -> dict:
     """Statuses and classes reached by the interval ``value +/- half_width`` (the band edges it crosses).
 
     Args:
@@ -135,15 +159,16 @@ def interval_spans(m: "MS.Measurement", value: float, half_width: float | None) 
         pts += [e for e in (c.lo, c.hi) if math.isfinite(e) and lo < e < hi]
     pts = sorted(set(pts))
     # sample each edge and the open pieces between edges
-    probe = pts + [(a + b) / 2 for a, b in zip(pts, pts[1:])]
+    probe = pts + [(a + b) / 2 for a, b in zip(pts, pts[1:], strict=False)]
     order = {"below": 0, "normal": 1, "above": 2}
     statuses = sorted({m.status(x) for x in probe} - {None}, key=order.get)
     classes = sorted({int(c) for c in MS.classify(m.key, np.array(probe))} - {0}) if m.classes else []
     return {"status": statuses, "classes": classes}
 
 
-def gate_reasons(image_flags: Sequence[str], landmarks: Sequence[str], names: Sequence[str],
-                 landmark_flags: Sequence[Sequence[str]]) -> list[str]:
+def gate_reasons(
+    image_flags: Sequence[str], landmarks: Sequence[str], names: Sequence[str], landmark_flags: Sequence[Sequence[str]]
+) -> list[str]:
     """Why a measurement on this image must not be read (empty list: it may).
 
     Args:

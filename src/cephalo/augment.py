@@ -41,7 +41,8 @@ Sources: Simard et al., "Best practices for CNNs applied to visual document anal
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -257,7 +258,11 @@ def build_augmentation(cfg: Mapping | None, seed: int | None = None) -> Augmente
         )
     b = blocks["elastic"]
     if b["p"] > 0:
-        t.append(_landmark_elastic_class()(alpha=float(b["alpha"]), sigma=float(b["sigma"]), border_mode=cv2.BORDER_CONSTANT, p=b["p"]))
+        t.append(
+            _landmark_elastic_class()(
+                alpha=float(b["alpha"]), sigma=float(b["sigma"]), border_mode=cv2.BORDER_CONSTANT, p=b["p"]
+            )
+        )
     geometric = len(t) > 0
     clahe = None
     b = blocks["clahe"]
@@ -266,7 +271,11 @@ def build_augmentation(cfg: Mapping | None, seed: int | None = None) -> Augmente
         t.append(clahe)
     b = blocks["brightness_contrast"]
     if b["p"] > 0:
-        t.append(A.RandomBrightnessContrast(brightness_limit=float(b["brightness"]), contrast_limit=float(b["contrast"]), p=b["p"]))
+        t.append(
+            A.RandomBrightnessContrast(
+                brightness_limit=float(b["brightness"]), contrast_limit=float(b["contrast"]), p=b["p"]
+            )
+        )
     b = blocks["gamma"]
     if b["p"] > 0:
         lo, hi = _pair(b["gamma"])

@@ -51,7 +51,7 @@ def main() -> None:
         raise CephaloError(msg)
 
 
-def _code_digest(package: "os.PathLike[str]") -> str:
+def _code_digest(package: os.PathLike[str]) -> str:
     """SHA-256 over a package's ``.py`` files (relative names and bytes), to tell a copy from an edit."""
     import hashlib
     from pathlib import Path
@@ -91,11 +91,13 @@ def foreign_code_message(cwd: str | os.PathLike | None = None) -> str | None:
         if (folder / _PROJECT_PARAMS).is_file() and own.is_dir():
             if own.resolve() == imported or _code_digest(own) == _code_digest(imported):
                 return None  # its own code, or a byte-identical copy of it (a test's copy of the workflow)
-            return (f"the project {folder} runs the cephalo code of another folder ({imported}), which differs "
-                    f"from its own src/cephalo; "
-                    f"a code edit here would change nothing. Fix: run scripts/setup-env.sh in {folder} "
-                    f"(or `pip install -e .` there with this project's Python), or set "
-                    f"CEPHALO_ALLOW_FOREIGN_CODE=1 to run the other code on purpose")
+            return (
+                f"the project {folder} runs the cephalo code of another folder ({imported}), which differs "
+                f"from its own src/cephalo; "
+                f"a code edit here would change nothing. Fix: run scripts/setup-env.sh in {folder} "
+                f"(or `pip install -e .` there with this project's Python), or set "
+                f"CEPHALO_ALLOW_FOREIGN_CODE=1 to run the other code on purpose"
+            )
     return None
 
 

@@ -161,13 +161,48 @@ DEFAULT_ISBI_DEVICE = DeviceSpec("ISBI 2015 (Soredex CRANEX 3+ Ceph)", 0.8, (240
 #: size, aspect ratio (ProMax landscape), field of view, spacing, format, intensity response, head
 #: position/tilt/size, collimation and burnt-in text labels (the source device has none of these).
 DEFAULT_AARIZ_DEVICES = (
-    DeviceSpec("ART Plus", 0.75, (280, 320), gamma=1.0, contrast=0.9, brightness=0.05, noise_sd=0.025,
-               image_format="png", head_offset_mm=(8.0, 0.0), labels=True),
-    DeviceSpec("Hyperion X5", 0.65, (330, 390), gamma=0.6, contrast=0.8, brightness=0.12, noise_sd=0.03,
-               blur_px=1.0, image_format="jpg", channels=3, tilt_deg=4.0, collimation=0.06, labels=True),
-    DeviceSpec("ProMax 2D", 0.9, (300, 240), gamma=1.7, contrast=1.1, brightness=0.0, noise_sd=0.015,
-               blur_px=0.4, image_format="bmp", head_size=0.94, head_offset_mm=(-10.0, 4.0), collimation=0.04,
-               labels=True),
+    DeviceSpec(
+        "ART Plus",
+        0.75,
+        (280, 320),
+        gamma=1.0,
+        contrast=0.9,
+        brightness=0.05,
+        noise_sd=0.025,
+        image_format="png",
+        head_offset_mm=(8.0, 0.0),
+        labels=True,
+    ),
+    DeviceSpec(
+        "Hyperion X5",
+        0.65,
+        (330, 390),
+        gamma=0.6,
+        contrast=0.8,
+        brightness=0.12,
+        noise_sd=0.03,
+        blur_px=1.0,
+        image_format="jpg",
+        channels=3,
+        tilt_deg=4.0,
+        collimation=0.06,
+        labels=True,
+    ),
+    DeviceSpec(
+        "ProMax 2D",
+        0.9,
+        (300, 240),
+        gamma=1.7,
+        contrast=1.1,
+        brightness=0.0,
+        noise_sd=0.015,
+        blur_px=0.4,
+        image_format="bmp",
+        head_size=0.94,
+        head_offset_mm=(-10.0, 4.0),
+        collimation=0.04,
+        labels=True,
+    ),
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -197,7 +232,7 @@ def _densify(pts: np.ndarray, step: float, closed: bool = False) -> np.ndarray:
     if closed:
         pts = np.vstack([pts, pts[:1]])
     out = [pts[:1]]
-    for a, b in zip(pts[:-1], pts[1:]):
+    for a, b in zip(pts[:-1], pts[1:], strict=False):
         n = max(1, int(math.ceil(np.linalg.norm(b - a) / step)))
         t = np.arange(1, n + 1, dtype=np.float64)[:, None] / n
         out.append(a + t * (b - a))
@@ -218,14 +253,16 @@ def _tooth(apex, tip, width) -> np.ndarray:
     u = d / L
     n = np.array([-u[1], u[0]])
     w = width / 2
-    pts = [apex,
-           apex + 0.35 * L * u + 0.7 * w * n,
-           apex + 0.75 * L * u + w * n,
-           apex + 0.93 * L * u + 0.6 * w * n,
-           tip,
-           apex + 0.93 * L * u - 0.6 * w * n,
-           apex + 0.75 * L * u - w * n,
-           apex + 0.35 * L * u - 0.7 * w * n]
+    pts = [
+        apex,
+        apex + 0.35 * L * u + 0.7 * w * n,
+        apex + 0.75 * L * u + w * n,
+        apex + 0.93 * L * u + 0.6 * w * n,
+        tip,
+        apex + 0.93 * L * u - 0.6 * w * n,
+        apex + 0.75 * L * u - w * n,
+        apex + 0.35 * L * u - 0.7 * w * n,
+    ]
     return np.array(pts)
 
 
@@ -242,35 +279,125 @@ def skull_template() -> SkullTemplate:
     """
     P = lambda x, y: np.array([x / 10.0, y / 10.0])  # template laid out in 0.1 mm units  # noqa: E731
     L = {
-        "sella": P(810, 1000), "nasion": P(1390, 900), "orbitale": P(1240, 1150), "porion": P(600, 1130),
-        "a_point": P(1372, 1505), "b_point": P(1318, 1905), "pogonion": P(1340, 2030), "menton": P(1260, 2112),
-        "gnathion": P(1315, 2088), "gonion": P(700, 1820), "lower_incisor_tip": P(1398, 1702),
-        "upper_incisor_tip": P(1428, 1728), "labrale_superius": P(1600, 1610), "labrale_inferius": P(1590, 1790),
-        "subnasale": P(1560, 1462), "soft_tissue_pogonion": P(1525, 2050), "posterior_nasal_spine": P(900, 1440),
-        "anterior_nasal_spine": P(1440, 1420), "articulare": P(626, 1330),
-        "pronasale": P(1720, 1330), "ramus": P(632, 1560), "condylion": P(648, 1262),
-        "lower_2nd_pm_cusp_tip": P(1180, 1716), "lower_molar_cusp_tip": P(1060, 1712),
-        "upper_2nd_pm_cusp_tip": P(1195, 1692), "upper_incisor_apex": P(1345, 1470),
-        "upper_molar_cusp_tip": P(1080, 1688), "lower_incisor_apex": P(1285, 1905),
+        "sella": P(810, 1000),
+        "nasion": P(1390, 900),
+        "orbitale": P(1240, 1150),
+        "porion": P(600, 1130),
+        "a_point": P(1372, 1505),
+        "b_point": P(1318, 1905),
+        "pogonion": P(1340, 2030),
+        "menton": P(1260, 2112),
+        "gnathion": P(1315, 2088),
+        "gonion": P(700, 1820),
+        "lower_incisor_tip": P(1398, 1702),
+        "upper_incisor_tip": P(1428, 1728),
+        "labrale_superius": P(1600, 1610),
+        "labrale_inferius": P(1590, 1790),
+        "subnasale": P(1560, 1462),
+        "soft_tissue_pogonion": P(1525, 2050),
+        "posterior_nasal_spine": P(900, 1440),
+        "anterior_nasal_spine": P(1440, 1420),
+        "articulare": P(626, 1330),
+        "pronasale": P(1720, 1330),
+        "ramus": P(632, 1560),
+        "condylion": P(648, 1262),
+        "lower_2nd_pm_cusp_tip": P(1180, 1716),
+        "lower_molar_cusp_tip": P(1060, 1712),
+        "upper_2nd_pm_cusp_tip": P(1195, 1692),
+        "upper_incisor_apex": P(1345, 1470),
+        "upper_molar_cusp_tip": P(1080, 1688),
+        "lower_incisor_apex": P(1285, 1905),
         "soft_tissue_nasion": P(1462, 915),
     }
     assert set(L) == set(AARIZ29.names)
     shapes: list = []
     # soft tissue of the whole head (filled), its anterior edge is the soft-tissue profile
-    profile = np.array([P(1470, 600), P(1480, 760), L["soft_tissue_nasion"], P(1520, 1050), P(1620, 1200),
-                        L["pronasale"], P(1700, 1400), P(1620, 1450), L["subnasale"], P(1585, 1530),
-                        L["labrale_superius"], P(1580, 1680), P(1555, 1705), P(1575, 1740), L["labrale_inferius"],
-                        P(1550, 1880), P(1500, 1950), L["soft_tissue_pogonion"], P(1500, 2150), P(1400, 2230),
-                        P(1200, 2260), P(1050, 2300), P(1000, 2400)])
-    back = np.array([P(300, 2400), P(250, 1800), P(120, 1400), P(40, 1000), P(60, 600), P(250, 250),
-                     P(600, 60), P(1000, 40), P(1320, 160), P(1440, 380)])
+    profile = np.array(
+        [
+            P(1470, 600),
+            P(1480, 760),
+            L["soft_tissue_nasion"],
+            P(1520, 1050),
+            P(1620, 1200),
+            L["pronasale"],
+            P(1700, 1400),
+            P(1620, 1450),
+            L["subnasale"],
+            P(1585, 1530),
+            L["labrale_superius"],
+            P(1580, 1680),
+            P(1555, 1705),
+            P(1575, 1740),
+            L["labrale_inferius"],
+            P(1550, 1880),
+            P(1500, 1950),
+            L["soft_tissue_pogonion"],
+            P(1500, 2150),
+            P(1400, 2230),
+            P(1200, 2260),
+            P(1050, 2300),
+            P(1000, 2400),
+        ]
+    )
+    back = np.array(
+        [
+            P(300, 2400),
+            P(250, 1800),
+            P(120, 1400),
+            P(40, 1000),
+            P(60, 600),
+            P(250, 250),
+            P(600, 60),
+            P(1000, 40),
+            P(1320, 160),
+            P(1440, 380),
+        ]
+    )
     shapes.append(("fill", np.vstack([profile, back]), 0.30, 0.0))
     # cranial vault: outer table band, brain slightly darker inside
-    vault = np.array([L["nasion"], P(1420, 700), P(1380, 450), P(1250, 250), P(1000, 130), P(700, 120),
-                      P(400, 220), P(200, 440), P(110, 750), P(130, 1050), P(250, 1300), P(450, 1420)])
-    inner = vault[1:-1] + np.array([[-5.0, 4.0], [-4.0, 4.0], [-3.0, 5.0], [0.0, 5.0], [0.0, 5.0], [3.0, 5.0],
-                                    [4.0, 4.0], [5.0, 0.0], [5.0, -2.0], [4.0, -4.0]])
-    shapes.append(("fill", np.vstack([vault, P(820, 1000)[None], ]), 0.62, 0.0))
+    vault = np.array(
+        [
+            L["nasion"],
+            P(1420, 700),
+            P(1380, 450),
+            P(1250, 250),
+            P(1000, 130),
+            P(700, 120),
+            P(400, 220),
+            P(200, 440),
+            P(110, 750),
+            P(130, 1050),
+            P(250, 1300),
+            P(450, 1420),
+        ]
+    )
+    inner = vault[1:-1] + np.array(
+        [
+            [-5.0, 4.0],
+            [-4.0, 4.0],
+            [-3.0, 5.0],
+            [0.0, 5.0],
+            [0.0, 5.0],
+            [3.0, 5.0],
+            [4.0, 4.0],
+            [5.0, 0.0],
+            [5.0, -2.0],
+            [4.0, -4.0],
+        ]
+    )
+    shapes.append(
+        (
+            "fill",
+            np.vstack(
+                [
+                    vault,
+                    P(820, 1000)[None],
+                ]
+            ),
+            0.62,
+            0.0,
+        )
+    )
     shapes.append(("fill", np.vstack([inner, P(760, 1050)[None], P(1250, 950)[None]]), 0.36, 0.0))
     # anterior cranial base and clivus (bone bands)
     shapes.append(("line", np.array([P(1330, 935), P(1100, 960), P(900, 985)]), 0.62, 3.5))
@@ -287,23 +414,63 @@ def skull_template() -> SkullTemplate:
     # nasal bone from Nasion
     shapes.append(("line", np.array([L["nasion"], P(1430, 1000), P(1480, 1130)]), 0.65, 2.0))
     # maxilla + palate (PNS, ANS, A-point on its contour)
-    maxilla = np.array([L["posterior_nasal_spine"], P(1100, 1420), L["anterior_nasal_spine"], P(1390, 1455),
-                        L["a_point"], P(1385, 1560), P(1400, 1610), P(1330, 1600), P(1200, 1620), P(1050, 1610),
-                        P(1000, 1520)])
+    maxilla = np.array(
+        [
+            L["posterior_nasal_spine"],
+            P(1100, 1420),
+            L["anterior_nasal_spine"],
+            P(1390, 1455),
+            L["a_point"],
+            P(1385, 1560),
+            P(1400, 1610),
+            P(1330, 1600),
+            P(1200, 1620),
+            P(1050, 1610),
+            P(1000, 1520),
+        ]
+    )
     shapes.append(("fill", maxilla, 0.58, 0.0))
     # mandible (Co, Ar, R, Go, Me, Gn, Pog, B on its outline)
-    mandible = np.array([L["condylion"], P(675, 1275), P(690, 1320), P(720, 1380), P(790, 1360), P(860, 1330),
-                         P(900, 1400), P(960, 1600), P(1050, 1740), P(1250, 1760), P(1350, 1780), P(1372, 1820),
-                         L["b_point"], P(1320, 1960), L["pogonion"], L["gnathion"], L["menton"], P(1100, 2000),
-                         P(900, 1925), L["gonion"], P(645, 1700), L["ramus"], P(625, 1420), L["articulare"],
-                         P(625, 1280)])
+    mandible = np.array(
+        [
+            L["condylion"],
+            P(675, 1275),
+            P(690, 1320),
+            P(720, 1380),
+            P(790, 1360),
+            P(860, 1330),
+            P(900, 1400),
+            P(960, 1600),
+            P(1050, 1740),
+            P(1250, 1760),
+            P(1350, 1780),
+            P(1372, 1820),
+            L["b_point"],
+            P(1320, 1960),
+            L["pogonion"],
+            L["gnathion"],
+            L["menton"],
+            P(1100, 2000),
+            P(900, 1925),
+            L["gonion"],
+            P(645, 1700),
+            L["ramus"],
+            P(625, 1420),
+            L["articulare"],
+            P(625, 1280),
+        ]
+    )
     shapes.append(("fill", mandible, 0.6, 0.0))
     # teeth (incisors from apex to tip; premolar and molar crowns ending at the cusp tips)
     shapes.append(("fill", _tooth(L["upper_incisor_apex"], L["upper_incisor_tip"], 7.0), 0.85, 0.0))
     shapes.append(("fill", _tooth(L["lower_incisor_apex"], L["lower_incisor_tip"], 6.0), 0.82, 0.0))
     up, lo = np.array([0.0, -20.0]), np.array([0.0, 20.0])
-    for tip, d, w in ((L["upper_molar_cusp_tip"], up, 10.0), (L["upper_2nd_pm_cusp_tip"], up, 7.0),
-                      (L["lower_molar_cusp_tip"], lo, 10.0), (L["lower_2nd_pm_cusp_tip"], lo, 7.0)):
+    for tip, d, w in (
+        (L["upper_molar_cusp_tip"], up, 10.0),
+        (L["upper_2nd_pm_cusp_tip"], up, 7.0),
+        (L["lower_molar_cusp_tip"], lo, 10.0),
+        (L["lower_2nd_pm_cusp_tip"], lo, 7.0),
+    ):
         shapes.append(("fill", _tooth(tip + d, tip, w), 0.8, 0.0))
     return SkullTemplate(shapes=shapes, landmarks=L, field_mm=(193.5, 240.0))
 
@@ -312,8 +479,14 @@ def skull_template() -> SkullTemplate:
 # perturbation and rendering
 
 
-def perturb_template(template: SkullTemplate, rng: np.random.Generator, cfg: DemoConfig,
-                     size: float = 1.0, tilt_deg: float = 0.0, offset_mm: tuple[float, float] = (0.0, 0.0)):
+def perturb_template(
+    template: SkullTemplate,
+    rng: np.random.Generator,
+    cfg: DemoConfig,
+    size: float = 1.0,
+    tilt_deg: float = 0.0,
+    offset_mm: tuple[float, float] = (0.0, 0.0),
+):
     """Random similarity + smooth elastic warp of every template point (anatomical mm).
 
     The elastic part is ``d(p) = sum_j a_j exp(-|p - c_j|^2 / (2 s^2))`` with 6 random centres
@@ -335,7 +508,7 @@ def perturb_template(template: SkullTemplate, rng: np.random.Generator, cfg: Dem
     scale = size * (1.0 + rng.normal(0.0, cfg.scale_sd))
     shift = np.asarray(offset_mm, dtype=np.float64) + rng.normal(0.0, cfg.shift_mm, size=2)
     rot = scale * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-    s2 = 2.0 * 45.0 ** 2
+    s2 = 2.0 * 45.0**2
 
     def warp(p: np.ndarray) -> np.ndarray:
         p = np.asarray(p, dtype=np.float64)
@@ -355,8 +528,9 @@ def _to_cv(p: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(p) * (1 << _SHIFT)).astype(np.int32).reshape(-1, 1, 2)
 
 
-def render_cephalogram(rng: np.random.Generator, device: DeviceSpec, cfg: DemoConfig,
-                       template: SkullTemplate | None = None) -> tuple[np.ndarray, np.ndarray]:
+def render_cephalogram(
+    rng: np.random.Generator, device: DeviceSpec, cfg: DemoConfig, template: SkullTemplate | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw one synthetic lateral cephalogram.
 
     Args:
@@ -377,17 +551,17 @@ def render_cephalogram(rng: np.random.Generator, device: DeviceSpec, cfg: DemoCo
     # the collimator leaves an open window; landmarks must lie inside it (3 px margin)
     cx, cy = int(round(device.collimation * w)), int(round(device.collimation * h))
     for _ in range(100):
-        warp, lms_mm = perturb_template(template, rng, cfg, device.head_size, device.tilt_deg,
-                                        device.head_offset_mm)
+        warp, lms_mm = perturb_template(template, rng, cfg, device.head_size, device.tilt_deg, device.head_offset_mm)
         # centre the template field on the image, then the per-image shift from the warp
         offset = np.array([(w - 1) / 2 - fw / 2 * px_per_mm, (h - 1) / 2 - fh / 2 * px_per_mm])
         lms = lms_mm * px_per_mm + offset
-        if ((lms.min(0) >= [cx + 3, cy + 3]).all() and lms[:, 0].max() <= w - 4 - cx
-                and lms[:, 1].max() <= h - 4 - cy):
+        if (lms.min(0) >= [cx + 3, cy + 3]).all() and lms[:, 0].max() <= w - 4 - cx and lms[:, 1].max() <= h - 4 - cy:
             break
     else:  # pragma: no cover - only with absurd sizes
-        raise ConfigError(f"demo device {device.name!r}: {device.size} px at {device.spacing_mm} mm/px "
-                          "cannot hold the head; enlarge size or reduce head_scale")
+        raise ConfigError(
+            f"demo device {device.name!r}: {device.size} px at {device.spacing_mm} mm/px "
+            "cannot hold the head; enlarge size or reduce head_scale"
+        )
 
     img = np.full((h, w), 0.04, dtype=np.float32)
     mask = np.zeros((h, w), dtype=np.uint8)
@@ -406,7 +580,7 @@ def render_cephalogram(rng: np.random.Generator, device: DeviceSpec, cfg: DemoCo
     img = device.contrast * np.clip(img, 0.0, 1.0) ** device.gamma + device.brightness
     if device.collimation > 0:  # unexposed borders are bright, with a soft (penumbra) edge
         window = np.zeros((h, w), dtype=np.float32)
-        window[cy:h - cy, cx:w - cx] = 1.0
+        window[cy : h - cy, cx : w - cx] = 1.0
         window = cv2.GaussianBlur(window, (0, 0), 1.5)
         img = img * window + np.float32(0.92) * (1.0 - window)
     img = img + rng.normal(0.0, device.noise_sd, size=img.shape).astype(np.float32)
@@ -424,8 +598,12 @@ def _burn_labels(img: np.ndarray, rng: np.random.Generator, device: DeviceSpec, 
     line = int(round(0.05 * h))
     x0, y0 = margin[0] + 4, margin[1] + 4 + line
     date = f"{2015 + int(rng.integers(0, 8))}-{1 + int(rng.integers(0, 12)):02d}-{1 + int(rng.integers(0, 28)):02d}"
-    texts = [(device.name.upper(), (x0, y0)), (f"ID {int(rng.integers(10000, 99999))}", (x0, y0 + line)),
-             (date, (w - margin[0] - 4 - int(5.6 * line), h - margin[1] - 6)), ("R", (w - margin[0] - 4 - line, y0))]
+    texts = [
+        (device.name.upper(), (x0, y0)),
+        (f"ID {int(rng.integers(10000, 99999))}", (x0, y0 + line)),
+        (date, (w - margin[0] - 4 - int(5.6 * line), h - margin[1] - 6)),
+        ("R", (w - margin[0] - 4 - line, y0)),
+    ]
     for text, org in texts:
         cv2.putText(mask, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, 1, cv2.LINE_AA)
     a = mask.astype(np.float32) / 255.0

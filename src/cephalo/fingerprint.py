@@ -16,9 +16,9 @@ import copy
 import hashlib
 import re
 import sys
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 
 from .commands import SUBCOMMANDS
 from .io import atomic_path
@@ -102,8 +102,12 @@ def _normalised_source(path: Path) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
@@ -187,8 +191,9 @@ def code_fingerprints(commands: Iterable[str] | None = None, root: str | Path | 
     return out
 
 
-def write_code_fingerprints(out_dir: str | Path, commands: Iterable[str] | None = None,
-                            root: str | Path | None = None) -> dict[str, bool]:
+def write_code_fingerprints(
+    out_dir: str | Path, commands: Iterable[str] | None = None, root: str | Path | None = None
+) -> dict[str, bool]:
     """Write ``out_dir/<command>.sha256`` (one line: the digest), only where the content changed.
 
     An unchanged file keeps its mtime, so Snakemake's mtime trigger fires only for commands whose

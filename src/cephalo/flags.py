@@ -39,15 +39,23 @@ image is not implausible for its direction alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from .config.schema import ReviewConfig
 
-__all__ = ["ReviewConfig", "ShapeModel", "GEOMETRY_FLAGS", "structure_score", "noise_level", "image_flags", "landmark_flags",
-           "review"]
+__all__ = [
+    "ReviewConfig",
+    "ShapeModel",
+    "GEOMETRY_FLAGS",
+    "structure_score",
+    "noise_level",
+    "image_flags",
+    "landmark_flags",
+    "review",
+]
 
 #: image flags that invalidate the image's geometry: no measurement or class is reported for such an
 #: image (:func:`cephalo.assess.assess`). Every image flag is one today; a future flag that only asks for
@@ -140,7 +148,7 @@ def _align(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     d = np.sign(np.linalg.det(u @ vt)) or 1.0
     D = np.diag([1.0, d])
     R = u @ D @ vt
-    scale = (s * np.diag(D)).sum() / (x ** 2).sum()
+    scale = (s * np.diag(D)).sum() / (x**2).sum()
     return scale * x @ R.T
 
 
@@ -165,8 +173,9 @@ class ShapeModel:
     train_residuals: dict = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, shapes: np.ndarray, names: Sequence[str], quantile: float = 0.99, margin: float = 1.5,
-            iterations: int = 10) -> "ShapeModel":
+    def fit(
+        cls, shapes: np.ndarray, names: Sequence[str], quantile: float = 0.99, margin: float = 1.5, iterations: int = 10
+    ) -> ShapeModel:
         """Generalised Procrustes on (N, K, 2) patient-frame shapes (images with a missing landmark are skipped).
 
         Raises:
@@ -189,9 +198,15 @@ class ShapeModel:
         model = cls([str(n) for n in names], mean, float("inf"))
         r = model.residuals(x)
         model.threshold = float(margin * np.quantile(r, quantile))
-        model.train_residuals = {"p50": float(np.quantile(r, 0.5)), "p90": float(np.quantile(r, 0.9)),
-                                 "p99": float(np.quantile(r, 0.99)), "max": float(r.max()), "n": int(r.size),
-                                 "quantile": float(quantile), "margin": float(margin)}
+        model.train_residuals = {
+            "p50": float(np.quantile(r, 0.5)),
+            "p90": float(np.quantile(r, 0.9)),
+            "p99": float(np.quantile(r, 0.99)),
+            "max": float(r.max()),
+            "n": int(r.size),
+            "quantile": float(quantile),
+            "margin": float(margin),
+        }
         return model
 
     def residuals(self, shapes: np.ndarray) -> np.ndarray:
@@ -210,13 +225,21 @@ class ShapeModel:
         return out
 
     def to_dict(self) -> dict:
-        return {"names": list(self.names), "mean": self.mean.tolist(), "threshold": self.threshold,
-                "train_residuals": dict(self.train_residuals)}
+        return {
+            "names": list(self.names),
+            "mean": self.mean.tolist(),
+            "threshold": self.threshold,
+            "train_residuals": dict(self.train_residuals),
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "ShapeModel":
-        return cls(list(d["names"]), np.asarray(d["mean"], dtype=np.float64), float(d["threshold"]),
-                   dict(d.get("train_residuals", {})))
+    def from_dict(cls, d: Mapping) -> ShapeModel:
+        return cls(
+            list(d["names"]),
+            np.asarray(d["mean"], dtype=np.float64),
+            float(d["threshold"]),
+            dict(d.get("train_residuals", {})),
+        )
 
     def select(self, coords: np.ndarray, names: Sequence[str]) -> np.ndarray | None:
         """(N, K_model, 2) columns of ``coords`` (named ``names``) in the model's order; None if any is absent."""
@@ -229,8 +252,9 @@ class ShapeModel:
 # --------------------------------------------------------------------------- per prediction
 
 
-def landmark_flags(radius_mm: np.ndarray | None, in_image: np.ndarray, degenerate: np.ndarray,
-                   cfg: ReviewConfig | None = None) -> list[list[str]]:
+def landmark_flags(
+    radius_mm: np.ndarray | None, in_image: np.ndarray, degenerate: np.ndarray, cfg: ReviewConfig | None = None
+) -> list[list[str]]:
     """Per landmark, the list of its flags (``radius``, ``outside``, ``no_position``).
 
     Args:
@@ -253,9 +277,17 @@ def landmark_flags(radius_mm: np.ndarray | None, in_image: np.ndarray, degenerat
     return out
 
 
-def review(image: np.ndarray, coords: np.ndarray, names: Sequence[str], spacing: tuple[float, float] | None,
-           in_image: np.ndarray, degenerate: np.ndarray, radius_mm: np.ndarray | None,
-           shape_model: ShapeModel | None, cfg: ReviewConfig | None = None) -> dict:
+def review(
+    image: np.ndarray,
+    coords: np.ndarray,
+    names: Sequence[str],
+    spacing: tuple[float, float] | None,
+    in_image: np.ndarray,
+    degenerate: np.ndarray,
+    radius_mm: np.ndarray | None,
+    shape_model: ShapeModel | None,
+    cfg: ReviewConfig | None = None,
+) -> dict:
     """All flags of one prediction.
 
     Args:

@@ -326,9 +326,9 @@ def place(
     return canvas, translate(ox, oy)
 
 
-
-def crop_affine(center_xy: tuple[float, float], out_wh: tuple[int, int],
-                scale_xy: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+def crop_affine(
+    center_xy: tuple[float, float], out_wh: tuple[int, int], scale_xy: tuple[float, float] = (1.0, 1.0)
+) -> np.ndarray:
     """Affine of a ``out_wh`` window centred on ``center_xy``, sampled at ``scale_xy``.
 
     ``x' = sx * (x - cx) + (W - 1) / 2`` (same for y): the source point ``center_xy`` lands
@@ -358,8 +358,9 @@ def crop_affine(center_xy: tuple[float, float], out_wh: tuple[int, int],
     return scale_translate(sx, sy, (w - 1) / 2.0 - sx * cx, (h - 1) / 2.0 - sy * cy)
 
 
-def crop_window(image: np.ndarray, center_xy: tuple[float, float], out_wh: tuple[int, int],
-                fill: float = 0) -> tuple[np.ndarray, np.ndarray]:
+def crop_window(
+    image: np.ndarray, center_xy: tuple[float, float], out_wh: tuple[int, int], fill: float = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut a ``out_wh`` window out of ``image`` around ``center_xy`` without interpolation.
 
     The window's top-left pixel is at the integer offset ``round(c - (W - 1) / 2)`` (per

@@ -25,18 +25,38 @@ Reliability rules (shared with the index's header read, ``cephalo.datasets.base.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from .errors import DataError
 
-__all__ = ["find_images", "RASTER_SUFFIXES", "DICOM_SUFFIXES", "IMAGE_SUFFIXES", "sniff_format", "describe_file", "read_image",
-           "image_bit_depth", "check_complete", "exif_orientation", "oriented_size", "apply_exif_orientation",
-           "InputImage", "dicom_spacing", "read_input_image", "text_excerpt", "SPACING_RANGE_MM", "check_spacing",
-           "parse_spacing", "effective_bits", "probe_image"]
+__all__ = [
+    "find_images",
+    "RASTER_SUFFIXES",
+    "DICOM_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "sniff_format",
+    "describe_file",
+    "read_image",
+    "image_bit_depth",
+    "check_complete",
+    "exif_orientation",
+    "oriented_size",
+    "apply_exif_orientation",
+    "InputImage",
+    "dicom_spacing",
+    "read_input_image",
+    "text_excerpt",
+    "SPACING_RANGE_MM",
+    "check_spacing",
+    "parse_spacing",
+    "effective_bits",
+    "probe_image",
+]
 
 #: plausible pixel spacing of a cephalogram, mm/px (detectors ~0.05-0.2; anything outside is a typo
 #: or a unit error, e.g. 1.139 for 0.139, or 100 for 0.1 mm given in um). The one home of this range:
@@ -131,7 +151,7 @@ def describe_file(path: str | Path) -> str:
     text = text_excerpt(head)
     if text is not None:
         return f"a text file, not an image (starts with {text!r})"
-    return (f"an unknown format (first bytes {head[:8].hex(' ')}); expected PNG, JPEG, BMP, TIFF or DICOM")
+    return f"an unknown format (first bytes {head[:8].hex(' ')}); expected PNG, JPEG, BMP, TIFF or DICOM"
 
 
 def check_complete(path: str | Path, head: bytes | None = None) -> None:
@@ -200,13 +220,13 @@ def apply_exif_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     """
     ops = {
         1: lambda a: a,
-        2: lambda a: a[:, ::-1],                      # mirror left-right
-        3: lambda a: a[::-1, ::-1],                   # rotate 180
-        4: lambda a: a[::-1],                         # mirror top-bottom
-        5: lambda a: np.swapaxes(a, 0, 1),            # transpose
-        6: lambda a: np.rot90(a, -1),                 # rotate 90 clockwise
-        7: lambda a: np.rot90(a, 2).swapaxes(0, 1),   # transverse
-        8: lambda a: np.rot90(a, 1),                  # rotate 90 counter-clockwise
+        2: lambda a: a[:, ::-1],  # mirror left-right
+        3: lambda a: a[::-1, ::-1],  # rotate 180
+        4: lambda a: a[::-1],  # mirror top-bottom
+        5: lambda a: np.swapaxes(a, 0, 1),  # transpose
+        6: lambda a: np.rot90(a, -1),  # rotate 90 clockwise
+        7: lambda a: np.rot90(a, 2).swapaxes(0, 1),  # transverse
+        8: lambda a: np.rot90(a, 1),  # rotate 90 counter-clockwise
     }
     return np.ascontiguousarray(ops.get(int(orientation), ops[1])(img))
 
@@ -401,8 +421,9 @@ def dicom_spacing(ds: Any, path: str | Path | None = None) -> tuple[tuple[float,
     return None, None
 
 
-def check_spacing(spacing: Any, what: str = "pixel spacing", path: str | Path | None = None,
-                  error: type = DataError) -> tuple[float, float]:
+def check_spacing(
+    spacing: Any, what: str = "pixel spacing", path: str | Path | None = None, error: type = DataError
+) -> tuple[float, float]:
     """Validate a pixel spacing: ``(x, y)`` mm/px, each finite and inside :data:`SPACING_RANGE_MM`.
 
     Args:
@@ -431,12 +452,15 @@ def check_spacing(spacing: Any, what: str = "pixel spacing", path: str | Path | 
     for v in vals:
         if not (math.isfinite(v) and lo <= v <= hi):
             hint = " (micrometres? 100 um = 0.1 mm)" if math.isfinite(v) and 20 <= v <= 1000 else ""
-            raise error(f"{what} {v:g} mm/px is outside the plausible range {lo:g}-{hi:g} mm/px of a "
-                        f"cephalogram{hint}", path)
+            raise error(
+                f"{what} {v:g} mm/px is outside the plausible range {lo:g}-{hi:g} mm/px of a cephalogram{hint}", path
+            )
     return vals[0], vals[1]
 
 
-def parse_spacing(text: str | float | None, what: str = "--spacing", error: type = DataError) -> tuple[float, float] | None:
+def parse_spacing(
+    text: str | float | None, what: str = "--spacing", error: type = DataError
+) -> tuple[float, float] | None:
     """``"0.1"`` or ``"0.1,0.12"`` (x, y mm/px; also a number or a pair) -> checked ``(x, y)`` or None.
 
     Raises:
@@ -533,8 +557,10 @@ def read_input_image(path: str | Path) -> InputImage:
         note = None
         if bits < 16 and img.dtype == np.uint16:
             top = (1 << bits) - 1
-            note = (f"{bits}-bit values (max {int(img.max())}) in a {container}-bit file: rescaled by "
-                    f"65535/{top} = {65535 / top:.2f} so that white is white")
+            note = (
+                f"{bits}-bit values (max {int(img.max())}) in a {container}-bit file: rescaled by "
+                f"65535/{top} = {65535 / top:.2f} so that white is white"
+            )
             img = np.round(img.astype(np.float64) * (65535.0 / top)).astype(np.uint16)
         return InputImage(path, img, None, None, bits, container, note)
 
@@ -556,8 +582,11 @@ def read_input_image(path: str | Path) -> InputImage:
         if int(img.max()) <= top:  # values fit the stored depth: stretch to the 16-bit range
             bits = int(stored)
             img = np.round(img.astype(np.float64) * (65535.0 / top)).astype(np.uint16)
-    note = (f"DICOM BitsStored {bits}: rescaled by 65535/{(1 << bits) - 1} so that white is white"
-            if bits < 16 and img.dtype == np.uint16 else None)
+    note = (
+        f"DICOM BitsStored {bits}: rescaled by 65535/{(1 << bits) - 1} so that white is white"
+        if bits < 16 and img.dtype == np.uint16
+        else None
+    )
     if spacing is not None:
         spacing = check_spacing(spacing, f"DICOM {source}", path)
     return InputImage(path, img, spacing, source, bits, 16 if img.dtype == np.uint16 else 8, note)

@@ -23,8 +23,9 @@ Millimetres are not computed here (only in :mod:`cephalo.evaluate.metrics`).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -103,8 +104,12 @@ class Predictions:
         if not parts:
             k = int(n_landmarks)
             return Predictions(np.zeros((0, k, 2)), np.zeros((0, k)), np.zeros((0, k), bool), np.zeros((0, k, 2)))
-        return Predictions(*(np.concatenate([getattr(p, f) for p in parts])
-                             for f in ("coords", "confidence", "degenerate", "coords_input")))
+        return Predictions(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("coords", "confidence", "degenerate", "coords_input")
+            )
+        )
 
 
 class Predictor:
@@ -129,9 +134,18 @@ class Predictor:
             or the codec (``CodecConfigError``, a ConfigError) at the first batch.
     """
 
-    def __init__(self, model: Any, *, codec: Any = None, codec_spec: Mapping | None = None,
-                 normalisation: Any = None, device: Any = "auto", n_landmarks: int | None = None,
-                 autocast_dtype: Any = None, device_key: str = "device"):
+    def __init__(
+        self,
+        model: Any,
+        *,
+        codec: Any = None,
+        codec_spec: Mapping | None = None,
+        normalisation: Any = None,
+        device: Any = "auto",
+        n_landmarks: int | None = None,
+        autocast_dtype: Any = None,
+        device_key: str = "device",
+    ):
         import torch
 
         if codec is None and codec_spec is None:
@@ -145,14 +159,20 @@ class Predictor:
         self.autocast_dtype = autocast_dtype
 
     @classmethod
-    def from_meta(cls, model: Any, meta: Any, *, normalisation: Any = None, device: Any = "auto",
-                  device_key: str = "device") -> Predictor:
+    def from_meta(
+        cls, model: Any, meta: Any, *, normalisation: Any = None, device: Any = "auto", device_key: str = "device"
+    ) -> Predictor:
         """A predictor for a loaded checkpoint (``cephalo.models.load_model``): codec from
         ``meta.codec``, normalisation ``meta.normalisation`` (else ``normalisation``), K from
         ``meta.landmark_names``."""
-        return cls(model, codec_spec=dict(getattr(meta, "codec", None) or {}),
-                   normalisation=getattr(meta, "normalisation", None) or normalisation, device=device,
-                   n_landmarks=len(meta.landmark_names), device_key=device_key)
+        return cls(
+            model,
+            codec_spec=dict(getattr(meta, "codec", None) or {}),
+            normalisation=getattr(meta, "normalisation", None) or normalisation,
+            device=device,
+            n_landmarks=len(meta.landmark_names),
+            device_key=device_key,
+        )
 
     def _codec_for(self, input_wh: tuple[int, int], hm_shape: Sequence[int]):
         if self.codec is None:
@@ -176,18 +196,27 @@ class Predictor:
 
         x = torch.cat([normalise(np.asarray(im)[None], self.normalisation) for im in images]).to(self.device)
         self.model.to(self.device).eval()
-        ctx = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
-               else contextlib.nullcontext())
+        ctx = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype
+            else contextlib.nullcontext()
+        )
         with torch.no_grad(), ctx:
             out = self.model(x)
         out = out.float()
         if self.n_landmarks is not None and out.shape[1] != self.n_landmarks:
-            raise ConfigError(f"the model outputs {out.shape[1]} heatmaps but its meta names "
-                              f"{self.n_landmarks} landmarks")
+            raise ConfigError(
+                f"the model outputs {out.shape[1]} heatmaps but its meta names {self.n_landmarks} landmarks"
+            )
         return out
 
-    def predict(self, images: Sequence[np.ndarray], affines: np.ndarray, orig_sizes: np.ndarray,
-                on_heatmaps: Callable[[Any], None] | None = None) -> Predictions:
+    def predict(
+        self,
+        images: Sequence[np.ndarray],
+        affines: np.ndarray,
+        orig_sizes: np.ndarray,
+        on_heatmaps: Callable[[Any], None] | None = None,
+    ) -> Predictions:
         """Predict one batch and map it back to original pixels.
 
         Args:
@@ -213,17 +242,32 @@ class Predictor:
         convention = str(getattr(codec, "convention", "pixel_centre"))
         aff = np.asarray(affines, dtype=np.float64).reshape(-1, 2, 3)
         sizes = np.asarray(orig_sizes).reshape(-1, 2)
-        inv = np.stack([G.invert(G.label_frame_affine(aff[b], (int(sizes[b, 0]), int(sizes[b, 1])),
-                                                      (int(w), int(h)), convention))
-                        for b in range(len(images))])
-        return Predictions(coords=G.apply_affine(inv, coords_in),
-                           confidence=np.asarray(dec.confidence, dtype=np.float64),
-                           degenerate=np.asarray(dec.degenerate, dtype=bool), coords_input=coords_in)
+        inv = np.stack(
+            [
+                G.invert(
+                    G.label_frame_affine(aff[b], (int(sizes[b, 0]), int(sizes[b, 1])), (int(w), int(h)), convention)
+                )
+                for b in range(len(images))
+            ]
+        )
+        return Predictions(
+            coords=G.apply_affine(inv, coords_in),
+            confidence=np.asarray(dec.confidence, dtype=np.float64),
+            degenerate=np.asarray(dec.degenerate, dtype=bool),
+            coords_input=coords_in,
+        )
 
 
-def predict_variant(predictor: Predictor, variant: Any, rows: Sequence[int] | np.ndarray, *, batch_size: int = 4,
-                    on_heatmaps: Callable[[Sequence[int], Any], None] | None = None, progress: bool = False,
-                    desc: str = "predict") -> Predictions:
+def predict_variant(
+    predictor: Predictor,
+    variant: Any,
+    rows: Sequence[int] | np.ndarray,
+    *,
+    batch_size: int = 4,
+    on_heatmaps: Callable[[Sequence[int], Any], None] | None = None,
+    progress: bool = False,
+    desc: str = "predict",
+) -> Predictions:
     """Predict the images ``rows`` of a preprocessing variant, in original pixels.
 
     Args:
@@ -251,7 +295,7 @@ def predict_variant(predictor: Predictor, variant: Any, rows: Sequence[int] | np
     parts = []
     bs = int(batch_size)
     for s in tqdm(range(0, len(rows), bs), desc=desc, disable=not progress, leave=False):
-        r = rows[s:s + bs]
+        r = rows[s : s + bs]
         hook = None if on_heatmaps is None else (lambda hm, r=r: on_heatmaps(r, hm))
         parts.append(predictor.predict([variant.images[i] for i in r], affines[r], sizes[r], on_heatmaps=hook))
     return Predictions.concatenate(parts, predictor.n_landmarks or 0)

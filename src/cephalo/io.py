@@ -12,12 +12,21 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = [
-    "atomic_path", "atomic_dir", "sweep_stale", "sweep_tree", "is_stale", "temp_name", "temp_owner",
-    "write_json", "file_sha256"]
+    "atomic_path",
+    "atomic_dir",
+    "sweep_stale",
+    "sweep_tree",
+    "is_stale",
+    "temp_name",
+    "temp_owner",
+    "write_json",
+    "file_sha256",
+]
 
 
 def _umask() -> int:
@@ -180,8 +189,7 @@ def sweep_tree(root: str | Path, *, max_age_s: float | None = None, dry_run: boo
     for dirpath, dirnames, _ in os.walk(root):
         d = Path(dirpath)
         out += _sweep_entries(d, None, max_age_s, dry_run)
-        dirnames[:] = [n for n in dirnames if n not in _SKIP_DIRS and temp_owner(n) is None
-                       and (d / n).exists()]
+        dirnames[:] = [n for n in dirnames if n not in _SKIP_DIRS and temp_owner(n) is None and (d / n).exists()]
     return out
 
 

@@ -22,8 +22,8 @@ Sources:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 __all__ = [
     "landmark_symbols",
@@ -237,13 +237,25 @@ def catalogue_from_params(spec: str | Mapping | Sequence) -> Catalogue:
         if "like" in item:
             cat_key, _, name = str(item["like"]).partition(":")
             base = get_catalogue(cat_key)[get_catalogue(cat_key).index(name)]
-            out.append(Landmark(base.name, item.get("title", base.title), item.get("symbol", base.symbol),
-                                str(item.get("source_id", base.source_id))))
+            out.append(
+                Landmark(
+                    base.name,
+                    item.get("title", base.title),
+                    item.get("symbol", base.symbol),
+                    str(item.get("source_id", base.source_id)),
+                )
+            )
             continue
         if "name" not in item:
             raise ValueError(f"custom landmark catalogue {key!r}: entry {n} has no 'name'")
-        out.append(Landmark(str(item["name"]), str(item.get("title", item["name"])),
-                            str(item.get("symbol", item["name"])), str(item.get("source_id", ""))))
+        out.append(
+            Landmark(
+                str(item["name"]),
+                str(item.get("title", item["name"])),
+                str(item.get("symbol", item["name"])),
+                str(item.get("source_id", "")),
+            )
+        )
     return Catalogue(key, tuple(out))
 
 

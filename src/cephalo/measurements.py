@@ -60,8 +60,8 @@ conservative; it is a worst case over the disks, not a distribution.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -215,8 +215,9 @@ def _gonial(p: _P) -> np.ndarray:
 
 
 def _interincisal(p: _P) -> np.ndarray:
-    return _vec_angle(p["upper_incisor_apex"] - p["upper_incisor_tip"],
-                      p["lower_incisor_apex"] - p["lower_incisor_tip"])
+    return _vec_angle(
+        p["upper_incisor_apex"] - p["upper_incisor_tip"], p["lower_incisor_apex"] - p["lower_incisor_tip"]
+    )
 
 
 def _impa(p: _P) -> np.ndarray:
@@ -299,12 +300,28 @@ class Measurement:
 
     def to_dict(self) -> dict:
         """JSON-ready description (no formula)."""
-        return {"key": self.key, "title": self.title, "unit": self.unit, "landmarks": list(self.landmarks),
-                "definition": self.definition, "normal": list(self.normal), "normal_source": self.normal_source,
-                "norm_reference": self.norm_reference,
-                "analysis": self.analysis, "class_source": self.class_source,
-                "classes": [{"label": c.label, "name": c.name, "lo": None if math.isinf(c.lo) else c.lo,
-                             "hi": None if math.isinf(c.hi) else c.hi, "closed": c.closed} for c in self.classes]}
+        return {
+            "key": self.key,
+            "title": self.title,
+            "unit": self.unit,
+            "landmarks": list(self.landmarks),
+            "definition": self.definition,
+            "normal": list(self.normal),
+            "normal_source": self.normal_source,
+            "norm_reference": self.norm_reference,
+            "analysis": self.analysis,
+            "class_source": self.class_source,
+            "classes": [
+                {
+                    "label": c.label,
+                    "name": c.name,
+                    "lo": None if math.isinf(c.lo) else c.lo,
+                    "hi": None if math.isinf(c.hi) else c.hi,
+                    "closed": c.closed,
+                }
+                for c in self.classes
+            ],
+        }
 
 
 _WANG = "Wang et al., Medical Image Analysis 31 (2016), Table 2 (ISBI 2015 challenge)"
@@ -314,85 +331,257 @@ _INF = math.inf
 
 
 def _isbi3(lo: float, hi: float, below: tuple[int, str], above: tuple[int, str], normal: str) -> tuple[ClassBand, ...]:
-    return (ClassBand(1, normal, lo, hi, "both"), ClassBand(below[0], below[1], -_INF, lo, "none"),
-            ClassBand(above[0], above[1], hi, _INF, "none"))
+    return (
+        ClassBand(1, normal, lo, hi, "both"),
+        ClassBand(below[0], below[1], -_INF, lo, "none"),
+        ClassBand(above[0], above[1], hi, _INF, "none"),
+    )
 
 
-MEASUREMENTS: dict[str, Measurement] = {m.key: m for m in [
-    Measurement("ANB", "ANB angle", "deg", ("sella", "nasion", "a_point", "b_point"),
-                "SNA - SNB, i.e. the angle A-N-B (L5 L2 L6), negative when B lies anterior to A",
-                _anb, (0.0, 4.0), _STEINER + " (ANB 2; +/- 2 deg)", "steiner",
-                _isbi3(3.2, 5.7, (3, "class III"), (2, "class II"), "class I (normal)"), _WANG, "Steiner 1953"),
-    Measurement("SNB", "SNB angle", "deg", ("sella", "nasion", "b_point"), "angle S-N-B (L1 L2 L6)",
-                _snb, (78.0, 82.0), _STEINER + " (SNB 80; +/- 2 deg)", "steiner",
-                _isbi3(74.6, 78.7, (2, "retrognathic mandible"), (3, "prognathic mandible"), "normal mandible"),
-                _WANG, "Steiner 1953"),
-    Measurement("SNA", "SNA angle", "deg", ("sella", "nasion", "a_point"), "angle S-N-A (L1 L2 L5)",
-                _sna, (80.0, 84.0), _STEINER + " (SNA 82; +/- 2 deg)", "steiner",
-                _isbi3(79.4, 83.2, (3, "retrognathic maxilla"), (2, "prognathic maxilla"), "normal maxilla"),
-                _WANG, "Steiner 1953"),
-    Measurement("ODI", "Overbite depth indicator", "deg",
-                ("a_point", "b_point", "gonion", "menton", "posterior_nasal_spine", "anterior_nasal_spine",
-                 "porion", "orbitale"),
-                "angle of the AB plane (L5L6) to the mandibular plane (L10L8) + angle of the palatal plane "
-                "(L17L18) to FH (L4L3), the latter positive when ANS is tipped down (Kim 1974)",
-                _odi, (68.4, 80.5), _WANG + "; Kim 1974 (74.5 +/- 6.07)", "isbi2015",
-                _isbi3(68.4, 80.5, (3, "open bite tendency"), (2, "deep bite tendency"), "normal"), _WANG, _ISBI1),
-    Measurement("APDI", "Anteroposterior dysplasia indicator", "deg",
-                ("porion", "orbitale", "nasion", "pogonion", "a_point", "b_point", "posterior_nasal_spine",
-                 "anterior_nasal_spine"),
-                "angle FH (L3L4) to facial plane (L2L7) + facial plane to AB plane (L5L6) + FH to palatal plane "
-                "(L17L18), signed after Kim & Vietas 1978",
-                _apdi, (77.6, 85.2), _WANG + "; Kim & Vietas 1978 (81.4 +/- 3.8)", "isbi2015",
-                _isbi3(77.6, 85.2, (2, "class II tendency"), (3, "class III tendency"), "normal"), _WANG, _ISBI1),
-    Measurement("FHI", "Facial height index", "ratio", ("sella", "gonion", "nasion", "menton"),
-                "posterior face height S-Go (L1L10) / anterior face height N-Me (L2L8)",
-                _fhi, (0.65, 0.75), _WANG, "isbi2015",
-                _isbi3(0.65, 0.75, (3, "long face tendency"), (2, "short face tendency"), "normal"), _WANG, _ISBI1),
-    Measurement("FMA", "SN to mandibular plane (Go-Gn), the ISBI 2015 'FMA'", "deg",
-                ("sella", "nasion", "gonion", "gnathion"),
-                "angle between the directions S->N (L1L2) and Go->Gn (L10L9), 0..180 deg, as the ISBI 2015 "
-                "challenge's tool computes its 'FMA' (not folded to the acute angle) "
-                "(Steiner's SN-GoGn; Tweed's FH-MP angle is FH_MP)",
-                _isbi_fma, (26.8, 31.4), _WANG, "isbi2015",
-                _isbi3(26.8, 31.4, (3, "low angle tendency"), (2, "high angle tendency"), "normal"), _WANG, _ISBI1),
-    Measurement("MW", "Modified Wits (signed incisor distance)", "mm", ("upper_incisor_tip", "lower_incisor_tip"),
-                "distance L12-L11 (upper to lower incisal incision), positive when the upper incisor tip lies "
-                "anterior to the lower one",
-                _mw, (2.0, 4.5), _WANG, "isbi2015",
-                (ClassBand(1, "normal", 2.0, 4.5, "both"), ClassBand(2, "edge to edge", 0.0, 0.0, "both"),
-                 ClassBand(3, "anterior cross bite", -_INF, 2.0, "none"),
-                 ClassBand(4, "large overjet", 4.5, _INF, "none")),
-                _WANG + " as the challenge's classification tool assigns them (0 < MW < 2 mm is class 3)", _ISBI1),
-    Measurement("FH_MP", "Mandibular plane angle (FH to Go-Me)", "deg", ("porion", "orbitale", "gonion", "menton"),
-                "acute angle between Frankfort horizontal (Po-Or) and the mandibular plane (Go-Me)",
-                _fh_mp, (17.0, 28.0), "Downs 1948 (mean 21.9, range 17-28)", "downs"),
-    Measurement("FACIAL_ANGLE", "Facial angle (FH to N-Pog)", "deg", ("porion", "orbitale", "nasion", "pogonion"),
-                "inferior-posterior angle between FH (Po-Or) and the facial plane (N-Pog)",
-                _facial_angle, (82.0, 95.0), "Downs 1948 (mean 87.8, range 82-95)", "downs"),
-    Measurement("CONVEXITY", "Angle of convexity (N-A-Pog)", "deg", ("nasion", "a_point", "pogonion"),
-                "180 - angle N-A-Pog, positive when A lies anterior to N-Pog",
-                _convexity, (-8.5, 10.0), "Downs 1948 (mean 0, range -8.5 to 10)", "downs"),
-    Measurement("Y_AXIS", "Y-axis (FH to S-Gn)", "deg", ("porion", "orbitale", "sella", "gnathion"),
-                "anterior-inferior angle between FH (Po-Or) and S-Gn",
-                _y_axis, (53.0, 66.0), "Downs 1948 (mean 59.4, range 53-66)", "downs"),
-    Measurement("GONIAL", "Gonial angle (Ar-Go-Me)", "deg", ("articulare", "gonion", "menton"),
-                "angle Ar-Go-Me", _gonial, (123.0, 137.0), "Jarabak & Fizzell 1972 (130 +/- 7)", "jarabak"),
-    Measurement("INTERINCISAL", "Interincisal angle", "deg",
-                ("upper_incisor_tip", "upper_incisor_apex", "lower_incisor_tip", "lower_incisor_apex"),
-                "angle between the upper (UIT-UIA) and lower (LIT-LIA) incisor long axes",
-                _interincisal, (130.0, 150.5), "Downs 1948 (mean 135.4, range 130-150.5)", "downs"),
-    Measurement("IMPA", "Incisor mandibular plane angle", "deg",
-                ("lower_incisor_tip", "lower_incisor_apex", "gonion", "menton"),
-                "angle between the lower incisor axis (LIA-LIT) and the mandibular plane (Me-Go)",
-                _impa, (85.0, 95.0), "Tweed 1954 (90 +/- 5)", "tweed"),
-    Measurement("UL_E", "Upper lip to E-line", "mm", ("labrale_superius", "pronasale", "soft_tissue_pogonion"),
-                "signed distance of Ls from the E-line Pn-Pog', negative behind it",
-                _ul_e, (-6.0, -2.0), "Ricketts 1968 (adult -4 +/- 2 mm)", "ricketts"),
-    Measurement("LL_E", "Lower lip to E-line", "mm", ("labrale_inferius", "pronasale", "soft_tissue_pogonion"),
-                "signed distance of Li from the E-line Pn-Pog', negative behind it",
-                _ll_e, (-4.0, 0.0), "Ricketts 1968 (adult -2 +/- 2 mm)", "ricketts"),
-]}
+MEASUREMENTS: dict[str, Measurement] = {
+    m.key: m
+    for m in [
+        Measurement(
+            "ANB",
+            "ANB angle",
+            "deg",
+            ("sella", "nasion", "a_point", "b_point"),
+            "SNA - SNB, i.e. the angle A-N-B (L5 L2 L6), negative when B lies anterior to A",
+            _anb,
+            (0.0, 4.0),
+            _STEINER + " (ANB 2; +/- 2 deg)",
+            "steiner",
+            _isbi3(3.2, 5.7, (3, "class III"), (2, "class II"), "class I (normal)"),
+            _WANG,
+            "Steiner 1953",
+        ),
+        Measurement(
+            "SNB",
+            "SNB angle",
+            "deg",
+            ("sella", "nasion", "b_point"),
+            "angle S-N-B (L1 L2 L6)",
+            _snb,
+            (78.0, 82.0),
+            _STEINER + " (SNB 80; +/- 2 deg)",
+            "steiner",
+            _isbi3(74.6, 78.7, (2, "retrognathic mandible"), (3, "prognathic mandible"), "normal mandible"),
+            _WANG,
+            "Steiner 1953",
+        ),
+        Measurement(
+            "SNA",
+            "SNA angle",
+            "deg",
+            ("sella", "nasion", "a_point"),
+            "angle S-N-A (L1 L2 L5)",
+            _sna,
+            (80.0, 84.0),
+            _STEINER + " (SNA 82; +/- 2 deg)",
+            "steiner",
+            _isbi3(79.4, 83.2, (3, "retrognathic maxilla"), (2, "prognathic maxilla"), "normal maxilla"),
+            _WANG,
+            "Steiner 1953",
+        ),
+        Measurement(
+            "ODI",
+            "Overbite depth indicator",
+            "deg",
+            (
+                "a_point",
+                "b_point",
+                "gonion",
+                "menton",
+                "posterior_nasal_spine",
+                "anterior_nasal_spine",
+                "porion",
+                "orbitale",
+            ),
+            "angle of the AB plane (L5L6) to the mandibular plane (L10L8) + angle of the palatal plane "
+            "(L17L18) to FH (L4L3), the latter positive when ANS is tipped down (Kim 1974)",
+            _odi,
+            (68.4, 80.5),
+            _WANG + "; Kim 1974 (74.5 +/- 6.07)",
+            "isbi2015",
+            _isbi3(68.4, 80.5, (3, "open bite tendency"), (2, "deep bite tendency"), "normal"),
+            _WANG,
+            _ISBI1,
+        ),
+        Measurement(
+            "APDI",
+            "Anteroposterior dysplasia indicator",
+            "deg",
+            (
+                "porion",
+                "orbitale",
+                "nasion",
+                "pogonion",
+                "a_point",
+                "b_point",
+                "posterior_nasal_spine",
+                "anterior_nasal_spine",
+            ),
+            "angle FH (L3L4) to facial plane (L2L7) + facial plane to AB plane (L5L6) + FH to palatal plane "
+            "(L17L18), signed after Kim & Vietas 1978",
+            _apdi,
+            (77.6, 85.2),
+            _WANG + "; Kim & Vietas 1978 (81.4 +/- 3.8)",
+            "isbi2015",
+            _isbi3(77.6, 85.2, (2, "class II tendency"), (3, "class III tendency"), "normal"),
+            _WANG,
+            _ISBI1,
+        ),
+        Measurement(
+            "FHI",
+            "Facial height index",
+            "ratio",
+            ("sella", "gonion", "nasion", "menton"),
+            "posterior face height S-Go (L1L10) / anterior face height N-Me (L2L8)",
+            _fhi,
+            (0.65, 0.75),
+            _WANG,
+            "isbi2015",
+            _isbi3(0.65, 0.75, (3, "long face tendency"), (2, "short face tendency"), "normal"),
+            _WANG,
+            _ISBI1,
+        ),
+        Measurement(
+            "FMA",
+            "SN to mandibular plane (Go-Gn), the ISBI 2015 'FMA'",
+            "deg",
+            ("sella", "nasion", "gonion", "gnathion"),
+            "angle between the directions S->N (L1L2) and Go->Gn (L10L9), 0..180 deg, as the ISBI 2015 "
+            "challenge's tool computes its 'FMA' (not folded to the acute angle) "
+            "(Steiner's SN-GoGn; Tweed's FH-MP angle is FH_MP)",
+            _isbi_fma,
+            (26.8, 31.4),
+            _WANG,
+            "isbi2015",
+            _isbi3(26.8, 31.4, (3, "low angle tendency"), (2, "high angle tendency"), "normal"),
+            _WANG,
+            _ISBI1,
+        ),
+        Measurement(
+            "MW",
+            "Modified Wits (signed incisor distance)",
+            "mm",
+            ("upper_incisor_tip", "lower_incisor_tip"),
+            "distance L12-L11 (upper to lower incisal incision), positive when the upper incisor tip lies "
+            "anterior to the lower one",
+            _mw,
+            (2.0, 4.5),
+            _WANG,
+            "isbi2015",
+            (
+                ClassBand(1, "normal", 2.0, 4.5, "both"),
+                ClassBand(2, "edge to edge", 0.0, 0.0, "both"),
+                ClassBand(3, "anterior cross bite", -_INF, 2.0, "none"),
+                ClassBand(4, "large overjet", 4.5, _INF, "none"),
+            ),
+            _WANG + " as the challenge's classification tool assigns them (0 < MW < 2 mm is class 3)",
+            _ISBI1,
+        ),
+        Measurement(
+            "FH_MP",
+            "Mandibular plane angle (FH to Go-Me)",
+            "deg",
+            ("porion", "orbitale", "gonion", "menton"),
+            "acute angle between Frankfort horizontal (Po-Or) and the mandibular plane (Go-Me)",
+            _fh_mp,
+            (17.0, 28.0),
+            "Downs 1948 (mean 21.9, range 17-28)",
+            "downs",
+        ),
+        Measurement(
+            "FACIAL_ANGLE",
+            "Facial angle (FH to N-Pog)",
+            "deg",
+            ("porion", "orbitale", "nasion", "pogonion"),
+            "inferior-posterior angle between FH (Po-Or) and the facial plane (N-Pog)",
+            _facial_angle,
+            (82.0, 95.0),
+            "Downs 1948 (mean 87.8, range 82-95)",
+            "downs",
+        ),
+        Measurement(
+            "CONVEXITY",
+            "Angle of convexity (N-A-Pog)",
+            "deg",
+            ("nasion", "a_point", "pogonion"),
+            "180 - angle N-A-Pog, positive when A lies anterior to N-Pog",
+            _convexity,
+            (-8.5, 10.0),
+            "Downs 1948 (mean 0, range -8.5 to 10)",
+            "downs",
+        ),
+        Measurement(
+            "Y_AXIS",
+            "Y-axis (FH to S-Gn)",
+            "deg",
+            ("porion", "orbitale", "sella", "gnathion"),
+            "anterior-inferior angle between FH (Po-Or) and S-Gn",
+            _y_axis,
+            (53.0, 66.0),
+            "Downs 1948 (mean 59.4, range 53-66)",
+            "downs",
+        ),
+        Measurement(
+            "GONIAL",
+            "Gonial angle (Ar-Go-Me)",
+            "deg",
+            ("articulare", "gonion", "menton"),
+            "angle Ar-Go-Me",
+            _gonial,
+            (123.0, 137.0),
+            "Jarabak & Fizzell 1972 (130 +/- 7)",
+            "jarabak",
+        ),
+        Measurement(
+            "INTERINCISAL",
+            "Interincisal angle",
+            "deg",
+            ("upper_incisor_tip", "upper_incisor_apex", "lower_incisor_tip", "lower_incisor_apex"),
+            "angle between the upper (UIT-UIA) and lower (LIT-LIA) incisor long axes",
+            _interincisal,
+            (130.0, 150.5),
+            "Downs 1948 (mean 135.4, range 130-150.5)",
+            "downs",
+        ),
+        Measurement(
+            "IMPA",
+            "Incisor mandibular plane angle",
+            "deg",
+            ("lower_incisor_tip", "lower_incisor_apex", "gonion", "menton"),
+            "angle between the lower incisor axis (LIA-LIT) and the mandibular plane (Me-Go)",
+            _impa,
+            (85.0, 95.0),
+            "Tweed 1954 (90 +/- 5)",
+            "tweed",
+        ),
+        Measurement(
+            "UL_E",
+            "Upper lip to E-line",
+            "mm",
+            ("labrale_superius", "pronasale", "soft_tissue_pogonion"),
+            "signed distance of Ls from the E-line Pn-Pog', negative behind it",
+            _ul_e,
+            (-6.0, -2.0),
+            "Ricketts 1968 (adult -4 +/- 2 mm)",
+            "ricketts",
+        ),
+        Measurement(
+            "LL_E",
+            "Lower lip to E-line",
+            "mm",
+            ("labrale_inferius", "pronasale", "soft_tissue_pogonion"),
+            "signed distance of Li from the E-line Pn-Pog', negative behind it",
+            _ll_e,
+            (-4.0, 0.0),
+            "Ricketts 1968 (adult -2 +/- 2 mm)",
+            "ricketts",
+        ),
+    ]
+}
 
 #: Plausibility bounds per measurement (its unit): a value outside cannot come from a human head's landmarks
 #: placed anywhere near right, so it is a prediction failure (``cephalo.assess`` withholds it). Chosen
@@ -402,10 +591,23 @@ MEASUREMENTS: dict[str, Measurement] = {m.key: m for m in [
 #: -22.9..27.8, Y-axis 46.6..77.1, gonial 107.1..144.9; ``tests/test_clinic_outputs.py`` checks all 300
 #: pass). A failure detector, not a norm.
 PLAUSIBLE: dict[str, tuple[float, float]] = {
-    "ANB": (-25.0, 25.0), "SNB": (50.0, 115.0), "SNA": (50.0, 115.0), "ODI": (15.0, 130.0), "APDI": (40.0, 145.0),
-    "FHI": (0.3, 1.1), "FMA": (0.0, 75.0), "MW": (-25.0, 25.0), "FH_MP": (-10.0, 70.0), "FACIAL_ANGLE": (55.0, 125.0),
-    "CONVEXITY": (-50.0, 55.0), "Y_AXIS": (25.0, 100.0), "GONIAL": (85.0, 175.0), "INTERINCISAL": (70.0, 180.0),
-    "IMPA": (50.0, 140.0), "UL_E": (-25.0, 20.0), "LL_E": (-25.0, 20.0),
+    "ANB": (-25.0, 25.0),
+    "SNB": (50.0, 115.0),
+    "SNA": (50.0, 115.0),
+    "ODI": (15.0, 130.0),
+    "APDI": (40.0, 145.0),
+    "FHI": (0.3, 1.1),
+    "FMA": (0.0, 75.0),
+    "MW": (-25.0, 25.0),
+    "FH_MP": (-10.0, 70.0),
+    "FACIAL_ANGLE": (55.0, 125.0),
+    "CONVEXITY": (-50.0, 55.0),
+    "Y_AXIS": (25.0, 100.0),
+    "GONIAL": (85.0, 175.0),
+    "INTERINCISAL": (70.0, 180.0),
+    "IMPA": (50.0, 140.0),
+    "UL_E": (-25.0, 20.0),
+    "LL_E": (-25.0, 20.0),
 }
 
 #: the eight measurements of the ISBI 2015 classification task, in the challenge's order
@@ -470,8 +672,9 @@ def _evaluate(m: Measurement, frame: np.ndarray, names: list[str]) -> np.ndarray
     return v
 
 
-def compute(coords: np.ndarray, names: Sequence[str], spacing: np.ndarray,
-            keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+def compute(
+    coords: np.ndarray, names: Sequence[str], spacing: np.ndarray, keys: Iterable[str] | None = None
+) -> dict[str, np.ndarray]:
     """Measurements for each image.
 
     Args:
@@ -520,8 +723,14 @@ def classify(key: str, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def measurement_intervals(coords: np.ndarray, names: Sequence[str], spacing: np.ndarray, radii_mm: np.ndarray,
-                          keys: Iterable[str] | None = None, step_mm: float = 0.01) -> dict[str, np.ndarray]:
+def measurement_intervals(
+    coords: np.ndarray,
+    names: Sequence[str],
+    spacing: np.ndarray,
+    radii_mm: np.ndarray,
+    keys: Iterable[str] | None = None,
+    step_mm: float = 0.01,
+) -> dict[str, np.ndarray]:
     """Half-widths of measurement intervals implied by per-landmark prediction radii (see module doc).
 
     ``half_width = sum_k r_k * ||d f / d p_k||`` with ``p_k`` landmark k's mm position; gradients by

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from .errors import CephaloError, ConfigError, DataError
 from .imageio import InputImage, read_input_image
 
 __all__ = [
+    "BatchSettings",
     "ImagePrediction",
     "resolve_variant_spec",
     "predict_images",
@@ -49,8 +51,14 @@ __all__ = [
     "write_predictions",
 ]
 
-_INTERP_ALIASES = {"bicubic": "cubic", "bilinear": "linear", "inter_cubic": "cubic", "inter_linear": "linear",
-                   "inter_area": "area", "inter_nearest": "nearest"}
+_INTERP_ALIASES = {
+    "bicubic": "cubic",
+    "bilinear": "linear",
+    "inter_cubic": "cubic",
+    "inter_linear": "linear",
+    "inter_area": "area",
+    "inter_nearest": "nearest",
+}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -89,7 +97,8 @@ def resolve_variant_spec(variant: Any, variants: Mapping[str, Any] | None = None
         if not variants or variant not in variants:
             raise ConfigError(
                 f"the model's preprocessing variant {variant!r} is not defined in params variants "
-                f"(known: {sorted(variants or {})}); pass the variant spec explicitly")
+                f"(known: {sorted(variants or {})}); pass the variant spec explicitly"
+            )
         variant = variants[variant]
     if variant is None:
         raise ConfigError("the model has no preprocessing variant (meta.variant); give one explicitly")
@@ -109,6 +118,21 @@ def resolve_variant_spec(variant: Any, variants: Mapping[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- predictions
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How :func:`predict_images` runs the model.
+
+    Attributes:
+        batch_size: images per forward pass (>= 1).
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        progress: show a tqdm bar.
+    """
+
+    batch_size: int = 4
+    device: str = "cpu"
+    progress: bool = True
 
 
 @dataclass
@@ -178,17 +202,19 @@ class ImagePrediction:
         inside = self.in_image()
         lms = []
         for k, name in enumerate(self.landmark_names):
-            lms.append({
-                "name": name,
-                "symbol": self.symbols[k],
-                "x": _num(self.coords[k, 0]),
-                "y": _num(self.coords[k, 1]),
-                "x_mm": None if mm is None else _num(mm[k, 0]),
-                "y_mm": None if mm is None else _num(mm[k, 1]),
-                "confidence": _num(self.confidence[k]),
-                "degenerate": bool(self.degenerate[k]),
-                "in_image": bool(inside[k]),
-            })
+            lms.append(
+                {
+                    "name": name,
+                    "symbol": self.symbols[k],
+                    "x": _num(self.coords[k, 0]),
+                    "y": _num(self.coords[k, 1]),
+                    "x_mm": None if mm is None else _num(mm[k, 0]),
+                    "y_mm": None if mm is None else _num(mm[k, 1]),
+                    "confidence": _num(self.confidence[k]),
+                    "degenerate": bool(self.degenerate[k]),
+                    "in_image": bool(inside[k]),
+                }
+            )
             for key, arr in (self.landmark_extra or {}).items():  # radius_mm, flags, ... (one value per landmark)
                 v = None if arr is None else arr[k]
                 lms[-1][key] = v if isinstance(v, (list, str, bool)) or v is None else _num(v)
@@ -231,9 +257,7 @@ def predict_images(
     variant: Any = None,
     variants: Mapping[str, Any] | None = None,
     spacing_mm: float | tuple[float, float] | None = None,
-    batch_size: int = 4,
-    device: str = "cpu",
-    progress: bool = True,
+    batch: BatchSettings | None = None,
     on_error: Callable[[Path, CephaloError], None] | None = None,
     refine: Callable[[np.ndarray, np.ndarray, Any], np.ndarray] | None = None,
 ) -> list[ImagePrediction]:
@@ -249,9 +273,8 @@ def predict_images(
         variants: params ``variants:`` section, to resolve a variant *name*.
         spacing_mm: fallback pixel spacing (mm/px, scalar or ``(x, y)``) for images that carry none;
             a DICOM file's own spacing wins.
-        batch_size: images per forward pass (>= 1).
-        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
-        progress: show a tqdm bar.
+        batch: images per forward pass, device, progress bar (:class:`BatchSettings`; its defaults
+            when None).
         on_error: called with ``(path, error)`` for an image that cannot be read or preprocessed,
             which is then skipped; None = raise.
         refine: ``(original image, coords (K, 2) original px, spacing (x, y) or None) -> (K, 2)``
@@ -270,12 +293,13 @@ def predict_images(
     from .inference import Predictor
     from .preprocess import preprocess_image
 
+    b = batch or BatchSettings()
+    batch_size, device, progress = b.batch_size, b.device, b.progress
     if int(batch_size) < 1:
         raise ConfigError(f"batch size must be >= 1, got {batch_size}")
     fallback = _fallback_spacing(spacing_mm)
     spec = resolve_variant_spec(variant if variant is not None else meta.variant, variants)
-    predictor = Predictor.from_meta(model, meta, normalisation=spec.get("normalisation") or "imagenet",
-                                    device=device)
+    predictor = Predictor.from_meta(model, meta, normalisation=spec.get("normalisation") or "imagenet", device=device)
     W, H = (int(v) for v in meta.input_size)
     names = list(meta.landmark_names)
     from .landmarks import landmark_symbols
@@ -287,15 +311,30 @@ def predict_images(
     def flush() -> None:
         if not pending:
             return
-        p = predictor.predict([q[1] for q in pending], np.stack([q[2] for q in pending]),
-                              np.array([(q[0].width, q[0].height) for q in pending]))
+        p = predictor.predict(
+            [q[1] for q in pending],
+            np.stack([q[2] for q in pending]),
+            np.array([(q[0].width, q[0].height) for q in pending]),
+        )
         for b, (inp, _, m, sp, src) in enumerate(pending):
-            results.append(ImagePrediction(
-                path=inp.path, width=inp.width, height=inp.height, spacing=sp, spacing_source=src,
-                bit_depth=inp.bit_depth, container_bits=inp.container_bits, bit_depth_note=inp.bit_depth_note,
-                landmark_names=names, symbols=symbols,
-                coords=p.coords[b] if refine is None else refine(inp.image, p.coords[b], sp),
-                confidence=p.confidence[b], degenerate=p.degenerate[b], affine=np.asarray(m, dtype=np.float64)))
+            results.append(
+                ImagePrediction(
+                    path=inp.path,
+                    width=inp.width,
+                    height=inp.height,
+                    spacing=sp,
+                    spacing_source=src,
+                    bit_depth=inp.bit_depth,
+                    container_bits=inp.container_bits,
+                    bit_depth_note=inp.bit_depth_note,
+                    landmark_names=names,
+                    symbols=symbols,
+                    coords=p.coords[b] if refine is None else refine(inp.image, p.coords[b], sp),
+                    confidence=p.confidence[b],
+                    degenerate=p.degenerate[b],
+                    affine=np.asarray(m, dtype=np.float64),
+                )
+            )
         pending.clear()
 
     paths = [Path(p) for p in paths]
@@ -304,8 +343,11 @@ def predict_images(
         for path in paths:
             try:
                 inp = read_input_image(path)
-                sp, src = (inp.spacing, inp.spacing_source) if inp.spacing is not None else (
-                    (fallback, "given") if fallback is not None else (None, None))
+                sp, src = (
+                    (inp.spacing, inp.spacing_source)
+                    if inp.spacing is not None
+                    else ((fallback, "given") if fallback is not None else (None, None))
+                )
                 try:
                     img, m = preprocess_image(inp.image, spec, sp)
                 except CephaloError as e:
@@ -313,7 +355,8 @@ def predict_images(
                 if img.shape != (H, W):
                     raise ConfigError(
                         f"the preprocessing spec gives {img.shape[1]}x{img.shape[0]} images but the model "
-                        f"expects {W}x{H} (meta.input_size)")
+                        f"expects {W}x{H} (meta.input_size)"
+                    )
             except DataError as e:
                 if on_error is None:
                     raise
@@ -353,23 +396,88 @@ def _assign_ids(preds: list[ImagePrediction]) -> None:
 #: centre of the top-left pixel); ``x_mm``/``y_mm``: the same times the pixel spacing (empty without one);
 #: ``radius_mm`` and its per-axis pixel size ``radius_x_px``/``radius_y_px`` at the review coverage (empty
 #: without calibration or spacing); ``image_flagged``/``image_flags``: the image's review flags.
-CSV_COLUMNS = ["image_id", "file", "landmark_index", "landmark_name", "landmark_symbol", "x_px", "y_px", "x_mm",
-               "y_mm", "confidence", "radius_mm", "radius_x_px", "radius_y_px", "in_image", "flagged", "flags",
-               "image_flagged", "image_flags"]
+CSV_COLUMNS = [
+    "image_id",
+    "file",
+    "landmark_index",
+    "landmark_name",
+    "landmark_symbol",
+    "x_px",
+    "y_px",
+    "x_mm",
+    "y_mm",
+    "confidence",
+    "radius_mm",
+    "radius_x_px",
+    "radius_y_px",
+    "in_image",
+    "flagged",
+    "flags",
+    "image_flagged",
+    "image_flags",
+]
 #: ``images.csv``: one row per image
-IMAGE_COLUMNS = ["image_id", "file", "width", "height", "spacing_x_mm", "spacing_y_mm", "spacing_source", "bit_depth",
-                 "bit_depth_note", "n_landmarks", "n_landmarks_flagged", "flagged", "flags", "structure", "noise",
-                 "shape_residual", "measurements_reliable", "overlay"]
+IMAGE_COLUMNS = [
+    "image_id",
+    "file",
+    "width",
+    "height",
+    "spacing_x_mm",
+    "spacing_y_mm",
+    "spacing_source",
+    "bit_depth",
+    "bit_depth_note",
+    "n_landmarks",
+    "n_landmarks_flagged",
+    "flagged",
+    "flags",
+    "structure",
+    "noise",
+    "shape_residual",
+    "measurements_reliable",
+    "overlay",
+]
 #: ``measurements.csv``: one row per image x measurement. ``status`` is read against ``normal_lo..hi``
 #: of ``norm_reference``; ``class`` is the ``class_reference`` (ISBI 2015) class. Both are empty when
 #: ``reliable`` is false (``unreliable_because`` says why: image flags, landmarks not found);
 #: ``status_settled``/``class_settled`` are false when ``value +/- half_width`` crosses a band edge.
-MEASUREMENT_COLUMNS = ["image_id", "measurement", "value", "half_width", "unit", "normal_lo", "normal_hi",
-                       "norm_reference", "status", "status_settled", "class", "class_name", "class_reference",
-                       "class_settled", "reliable", "unreliable_because", "image_flagged", "image_flags"]
-_DECIMALS = {"x_px": 2, "y_px": 2, "x_mm": 3, "y_mm": 3, "confidence": 4, "radius_mm": 2, "radius_x_px": 1,
-             "radius_y_px": 1, "spacing_x_mm": 5, "spacing_y_mm": 5, "structure": 3, "noise": 4, "shape_residual": 4,
-             "value": 3, "half_width": 3}
+MEASUREMENT_COLUMNS = [
+    "image_id",
+    "measurement",
+    "value",
+    "half_width",
+    "unit",
+    "normal_lo",
+    "normal_hi",
+    "norm_reference",
+    "status",
+    "status_settled",
+    "class",
+    "class_name",
+    "class_reference",
+    "class_settled",
+    "reliable",
+    "unreliable_because",
+    "image_flagged",
+    "image_flags",
+]
+_DECIMALS = {
+    "x_px": 2,
+    "y_px": 2,
+    "x_mm": 3,
+    "y_mm": 3,
+    "confidence": 4,
+    "radius_mm": 2,
+    "radius_x_px": 1,
+    "radius_y_px": 1,
+    "spacing_x_mm": 5,
+    "spacing_y_mm": 5,
+    "structure": 3,
+    "noise": 4,
+    "shape_residual": 4,
+    "value": 3,
+    "half_width": 3,
+}
 #: columns written as text (quoted in the CSV: ``image_id`` "001" stays "001" for readers that honour quotes;
 #: with pandas read ``dtype={"image_id": str}``)
 TEXT_COLUMNS = ("image_id", "file")
@@ -422,10 +530,28 @@ def predictions_table(preds: Sequence[ImagePrediction]):
             f = list(fl[k]) if fl is not None else []
             rk = np.nan if r is None or r[k] is None else float(r[k])
             rx, ry = (np.nan, np.nan) if p.spacing is None else (rk / p.spacing[0], rk / p.spacing[1])
-            rows.append((p.image_id, str(p.path), k, name, p.symbols[k], p.coords[k, 0], p.coords[k, 1],
-                         np.nan if mm is None else mm[k, 0], np.nan if mm is None else mm[k, 1],
-                         p.confidence[k], rk, rx, ry, bool(inside[k]), bool(f), ";".join(f), bool(img_fl),
-                         ";".join(img_fl)))
+            rows.append(
+                (
+                    p.image_id,
+                    str(p.path),
+                    k,
+                    name,
+                    p.symbols[k],
+                    p.coords[k, 0],
+                    p.coords[k, 1],
+                    np.nan if mm is None else mm[k, 0],
+                    np.nan if mm is None else mm[k, 1],
+                    p.confidence[k],
+                    rk,
+                    rx,
+                    ry,
+                    bool(inside[k]),
+                    bool(f),
+                    ";".join(f),
+                    bool(img_fl),
+                    ";".join(img_fl),
+                )
+            )
     return _tidy(pd.DataFrame(rows, columns=CSV_COLUMNS))
 
 
@@ -442,12 +568,28 @@ def images_table(preds: Sequence[ImagePrediction]):
         vals = rev.get("values") or {}
         sx, sy = p.spacing if p.spacing is not None else (np.nan, np.nan)
         fl = list(rev.get("image", []))
-        rows.append((p.image_id, str(p.path), p.width, p.height, sx, sy, p.spacing_source or "", int(p.bit_depth),
-                     p.bit_depth_note or "", len(p.landmark_names), int(rev.get("n_landmarks_flagged", 0)), bool(fl),
-                     ";".join(fl), np.nan if vals.get("structure") is None else vals["structure"],
-                     np.nan if vals.get("noise") is None else vals["noise"],
-                     np.nan if vals.get("shape_residual") is None else vals["shape_residual"],
-                     not any(f in GEOMETRY_FLAGS for f in fl), p.extra.get("overlay", "")))
+        rows.append(
+            (
+                p.image_id,
+                str(p.path),
+                p.width,
+                p.height,
+                sx,
+                sy,
+                p.spacing_source or "",
+                int(p.bit_depth),
+                p.bit_depth_note or "",
+                len(p.landmark_names),
+                int(rev.get("n_landmarks_flagged", 0)),
+                bool(fl),
+                ";".join(fl),
+                np.nan if vals.get("structure") is None else vals["structure"],
+                np.nan if vals.get("noise") is None else vals["noise"],
+                np.nan if vals.get("shape_residual") is None else vals["shape_residual"],
+                not any(f in GEOMETRY_FLAGS for f in fl),
+                p.extra.get("overlay", ""),
+            )
+        )
     return _tidy(pd.DataFrame(rows, columns=IMAGE_COLUMNS))
 
 
@@ -459,12 +601,28 @@ def measurements_table(preds: Sequence[ImagePrediction]):
     for p in preds:
         img_fl = _image_flags(p)
         for k, m in (p.extra.get("measurements") or {}).items():
-            rows.append((p.image_id, k, m["value"], m["half_width"], m["unit"], m["normal"][0], m["normal"][1],
-                         m.get("norm_reference") or "", m["status"] or "",
-                         bool(m["status"]) and len(m.get("interval_statuses") or []) <= 1, m["class"],
-                         m["class_name"] or "", m.get("class_reference") or "",
-                         bool(m["class"]) and len(m.get("interval_classes") or []) <= 1, bool(m.get("reliable", True)),
-                         "; ".join(m.get("unreliable_because") or []), bool(img_fl), ";".join(img_fl)))
+            rows.append(
+                (
+                    p.image_id,
+                    k,
+                    m["value"],
+                    m["half_width"],
+                    m["unit"],
+                    m["normal"][0],
+                    m["normal"][1],
+                    m.get("norm_reference") or "",
+                    m["status"] or "",
+                    bool(m["status"]) and len(m.get("interval_statuses") or []) <= 1,
+                    m["class"],
+                    m["class_name"] or "",
+                    m.get("class_reference") or "",
+                    bool(m["class"]) and len(m.get("interval_classes") or []) <= 1,
+                    bool(m.get("reliable", True)),
+                    "; ".join(m.get("unreliable_because") or []),
+                    bool(img_fl),
+                    ";".join(img_fl),
+                )
+            )
     df = pd.DataFrame(rows, columns=MEASUREMENT_COLUMNS)
     df["class"] = df["class"].astype("Int64")
     return _tidy(df)
@@ -522,29 +680,37 @@ def write_predictions(
     overlay_files: dict[str, Path] = {}
     by_flag: Counter = Counter()
 
-    radius_note = "" if not calibration else (
-        "per landmark" if calibration.get("pooling") == "landmark" else "over all landmarks, not each")
+    radius_note = (
+        ""
+        if not calibration
+        else ("per landmark" if calibration.get("pooling") == "landmark" else "over all landmarks, not each")
+    )
 
     def run(tmp_overlays: Path | None) -> None:
-        from .evaluate.plots import prediction_overlay
+        from .evaluate.plots import OverlayRadii, prediction_overlay
 
         for p in tqdm(preds, desc="assess", unit="img", disable=not progress):
             img = read_input_image(p.path).image
             a = assess(p, img, calibration, cfg, sm)
             rev = a["review"]
-            p.landmark_extra = {"radius_mm": None if a["radius_mm"] is None else list(a["radius_mm"]),
-                                "flags": rev["landmarks"]}
-            p.extra.update(review={**rev, "landmarks": None}, measurements=a["measurements"],
-                           radius_coverage=a["coverage"])
+            p.landmark_extra = {
+                "radius_mm": None if a["radius_mm"] is None else list(a["radius_mm"]),
+                "flags": rev["landmarks"],
+            }
+            p.extra.update(
+                review={**rev, "landmarks": None}, measurements=a["measurements"], radius_coverage=a["coverage"]
+            )
             p.extra["review"].pop("landmarks")
             by_flag.update(rev["image"])
             by_flag.update(f for fl in rev["landmarks"] for f in fl)
             if tmp_overlays is not None:
                 flagged = [bool(f) for f in rev["landmarks"]]
                 n_ok = int((~p.degenerate).sum())
-                title = (f"{p.path.name}: {n_ok}/{len(p.landmark_names)} landmarks"
-                         + (f", {sum(flagged)} flagged" if any(flagged) else "")
-                         + (f"; image flags: {', '.join(rev['image'])}" if rev["image"] else ""))
+                title = (
+                    f"{p.path.name}: {n_ok}/{len(p.landmark_names)} landmarks"
+                    + (f", {sum(flagged)} flagged" if any(flagged) else "")
+                    + (f"; image flags: {', '.join(rev['image'])}" if rev["image"] else "")
+                )
                 notes = []
                 gated = [f for f in rev["image"] if f in GEOMETRY_FLAGS]
                 if gated:
@@ -553,9 +719,16 @@ def write_predictions(
                     notes.append("no pixel spacing: positions in px only, no prediction radius drawn")
                 if p.bit_depth_note:
                     notes.append(p.bit_depth_note)
-                prediction_overlay(img, p.coords, tmp_overlays / f"{p.image_id}.png", labels=p.symbols,
-                                   radii_px=a["radius_px"], flagged=flagged, coverage=a["coverage"], title=title,
-                                   notes=notes, radius_note=radius_note)
+                prediction_overlay(
+                    img,
+                    p.coords,
+                    tmp_overlays / f"{p.image_id}.png",
+                    labels=p.symbols,
+                    radii=OverlayRadii(px=a["radius_px"], coverage=a["coverage"], note=radius_note),
+                    flagged=flagged,
+                    title=title,
+                    notes=notes,
+                )
                 p.extra["overlay"] = f"overlays/{p.image_id}.png"
                 overlay_files[p.image_id] = out_dir / "overlays" / f"{p.image_id}.png"
 
@@ -565,8 +738,11 @@ def write_predictions(
         paths["overlays"] = out_dir / "overlays"
     else:
         run(None)
-    for name, key, table in (("predictions.csv", "csv", predictions_table), ("images.csv", "images_csv", images_table),
-                             ("measurements.csv", "measurements_csv", measurements_table)):
+    for name, key, table in (
+        ("predictions.csv", "csv", predictions_table),
+        ("images.csv", "images_csv", images_table),
+        ("measurements.csv", "measurements_csv", measurements_table),
+    ):
         write_csv(table(preds), out_dir / name)
         paths[key] = out_dir / name
     if labelme_dir is not None:
@@ -581,16 +757,36 @@ def write_predictions(
     n_img = sum(1 for p in preds if p.extra["review"]["image"])
     n_lm = sum(int(p.extra["review"]["n_landmarks_flagged"]) for p in preds)
     flags_summary = {"images": n_img, "landmarks": n_lm, "by_flag": dict(sorted(by_flag.items()))}
-    run_info = {**dict(info or {}), "review": dict(cfg.__dict__),
-                "calibration": None if not calibration else {
-                    k: calibration.get(k) for k in ("method", "scale", "pooling", "split", "n_images", "variant", "coverages",
-                                          "difficulty_split", "difficulty_n_images", "loo_coverage",
-                                          "loo_coverage_per_landmark", "landmarks", "guarantee")}}
+    run_info = {
+        **dict(info or {}),
+        "review": dict(cfg.__dict__),
+        "calibration": None
+        if not calibration
+        else {
+            k: calibration.get(k)
+            for k in (
+                "method",
+                "scale",
+                "pooling",
+                "split",
+                "n_images",
+                "variant",
+                "coverages",
+                "difficulty_split",
+                "difficulty_n_images",
+                "loo_coverage",
+                "loo_coverage_per_landmark",
+                "landmarks",
+                "guarantee",
+            )
+        },
+    }
     if calibration:
         from .uncertainty import guarantee_text
 
-        run_info["calibration"]["guarantee"] = ("per_landmark" if calibration.get("pooling") == "landmark"
-                                                else "marginal")
+        run_info["calibration"]["guarantee"] = (
+            "per_landmark" if calibration.get("pooling") == "landmark" else "marginal"
+        )
         run_info["calibration"]["guarantee_text"] = guarantee_text(calibration.get("pooling", "landmark"))
     if report:
         from .report_html import write_report
@@ -600,7 +796,7 @@ def write_predictions(
         "format": "cephalo-predictions",
         "format_version": 2,
         "coordinate_frame": "original image pixels, xy, origin at the centre of the top-left pixel, x right, "
-                            "y down; x_mm/y_mm = x/y times the pixel spacing (mm from that origin)",
+        "y down; x_mm/y_mm = x/y times the pixel spacing (mm from that origin)",
         **run_info,
         "n_images": len(records),
         "flags": flags_summary,

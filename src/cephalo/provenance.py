@@ -17,10 +17,11 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import __version__
 
@@ -39,8 +40,16 @@ __all__ = [
 ]
 
 #: distributions whose versions are recorded (import name differs for opencv)
-PACKAGES: tuple[str, ...] = ("torch", "torchvision", "timm", "albumentations", "numpy", "opencv-python-headless",
-                             "opencv-python", "mlflow")
+PACKAGES: tuple[str, ...] = (
+    "torch",
+    "torchvision",
+    "timm",
+    "albumentations",
+    "numpy",
+    "opencv-python-headless",
+    "opencv-python",
+    "mlflow",
+)
 #: provenance fields that identify the code
 CODE_FIELDS: tuple[str, ...] = ("cephalo_version", "git_commit", "git_dirty")
 #: provenance fields that identify the environment (float results may differ when they do)
@@ -49,8 +58,18 @@ ENV_FIELDS: tuple[str, ...] = ("python", "packages", "cpu_model", "gpu_name", "t
 
 #: tracked files the pipeline itself writes: a change there is a run's output, not a code change, so
 #: it does not make the tree "dirty" (paths relative to the repository root; folders end in ``/``)
-GENERATED_PATHS: tuple[str, ...] = ("dvc.lock", "results/", "mlflow/", "mlruns/", ".snakemake/", "data/", "logs/",
-                                    "resources/", "benchmarks/results/", "rehearsal/")
+GENERATED_PATHS: tuple[str, ...] = (
+    "dvc.lock",
+    "results/",
+    "mlflow/",
+    "mlruns/",
+    ".snakemake/",
+    "data/",
+    "logs/",
+    "resources/",
+    "benchmarks/results/",
+    "rehearsal/",
+)
 
 
 def _package_root() -> Path:
@@ -69,10 +88,17 @@ def git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
     where = cwd or str(_package_root())
     excludes = [f":(top,exclude){p.rstrip('/')}" for p in GENERATED_PATHS]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10,
-                             check=True).stdout.strip()
-        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *excludes],
-                            cwd=where, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        st = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", *excludes],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None, None
     return (sha or None), bool(st)
@@ -181,8 +207,9 @@ def differences(records: Mapping[str, Mapping | None]) -> dict[str, list[str]]:
     for f in ENV_FIELDS:
         if f == "packages":
             names = sorted({n for r in recs for n in (r.get("packages") or {})})
-            out["environment"] += [f"packages.{n}" for n in names
-                                   if len({(r.get("packages") or {}).get(n) for r in recs}) > 1]
+            out["environment"] += [
+                f"packages.{n}" for n in names if len({(r.get("packages") or {}).get(n) for r in recs}) > 1
+            ]
         elif len({json.dumps(r.get(f)) for r in recs}) > 1:
             out["environment"].append(f)
     return out

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["FLAG_TEXT", "write_report"]
 
@@ -77,10 +78,12 @@ def _per_landmark_coverage(cal: Mapping, rv: Mapping) -> str:
     if overall is None or not per:
         return ""
     names = cal.get("landmarks") or [str(i) for i in range(len(per))]
-    pairs = sorted(((v, n) for v, n in zip(per, names) if v is not None), key=lambda t: t[0])
+    pairs = sorted(((v, n) for v, n in zip(per, names, strict=False) if v is not None), key=lambda t: t[0])
     low = ", ".join(f"{_e(n)} {100 * v:.0f}%" for v, n in pairs[:5])
-    return (f"<br>leave-one-image-out coverage on the calibration images at {key}: {100 * overall:.1f}% over all "
-            f"landmarks; per landmark lowest: {low}")
+    return (
+        f"<br>leave-one-image-out coverage on the calibration images at {key}: {100 * overall:.1f}% over all "
+        f"landmarks; per landmark lowest: {low}"
+    )
 
 
 def _reliable(r: Mapping) -> bool:
@@ -125,7 +128,10 @@ def _bits(r: Mapping) -> str:
     if b is None:
         return ""
     if r.get("bit_depth_note"):
-        return f"<span class='warn' title='{_e(r['bit_depth_note'])}'>{int(b)}-bit in {int(r.get('container_bits') or 16)}-bit, rescaled</span>"
+        return (
+            f"<span class='warn' title='{_e(r['bit_depth_note'])}'>"
+            f"{int(b)}-bit in {int(r.get('container_bits') or 16)}-bit, rescaled</span>"
+        )
     return f"{int(b)}-bit"
 
 
@@ -135,8 +141,13 @@ def _flags(fl: Sequence[str]) -> str:
     return " ".join(f'<span class="flag" title="{_e(FLAG_TEXT.get(f, f))}">{_e(f)}</span>' for f in fl)
 
 
-def write_report(path: str | Path, records: Sequence[Mapping], info: Mapping[str, Any],
-                 overlay_files: Mapping[str, Path] | None = None, skipped: Sequence[Mapping] = ()) -> Path:
+def write_report(
+    path: str | Path,
+    records: Sequence[Mapping],
+    info: Mapping[str, Any],
+    overlay_files: Mapping[str, Path] | None = None,
+    skipped: Sequence[Mapping] = (),
+) -> Path:
     """Write the report atomically.
 
     Args:
@@ -155,81 +166,123 @@ def write_report(path: str | Path, records: Sequence[Mapping], info: Mapping[str
     n_lm = sum((r.get("review") or {}).get("n_landmarks_flagged", 0) for r in records)
     cal = info.get("calibration") or {}
     rv = info.get("review") or {}
-    out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cephalo predictions</title>",
-           f"<style>{_CSS}</style></head><body>", "<h1>cephalo: predicted landmarks and measurements</h1>",
-           "<table>", f"<tr><th>checkpoint</th><td>{_e(info.get('checkpoint'))}</td></tr>",
-           f"<tr><th>model</th><td>{_e((info.get('model') or {}).get('arch'))}, "
-           f"{len((info.get('model') or {}).get('landmark_names', []))} landmarks</td></tr>"]
+    out = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>cephalo predictions</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>cephalo: predicted landmarks and measurements</h1>",
+        "<table>",
+        f"<tr><th>checkpoint</th><td>{_e(info.get('checkpoint'))}</td></tr>",
+        f"<tr><th>model</th><td>{_e((info.get('model') or {}).get('arch'))}, "
+        f"{len((info.get('model') or {}).get('landmark_names', []))} landmarks</td></tr>",
+    ]
     if cal:
-        out.append(f"<tr><th>uncertainty</th><td>split-conformal radii at {100 * float(rv.get('coverage', 0.9)):.0f}% "
-                   f"coverage, calibrated on {_e(cal.get('n_images'))} '{_e(cal.get('split'))}' images of "
-                   f"{_e(cal.get('variant'))}"
-                   + (f" (one quantile over all landmarks, each weighted by its median error on "
-                      f"{_e(cal.get('difficulty_n_images'))} '{_e(cal.get('difficulty_split'))}' images)"
-                      if cal.get("pooling") == "pooled" and cal.get("difficulty_split") else "")
-                   + "</td></tr>")
-        out.append(f"<tr><th>radius guarantee</th><td><b>{_e(cal.get('guarantee_text'))}</b>"
-                   + _per_landmark_coverage(cal, rv) + "</td></tr>")
+        out.append(
+            f"<tr><th>uncertainty</th><td>split-conformal radii at {100 * float(rv.get('coverage', 0.9)):.0f}% "
+            f"coverage, calibrated on {_e(cal.get('n_images'))} '{_e(cal.get('split'))}' images of "
+            f"{_e(cal.get('variant'))}"
+            + (
+                f" (one quantile over all landmarks, each weighted by its median error on "
+                f"{_e(cal.get('difficulty_n_images'))} '{_e(cal.get('difficulty_split'))}' images)"
+                if cal.get("pooling") == "pooled" and cal.get("difficulty_split")
+                else ""
+            )
+            + "</td></tr>"
+        )
+        out.append(
+            f"<tr><th>radius guarantee</th><td><b>{_e(cal.get('guarantee_text'))}</b>"
+            + _per_landmark_coverage(cal, rv)
+            + "</td></tr>"
+        )
     else:
-        out.append("<tr><th>uncertainty</th><td class='warn'>the checkpoint carries no calibration: no prediction "
-                   "radii, no radius flags (run <code>cephalo calibrate</code>)</td></tr>")
-    out.append(f"<tr><th>review thresholds</th><td>landmark radius &gt; {_e(rv.get('radius_mm'))} mm; image: "
-               f"short side &lt; {_e(rv.get('min_side_px'))} px, aspect &gt; {_e(rv.get('max_aspect'))}, "
-               f"structure &lt; {_e(rv.get('min_structure'))}, noise &gt; {_e(rv.get('max_noise'))} of white, shape model; "
-               "an image flag withholds all of its measurements</td></tr>")
-    out.append(f"<tr><th>images</th><td>{len(records)}: <b>{n_flag}</b> flagged for review, {n_lm} landmarks "
-               f"flagged</td></tr></table>")
+        out.append(
+            "<tr><th>uncertainty</th><td class='warn'>the checkpoint carries no calibration: no prediction "
+            "radii, no radius flags (run <code>cephalo calibrate</code>)</td></tr>"
+        )
+    out.append(
+        f"<tr><th>review thresholds</th><td>landmark radius &gt; {_e(rv.get('radius_mm'))} mm; image: "
+        f"short side &lt; {_e(rv.get('min_side_px'))} px, aspect &gt; {_e(rv.get('max_aspect'))}, "
+        f"structure &lt; {_e(rv.get('min_structure'))}, noise &gt; {_e(rv.get('max_noise'))} of white, shape model; "
+        "an image flag withholds all of its measurements</td></tr>"
+    )
+    out.append(
+        f"<tr><th>images</th><td>{len(records)}: <b>{n_flag}</b> flagged for review, {n_lm} landmarks "
+        f"flagged</td></tr></table>"
+    )
     if skipped:
-        out.append(f"<h2>Not predicted: {len(skipped)} input(s) could not be read</h2><table><tr><th>file</th>"
-                   "<th>problem</th></tr>" + "".join(
-                       f"<tr><td>{_e(Path(str(sk.get('file'))).name)}</td><td class='warn'>{_e(sk.get('error'))}</td></tr>"
-                       for sk in skipped) + "</table>")
+        out.append(
+            f"<h2>Not predicted: {len(skipped)} input(s) could not be read</h2><table><tr><th>file</th>"
+            "<th>problem</th></tr>"
+            + "".join(
+                f"<tr><td>{_e(Path(str(sk.get('file'))).name)}</td><td class='warn'>{_e(sk.get('error'))}</td></tr>"
+                for sk in skipped
+            )
+            + "</table>"
+        )
     gated = [r["image_id"] for r in records if not _reliable(r)]
     if gated:
-        out.append(f"<p class='note'><b>Measurements withheld</b> for {len(gated)} image(s) "
-                   f"({_e(', '.join(gated[:8]))}{' ...' if len(gated) > 8 else ''}): an image flag, a landmark not "
-                   "found or an impossible value says they cannot be trusted, so no value, norm comparison or "
-                   "class is shown for them (each image's table gives the reason).</p>")
+        out.append(
+            f"<p class='note'><b>Measurements withheld</b> for {len(gated)} image(s) "
+            f"({_e(', '.join(gated[:8]))}{' ...' if len(gated) > 8 else ''}): an image flag, a landmark not "
+            "found or an impossible value says they cannot be trusted, so no value, norm comparison or "
+            "class is shown for them (each image's table gives the reason).</p>"
+        )
     no_mm = [r["image_id"] for r in records if not r.get("spacing")]
     if no_mm:
-        out.append(f"<p class='note'>No pixel spacing for {len(no_mm)} image(s) ({_e(', '.join(no_mm[:5]))}"
-                   f"{' ...' if len(no_mm) > 5 else ''}): positions in pixels only, no millimetre measurements; "
-                   "angles and ratios assume square pixels; no prediction radii (they are calibrated in mm). Give "
-                   "<code>--spacing</code> or use DICOM files with PixelSpacing.</p>")
-    out.append("<h2>Images</h2><table><tr><th>#</th><th>image</th><th>size (px)</th><th>pixel spacing (mm/px)</th>"
-               "<th>grey levels</th><th>image flags</th><th>measurements</th><th>flagged landmarks</th></tr>")
+        out.append(
+            f"<p class='note'>No pixel spacing for {len(no_mm)} image(s) ({_e(', '.join(no_mm[:5]))}"
+            f"{' ...' if len(no_mm) > 5 else ''}): positions in pixels only, no millimetre measurements; "
+            "angles and ratios assume square pixels; no prediction radii (they are calibrated in mm). Give "
+            "<code>--spacing</code> or use DICOM files with PixelSpacing.</p>"
+        )
+    out.append(
+        "<h2>Images</h2><table><tr><th>#</th><th>image</th><th>size (px)</th><th>pixel spacing (mm/px)</th>"
+        "<th>grey levels</th><th>image flags</th><th>measurements</th><th>flagged landmarks</th></tr>"
+    )
     for i, r in enumerate(records, 1):
         rev = r.get("review") or {}
         sp = r.get("spacing")
-        sp_txt = (f"{sp[0]:.4g} x {sp[1]:.4g} ({_e(r.get('spacing_source'))})" if sp else
-                  "<span class='warn'>unknown</span>")
-        out.append(f"<tr><td>{i}</td><td><a href='#img-{_e(r['image_id'])}'>{_e(r['image_id'])}</a></td>"
-                   f"<td>{r['width']} x {r['height']}</td><td>{sp_txt}</td><td>{_bits(r)}</td>"
-                   f"<td>{_flags(rev.get('image', []))}</td><td>{_meas_state(r)}</td>"
-                   f"<td>{_landmark_summary(r)}</td></tr>")
+        sp_txt = (
+            f"{sp[0]:.4g} x {sp[1]:.4g} ({_e(r.get('spacing_source'))})" if sp else "<span class='warn'>unknown</span>"
+        )
+        out.append(
+            f"<tr><td>{i}</td><td><a href='#img-{_e(r['image_id'])}'>{_e(r['image_id'])}</a></td>"
+            f"<td>{r['width']} x {r['height']}</td><td>{sp_txt}</td><td>{_bits(r)}</td>"
+            f"<td>{_flags(rev.get('image', []))}</td><td>{_meas_state(r)}</td>"
+            f"<td>{_landmark_summary(r)}</td></tr>"
+        )
     out.append("</table>")
     for r in records:
         rev = r.get("review") or {}
-        out.append(f"<h2 id='img-{_e(r['image_id'])}'>{_e(r['image_id'])} <span class='muted'>"
-                   f"({_e(Path(str(r['file'])).name)})</span></h2>")
+        out.append(
+            f"<h2 id='img-{_e(r['image_id'])}'>{_e(r['image_id'])} <span class='muted'>"
+            f"({_e(Path(str(r['file'])).name)})</span></h2>"
+        )
         fl = rev.get("image", [])
-        out.append("<p>image flags: " + _flags(fl) + "".join(
-            f"<br><span class='warn'>{_e(f)}</span>: {_e(FLAG_TEXT.get(f, f))}" for f in fl) + "</p>")
+        out.append(
+            "<p>image flags: "
+            + _flags(fl)
+            + "".join(f"<br><span class='warn'>{_e(f)}</span>: {_e(FLAG_TEXT.get(f, f))}" for f in fl)
+            + "</p>"
+        )
         if r.get("bit_depth_note"):
             out.append(f"<p class='note'>grey levels: {_e(r['bit_depth_note'])}</p>")
         out.append("<div class='grid'><div>" + _img_tag(overlay_files.get(r["image_id"])) + "</div><div>")
         meas = r.get("measurements") or {}
         if meas:
-            out.append("<table><tr><th>measurement</th><th>value</th><th>norm (reference)</th><th>vs norm</th>"
-                       "<th>ISBI 2015 class</th></tr>")
+            out.append(
+                "<table><tr><th>measurement</th><th>value</th><th>norm (reference)</th><th>vs norm</th>"
+                "<th>ISBI 2015 class</th></tr>"
+            )
             for k, m in meas.items():
                 unit = {"deg": "&deg;", "mm": " mm", "ratio": ""}.get(m["unit"], "")
                 ref = _e(m.get("norm_reference") or m.get("normal_source"))
                 norm = f"{m['normal'][0]:g} to {m['normal'][1]:g}{unit} <span class='muted'>({ref})</span>"
                 if m.get("reliable", True) is False:
                     why = "; ".join(m.get("unreliable_because") or [])
-                    out.append(f"<tr class='withheld'><td title='{_e(m.get('title'))}'>{_e(k)}</td>"
-                               f"<td colspan='4' class='muted'>not reported: {_e(why)}</td></tr>")
+                    out.append(
+                        f"<tr class='withheld'><td title='{_e(m.get('title'))}'>{_e(k)}</td>"
+                        f"<td colspan='4' class='muted'>not reported: {_e(why)}</td></tr>"
+                    )
                     continue
                 hw = f" &plusmn; {m['half_width']:.2f}" if m.get("half_width") is not None else ""
                 status = m.get("status") or ""
@@ -240,28 +293,42 @@ def write_report(path: str | Path, records: Sequence[Mapping], info: Mapping[str
                 if len(sts) > 1:
                     st_cell = f"<td class='muted'>not settled: interval reaches {_e(' / '.join(sts))}</td>"
                 if len(ics) > 1:
-                    cls = f"<span class='muted'>not settled: interval spans classes {_e(', '.join(map(str, ics)))}</span>"
-                out.append(f"<tr><td title='{_e(m.get('title'))}'>{_e(k)}</td><td class='num'>"
-                           f"{_fmt(m.get('value'))}{hw}{unit}</td><td title='{_e(m.get('normal_source'))}'>{norm}</td>"
-                           f"{st_cell}<td>{cls}</td></tr>")
+                    cls = (
+                        f"<span class='muted'>not settled: interval spans classes {_e(', '.join(map(str, ics)))}</span>"
+                    )
+                out.append(
+                    f"<tr><td title='{_e(m.get('title'))}'>{_e(k)}</td><td class='num'>"
+                    f"{_fmt(m.get('value'))}{hw}{unit}</td><td title='{_e(m.get('normal_source'))}'>{norm}</td>"
+                    f"{st_cell}<td>{cls}</td></tr>"
+                )
             out.append("</table>")
-            out.append("<p class='muted'>vs norm: against the range of the named reference. ISBI 2015 class: the "
-                       "challenge's classes (Wang et al. 2016), independent of the norm column (an ANB of 2&deg; is "
-                       "normal after Steiner and ISBI class 3).</p>")
+            out.append(
+                "<p class='muted'>vs norm: against the range of the named reference. ISBI 2015 class: the "
+                "challenge's classes (Wang et al. 2016), independent of the norm column (an ANB of 2&deg; is "
+                "normal after Steiner and ISBI class 3).</p>"
+            )
             if any(m.get("half_width") is not None for m in meas.values()):
-                out.append("<p class='muted'>&plusmn;: interval from the landmark radii (first-order worst case "
-                           "over the radius disks). Where it crosses a norm or class edge, the status or class is "
-                           "shown as not settled.</p>")
-        out.append("<details><summary>landmarks</summary><table><tr><th>landmark</th><th>x (px)</th><th>y (px)</th>"
-                   "<th>confidence</th><th>radius (mm)</th><th>flags</th></tr>")
+                out.append(
+                    "<p class='muted'>&plusmn;: interval from the landmark radii (first-order worst case "
+                    "over the radius disks). Where it crosses a norm or class edge, the status or class is "
+                    "shown as not settled.</p>"
+                )
+        out.append(
+            "<details><summary>landmarks</summary><table><tr><th>landmark</th><th>x (px)</th><th>y (px)</th>"
+            "<th>confidence</th><th>radius (mm)</th><th>flags</th></tr>"
+        )
         for lm in r["landmarks"]:
-            out.append(f"<tr><td>{_e(lm['symbol'])} {_e(lm['name'])}</td><td class='num'>{_fmt(lm['x'], 1)}</td>"
-                       f"<td class='num'>{_fmt(lm['y'], 1)}</td><td class='num'>{_fmt(lm['confidence'], 3)}</td>"
-                       f"<td class='num'>{_fmt(lm.get('radius_mm'))}</td><td>{_flags(lm.get('flags', []))}</td></tr>")
+            out.append(
+                f"<tr><td>{_e(lm['symbol'])} {_e(lm['name'])}</td><td class='num'>{_fmt(lm['x'], 1)}</td>"
+                f"<td class='num'>{_fmt(lm['y'], 1)}</td><td class='num'>{_fmt(lm['confidence'], 3)}</td>"
+                f"<td class='num'>{_fmt(lm.get('radius_mm'))}</td><td>{_flags(lm.get('flags', []))}</td></tr>"
+            )
         out.append("</table></details></div></div>")
-    out.append("<p class='muted'>Generated by cephalo predict"
-               f"{(': <code>' + _e(info.get('command')) + '</code>') if info.get('command') else ''}. "
-               "A decision aid: every flagged item needs a clinician's check.</p></body></html>")
+    out.append(
+        "<p class='muted'>Generated by cephalo predict"
+        f"{(': <code>' + _e(info.get('command')) + '</code>') if info.get('command') else ''}. "
+        "A decision aid: every flagged item needs a clinician's check.</p></body></html>"
+    )
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(out), encoding="utf-8")

@@ -40,9 +40,10 @@ import os
 import sqlite3
 import time
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "TrackingConfig",
@@ -66,9 +67,17 @@ __all__ = [
 #: the experiment opens on the runs table (model training), not the GenAI traces view
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 #: the figures that answer "which run is better?", logged first and named in the run description
-HEADLINE_METRICS: tuple[str, ...] = ("mre_mm/shared", "sdr_2.0mm/shared", "mre_mm/all", "sdr_2.0mm/all",
-                                     "n_landmarks/shared", "n_landmarks/all", "n_images", "val_mre_mm",
-                                     "best_val_mre_mm")
+HEADLINE_METRICS: tuple[str, ...] = (
+    "mre_mm/shared",
+    "sdr_2.0mm/shared",
+    "mre_mm/all",
+    "sdr_2.0mm/all",
+    "n_landmarks/shared",
+    "n_landmarks/all",
+    "n_images",
+    "val_mre_mm",
+    "best_val_mre_mm",
+)
 
 #: MLflow's limit on a param value (characters); longer values are truncated with a marker.
 _MAX_PARAM_CHARS = 6000
@@ -288,8 +297,9 @@ def _fmt(v: float | None, unit: str = "") -> str:
     return "-" if v is None else f"{v:.3g}{unit}"
 
 
-def run_description(rec: RunRecord, metrics: Mapping[str, float], params: Mapping | None = None,
-                    training_run_name: str | None = None) -> str:
+def run_description(
+    rec: RunRecord, metrics: Mapping[str, float], params: Mapping | None = None, training_run_name: str | None = None
+) -> str:
     """The run's description (MLflow tag ``mlflow.note.content``, Markdown): stage, model, variant,
     data and the headline figure, so the runs table and the run page say what the run is."""
     params = params or {}
@@ -305,10 +315,15 @@ def run_description(rec: RunRecord, metrics: Mapping[str, float], params: Mappin
     for s in ("shared", "all"):
         if metrics.get(f"mre_mm/{s}") is not None:
             n = metrics.get(f"n_landmarks/{s}")
-            figs.append(f"MRE {_fmt(metrics[f'mre_mm/{s}'], ' mm')} over {s} landmarks"
-                        + (f" ({int(n)})" if n is not None else "")
-                        + (f", SDR@2mm {_fmt(metrics.get(f'sdr_2.0mm/{s}'), '%')}"
-                           if metrics.get(f"sdr_2.0mm/{s}") is not None else ""))
+            figs.append(
+                f"MRE {_fmt(metrics[f'mre_mm/{s}'], ' mm')} over {s} landmarks"
+                + (f" ({int(n)})" if n is not None else "")
+                + (
+                    f", SDR@2mm {_fmt(metrics.get(f'sdr_2.0mm/{s}'), '%')}"
+                    if metrics.get(f"sdr_2.0mm/{s}") is not None
+                    else ""
+                )
+            )
             break
     if not figs and metrics.get("best_val_mre_mm") is not None:
         figs.append(f"best validation MRE {_fmt(metrics['best_val_mre_mm'], ' mm')}")
@@ -373,13 +388,20 @@ def log_run(
     if not cfg.enabled:
         return None
     try:
-        return _log_run(cfg, run, params=params or {}, metrics=metrics or {}, artifacts=list(artifacts),
-                        tags=dict(tags or {}), series=dict(series or {}), tables=dict(tables or {}))
+        return _log_run(
+            cfg,
+            run,
+            params=params or {},
+            metrics=metrics or {},
+            artifacts=list(artifacts),
+            tags=dict(tags or {}),
+            series=dict(series or {}),
+            tables=dict(tables or {}),
+        )
     except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
         if strict:
             raise
-        warnings.warn(f"MLflow tracking failed (results are unaffected): {type(e).__name__}: {e}",
-                      stacklevel=2)
+        warnings.warn(f"MLflow tracking failed (results are unaffected): {type(e).__name__}: {e}", stacklevel=2)
         return None
 
 
@@ -400,8 +422,13 @@ def _relative_location(cfg: TrackingConfig, path: Path) -> str:
         return path.as_posix()
 
 
-def _set_relative_locations(cfg: TrackingConfig, exp_id: str | None = None, run_id: str | None = None,
-                            exp_loc: str | None = None, run_loc: str | None = None) -> None:
+def _set_relative_locations(
+    cfg: TrackingConfig,
+    exp_id: str | None = None,
+    run_id: str | None = None,
+    exp_loc: str | None = None,
+    run_loc: str | None = None,
+) -> None:
     """Store artifact locations relative to the project (MLflow itself would store absolute URIs)."""
     con = sqlite3.connect(str(cfg.store), timeout=60)
     try:
@@ -434,16 +461,25 @@ def find_training_run(client, checkpoint_hashes: Sequence[str], experiment_ids: 
     if experiment_ids is None:
         experiment_ids = [e.experiment_id for e in client.search_experiments()]
     for h in checkpoint_hashes:
-        runs = client.search_runs(list(experiment_ids), filter_string=f"tags.stage = 'train' and "
-                                  f"tags.checkpoint_sha256 = '{h}'", order_by=["attributes.start_time DESC"],
-                                  max_results=1)
+        runs = client.search_runs(
+            list(experiment_ids),
+            filter_string=f"tags.stage = 'train' and tags.checkpoint_sha256 = '{h}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
         if runs:
             return runs[0]
     return None
 
 
-def log_to_evaluation(cfg: TrackingConfig, *, metrics_sha256: str | None, run_name: str,
-                      metrics: Mapping[str, float | None], strict: bool = False) -> str | None:
+def log_to_evaluation(
+    cfg: TrackingConfig,
+    *,
+    metrics_sha256: str | None,
+    run_name: str,
+    metrics: Mapping[str, float | None],
+    strict: bool = False,
+) -> str | None:
     """Add metrics (e.g. ``cephalo compare``'s ``/shared`` figures) to the evaluation run whose
     ``metrics.json`` has this SHA-256 (tag ``metrics_sha256``; newest first). Returns its id or None."""
     if not cfg.enabled or not metrics_sha256 or (not cfg.uri and not Path(cfg.store).is_file()):
@@ -454,32 +490,42 @@ def log_to_evaluation(cfg: TrackingConfig, *, metrics_sha256: str | None, run_na
         with _store_lock(cfg):
             client = _client(cfg)
             exps = [e.experiment_id for e in client.search_experiments()]
-            runs = _retry(lambda: client.search_runs(exps, filter_string=f"tags.metrics_sha256 = '{metrics_sha256}'",
-                                                     order_by=["attributes.start_time DESC"], max_results=1),
-                          cfg.retries)
+            runs = _retry(
+                lambda: client.search_runs(
+                    exps,
+                    filter_string=f"tags.metrics_sha256 = '{metrics_sha256}'",
+                    order_by=["attributes.start_time DESC"],
+                    max_results=1,
+                ),
+                cfg.retries,
+            )
             if not runs:
                 return None
             rid = runs[0].info.run_id
             now = int(time.time() * 1000)
-            m = [Metric(k, float(v), now, 0) for k, v in metrics.items()
-                 if v is not None and math.isfinite(float(v))]
+            m = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and math.isfinite(float(v))]
             for i in range(0, len(m), 1000):
-                _retry(lambda i=i: client.log_batch(rid, metrics=m[i:i + 1000]), cfg.retries)
+                _retry(lambda i=i: client.log_batch(rid, metrics=m[i : i + 1000]), cfg.retries)
             shared = metrics.get("mre_mm/shared")
             note = runs[0].data.tags.get("mlflow.note.content", "")
             if shared is not None and math.isfinite(float(shared)) and "shared landmarks" not in note:
                 n, sdr = metrics.get("n_landmarks/shared"), metrics.get("sdr_2.0mm/shared")
-                line = (f"compared: MRE {_fmt(float(shared), ' mm')} over the shared landmarks"
-                        + (f" ({int(n)})" if n is not None else "")
-                        + (f", SDR@2mm {_fmt(float(sdr), '%')}" if sdr is not None else ""))
-                _retry(lambda: client.set_tag(rid, "mlflow.note.content", (note + "  \n" if note else "") + line),
-                       cfg.retries)
+                line = (
+                    f"compared: MRE {_fmt(float(shared), ' mm')} over the shared landmarks"
+                    + (f" ({int(n)})" if n is not None else "")
+                    + (f", SDR@2mm {_fmt(float(sdr), '%')}" if sdr is not None else "")
+                )
+                _retry(
+                    lambda: client.set_tag(rid, "mlflow.note.content", (note + "  \n" if note else "") + line),
+                    cfg.retries,
+                )
             return rid
     except Exception as e:  # noqa: BLE001 - tracking is never needed for correctness
         if strict:
             raise
-        warnings.warn(f"MLflow tracking failed for {run_name} (results are unaffected): {type(e).__name__}: {e}",
-                      stacklevel=2)
+        warnings.warn(
+            f"MLflow tracking failed for {run_name} (results are unaffected): {type(e).__name__}: {e}", stacklevel=2
+        )
         return None
 
 
@@ -507,8 +553,9 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
                 return exp.experiment_id
             if cfg.uri:  # the server's artifact root: uploaded through it, readable from any machine
                 return client.create_experiment(name, tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
-            eid = client.create_experiment(name, artifact_location=exp_dir.resolve().as_uri(),
-                                           tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
+            eid = client.create_experiment(
+                name, artifact_location=exp_dir.resolve().as_uri(), tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]}
+            )
             _set_relative_locations(cfg, exp_id=eid, exp_loc=_relative_location(cfg, exp_dir))
             return eid
 
@@ -536,25 +583,36 @@ def _log_run(cfg: TrackingConfig, rec: RunRecord, *, params, metrics, artifacts,
         flat = flatten_metrics(metrics)
         if "mlflow.note.content" not in all_tags:
             all_tags["mlflow.note.content"] = rec.description or run_description(
-                rec, flat, params, all_tags.get("training_run_name"))
-        run = _retry(lambda: client.create_run(exp_id, run_name=run_name or f"{stage}/{variant or 'default'}",
-                                               tags={k: str(v)[:5000] for k, v in all_tags.items()}),
-                     cfg.retries)
+                rec, flat, params, all_tags.get("training_run_name")
+            )
+        run = _retry(
+            lambda: client.create_run(
+                exp_id,
+                run_name=run_name or f"{stage}/{variant or 'default'}",
+                tags={k: str(v)[:5000] for k, v in all_tags.items()},
+            ),
+            cfg.retries,
+        )
         run_id = run.info.run_id
         run_dir = exp_dir / run_id / "artifacts"
         if not cfg.uri:
-            _retry(lambda: _set_relative_locations(cfg, run_id=run_id, run_loc=_relative_location(cfg, run_dir)),
-                   cfg.retries)
+            _retry(
+                lambda: _set_relative_locations(cfg, run_id=run_id, run_loc=_relative_location(cfg, run_dir)),
+                cfg.retries,
+            )
         now = int(time.time() * 1000)
         p = [Param(k, v) for k, v in flatten_params(params).items()]
         m = [Metric(k, v, now, 0) for k, v in _ordered_metrics(flat)]
         for key, values in series.items():
-            m += [Metric(str(key), float(v), now, step) for step, v in enumerate(values)
-                  if v is not None and math.isfinite(float(v))]
+            m += [
+                Metric(str(key), float(v), now, step)
+                for step, v in enumerate(values)
+                if v is not None and math.isfinite(float(v))
+            ]
         for i in range(0, max(len(p), 1), 100):
-            _retry(lambda i=i: client.log_batch(run_id, params=p[i:i + 100]), cfg.retries)
+            _retry(lambda i=i: client.log_batch(run_id, params=p[i : i + 100]), cfg.retries)
         for i in range(0, max(len(m), 1), 1000):
-            _retry(lambda i=i: client.log_batch(run_id, metrics=m[i:i + 1000]), cfg.retries)
+            _retry(lambda i=i: client.log_batch(run_id, metrics=m[i : i + 1000]), cfg.retries)
         if cfg.uri:
             import tempfile
 

@@ -40,15 +40,30 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["SCALES", "POOLINGS", "calibrate", "difficulty_weights", "radii", "coverage", "read_calibration",
-           "coverage_key", "calibrate_model", "mondrian_min_images", "guarantee_text"]
+if TYPE_CHECKING:
+    from .config.schema import CalibrateConfig
+
+__all__ = [
+    "SCALES",
+    "POOLINGS",
+    "calibrate",
+    "difficulty_weights",
+    "radii",
+    "coverage",
+    "read_calibration",
+    "coverage_key",
+    "calibrate_model",
+    "mondrian_min_images",
+    "guarantee_text",
+]
 
 SCALES = ("inverse_confidence", "constant")
 POOLINGS = ("pooled", "landmark", "auto")
@@ -113,8 +128,9 @@ def _table(s: np.ndarray, w: np.ndarray, level: float, pooling: str) -> np.ndarr
     return np.array([_quantile(s[:, k], level) for k in range(s.shape[1])]) * w
 
 
-def _loo_coverage(e: np.ndarray, s: np.ndarray, u: np.ndarray, w: np.ndarray, levels: Sequence[float],
-                  pooling: str) -> tuple[dict, dict]:
+def _loo_coverage(
+    e: np.ndarray, s: np.ndarray, u: np.ndarray, w: np.ndarray, levels: Sequence[float], pooling: str
+) -> tuple[dict, dict]:
     """Leave-one-image-out coverage on the calibration images (errors ``e``, their scores ``s``):
     calibrate on N - 1, score the one left out. Returns ``({cov: overall fraction}, {cov: [K] fractions})``
     (None where nothing was scored)."""
@@ -129,7 +145,7 @@ def _loo_coverage(e: np.ndarray, s: np.ndarray, u: np.ndarray, w: np.ndarray, le
             hits += ok & (np.where(ok, e[i], np.inf) <= np.where(ok, r, 0))
             scored += ok
         out[coverage_key(lv)] = float(hits.sum() / scored.sum()) if scored.sum() else None
-        per[coverage_key(lv)] = [float(h / c) if c else None for h, c in zip(hits, scored)]
+        per[coverage_key(lv)] = [float(h / c) if c else None for h, c in zip(hits, scored, strict=True)]
     return out, per
 
 
@@ -142,10 +158,14 @@ def mondrian_min_images(coverages: Sequence[float]) -> int:
 def guarantee_text(pooling: str) -> str:
     """Which coverage promise a calibration's radii keep, in words (outputs print it)."""
     if pooling == "landmark":
-        return ("per landmark: each landmark's radius covers its true position with at least the stated "
-                "probability (Mondrian split conformal, one quantile per landmark)")
-    return ("marginal over landmarks: the stated probability holds for a landmark drawn at random, not for each "
-            "landmark; single landmarks can cover less (see the per-landmark coverage)")
+        return (
+            "per landmark: each landmark's radius covers its true position with at least the stated "
+            "probability (Mondrian split conformal, one quantile per landmark)"
+        )
+    return (
+        "marginal over landmarks: the stated probability holds for a landmark drawn at random, not for each "
+        "landmark; single landmarks can cover less (see the per-landmark coverage)"
+    )
 
 
 def calibrate(
@@ -181,8 +201,9 @@ def calibrate(
         ``{"format", "method", "scale", "conf_floor", "pooling", "weights" [K], "landmarks",
         "coverages", "n" [K], "q_mm" {cov: [K]}, "q_px" {cov: [K]}, "loo_coverage" {"unit",
         cov: fraction}, "loo_coverage_per_landmark" {cov: [K]}, "pooling_requested", "guarantee"
-        (``per_landmark`` | ``marginal``), "mondrian_min_images", **info}`` (``pooling`` is the one used); ``q_*`` hold ``q * w_k`` (apply with :func:`radii`); infinite
-        quantiles are stored as None (too few calibration scores for that level).
+        (``per_landmark`` | ``marginal``), "mondrian_min_images", **info}`` (``pooling`` is the one
+        used); ``q_*`` hold ``q * w_k`` (apply with :func:`radii`); infinite quantiles are stored as
+        None (too few calibration scores for that level).
 
     Raises:
         ConfigError: bad coverage levels, scale, pooling, floor or weights; ValueError: shapes disagree.
@@ -206,17 +227,26 @@ def calibrate(
     requested = pooling
     if pooling == "auto":  # Mondrian where every landmark has enough calibration images, else pooled
         pooling = "landmark" if min(n_k, default=0) >= mondrian_min_images(coverages) else "pooled"
-    out: dict = {"format": FORMAT, "format_version": 2,
-                 "method": "split conformal prediction, normalised score = radial error / (landmark weight x scale)",
-                 "scale": scale, "conf_floor": float(conf_floor), "pooling": pooling,
-                 "weights": [float(v) for v in w], "landmarks": names,
-                 "coverages": [float(c) for c in coverages], "n": [int(np.isfinite(ep[:, k]).sum())
-                                                                  for k in range(len(names))],
-                 "q_mm": {}, "q_px": {}}
+    out: dict = {
+        "format": FORMAT,
+        "format_version": 2,
+        "method": "split conformal prediction, normalised score = radial error / (landmark weight x scale)",
+        "scale": scale,
+        "conf_floor": float(conf_floor),
+        "pooling": pooling,
+        "weights": [float(v) for v in w],
+        "landmarks": names,
+        "coverages": [float(c) for c in coverages],
+        "n": [int(np.isfinite(ep[:, k]).sum()) for k in range(len(names))],
+        "q_mm": {},
+        "q_px": {},
+    }
 
     def q(s: np.ndarray) -> dict:
-        return {coverage_key(c): [None if not np.isfinite(v) else float(v) for v in _table(s, w, float(c), pooling)]
-                for c in coverages}
+        return {
+            coverage_key(c): [None if not np.isfinite(v) else float(v) for v in _table(s, w, float(c), pooling)]
+            for c in coverages
+        }
 
     e_loo, s_loo, unit = ep, _scores(ep, u, w), "px"
     out["q_px"] = q(s_loo)
@@ -252,8 +282,7 @@ def _qvec(cal: Mapping, unit: str, level: float, names: Sequence[str]) -> np.nda
     return np.array([one(n) for n in names], dtype=np.float64)
 
 
-def radii(cal: Mapping, names: Sequence[str], confidence: np.ndarray, level: float,
-          unit: str = "mm") -> np.ndarray:
+def radii(cal: Mapping, names: Sequence[str], confidence: np.ndarray, level: float, unit: str = "mm") -> np.ndarray:
     """Prediction radii ``q_k * scale(confidence)``.
 
     Args:
@@ -274,8 +303,14 @@ def radii(cal: Mapping, names: Sequence[str], confidence: np.ndarray, level: flo
     return q * _scale(confidence, str(cal.get("scale", "inverse_confidence")), float(cal.get("conf_floor", 0.01)))
 
 
-def coverage(cal: Mapping, errors: np.ndarray, confidence: np.ndarray, names: Sequence[str],
-             levels: Sequence[float] | None = None, unit: str = "mm") -> dict:
+def coverage(
+    cal: Mapping,
+    errors: np.ndarray,
+    confidence: np.ndarray,
+    names: Sequence[str],
+    levels: Sequence[float] | None = None,
+    unit: str = "mm",
+) -> dict:
     """Empirical coverage: the fraction of (image, landmark) errors within their radius.
 
     Only predictions with a finite radius are scored. A landmark whose calibration split was too
@@ -296,16 +331,21 @@ def coverage(cal: Mapping, errors: np.ndarray, confidence: np.ndarray, names: Se
     """
     e = np.asarray(errors, dtype=np.float64)
     out = {}
-    for lv in (levels if levels is not None else cal.get("coverages", [])):
+    for lv in levels if levels is not None else cal.get("coverages", []):
         r = radii(cal, names, confidence, float(lv), unit)
         has = np.isfinite(e) & ~np.isnan(r)  # a ground truth and a calibrated landmark
         ok = has & np.isfinite(r)
         hit = ok & (e <= r)
         per = {n: (float(hit[:, k][ok[:, k]].mean()) if ok[:, k].any() else float("nan")) for k, n in enumerate(names)}
-        out[coverage_key(lv)] = {"nominal": float(lv), "overall": float(hit[ok].mean()) if ok.any() else float("nan"),
-                                 "n": int(ok.sum()), "n_unbounded": int((has & ~ok).sum()), "unit": unit,
-                                 "mean_radius": float(r[ok].mean()) if ok.any() else float("nan"),
-                                 "per_landmark": per}
+        out[coverage_key(lv)] = {
+            "nominal": float(lv),
+            "overall": float(hit[ok].mean()) if ok.any() else float("nan"),
+            "n": int(ok.sum()),
+            "n_unbounded": int((has & ~ok).sum()),
+            "unit": unit,
+            "mean_radius": float(r[ok].mean()) if ok.any() else float("nan"),
+            "per_landmark": per,
+        }
     return out
 
 
@@ -329,12 +369,17 @@ def read_calibration(path: str | Path) -> dict | None:
     return dict(cal) if isinstance(cal, Mapping) and cal.get("format") == FORMAT else None
 
 
-def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[float] = (0.9, 0.95),
-                    scale: str = "inverse_confidence", conf_floor: float = 0.01, batch_size: int = 4,
-                    device: str = "cpu", progress: bool = True, shape_split: str | None = "train",
-                    shape_quantile: float = 0.99, shape_margin: float = 1.5, pooling: str = "pooled",
-                    difficulty_split: str | None = "train",
-                    refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None) -> dict:
+def calibrate_model(
+    model,
+    meta,
+    variant,
+    split: str,
+    *,
+    settings: CalibrateConfig | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None,
+) -> dict:
     """Predict the ``split`` images of a variant and calibrate radii on their errors (:func:`calibrate`).
 
     Predictions come from the one inference path (:func:`cephalo.inference.predict_variant`, as in
@@ -348,26 +393,44 @@ def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[flo
     :class:`cephalo.flags.ShapeModel` is also fitted on that split's ground-truth landmarks (the
     training landmarks; patient frame, mm) and stored as ``shape_model`` for the review flags.
 
+    ``settings`` is the ``calibrate:`` params section (:class:`cephalo.config.schema.CalibrateConfig`,
+    its defaults when None): ``coverages``, ``scale``, ``conf_floor``, ``pooling``, ``difficulty_split``,
+    ``shape_split``, ``shape_quantile``, ``shape_margin``, ``batch_size``; the split calibrated on is
+    ``split`` and the (resolved) device ``device``, not the section's ``split`` and ``device``.
+
     Raises:
         DataError: no image in the split, or images without pixel spacing.
     """
+    from .config.schema import CalibrateConfig
     from .errors import DataError
     from .evaluate import metrics as M
     from .evaluate.results import shared_landmarks
     from .inference import Predictor, predict_variant
 
+    cp = settings or CalibrateConfig()
+    coverages, scale, conf_floor, pooling = cp.coverages, cp.scale, cp.conf_floor, cp.pooling
+    batch_size, difficulty_split = cp.batch_size, cp.difficulty_split
+    shape_split, shape_quantile, shape_margin = cp.shape_split, cp.shape_quantile, cp.shape_margin
     rows = np.flatnonzero(np.asarray(variant.splits) == split)
     if rows.size == 0:
-        raise DataError(f"no image in split {split!r} (splits: {sorted(set(map(str, variant.splits)))})",
-                        getattr(variant, "path", None))
+        raise DataError(
+            f"no image in split {split!r} (splits: {sorted(set(map(str, variant.splits)))})",
+            getattr(variant, "path", None),
+        )
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
-    predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=device,
-                                    device_key="calibrate.device")
+    predictor = Predictor.from_meta(
+        model, meta, normalisation=variant.normalisation, device=device, device_key="calibrate.device"
+    )
     if difficulty_split == split:
-        raise ConfigError(f"calibrate.difficulty_split must differ from the calibration split {split!r}: "
-                          "weights learnt on the calibration images void the coverage guarantee")
-    drows = (np.flatnonzero(np.asarray(variant.splits) == difficulty_split) if difficulty_split
-             else np.zeros(0, dtype=np.int64))
+        raise ConfigError(
+            f"calibrate.difficulty_split must differ from the calibration split {split!r}: "
+            "weights learnt on the calibration images void the coverage guarantee"
+        )
+    drows = (
+        np.flatnonzero(np.asarray(variant.splits) == difficulty_split)
+        if difficulty_split
+        else np.zeros(0, dtype=np.int64)
+    )
     both = np.concatenate([rows, drows])  # one pass over both splits
     p = predict_variant(predictor, variant, both, batch_size=batch_size, progress=progress, desc="calibrate")
     coords = p.coords if refine is None else refine(p.coords, both)
@@ -381,16 +444,31 @@ def calibrate_model(model, meta, variant, split: str, *, coverages: Sequence[flo
     weights = None
     if drows.size:  # relative difficulty in mm, or in px where some training images have no spacing
         d_sp = spacing[dif_part]
-        weights = difficulty_weights(M.radial_errors_mm(coords[dif_part][:, mi], gt[dif_part], d_sp)
-                                     if np.isfinite(d_sp).all() else e_px[dif_part])
+        weights = difficulty_weights(
+            M.radial_errors_mm(coords[dif_part][:, mi], gt[dif_part], d_sp)
+            if np.isfinite(d_sp).all()
+            else e_px[dif_part]
+        )
     vmeta = getattr(variant, "meta", {}) or {}
-    cal = calibrate(e_mm, e_px[cal_part], p.confidence[cal_part][:, mi], names, coverages, scale,
-                    conf_floor, pooling=pooling, weights=weights,
-                    info={"split": split, "n_images": int(rows.size),
-                          "difficulty_split": difficulty_split if drows.size else None,
-                          "difficulty_n_images": int(drows.size),
-                          "variant": vmeta.get("name", Path(str(getattr(variant, "path", ""))).name),
-                          "variant_fingerprint": vmeta.get("fingerprint")})
+    cal = calibrate(
+        e_mm,
+        e_px[cal_part],
+        p.confidence[cal_part][:, mi],
+        names,
+        coverages,
+        scale,
+        conf_floor,
+        pooling=pooling,
+        weights=weights,
+        info={
+            "split": split,
+            "n_images": int(rows.size),
+            "difficulty_split": difficulty_split if drows.size else None,
+            "difficulty_n_images": int(drows.size),
+            "variant": vmeta.get("name", Path(str(getattr(variant, "path", ""))).name),
+            "variant_fingerprint": vmeta.get("fingerprint"),
+        },
+    )
     if shape_split:
         from .flags import ShapeModel
         from .measurements import patient_frame_mm

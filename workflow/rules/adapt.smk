@@ -11,11 +11,11 @@ rule adapt:
         data=get_variant_dir(PIPE["target"], "{variant}"),
     output:
         "results/models/adabn/{variant}/best.pt",
+    log:
+        "logs/adapt/{variant}.log",
     params:
         section=get_section("adapt"),
         params_file=PARAMS,
-    log:
-        "logs/adapt/{variant}.log",
     shell:
         "cephalo adapt --model {input.model} --data {input.data} --out {output} --no-progress"
         " --params {params.params_file} > {log} 2>&1"

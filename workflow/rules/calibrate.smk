@@ -21,14 +21,14 @@ rule calibrate:
         data=get_variant_dir(PIPE["target"], "{variant}"),
     output:
         "results/models/{stage}/{variant}/calibrated.{ext}",
+    log:
+        "logs/calibrate/{stage}-{variant}.{ext}.log",
     wildcard_constraints:
         stage=_alternatives(CALIBRATED_STAGES),
         ext="pt|json",
     params:
         section=get_section("calibrate"),
         params_file=PARAMS,
-    log:
-        "logs/calibrate/{stage}-{variant}.{ext}.log",
     shell:
         "cephalo calibrate --model {input.model} --data {input.data} --out {output} --no-progress"
         " --params {params.params_file} > {log} 2>&1"

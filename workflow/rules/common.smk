@@ -64,6 +64,7 @@ except ConfigError as e:
 
 PIPE = config["pipeline"]
 
+
 # --- effective params of THIS run: content-addressed, written atomically ----------------------
 #: the params file every command of this run reads: results/params/<sha256[:16]>.yaml, named by its
 #: content, so that a dry run or a second run with other params (another --config) writes another
@@ -122,8 +123,14 @@ TRAIN_FILES = ("best.pt", "last.pt", "history.csv", "train.json")
 from cephalo.config.schema import RefineConfig as _RefineConfig
 
 REFINE_INFERENCE_KEYS = _RefineConfig.INFERENCE_KEYS
-EVAL_FILES = ("metrics.json", "per_landmark.csv", "per_image.csv", "predictions.parquet", "diagnosis.md",
-              "plots/sdr_curve.csv")
+EVAL_FILES = (
+    "metrics.json",
+    "per_landmark.csv",
+    "per_image.csv",
+    "predictions.parquet",
+    "diagnosis.md",
+    "plots/sdr_curve.csv",
+)
 
 
 def get_section(dotted, default=None):

@@ -15,16 +15,22 @@ rule compare:
         md="results/comparison.md",
         html=report("results/comparison.html", category="Comparison", labels={"figure": "comparison page"}),
         pairs="results/comparison_pairs.csv",
-        sdr=report("results/comparison_plots/sdr_curves.png", category="Comparison",
-                   labels={"figure": "SDR curves, shared landmarks"}),
-        per_landmark=report("results/comparison_plots/per_landmark.png", category="Comparison",
-                            labels={"figure": "per-landmark MRE with the human limit"}),
+        sdr=report(
+            "results/comparison_plots/sdr_curves.png",
+            category="Comparison",
+            labels={"figure": "SDR curves, shared landmarks"},
+        ),
+        per_landmark=report(
+            "results/comparison_plots/per_landmark.png",
+            category="Comparison",
+            labels={"figure": "per-landmark MRE with the human limit"},
+        ),
         summary=directory("results/summary"),
+    log:
+        "logs/compare.log",
     params:
         stem="results/comparison",
         params_file=PARAMS,
-    log:
-        "logs/compare.log",
     shell:
         "cephalo compare results/eval/* --out {params.stem} --summary-dir {output.summary}"
         " --params {params.params_file} > {log} 2>&1"

@@ -9,7 +9,9 @@ import importlib.util as _ilu
 _spec = _ilu.spec_from_file_location("cephalo_workflow_dvc_sync", Path(workflow.basedir) / "workflow" / "dvc_sync.py")
 _dvc_sync = _ilu.module_from_spec(_spec)
 _spec.loader.exec_module(_dvc_sync)
-_spec = _ilu.spec_from_file_location("cephalo_workflow_engine_lock", Path(workflow.basedir) / "workflow" / "engine_lock.py")
+_spec = _ilu.spec_from_file_location(
+    "cephalo_workflow_engine_lock", Path(workflow.basedir) / "workflow" / "engine_lock.py"
+)
 _engine_lock = _ilu.module_from_spec(_spec)
 _spec.loader.exec_module(_engine_lock)
 
@@ -26,13 +28,14 @@ def _align_dvc_mtimes():
         print(f"DVC: {touched} output(s) that dvc.lock vouches for put in pipeline order (modification times)")
 
 
-
 def _dvc_commit_outputs():
     settings = workflow.config_settings
     overridden = bool(settings.configfiles or settings.config)
     if overridden and Path(".dvc").is_dir():
-        print("DVC: outputs not recorded in dvc.lock: this run's params differ from params.yaml "
-              "(--configfile/--config); run `dvc commit` after making params.yaml say the same")
+        print(
+            "DVC: outputs not recorded in dvc.lock: this run's params differ from params.yaml "
+            "(--configfile/--config); run `dvc commit` after making params.yaml say the same"
+        )
         return
     try:
         done = _dvc_sync.commit_outputs(overridden)

@@ -22,6 +22,8 @@ rule evaluate:
         index=get_eval_index,
     output:
         **{f.split("/")[-1].split(".")[0]: f"results/eval/{{stage}}-{{target}}/{f}" for f in EVAL_FILES},
+    log:
+        "logs/evaluate/{stage}-{target}.log",
     wildcard_constraints:
         stage=_alternatives(EVAL_STAGES + REFINE_STAGES),
         target=_alternatives(set(PIPE["raw"]) | set(PIPE["variants"])),
@@ -30,8 +32,6 @@ rule evaluate:
         split=get_eval_split,
         options=get_eval_options,
         params_file=PARAMS,
-    log:
-        "logs/evaluate/{stage}-{target}.log",
     shell:
         "cephalo evaluate --model {input.model} --data {input.data} --split {params.split}"
         " --out results/eval/{wildcards.stage}-{wildcards.target} --name {wildcards.stage}-{wildcards.target}"

@@ -9,14 +9,14 @@ rule finetune:
         init=SOURCE_CKPT,
     output:
         **{f.split(".")[0]: f"results/models/finetune/{{variant}}/{f}" for f in TRAIN_FILES},
+    log:
+        "logs/finetune/{variant}.log",
+    resources:
+        gpu=1,
     params:
         section=[get_section("train"), get_section("model"), get_section("codec")],
         out_dir="results/models/finetune/{variant}",
         params_file=PARAMS,
-    resources:
-        gpu=1,
-    log:
-        "logs/finetune/{variant}.log",
     shell:
         "cephalo train --data {input.data} --init {input.init} --out {params.out_dir} --stage finetune"
         " --params {params.params_file} > {log} 2>&1"

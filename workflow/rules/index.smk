@@ -9,12 +9,12 @@ rule index:
         index="results/index/{dataset}.parquet",
         quality="results/quality/{dataset}/quality.json",
         quality_md="results/quality/{dataset}/quality.md",
+    log:
+        "logs/index/{dataset}.log",
     params:
         section=lambda w: get_section(f"data.datasets.{w.dataset}"),
         report_dir="results/quality/{dataset}",
         params_file=PARAMS,
-    log:
-        "logs/index/{dataset}.log",
     shell:
         "cephalo index --dataset {wildcards.dataset} --root {input.root} --out {output.index}"
         " --report {params.report_dir} --params {params.params_file} > {log} 2>&1"

@@ -8,11 +8,11 @@ rule preprocess:
         index="results/index/{dataset}.parquet",
     output:
         directory("results/variants/{dataset}/{variant}"),
+    log:
+        "logs/preprocess/{dataset}/{variant}.log",
     params:
         section=lambda w: get_section(f"variants.{w.variant}"),
         params_file=PARAMS,
-    log:
-        "logs/preprocess/{dataset}/{variant}.log",
     shell:
         "cephalo preprocess --index {input.index} --variant {wildcards.variant} --out {output}"
         " --params {params.params_file} > {log} 2>&1"

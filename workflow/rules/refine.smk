@@ -19,6 +19,14 @@ def refine_inference_section():
     """params refine: inference settings only (what a bundle carries)."""
     return {k: v for k, v in (get_section("refine") or {}).items() if k in REFINE_INFERENCE_KEYS}
 
+
+def bundle_global_model(wildcards):
+    """The global model a refiner follows: the source model, or the fine-tuned model of its variant."""
+    if wildcards.folder == "refine_source":
+        return SOURCE_CKPT
+    return f"results/models/finetune/{wildcards.folder.split('/', 1)[1]}/best.pt"
+
+
 if PIPE.get("refine_source"):
 
     rule train_refiner_source:
@@ -28,15 +36,19 @@ if PIPE.get("refine_source"):
             global_model=SOURCE_CKPT,
         output:
             **{f.split(".")[0]: f"results/models/refine_source/{f}" for f in REFINER_FILES},
-        params:
-            section=[get_section("train"), refine_training_section(), get_section("codec"),
-                     get_section("model.transfer")],
-            out_dir="results/models/refine_source",
-            params_file=PARAMS,
-        resources:
-            gpu=1,
         log:
             "logs/train_refiner_source.log",
+        resources:
+            gpu=1,
+        params:
+            section=[
+                get_section("train"),
+                refine_training_section(),
+                get_section("codec"),
+                get_section("model.transfer"),
+            ],
+            out_dir="results/models/refine_source",
+            params_file=PARAMS,
         shell:
             "cephalo train-refiner --index {input.index} --global {input.global_model}"
             " --out {params.out_dir} --stage source --no-progress --params {params.params_file} > {log} 2>&1"
@@ -50,14 +62,14 @@ rule finetune_refiner:
         init="results/models/refine_source/best.pt",
     output:
         **{f.split(".")[0]: f"results/models/refine/{{variant}}/{f}" for f in REFINER_FILES},
+    log:
+        "logs/finetune_refiner/{variant}.log",
+    resources:
+        gpu=1,
     params:
         section=[get_section("train"), refine_training_section(), get_section("codec"), get_section("model.transfer")],
         out_dir="results/models/refine/{variant}",
         params_file=PARAMS,
-    resources:
-        gpu=1,
-    log:
-        "logs/finetune_refiner/{variant}.log",
     shell:
         "cephalo train-refiner --index {input.index} --global {input.global_model} --init {input.init}"
         " --out {params.out_dir} --stage finetune --no-progress --params {params.params_file} > {log} 2>&1"
@@ -66,17 +78,17 @@ rule finetune_refiner:
 rule bundle_refiner:
     input:
         code=code("bundle"),
-        global_model=lambda w: SOURCE_CKPT if w.folder == "refine_source" else f"results/models/finetune/{w.folder.split('/', 1)[1]}/best.pt",
+        global_model=bundle_global_model,
         refiner="results/models/{folder}/best.pt",
     output:
         "results/models/{folder}/bundle.json",
+    log:
+        "logs/bundle/{folder}.log",
     wildcard_constraints:
         folder="refine_source|refine/[^/]+",
     params:
         section=refine_inference_section(),
         params_file=PARAMS,
-    log:
-        "logs/bundle/{folder}.log",
     shell:
         "cephalo bundle --global {input.global_model} --refiner {input.refiner} --out {output}"
         " --params {params.params_file} > {log} 2>&1"

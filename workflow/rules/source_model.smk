@@ -9,14 +9,14 @@ if PIPE["train_source"]:
             data=get_variant_dir(PIPE["train_source"][0], PIPE["source_variant"]),
         output:
             **{f.split(".")[0]: f"results/models/source/{f}" for f in TRAIN_FILES},
+        log:
+            "logs/train_source.log",
+        resources:
+            gpu=1,
         params:
             section=[get_section("train"), get_section("model"), get_section("codec")],
             out_dir="results/models/source",
             params_file=PARAMS,
-        resources:
-            gpu=1,
-        log:
-            "logs/train_source.log",
         shell:
             "cephalo train --data {input.data} --out {params.out_dir} --stage source"
             " --params {params.params_file} > {log} 2>&1"
@@ -29,10 +29,10 @@ if PIPE["fetch_source"]:
             code=code("fetch-model"),
         output:
             SOURCE_CKPT,
+        log:
+            "logs/fetch_source.log",
         params:
             section=get_section("model.source"),
             params_file=PARAMS,
-        log:
-            "logs/fetch_source.log",
         shell:
             "cephalo fetch-model --out {output} --params {params.params_file} > {log} 2>&1"

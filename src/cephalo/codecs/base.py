@@ -67,9 +67,7 @@ class DecodeResult:
 
 def _check_convention(convention: str) -> None:
     if convention not in CONVENTIONS:
-        raise CodecConfigError(
-            f"unknown heatmap convention {convention!r}; valid: {', '.join(sorted(CONVENTIONS))}"
-        )
+        raise CodecConfigError(f"unknown heatmap convention {convention!r}; valid: {', '.join(sorted(CONVENTIONS))}")
 
 
 def to_heatmap_px(xy: np.ndarray, stride: int, convention: str) -> np.ndarray:

@@ -91,9 +91,7 @@ class GaussianHeatmapCodec:
         if decoder not in _dec.DECODERS:
             raise CodecConfigError(f"codec: unknown decoder {decoder!r}; valid: {', '.join(sorted(_dec.DECODERS))}")
         if convention not in CONVENTIONS:
-            raise CodecConfigError(
-                f"codec: unknown convention {convention!r}; valid: {', '.join(sorted(CONVENTIONS))}"
-            )
+            raise CodecConfigError(f"codec: unknown convention {convention!r}; valid: {', '.join(sorted(CONVENTIONS))}")
         if not temperature > 0:
             raise CodecConfigError(f"codec: temperature must be > 0, got {temperature!r}")
         self.decoder = decoder
@@ -160,8 +158,10 @@ class GaussianHeatmapCodec:
         with np.errstate(invalid="ignore"):
             return (
                 np.isfinite(c).all(axis=-1)
-                & (c[..., 0] >= -0.5) & (c[..., 0] <= w - 0.5)
-                & (c[..., 1] >= -0.5) & (c[..., 1] <= h - 0.5)
+                & (c[..., 0] >= -0.5)
+                & (c[..., 0] <= w - 0.5)
+                & (c[..., 1] >= -0.5)
+                & (c[..., 1] <= h - 0.5)
             )
 
     # ------------------------------------------------------------------ encoding
@@ -231,8 +231,10 @@ class GaussianHeatmapCodec:
         w_in, h_in = self.input_size
         valid = (
             torch.isfinite(c).all(dim=-1)
-            & (c[..., 0] >= -0.5) & (c[..., 0] <= w_in - 0.5)
-            & (c[..., 1] >= -0.5) & (c[..., 1] <= h_in - 0.5)
+            & (c[..., 0] >= -0.5)
+            & (c[..., 0] <= w_in - 0.5)
+            & (c[..., 1] >= -0.5)
+            & (c[..., 1] <= h_in - 0.5)
         )
         c = torch.where(valid[..., None], c, torch.zeros_like(c))
         hxy = (c + 0.5) / self.stride - 0.5 if self.convention == "pixel_centre" else c / self.stride

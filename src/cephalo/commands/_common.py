@@ -20,7 +20,7 @@ params_option = click.option(
 )
 
 
-def read_params(params_path: Path, optional: bool = False, missing_ok: bool = False) -> "Params":
+def read_params(params_path: Path, optional: bool = False, missing_ok: bool = False) -> Params:
     """Load and validate the params file once (:func:`cephalo.config.load_params`).
 
     Returns the typed :class:`cephalo.config.Params` (every section, defaults filled in). With

@@ -21,12 +21,26 @@ from ._common import params_option, read_params
 
 
 @click.command(name="bundle")
-@click.option("--global", "global_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="the global model's checkpoint (best.pt of cephalo train).")
-@click.option("--refiner", "refiner_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="the refiner's checkpoint (best.pt of cephalo train-refiner).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="the bundle to write (JSON; checkpoint paths stored relative to its folder).")
+@click.option(
+    "--global",
+    "global_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="the global model's checkpoint (best.pt of cephalo train).",
+)
+@click.option(
+    "--refiner",
+    "refiner_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="the refiner's checkpoint (best.pt of cephalo train-refiner).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="the bundle to write (JSON; checkpoint paths stored relative to its folder).",
+)
 @params_option
 def command(global_path: Path, refiner_path: Path, out: Path, params_path: Path) -> None:
     """Pair a global model and a refiner with the refine inference settings (iterations, tta)."""
@@ -36,5 +50,7 @@ def command(global_path: Path, refiner_path: Path, out: Path, params_path: Path)
     rcfg = read_params(params_path).refine
     write_bundle(out, global_path, refiner_path, rcfg.inference_settings())
     b = read_bundle(out)  # what evaluate and predict will read: both checkpoints load by their hashes
-    click.echo(f"{out}: global {global_path} + refiner {refiner_path}; {b.iterations} round(s), "
-               f"{len(b.tta.settings())} pass(es) per round")
+    click.echo(
+        f"{out}: global {global_path} + refiner {refiner_path}; {b.iterations} round(s), "
+        f"{len(b.tta.settings())} pass(es) per round"
+    )

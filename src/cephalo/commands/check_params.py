@@ -18,8 +18,12 @@ from ._common import params_option
 
 @click.command(name="check-params")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--workflow/--no-workflow", default=True, show_default=True,
-              help="also check that pipeline: names only defined data sets and variants.")
+@click.option(
+    "--workflow/--no-workflow",
+    default=True,
+    show_default=True,
+    help="also check that pipeline: names only defined data sets and variants.",
+)
 @params_option
 def command(files: tuple[Path, ...], workflow: bool, params_path: Path) -> None:
     """Validate params files (FILE..., else --params) against the typed schema."""

@@ -10,12 +10,18 @@ from ._common import params_option, read_params
 
 
 @click.command(name="clean")
-@click.argument("project", required=False, default=Path("."),
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--older-than", "older_than", type=click.FloatRange(min=0), default=None,
-              help="age in seconds after which a temporary whose owner cannot be checked (written on "
-                   "another host, or by an earlier cephalo) is removed [default: 86400, "
-                   "$CEPHALO_STALE_TEMP_S]; 0 removes them all.")
+@click.argument(
+    "project", required=False, default=Path("."), type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--older-than",
+    "older_than",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="age in seconds after which a temporary whose owner cannot be checked (written on "
+    "another host, or by an earlier cephalo) is removed [default: 86400, "
+    "$CEPHALO_STALE_TEMP_S]; 0 removes them all.",
+)
 @click.option("--dry-run", "-n", is_flag=True, help="only list what would be removed.")
 @params_option
 def command(project: Path, older_than: float | None, dry_run: bool, params_path: Path) -> None:
@@ -33,5 +39,8 @@ def command(project: Path, older_than: float | None, dry_run: bool, params_path:
     found = sweep_tree(project, max_age_s=older_than, dry_run=dry_run)
     for p in found:
         click.echo(("would remove " if dry_run else "removed ") + str(p))
-    click.echo(f"{len(found)} stale temporar{'y' if len(found) == 1 else 'ies'}"
-               + (" found" if dry_run else " removed") + f" under {project}")
+    click.echo(
+        f"{len(found)} stale temporar{'y' if len(found) == 1 else 'ies'}"
+        + (" found" if dry_run else " removed")
+        + f" under {project}"
+    )

@@ -10,13 +10,28 @@ from ._common import params_option
 
 
 @click.command(name="code-fingerprint")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="folder for <command>.sha256 (rewritten only where the fingerprint changed)")
-@click.option("--closure", "closure", multiple=True, metavar="COMMAND",
-              help="print the modules COMMAND's fingerprint covers (repeatable; 'all' for every command)")
-@click.option("--importers", "importers", default=None, metavar="MODULE",
-              help="print the commands whose fingerprint covers MODULE (e.g. cephalo.evaluate.metrics): "
-                   "the stages an edit of it reruns")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="folder for <command>.sha256 (rewritten only where the fingerprint changed)",
+)
+@click.option(
+    "--closure",
+    "closure",
+    multiple=True,
+    metavar="COMMAND",
+    help="print the modules COMMAND's fingerprint covers (repeatable; 'all' for every command)",
+)
+@click.option(
+    "--importers",
+    "importers",
+    default=None,
+    metavar="MODULE",
+    help="print the commands whose fingerprint covers MODULE (e.g. cephalo.evaluate.metrics): "
+    "the stages an edit of it reruns",
+)
 @params_option
 def command(out_dir: Path | None, closure: tuple[str, ...], importers: str | None, params_path: Path) -> None:
     """Write OUT/<command>.sha256 for every cephalo subcommand, or show what they cover.
@@ -36,8 +51,9 @@ def command(out_dir: Path | None, closure: tuple[str, ...], importers: str | Non
         names = sorted(closures) if "all" in closure else list(closure)
         for name in names:
             if name not in closures:
-                raise click.BadParameter(f"unknown subcommand {name!r}; valid: {sorted(closures)}",
-                                         param_hint="--closure")
+                raise click.BadParameter(
+                    f"unknown subcommand {name!r}; valid: {sorted(closures)}", param_hint="--closure"
+                )
             click.echo(f"{name}: {' '.join(closures[name])}")
         if importers:
             click.echo(f"{importers}: {' '.join(n for n in sorted(closures) if importers in closures[n]) or '(none)'}")

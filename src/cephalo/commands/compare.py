@@ -11,11 +11,21 @@ from ._common import params_option, read_params
 
 @click.command(name="compare")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=True, path_type=Path),
-              help="output stem: writes <stem>.csv, <stem>.md, <stem>.html (self-contained), "
-                   "<stem>_pairs.csv and <stem>_plots/*.png (a .csv/.md/.html suffix is replaced)")
-@click.option("--summary-dir", "summary_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help="also write one compact <run>.json per run here (what `dvc metrics show` displays)")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=True, path_type=Path),
+    help="output stem: writes <stem>.csv, <stem>.md, <stem>.html (self-contained), "
+    "<stem>_pairs.csv and <stem>_plots/*.png (a .csv/.md/.html suffix is replaced)",
+)
+@click.option(
+    "--summary-dir",
+    "summary_dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="also write one compact <run>.json per run here (what `dvc metrics show` displays)",
+)
 @params_option
 def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None, params_path: Path) -> None:
     """Table of evaluated runs (zero-shot vs fine-tuned, per variant) over the landmarks they share.
@@ -42,8 +52,7 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
     name = stem.name
     csv_path, md_path, html_path = (stem.with_name(name + s) for s in (".csv", ".md", ".html"))
     with atomic_path(stem.with_name(name + "_pairs.csv")) as tmp:
-        pd.DataFrame(pairs, columns=None if pairs else ["run_a", "run_b"]).to_csv(tmp, index=False,
-                                                                                 float_format="%.6g")
+        pd.DataFrame(pairs, columns=None if pairs else ["run_a", "run_b"]).to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(csv_path) as tmp:
         pd.DataFrame(public_rows(rows)).to_csv(tmp, index=False, float_format="%.6g")
     md = to_markdown(rows, pairs, warnings)
@@ -57,9 +66,11 @@ def command(run_dirs: tuple[Path, ...], out_path: Path, summary_dir: Path | None
     with atomic_path(md_path) as tmp:
         tmp.write_text(md)
     prov = provenance.collect()
-    footer = (f"cephalo {prov['cephalo_version']}, commit {(prov['git_commit'] or '?')[:10]}"
-              f"{'+dirty' if prov['git_dirty'] else ''}; {prov['cpu_model']}, {prov['threads']} threads; "
-              + ", ".join(f"{k} {v}" for k, v in prov["packages"].items()))
+    footer = (
+        f"cephalo {prov['cephalo_version']}, commit {(prov['git_commit'] or '?')[:10]}"
+        f"{'+dirty' if prov['git_dirty'] else ''}; {prov['cpu_model']}, {prov['threads']} threads; "
+        + ", ".join(f"{k} {v}" for k, v in prov["packages"].items())
+    )
     write_html(rows, md, html_path, stem.with_name(name + "_plots"), footer=footer)
     if summary_dir is not None:  # replaced whole: no summary of a run that is no longer compared
         with atomic_dir(summary_dir) as tmp:
@@ -79,5 +90,4 @@ def _log_shared_figures(params, rows: list[dict]) -> None:
     cfg = tracking.config_from_params(params.tracking.model_dump(), root=Path.cwd())
     for r in rows:
         figs = {k: v for k, v in r.items() if k.endswith("/shared") or "/shared/" in k}
-        tracking.log_to_evaluation(cfg, metrics_sha256=r["_run"].get("metrics_sha256"), run_name=r["run"],
-                                   metrics=figs)
+        tracking.log_to_evaluation(cfg, metrics_sha256=r["_run"].get("metrics_sha256"), run_name=r["run"], metrics=figs)

@@ -52,8 +52,13 @@ def _records_from_json(doc: Any, path: Path) -> list[dict]:
         for img in doc["images"]:
             iid = img.get("image_id", img.get("file"))
             for k, lm in enumerate(img.get("landmarks") or []):
-                out.append({"image_id": iid, **({"landmark_index": k} if "name" not in lm and "symbol" not in lm
-                                                 else {}), **lm})
+                out.append(
+                    {
+                        "image_id": iid,
+                        **({"landmark_index": k} if "name" not in lm and "symbol" not in lm else {}),
+                        **lm,
+                    }
+                )
         return out
     if isinstance(doc, dict) and isinstance(doc.get("predictions"), list):
         return list(doc["predictions"])
@@ -69,8 +74,9 @@ def _records_from_json(doc: Any, path: Path) -> list[dict]:
                 items = list(enumerate(lms))
                 key = "landmark_index"
             else:
-                raise DataError(f"image {iid!r}: expected a mapping or list of landmarks, got {type(lms).__name__}",
-                                path)
+                raise DataError(
+                    f"image {iid!r}: expected a mapping or list of landmarks, got {type(lms).__name__}", path
+                )
             for name, v in items:
                 xy = (v.get("x"), v.get("y")) if isinstance(v, dict) else tuple(v)
                 if len(xy) != 2:
@@ -111,8 +117,11 @@ def read_predictions(path: str | Path):
     namec = next((cols[c] for c in _NAME_COLS if c in cols), None)
     indexc = next((cols[c] for c in _INDEX_COLS if c in cols), None)
     if namec is None and indexc is None:
-        raise DataError(f"no landmark column (a name: {list(_NAME_COLS)}, or an index: {list(_INDEX_COLS)}); "
-                        f"columns: {list(df.columns)}", path)
+        raise DataError(
+            f"no landmark column (a name: {list(_NAME_COLS)}, or an index: {list(_INDEX_COLS)}); "
+            f"columns: {list(df.columns)}",
+            path,
+        )
     xy = next(((cols[a], cols[b], u) for a, b, u in _XY_COLS if a in cols and b in cols), None)
     if xy is None:
         raise DataError(f"no coordinate columns (x, y / x_px, y_px / x_mm, y_mm); columns: {list(df.columns)}", path)
@@ -145,7 +154,7 @@ def _resolve_names(table, catalogue, path: Path) -> list:
     from ..landmarks import CATALOGUES
 
     names = []
-    for lm, i in zip(table["landmark"], table["landmark_index"]):
+    for lm, i in zip(table["landmark"], table["landmark_index"], strict=True):
         if lm is not None and i < 0:
             hit = None
             for cat in [catalogue, *CATALOGUES.values()]:
@@ -155,13 +164,19 @@ def _resolve_names(table, catalogue, path: Path) -> list:
                 except KeyError:
                     continue
             if hit is None:
-                raise DataError(f"landmark {lm!r} is in no catalogue ({catalogue.key} or built-in "
-                                f"{sorted(CATALOGUES)}); use canonical names, symbols or titles", path)
+                raise DataError(
+                    f"landmark {lm!r} is in no catalogue ({catalogue.key} or built-in "
+                    f"{sorted(CATALOGUES)}); use canonical names, symbols or titles",
+                    path,
+                )
             names.append(hit)
         else:
             if not 0 <= i < len(catalogue):
-                raise DataError(f"landmark index {i} outside catalogue {catalogue.key!r} (0-{len(catalogue) - 1}); "
-                                "give --catalogue or --first-index", path)
+                raise DataError(
+                    f"landmark index {i} outside catalogue {catalogue.key!r} (0-{len(catalogue) - 1}); "
+                    "give --catalogue or --first-index",
+                    path,
+                )
             names.append(catalogue.names[i])
     return names
 
@@ -174,7 +189,7 @@ def _arrays(table, names_col, ids, names) -> tuple[np.ndarray, int]:
     ri = {i: n for n, i in enumerate(ids)}
     ci = {n: k for k, n in enumerate(names)}
     dup = 0
-    for iid, nm, x, y in zip(table["image_id"], names_col, table["x"], table["y"]):
+    for iid, nm, x, y in zip(table["image_id"], names_col, table["x"], table["y"], strict=True):
         r, c = ri.get(iid), ci.get(nm)
         if r is not None and c is not None:
             if seen[r, c]:
@@ -213,24 +228,62 @@ def match_ids(file_ids, known) -> tuple[list[str], dict]:
 
 
 @click.command(name="diagnose")
-@click.option("--predictions", "pred_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="predictions CSV or JSON (image id, landmark name or index, x, y)")
-@click.option("--index", "index_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="the landmark index (cephalo index) holding the ground truth and pixel spacings")
+@click.option(
+    "--predictions",
+    "pred_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="predictions CSV or JSON (image id, landmark name or index, x, y)",
+)
+@click.option(
+    "--index",
+    "index_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="the landmark index (cephalo index) holding the ground truth and pixel spacings",
+)
 @click.option("--split", default="test", show_default=True, help="split of the index ('all' for every image)")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="output folder (diagnosis.md, diagnosis.json, per_landmark.csv, plots/)")
-@click.option("--catalogue", default=None,
-              help="catalogue of landmark indices in the file (isbi19, aariz29, cldetection38); default the index's")
-@click.option("--first-index", type=click.IntRange(0, 1), default=0, show_default=True,
-              help="number of the first landmark in the file (1 for 1-based indices)")
-@click.option("--units", type=click.Choice(["auto", "px", "mm"]), default="auto", show_default=True,
-              help="units of x/y (auto: mm for x_mm/y_mm columns, else px)")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="output folder (diagnosis.md, diagnosis.json, per_landmark.csv, plots/)",
+)
+@click.option(
+    "--catalogue",
+    default=None,
+    help="catalogue of landmark indices in the file (isbi19, aariz29, cldetection38); default the index's",
+)
+@click.option(
+    "--first-index",
+    type=click.IntRange(0, 1),
+    default=0,
+    show_default=True,
+    help="number of the first landmark in the file (1 for 1-based indices)",
+)
+@click.option(
+    "--units",
+    type=click.Choice(["auto", "px", "mm"]),
+    default="auto",
+    show_default=True,
+    help="units of x/y (auto: mm for x_mm/y_mm columns, else px)",
+)
 @click.option("--policy", default=None, help="ground-truth annotator policy (default: the index's)")
 @click.option("--name", default=None, help="run name in the report and plots (default: the output folder's name)")
 @params_option
-def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalogue: str | None, first_index: int,
-            units: str, policy: str | None, name: str | None, params_path: Path) -> None:
+def command(
+    pred_path: Path,
+    index_path: Path,
+    split: str,
+    out_dir: Path,
+    catalogue: str | None,
+    first_index: int,
+    units: str,
+    policy: str | None,
+    name: str | None,
+    params_path: Path,
+) -> None:
     """Diagnose predictions made by any pipeline: metrics in mm and what is wrong with them."""
     import pandas as pd
 
@@ -266,8 +319,9 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
     units = file_units if units == "auto" else units
     table["landmark_index"] = np.where(table["landmark_index"] >= 0, table["landmark_index"] - first_index, -1)
     if file_cat is None and (table["landmark_index"] >= 0).any():
-        raise DataError("landmarks are given by index but the index has no built-in catalogue; pass --catalogue",
-                        pred_path)
+        raise DataError(
+            "landmarks are given by index but the index has no built-in catalogue; pass --catalogue", pred_path
+        )
     lm_names = _resolve_names(table, file_cat, pred_path) if file_cat is not None else list(table["landmark"])
     known = set(ids)
     table["image_id"], how = match_ids(list(table["image_id"]), ids)
@@ -275,8 +329,11 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
     unknown = [i for i in file_ids if i not in known]
     keep = [i for i, iid in enumerate(ids) if iid in set(file_ids)]
     if not keep:
-        raise DataError(f"no image of the file is in split {split!r} of {index_path} (file ids e.g. "
-                        f"{file_ids[:3]}, index ids e.g. {ids[:3]})", pred_path)
+        raise DataError(
+            f"no image of the file is in split {split!r} of {index_path} (file ids e.g. "
+            f"{file_ids[:3]}, index ids e.g. {ids[:3]})",
+            pred_path,
+        )
     ids = [ids[i] for i in keep]
     gt = gt[keep]
     imgs = imgs.set_index("image_id").loc[ids].reset_index()
@@ -286,7 +343,9 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
     if not np.isfinite(pred).all(-1).any():
         raise DataError(f"no predicted landmark matches the ground truth's ({gt_names[:4]}...)", pred_path)
     if units == "mm":  # mm -> px with each image's own spacing
-        pred = np.stack([apply_affine(scale_translate(1 / sx, 1 / sy), p) for (sx, sy), p in zip(spacing, pred)])
+        pred = np.stack(
+            [apply_affine(scale_translate(1 / sx, 1 / sy), p) for (sx, sy), p in zip(spacing, pred, strict=True)]
+        )
     relabelled = {}
     if (table["landmark_index"] >= 0).all():
         for key, cat in CATALOGUES.items():
@@ -296,53 +355,115 @@ def command(pred_path: Path, index_path: Path, split: str, out_dir: Path, catalo
                 alt_names = [cat.names[i] for i in table["landmark_index"]]
                 alt = _arrays(table, alt_names, ids, gt_names)[0]
                 if units == "mm":
-                    alt = np.stack([apply_affine(scale_translate(1 / sx, 1 / sy), p) for (sx, sy), p in zip(spacing, alt)])
+                    alt = np.stack(
+                        [
+                            apply_affine(scale_translate(1 / sx, 1 / sy), p)
+                            for (sx, sy), p in zip(spacing, alt, strict=True)
+                        ]
+                    )
                 if np.isfinite(alt).all(-1).any():
                     relabelled[key] = alt
-    groups = {"device": imgs["device"].astype(str).tolist(), "image size": [f"{w}x{h}" for w, h in sizes],
-              "dataset": imgs["dataset"].astype(str).tolist()}
+    groups = {
+        "device": imgs["device"].astype(str).tolist(),
+        "image size": [f"{w}x{h}" for w, h in sizes],
+        "dataset": imgs["dataset"].astype(str).tolist(),
+    }
     n_all = len(gt_df["image_id"].unique())
-    counts = {"rows": int(len(table)), "images_in_file": len(file_ids), "images_diagnosed": len(ids),
-              "images_not_in_split": len(unknown), "images_of_split_without_predictions": n_all - len(ids),
-              "duplicated_rows_first_used": n_dup, "rows_with_nan_coordinates":
-              int((~np.isfinite(table[["x", "y"]].to_numpy(dtype=np.float64))).any(axis=1).sum()),
-              "ids_matched_by_file_name": how["by_file_name"], "ids_matched_by_number": how["by_number"]}
+    counts = {
+        "rows": int(len(table)),
+        "images_in_file": len(file_ids),
+        "images_diagnosed": len(ids),
+        "images_not_in_split": len(unknown),
+        "images_of_split_without_predictions": n_all - len(ids),
+        "duplicated_rows_first_used": n_dup,
+        "rows_with_nan_coordinates": int(
+            (~np.isfinite(table[["x", "y"]].to_numpy(dtype=np.float64))).any(axis=1).sum()
+        ),
+        "ids_matched_by_file_name": how["by_file_name"],
+        "ids_matched_by_number": how["by_number"],
+    }
     try:
-        rep = diagnose_predictions(pred, gt, spacing, sizes, gt_names, relabelled=relabelled, groups=groups,
-                                   units=units, thresholds=th, label=name)
+        rep = diagnose_predictions(
+            pred,
+            gt,
+            spacing,
+            sizes,
+            gt_names,
+            relabelled=relabelled,
+            groups=groups,
+            units=units,
+            thresholds=th,
+            label=name,
+        )
     except ValueError as e:
         raise DataError(str(e), pred_path) from None
     rep.input = counts
-    issues = [f"{v} {k.replace('_', ' ')}" for k, v in counts.items()
-              if v and k not in ("rows", "images_in_file", "images_diagnosed")]
+    issues = [
+        f"{v} {k.replace('_', ' ')}"
+        for k, v in counts.items()
+        if v and k not in ("rows", "images_in_file", "images_diagnosed")
+    ]
     if issues:
         rep.summary += " Input: " + ", ".join(issues) + " (counted, see diagnosis.json)."
 
     after = rep.diagnosis_after or rep.diagnosis
     before = {r["landmark"]: r for r in rep.diagnosis.per_landmark}
-    rows = [{"landmark": r["landmark"], "n": r["n"], "mre_mm": before[r["landmark"]]["mre_mm"],
-             "mre_after_mm": r["mre_mm"], "bias_dx_after_mm": r["bias_dx_mm"], "bias_dy_after_mm": r["bias_dy_mm"]}
-            for r in after.per_landmark]
-    doc = {"name": name, "predictions": str(pred_path), "index": str(index_path), "split": split, "units": units,
-           "n_images_in_file": len(file_ids), "n_images_not_in_split": len(unknown), "catalogue":
-           file_cat.key if file_cat else None, **rep.to_dict()}
+    rows = [
+        {
+            "landmark": r["landmark"],
+            "n": r["n"],
+            "mre_mm": before[r["landmark"]]["mre_mm"],
+            "mre_after_mm": r["mre_mm"],
+            "bias_dx_after_mm": r["bias_dx_mm"],
+            "bias_dy_after_mm": r["bias_dy_mm"],
+        }
+        for r in after.per_landmark
+    ]
+    doc = {
+        "name": name,
+        "predictions": str(pred_path),
+        "index": str(index_path),
+        "split": split,
+        "units": units,
+        "n_images_in_file": len(file_ids),
+        "n_images_not_in_split": len(unknown),
+        "catalogue": file_cat.key if file_cat else None,
+        **rep.to_dict(),
+    }
     with atomic_dir(out_dir) as tmp:
         write_json(tmp / "diagnosis.json", _jsonable(doc))
         (tmp / "diagnosis.md").write_text(rep.to_markdown())
         pd.DataFrame(rows).to_csv(tmp / "per_landmark.csv", index=False, float_format="%.6g")
         (tmp / "plots").mkdir()
-        plots.diagnosis_figure(pred, gt, rep.diagnosis.per_landmark, tmp / "plots" / "diagnosis.png",
-                               title=f"{name}: predictions as given, MRE {rep.mre_mm:.2f} mm. "
-                                     + (f"Found: {rep.mistakes[0].title}." if rep.mistakes else rep.diagnosis.summary))
-        corrections_figure(pred, rep.undone, gt, rep.groups, groups, tmp / "plots" / "corrections.png",
-                           title=f"{name}: as given (MRE {rep.mre_mm:.2f} mm) and corrected "
-                                 f"(MRE {rep.mre_after_mm:.2f} mm)")
-    click.echo(f"{name}: {len(ids)} images, MRE {rep.mre_mm:.2f} mm as given"
-               + (f", {rep.mre_after_mm:.2f} mm after undoing: " + ", ".join(m.code for m in rep.mistakes)
-                  if rep.mistakes and np.isfinite(rep.mistakes[-1].mre_after_mm) else ""))
+        plots.diagnosis_figure(
+            pred,
+            gt,
+            rep.diagnosis.per_landmark,
+            tmp / "plots" / "diagnosis.png",
+            title=f"{name}: predictions as given, MRE {rep.mre_mm:.2f} mm. "
+            + (f"Found: {rep.mistakes[0].title}." if rep.mistakes else rep.diagnosis.summary),
+        )
+        corrections_figure(
+            pred,
+            rep.undone,
+            gt,
+            rep.groups,
+            groups,
+            tmp / "plots" / "corrections.png",
+            title=f"{name}: as given (MRE {rep.mre_mm:.2f} mm) and corrected (MRE {rep.mre_after_mm:.2f} mm)",
+        )
+    click.echo(
+        f"{name}: {len(ids)} images, MRE {rep.mre_mm:.2f} mm as given"
+        + (
+            f", {rep.mre_after_mm:.2f} mm after undoing: " + ", ".join(m.code for m in rep.mistakes)
+            if rep.mistakes and np.isfinite(rep.mistakes[-1].mre_after_mm)
+            else ""
+        )
+    )
     if unknown:
-        click.echo(f"warning: {len(unknown)} image id(s) of the file are not in split {split!r} (e.g. {unknown[:3]})",
-                   err=True)
+        click.echo(
+            f"warning: {len(unknown)} image id(s) of the file are not in split {split!r} (e.g. {unknown[:3]})", err=True
+        )
     click.echo(f"diagnosis: {rep.summary}")
 
 

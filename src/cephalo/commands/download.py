@@ -22,16 +22,36 @@ import click
 
 from ..config.schema import DatasetDownload
 from ..datasets import release_names
-from ..datasets.fetch.release import fetch_release
+from ..datasets.fetch.release import FetchSettings, fetch_release
 from ._common import params_option, read_params
 
 
 @click.command(name="download")
 @click.argument("dataset", type=click.Choice(release_names()))
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="folder to create with the unpacked release")
-@click.option("--mirror", "mirror", default=None, help="download from this URL instead of the release URL (same checksum)")
-@click.option("--archive", "archives", multiple=True, type=click.Path(dir_okay=False, path_type=Path), help="use a local archive (repeatable: ISBI ships several RARs)")
-@click.option("--from-folder", "folder", default=None, type=click.Path(file_okay=False, path_type=Path), help="use a folder that already holds the unpacked release")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="folder to create with the unpacked release",
+)
+@click.option(
+    "--mirror", "mirror", default=None, help="download from this URL instead of the release URL (same checksum)"
+)
+@click.option(
+    "--archive",
+    "archives",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="use a local archive (repeatable: ISBI ships several RARs)",
+)
+@click.option(
+    "--from-folder",
+    "folder",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="use a folder that already holds the unpacked release",
+)
 @click.option("--known-hash", "known_hash", default=None, help="pin the checksum, e.g. sha256:<hex> (overrides params)")
 @click.option("--force", is_flag=True, help="replace a non-empty --out that does not hold this release")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="tqdm progress bars")
@@ -72,9 +92,8 @@ def _fetch(dataset, out, url, archives, folder, known_hash, cfg: DatasetDownload
         folder=folder,
         known_hash=known_hash or cfg.known_hash,
         progress=progress,
-        cache_dir=cfg.cache_dir,
-        keep_archive=cfg.keep_archive,
-        timeout_s=cfg.timeout_s,
-        link=cfg.link,
         force=force,
+        settings=FetchSettings(
+            cache_dir=cfg.cache_dir, keep_archive=cfg.keep_archive, timeout_s=cfg.timeout_s, link=cfg.link
+        ),
     )

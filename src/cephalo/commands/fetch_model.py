@@ -28,8 +28,16 @@ from ._common import params_option, read_params
 
 
 @click.command(name="fetch-model")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="checkpoint file to write")
-@click.option("--checkpoint", "checkpoint", default=None, type=click.Path(dir_okay=False, path_type=Path), help="use this local best_model.pth instead of model.source")
+@click.option(
+    "--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="checkpoint file to write"
+)
+@click.option(
+    "--checkpoint",
+    "checkpoint",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="use this local best_model.pth instead of model.source",
+)
 @params_option
 def command(out: Path, checkpoint: Path | None, params_path: Path) -> None:
     """Get the public ISBI HRNet checkpoint (local file or Hugging Face), check that it loads into

@@ -11,12 +11,20 @@ from ._common import params_option, read_params
 
 @click.command(name="index")
 @click.option("--dataset", "dataset", required=True, help="data set name: a key of params data.datasets.")
-@click.option("--root", type=click.Path(file_okay=True, path_type=Path), required=True,
-              help="release root folder (or the CSV file for the csv adapter).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="output index (.parquet).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="folder for quality.json + quality.md.")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=True, path_type=Path),
+    required=True,
+    help="release root folder (or the CSV file for the csv adapter).",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="output index (.parquet).")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="folder for quality.json + quality.md.",
+)
 @params_option
 def command(dataset: str, root: Path, out: Path, report_dir: Path | None, params_path: Path) -> None:
     """Parse a data set into the validated Parquet landmark index + quality report."""
@@ -28,8 +36,12 @@ def command(dataset: str, root: Path, out: Path, report_dir: Path | None, params
     datasets = read_params(params_path).data.datasets
     if dataset not in datasets:
         s = suggest(dataset, list(datasets))
-        raise ConfigError(f"data.datasets.{dataset}: no such data set" + (f"; did you mean {s!r}?" if s else "")
-                          + f" (defined: {', '.join(datasets) or 'none'})", params_path)
+        raise ConfigError(
+            f"data.datasets.{dataset}: no such data set"
+            + (f"; did you mean {s!r}?" if s else "")
+            + f" (defined: {', '.join(datasets) or 'none'})",
+            params_path,
+        )
     if datasets[dataset].adapter is None:
         from ..config.schema import ADAPTER_NAMES
 

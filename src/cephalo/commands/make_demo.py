@@ -10,8 +10,9 @@ turns the validated section into the renderer's config.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,8 +25,19 @@ if TYPE_CHECKING:
 __all__ = ["command", "demo_config", "device_spec", "make_demo"]
 
 #: ``demo.isbi2015`` keys that replace an attribute of the source device
-_ISBI_DEVICE_KEYS = ("name", "spacing_mm", "size", "gamma", "contrast", "brightness", "noise_sd", "blur_px",
-                     "image_format", "channels", "weight")
+_ISBI_DEVICE_KEYS = (
+    "name",
+    "spacing_mm",
+    "size",
+    "gamma",
+    "contrast",
+    "brightness",
+    "noise_sd",
+    "blur_px",
+    "image_format",
+    "channels",
+    "weight",
+)
 
 
 def device_spec(device: DemoDevice, default_name: str) -> DeviceSpec:
@@ -56,20 +68,30 @@ def demo_config(section: DemoConfigSchema | Mapping[str, Any] | None = None) -> 
     over: dict[str, Any] = {k: getattr(isbi, k) for k in _ISBI_DEVICE_KEYS if getattr(isbi, k) is not None}
     if "size" in over:
         over["size"] = (int(over["size"][0]), int(over["size"][1]))
-    devices = (DEFAULT_AARIZ_DEVICES if aariz.devices is None else
-               tuple(device_spec(d, f"demo.aariz.devices[{i}]") for i, d in enumerate(aariz.devices)))
+    devices = (
+        DEFAULT_AARIZ_DEVICES
+        if aariz.devices is None
+        else tuple(device_spec(d, f"demo.aariz.devices[{i}]") for i, d in enumerate(aariz.devices))
+    )
     return DemoConfig(
-        seed=s.seed, head_scale=s.head_scale, rotation_deg=s.rotation_deg, scale_sd=s.scale_sd, shift_mm=s.shift_mm,
-        elastic_mm=s.elastic_mm, junior_jitter_mm=s.junior_jitter_mm,
+        seed=s.seed,
+        head_scale=s.head_scale,
+        rotation_deg=s.rotation_deg,
+        scale_sd=s.scale_sd,
+        shift_mm=s.shift_mm,
+        elastic_mm=s.elastic_mm,
+        junior_jitter_mm=s.junior_jitter_mm,
         isbi_counts={"TrainingData": isbi.n_train, "Test1Data": isbi.n_test1, "Test2Data": isbi.n_test2},
         isbi_device=dataclasses.replace(DEFAULT_ISBI_DEVICE, **over),
         aariz_counts={"train": aariz.n_train, "valid": aariz.n_valid, "test": aariz.n_test},
-        aariz_devices=devices, shuffle_json_landmarks=s.shuffle_json_landmarks,
+        aariz_devices=devices,
+        shuffle_json_landmarks=s.shuffle_json_landmarks,
     )
 
 
-def make_demo(out_dir: str | Path, cfg: DemoConfig | DemoConfigSchema | Mapping[str, Any] | None = None,
-              progress: bool = False) -> dict[str, list[dict]]:
+def make_demo(
+    out_dir: str | Path, cfg: DemoConfig | DemoConfigSchema | Mapping[str, Any] | None = None, progress: bool = False
+) -> dict[str, list[dict]]:
     """Generate both demo data sets: ``out_dir/isbi2015/`` and ``out_dir/aariz/Aariz/``.
 
     ``out_dir/isbi2015`` holds the ISBI 2015 layout (``RawImage``, ``AnnotationsByMD``);
@@ -118,8 +140,13 @@ def make_demo(out_dir: str | Path, cfg: DemoConfig | DemoConfigSchema | Mapping[
 
 
 @click.command(name="make-demo")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="output folder; writes OUT/isbi2015/ (ISBI 2015 layout) and OUT/aariz/Aariz/ (Aariz layout).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="output folder; writes OUT/isbi2015/ (ISBI 2015 layout) and OUT/aariz/Aariz/ (Aariz layout).",
+)
 @click.option("--seed", type=int, default=None, help="override params demo.seed.")
 @click.option("--quiet", is_flag=True, help="no progress bars.")
 @params_option

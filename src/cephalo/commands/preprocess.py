@@ -10,11 +10,20 @@ from ._common import params_option, read_params
 
 
 @click.command(name="preprocess")
-@click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="landmark index (.parquet) from `cephalo index`.")
+@click.option(
+    "--index",
+    "index_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="landmark index (.parquet) from `cephalo index`.",
+)
 @click.option("--variant", "variant", required=True, help="variant name: a key of params variants.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="output variant directory (images.npy, variant.parquet, variant.json).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="output variant directory (images.npy, variant.parquet, variant.json).",
+)
 @click.option("--force", is_flag=True, help="rebuild even when the output's fingerprint is up to date.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars.")
 @params_option
@@ -34,8 +43,12 @@ def command(index_path: Path, variant: str, out: Path, force: bool, progress: bo
     variants = read_params(params_path).variants
     if variant not in variants:
         s = suggest(variant, list(variants))
-        raise ConfigError(f"variants.{variant}: no such variant" + (f"; did you mean {s!r}?" if s else "")
-                          + f" (defined: {', '.join(variants) or 'none'})", params_path)
+        raise ConfigError(
+            f"variants.{variant}: no such variant"
+            + (f"; did you mean {s!r}?" if s else "")
+            + f" (defined: {', '.join(variants) or 'none'})",
+            params_path,
+        )
     spec = variants[variant]
     try:
         res = build_variant(

@@ -24,46 +24,116 @@ from ._common import params_option, read_params
 
 
 @click.command(name="train")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="variant directory from `cephalo preprocess` (images.npy, variant.parquet, variant.json).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="run directory: best.pt, last.pt, history.csv, train.json.")
-@click.option("--init", "init_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="initial weights: a cephalo checkpoint or the public HRNet best_model.pth "
-                   "(head transferred by landmark name). Overrides train.init.")
-@click.option("--resume", "resume_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="same as --init (the familiar recipe's name for the starting checkpoint). An interrupted "
-                   "run in --out continues by itself from OUT/last.pt.")
-@click.option("--model", "arch", default=None,
-              help="model name (hrnet_w32, timm:<name>). Default: the init checkpoint's architecture when "
-                   "starting from one, else model.arch.")
-@click.option("--image_size", "--image-size", "image_size", type=int, nargs=2, default=None, metavar="W H",
-              help="expected input size; must equal the variant's (preprocess a variant of that size).")
-@click.option("--batch_size", "--batch-size", "batch_size", type=int, default=None,
-              help="images per device per step (train.batch_size).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="variant directory from `cephalo preprocess` (images.npy, variant.parquet, variant.json).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="run directory: best.pt, last.pt, history.csv, train.json.",
+)
+@click.option(
+    "--init",
+    "init_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="initial weights: a cephalo checkpoint or the public HRNet best_model.pth "
+    "(head transferred by landmark name). Overrides train.init.",
+)
+@click.option(
+    "--resume",
+    "resume_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="same as --init (the familiar recipe's name for the starting checkpoint). An interrupted "
+    "run in --out continues by itself from OUT/last.pt.",
+)
+@click.option(
+    "--model",
+    "arch",
+    default=None,
+    help="model name (hrnet_w32, timm:<name>). Default: the init checkpoint's architecture when "
+    "starting from one, else model.arch.",
+)
+@click.option(
+    "--image_size",
+    "--image-size",
+    "image_size",
+    type=int,
+    nargs=2,
+    default=None,
+    metavar="W H",
+    help="expected input size; must equal the variant's (preprocess a variant of that size).",
+)
+@click.option(
+    "--batch_size",
+    "--batch-size",
+    "batch_size",
+    type=int,
+    default=None,
+    help="images per device per step (train.batch_size).",
+)
 @click.option("--lr", type=float, default=None, help="learning rate of pretrained weights (train.lr).")
-@click.option("--head_lr", "--head-lr", "head_lr", type=float, default=None,
-              help="learning rate of newly initialised weights (train.head_lr).")
+@click.option(
+    "--head_lr",
+    "--head-lr",
+    "head_lr",
+    type=float,
+    default=None,
+    help="learning rate of newly initialised weights (train.head_lr).",
+)
 @click.option("--epochs", type=int, default=None, help="train.epochs.")
-@click.option("--mixed_precision", "--mixed-precision", "mixed_precision", is_flag=False, flag_value="auto",
-              default=None, type=click.Choice(["auto", "bf16", "fp16", "none"]),
-              help="CUDA autocast: bare flag = bf16 where supported else fp16 (train.mixed_precision). "
-                   "CPU always trains in float32.")
+@click.option(
+    "--mixed_precision",
+    "--mixed-precision",
+    "mixed_precision",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    type=click.Choice(["auto", "bf16", "fp16", "none"]),
+    help="CUDA autocast: bare flag = bf16 where supported else fp16 (train.mixed_precision). "
+    "CPU always trains in float32.",
+)
 @click.option("--loss", default=None, help="loss name: adaptive_wing | mse (train.loss).")
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N (train.device).")
 @click.option("--workers", "num_workers", type=int, default=None, help="data-loader workers (train.num_workers).")
 @click.option("--seed", type=int, default=None, help="train.seed.")
-@click.option("--stage", default=None, metavar="NAME",
-              help="apply the overrides in train.stages.NAME on top of train (e.g. 'source' for training the "
-                   "source model from scratch, 'finetune' for adapting it to the target).")
+@click.option(
+    "--stage",
+    default=None,
+    metavar="NAME",
+    help="apply the overrides in train.stages.NAME on top of train (e.g. 'source' for training the "
+    "source model from scratch, 'finetune' for adapting it to the target).",
+)
 @click.option("--restart", is_flag=True, help="ignore an existing OUT/last.pt and start over.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars.")
 @params_option
-def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path | None, arch: str | None,
-            image_size: tuple[int, int] | None, batch_size: int | None, lr: float | None, head_lr: float | None,
-            epochs: int | None, mixed_precision: str | None, loss: str | None, device: str | None,
-            num_workers: int | None, seed: int | None, stage: str | None, restart: bool, progress: bool,
-            params_path: Path) -> None:
+def command(
+    data_dir: Path,
+    out: Path,
+    init_path: Path | None,
+    resume_path: Path | None,
+    arch: str | None,
+    image_size: tuple[int, int] | None,
+    batch_size: int | None,
+    lr: float | None,
+    head_lr: float | None,
+    epochs: int | None,
+    mixed_precision: str | None,
+    loss: str | None,
+    device: str | None,
+    num_workers: int | None,
+    seed: int | None,
+    stage: str | None,
+    restart: bool,
+    progress: bool,
+    params_path: Path,
+) -> None:
     """Fine-tune (or train) a heatmap model on a preprocessing variant.
 
     Params ``train`` (see params.yaml), ``model`` (arch, pretrained, kwargs, transfer),
@@ -74,7 +144,7 @@ def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path
     import logging
 
     from ..errors import ConfigError
-    from ..train import train_on_variant
+    from ..train import TrainRecording, train_on_variant
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = read_params(params_path)
@@ -95,9 +165,17 @@ def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path
         if key not in cfg.init.model_fields_set:
             init_over[key] = getattr(msec.transfer, key)
     cfg = cfg.with_overrides(
-        batch_size=batch_size, lr=lr, head_lr=head_lr, epochs=epochs, mixed_precision=mixed_precision,
-        loss=loss, device=device, num_workers=num_workers, seed=seed,
-        resume="never" if restart else None, init=init_over or None,
+        batch_size=batch_size,
+        lr=lr,
+        head_lr=head_lr,
+        epochs=epochs,
+        mixed_precision=mixed_precision,
+        loss=loss,
+        device=device,
+        num_workers=num_workers,
+        seed=seed,
+        resume="never" if restart else None,
+        init=init_over or None,
     )
     model_kwargs = dict(msec.kwargs)
     model_kwargs["pretrained"] = msec.pretrained
@@ -117,16 +195,28 @@ def command(data_dir: Path, out: Path, init_path: Path | None, resume_path: Path
 
         tracking = config_from_params(params.tracking.model_dump(), root=Path.cwd())
     result = train_on_variant(
-        data_dir, out, cfg, arch=arch, model_kwargs=model_kwargs, codec_params=params.codec.codec_kwargs(),
-        params=params.model_dump(include={"train", "model", "codec"}), tracking=tracking, progress=progress,
-        command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-        tracking_experiment=_experiment(tracking, params), tracking_stage=stage,
+        data_dir,
+        out,
+        cfg,
+        arch=arch,
+        model_kwargs=model_kwargs,
+        codec_params=params.codec.codec_kwargs(),
+        recording=TrainRecording(
+            params=params.model_dump(include={"train", "model", "codec"}),
+            tracking=tracking,
+            command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            experiment=_experiment(tracking, params),
+            stage=stage,
+        ),
+        progress=progress,
     )
     best = "n/a" if result.best_score is None else f"{result.best_score:.3f}"
-    click.echo(f"{out}: {result.epochs_run} epochs"
-               + (f" (resumed at {result.resumed_from_epoch})" if result.resumed_from_epoch else "")
-               + (", stopped early" if result.stopped_early else "")
-               + f"; best {result.score_name} {best} at epoch {result.best_epoch} -> {out / 'best.pt'}")
+    click.echo(
+        f"{out}: {result.epochs_run} epochs"
+        + (f" (resumed at {result.resumed_from_epoch})" if result.resumed_from_epoch else "")
+        + (", stopped early" if result.stopped_early else "")
+        + f"; best {result.score_name} {best} at epoch {result.best_epoch} -> {out / 'best.pt'}"
+    )
 
 
 def _experiment(tracking, params) -> str | None:
@@ -151,5 +241,8 @@ def _check_image_size(data_dir: Path, wh: tuple[int, int]) -> None:
     except (OSError, ValueError, KeyError) as e:
         raise DataError(f"cannot read the variant's input size ({type(e).__name__})", vj) from None
     if have != wh:
-        raise ConfigError(f"--image_size {wh[0]} {wh[1]} but the variant's images are {have[0]}x{have[1]}; "
-                          "preprocess a variant of that size (params variants) and train on it", vj)
+        raise ConfigError(
+            f"--image_size {wh[0]} {wh[1]} but the variant's images are {have[0]}x{have[1]}; "
+            "preprocess a variant of that size (params variants) and train on it",
+            vj,
+        )

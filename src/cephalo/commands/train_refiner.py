@@ -25,26 +25,55 @@ from ._common import params_option, read_params
 
 
 @click.command(name="train-refiner")
-@click.option("--index", "index_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Parquet landmark index (cephalo index): the original images and ground truth.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="run directory: best.pt, last.pt, history.csv, train.json, refine.json.")
-@click.option("--global", "global_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="the global model the refiner follows: jitter 'auto' from its validation MRE.")
-@click.option("--init", "init_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="initial refiner weights (e.g. the source refiner); the head moves by landmark name.")
+@click.option(
+    "--index",
+    "index_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Parquet landmark index (cephalo index): the original images and ground truth.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="run directory: best.pt, last.pt, history.csv, train.json, refine.json.",
+)
+@click.option(
+    "--global",
+    "global_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="the global model the refiner follows: jitter 'auto' from its validation MRE.",
+)
+@click.option(
+    "--init",
+    "init_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="initial refiner weights (e.g. the source refiner); the head moves by landmark name.",
+)
 @click.option("--stage", default=None, metavar="NAME", help="apply refine.stages.NAME (source | finetune).")
 @click.option("--restart", is_flag=True, help="ignore an existing OUT/last.pt and start over.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="show progress bars.")
 @params_option
-def command(index_path: Path, out: Path, global_path: Path | None, init_path: Path | None, stage: str | None,
-            restart: bool, progress: bool, params_path: Path) -> None:
-    """Train the refiner: windows at refine.spacing_mm around jittered ground truth, one heatmap channel per landmark."""
+def command(
+    index_path: Path,
+    out: Path,
+    global_path: Path | None,
+    init_path: Path | None,
+    stage: str | None,
+    restart: bool,
+    progress: bool,
+    params_path: Path,
+) -> None:
+    """Train the refiner: windows at refine.spacing_mm around jittered ground truth, one heatmap channel
+    per landmark."""
     # deferred: `cephalo train-refiner --help` and the CLI's start-up import no library (cephalo.commands)
     import logging
 
     from ..errors import ConfigError, DataError
     from ..refine import train_refiner
+    from ..train import TrainRecording
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = read_params(params_path)
@@ -72,10 +101,21 @@ def command(index_path: Path, out: Path, global_path: Path | None, init_path: Pa
 
         tracking = config_from_params(params.tracking.model_dump())
     result = train_refiner(
-        index_path, out, cfg, rcfg, global_ckpt=global_path, codec_params=params.codec.codec_kwargs(),
-        params={**params.model_dump(include={"train", "codec"}), "refine": rcfg.training_settings()},
-        tracking=tracking, progress=progress,
-        command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        index_path,
+        out,
+        cfg,
+        rcfg,
+        global_ckpt=global_path,
+        codec_params=params.codec.codec_kwargs(),
+        recording=TrainRecording(
+            params={**params.model_dump(include={"train", "codec"}), "refine": rcfg.training_settings()},
+            tracking=tracking,
+            command="cephalo " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        ),
+        progress=progress,
+    )
     best = "n/a" if result.best_score is None else f"{result.best_score:.3f}"
-    click.echo(f"{out}: refiner {result.epochs_run} epochs; best {result.score_name} {best} at epoch "
-               f"{result.best_epoch} -> {out / 'best.pt'}")
+    click.echo(
+        f"{out}: refiner {result.epochs_run} epochs; best {result.score_name} {best} at epoch "
+        f"{result.best_epoch} -> {out / 'best.pt'}"
+    )

@@ -6,8 +6,9 @@ Errors are one line, ``<file>: <dotted.key>: <value> <problem> (expected <what>)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -15,8 +16,15 @@ from ..errors import ConfigError
 from .messages import format_validation_error, validate_section
 from .schema import Params
 
-__all__ = ["load_params", "read_params_file", "validate_params", "validate_section", "format_validation_error",
-           "check_pipeline"]
+__all__ = [
+    "load_params",
+    "read_params_file",
+    "validate_params",
+    "validate_section",
+    "format_validation_error",
+    "check_pipeline",
+]
+
 
 def read_params_file(path: str | Path) -> dict:
     """The raw mapping of a params YAML file (no schema check).
@@ -91,8 +99,9 @@ def check_pipeline(params: Params, source: str | Path | None = None) -> None:
         if v not in params.variants:
             errors.append(f"pipeline: variant {v!r} has no variants.{v} entry")
     if len(pipe.train_source) + len(pipe.fetch_source) != 1:
-        errors.append("pipeline: exactly one of train_source ([DATASET]) and fetch_source ([public]) "
-                      "must name the source model")
+        errors.append(
+            "pipeline: exactly one of train_source ([DATASET]) and fetch_source ([public]) must name the source model"
+        )
     for name in pipe.train_source:
         if name not in pipe.source:
             errors.append(f"pipeline.train_source: {name!r} is not in pipeline.source")
@@ -103,7 +112,9 @@ def check_pipeline(params: Params, source: str | Path | None = None) -> None:
         if v not in pipe.variants:
             errors.append(f"pipeline.refine_variants: {v!r} is not in pipeline.variants")
     if pipe.refine_variants and not pipe.refine_source:
-        errors.append("pipeline.refine_variants: needs pipeline.refine_source (the fine-tuned refiner starts "
-                      "from the source refiner)")
+        errors.append(
+            "pipeline.refine_variants: needs pipeline.refine_source (the fine-tuned refiner starts "
+            "from the source refiner)"
+        )
     if errors:
         raise ConfigError("; ".join(errors), source)

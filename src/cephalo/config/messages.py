@@ -116,8 +116,11 @@ def format_validation_error(e: ValidationError, model: type[BaseModel], prefix: 
         for lead in ("Value error, ", "Assertion failed, "):
             problem = problem.removeprefix(lead)
         problem = problem[:1].lower() + problem[1:]
-    if typ in ("model_type", "model_attributes_type", "dict_type", "list_type", "tuple_type") or isinstance(
-            value, (dict, list)) and len(repr(value)) > 60:
+    if (
+        typ in ("model_type", "model_attributes_type", "dict_type", "list_type", "tuple_type")
+        or isinstance(value, (dict, list))
+        and len(repr(value)) > 60
+    ):
         shown = type(value).__name__ if not isinstance(value, (str, int, float, bool)) else repr(value)
     else:
         shown = repr(value)
@@ -127,14 +130,29 @@ def format_validation_error(e: ValidationError, model: type[BaseModel], prefix: 
 
 
 _PROBLEMS = {
-    "int_parsing": "is not an integer", "int_type": "is not an integer", "int_from_float": "is not an integer",
-    "float_parsing": "is not a number", "float_type": "is not a number", "bool_parsing": "is not true/false",
-    "bool_type": "is not true/false", "string_type": "is not a string", "literal_error": "is not allowed",
-    "greater_than": "is too small", "greater_than_equal": "is too small", "less_than": "is too large",
-    "less_than_equal": "is too large", "model_type": "is not a mapping", "model_attributes_type": "is not a mapping",
-    "dict_type": "is not a mapping", "list_type": "is not a list", "tuple_type": "is not a list",
-    "too_short": "is too short", "too_long": "is too long", "string_pattern_mismatch": "is not allowed",
-    "device": "is not a device", "none_required": "is not allowed",
+    "int_parsing": "is not an integer",
+    "int_type": "is not an integer",
+    "int_from_float": "is not an integer",
+    "float_parsing": "is not a number",
+    "float_type": "is not a number",
+    "bool_parsing": "is not true/false",
+    "bool_type": "is not true/false",
+    "string_type": "is not a string",
+    "literal_error": "is not allowed",
+    "greater_than": "is too small",
+    "greater_than_equal": "is too small",
+    "less_than": "is too large",
+    "less_than_equal": "is too large",
+    "model_type": "is not a mapping",
+    "model_attributes_type": "is not a mapping",
+    "dict_type": "is not a mapping",
+    "list_type": "is not a list",
+    "tuple_type": "is not a list",
+    "too_short": "is too short",
+    "too_long": "is too long",
+    "string_pattern_mismatch": "is not allowed",
+    "device": "is not a device",
+    "none_required": "is not allowed",
 }
 
 
@@ -226,5 +244,3 @@ def _describe(bare: Any, meta: list, nullable: bool) -> str | None:
     else:
         return None
     return text + (" or null" if nullable else "")
-
-

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Annotated, Any, ClassVar, Literal, Mapping
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import (
@@ -34,12 +35,45 @@ from ..errors import ConfigError
 from .messages import Expect, Walk, suggest, validate_section
 
 __all__ = [
-    "Expect", "Section", "Params", "PosInt", "NonNegInt", "PosFloat", "NonNegFloat", "Prob", "Device",
-    "DemoDevice", "DemoIsbi", "DemoAariz", "DemoConfigSchema", "DatasetDownload", "DatasetSpec", "DataConfig",
-    "VariantSpec", "ModelTransfer", "ModelOnnx", "ModelSourceConfig", "ModelConfig", "CodecConfig",
-    "AugmentConfig", "InitConfig", "EMAConfig", "TrainConfig", "AdaptConfig", "DiagnosisConfig",
-    "EvaluateConfig", "TrackingSection", "PipelineConfig", "PredictConfig", "ReviewConfig", "CalibrateConfig",
-    "TTAConfig", "RefineConfig", "PRECISIONS", "INIT_SOURCES", "NON_TRAJECTORY_KEYS",
+    "Expect",
+    "Section",
+    "Params",
+    "PosInt",
+    "NonNegInt",
+    "PosFloat",
+    "NonNegFloat",
+    "Prob",
+    "Device",
+    "DemoDevice",
+    "DemoIsbi",
+    "DemoAariz",
+    "DemoConfigSchema",
+    "DatasetDownload",
+    "DatasetSpec",
+    "DataConfig",
+    "VariantSpec",
+    "ModelTransfer",
+    "ModelOnnx",
+    "ModelSourceConfig",
+    "ModelConfig",
+    "CodecConfig",
+    "AugmentConfig",
+    "InitConfig",
+    "EMAConfig",
+    "TrainConfig",
+    "AdaptConfig",
+    "DiagnosisConfig",
+    "EvaluateConfig",
+    "TrackingSection",
+    "PipelineConfig",
+    "PredictConfig",
+    "ReviewConfig",
+    "CalibrateConfig",
+    "TTAConfig",
+    "RefineConfig",
+    "PRECISIONS",
+    "INIT_SOURCES",
+    "NON_TRAJECTORY_KEYS",
 ]
 
 
@@ -83,8 +117,12 @@ NumberOrPair = Annotated[Any, AfterValidator(_number_or_pair), Expect("a number 
 
 
 def _wh_pair(v: Any) -> list[int]:
-    if isinstance(v, bool) or not isinstance(v, (list, tuple)) or len(v) != 2 or not all(
-            isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v):
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, (list, tuple))
+        or len(v) != 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in v)
+    ):
         raise PydanticCustomError("wh", "is not a [W, H] pair of positive integers")
     return [int(v[0]), int(v[1])]
 
@@ -118,8 +156,10 @@ class Section(BaseModel):
             for key in data:
                 if key not in cls.model_fields:
                     raise PydanticCustomError(
-                        "unknown_key", "unknown key {key}",
-                        {"key": str(key), "valid": valid, "suggestion": suggest(str(key), valid)})
+                        "unknown_key",
+                        "unknown key {key}",
+                        {"key": str(key), "valid": valid, "suggestion": suggest(str(key), valid)},
+                    )
         return data
 
     @classmethod
@@ -174,7 +214,7 @@ class DemoIsbi(Section):
     weight: PosFloat | None = None
 
     @model_validator(mode="after")
-    def _three_digit_names(self) -> "DemoIsbi":
+    def _three_digit_names(self) -> DemoIsbi:
         if self.n_train + self.n_test1 + self.n_test2 > 999:
             raise PydanticCustomError("init", "at most 999 images (the release's file names have 3 digits)")
         return self
@@ -219,8 +259,9 @@ class DatasetDownload(Section):
     """``data.datasets.<name>.download`` (``cephalo download``)."""
 
     url: str | None = None
-    known_hash: Annotated[Any, AfterValidator(_known_hash),
-                          Expect('"md5:<hex>" / "sha256:<hex>", {file: hash} or null')] = None
+    known_hash: Annotated[
+        Any, AfterValidator(_known_hash), Expect('"md5:<hex>" / "sha256:<hex>", {file: hash} or null')
+    ] = None
     cache_dir: str | None = None
     keep_archive: bool = True
     timeout_s: PosFloat = 60.0
@@ -268,7 +309,6 @@ def _steps(v: Any) -> list:
     # and `cephalo CMD --help` need not pay for when no variant is validated
     from ..preprocess.steps import STEPS
 
-
     if not isinstance(v, list) or not v:
         raise PydanticCustomError("steps", "is not a non-empty list of steps")
     for i, item in enumerate(v):
@@ -277,36 +317,56 @@ def _steps(v: Any) -> list:
         elif isinstance(item, Mapping) and "step" in item:
             name, kw = item["step"], {k: x for k, x in item.items() if k != "step"}
         elif isinstance(item, Mapping) and len(item) == 1:
-            (name, kw), = item.items()
+            ((name, kw),) = item.items()
             kw = {} if kw is None else kw
         else:
-            raise PydanticCustomError("step", "[{i}] {item!r} is not a step (\"name\" or {{name: {{kwargs}}}})",
-                                      {"i": i, "item": item})
+            raise PydanticCustomError(
+                "step", '[{i}] {item!r} is not a step ("name" or {{name: {{kwargs}}}})', {"i": i, "item": item}
+            )
         if name not in STEPS:
             s = suggest(str(name), list(STEPS))
-            raise PydanticCustomError("step", "[{i}]: unknown step {name}{hint}; valid: {valid}",
-                                      {"i": i, "name": repr(name), "hint": f" (did you mean {s!r}?)" if s else "",
-                                       "valid": ", ".join(STEPS)})
+            raise PydanticCustomError(
+                "step",
+                "[{i}]: unknown step {name}{hint}; valid: {valid}",
+                {"i": i, "name": repr(name), "hint": f" (did you mean {s!r}?)" if s else "", "valid": ", ".join(STEPS)},
+            )
         if not isinstance(kw, Mapping):
-            raise PydanticCustomError("step", "[{i}].{name}: {kw!r} is not a mapping of arguments",
-                                      {"i": i, "name": name, "kw": kw})
+            raise PydanticCustomError(
+                "step", "[{i}].{name}: {kw!r} is not a mapping of arguments", {"i": i, "name": name, "kw": kw}
+            )
         cls = STEPS[name]
         fields = [f.name for f in dataclasses.fields(cls) if f.init]
         for k in kw:
             if k not in fields:
                 s = suggest(str(k), fields)
-                raise PydanticCustomError("step", "[{i}].{name}.{k}: unknown argument{hint}; valid: {valid}",
-                                          {"i": i, "name": name, "k": k, "hint": f" (did you mean {s!r}?)" if s else "",
-                                           "valid": ", ".join(fields)})
+                raise PydanticCustomError(
+                    "step",
+                    "[{i}].{name}.{k}: unknown argument{hint}; valid: {valid}",
+                    {
+                        "i": i,
+                        "name": name,
+                        "k": k,
+                        "hint": f" (did you mean {s!r}?)" if s else "",
+                        "valid": ", ".join(fields),
+                    },
+                )
         try:
             TypeAdapter(cls).validate_python(dict(kw))
         except ValidationError as e:
             err = e.errors()[0]
             where = ".".join(str(x) for x in err["loc"])
             msg = err["msg"].split(",")[0]
-            raise PydanticCustomError("step", "[{i}].{name}.{where}: {value} is not valid ({msg})",
-                                      {"i": i, "name": name, "where": where, "value": repr(err.get("input")),
-                                       "msg": msg[:1].lower() + msg[1:]}) from None
+            raise PydanticCustomError(
+                "step",
+                "[{i}].{name}.{where}: {value} is not valid ({msg})",
+                {
+                    "i": i,
+                    "name": name,
+                    "where": where,
+                    "value": repr(err.get("input")),
+                    "msg": msg[:1].lower() + msg[1:],
+                },
+            ) from None
         except (ConfigError, ValueError, TypeError) as e:
             raise PydanticCustomError("step", "[{i}].{name}: {msg}", {"i": i, "name": name, "msg": str(e)}) from None
     return v
@@ -328,8 +388,9 @@ class VariantSpec(Section):
 
     steps: Annotated[list, AfterValidator(_steps), Expect("a list of steps from cephalo.preprocess.STEPS")]
     ground_truth: str | None = None
-    normalisation: Annotated[Any, AfterValidator(_normalisation),
-                             Expect("imagenet | unit | zscore (or {name: ..., ...})")] = "imagenet"
+    normalisation: Annotated[
+        Any, AfterValidator(_normalisation), Expect("imagenet | unit | zscore (or {name: ..., ...})")
+    ] = "imagenet"
 
 
 # --- model / codec --------------------------------------------------------------------------
@@ -354,13 +415,17 @@ class ModelSourceConfig(Section):
     revision: str | None = None
     cache_dir: str | None = None
     path: str | None = None
-    sha256: Annotated[str, Field(pattern=r"^(sha256:)?[0-9a-fA-F]{64}$"),
-                      Expect("64 hex digits, optionally prefixed sha256:")] | None = None
+    sha256: (
+        Annotated[
+            str, Field(pattern=r"^(sha256:)?[0-9a-fA-F]{64}$"), Expect("64 hex digits, optionally prefixed sha256:")
+        ]
+        | None
+    ) = None
     offline: bool | None = None
     link: bool = False
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ModelSourceConfig":
+    def _consistent(self) -> ModelSourceConfig:
         if self.kind == "local" and not self.path:
             raise PydanticCustomError("source", "kind is 'local' but path is not set")
         return self
@@ -504,12 +569,12 @@ class InitConfig(Section):
         return {"source": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")
-    def _path_given(self) -> "InitConfig":
+    def _path_given(self) -> InitConfig:
         if self.source == "checkpoint" and not self.path:
             raise PydanticCustomError("init", "source is 'checkpoint' but init.path is not set (set it or pass --init)")
         return self
 
-    def resolved(self, model_pretrained: bool = False) -> "InitConfig":
+    def resolved(self, model_pretrained: bool = False) -> InitConfig:
         """``auto`` replaced by the concrete source."""
         if self.source != "auto":
             return self
@@ -547,9 +612,16 @@ def _augment(v: Any) -> dict | None:
 
 #: ``train`` settings that do not change the optimisation trajectory: left out of
 #: :meth:`TrainConfig.fingerprint`, so a resumed run may change them (and the resume check never names them)
-NON_TRAJECTORY_KEYS: tuple[str, ...] = ("num_workers", "tracking", "resume", "early_stopping_patience",
-                                        "early_stopping_min_delta", "device", "val_batch_size",
-                                        "checkpoint_every_steps")
+NON_TRAJECTORY_KEYS: tuple[str, ...] = (
+    "num_workers",
+    "tracking",
+    "resume",
+    "early_stopping_patience",
+    "early_stopping_min_delta",
+    "device",
+    "val_batch_size",
+    "checkpoint_every_steps",
+)
 
 
 class TrainConfig(Section):
@@ -625,7 +697,7 @@ class TrainConfig(Section):
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None, source: Any = None) -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any] | None, source: Any = None) -> TrainConfig:
         """Build from a ``train:`` mapping (without ``stages``; nested ``init``/``ema`` mappings).
 
         Raises:
@@ -633,7 +705,7 @@ class TrainConfig(Section):
         """
         return validate_section(cls, dict(d or {}), "train", source)
 
-    def with_overrides(self, **over: Any) -> "TrainConfig":
+    def with_overrides(self, **over: Any) -> TrainConfig:
         """A copy with the non-``None`` entries of ``over`` replaced, re-validated."""
         d = self.to_dict()
         for k, v in over.items():
@@ -711,9 +783,7 @@ class TrainSection(TrainConfig):
                     TrainConfig.model_validate(_deep_merge(base, over))
                 except ValidationError as e:
                     err = e.errors()[0]
-                    raise PydanticCustomError(
-                        "stage", "{inner}",
-                        {"inner": err, "prefix": ["stages", name]}) from None
+                    raise PydanticCustomError("stage", "{inner}", {"inner": err, "prefix": ["stages", name]}) from None
         return out
 
     def for_stage(self, stage: str | None) -> TrainConfig:
@@ -727,8 +797,11 @@ class TrainSection(TrainConfig):
             return TrainConfig.model_validate(base)
         if stage not in self.stages:
             s = suggest(stage, list(self.stages))
-            raise ConfigError(f"train.stages: no stage {stage!r}" + (f" (did you mean {s!r}?)" if s else "")
-                              + f"; defined: {', '.join(sorted(self.stages)) or 'none'}")
+            raise ConfigError(
+                f"train.stages: no stage {stage!r}"
+                + (f" (did you mean {s!r}?)" if s else "")
+                + f"; defined: {', '.join(sorted(self.stages)) or 'none'}"
+            )
         return TrainConfig.model_validate(_deep_merge(base, self.stages[stage]))
 
 
@@ -840,7 +913,9 @@ class PredictConfig(Section):
 
     batch_size: PosInt = 4
     device: Device = "auto"
-    spacing_mm: PosFloat | Annotated[list[PosFloat], Field(min_length=2, max_length=2)] | None = None  # mm/px, or [x, y]
+    spacing_mm: PosFloat | Annotated[list[PosFloat], Field(min_length=2, max_length=2)] | None = (
+        None  # mm/px, or [x, y]
+    )
     variant: str | None = None
     overlays: bool = True
     skip_bad: bool = False
@@ -971,26 +1046,35 @@ class RefineConfig(Section):
         """Every ``refine`` setting but :data:`INFERENCE_KEYS` (what a trained refiner depends on)."""
         return self.model_dump(exclude=set(self.INFERENCE_KEYS))
 
-    def train_config(self, train: "TrainSection", stage: str | None = None) -> TrainConfig:
+    def train_config(self, train: TrainSection, stage: str | None = None) -> TrainConfig:
         """The refiner's run: ``train:`` (no stages) + ``refine.train`` + ``refine.stages[stage]``.
 
         Raises:
             ConfigError: a stage that ``refine.stages`` does not define.
         """
-        merged = deep_merge({k: v for k, v in train.model_dump(exclude_unset=True).items() if k != "stages"},
-                           self.train)
+        merged = deep_merge(
+            {k: v for k, v in train.model_dump(exclude_unset=True).items() if k != "stages"}, self.train
+        )
         if stage is not None:
             if stage not in self.stages:
                 s = suggest(stage, list(self.stages))
-                raise ConfigError(f"refine.stages: no stage {stage!r}" + (f" (did you mean {s!r}?)" if s else "")
-                                  + f"; defined: {', '.join(sorted(self.stages)) or 'none'}")
+                raise ConfigError(
+                    f"refine.stages: no stage {stage!r}"
+                    + (f" (did you mean {s!r}?)" if s else "")
+                    + f"; defined: {', '.join(sorted(self.stages)) or 'none'}"
+                )
             merged = deep_merge(merged, self.stages[stage])
         return TrainConfig.model_validate(merged)
 
     def crop_spec(self) -> dict:
         """What inference needs to cut windows as in training (stored as the checkpoint's ``meta.variant``)."""
-        return {"refine": {"spacing_mm": float(self.spacing_mm), "window": [int(self.window)] * 2,
-                           "fallback_spacing_mm": self.fallback_spacing_mm}}
+        return {
+            "refine": {
+                "spacing_mm": float(self.spacing_mm),
+                "window": [int(self.window)] * 2,
+                "fallback_spacing_mm": self.fallback_spacing_mm,
+            }
+        }
 
     def to_dict(self) -> dict:
         return self.model_dump()
@@ -1023,7 +1107,7 @@ class Params(Section):
         return data
 
     @model_validator(mode="after")
-    def _refiner_runs(self) -> "Params":
+    def _refiner_runs(self) -> Params:
         """``refine.train`` and each ``refine.stages.<NAME>`` merged onto ``train:`` must be a valid run."""
         for stage in [None, *self.refine.stages]:
             try:

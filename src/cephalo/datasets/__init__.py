@@ -20,8 +20,18 @@ from .base import Adapter, AdapterResult, Exclusion, ImageProblem, assign_splits
 if TYPE_CHECKING:
     from .fetch.spec import Release
 
-__all__ = ["DATASETS", "DataSet", "create_adapter", "release_names", "get_release", "Adapter", "AdapterResult",
-           "Exclusion", "ImageProblem", "assign_splits"]
+__all__ = [
+    "DATASETS",
+    "DataSet",
+    "create_adapter",
+    "release_names",
+    "get_release",
+    "Adapter",
+    "AdapterResult",
+    "Exclusion",
+    "ImageProblem",
+    "assign_splits",
+]
 
 
 class DataSet(NamedTuple):

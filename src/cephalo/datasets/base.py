@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from ..errors import ConfigError, DataError
 from ..imageio import check_complete, describe_file, oriented_size
@@ -122,9 +123,7 @@ class Adapter(ABC):
         """Raise ConfigError for option names this adapter does not know."""
         unknown = sorted(set(options) - set(self.option_names))
         if unknown:
-            raise ConfigError(
-                f"adapter {self.name!r}: unknown option(s) {unknown}; valid: {sorted(self.option_names)}"
-            )
+            raise ConfigError(f"adapter {self.name!r}: unknown option(s) {unknown}; valid: {sorted(self.option_names)}")
 
     @abstractmethod
     def parse(self, root: str | Path, *, dataset: str | None = None, **options: Any) -> AdapterResult:
@@ -198,10 +197,7 @@ def parse_id_spec(spec: str | Sequence[str] | int) -> list[tuple[str, str | None
     """
     if isinstance(spec, (int, float)):
         spec = [str(spec)]
-    if isinstance(spec, str):
-        parts = [p for p in spec.split(",") if p.strip()]
-    else:
-        parts = [str(p) for p in spec]
+    parts = [p for p in spec.split(",") if p.strip()] if isinstance(spec, str) else [str(p) for p in spec]
     out: list[tuple[str, str | None]] = []
     for p in parts:
         m = _RANGE.match(p)
@@ -256,9 +252,11 @@ def assign_splits(
         for name, items in parsed.items():
             n = sum(_matches(i, it) for it in items)
             if n > 1:
-                raise ConfigError(f"split {name!r} names image id {i!r} {n} times (overlapping entries "
-                                  f"{[f'{lo}-{hi}' if hi else lo for lo, hi in items if _matches(i, (lo, hi))]})",
-                                  source)
+                raise ConfigError(
+                    f"split {name!r} names image id {i!r} {n} times (overlapping entries "
+                    f"{[f'{lo}-{hi}' if hi else lo for lo, hi in items if _matches(i, (lo, hi))]})",
+                    source,
+                )
             if n:
                 hits.append(name)
         if len(hits) > 1:

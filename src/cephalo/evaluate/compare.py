@@ -22,9 +22,9 @@ mean). Pairs of runs evaluated on the same images are compared image by image
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,8 +35,17 @@ from . import metrics as M
 from .leakage import file_sha256
 from .results import SUMMARY_KEYS, figure_names, read_metrics, run_figures, set_figures
 
-__all__ = ["load_run", "compare_runs", "to_markdown", "run_figures", "figure_names", "summary_figures",
-           "provenance_warnings", "SUMMARY_KEYS"]
+__all__ = [
+    "load_run",
+    "compare_runs",
+    "to_markdown",
+    "run_figures",
+    "figure_names",
+    "summary_figures",
+    "provenance_warnings",
+    "SUMMARY_KEYS",
+]
+
 
 def load_run(run_dir: str | Path) -> dict:
     """``{"name", "dir", "metrics", "metrics_sha256", "image_ids", "landmarks", "errors" (N, K) mm}`` of one run.
@@ -53,13 +62,19 @@ def load_run(run_dir: str | Path) -> dict:
         raise DataError("no predictions.parquet (not an evaluation folder)", p) from None
     except Exception as e:  # noqa: BLE001 - corrupt parquet
         raise DataError(f"cannot read ({type(e).__name__}: {e})".splitlines()[0], p) from None
-    wide = df.pivot_table(index="image_id", columns="landmark_name", values="error_mm", aggfunc="first",
-                          dropna=False, sort=False)
+    wide = df.pivot_table(
+        index="image_id", columns="landmark_name", values="error_mm", aggfunc="first", dropna=False, sort=False
+    )
 
-    return {"name": m.get("name") or run_dir.name, "dir": str(run_dir), "metrics": m,
-            "metrics_sha256": file_sha256(run_dir / "metrics.json"),
-            "image_ids": [str(i) for i in wide.index], "landmarks": [str(c) for c in wide.columns],
-            "errors": wide.to_numpy(dtype=np.float64)}
+    return {
+        "name": m.get("name") or run_dir.name,
+        "dir": str(run_dir),
+        "metrics": m,
+        "metrics_sha256": file_sha256(run_dir / "metrics.json"),
+        "image_ids": [str(i) for i in wide.index],
+        "landmarks": [str(c) for c in wide.columns],
+        "errors": wide.to_numpy(dtype=np.float64),
+    }
 
 
 def _fmt_ci(v, lo, hi, nd=2) -> str:
@@ -88,13 +103,22 @@ def provenance_warnings(runs: Sequence[dict]) -> list[str]:
     if d["missing"]:
         out.append(f"no provenance recorded for {', '.join(d['missing'])} (evaluated by an older cephalo)")
     if d["code"]:
-        out.append("runs were produced by different code (" + ", ".join(d["code"]) + "): "
-                   + "; ".join(f"{r['name']} {((r['metrics'].get('provenance') or {}).get('git_commit') or '?')[:10]}"
-                               + ("+dirty" if (r['metrics'].get('provenance') or {}).get('git_dirty') else "")
-                               for r in runs))
+        out.append(
+            "runs were produced by different code ("
+            + ", ".join(d["code"])
+            + "): "
+            + "; ".join(
+                f"{r['name']} {((r['metrics'].get('provenance') or {}).get('git_commit') or '?')[:10]}"
+                + ("+dirty" if (r["metrics"].get("provenance") or {}).get("git_dirty") else "")
+                for r in runs
+            )
+        )
     if d["environment"]:
-        out.append("runs were produced in different environments (" + ", ".join(d["environment"])
-                   + "): float results may differ in the last digits")
+        out.append(
+            "runs were produced in different environments ("
+            + ", ".join(d["environment"])
+            + "): float results may differ in the last digits"
+        )
     return out
 
 
@@ -125,15 +149,25 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> tuple[list[dict], list[dict]
         idx = [r["landmarks"].index(n) for n in shared]
         e = r["errors"][:, idx]
         s_sum = M.summarise(e, thresholds)
-        s_ci = M.bootstrap_ci(e, thresholds, n_boot=int(st.get("n_boot", (o.get("ci95") or {}).get("n_boot", 1000))),
-                              confidence=float(st.get("confidence_level", 0.95)),
-                              seed=int(st.get("bootstrap_seed", 0)))
-        row = {"run": r["name"], "stage": m.get("stage", ""), "variant": m.get("variant", ""),
-               "split": m.get("split", ""), "n_images": o.get("n_images")}
+        s_ci = M.bootstrap_ci(
+            e,
+            thresholds,
+            n_boot=int(st.get("n_boot", (o.get("ci95") or {}).get("n_boot", 1000))),
+            confidence=float(st.get("confidence_level", 0.95)),
+            seed=int(st.get("bootstrap_seed", 0)),
+        )
+        row = {
+            "run": r["name"],
+            "stage": m.get("stage", ""),
+            "variant": m.get("variant", ""),
+            "split": m.get("split", ""),
+            "n_images": o.get("n_images"),
+        }
         row.update(set_figures(s_sum, s_ci, shared, "shared", m.get("human_limit"), m.get("human_comparison")))
         all_names = list(m.get("landmarks") or r["landmarks"])
-        row.update(set_figures(o, o.get("ci95") or {}, all_names, "all", m.get("human_limit"),
-                                m.get("human_comparison")))
+        row.update(
+            set_figures(o, o.get("ci95") or {}, all_names, "all", m.get("human_limit"), m.get("human_comparison"))
+        )
         row["gt_policy"] = m.get("gt_policy")
         row["n_seen"] = (m.get("leakage") or {}).get("n_seen", 0)
         row["_run"] = r
@@ -148,11 +182,22 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> tuple[list[dict], list[dict]
         res = M.paired_wilcoxon(ea, eb, a["image_ids"], b["image_ids"])
         if res["n_images"] == 0:
             continue
-        pairs.append({"run_a": a["name"], "run_b": b["name"], "n_images": res["n_images"],
-                      "n_landmarks": len(common_lm), "mre_a_mm": res["mre_a_mm"], "mre_b_mm": res["mre_b_mm"],
-                      "mean_diff_mm": res["mean_diff_mm"], "median_diff_mm": res["median_diff_mm"],
-                      "statistic": res["statistic"], "p_value": res["p_value"],
-                      "n_a_better": res["n_a_better"], "n_b_better": res["n_b_better"]})
+        pairs.append(
+            {
+                "run_a": a["name"],
+                "run_b": b["name"],
+                "n_images": res["n_images"],
+                "n_landmarks": len(common_lm),
+                "mre_a_mm": res["mre_a_mm"],
+                "mre_b_mm": res["mre_b_mm"],
+                "mean_diff_mm": res["mean_diff_mm"],
+                "median_diff_mm": res["median_diff_mm"],
+                "statistic": res["statistic"],
+                "p_value": res["p_value"],
+                "n_a_better": res["n_a_better"],
+                "n_b_better": res["n_b_better"],
+            }
+        )
     return rows, pairs
 
 
@@ -198,37 +243,78 @@ def to_markdown(rows: list[dict], pairs: list[dict], warnings: Sequence[str] = (
         return lambda r: _fmt_ci(r.get(f"mre_mm/{s}"), r.get(f"mre_mm/{s}/ci95_lo"), r.get(f"mre_mm/{s}/ci95_hi"))
 
     def sdr(t, s):
-        return lambda r: _fmt_ci(r.get(f"sdr_{t}mm/{s}"), r.get(f"sdr_{t}mm/{s}/ci95_lo"),
-                                 r.get(f"sdr_{t}mm/{s}/ci95_hi"), 1)
+        return lambda r: _fmt_ci(
+            r.get(f"sdr_{t}mm/{s}"), r.get(f"sdr_{t}mm/{s}/ci95_lo"), r.get(f"sdr_{t}mm/{s}/ci95_hi"), 1
+        )
 
     out = []
     if warnings:
         out += ["> **Warning:** " + w for w in warnings] + [""]
-    out += [f"## Runs over the {n_shared} landmarks all runs share (`/shared`; MRE mm, SDR %, 95 % bootstrap CI "
-            "over images)", ""]
-    out += table(["run", "stage", "variant", "split", "n_images", "n_landmarks/shared", mre("shared")]
-                 + [sdr(t, "shared") for t in thr],
-                 ["run", "stage", "variant", "split", "n_images", "n_landmarks/shared", "mre_mm/shared"]
-                 + [f"sdr_{t}mm/shared" for t in thr])
+    out += [
+        f"## Runs over the {n_shared} landmarks all runs share (`/shared`; MRE mm, SDR %, 95 % bootstrap CI "
+        "over images)",
+        "",
+    ]
+    out += table(
+        ["run", "stage", "variant", "split", "n_images", "n_landmarks/shared", mre("shared")]
+        + [sdr(t, "shared") for t in thr],
+        ["run", "stage", "variant", "split", "n_images", "n_landmarks/shared", "mre_mm/shared"]
+        + [f"sdr_{t}mm/shared" for t in thr],
+    )
     out += ["", "## Runs over all the landmarks each run scores (`/all`)", ""]
-    out += table(["run", "n_landmarks/all", mre("all")] + [sdr(t, "all") for t in thr],
-                 ["run", "n_landmarks/all", "mre_mm/all"] + [f"sdr_{t}mm/all" for t in thr])
-    out += ["", f"## Against the annotators, like with like (MRE mm over the {n_shared} shared landmarks)", "",
-            "Each model figure sits beside the human figure measured the same way: the model against each "
-            "annotator (`vs_each`) beside annotator against annotator (`human`); the model against the mean "
-            "of the annotators (`mre_mm`, when that mean is the ground truth) beside each annotator against "
-            "that mean (`human_vs_mean`). With two annotators an annotator is exactly half their distance from "
-            "the mean, so `human_vs_mean` is half of `human`: a model below it is not better than a human, "
-            "it is scored against a reference half-made of that human.", ""]
-    out += table(["run", "gt_policy", "vs_each_mre_mm/shared", "human_mre_mm/shared", "mre_mm/shared",
-                  "human_vs_mean_mre_mm/shared"],
-                 ["run", "ground truth", "vs_each_mre_mm/shared", "human_mre_mm/shared", "mre_mm/shared",
-                  "human_vs_mean_mre_mm/shared"])
-    out += ["", "## Paired comparisons (per-image MRE over the landmarks both runs score, a - b; Wilcoxon "
-            "signed-rank, two-sided)", ""]
+    out += table(
+        ["run", "n_landmarks/all", mre("all")] + [sdr(t, "all") for t in thr],
+        ["run", "n_landmarks/all", "mre_mm/all"] + [f"sdr_{t}mm/all" for t in thr],
+    )
+    out += [
+        "",
+        f"## Against the annotators, like with like (MRE mm over the {n_shared} shared landmarks)",
+        "",
+        "Each model figure sits beside the human figure measured the same way: the model against each "
+        "annotator (`vs_each`) beside annotator against annotator (`human`); the model against the mean "
+        "of the annotators (`mre_mm`, when that mean is the ground truth) beside each annotator against "
+        "that mean (`human_vs_mean`). With two annotators an annotator is exactly half their distance from "
+        "the mean, so `human_vs_mean` is half of `human`: a model below it is not better than a human, "
+        "it is scored against a reference half-made of that human.",
+        "",
+    ]
+    out += table(
+        [
+            "run",
+            "gt_policy",
+            "vs_each_mre_mm/shared",
+            "human_mre_mm/shared",
+            "mre_mm/shared",
+            "human_vs_mean_mre_mm/shared",
+        ],
+        [
+            "run",
+            "ground truth",
+            "vs_each_mre_mm/shared",
+            "human_mre_mm/shared",
+            "mre_mm/shared",
+            "human_vs_mean_mre_mm/shared",
+        ],
+    )
+    out += [
+        "",
+        "## Paired comparisons (per-image MRE over the landmarks both runs score, a - b; Wilcoxon "
+        "signed-rank, two-sided)",
+        "",
+    ]
     if pairs:
-        pc = ["run_a", "run_b", "n_images", "n_landmarks", "mre_a_mm", "mre_b_mm", "mean_diff_mm", "p_value",
-              "n_a_better", "n_b_better"]
+        pc = [
+            "run_a",
+            "run_b",
+            "n_images",
+            "n_landmarks",
+            "mre_a_mm",
+            "mre_b_mm",
+            "mean_diff_mm",
+            "p_value",
+            "n_a_better",
+            "n_b_better",
+        ]
         out += ["| " + " | ".join(pc) + " |", "| " + " | ".join("---" for _ in pc) + " |"]
         out += ["| " + " | ".join(_cell(p.get(c)) for c in pc) + " |" for p in pairs]
     else:
@@ -266,7 +352,9 @@ def per_landmark_table(rows: Sequence[Mapping]) -> tuple[list[str], dict[str, li
         table[str(r["run"])] = [float(mre.get(n, float("nan"))) for n in names]
         met = run["metrics"]
         block = (met.get("human_comparison") or {}).get("annotator_vs_annotator") or met.get("human_limit") or {}
-        if human_run is None and any(v is not None and np.isfinite(v) for v in (block.get("per_landmark") or {}).values()):
+        if human_run is None and any(
+            v is not None and np.isfinite(v) for v in (block.get("per_landmark") or {}).values()
+        ):
             human_run = str(r["run"])
             human = {str(n): float(v) for n, v in block["per_landmark"].items() if v is not None and np.isfinite(v)}
     return names, table, [human.get(n, float("nan")) for n in names], human_run
@@ -280,8 +368,12 @@ def per_landmark_markdown(rows: Sequence[Mapping]) -> str:
     runs = list(table)
     has_human = human_run is not None
     head = ["landmark", *runs] + ([f"human (annotator vs annotator, images of {human_run})"] if has_human else [])
-    out = ["## Per landmark (MRE mm over each run's test images; where a difference comes from)", "",
-           "| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    out = [
+        "## Per landmark (MRE mm over each run's test images; where a difference comes from)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+    ]
     for i, n in enumerate(names):
         cells = [n] + [_cell(table[r][i]) for r in runs] + ([_cell(human[i])] if has_human else [])
         out.append("| " + " | ".join(cells) + " |")

@@ -20,8 +20,8 @@ arguments (params ``evaluate.diagnosis``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 from scipy import stats
@@ -29,8 +29,14 @@ from scipy import stats
 from ..config.schema import DiagnosisConfig
 from .metrics import offsets_mm, radial_errors_mm, spread_ratio
 
-__all__ = ["Finding", "Diagnosis", "diagnose", "DEFAULT_DIAGNOSIS_THRESHOLDS", "biased_landmarks",
-           "preprocessing_words"]
+__all__ = [
+    "Finding",
+    "Diagnosis",
+    "diagnose",
+    "DEFAULT_DIAGNOSIS_THRESHOLDS",
+    "biased_landmarks",
+    "preprocessing_words",
+]
 
 #: default thresholds (params ``evaluate.diagnosis``; their meaning and defaults: cephalo.config.schema.DiagnosisConfig)
 DEFAULT_DIAGNOSIS_THRESHOLDS: dict = DiagnosisConfig().model_dump()
@@ -99,17 +105,28 @@ class Diagnosis:
         t.append(f"| mean offset (px) | {self.offset_px[0]:+.1f} | {self.offset_px[1]:+.1f} |")
         t.append(f"| mean offset (mm) | {self.offset_mm[0]:+.2f} | {self.offset_mm[1]:+.2f} |")
         t.append(f"| correlation pred/GT | {self.correlation['x']:.2f} | {self.correlation['y']:.2f} |")
-        t += ["", f"Constellation size ratio (pred/GT, median over images): {self.constellation_ratio:.2f}. "
-              f"MRE {self.mre_mm:.2f} mm over {self.n_points} points in {self.n_images} images."]
+        t += [
+            "",
+            f"Constellation size ratio (pred/GT, median over images): {self.constellation_ratio:.2f}. "
+            f"MRE {self.mre_mm:.2f} mm over {self.n_points} points in {self.n_images} images.",
+        ]
         if self.confidence:
             c = self.confidence
-            t.append(f"Decoder confidence: mean {c['mean']:.3f}, median {c['median']:.3f}, "
-                     f"Spearman vs error {c['spearman_vs_error']:.2f}.")
-        t += ["", "## Per-landmark bias (mm)", "", "| landmark | n | MRE | mean dx | mean dy |",
-              "| --- | --- | --- | --- | --- |"]
+            t.append(
+                f"Decoder confidence: mean {c['mean']:.3f}, median {c['median']:.3f}, "
+                f"Spearman vs error {c['spearman_vs_error']:.2f}."
+            )
+        t += [
+            "",
+            "## Per-landmark bias (mm)",
+            "",
+            "| landmark | n | MRE | mean dx | mean dy |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for r in self.per_landmark:
-            t.append(f"| {r['landmark']} | {r['n']} | {r['mre_mm']:.2f} | {r['bias_dx_mm']:+.2f} | "
-                     f"{r['bias_dy_mm']:+.2f} |")
+            t.append(
+                f"| {r['landmark']} | {r['n']} | {r['mre_mm']:.2f} | {r['bias_dx_mm']:+.2f} | {r['bias_dy_mm']:+.2f} |"
+            )
         return "\n".join(t) + "\n"
 
 
@@ -125,8 +142,14 @@ def biased_landmarks(per_landmark: Sequence[dict], thresholds: dict | None = Non
         thresholds: overrides of :data:`DEFAULT_DIAGNOSIS_THRESHOLDS`.
     """
     th = {**DEFAULT_DIAGNOSIS_THRESHOLDS, **(thresholds or {})}
-    rows = [r for r in per_landmark if r.get("n", 0) >= 2 and np.isfinite(r.get("bias_mm", np.nan))
-            and r["bias_mm"] >= th["landmark_bias_mm"] and r["bias_mm"] >= th["landmark_bias_fraction"] * r["mre_mm"]]
+    rows = [
+        r
+        for r in per_landmark
+        if r.get("n", 0) >= 2
+        and np.isfinite(r.get("bias_mm", np.nan))
+        and r["bias_mm"] >= th["landmark_bias_mm"]
+        and r["bias_mm"] >= th["landmark_bias_fraction"] * r["mre_mm"]
+    ]
     return sorted(rows, key=lambda r: -r["bias_mm"])
 
 
@@ -144,7 +167,7 @@ _NORM_WORDS = {
 }
 _DECODER_WORDS = {
     "soft_argmax": "a soft-argmax over the raw network outputs (as the public HRNet demo reads its heatmaps), "
-                   "which lands every landmark near the image centre when a heatmap has no sharp logit peak",
+    "which lands every landmark near the image centre when a heatmap has no sharp logit peak",
     "dark": "the DARK sub-pixel peak of each heatmap",
     "argmax": "the highest pixel of each heatmap",
 }
@@ -165,15 +188,19 @@ def preprocessing_words(preprocessing: dict | None) -> str:
     used, exp = dict(preprocessing.get("used") or {}), dict(preprocessing.get("expected") or {})
     parts = []
     if used.get("normalisation") and used.get("normalisation") != exp.get("normalisation"):
-        parts.append(f"the images were given to the model as {_NORM_WORDS.get(used['normalisation'], used['normalisation'])}, "
-                     f"but it was trained on {_NORM_WORDS.get(exp.get('normalisation'), exp.get('normalisation'))}, "
-                     "so it sees images unlike those it learnt from")
+        parts.append(
+            f"the images were given to the model as {_NORM_WORDS.get(used['normalisation'], used['normalisation'])}, "
+            f"but it was trained on {_NORM_WORDS.get(exp.get('normalisation'), exp.get('normalisation'))}, "
+            "so it sees images unlike those it learnt from"
+        )
     if used.get("decoder") and used.get("decoder") != exp.get("decoder"):
         parts.append(f"the heatmaps were read with {_DECODER_WORDS.get(used['decoder'], used['decoder'])}")
     if not parts:
         return ""
-    fix = (f" Fix: use the preprocessing the model was trained with (variant {preprocessing.get('variant')}, "
-           f"{exp.get('normalisation')} normalisation, {exp.get('decoder')} decoder)")
+    fix = (
+        f" Fix: use the preprocessing the model was trained with (variant {preprocessing.get('variant')}, "
+        f"{exp.get('normalisation')} normalisation, {exp.get('decoder')} decoder)"
+    )
     if preprocessing.get("fix_run"):
         fix += f", as in the run {preprocessing['fix_run']}"
     else:
@@ -246,8 +273,10 @@ def diagnose(
     d_px = p - g
     mre = float(err[ok].mean())
 
-    ranges = {ax: {"pred": [float(p[:, i].min()), float(p[:, i].max())],
-                   "gt": [float(g[:, i].min()), float(g[:, i].max())]} for i, ax in enumerate("xy")}
+    ranges = {
+        ax: {"pred": [float(p[:, i].min()), float(p[:, i].max())], "gt": [float(g[:, i].min()), float(g[:, i].max())]}
+        for i, ax in enumerate("xy")
+    }
     spread = spread_ratio(pred, gt)
 
     # constellation size per image: RMS distance from the centroid of the landmarks present in both
@@ -263,8 +292,12 @@ def diagnose(
             ratios.append(np.sqrt((pc**2).sum(axis=1).mean()) / gs)
     constellation = float(np.median(ratios)) if ratios else float("nan")
 
-    corr = {"x": _corr(p[:, 0], g[:, 0]), "y": _corr(p[:, 1], g[:, 1]),
-            "x_vs_gt_y": _corr(p[:, 0], g[:, 1]), "y_vs_gt_x": _corr(p[:, 1], g[:, 0])}
+    corr = {
+        "x": _corr(p[:, 0], g[:, 0]),
+        "y": _corr(p[:, 1], g[:, 1]),
+        "x_vs_gt_y": _corr(p[:, 0], g[:, 1]),
+        "y_vs_gt_x": _corr(p[:, 1], g[:, 0]),
+    }
     off_px = [float(d_px[:, 0].mean()), float(d_px[:, 1].mean())]
     dmm = d_mm[ok]
     off_mm = [float(dmm[:, 0].mean()), float(dmm[:, 1].mean())]
@@ -273,12 +306,28 @@ def diagnose(
     for k, name in enumerate(names):
         sel = ok[:, k]
         if not sel.any():
-            per_lm.append({"landmark": str(name), "n": 0, "mre_mm": float("nan"), "bias_dx_mm": float("nan"),
-                           "bias_dy_mm": float("nan"), "bias_mm": float("nan")})
+            per_lm.append(
+                {
+                    "landmark": str(name),
+                    "n": 0,
+                    "mre_mm": float("nan"),
+                    "bias_dx_mm": float("nan"),
+                    "bias_dy_mm": float("nan"),
+                    "bias_mm": float("nan"),
+                }
+            )
             continue
         bx, by = float(d_mm[sel, k, 0].mean()), float(d_mm[sel, k, 1].mean())
-        per_lm.append({"landmark": str(name), "n": int(sel.sum()), "mre_mm": float(err[sel, k].mean()),
-                       "bias_dx_mm": bx, "bias_dy_mm": by, "bias_mm": float(np.hypot(bx, by))})
+        per_lm.append(
+            {
+                "landmark": str(name),
+                "n": int(sel.sum()),
+                "mre_mm": float(err[sel, k].mean()),
+                "bias_dx_mm": bx,
+                "bias_dy_mm": by,
+                "bias_mm": float(np.hypot(bx, by)),
+            }
+        )
 
     conf = None
     if confidence is not None:
@@ -287,8 +336,11 @@ def diagnose(
             raise ValueError(f"confidence {c.shape} does not match errors {err.shape}")
         cv = c[ok & np.isfinite(c)]
         if cv.size:
-            conf = {"mean": float(cv.mean()), "median": float(np.median(cv)),
-                    "spearman_vs_error": _spearman(c[ok & np.isfinite(c)], err[ok & np.isfinite(c)])}
+            conf = {
+                "mean": float(cv.mean()),
+                "median": float(np.median(cv)),
+                "spearman_vs_error": _spearman(c[ok & np.isfinite(c)], err[ok & np.isfinite(c)]),
+            }
 
     findings: list[Finding] = []
     off_norm = float(np.hypot(*off_mm))
@@ -303,68 +355,90 @@ def diagnose(
             rel = np.abs(cen[good] - centre[good]) / sz[good]
             if good.any() and float(np.median(rel.max(axis=1))) <= th["centre_fraction"]:
                 where = " toward the image centre"
-        findings.append(Finding(
-            "collapse",
-            f"predictions collapsed{where}: the predicted landmark constellation is "
-            f"{constellation:.2f} x the size of the ground truth's (spread ratio x {cx[0]}, y {cx[1]}).",
-            preprocessing_words(preprocessing) or (
-                "the network does not recognise its input - check normalisation (mean/std, 0-1 vs 0-255), "
-                "input size / letterbox, and the mapping of heatmap coordinates back to the image."),
-        ))
+        findings.append(
+            Finding(
+                "collapse",
+                f"predictions collapsed{where}: the predicted landmark constellation is "
+                f"{constellation:.2f} x the size of the ground truth's (spread ratio x {cx[0]}, y {cx[1]}).",
+                preprocessing_words(preprocessing)
+                or (
+                    "the network does not recognise its input - check normalisation (mean/std, 0-1 vs 0-255), "
+                    "input size / letterbox, and the mapping of heatmap coordinates back to the image."
+                ),
+            )
+        )
     elif np.isfinite(constellation) and not th["scale_low"] <= constellation <= th["scale_high"]:
-        findings.append(Finding(
-            "scale",
-            f"the predicted constellation is {constellation:.2f} x the size of the ground truth's "
-            f"(spread ratio x {cx[0]}, y {cx[1]}).",
-            "a wrong resize factor or inverse affine when mapping back, a different heatmap stride, "
-            "or a field of view / magnification unlike the training data.",
-        ))
+        findings.append(
+            Finding(
+                "scale",
+                f"the predicted constellation is {constellation:.2f} x the size of the ground truth's "
+                f"(spread ratio x {cx[0]}, y {cx[1]}).",
+                "a wrong resize factor or inverse affine when mapping back, a different heatmap stride, "
+                "or a field of view / magnification unlike the training data.",
+            )
+        )
     if corr["x"] < th["flip_corr"] or corr["y"] < th["flip_corr"]:
         axes = [a for a in "xy" if corr[a] < th["flip_corr"]]
-        findings.append(Finding(
-            "flip",
-            f"predicted {'/'.join(axes)} coordinates are anti-correlated with the ground truth "
-            f"(r x {corr['x']:.2f}, y {corr['y']:.2f}).",
-            "the image is mirrored (patient facing the other way) or an axis is flipped in the mapping.",
-        ))
-    if (np.isfinite(corr["x_vs_gt_y"]) and np.isfinite(corr["x"]) and corr["x_vs_gt_y"] > corr["x"] + 0.3
-            and corr["y_vs_gt_x"] > corr["y"] + 0.3):
-        findings.append(Finding(
-            "axis_swap",
-            f"predicted x follows ground-truth y (r {corr['x_vs_gt_y']:.2f}) better than ground-truth x "
-            f"(r {corr['x']:.2f}).",
-            "x and y swapped (row/column vs xy order) somewhere between decoder and evaluation.",
-        ))
+        findings.append(
+            Finding(
+                "flip",
+                f"predicted {'/'.join(axes)} coordinates are anti-correlated with the ground truth "
+                f"(r x {corr['x']:.2f}, y {corr['y']:.2f}).",
+                "the image is mirrored (patient facing the other way) or an axis is flipped in the mapping.",
+            )
+        )
+    if (
+        np.isfinite(corr["x_vs_gt_y"])
+        and np.isfinite(corr["x"])
+        and corr["x_vs_gt_y"] > corr["x"] + 0.3
+        and corr["y_vs_gt_x"] > corr["y"] + 0.3
+    ):
+        findings.append(
+            Finding(
+                "axis_swap",
+                f"predicted x follows ground-truth y (r {corr['x_vs_gt_y']:.2f}) better than ground-truth x "
+                f"(r {corr['x']:.2f}).",
+                "x and y swapped (row/column vs xy order) somewhere between decoder and evaluation.",
+            )
+        )
     if off_norm >= th["offset_min_mm"] and off_norm >= th["offset_fraction"] * mre:
-        findings.append(Finding(
-            "offset",
-            f"systematic offset: predictions are shifted by mean dx {off_px[0]:+.1f} px ({off_mm[0]:+.2f} mm), "
-            f"dy {off_px[1]:+.1f} px ({off_mm[1]:+.2f} mm), {100 * off_norm / mre:.0f} % of the MRE.",
-            "letterbox padding or crop offset not undone, or a pixel-centre vs pixel-corner convention "
-            "mismatch (half a heatmap stride); a constant shift is also what a different head position "
-            "or field of view produces.",
-        ))
+        findings.append(
+            Finding(
+                "offset",
+                f"systematic offset: predictions are shifted by mean dx {off_px[0]:+.1f} px ({off_mm[0]:+.2f} mm), "
+                f"dy {off_px[1]:+.1f} px ({off_mm[1]:+.2f} mm), {100 * off_norm / mre:.0f} % of the MRE.",
+                "letterbox padding or crop offset not undone, or a pixel-centre vs pixel-corner convention "
+                "mismatch (half a heatmap stride); a constant shift is also what a different head position "
+                "or field of view produces.",
+            )
+        )
     words = preprocessing_words(preprocessing)
     if words and not any(f.code == "collapse" for f in findings):
-        findings.insert(0, Finding(
-            "preprocessing", "this run did not feed or read the model the way it was trained.", words))
+        findings.insert(
+            0, Finding("preprocessing", "this run did not feed or read the model the way it was trained.", words)
+        )
     if conf is not None and np.isfinite(conf["spearman_vs_error"]) and conf["spearman_vs_error"] < -0.3:
-        findings.append(Finding(
-            "confidence",
-            f"decoder confidence tracks the error (Spearman {conf['spearman_vs_error']:.2f}).",
-            "low-confidence landmarks are the failing ones: the model is uncertain there "
-            "(appearance shift); confidence can flag them for review.",
-        ))
+        findings.append(
+            Finding(
+                "confidence",
+                f"decoder confidence tracks the error (Spearman {conf['spearman_vs_error']:.2f}).",
+                "low-confidence landmarks are the failing ones: the model is uncertain there "
+                "(appearance shift); confidence can flag them for review.",
+            )
+        )
     geometric = {"collapse", "scale", "flip", "axis_swap", "offset", "preprocessing"}
     if not any(f.code in geometric for f in findings) and mre > th["good_mre_mm"]:
         worst = sorted((r for r in per_lm if r["n"]), key=lambda r: -r["mre_mm"])[:3]
-        findings.append(Finding(
-            "landmark_specific",
-            "no global geometric pattern; errors concentrate on "
-            + ", ".join("{} ({:.1f} mm)".format(r["landmark"], r["mre_mm"]) for r in worst) + ".",
-            "appearance domain shift (device, contrast, anatomy) or annotation-definition differences "
-            "between data sets: fine-tune on the target data, or try intensity preprocessing.",
-        ))
+        findings.append(
+            Finding(
+                "landmark_specific",
+                "no global geometric pattern; errors concentrate on "
+                + ", ".join("{} ({:.1f} mm)".format(r["landmark"], r["mre_mm"]) for r in worst)
+                + ".",
+                "appearance domain shift (device, contrast, anatomy) or annotation-definition differences "
+                "between data sets: fine-tune on the target data, or try intensity preprocessing.",
+            )
+        )
 
     # per-landmark bias beyond the global pattern: with a global offset named, what each landmark
     # adds to it; with another global pattern (collapse, scale, flip) per-landmark bias means nothing
@@ -372,49 +446,72 @@ def diagnose(
     if codes & {"collapse", "scale", "flip", "axis_swap", "preprocessing"}:
         biased = []
     elif "offset" in codes:
-        rel = [dict(r, bias_dx_mm=r["bias_dx_mm"] - off_mm[0], bias_dy_mm=r["bias_dy_mm"] - off_mm[1],
-                    bias_mm=float(np.hypot(r["bias_dx_mm"] - off_mm[0], r["bias_dy_mm"] - off_mm[1])))
-               for r in per_lm if r["n"]]
+        rel = [
+            dict(
+                r,
+                bias_dx_mm=r["bias_dx_mm"] - off_mm[0],
+                bias_dy_mm=r["bias_dy_mm"] - off_mm[1],
+                bias_mm=float(np.hypot(r["bias_dx_mm"] - off_mm[0], r["bias_dy_mm"] - off_mm[1])),
+            )
+            for r in per_lm
+            if r["n"]
+        ]
         biased = biased_landmarks(rel, th)
     else:
         biased = biased_landmarks(per_lm, th)
     if biased:
         beyond = " beyond the global offset" if "offset" in codes else ""
-        findings.append(Finding(
-            "landmark_bias",
-            f"{len(biased)} landmark(s) are displaced in a consistent direction{beyond} by "
-            f"{th['landmark_bias_mm']:g} mm or more: " + "; ".join(_bias_words(r) for r in biased) + ".",
-            "these landmarks are defined or annotated differently in the two data sets, or the anatomy "
-            "around them looks different on the target devices: fine-tune on target annotations, and "
-            "check the landmark definitions.",
-        ))
+        findings.append(
+            Finding(
+                "landmark_bias",
+                f"{len(biased)} landmark(s) are displaced in a consistent direction{beyond} by "
+                f"{th['landmark_bias_mm']:g} mm or more: " + "; ".join(_bias_words(r) for r in biased) + ".",
+                "these landmarks are defined or annotated differently in the two data sets, or the anatomy "
+                "around them looks different on the target devices: fine-tune on target annotations, and "
+                "check the landmark definitions.",
+            )
+        )
 
     # informative findings (confidence, per-landmark bias) come after the failure patterns
     informative = {"confidence", "landmark_bias"}
     findings.sort(key=lambda f: (f.code in informative, f.code == "confidence"))
     failures = [f for f in findings if f.code not in informative]
     if not failures and mre <= th["good_mre_mm"]:
-        summary = (f"The model works on these images: MRE {mre:.2f} mm over {int(ok.sum())} landmarks in "
-                   f"{n_images} images, with no global geometric pattern.")
+        summary = (
+            f"The model works on these images: MRE {mre:.2f} mm over {int(ok.sum())} landmarks in "
+            f"{n_images} images, with no global geometric pattern."
+        )
         if biased:
             summary += " But " + findings[0].observation
         elif findings:
             summary += " " + findings[0].observation
     else:
         head = findings[0]
-        summary = (f"MRE {mre:.2f} mm over {int(ok.sum())} landmarks in {n_images} images. "
-                   f"Main finding: {head.observation} Likely cause: {head.likely_cause}")
+        summary = (
+            f"MRE {mre:.2f} mm over {int(ok.sum())} landmarks in {n_images} images. "
+            f"Main finding: {head.observation} Likely cause: {head.likely_cause}"
+        )
         rest = [f for f in findings[1:] if f.code != "landmark_bias"]
         if rest:
             summary += " Also: " + "; ".join(f.code for f in rest) + "."
         if biased and head.code != "landmark_bias":
             summary += " Per landmark: " + "; ".join(_bias_words(r) for r in biased) + "."
     return Diagnosis(
-        n_images=n_images, n_points=int(ok.sum()), mre_mm=mre, ranges_px=ranges, spread_ratio=spread,
-        constellation_ratio=constellation, offset_px=off_px, offset_mm=off_mm, correlation=corr,
-        per_landmark=per_lm, confidence=conf, findings=findings, summary=summary, label=label,
+        n_images=n_images,
+        n_points=int(ok.sum()),
+        mre_mm=mre,
+        ranges_px=ranges,
+        spread_ratio=spread,
+        constellation_ratio=constellation,
+        offset_px=off_px,
+        offset_mm=off_mm,
+        correlation=corr,
+        per_landmark=per_lm,
+        confidence=conf,
+        findings=findings,
+        summary=summary,
+        label=label,
     )
-
 
 
 # Mistakes in predictions made outside cephalo (frames, units, axes, order): cephalo.evaluate.mistakes

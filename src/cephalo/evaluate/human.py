@@ -11,8 +11,8 @@ index (documented columns: ``image_id``, ``annotator``, ``landmark_name``, ``x``
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,8 +83,9 @@ def human_limit(
         pairs.append([a, b])
     e = np.concatenate(errs, axis=0)  # (pairs * N, K)
     with np.errstate(invalid="ignore"):
-        per = {n: (float(np.nanmean(e[:, k])) if np.isfinite(e[:, k]).any() else float("nan"))
-               for k, n in enumerate(names)}
+        per = {
+            n: (float(np.nanmean(e[:, k])) if np.isfinite(e[:, k]).any() else float("nan")) for k, n in enumerate(names)
+        }
     return {
         "annotators": sorted(anns),
         "pairs": pairs,
@@ -98,10 +99,14 @@ def human_limit(
 def _block(e: np.ndarray, names: Sequence[str], thresholds: Sequence[float]) -> dict:
     """Pooled summary + per-landmark MRE and counts of an (M, K) error array (mm)."""
     with np.errstate(invalid="ignore"):
-        per = {n: (float(np.nanmean(e[:, k])) if np.isfinite(e[:, k]).any() else float("nan"))
-               for k, n in enumerate(names)}
-    return {"overall": summarise(e, thresholds), "per_landmark": per,
-            "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)}}
+        per = {
+            n: (float(np.nanmean(e[:, k])) if np.isfinite(e[:, k]).any() else float("nan")) for k, n in enumerate(names)
+        }
+    return {
+        "overall": summarise(e, thresholds),
+        "per_landmark": per,
+        "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)},
+    }
 
 
 def like_with_like(
@@ -157,8 +162,9 @@ def like_with_like(
     e_ann_mean = np.concatenate([radial_errors_mm(anns[a], mean, spacing) for a in order])
     each = _block(np.concatenate([e_each[a] for a in order]), names, thresholds)
     with np.errstate(invalid="ignore"):
-        each["per_annotator"] = {a: (float(np.nanmean(e_each[a])) if np.isfinite(e_each[a]).any() else float("nan"))
-                                 for a in order}
+        each["per_annotator"] = {
+            a: (float(np.nanmean(e_each[a])) if np.isfinite(e_each[a]).any() else float("nan")) for a in order
+        }
     return {
         "annotators": order,
         "pairs": [list(p) for p in pairs],

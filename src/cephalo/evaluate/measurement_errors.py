@@ -27,9 +27,9 @@ truth) and ``plots/measurements.png``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -38,10 +38,30 @@ from .plots import _plt, _save
 
 __all__ = ["measurement_errors", "write_outputs", "CSV_COLUMNS"]
 
-CSV_COLUMNS = ["measurement", "unit", "n", "mae", "mae_ci_lo", "mae_ci_hi", "bias", "sd", "vs_each_mae",
-               "vs_each_mae_ci_lo", "vs_each_mae_ci_hi", "human_mae", "human_mae_ci_lo", "human_mae_ci_hi", "human_n",
-               "accuracy", "accuracy_ci_lo", "accuracy_ci_hi", "vs_each_accuracy", "human_accuracy", "normal_lo",
-               "normal_hi"]
+CSV_COLUMNS = [
+    "measurement",
+    "unit",
+    "n",
+    "mae",
+    "mae_ci_lo",
+    "mae_ci_hi",
+    "bias",
+    "sd",
+    "vs_each_mae",
+    "vs_each_mae_ci_lo",
+    "vs_each_mae_ci_hi",
+    "human_mae",
+    "human_mae_ci_lo",
+    "human_mae_ci_hi",
+    "human_n",
+    "accuracy",
+    "accuracy_ci_lo",
+    "accuracy_ci_hi",
+    "vs_each_accuracy",
+    "human_accuracy",
+    "normal_lo",
+    "normal_hi",
+]
 
 
 def _boot_mean(x: np.ndarray, n_boot: int, seed: int, confidence: float = 0.95) -> list[float]:
@@ -101,10 +121,14 @@ def measurement_errors(
     gt = np.asarray(gt, dtype=np.float64)
     n = gt.shape[0]
     ids = [str(i) for i in (image_ids if image_ids is not None else range(n))]
-    out: dict = {"keys": list(keys), "n_images": int(n), "bootstrap": {"n_boot": int(n_boot), "confidence": 0.95,
-                                                                      "unit": "image"},
-                 "definitions": {k: MS.MEASUREMENTS[k].to_dict() for k in keys}, "per_measurement": {},
-                 "per_image": {"image_ids": ids}}
+    out: dict = {
+        "keys": list(keys),
+        "n_images": int(n),
+        "bootstrap": {"n_boot": int(n_boot), "confidence": 0.95, "unit": "image"},
+        "definitions": {k: MS.MEASUREMENTS[k].to_dict() for k in keys},
+        "per_measurement": {},
+        "per_image": {"image_ids": ids},
+    }
     if not keys:
         return out
     vp = MS.compute(pred, names, spacing, keys)
@@ -116,23 +140,34 @@ def measurement_errors(
         m = MS.MEASUREMENTS[k]
         d = vp[k] - vg[k]
         ok = np.isfinite(d)
-        row: dict = {"unit": m.unit, "n": int(ok.sum()),
-                     "mae": _f(np.abs(d[ok]).mean()) if ok.any() else float("nan"),
-                     "mae_ci95": _boot_mean(np.abs(d), n_boot, seed + i),
-                     "bias": _f(d[ok].mean()) if ok.any() else float("nan"),
-                     "sd": _f(d[ok].std()) if ok.any() else float("nan"),
-                     "human_mae": float("nan"), "human_mae_ci95": [float("nan")] * 2, "human_n": 0,
-                     "vs_each_mae": float("nan"), "vs_each_mae_ci95": [float("nan")] * 2}
+        row: dict = {
+            "unit": m.unit,
+            "n": int(ok.sum()),
+            "mae": _f(np.abs(d[ok]).mean()) if ok.any() else float("nan"),
+            "mae_ci95": _boot_mean(np.abs(d), n_boot, seed + i),
+            "bias": _f(d[ok].mean()) if ok.any() else float("nan"),
+            "sd": _f(d[ok].std()) if ok.any() else float("nan"),
+            "human_mae": float("nan"),
+            "human_mae_ci95": [float("nan")] * 2,
+            "human_n": 0,
+            "vs_each_mae": float("nan"),
+            "vs_each_mae_ci95": [float("nan")] * 2,
+        }
         if pairs:
             ed = np.concatenate([vp[k] - va[a][k] for a in sorted(va)])
             eok = np.isfinite(ed)
-            row.update(vs_each_mae=_f(np.abs(ed[eok]).mean()) if eok.any() else float("nan"),
-                       vs_each_mae_ci95=_boot_mean(np.abs(ed), n_boot, seed + 300 + i))
+            row.update(
+                vs_each_mae=_f(np.abs(ed[eok]).mean()) if eok.any() else float("nan"),
+                vs_each_mae_ci95=_boot_mean(np.abs(ed), n_boot, seed + 300 + i),
+            )
             hd = np.concatenate([va[a][k] - va[b][k] for a, b in pairs])
             hok = np.isfinite(hd)
-            row.update(human_mae=_f(np.abs(hd[hok]).mean()) if hok.any() else float("nan"),
-                       human_mae_ci95=_boot_mean(np.abs(hd), n_boot, seed + 100 + i), human_n=int(hok.sum()),
-                       human_pairs=[list(p) for p in pairs])
+            row.update(
+                human_mae=_f(np.abs(hd[hok]).mean()) if hok.any() else float("nan"),
+                human_mae_ci95=_boot_mean(np.abs(hd), n_boot, seed + 100 + i),
+                human_n=int(hok.sum()),
+                human_pairs=[list(p) for p in pairs],
+            )
         if m.classes:
             labels = sorted(c.label for c in m.classes)
             cp, cg = MS.classify(k, vp[k]), MS.classify(k, vg[k])
@@ -140,11 +175,18 @@ def measurement_errors(
             hit = (cp == cg).astype(np.float64)
             hit[~both] = np.nan
             mat = [[int(((cg == a) & (cp == b) & both).sum()) for b in labels] for a in labels]
-            row.update(accuracy=_f(np.nanmean(hit)) if both.any() else float("nan"),
-                       accuracy_ci95=_boot_mean(hit, n_boot, seed + 200 + i),
-                       confusion={"labels": labels, "names": {c.label: c.name for c in m.classes},
-                                  "rows": "ground truth", "columns": "prediction", "matrix": mat},
-                       human_accuracy=float("nan"))
+            row.update(
+                accuracy=_f(np.nanmean(hit)) if both.any() else float("nan"),
+                accuracy_ci95=_boot_mean(hit, n_boot, seed + 200 + i),
+                confusion={
+                    "labels": labels,
+                    "names": {c.label: c.name for c in m.classes},
+                    "rows": "ground truth",
+                    "columns": "prediction",
+                    "matrix": mat,
+                },
+                human_accuracy=float("nan"),
+            )
             if pairs:
                 agree = []
                 for a, b in pairs:
@@ -172,22 +214,38 @@ def summary_table(block: Mapping) -> list[dict]:
         r = block["per_measurement"][k]
         d = block["definitions"][k]
 
-        def g(key, j=None):
+        def g(key, j=None, r=r):  # r bound now: called only within this iteration
             v = r.get(key)
             if j is not None:
                 v = None if v is None else v[j]
             return float("nan") if v is None else v
 
-        rows.append({"measurement": k, "unit": r["unit"], "n": r["n"], "mae": g("mae"), "mae_ci_lo": g("mae_ci95", 0),
-                     "mae_ci_hi": g("mae_ci95", 1), "bias": g("bias"), "sd": g("sd"), "vs_each_mae": g("vs_each_mae"),
-                     "vs_each_mae_ci_lo": g("vs_each_mae_ci95", 0) if "vs_each_mae_ci95" in r else float("nan"),
-                     "vs_each_mae_ci_hi": g("vs_each_mae_ci95", 1) if "vs_each_mae_ci95" in r else float("nan"),
-                     "vs_each_accuracy": g("vs_each_accuracy"), "human_mae": g("human_mae"),
-                     "human_mae_ci_lo": g("human_mae_ci95", 0), "human_mae_ci_hi": g("human_mae_ci95", 1),
-                     "human_n": r.get("human_n", 0), "accuracy": g("accuracy"),
-                     "accuracy_ci_lo": g("accuracy_ci95", 0) if "accuracy_ci95" in r else float("nan"),
-                     "accuracy_ci_hi": g("accuracy_ci95", 1) if "accuracy_ci95" in r else float("nan"),
-                     "human_accuracy": g("human_accuracy"), "normal_lo": d["normal"][0], "normal_hi": d["normal"][1]})
+        rows.append(
+            {
+                "measurement": k,
+                "unit": r["unit"],
+                "n": r["n"],
+                "mae": g("mae"),
+                "mae_ci_lo": g("mae_ci95", 0),
+                "mae_ci_hi": g("mae_ci95", 1),
+                "bias": g("bias"),
+                "sd": g("sd"),
+                "vs_each_mae": g("vs_each_mae"),
+                "vs_each_mae_ci_lo": g("vs_each_mae_ci95", 0) if "vs_each_mae_ci95" in r else float("nan"),
+                "vs_each_mae_ci_hi": g("vs_each_mae_ci95", 1) if "vs_each_mae_ci95" in r else float("nan"),
+                "vs_each_accuracy": g("vs_each_accuracy"),
+                "human_mae": g("human_mae"),
+                "human_mae_ci_lo": g("human_mae_ci95", 0),
+                "human_mae_ci_hi": g("human_mae_ci95", 1),
+                "human_n": r.get("human_n", 0),
+                "accuracy": g("accuracy"),
+                "accuracy_ci_lo": g("accuracy_ci95", 0) if "accuracy_ci95" in r else float("nan"),
+                "accuracy_ci_hi": g("accuracy_ci95", 1) if "accuracy_ci95" in r else float("nan"),
+                "human_accuracy": g("human_accuracy"),
+                "normal_lo": d["normal"][0],
+                "normal_hi": d["normal"][1],
+            }
+        )
     return rows
 
 
@@ -202,13 +260,22 @@ def write_outputs(block: Mapping, out_dir: str | Path, make_plot: bool = True, t
     if not keys:
         return []
     written = []
-    pd.DataFrame(summary_table(block), columns=CSV_COLUMNS).to_csv(out_dir / "measurements.csv", index=False,
-                                                                   float_format="%.4f")
+    pd.DataFrame(summary_table(block), columns=CSV_COLUMNS).to_csv(
+        out_dir / "measurements.csv", index=False, float_format="%.4f"
+    )
     written.append(out_dir / "measurements.csv")
     ids = block["per_image"]["image_ids"]
-    long = [{"image_id": i, "measurement": k, "unit": block["per_measurement"][k]["unit"], "from_prediction": p,
-             "from_ground_truth": g}
-            for k in keys for i, p, g in zip(ids, block["per_image"][k]["pred"], block["per_image"][k]["gt"])]
+    long = [
+        {
+            "image_id": i,
+            "measurement": k,
+            "unit": block["per_measurement"][k]["unit"],
+            "from_prediction": p,
+            "from_ground_truth": g,
+        }
+        for k in keys
+        for i, p, g in zip(ids, block["per_image"][k]["pred"], block["per_image"][k]["gt"], strict=False)
+    ]
     pd.DataFrame(long).to_csv(out_dir / "measurements_per_image.csv", index=False, float_format="%.4f")
     written.append(out_dir / "measurements_per_image.csv")
     if make_plot:
@@ -224,7 +291,7 @@ def _plot(block: Mapping, path: Path, title: str) -> Path:
     classified = [k for k in keys if "accuracy" in block["per_measurement"][k]]
     ncols = len(units) + (1 if classified else 0)
     fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, 0.35 * max(len(keys), 6) + 1.5), squeeze=False)
-    for ax, unit in zip(axes[0], units):
+    for ax, unit in zip(axes[0], units, strict=False):
         ks = [k for k in keys if block["per_measurement"][k]["unit"] == unit]
         y = np.arange(len(ks))
         r = [block["per_measurement"][k] for k in ks]
@@ -234,15 +301,28 @@ def _plot(block: Mapping, path: Path, title: str) -> Path:
         mae = np.array([x[key] for x in r], dtype=float)
         lo = np.array([x[key + "_ci95"][0] for x in r], dtype=float)
         hi = np.array([x[key + "_ci95"][1] for x in r], dtype=float)
-        ax.barh(y - 0.18, mae, height=0.35, color="tab:red",
-                label="model vs each annotator (95% CI)" if like else "model (95% CI)",
-                xerr=np.nan_to_num(np.vstack([mae - lo, hi - mae])), capsize=2)
+        ax.barh(
+            y - 0.18,
+            mae,
+            height=0.35,
+            color="tab:red",
+            label="model vs each annotator (95% CI)" if like else "model (95% CI)",
+            xerr=np.nan_to_num(np.vstack([mae - lo, hi - mae])),
+            capsize=2,
+        )
         hm = np.array([x["human_mae"] for x in r], dtype=float)
         if np.isfinite(hm).any():
             hlo = np.array([x["human_mae_ci95"][0] for x in r], dtype=float)
             hhi = np.array([x["human_mae_ci95"][1] for x in r], dtype=float)
-            ax.barh(y + 0.18, hm, height=0.35, color="tab:blue", label="annotator vs annotator (95% CI)",
-                    xerr=np.nan_to_num(np.vstack([hm - hlo, hhi - hm])), capsize=2)
+            ax.barh(
+                y + 0.18,
+                hm,
+                height=0.35,
+                color="tab:blue",
+                label="annotator vs annotator (95% CI)",
+                xerr=np.nan_to_num(np.vstack([hm - hlo, hhi - hm])),
+                capsize=2,
+            )
         ax.set_yticks(y)
         ax.set_yticklabels(ks, fontsize=8)
         ax.set_ylim(max(len(ks), 4) - 0.5, -0.5)  # top to bottom; a lone measurement keeps a thin bar
@@ -252,16 +332,24 @@ def _plot(block: Mapping, path: Path, title: str) -> Path:
     if classified:
         ax = axes[0][-1]
         y = np.arange(len(classified))
-        acc_each = np.array([block["per_measurement"][k].get("vs_each_accuracy", np.nan) for k in classified],
-                            dtype=float)
+        acc_each = np.array(
+            [block["per_measurement"][k].get("vs_each_accuracy", np.nan) for k in classified], dtype=float
+        )
         if np.isfinite(acc_each).any():
             ax.barh(y - 0.18, 100 * acc_each, height=0.35, color="tab:red", label="model vs each annotator")
         else:
             acc = np.array([block["per_measurement"][k]["accuracy"] for k in classified], dtype=float)
             lo = np.array([block["per_measurement"][k]["accuracy_ci95"][0] for k in classified], dtype=float)
             hi = np.array([block["per_measurement"][k]["accuracy_ci95"][1] for k in classified], dtype=float)
-            ax.barh(y - 0.18, 100 * acc, height=0.35, color="tab:red", label="model (95% CI)",
-                    xerr=100 * np.nan_to_num(np.vstack([acc - lo, hi - acc])), capsize=2)
+            ax.barh(
+                y - 0.18,
+                100 * acc,
+                height=0.35,
+                color="tab:red",
+                label="model (95% CI)",
+                xerr=100 * np.nan_to_num(np.vstack([acc - lo, hi - acc])),
+                capsize=2,
+            )
         ha = np.array([block["per_measurement"][k].get("human_accuracy", np.nan) for k in classified], dtype=float)
         if np.isfinite(ha).any():
             ax.barh(y + 0.18, 100 * ha, height=0.35, color="tab:blue", label="annotator agreement")
@@ -286,15 +374,37 @@ def comparison_rows(runs: Sequence[tuple[str, Mapping]]) -> list[dict]:
         for k in block.get("keys", []):
             r = block["per_measurement"][k]
             ci = r.get("mae_ci95") or [None, None]
-            rows.append({"run": name, "measurement": k, "unit": r.get("unit"), "mae": r.get("mae"),
-                         "mae_ci_lo": ci[0], "mae_ci_hi": ci[1], "bias": r.get("bias"),
-                         "human_mae": r.get("human_mae"), "accuracy": r.get("accuracy"),
-                         "human_accuracy": r.get("human_accuracy"), "vs_each_mae": r.get("vs_each_mae"),
-                         "vs_each_accuracy": r.get("vs_each_accuracy")})
+            rows.append(
+                {
+                    "run": name,
+                    "measurement": k,
+                    "unit": r.get("unit"),
+                    "mae": r.get("mae"),
+                    "mae_ci_lo": ci[0],
+                    "mae_ci_hi": ci[1],
+                    "bias": r.get("bias"),
+                    "human_mae": r.get("human_mae"),
+                    "accuracy": r.get("accuracy"),
+                    "human_accuracy": r.get("human_accuracy"),
+                    "vs_each_mae": r.get("vs_each_mae"),
+                    "vs_each_accuracy": r.get("vs_each_accuracy"),
+                }
+            )
         for lv, c in ((m.get("uncertainty") or {}).get("coverage") or {}).items():
-            rows.append({"run": name, "measurement": f"coverage@{lv}", "unit": "fraction", "mae": None,
-                         "mae_ci_lo": None, "mae_ci_hi": None, "bias": None, "human_mae": None,
-                         "accuracy": c.get("overall"), "human_accuracy": None})
+            rows.append(
+                {
+                    "run": name,
+                    "measurement": f"coverage@{lv}",
+                    "unit": "fraction",
+                    "mae": None,
+                    "mae_ci_lo": None,
+                    "mae_ci_hi": None,
+                    "bias": None,
+                    "human_mae": None,
+                    "accuracy": c.get("overall"),
+                    "human_accuracy": None,
+                }
+            )
     return rows
 
 
@@ -320,23 +430,38 @@ def comparison_markdown(rows: Sequence[Mapping]) -> str:
             s += f"; vs each annotator {r['vs_each_mae']:.2f}"
         return s
 
-    out = ["", "## Cephalometric measurements (MAE [95 % CI], class accuracy %; coverage of the radii)", "",
-           "MAE against the reference labels; where the images have two annotators, the model is also scored "
-           "against each annotator (`vs each annotator`), the like-with-like partner of the last column "
-           "(annotator vs annotator).", "",
-           "A `coverage@level` row is the fraction of test landmarks within their calibrated radius; `-` there "
-           "means no finite radius (the calibration split has too few images for that level: "
-           "`ceil((n + 1) * level) > n`) or no calibration.", ""]
+    out = [
+        "",
+        "## Cephalometric measurements (MAE [95 % CI], class accuracy %; coverage of the radii)",
+        "",
+        "MAE against the reference labels; where the images have two annotators, the model is also scored "
+        "against each annotator (`vs each annotator`), the like-with-like partner of the last column "
+        "(annotator vs annotator).",
+        "",
+        "A `coverage@level` row is the fraction of test landmarks within their calibrated radius; `-` there "
+        "means no finite radius (the calibration split has too few images for that level: "
+        "`ceil((n + 1) * level) > n`) or no calibration.",
+        "",
+    ]
     # the two-annotator limit is a property of the images: one run's images, named in the header
     human_run = next((r["run"] for r in rows if r.get("human_mae") is not None), None)
-    out += ["| measurement | unit | " + " | ".join(runs)
-            + (f" | annotator vs annotator (images of {human_run}) |" if human_run else " | annotator vs annotator |"),
-            "| " + " | ".join("---" for _ in range(len(runs) + 3)) + " |"]
+    out += [
+        "| measurement | unit | "
+        + " | ".join(runs)
+        + (f" | annotator vs annotator (images of {human_run}) |" if human_run else " | annotator vs annotator |"),
+        "| " + " | ".join("---" for _ in range(len(runs) + 3)) + " |",
+    ]
     for k in keys:
         rs = [by.get((run, k)) for run in runs]
         unit = next((r["unit"] for r in rs if r), "")
         hum = by.get((human_run, k)) or {}
-        htxt = "-" if hum.get("human_mae") is None else (f"{hum['human_mae']:.2f}" + (
-            f" ({100 * hum['human_accuracy']:.0f} %)" if hum.get("human_accuracy") is not None else ""))
+        htxt = (
+            "-"
+            if hum.get("human_mae") is None
+            else (
+                f"{hum['human_mae']:.2f}"
+                + (f" ({100 * hum['human_accuracy']:.0f} %)" if hum.get("human_accuracy") is not None else "")
+            )
+        )
         out.append(f"| {k} | {unit} | " + " | ".join(cell(r) for r in rs) + f" | {htxt} |")
     return "\n".join(out) + "\n"

@@ -23,7 +23,7 @@ and counted (``n_missing``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -283,7 +283,7 @@ def paired_wilcoxon(
     mb = per_image_mre(np.where(both, b, np.nan))
     keep = np.isfinite(ma) & np.isfinite(mb)
     d = (ma - mb)[keep]
-    ids = [i for i, k in zip(ids, keep) if k]
+    ids = [i for i, k in zip(ids, keep, strict=False) if k]
     nan = float("nan")
     res = {
         "n_images": int(d.size),

@@ -6,16 +6,25 @@ units stated; nothing here computes a metric that :mod:`cephalo.evaluate.metrics
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..io import atomic_path
 from .metrics import DEFAULT_THRESHOLDS_MM, SDR_TOLERANCE_MM
 
-__all__ = ["wrap_title", "sdr_curve_table", "sdr_curve", "per_landmark_bars", "error_vs_device", "overlay",
-           "diagnosis_figure", "prediction_overlay"]
+__all__ = [
+    "wrap_title",
+    "sdr_curve_table",
+    "sdr_curve",
+    "per_landmark_bars",
+    "error_vs_device",
+    "overlay",
+    "diagnosis_figure",
+    "prediction_overlay",
+]
 
 
 def _plt():
@@ -44,8 +53,10 @@ def sdr_curve_table(errors: np.ndarray, max_mm: float = 10.0, step_mm: float = 0
     e = np.asarray(errors, dtype=np.float64).ravel()
     e = e[np.isfinite(e)]
     ts = np.round(np.arange(0.0, max_mm + 1e-9, step_mm), 6)
-    return [{"threshold_mm": float(t), "sdr": float(np.mean(e <= t + SDR_TOLERANCE_MM)) if e.size else float("nan")}
-            for t in ts]
+    return [
+        {"threshold_mm": float(t), "sdr": float(np.mean(e <= t + SDR_TOLERANCE_MM)) if e.size else float("nan")}
+        for t in ts
+    ]
 
 
 def wrap_title(title: str, width: int = 90, max_lines: int = 3) -> str:
@@ -55,8 +66,13 @@ def wrap_title(title: str, width: int = 90, max_lines: int = 3) -> str:
     return "\n".join(textwrap.wrap(str(title), width=width, max_lines=max_lines, placeholder=" ..."))
 
 
-def sdr_curve(curves: Mapping[str, np.ndarray], path: str | Path, max_mm: float = 10.0,
-              marks: Sequence[float] = DEFAULT_THRESHOLDS_MM, title: str = "") -> Path:
+def sdr_curve(
+    curves: Mapping[str, np.ndarray],
+    path: str | Path,
+    max_mm: float = 10.0,
+    marks: Sequence[float] = DEFAULT_THRESHOLDS_MM,
+    title: str = "",
+) -> Path:
     """SDR curve(s): fraction of landmarks within t mm vs t.
 
     Args:
@@ -81,9 +97,14 @@ def sdr_curve(curves: Mapping[str, np.ndarray], path: str | Path, max_mm: float 
     return _save(fig, path)
 
 
-def per_landmark_bars(names: Sequence[str], mre_mm: Sequence[float], sd_mm: Sequence[float] | None,
-                      path: str | Path, human_mm: Mapping[str, float] | None = None,
-                      title: str = "") -> Path:
+def per_landmark_bars(
+    names: Sequence[str],
+    mre_mm: Sequence[float],
+    sd_mm: Sequence[float] | None,
+    path: str | Path,
+    human_mm: Mapping[str, float] | None = None,
+    title: str = "",
+) -> Path:
     """Per-landmark MRE bars (with SD whiskers), and the human limit (annotator vs annotator) beside.
 
     Args:
@@ -108,8 +129,7 @@ def per_landmark_bars(names: Sequence[str], mre_mm: Sequence[float], sd_mm: Sequ
     return _save(fig, path)
 
 
-def error_vs_device(devices: Sequence[str], image_mre_mm: Sequence[float], path: str | Path,
-                    title: str = "") -> Path:
+def error_vs_device(devices: Sequence[str], image_mre_mm: Sequence[float], path: str | Path, title: str = "") -> Path:
     """Box plot of per-image MRE (mm) per X-ray device."""
     plt = _plt()
     dev = np.asarray([str(d) for d in devices])
@@ -119,7 +139,7 @@ def error_vs_device(devices: Sequence[str], image_mre_mm: Sequence[float], path:
     fig, ax = plt.subplots(figsize=(max(4.0, 1.0 * len(labels) + 2), 4))
     ax.boxplot(data, showmeans=True)
     ax.set_xticks(np.arange(1, len(labels) + 1))
-    ax.set_xticklabels([f"{d}\n(n={len(x)})" for d, x in zip(labels, data)], fontsize=8)
+    ax.set_xticklabels([f"{d}\n(n={len(x)})" for d, x in zip(labels, data, strict=True)], fontsize=8)
     ax.set_ylabel("per-image MRE (mm)")
     ax.set_xlabel("device")
     ax.grid(axis="y", alpha=0.3)
@@ -128,8 +148,14 @@ def error_vs_device(devices: Sequence[str], image_mre_mm: Sequence[float], path:
     return _save(fig, path)
 
 
-def overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, path: str | Path, title: str = "",
-            names: Sequence[str] | None = None) -> Path:
+def overlay(
+    image: np.ndarray,
+    gt: np.ndarray,
+    pred: np.ndarray,
+    path: str | Path,
+    title: str = "",
+    names: Sequence[str] | None = None,
+) -> Path:
     """Image with ground truth (green) and prediction (red), joined by a line per landmark.
 
     Args:
@@ -159,8 +185,14 @@ def overlay(image: np.ndarray, gt: np.ndarray, pred: np.ndarray, path: str | Pat
     return _save(fig, path)
 
 
-def diagnosis_figure(pred: np.ndarray, gt: np.ndarray, per_landmark: Sequence[Mapping], path: str | Path,
-                     title: str = "", max_labels: int = 10) -> Path:
+def diagnosis_figure(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    per_landmark: Sequence[Mapping],
+    path: str | Path,
+    title: str = "",
+    max_labels: int = 10,
+) -> Path:
     """Three panels: predicted vs GT x, predicted vs GT y (identity line; collapse is a flat cloud,
     an offset a shifted one), and the per-landmark mean offset (mm) as arrows.
 
@@ -188,13 +220,25 @@ def diagnosis_figure(pred: np.ndarray, gt: np.ndarray, per_landmark: Sequence[Ma
         ax.set_title(f"predicted vs ground-truth {'xy'[i]}", fontsize=9)
         ax.grid(alpha=0.3)
     ax = axes[2]
-    rows = [(str(r["landmark"]), float(r.get("bias_dx_mm", np.nan)), float(r.get("bias_dy_mm", np.nan)))
-            for r in per_landmark]
+    rows = [
+        (str(r["landmark"]), float(r.get("bias_dx_mm", np.nan)), float(r.get("bias_dy_mm", np.nan)))
+        for r in per_landmark
+    ]
     rows = [r for r in rows if np.isfinite(r[1]) and np.isfinite(r[2])]
     if rows:
         b = np.array([[dx, dy] for _, dx, dy in rows])
-        ax.quiver(np.zeros(len(b)), np.zeros(len(b)), b[:, 0], b[:, 1], angles="xy", scale_units="xy", scale=1,
-                  width=0.006, alpha=0.7, color="#4C72B0")
+        ax.quiver(
+            np.zeros(len(b)),
+            np.zeros(len(b)),
+            b[:, 0],
+            b[:, 1],
+            angles="xy",
+            scale_units="xy",
+            scale=1,
+            width=0.006,
+            alpha=0.7,
+            color="#4C72B0",
+        )
         lim = max(1.0, float(np.abs(b).max()) * 1.3)
         order = np.argsort(-np.hypot(b[:, 0], b[:, 1]))[:max_labels]
         for j in order:
@@ -203,8 +247,15 @@ def diagnosis_figure(pred: np.ndarray, gt: np.ndarray, per_landmark: Sequence[Ma
             if r < 0.05 * lim:
                 continue
             ux, uy = dx / r, dy / r
-            ax.annotate(rows[j][0], (dx, dy), xytext=(6 * ux, 6 * uy), textcoords="offset points", fontsize=6,
-                        ha="left" if ux >= 0 else "right", va="top" if uy >= 0 else "bottom")
+            ax.annotate(
+                rows[j][0],
+                (dx, dy),
+                xytext=(6 * ux, 6 * uy),
+                textcoords="offset points",
+                fontsize=6,
+                ha="left" if ux >= 0 else "right",
+                va="top" if uy >= 0 else "bottom",
+            )
         ax.set_xlim(-lim, lim)
         ax.set_ylim(lim, -lim)  # y down, as in the image
     ax.axhline(0, color="0.7", lw=0.8)
@@ -217,8 +268,9 @@ def diagnosis_figure(pred: np.ndarray, gt: np.ndarray, per_landmark: Sequence[Ma
     return _save(fig, path)
 
 
-def overlay_scale(w: int, h: int, max_side: int = 1600, min_long: int = 900, min_short: int = 360,
-                  cap_long: int = 3200) -> float:
+def overlay_scale(
+    w: int, h: int, max_side: int = 1600, min_long: int = 900, min_short: int = 360, cap_long: int = 3200
+) -> float:
     """Scale factor of the image area of an overlay: the long side brought into ``[min_long, max_side]``
     (small images are enlarged, large ones reduced), then the short side raised to ``min_short`` for an
     extreme aspect ratio, never beyond ``cap_long`` px on the long side."""
@@ -235,7 +287,10 @@ def _place_labels(points: np.ndarray, texts: Sequence[str], fs_px: float, size: 
     Returns per point an ``(dx, dy)`` offset in output pixels (None for a point not drawn)."""
     W, H = size
     boxes: list[tuple[float, float, float, float]] = [
-        (x - fs_px * 0.5, y - fs_px * 0.5, x + fs_px * 0.5, y + fs_px * 0.5) for x, y in points if np.isfinite([x, y]).all()]
+        (x - fs_px * 0.5, y - fs_px * 0.5, x + fs_px * 0.5, y + fs_px * 0.5)
+        for x, y in points
+        if np.isfinite([x, y]).all()
+    ]
     d = fs_px * 0.6
     cands = [(d, -d), (d, d), (-d, -d), (-d, d), (2.2 * d, 0), (-2.2 * d, 0), (0, -2.2 * d), (0, 2.2 * d)]
     out: list = []
@@ -243,7 +298,7 @@ def _place_labels(points: np.ndarray, texts: Sequence[str], fs_px: float, size: 
     def overlap(b, o):
         return max(0.0, min(b[2], o[2]) - max(b[0], o[0])) * max(0.0, min(b[3], o[3]) - max(b[1], o[1]))
 
-    for (x, y), t in zip(points, texts):
+    for (x, y), t in zip(points, texts, strict=False):
         if not np.isfinite([x, y]).all():
             out.append(None)
             continue
@@ -253,8 +308,9 @@ def _place_labels(points: np.ndarray, texts: Sequence[str], fs_px: float, size: 
             x0 = x + dx if dx >= 0 else x + dx - tw
             y0 = y + dy - th if dy <= 0 else y + dy
             b = (x0, y0, x0 + tw, y0 + th)
-            cost = sum(overlap(b, o) for o in boxes) + (0 if (b[0] >= 0 and b[1] >= 0 and b[2] <= W and b[3] <= H)
-                                                          else tw * th * 0.5)
+            cost = sum(overlap(b, o) for o in boxes) + (
+                0 if (b[0] >= 0 and b[1] >= 0 and b[2] <= W and b[3] <= H) else tw * th * 0.5
+            )
             if best_cost is None or cost < best_cost:
                 best, best_cost = ((dx, dy), b), cost
             if cost == 0:
@@ -264,10 +320,33 @@ def _place_labels(points: np.ndarray, texts: Sequence[str], fs_px: float, size: 
     return out
 
 
-def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, *, labels: Sequence[str],
-                       radii_px: np.ndarray | None = None, flagged: Sequence[bool] | None = None,
-                       coverage: float | None = None, title: str = "", max_side: int = 1600,
-                       notes: Sequence[str] = (), radius_note: str = "") -> Path:
+@dataclass(frozen=True)
+class OverlayRadii:
+    """The prediction radii :func:`prediction_overlay` draws as ellipses, with what they hold for.
+
+    Attributes:
+        px: (K, 2) radius along x and y in original px (NaN/inf: not drawn; None without spacing).
+        coverage: level of the radii. note: what the radius level holds for, in the legend
+            (``"per landmark"``, ``"over all landmarks"``).
+    """
+
+    px: np.ndarray | None = None
+    coverage: float | None = None
+    note: str = ""
+
+
+def prediction_overlay(
+    image: np.ndarray,
+    coords: np.ndarray,
+    path: str | Path,
+    *,
+    labels: Sequence[str],
+    radii: OverlayRadii | None = None,
+    flagged: Sequence[bool] | None = None,
+    title: str = "",
+    max_side: int = 1600,
+    notes: Sequence[str] = (),
+) -> Path:
     """Predicted landmarks on the original image, for a clinician: labels, uncertainty ellipses, flags.
 
     Layout: a header band above the image (``title`` and ``notes``, one line each, e.g. "measurements
@@ -279,11 +358,12 @@ def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, 
 
     Args:
         image: (H, W) original image (uint8/uint16/float); coords: (K, 2) xy original px (NaN skipped).
-        labels: K short labels (symbols). radii_px: (K, 2) radius along x and y in original px
-            (NaN/inf: not drawn; None without spacing). flagged: K booleans (drawn in orange).
-            coverage: level of the radii. notes: extra header lines (warnings). radius_note: what the
-            radius level holds for, in the legend (``"per landmark"``, ``"over all landmarks"``).
+        labels: K short labels (symbols). radii: the prediction radii and their level
+            (:class:`OverlayRadii`; None: none drawn). flagged: K booleans (drawn in orange).
+            notes: extra header lines (warnings).
     """
+    r = radii or OverlayRadii()
+    radii_px, coverage, radius_note = r.px, r.coverage, r.note
     import matplotlib.patheffects as pe
     from matplotlib.lines import Line2D
     from matplotlib.patches import Ellipse
@@ -317,28 +397,72 @@ def prediction_overlay(image: np.ndarray, coords: np.ndarray, path: str | Path, 
             continue
         col = "orange" if fl[k] else "red"
         if radii_px is not None and np.isfinite(radii_px[k]).all():
-            ax.add_patch(Ellipse(tuple(c[k]), 2 * radii_px[k][0], 2 * radii_px[k][1], fill=False, color="cyan",
-                                 lw=max(0.8, fs / 10), alpha=0.9))
+            ax.add_patch(
+                Ellipse(
+                    tuple(c[k]),
+                    2 * radii_px[k][0],
+                    2 * radii_px[k][1],
+                    fill=False,
+                    color="cyan",
+                    lw=max(0.8, fs / 10),
+                    alpha=0.9,
+                )
+            )
             drawn_radius = True
         ax.plot(c[k, 0], c[k, 1], marker="+", color=col, ms=fs * 1.3, mew=max(1.0, fs / 7))
         dx, dy = offsets[k]
-        ax.annotate(str(labels[k]), tuple(c[k]), xytext=(dx * 72 / 100, -dy * 72 / 100), textcoords="offset points",
-                    fontsize=fs, color=col, path_effects=outline, ha="left" if dx >= 0 else "right",
-                    va="bottom" if dy <= 0 else "top")
+        ax.annotate(
+            str(labels[k]),
+            tuple(c[k]),
+            xytext=(dx * 72 / 100, -dy * 72 / 100),
+            textcoords="offset points",
+            fontsize=fs,
+            color=col,
+            path_effects=outline,
+            ha="left" if dx >= 0 else "right",
+            va="bottom" if dy <= 0 else "top",
+        )
     handles = [Line2D([], [], color="red", marker="+", ls="", ms=fs, label="predicted landmark")]
     if fl.any():
         handles.append(Line2D([], [], color="orange", marker="+", ls="", ms=fs, label="flagged: check"))
     if drawn_radius:
         lvl = f"{100 * coverage:.0f}% " if coverage else ""
-        handles.append(Line2D([], [], color="cyan", marker="o", mfc="none", ls="", ms=fs,
-                              label=f"{lvl}prediction radius" + (f" ({radius_note})" if radius_note else "")))
-    fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 0), fontsize=fs * 0.9, frameon=False,
-               ncol=len(handles), handletextpad=0.3, columnspacing=1.0, borderaxespad=0.2)
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="cyan",
+                marker="o",
+                mfc="none",
+                ls="",
+                ms=fs,
+                label=f"{lvl}prediction radius" + (f" ({radius_note})" if radius_note else ""),
+            )
+        )
+    fig.legend(
+        handles=handles,
+        loc="lower left",
+        bbox_to_anchor=(0, 0),
+        fontsize=fs * 0.9,
+        frameon=False,
+        ncol=len(handles),
+        handletextpad=0.3,
+        columnspacing=1.0,
+        borderaxespad=0.2,
+    )
     for i, t in enumerate(lines):
         y = 1 - (fs_px * 0.5 + i * fs_px * 1.6) / H_tot
         warn = i > 0 and t.upper().startswith("MEASUREMENTS")
-        fig.text(0.005, y, t, va="top", ha="left", fontsize=fs * (1.0 if i == 0 else 0.9),
-                 color="#b71c1c" if warn else "black", fontweight="bold" if warn or i == 0 else "normal")
+        fig.text(
+            0.005,
+            y,
+            t,
+            va="top",
+            ha="left",
+            fontsize=fs * (1.0 if i == 0 else 0.9),
+            color="#b71c1c" if warn else "black",
+            fontweight="bold" if warn or i == 0 else "normal",
+        )
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def sdr_curves_png(rows: Sequence[Mapping], path: str | Path, max_mm: float = 6.
         h = r.get("human_mre_mm/shared")
         if h is not None:
             humans.setdefault(round(float(h), 3), []).append(r["run"])
-    for h, who in humans.items():
+    for h in humans:
         ax.axvline(h, color="k", ls=":", lw=1.0)
         ax.text(h, 3, f" human MRE {h:.2f} mm", rotation=90, va="bottom", fontsize=7)
     for t in DEFAULT_THRESHOLDS_MM:
@@ -92,8 +92,15 @@ def per_landmark_png(rows: Sequence[Mapping], path: str | Path) -> Path:
             v = z[i, j]
             if np.isfinite(v):
                 dark = norm(max(v, norm.vmin)) < 0.6
-                ax.text(j, i, f"{v:.1f}" if v < 10 else f"{v:.0f}", ha="center", va="center", fontsize=6.5,
-                        color="white" if dark else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.1f}" if v < 10 else f"{v:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if dark else "black",
+                )
     ax.set_xticks(np.arange(len(names)))
     ax.set_xticklabels(names, rotation=60, ha="right", fontsize=7)
     ax.set_yticks(np.arange(len(labels)))
@@ -116,9 +123,13 @@ def _md_to_html(md: str) -> str:
         if not table:
             return
         head, body = table[0], [r for r in table[2:]]
-        out.append("<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr></thead><tbody>"
-                   + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
-                   + "</tbody></table>")
+        out.append(
+            "<table><thead><tr>"
+            + "".join(f"<th>{html.escape(c)}</th>" for c in head)
+            + "</tr></thead><tbody>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+            + "</tbody></table>"
+        )
         table.clear()
 
     for line in md.splitlines():
@@ -142,8 +153,14 @@ def _img(path: Path, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
 
 
-def write_html(rows: Sequence[Mapping], markdown: str, path: str | Path, plot_dir: str | Path,
-               title: str = "cephalo: comparison of evaluated runs", footer: str = "") -> Path:
+def write_html(
+    rows: Sequence[Mapping],
+    markdown: str,
+    path: str | Path,
+    plot_dir: str | Path,
+    title: str = "cephalo: comparison of evaluated runs",
+    footer: str = "",
+) -> Path:
     """Write the PNGs into ``plot_dir`` and the self-contained HTML page to ``path`` (atomic).
 
     Args:

@@ -11,8 +11,8 @@ without importing one another.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -42,8 +42,9 @@ def _pct(v):
     return None if v is None or not np.isfinite(v) else 100.0 * float(v)
 
 
-def set_figures(summary: Mapping, ci: Mapping, names: Sequence[str], s: str, human: Mapping | None,
-                 hcmp: Mapping | None) -> dict:
+def set_figures(
+    summary: Mapping, ci: Mapping, names: Sequence[str], s: str, human: Mapping | None, hcmp: Mapping | None
+) -> dict:
     out: dict = {f"n_landmarks/{s}": len(names), f"mre_mm/{s}": summary.get("mre_mm")}
     lo_hi = (ci or {}).get("mre_mm") or [None, None]
     out[f"mre_mm/{s}/ci95_lo"], out[f"mre_mm/{s}/ci95_hi"] = lo_hi[0], lo_hi[1]
@@ -58,8 +59,9 @@ def set_figures(summary: Mapping, ci: Mapping, names: Sequence[str], s: str, hum
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 
-def run_figures(overall: Mapping, names: Sequence[str], human: Mapping | None = None,
-                human_comparison: Mapping | None = None) -> dict:
+def run_figures(
+    overall: Mapping, names: Sequence[str], human: Mapping | None = None, human_comparison: Mapping | None = None
+) -> dict:
     """A run's figures over all its landmarks (``/all`` names, SDR in percent).
 
     Args:
@@ -68,8 +70,10 @@ def run_figures(overall: Mapping, names: Sequence[str], human: Mapping | None = 
         human: the ``human_limit`` block (``per_landmark``, ``per_landmark_n``), if any.
         human_comparison: the ``human_comparison`` block (:func:`cephalo.evaluate.human.like_with_like`).
     """
-    return {"n_images": overall.get("n_images"),
-            **set_figures(overall, overall.get("ci95") or {}, list(names), "all", human, human_comparison)}
+    return {
+        "n_images": overall.get("n_images"),
+        **set_figures(overall, overall.get("ci95") or {}, list(names), "all", human, human_comparison),
+    }
 
 
 def shared_landmarks(model_names: Sequence[str], data_names: Sequence[str]) -> tuple[list[str], list[int], list[int]]:
@@ -84,8 +88,9 @@ def shared_landmarks(model_names: Sequence[str], data_names: Sequence[str]) -> t
     pos = {n: i for i, n in enumerate(model_names)}
     names = [n for n in data_names if n in pos]
     if not names:
-        raise ValueError(f"the model's landmarks {list(model_names)[:5]}... share no name with the data's "
-                         f"{list(data_names)[:5]}...")
+        raise ValueError(
+            f"the model's landmarks {list(model_names)[:5]}... share no name with the data's {list(data_names)[:5]}..."
+        )
     return names, [pos[n] for n in names], [list(data_names).index(n) for n in names]
 
 

@@ -15,16 +15,18 @@ Output folder (written whole, atomically)::
     measurements.csv      # per cephalometric measurement: MAE [CI], bias, two-annotator limit, class accuracy
     measurements_per_image.csv  # image x measurement from prediction and ground truth
     plots/sdr_curve.csv   # DVC plot data (threshold_mm, sdr)
-    plots/*.png           # measurement errors, SDR curve, per-landmark bars with human limit, error vs device, diagnosis
+    plots/*.png           # measurement errors, SDR curve, per-landmark bars with human limit,
+                          # error vs device, diagnosis
     overlays/worst_*.png  # worst images with ground truth and prediction
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,8 +46,15 @@ from .leakage import find_leakage, image_content_hash
 from .measurement_errors import measurement_errors, write_outputs
 from .results import run_figures, shared_landmarks
 
-__all__ = ["evaluate_predictions", "evaluate_model", "shared_landmarks", "EvalData", "EvalSettings", "EvalContext",
-           "PredictOptions"]
+__all__ = [
+    "evaluate_predictions",
+    "evaluate_model",
+    "shared_landmarks",
+    "EvalData",
+    "EvalSettings",
+    "EvalContext",
+    "PredictOptions",
+]
 
 #: (image, affine original -> image frame) for overlays, given the row number of an image
 ImageGetter = Callable[[int], tuple[np.ndarray, np.ndarray]]
@@ -107,10 +116,15 @@ class EvalSettings:
     diagnosis_thresholds: Mapping | None = None
 
     @classmethod
-    def from_config(cls, ep: EvaluateConfig) -> "EvalSettings":
+    def from_config(cls, ep: EvaluateConfig) -> EvalSettings:
         """The settings of the typed ``evaluate:`` section."""
-        return cls(thresholds=list(ep.thresholds_mm), n_boot=ep.n_boot, seed=ep.seed, n_worst=ep.n_worst,
-                   diagnosis_thresholds=ep.diagnosis.model_dump())
+        return cls(
+            thresholds=list(ep.thresholds_mm),
+            n_boot=ep.n_boot,
+            seed=ep.seed,
+            n_worst=ep.n_worst,
+            diagnosis_thresholds=ep.diagnosis.model_dump(),
+        )
 
 
 @dataclass
@@ -145,8 +159,9 @@ class EvalContext:
     images: ImageGetter | None = None
 
 
-def evaluate_predictions(data: EvalData, out_dir: str | Path, settings: EvalSettings | None = None,
-                         context: EvalContext | None = None) -> dict:
+def evaluate_predictions(
+    data: EvalData, out_dir: str | Path, settings: EvalSettings | None = None, context: EvalContext | None = None
+) -> dict:
     """Measure predictions against ground truth in mm and write the evaluation folder.
 
     Args:
@@ -187,8 +202,11 @@ def evaluate_predictions(data: EvalData, out_dir: str | Path, settings: EvalSett
     n_pred_missing = int((np.isnan(pred).any(axis=-1) & ~np.isnan(gt).any(axis=-1)).sum())
 
     def block(e: np.ndarray) -> dict:
-        return {"n_images": int(e.shape[0]), **M.summarise(e, thresholds),
-                "ci95": M.bootstrap_ci(e, thresholds, n_boot=n_boot, seed=seed, confidence=confidence_level)}
+        return {
+            "n_images": int(e.shape[0]),
+            **M.summarise(e, thresholds),
+            "ci95": M.bootstrap_ci(e, thresholds, n_boot=n_boot, seed=seed, confidence=confidence_level),
+        }
 
     seen_ids = set((leakage or {}).get("seen", []))
     seen_mask = np.array([i in seen_ids for i in ids], dtype=bool)
@@ -200,9 +218,17 @@ def evaluate_predictions(data: EvalData, out_dir: str | Path, settings: EvalSett
 
     diag = None
     try:
-        diag = diagnose(pred, gt, spacing, names, confidence=confidence, image_sizes=image_sizes,
-                        thresholds=dict(diagnosis_thresholds or {}), label=label,
-                        preprocessing=dict(preprocessing) if preprocessing else None)
+        diag = diagnose(
+            pred,
+            gt,
+            spacing,
+            names,
+            confidence=confidence,
+            image_sizes=image_sizes,
+            thresholds=dict(diagnosis_thresholds or {}),
+            label=label,
+            preprocessing=dict(preprocessing) if preprocessing else None,
+        )
     except ValueError as e:
         diag_error = str(e)
     else:
@@ -213,8 +239,12 @@ def evaluate_predictions(data: EvalData, out_dir: str | Path, settings: EvalSett
     result: dict = {
         "name": label,
         **dict(info or {}),
-        "settings": {"n_boot": int(n_boot), "confidence_level": float(confidence_level), "bootstrap_seed": int(seed),
-                     "thresholds_mm": thresholds},
+        "settings": {
+            "n_boot": int(n_boot),
+            "confidence_level": float(confidence_level),
+            "bootstrap_seed": int(seed),
+            "thresholds_mm": thresholds,
+        },
         "units": {"mre": "mm", "sdr_in_figures": "percent", "sdr_in_detail_blocks": "fraction"},
         "landmark_set": {"all": {"n_landmarks": k, "landmarks": names}},
         "figures": run_figures(overall, names, human=human, human_comparison=hcmp),
@@ -230,22 +260,35 @@ def evaluate_predictions(data: EvalData, out_dir: str | Path, settings: EvalSett
         "human_limit": dict(human) if human else None,
         "human_comparison": hcmp,
         "leakage": dict(leakage) if leakage else None,
-        "diagnosis": ({"summary": diag.summary, "findings": [f.__dict__ for f in diag.findings],
-                       "constellation_ratio": diag.constellation_ratio, "spread_ratio": diag.spread_ratio,
-                       "offset_px": diag.offset_px, "offset_mm": diag.offset_mm, "confidence": diag.confidence}
-                      if diag else {"summary": diag_error, "findings": []}),
+        "diagnosis": (
+            {
+                "summary": diag.summary,
+                "findings": [f.__dict__ for f in diag.findings],
+                "constellation_ratio": diag.constellation_ratio,
+                "spread_ratio": diag.spread_ratio,
+                "offset_px": diag.offset_px,
+                "offset_mm": diag.offset_mm,
+                "confidence": diag.confidence,
+            }
+            if diag
+            else {"summary": diag_error, "findings": []}
+        ),
     }
-    mblock = measurement_errors(pred, gt, spacing, names, image_ids=ids, annotators=annotators, n_boot=n_boot,
-                                seed=seed)
+    mblock = measurement_errors(
+        pred, gt, spacing, names, image_ids=ids, annotators=annotators, n_boot=n_boot, seed=seed
+    )
     result["measurements"] = {k: v for k, v in mblock.items() if k != "per_image"}  # per image: the CSV
     if calibration and confidence is not None:
-        result["uncertainty"] = {"method": calibration.get("method"), "scale": calibration.get("scale"),
-                                 "pooling": calibration.get("pooling", "landmark"),  # format 1 was per landmark
-                                 "difficulty_split": calibration.get("difficulty_split"),
-                                 "calibration_split": calibration.get("split"),
-                                 "calibration_images": calibration.get("n_images"),
-                                 "calibration_loo_coverage": calibration.get("loo_coverage"),
-                                 "coverage": coverage(calibration, err, confidence, names)}
+        result["uncertainty"] = {
+            "method": calibration.get("method"),
+            "scale": calibration.get("scale"),
+            "pooling": calibration.get("pooling", "landmark"),  # format 1 was per landmark
+            "difficulty_split": calibration.get("difficulty_split"),
+            "calibration_split": calibration.get("split"),
+            "calibration_images": calibration.get("n_images"),
+            "calibration_loo_coverage": calibration.get("loo_coverage"),
+            "coverage": coverage(calibration, err, confidence, names),
+        }
     result = _nanlist(result)
 
     out_dir = Path(out_dir)
@@ -253,60 +296,105 @@ def evaluate_predictions(data: EvalData, out_dir: str | Path, settings: EvalSett
         write_json(tmp / "metrics.json", result)
         rows = []
         for r in per_lm:
-            row = {"landmark": r["landmark"], "n": r["n"], "n_missing": r["n_missing"], "mre_mm": r["mre_mm"],
-                   "sd_mm": r["sd_mm"], "median_mm": r["median_mm"], "p90_mm": r["p90_mm"]}
+            row = {
+                "landmark": r["landmark"],
+                "n": r["n"],
+                "n_missing": r["n_missing"],
+                "mre_mm": r["mre_mm"],
+                "sd_mm": r["sd_mm"],
+                "median_mm": r["median_mm"],
+                "p90_mm": r["p90_mm"],
+            }
             row.update({f"sdr_{t}": v for t, v in r["sdr"].items()})
             row["human_mre_mm"] = r["human_mre_mm"]
             for lv, c in ((result.get("uncertainty") or {}).get("coverage") or {}).items():
                 row[f"coverage_{lv}"] = c["per_landmark"].get(r["landmark"])  # fraction within the radius
             rows.append(row)
         pd.DataFrame(rows).to_csv(tmp / "per_landmark.csv", index=False, float_format="%.6g")
-        pd.DataFrame({
-            "image_id": ids, "split": splits, "device": devices,
-            "n": np.isfinite(err).sum(axis=1), "mre_mm": img_mre,
-            "max_mm": [float(np.nanmax(r)) if np.isfinite(r).any() else np.nan for r in err],
-            "seen": seen_mask,
-        }).to_csv(tmp / "per_image.csv", index=False, float_format="%.6g")
-        conf = (np.asarray(confidence, dtype=np.float64) if confidence is not None else np.full((n, k), np.nan))
-        pd.DataFrame({
-            "image_id": np.repeat(ids, k), "landmark_name": np.tile(names, n),
-            "x_pred": pred[..., 0].ravel(), "y_pred": pred[..., 1].ravel(),
-            "x_gt": gt[..., 0].ravel(), "y_gt": gt[..., 1].ravel(),
-            "error_mm": err.ravel(), "confidence": conf.ravel(),
-            "split": np.repeat(splits, k), "device": np.repeat(devices, k),
-        }).to_parquet(tmp / "predictions.parquet", index=False)
+        pd.DataFrame(
+            {
+                "image_id": ids,
+                "split": splits,
+                "device": devices,
+                "n": np.isfinite(err).sum(axis=1),
+                "mre_mm": img_mre,
+                "max_mm": [float(np.nanmax(r)) if np.isfinite(r).any() else np.nan for r in err],
+                "seen": seen_mask,
+            }
+        ).to_csv(tmp / "per_image.csv", index=False, float_format="%.6g")
+        conf = np.asarray(confidence, dtype=np.float64) if confidence is not None else np.full((n, k), np.nan)
+        pd.DataFrame(
+            {
+                "image_id": np.repeat(ids, k),
+                "landmark_name": np.tile(names, n),
+                "x_pred": pred[..., 0].ravel(),
+                "y_pred": pred[..., 1].ravel(),
+                "x_gt": gt[..., 0].ravel(),
+                "y_gt": gt[..., 1].ravel(),
+                "error_mm": err.ravel(),
+                "confidence": conf.ravel(),
+                "split": np.repeat(splits, k),
+                "device": np.repeat(devices, k),
+            }
+        ).to_parquet(tmp / "predictions.parquet", index=False)
         (tmp / "diagnosis.md").write_text(diag.to_markdown() if diag else f"# Diagnosis\n\n{diag_error}\n")
         pdir = tmp / "plots"
         pdir.mkdir()
         write_outputs(mblock, tmp, make_plot=make_plots, title=label)
         pd.DataFrame(plots.sdr_curve_table(err)).to_csv(pdir / "sdr_curve.csv", index=False)
         if make_plots:
-            _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images,
-                         n_worst, label)
+            scored = _Scored(ids=ids, devices=devices, pred=pred, gt=gt, err=err, img_mre=img_mre)
+            _write_plots(tmp, scored, names, per_lm, human, diag, images, n_worst, label)
     return result
 
 
-def _write_plots(tmp, pdir, err, names, per_lm, human, devices, img_mre, pred, gt, diag, ids, images, n_worst,
-                 label) -> None:
+@dataclass(frozen=True)
+class _Scored:
+    """The per-image arrays of one evaluation that the figures draw: image ids, devices (N,),
+    predictions and ground truth (N, K, 2) px, radial errors (N, K) mm, per-image MRE (N,) mm."""
 
+    ids: Any
+    devices: Any
+    pred: np.ndarray
+    gt: np.ndarray
+    err: np.ndarray
+    img_mre: np.ndarray
+
+
+def _write_plots(tmp, scored: _Scored, names, per_lm, human, diag, images, n_worst, label) -> None:
+    """The figures under ``tmp/plots`` and the ``n_worst`` images' overlays under ``tmp/overlays``."""
+    pdir = tmp / "plots"
+    ids, devices, pred, gt = scored.ids, scored.devices, scored.pred, scored.gt
+    err, img_mre = scored.err, scored.img_mre
     plots.sdr_curve({"model": err}, pdir / "sdr_curve.png", title=f"{label}: SDR curve")
-    plots.per_landmark_bars(names, [r["mre_mm"] for r in per_lm], [r["sd_mm"] for r in per_lm],
-                            pdir / "per_landmark.png",
-                            human_mm=(human or {}).get("per_landmark"), title=label)
+    plots.per_landmark_bars(
+        names,
+        [r["mre_mm"] for r in per_lm],
+        [r["sd_mm"] for r in per_lm],
+        pdir / "per_landmark.png",
+        human_mm=(human or {}).get("per_landmark"),
+        title=label,
+    )
     plots.error_vs_device(devices, img_mre, pdir / "error_vs_device.png", title=f"{label}: per-image MRE by device")
     if diag is not None:
         head = diag.findings[0].observation if diag.findings else diag.summary
-        plots.diagnosis_figure(pred, gt, diag.per_landmark, pdir / "diagnosis.png",
-                               title=f"{label}: MRE {diag.mre_mm:.2f} mm. {head}")
+        plots.diagnosis_figure(
+            pred, gt, diag.per_landmark, pdir / "diagnosis.png", title=f"{label}: MRE {diag.mre_mm:.2f} mm. {head}"
+        )
     if images is not None and n_worst > 0:
         odir = tmp / "overlays"
         odir.mkdir()
         order = [int(i) for i in np.argsort(-np.nan_to_num(img_mre, nan=-1.0))[:n_worst] if np.isfinite(img_mre[i])]
         for rank, i in enumerate(order):
             img, aff = images(i)
-            plots.overlay(img, apply_affine(aff, gt[i]), apply_affine(aff, pred[i]),
-                          odir / f"worst_{rank + 1:02d}_{ids[i]}.png",
-                          title=f"{label}: {ids[i]}, MRE {img_mre[i]:.2f} mm", names=names)
+            plots.overlay(
+                img,
+                apply_affine(aff, gt[i]),
+                apply_affine(aff, pred[i]),
+                odir / f"worst_{rank + 1:02d}_{ids[i]}.png",
+                title=f"{label}: {ids[i]}, MRE {img_mre[i]:.2f} mm",
+                names=names,
+            )
 
 
 #: run-time input normalisations beyond cephalo.preprocess.NORMALISATIONS: ``raw`` = grey values
@@ -337,8 +425,17 @@ class PredictOptions:
     refine: Callable[[np.ndarray, Sequence[int]], np.ndarray] | None = None
 
 
-def evaluate_model(model, meta, variant, split: str, out_dir: str | Path, *, settings: EvalSettings | None = None,
-                   context: EvalContext | None = None, predict: PredictOptions | None = None) -> dict:
+def evaluate_model(
+    model,
+    meta,
+    variant,
+    split: str,
+    out_dir: str | Path,
+    *,
+    settings: EvalSettings | None = None,
+    context: EvalContext | None = None,
+    predict: PredictOptions | None = None,
+) -> dict:
     """Predict with ``model`` on the ``split`` images of a variant and evaluate in mm.
 
     Predictions in original pixels come from :func:`cephalo.inference.predict_variant` (codec
@@ -374,11 +471,14 @@ def evaluate_model(model, meta, variant, split: str, out_dir: str | Path, *, set
         variant = load_variant(variant)
     rows = np.arange(len(variant)) if split == "all" else np.flatnonzero(np.asarray(variant.splits) == split)
     if rows.size == 0:
-        raise DataError(f"no image in split {split!r} (splits: {sorted(set(map(str, variant.splits)))})",
-                        getattr(variant, "path", None))
+        raise DataError(
+            f"no image in split {split!r} (splits: {sorted(set(map(str, variant.splits)))})",
+            getattr(variant, "path", None),
+        )
     names, mi, di = shared_landmarks(list(meta.landmark_names), list(variant.landmark_names))
-    predictor = Predictor.from_meta(model, meta, normalisation=variant.normalisation, device=po.device,
-                                    device_key="evaluate.device")
+    predictor = Predictor.from_meta(
+        model, meta, normalisation=variant.normalisation, device=po.device, device_key="evaluate.device"
+    )
     if normalisation is not None:  # reproduce a user's preprocessing mistake
         predictor.normalisation = EXTRA_NORMALISATIONS.get(normalisation, normalisation)
     if decoder is not None:
@@ -393,10 +493,16 @@ def evaluate_model(model, meta, variant, split: str, out_dir: str | Path, *, set
 
     all_hashes = [image_content_hash(variant.images[r]) for r in range(len(variant))]
     ids_all = list(variant.image_ids)
-    leak = find_leakage([ids_all[r] for r in rows], [str(variant.datasets[r]) for r in rows],
-                        [str(variant.splits[r]) for r in rows], getattr(meta, "provenance", {}),
-                        content_hashes=[[all_hashes[r]] for r in rows], all_ids=ids_all,
-                        all_splits=[str(s) for s in variant.splits], all_hashes=all_hashes)
+    leak = find_leakage(
+        [ids_all[r] for r in rows],
+        [str(variant.datasets[r]) for r in rows],
+        [str(variant.splits[r]) for r in rows],
+        getattr(meta, "provenance", {}),
+        content_hashes=[[all_hashes[r]] for r in rows],
+        all_ids=ids_all,
+        all_splits=[str(s) for s in variant.splits],
+        all_hashes=all_hashes,
+    )
     human = cx.human if cx.human is not None else _human_from_variant(variant, rows, names, st.thresholds)
     annotators = _annotators_original(variant, rows, names)
 
@@ -411,29 +517,53 @@ def evaluate_model(model, meta, variant, split: str, out_dir: str | Path, *, set
         "gt_policy": vmeta.get("ground_truth"),
         "data_index_hash": (vmeta.get("source_index") or {}).get("sha256"),
         "variant_fingerprint": vmeta.get("fingerprint"),
-        "model": {"arch": getattr(meta, "arch", None), "landmarks": list(meta.landmark_names),
-                  "input_size": list(getattr(meta, "input_size", []) or []),
-                  "codec": dict(getattr(meta, "codec", {}) or {})},
-        "landmark_mapping": {"shared": names,
-                             "model_only": [n for n in meta.landmark_names if n not in names],
-                             "data_only": [n for n in variant.landmark_names if n not in names]},
+        "model": {
+            "arch": getattr(meta, "arch", None),
+            "landmarks": list(meta.landmark_names),
+            "input_size": list(getattr(meta, "input_size", []) or []),
+            "codec": dict(getattr(meta, "codec", {}) or {}),
+        },
+        "landmark_mapping": {
+            "shared": names,
+            "model_only": [n for n in meta.landmark_names if n not in names],
+            "data_only": [n for n in variant.landmark_names if n not in names],
+        },
     }
     exp_norm = meta.normalisation or variant.normalisation
     preprocessing = {
-        "used": {"normalisation": normalisation or _norm_name(exp_norm),
-                 "decoder": decoder or base_info["model"]["codec"].get("decoder", "dark")},
-        "expected": {"normalisation": _norm_name(exp_norm),
-                     "decoder": base_info["model"]["codec"].get("decoder", "dark")},
+        "used": {
+            "normalisation": normalisation or _norm_name(exp_norm),
+            "decoder": decoder or base_info["model"]["codec"].get("decoder", "dark"),
+        },
+        "expected": {
+            "normalisation": _norm_name(exp_norm),
+            "decoder": base_info["model"]["codec"].get("decoder", "dark"),
+        },
         "variant": base_info["variant"],
     }
     base_info["preprocessing"] = preprocessing
     base_info.update(dict(cx.info or {}))
-    data = EvalData(pred, gt, spacing, image_ids=[ids_all[r] for r in rows], names=names,
-                    splits=[str(variant.splits[r]) for r in rows], devices=[str(variant.devices[r]) for r in rows],
-                    confidence=conf, image_sizes=np.asarray(variant.orig_sizes)[rows])
-    context = EvalContext(label=cx.label or base_info["variant"], info=base_info, human=human, leakage=leak,
-                          annotators=annotators, calibration=cx.calibration, preprocessing=preprocessing,
-                          images=getter)
+    data = EvalData(
+        pred,
+        gt,
+        spacing,
+        image_ids=[ids_all[r] for r in rows],
+        names=names,
+        splits=[str(variant.splits[r]) for r in rows],
+        devices=[str(variant.devices[r]) for r in rows],
+        confidence=conf,
+        image_sizes=np.asarray(variant.orig_sizes)[rows],
+    )
+    context = EvalContext(
+        label=cx.label or base_info["variant"],
+        info=base_info,
+        human=human,
+        leakage=leak,
+        annotators=annotators,
+        calibration=cx.calibration,
+        preprocessing=preprocessing,
+        images=getter,
+    )
     return evaluate_predictions(data, out_dir, st, context)
 
 
@@ -463,9 +593,15 @@ def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
     pairs = list(combinations(sorted(orig), 2))
     e = np.concatenate([M.radial_errors_mm(orig[a], orig[b], spacing) for a, b in pairs])
     with np.errstate(invalid="ignore"):
-        per = {n: (float(np.nanmean(e[:, k])) if np.isfinite(e[:, k]).any() else float("nan"))
-               for k, n in enumerate(names)}
-    return {"annotators": sorted(orig), "pairs": [list(p) for p in pairs], "n_images": int(len(rows)),
-            "overall": M.summarise(e, thresholds), "per_landmark": per,
-            "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)},
-            "source": "variant annotators"}
+        per = {
+            n: (float(np.nanmean(e[:, k])) if np.isfinite(e[:, k]).any() else float("nan")) for k, n in enumerate(names)
+        }
+    return {
+        "annotators": sorted(orig),
+        "pairs": [list(p) for p in pairs],
+        "n_images": int(len(rows)),
+        "overall": M.summarise(e, thresholds),
+        "per_landmark": per,
+        "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)},
+        "source": "variant annotators",
+    }

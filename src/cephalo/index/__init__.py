@@ -25,10 +25,24 @@ from .quality import quality_report, write_quality_report
 from .schema import COLUMNS, KEY, SCHEMA, SCHEMA_VERSION
 
 __all__ = [
-    "SCHEMA", "SCHEMA_VERSION", "COLUMNS", "KEY",
-    "build_index", "validate_index", "write_index", "read_index", "read_index_metadata", "recorded_policy",
-    "index_hash", "ground_truth", "landmark_arrays", "images_table", "spacing_outliers",
-    "quality_report", "write_quality_report", "index_dataset",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "COLUMNS",
+    "KEY",
+    "build_index",
+    "validate_index",
+    "write_index",
+    "read_index",
+    "read_index_metadata",
+    "recorded_policy",
+    "index_hash",
+    "ground_truth",
+    "landmark_arrays",
+    "images_table",
+    "spacing_outliers",
+    "quality_report",
+    "write_quality_report",
+    "index_dataset",
 ]
 
 
@@ -50,8 +64,16 @@ def index_dataset(name: str, spec: dict, root, out, report_dir=None, *, progress
     """
     if not isinstance(spec, dict) or "adapter" not in spec:
         raise ConfigError(f"params: data.datasets.{name} needs an 'adapter' entry")
-    known = {"adapter", "policy", "options", "drop_out_of_image", "require_spacing", "hash_images", "download",
-             "allow_implausible_spacing"}
+    known = {
+        "adapter",
+        "policy",
+        "options",
+        "drop_out_of_image",
+        "require_spacing",
+        "hash_images",
+        "download",
+        "allow_implausible_spacing",
+    }
     unknown = sorted(set(spec) - known)
     if unknown:
         raise ConfigError(f"params: data.datasets.{name}: unknown key(s) {unknown}; valid: {sorted(known)}")
@@ -60,14 +82,20 @@ def index_dataset(name: str, spec: dict, root, out, report_dir=None, *, progress
     except ValueError as e:
         raise ConfigError(f"params: data.datasets.{name}.adapter: {e}") from None
     result = adapter.parse(root, dataset=name, **(spec.get("options") or {}))
-    df = build_index(result, root, drop_out_of_image=bool(spec.get("drop_out_of_image", False)),
-                     require_spacing=bool(spec.get("require_spacing", True)), policy=spec.get("policy"),
-                     progress=progress,
-                     allow_implausible_spacing=bool(spec.get("allow_implausible_spacing", False)))
+    df = build_index(
+        result,
+        root,
+        drop_out_of_image=bool(spec.get("drop_out_of_image", False)),
+        require_spacing=bool(spec.get("require_spacing", True)),
+        policy=spec.get("policy"),
+        progress=progress,
+        allow_implausible_spacing=bool(spec.get("allow_implausible_spacing", False)),
+    )
     report = None
     if report_dir is not None:
-        report = quality_report(df, result.exclusions, result.problems,
-                                hash_images=bool(spec.get("hash_images", True)), progress=progress)
+        report = quality_report(
+            df, result.exclusions, result.problems, hash_images=bool(spec.get("hash_images", True)), progress=progress
+        )
     write_index(df, out)
     if report is not None:
         write_quality_report(report, report_dir)

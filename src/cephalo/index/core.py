@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,8 +60,9 @@ def _coerce(df: pd.DataFrame) -> pd.DataFrame:
         out[c] = pd.to_numeric(out[c], errors="raise").astype(np.float64)
     out["landmark_index"] = out["landmark_index"].astype(np.int16)
     out["visible"] = out["visible"].astype(bool)
-    out["cvm_stage"] = pd.array(out["cvm_stage"].astype("float64"), dtype="Int8") if len(out) else \
-        pd.array([], dtype="Int8")
+    out["cvm_stage"] = (
+        pd.array(out["cvm_stage"].astype("float64"), dtype="Int8") if len(out) else pd.array([], dtype="Int8")
+    )
     return out.reset_index(drop=True)
 
 
@@ -104,13 +106,15 @@ def build_index(
     if size_from not in ("header", "pixels"):
         raise ValueError(f"size_from must be 'header' or 'pixels', got {size_from!r}")
     if not result.rows:
-        raise DataError(f"adapter {result.adapter!r} produced no annotations "
-                        f"({len(result.exclusions)} exclusion(s))", root)
+        raise DataError(
+            f"adapter {result.adapter!r} produced no annotations ({len(result.exclusions)} exclusion(s))", root
+        )
     df = pd.DataFrame(result.rows)
     paths = pd.unique(df["image_path"])
     sizes = {}
-    for p in tqdm(paths, desc=f"index {result.dataset}: image {size_from}s", unit="img",
-                  disable=not progress, leave=False):
+    for p in tqdm(
+        paths, desc=f"index {result.dataset}: image {size_from}s", unit="img", disable=not progress, leave=False
+    ):
         if size_from == "header":
             sizes[p] = image_header(p)[:2]
         else:
@@ -134,11 +138,18 @@ def build_index(
             for _, g in groups.iterrows():
                 sel = bad & (df["image_id"] == g["image_id"]) & (df["annotator"] == g["annotator"])
                 syms = tuple(df.loc[sel, "landmark_symbol"])
-                result.exclusions.append(Exclusion(
-                    str(df.loc[sel, "image_path"].iloc[0]),
-                    f"landmarks outside the image: {list(syms)}", g["image_id"], g["annotator"], syms))
+                result.exclusions.append(
+                    Exclusion(
+                        str(df.loc[sel, "image_path"].iloc[0]),
+                        f"landmarks outside the image: {list(syms)}",
+                        g["image_id"],
+                        g["annotator"],
+                        syms,
+                    )
+                )
             drop = df.set_index(["dataset", "image_id", "annotator"]).index.isin(
-                groups.set_index(["dataset", "image_id", "annotator"]).index)
+                groups.set_index(["dataset", "image_id", "annotator"]).index
+            )
             df = df.loc[~drop].reset_index(drop=True)
 
     df = df.sort_values(KEY, kind="mergesort").reset_index(drop=True)
@@ -160,10 +171,15 @@ def build_index(
     if not allow_implausible_spacing:
         bad = spacing_outliers(images_table(df))
         if bad:
-            ex = "; ".join(f"{b['image_id']} ({b['device']}): {b['spacing_mm']:g} mm/px, {b['reason']}" for b in bad[:3])
-            raise DataError(f"implausible pixel spacing for {len(bad)} image(s), e.g. {ex}. Fix the source, or "
-                            "set allow_implausible_spacing: true for this data set to index it anyway "
-                            "(the quality report lists them)", root)
+            ex = "; ".join(
+                f"{b['image_id']} ({b['device']}): {b['spacing_mm']:g} mm/px, {b['reason']}" for b in bad[:3]
+            )
+            raise DataError(
+                f"implausible pixel spacing for {len(bad)} image(s), e.g. {ex}. Fix the source, or "
+                "set allow_implausible_spacing: true for this data set to index it anyway "
+                "(the quality report lists them)",
+                root,
+            )
     if policy is not None:
         ground_truth(df, policy, on_missing="drop")  # raises if the policy matches nothing
     meta["checksum"] = index_hash(df)
@@ -206,9 +222,19 @@ def spacing_outliers(
                 reason = f"{r:.2f}x the median {m:g} mm/px of device {images['device'].iloc[i]!r}"
             else:
                 continue
-            out.append({"dataset": str(images["dataset"].iloc[i]), "image_id": str(images["image_id"].iloc[i]),
-                        "device": str(images["device"].iloc[i]), "image_path": str(images["image_path"].iloc[i]),
-                        "axis": axis, "spacing_mm": sp, "device_median_mm": m, "ratio": r, "reason": reason})
+            out.append(
+                {
+                    "dataset": str(images["dataset"].iloc[i]),
+                    "image_id": str(images["image_id"].iloc[i]),
+                    "device": str(images["device"].iloc[i]),
+                    "image_path": str(images["image_path"].iloc[i]),
+                    "axis": axis,
+                    "spacing_mm": sp,
+                    "device_median_mm": m,
+                    "ratio": r,
+                    "reason": reason,
+                }
+            )
     return sorted(out, key=lambda d: (d["dataset"], d["image_id"], d["axis"]))
 
 
@@ -256,8 +282,7 @@ def validate_index(
         raise DataError("index is empty", source)
     dup = df.duplicated(KEY, keep=False)
     if dup.any():
-        raise DataError(f"{int(dup.sum())} rows with duplicate keys {KEY}, e.g. "
-                        f"{_examples(df[dup], KEY)}", source)
+        raise DataError(f"{int(dup.sum())} rows with duplicate keys {KEY}, e.g. {_examples(df[dup], KEY)}", source)
     if catalogue_names is not None:
         k = len(catalogue_names)
         li = df["landmark_index"].to_numpy()
@@ -266,59 +291,86 @@ def validate_index(
         expect = np.asarray(catalogue_names, dtype=object)[li]
         wrong = df["landmark_name"].to_numpy(dtype=object) != expect
         if wrong.any():
-            raise DataError("landmark_name does not match the catalogue order, e.g. "
-                            f"{_examples(df[wrong], ['image_id', 'landmark_index', 'landmark_name'])}", source)
+            raise DataError(
+                "landmark_name does not match the catalogue order, e.g. "
+                f"{_examples(df[wrong], ['image_id', 'landmark_index', 'landmark_name'])}",
+                source,
+            )
     counts = df.groupby(["dataset", "image_id", "annotator"], sort=False).size()
     k_expected = len(catalogue_names) if catalogue_names is not None else int(counts.max())
     odd = counts[counts != k_expected]
     if len(odd):
         ex = ", ".join(f"{i[1]}/{i[2]}: {n}" for i, n in odd.head(3).items())
-        raise DataError(f"inconsistent landmark counts: expected {k_expected} per image x annotator, "
-                        f"{len(odd)} differ ({ex})", source)
+        raise DataError(
+            f"inconsistent landmark counts: expected {k_expected} per image x annotator, {len(odd)} differ ({ex})",
+            source,
+        )
     per_image = df.drop_duplicates(["dataset", *IMAGE_COLUMNS])
     dupimg = per_image.duplicated(["dataset", "image_id"], keep=False)
     if dupimg.any():
-        raise DataError("image columns (split, path, size, spacing, device) differ between rows of one "
-                        f"image, e.g. image_id={per_image.loc[dupimg, 'image_id'].iloc[0]}", source)
+        raise DataError(
+            "image columns (split, path, size, spacing, device) differ between rows of one "
+            f"image, e.g. image_id={per_image.loc[dupimg, 'image_id'].iloc[0]}",
+            source,
+        )
     shared = per_image.drop_duplicates(["dataset", "image_id"]).duplicated("image_path", keep=False)
     if shared.any():
         ex = per_image.loc[shared].sort_values("image_path").head(2)
-        raise DataError(f"one image file under several image ids ({', '.join(ex['image_id'])} -> "
-                        f"{ex['image_path'].iloc[0]}); an image may appear once (in one split)", source)
+        raise DataError(
+            f"one image file under several image ids ({', '.join(ex['image_id'])} -> "
+            f"{ex['image_path'].iloc[0]}); an image may appear once (in one split)",
+            source,
+        )
     if (per_image["width"] <= 0).any() or (per_image["height"] <= 0).any():
         raise DataError("non-positive image width/height", source)
     sx, sy = per_image["spacing_x_mm"], per_image["spacing_y_mm"]
     nos = sx.isna() | sy.isna()
     if require_spacing and nos.any():
-        raise DataError(f"missing pixel spacing for {int(nos.sum())} image(s), e.g. "
-                        f"{_examples(per_image[nos], ['image_id', 'image_path'])}", source)
+        raise DataError(
+            f"missing pixel spacing for {int(nos.sum())} image(s), e.g. "
+            f"{_examples(per_image[nos], ['image_id', 'image_path'])}",
+            source,
+        )
     with np.errstate(invalid="ignore"):
         nonpos = ~nos & ((sx <= 0) | (sy <= 0) | ~np.isfinite(sx) | ~np.isfinite(sy))
     if nonpos.any():
-        raise DataError(f"non-positive pixel spacing, e.g. {_examples(per_image[nonpos], ['image_id', 'spacing_x_mm'])}",
-                        source)
+        raise DataError(
+            f"non-positive pixel spacing, e.g. {_examples(per_image[nonpos], ['image_id', 'spacing_x_mm'])}", source
+        )
     finite = np.isfinite(df["x"].to_numpy()) & np.isfinite(df["y"].to_numpy())
     vis_bad = finite != df["visible"].to_numpy()
     if vis_bad.any():
-        raise DataError("'visible' disagrees with finite x/y, e.g. "
-                        f"{_examples(df[vis_bad], ['image_id', 'annotator', 'landmark_name'])}", source)
+        raise DataError(
+            "'visible' disagrees with finite x/y, e.g. "
+            f"{_examples(df[vis_bad], ['image_id', 'annotator', 'landmark_name'])}",
+            source,
+        )
     out = _out_of_image(df)
     if out.any():
-        raise DataError(f"{int(out.sum())} landmark(s) outside the image, e.g. "
-                        f"{_examples(df[out], ['image_path', 'annotator', 'landmark_name', 'x', 'y', 'width', 'height'])}",
-                        source)
+        raise DataError(
+            f"{int(out.sum())} landmark(s) outside the image, e.g. "
+            f"{_examples(df[out], ['image_path', 'annotator', 'landmark_name', 'x', 'y', 'width', 'height'])}",
+            source,
+        )
     vis = df[df["visible"] & df["spacing_x_mm"].notna()]
     if len(vis):
         g = vis.groupby(["dataset", "image_id", "annotator"], sort=False).agg(
-            xmax=("x", "max"), ymax=("y", "max"), w=("width", "first"), h=("height", "first"),
-            n=("x", "size"), path=("image_path", "first"))
+            xmax=("x", "max"),
+            ymax=("y", "max"),
+            w=("width", "first"),
+            h=("height", "first"),
+            n=("x", "size"),
+            path=("image_path", "first"),
+        )
         mm_like = g[(g["n"] >= 3) & (g["xmax"] < g["w"] / 5) & (g["ymax"] < g["h"] / 5)]
         if len(mm_like):
             i, r = next(iter(mm_like.iterrows()))
             raise DataError(
                 f"coordinates look like millimetres, not pixels: {len(mm_like)} annotation(s) lie within 1/5 of "
                 f"the image size, e.g. {r['path']} ({i[2]}): max x {r['xmax']:.1f}, max y {r['ymax']:.1f} "
-                f"in a {r['w']}x{r['h']} image", source)
+                f"in a {r['w']}x{r['h']} image",
+                source,
+            )
 
 
 def _relative(p: str, root: Path | None) -> str:
@@ -348,8 +400,7 @@ def write_index(df: pd.DataFrame, path: str | Path, meta: dict | None = None) ->
     if not meta:
         raise ValueError("write_index: no metadata (build the table with build_index or pass meta)")
     df = _coerce(df)
-    validate_index(df, catalogue_names=meta.get("catalogue", {}).get("names"), source=path,
-                   require_spacing=False)
+    validate_index(df, catalogue_names=meta.get("catalogue", {}).get("names"), source=path, require_spacing=False)
     meta["schema_version"] = SCHEMA_VERSION
     meta["checksum"] = index_hash(df)
     root = (meta.get("source") or {}).get("root")
@@ -381,8 +432,11 @@ def read_index_metadata(path: str | Path) -> dict:
         raise DataError("not a cephalo landmark index (no 'cephalo' metadata)", path)
     meta = json.loads(raw)
     if int(meta.get("schema_version", -1)) != SCHEMA_VERSION:
-        raise DataError(f"index schema version {meta.get('schema_version')} != supported {SCHEMA_VERSION}; "
-                        "rebuild it with `cephalo index`", path)
+        raise DataError(
+            f"index schema version {meta.get('schema_version')} != supported {SCHEMA_VERSION}; "
+            "rebuild it with `cephalo index`",
+            path,
+        )
     return meta
 
 
@@ -398,8 +452,9 @@ def recorded_policy(path: str | Path, default: str = "mean") -> str:
         return default
 
 
-def read_index(path: str | Path, *, root: str | Path | None = None, check_images: bool = True,
-               require_spacing: bool = True) -> pd.DataFrame:
+def read_index(
+    path: str | Path, *, root: str | Path | None = None, check_images: bool = True, require_spacing: bool = True
+) -> pd.DataFrame:
     """Read and validate a landmark index.
 
     Args:
@@ -428,11 +483,15 @@ def read_index(path: str | Path, *, root: str | Path | None = None, check_images
         raise DataError(f"index lacks column(s) {missing}", path)
     df = table.select(COLUMNS).to_pandas(types_mapper={pa.int8(): pd.Int8Dtype()}.get)
     df = _coerce(df)
-    base = Path(root) if root is not None else (
-        Path(meta["source"]["root"]) if (meta.get("source") or {}).get("root") else path.parent)
+    base = (
+        Path(root)
+        if root is not None
+        else (Path(meta["source"]["root"]) if (meta.get("source") or {}).get("root") else path.parent)
+    )
     df["image_path"] = [p if os.path.isabs(p) else str(base / p) for p in df["image_path"]]
-    validate_index(df, catalogue_names=meta.get("catalogue", {}).get("names"),
-                   require_spacing=require_spacing, source=path)
+    validate_index(
+        df, catalogue_names=meta.get("catalogue", {}).get("names"), require_spacing=require_spacing, source=path
+    )
     if meta.get("checksum") and index_hash(df) != meta["checksum"]:
         raise DataError("content does not match the checksum in its metadata (edited or corrupted)", path)
     if check_images:
@@ -513,13 +572,17 @@ def ground_truth(df: pd.DataFrame, policy: str, *, on_missing: str = "error") ->
     else:
         out = df[df["annotator"] == policy]
         if len(out) == 0:
-            raise DataError(f"ground-truth policy {policy!r} matches no annotator; present: "
-                            f"{sorted(df['annotator'].unique())} (or 'mean')")
+            raise DataError(
+                f"ground-truth policy {policy!r} matches no annotator; present: "
+                f"{sorted(df['annotator'].unique())} (or 'mean')"
+            )
         all_imgs = df[key_img].drop_duplicates()
         lacking = all_imgs[~all_imgs.set_index(key_img).index.isin(out.set_index(key_img).index)]
         if len(lacking) and on_missing == "error":
-            raise DataError(f"{len(lacking)} image(s) have no {policy!r} annotation (e.g. "
-                            f"{list(lacking['image_id'].head(5))}); use policy 'mean' or drop them")
+            raise DataError(
+                f"{len(lacking)} image(s) have no {policy!r} annotation (e.g. "
+                f"{list(lacking['image_id'].head(5))}); use policy 'mean' or drop them"
+            )
     if len(out) == 0:
         raise DataError(f"ground-truth policy {policy!r} produced no rows")
     out = out.assign(annotator=policy)

@@ -46,5 +46,13 @@ KEY: list[str] = ["dataset", "image_id", "annotator", "landmark_index"]
 
 #: columns constant within one image
 IMAGE_COLUMNS: list[str] = [
-    "image_id", "split", "image_path", "width", "height", "spacing_x_mm", "spacing_y_mm", "device", "dataset",
+    "image_id",
+    "split",
+    "image_path",
+    "width",
+    "height",
+    "spacing_x_mm",
+    "spacing_y_mm",
+    "device",
+    "dataset",
 ]

@@ -21,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,6 +59,7 @@ _RESERVED = ("format", "format_version", "model_state_dict", "meta")
 
 #: the foreign layouts :func:`read_checkpoint` reads by default: the public ISBI HRNet's
 FOREIGN_READERS: tuple[CheckpointReader, ...] = (read_public_layout,)
+
 
 # ----------------------------------------------------------------------------- helpers
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -126,13 +128,12 @@ def torch_load_checked(path: Path, map_location: Any, trusted: bool) -> Any:
         if glob:
             raise CheckpointError(
                 f"holds a Python object ({glob.group(1)}) that safe loading refuses; "
-                "if you trust this file, load it with trusted=True", path
+                "if you trust this file, load it with trusted=True",
+                path,
             ) from None
         raise CheckpointError(_describe_bad_checkpoint(path), path) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError, TypeError):
         raise CheckpointError(_describe_bad_checkpoint(path), path) from None
-
-
 
 
 # ----------------------------------------------------------------------------- public API
@@ -166,7 +167,8 @@ def read_checkpoint(
         version = raw.get("format_version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise CheckpointError(
-                f"cephalo checkpoint format_version {version!r} is not supported (this cephalo reads <= {FORMAT_VERSION})",
+                f"cephalo checkpoint format_version {version!r} is not supported "
+                f"(this cephalo reads <= {FORMAT_VERSION})",
                 path,
             )
         try:
@@ -179,8 +181,9 @@ def read_checkpoint(
         extra = {k: v for k, v in raw.items() if k not in _RESERVED}
         return Checkpoint(path, "cephalo", sd, meta, extra)
 
-    error = CheckpointError("unknown checkpoint layout: not a cephalo checkpoint, and no reader of foreign "
-                            "layouts was given", path)
+    error = CheckpointError(
+        "unknown checkpoint layout: not a cephalo checkpoint, and no reader of foreign layouts was given", path
+    )
     for reader in readers:
         try:
             return reader(path, raw, landmark_names)
@@ -301,7 +304,9 @@ def load_model(
     return model.eval(), meta
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, meta: ModelMeta, extra: Mapping[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path, model: nn.Module, meta: ModelMeta, extra: Mapping[str, Any] | None = None
+) -> Path:
     """Write a cephalo checkpoint atomically (temporary file beside ``path``, then ``os.replace``).
 
     ``meta.arch_kwargs`` is completed from ``model.config`` (HRNet/timm keywords) when empty.
@@ -363,6 +368,7 @@ def write_failure(e: BaseException, path: str | Path) -> BaseException:
             return CheckpointError(f"cannot write the checkpoint: {why}", path)
         cur = cur.__cause__ or cur.__context__
     if isinstance(e, RuntimeError) and ("inline_container" in str(e) or "file write failed" in str(e)):
-        return CheckpointError(f"cannot write the checkpoint (torch: {str(e).splitlines()[0][:200]}); "
-                               "is the disk full?", path)
+        return CheckpointError(
+            f"cannot write the checkpoint (torch: {str(e).splitlines()[0][:200]}); is the disk full?", path
+        )
     return e

@@ -21,7 +21,7 @@ branch. No final upsampling: input (B, 3, H, W) -> logits (B, K, H/4, W/4).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -134,9 +134,7 @@ class HighResolutionModule(nn.Module):
         self.channels = list(channels)
         self.multi_scale_output = multi_scale_output
         n = len(channels)
-        self.branches = nn.ModuleList(
-            [_residual_stack(BasicBlock, c, c, num_blocks) for c in channels]
-        )
+        self.branches = nn.ModuleList([_residual_stack(BasicBlock, c, c, num_blocks) for c in channels])
         n_out = n if multi_scale_output else 1
         fuse = []
         for i in range(n_out):
@@ -153,7 +151,7 @@ class HighResolutionModule(nn.Module):
         self.relu = nn.ReLU(inplace=False)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        xs = [branch(x) for branch, x in zip(self.branches, xs)]
+        xs = [branch(x) for branch, x in zip(self.branches, xs, strict=False)]
         if self.fuse_layers is None:
             return xs
         out = []

@@ -9,9 +9,10 @@ loader is given (:data:`CheckpointReader`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -73,7 +74,7 @@ class ModelMeta:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelMeta":
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelMeta:
         """Inverse of :meth:`to_dict`. Raises ValueError on missing/unknown fields."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
@@ -115,7 +116,7 @@ def strip_prefixes(state_dict: Mapping[str, Any], prefixes: tuple[str, ...] = _P
         changed = False
         for p in prefixes:
             if all(k.startswith(p) for k in sd):
-                sd = {k[len(p):]: v for k, v in sd.items()}
+                sd = {k[len(p) :]: v for k, v in sd.items()}
                 changed = True
     return sd
 

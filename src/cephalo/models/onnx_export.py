@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,12 +115,20 @@ def export_onnx(
                 warnings.simplefilter("ignore")
                 try:
                     torch.onnx.export(
-                        bare, (x,), str(tmp), input_names=["image"], output_names=["heatmaps"],
-                        opset_version=opset, dynamo=False, do_constant_folding=True,
+                        bare,
+                        (x,),
+                        str(tmp),
+                        input_names=["image"],
+                        output_names=["heatmaps"],
+                        opset_version=opset,
+                        dynamo=False,
+                        do_constant_folding=True,
                         dynamic_axes={"image": {0: "batch"}, "heatmaps": {0: "batch"}} if dynamic_batch else None,
                     )
                 except Exception as e:
-                    raise CheckpointError(f"ONNX export failed ({type(e).__name__}: {e})".splitlines()[0], path) from None
+                    raise CheckpointError(
+                        f"ONNX export failed ({type(e).__name__}: {e})".splitlines()[0], path
+                    ) from None
             if metadata:
                 proto = onnx.load(str(tmp))
                 for key, value in metadata.items():

@@ -12,8 +12,9 @@ knows only the checkpoint's types and the HRNet, not the loader. Loading the pub
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -129,8 +130,12 @@ def read_public_layout(path: Path, raw: Mapping, landmark_names: Sequence[str] |
         key = "model_state_dict" if "model_state_dict" in raw else "state_dict"
         if not isinstance(raw[key], Mapping):
             raise CheckpointError(f"'{key}' is not a state dict", path)
-        sd, kind, extra, config = strip_prefixes(raw[key]), "public_training_dict", {
-            k: v for k, v in raw.items() if k != key}, raw.get("config")
+        sd, kind, extra, config = (
+            strip_prefixes(raw[key]),
+            "public_training_dict",
+            {k: v for k, v in raw.items() if k != key},
+            raw.get("config"),
+        )
     elif raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
         sd, kind, extra, config = strip_prefixes(raw), "public_state_dict", {}, None
     else:
@@ -146,9 +151,12 @@ def read_public_layout(path: Path, raw: Mapping, landmark_names: Sequence[str] |
             raise CheckpointError(f"config MODEL.NUM_JOINTS={nj} but final_layer has {k} channels", path)
     try:
         meta = public_hrnet_meta(
-            k, config if isinstance(config, Mapping) else None, landmark_names,
+            k,
+            config if isinstance(config, Mapping) else None,
+            landmark_names,
             _public_provenance(path, raw if kind == "public_training_dict" else None, file_sha256(path)),
-            arch, arch_kwargs,
+            arch,
+            arch_kwargs,
         )
     except ValueError as e:
         raise CheckpointError(str(e), path) from None

@@ -22,8 +22,8 @@ def create_model(name: str, num_landmarks: int, **kw: Any) -> nn.Module:
         name: ``hrnet_w18`` | ``hrnet_w32`` | ``hrnet_w48`` | ``timm:<timm model name>``.
         num_landmarks: K, heatmap channels (catalogue order of the landmark names it is trained on).
         **kw: model keywords. HRNet: ``num_modules``, ``num_blocks``, ``head_dropout``,
-            ``width`` (override, for tiny test models), ``pretrained`` (only ``False``). timm: ``pretrained`` (required, bool),
-            ``head_channels``, ``head_dropout``, ``timm_kwargs``.
+            ``width`` (override, for tiny test models), ``pretrained`` (only ``False``).
+            timm: ``pretrained`` (required, bool), ``head_channels``, ``head_dropout``, ``timm_kwargs``.
 
     Returns:
         nn.Module with ``stride == 4``: (B, 3, H, W) float32 -> (B, K, H/4, W/4) float32 logits.
@@ -38,7 +38,7 @@ def create_model(name: str, num_landmarks: int, **kw: Any) -> nn.Module:
             raise ValueError(
                 f"{name}: 'pretrained' must be given explicitly as true/false (model.pretrained in params)"
             )
-        return TimmHeatmapModel(name[len("timm:"):], num_landmarks, **kw)
+        return TimmHeatmapModel(name[len("timm:") :], num_landmarks, **kw)
     if name in HRNET_WIDTHS:
         return hrnet(name, num_landmarks, **kw)
     raise ValueError(f"unknown model {name!r}; valid: {list(MODEL_NAMES)}")

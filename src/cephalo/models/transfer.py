@@ -19,8 +19,9 @@ skipped with a reason; callers save it (``cephalo.io.write_json``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -109,7 +110,8 @@ def transfer_head(
         "copied": [{"name": dst_cat[j].name, "src_index": i, "dst_index": j} for i, j in pairs],
         "new": [
             {"name": lm.name, "dst_index": j, "init": new_channel_init}
-            for j, lm in enumerate(dst_cat) if j not in mapped_dst
+            for j, lm in enumerate(dst_cat)
+            if j not in mapped_dst
         ],
         "dropped": [lm.name for i, lm in enumerate(src_cat) if i not in mapped_src],
     }
@@ -117,12 +119,18 @@ def transfer_head(
         d = dst[hk]
         if hk not in src:
             reinit.append({"key": hk, "reason": "head tensor not in source"})
-            head["copied"], head["new"] = [], [{"name": lm.name, "dst_index": j, "init": "default"} for j, lm in enumerate(dst_cat)]
+            head["copied"], head["new"] = (
+                [],
+                [{"name": lm.name, "dst_index": j, "init": "default"} for j, lm in enumerate(dst_cat)],
+            )
             continue
         s = src[hk].to(dtype=d.dtype)
         if tuple(s.shape[1:]) != tuple(d.shape[1:]):
             reinit.append({"key": hk, "reason": f"head shape {tuple(s.shape)} in source vs {tuple(d.shape)}"})
-            head["copied"], head["new"] = [], [{"name": lm.name, "dst_index": j, "init": "default"} for j, lm in enumerate(dst_cat)]
+            head["copied"], head["new"] = (
+                [],
+                [{"name": lm.name, "dst_index": j, "init": "default"} for j, lm in enumerate(dst_cat)],
+            )
             continue
         t = d.clone()
         for i, j in pairs:
@@ -136,16 +144,19 @@ def transfer_head(
         if len(mapped_dst) == len(dst_cat) and len(pairs) == len(src_cat):
             loaded.append(hk)
         else:
-            reinit.append({
-                "key": hk,
-                "reason": f"partial by name: {len(pairs)} channels copied, "
-                          f"{len(dst_cat) - len(mapped_dst)} new ({new_channel_init})",
-            })
+            reinit.append(
+                {
+                    "key": hk,
+                    "reason": f"partial by name: {len(pairs)} channels copied, "
+                    f"{len(dst_cat) - len(mapped_dst)} new ({new_channel_init})",
+                }
+            )
 
     used = set(new_state)
     skipped = [
         {"key": k, "reason": "no such tensor in destination" if k not in dst else "shape mismatch"}
-        for k in src if k not in used
+        for k in src
+        if k not in used
     ]
     report = {
         "source": source,
@@ -210,6 +221,11 @@ def init_from_checkpoint(
         if src_names is None:
             raise ValueError("src_names is required with a bare state dict")
     return transfer_head(
-        model, state, src_names, dst_names,
-        min_backbone_fraction=min_backbone_fraction, new_channel_init=new_channel_init, source=source,
+        model,
+        state,
+        src_names,
+        dst_names,
+        min_backbone_fraction=min_backbone_fraction,
+        new_channel_init=new_channel_init,
+        source=source,
     )

@@ -16,7 +16,8 @@ float input, whose bit depth cannot be read from its dtype).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -64,9 +65,7 @@ def _max_value(dtype, spec: dict, max_value: float | None) -> float:
         return 255.0
     if dtype in (np.uint16, getattr(torch, "uint16", None)):
         return 65535.0
-    raise ValueError(
-        f"normalise: cannot infer the bit depth of {dtype} input; pass max_value (255 or 65535)"
-    )
+    raise ValueError(f"normalise: cannot infer the bit depth of {dtype} input; pass max_value (255 or 65535)")
 
 
 def normalise(images: Any, spec: str | Mapping | None = "imagenet", max_value: float | None = None):

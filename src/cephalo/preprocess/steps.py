@@ -11,8 +11,9 @@ arguments (unknown name -> ``ValueError`` listing the valid names).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -41,8 +42,15 @@ def _dtype_max(dtype: np.dtype) -> int:
     raise ValueError(f"expected a uint8 or uint16 image, got dtype {dtype}")
 
 
-_INTERP_ALIASES = {"bicubic": "cubic", "bilinear": "linear", "inter_cubic": "cubic", "inter_linear": "linear",
-                   "inter_area": "area", "inter_nearest": "nearest", "lanczos4": "lanczos"}
+_INTERP_ALIASES = {
+    "bicubic": "cubic",
+    "bilinear": "linear",
+    "inter_cubic": "cubic",
+    "inter_linear": "linear",
+    "inter_area": "area",
+    "inter_nearest": "nearest",
+    "lanczos4": "lanczos",
+}
 
 
 def _interp(name: str) -> str:
@@ -363,7 +371,7 @@ def parse_steps(steps: Any) -> list[Step]:
             kw = {k: v for k, v in item.items() if k != "name"}  # {"name": step, **kwargs} form
             out.append(create_step(item["name"], **kw))
         elif isinstance(item, Mapping) and len(item) == 1:
-            (name, kw), = item.items()
+            ((name, kw),) = item.items()
             out.append(create_step(str(name), **dict(kw or {})))
         else:
             raise ConfigError(f"cannot read preprocessing step {item!r}")
@@ -378,7 +386,7 @@ class Pipeline:
     steps: list[Step] = field(default_factory=list)
 
     @classmethod
-    def from_spec(cls, spec: Mapping | list) -> "Pipeline":
+    def from_spec(cls, spec: Mapping | list) -> Pipeline:
         """From a variant spec (``{"steps": [...], ...}``) or a bare step list."""
         steps = spec.get("steps") if isinstance(spec, Mapping) else spec
         return cls(parse_steps(steps))

@@ -25,10 +25,11 @@ import errno
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 AFFINE_COLUMNS = ("a00", "a01", "a02", "a10", "a11", "a12")
-
-
 
 
 def _canonical_spec(spec: Mapping) -> dict:
@@ -224,12 +223,15 @@ def _fit_references(pipe: Pipeline, df, root: Path, index_path: Path, index_sha:
         imgs = imgs.sort_values("image_id").head(int(step.max_images))
         before = Pipeline(pipe.steps[:i])
 
-        def gen():
+        def gen(imgs, ref_root, before):
             for row in tqdm(list(imgs.itertuples(index=False)), desc="histogram reference", disable=not progress):
                 img = read_image(_resolve(ref_root, row.image_path))
                 yield before(img, (row.spacing_x_mm, row.spacing_y_mm))[0]
 
-        step.fit(gen(), source={"index": str(ref_path), "sha256": ref_sha, "split": step.reference_split})
+        step.fit(
+            gen(imgs, ref_root, before),
+            source={"index": str(ref_path), "sha256": ref_sha, "split": step.reference_split},
+        )
     return hashes
 
 
@@ -292,6 +294,16 @@ def variant_columns(
     return cols
 
 
+@dataclass(frozen=True)
+class ImagesShape:
+    """What ``images.npy`` of a variant holds: ``n_images`` images of ``input_size`` ``(W, H)`` px,
+    of numpy dtype ``dtype`` (its name, e.g. ``"uint8"``)."""
+
+    n_images: int
+    input_size: tuple[int, int]
+    dtype: str
+
+
 def variant_meta(
     *,
     name: str,
@@ -300,14 +312,13 @@ def variant_meta(
     normalisation: Mapping,
     landmark_names: list[str],
     annotators: list[str],
-    input_size: tuple[int, int],
-    dtype: str,
-    n_images: int,
+    images: ImagesShape,
     source_index: Mapping,
     reference_indexes: Mapping,
     fingerprint: str,
 ) -> dict[str, Any]:
     """The content of ``variant.json`` (format and version filled in)."""
+    input_size, dtype, n_images = images.input_size, images.dtype, images.n_images
     return {
         "format": "cephalo-variant",
         "format_version": FORMAT_VERSION,
@@ -424,7 +435,9 @@ def build_variant(
     imgs = images_table(df).reset_index(drop=True)
     ids = [str(i) for i in imgs["image_id"]]
     if len(set(ids)) != len(ids):
-        raise DataError("index holds the same image_id in several data sets; preprocess one data set per variant", index_path)
+        raise DataError(
+            "index holds the same image_id in several data sets; preprocess one data set per variant", index_path
+        )
     gt = ground_truth_fn(df, ground_truth)
     coords_orig = _arrays_for(ids, gt, landmark_arrays, names)
     annotators = sorted(str(a) for a in df["annotator"].dropna().unique())
@@ -471,7 +484,9 @@ def build_variant(
         n_workers = max(1, int(workers if workers is not None else min(4, os.cpu_count() or 1)))
         with ThreadPoolExecutor(n_workers) as pool:
             results = pool.map(work, range(n)) if n_workers > 1 else map(work, range(n))
-            for k, (out, m) in enumerate(tqdm(results, total=n, desc=f"preprocess {name}".strip(), disable=not progress)):
+            for k, (out, m) in enumerate(
+                tqdm(results, total=n, desc=f"preprocess {name}".strip(), disable=not progress)
+            ):
                 cache[k] = out
                 affines[k] = m
         cache.flush()
@@ -511,9 +526,7 @@ def build_variant(
             normalisation=norm,
             landmark_names=names,
             annotators=annotators,
-            input_size=(int(W), int(H)),
-            dtype=np.dtype(dtype).name,
-            n_images=n,
+            images=ImagesShape(n_images=n, input_size=(int(W), int(H)), dtype=np.dtype(dtype).name),
             source_index={
                 "path": str(index_path),
                 "sha256": index_sha,
@@ -559,7 +572,13 @@ def load_variant(path: str | Path) -> Variant:
         if not names:
             return np.zeros((n, 0, 2))
         return np.stack(
-            [np.stack([table[fmt.format(nm, "x")].to_numpy(np.float64), table[fmt.format(nm, "y")].to_numpy(np.float64)], -1) for nm in names],
+            [
+                np.stack(
+                    [table[fmt.format(nm, "x")].to_numpy(np.float64), table[fmt.format(nm, "y")].to_numpy(np.float64)],
+                    -1,
+                )
+                for nm in names
+            ],
             axis=1,
         )
 

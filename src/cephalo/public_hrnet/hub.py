@@ -24,9 +24,10 @@ import os
 import re
 import shutil
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..errors import CheckpointError, ConfigError, DownloadError
 from ..io import atomic_path, file_sha256
@@ -82,7 +83,7 @@ class ModelSource:
     link: bool = False
 
     @classmethod
-    def from_params(cls, section: Mapping[str, Any] | None) -> "ModelSource":
+    def from_params(cls, section: Mapping[str, Any] | None) -> ModelSource:
         """Build from the ``model.source`` mapping (``None``/``{}`` = all defaults).
 
         Raises:
@@ -146,7 +147,7 @@ class ResolvedCheckpoint:
 def _norm_sha(value: str) -> str:
     v = str(value).strip().lower()
     if v.startswith("sha256:"):
-        v = v[len("sha256:"):]
+        v = v[len("sha256:") :]
     if not re.fullmatch(r"[0-9a-f]{64}", v):
         raise ConfigError(f"params: model.source.sha256 must be 64 hex digits (optionally 'sha256:'), got {value!r}")
     return v
@@ -164,8 +165,6 @@ def _env_offline() -> bool:
         return False
 
 
-
-
 def _check_file(path: Path, where: str) -> None:
     """Refuse what cannot be a torch checkpoint (empty, HTML, text)."""
     try:
@@ -178,7 +177,11 @@ def _check_file(path: Path, where: str) -> None:
     if head[:2] == b"PK" or head[:1] == b"\x80":
         return  # torch zip container / legacy pickle
     text = head.lstrip().lower()
-    what = "an HTML page" if text.startswith((b"<!doctype", b"<html", b"<")) else f"not a torch checkpoint (starts {head[:16]!r})"
+    what = (
+        "an HTML page"
+        if text.startswith((b"<!doctype", b"<html", b"<"))
+        else f"not a torch checkpoint (starts {head[:16]!r})"
+    )
     if text.startswith(b"version https://git-lfs"):
         what = "a Git LFS pointer, not the checkpoint (fetch the LFS object)"
     raise CheckpointError(f"{what} ({where})", path)
@@ -287,9 +290,7 @@ def resolve_checkpoint(source: ModelSource | Mapping[str, Any] | str | Path | No
     _check_file(path, where)
     digest = file_sha256(path)
     if src.sha256 is not None and digest != _norm_sha(src.sha256):
-        raise CheckpointError(
-            f"sha256 mismatch ({where}): expected {_norm_sha(src.sha256)}, got {digest}", path
-        )
+        raise CheckpointError(f"sha256 mismatch ({where}): expected {_norm_sha(src.sha256)}, got {digest}", path)
     return ResolvedCheckpoint(
         path=path,
         sha256=digest,
@@ -331,8 +332,10 @@ def fetch_model(
     if verify is not None:
         verify(resolved.path)
     if link is None:
-        link = bool(source.link) if isinstance(source, ModelSource) else bool(
-            isinstance(source, Mapping) and source.get("link")
+        link = (
+            bool(source.link)
+            if isinstance(source, ModelSource)
+            else bool(isinstance(source, Mapping) and source.get("link"))
         )
     out = Path(out)
     if out.exists() and out.resolve() == resolved.path.resolve():

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import torch
 
@@ -55,10 +55,7 @@ def reference_state_dict(
     spec: Mapping[str, torch.Tensor] | Iterable[tuple[str, tuple[int, ...], torch.dtype]],
 ) -> dict[str, torch.Tensor]:
     """Filled state dict, same keys/order/shapes as ``spec`` (a state dict or ``read_keys_json`` output)."""
-    if isinstance(spec, Mapping):
-        items = [(k, tuple(v.shape), v.dtype) for k, v in spec.items()]
-    else:
-        items = list(spec)
+    items = [(k, tuple(v.shape), v.dtype) for k, v in spec.items()] if isinstance(spec, Mapping) else list(spec)
     return {k: fill_tensor(k, s, d) for k, s, d in items}
 
 

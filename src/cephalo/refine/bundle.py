@@ -55,8 +55,13 @@ def is_bundle(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".json"
 
 
-def write_bundle(path: str | Path, global_ckpt: str | Path, refiner_ckpt: str | Path, settings: dict | None = None,
-                 calibration: dict | None = None) -> Path:
+def write_bundle(
+    path: str | Path,
+    global_ckpt: str | Path,
+    refiner_ckpt: str | Path,
+    settings: dict | None = None,
+    calibration: dict | None = None,
+) -> Path:
     """Write ``bundle.json`` pairing two checkpoints (paths stored relative to its folder).
 
     ``calibration``: conformal radii calibrated on the bundle's refined predictions (``cephalo
@@ -93,7 +98,9 @@ def read_bundle(path: str | Path, check_hashes: bool = True) -> Bundle:
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read bundle ({type(e).__name__}: {e})".splitlines()[0], path) from None
     if not isinstance(d, dict) or d.get("format") != BUNDLE_FORMAT:
-        raise CheckpointError(f"not a cephalo bundle (format {d.get('format') if isinstance(d, dict) else None!r})", path)
+        raise CheckpointError(
+            f"not a cephalo bundle (format {d.get('format') if isinstance(d, dict) else None!r})", path
+        )
     paths = {}
     for key in ("global", "refiner"):
         if not isinstance(d.get(key), str):
@@ -103,14 +110,23 @@ def read_bundle(path: str | Path, check_hashes: bool = True) -> Bundle:
         if not p.is_file():
             raise CheckpointError(f"bundle: {key} checkpoint not found ({p})", path)
         if check_hashes and d.get(f"{key}_sha256") and file_sha256(p) != d[f"{key}_sha256"]:
-            raise CheckpointError(f"bundle: {key} checkpoint {p} changed since the bundle was written "
-                                  "(sha256 differs); re-run cephalo train-refiner", path)
+            raise CheckpointError(
+                f"bundle: {key} checkpoint {p} changed since the bundle was written "
+                "(sha256 differs); re-run cephalo train-refiner",
+                path,
+            )
         paths[key] = p
     s: dict[str, Any] = d.get("refine") or {}
     try:
-        return Bundle(path=path, global_path=paths["global"], refiner_path=paths["refiner"],
-                      iterations=int(s.get("iterations", 1)), batch_size=int(s.get("batch_size", 64)),
-                      tta=TTAConfig.from_dict(s.get("tta"), "refine.tta"), settings=dict(s),
-                      calibration=d["calibration"] if isinstance(d.get("calibration"), dict) else None)
+        return Bundle(
+            path=path,
+            global_path=paths["global"],
+            refiner_path=paths["refiner"],
+            iterations=int(s.get("iterations", 1)),
+            batch_size=int(s.get("batch_size", 64)),
+            tta=TTAConfig.from_dict(s.get("tta"), "refine.tta"),
+            settings=dict(s),
+            calibration=d["calibration"] if isinstance(d.get("calibration"), dict) else None,
+        )
     except (TypeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"bundle: bad refine settings ({e})", path) from None

@@ -26,7 +26,9 @@ from ..errors import DataError
 __all__ = ["apply_gamma", "cut_windows", "image_spacing", "resample_to_spacing"]
 
 
-def image_spacing(spacing_xy: Sequence[float] | None, fallback_mm: float | None, label: str = "image") -> tuple[float, float]:
+def image_spacing(
+    spacing_xy: Sequence[float] | None, fallback_mm: float | None, label: str = "image"
+) -> tuple[float, float]:
     """``(sx, sy)`` mm/px of an image, or the fallback where it has none.
 
     Raises:
@@ -37,11 +39,16 @@ def image_spacing(spacing_xy: Sequence[float] | None, fallback_mm: float | None,
         return sp  # type: ignore[return-value]
     if fallback_mm is not None:
         return float(fallback_mm), float(fallback_mm)
-    raise DataError("no pixel spacing: refinement windows have a physical size; set refine.fallback_spacing_mm "
-                    "(or predict --spacing)", label)
+    raise DataError(
+        "no pixel spacing: refinement windows have a physical size; set refine.fallback_spacing_mm "
+        "(or predict --spacing)",
+        label,
+    )
 
 
-def resample_to_spacing(image: np.ndarray, spacing_xy: tuple[float, float], spacing_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def resample_to_spacing(
+    image: np.ndarray, spacing_xy: tuple[float, float], spacing_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Resample a whole original image to ``spacing_mm`` mm/px (area interpolation).
 
     Args:
@@ -58,8 +65,9 @@ def resample_to_spacing(image: np.ndarray, spacing_xy: tuple[float, float], spac
     return G.resize_image(image, (dw, dh), "area")
 
 
-def cut_windows(resampled: np.ndarray, m_resample: np.ndarray, centres: np.ndarray, window: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def cut_windows(
+    resampled: np.ndarray, m_resample: np.ndarray, centres: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Windows of ``window`` px around ``centres`` (original px) from a resampled image.
 
     Args:

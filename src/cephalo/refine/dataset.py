@@ -111,9 +111,19 @@ def _read_original_images(index_path: Path, ground_truth: str | None):
     return imgs, names, gt, paths, dtype, ground_truth
 
 
-def build_crop_set(index_path: str | Path, cfg: RefineConfig, jitter_sd_mm: float, *, train_rows: Sequence[int],
-                   val_rows: Sequence[int] = (), seed: int = 0, ground_truth: str | None = None,
-                   normalisation: Any = "imagenet", progress: bool = True, index=None) -> CropSet:
+def build_crop_set(
+    index_path: str | Path,
+    cfg: RefineConfig,
+    jitter_sd_mm: float,
+    *,
+    train_rows: Sequence[int],
+    val_rows: Sequence[int] = (),
+    seed: int = 0,
+    ground_truth: str | None = None,
+    normalisation: Any = "imagenet",
+    progress: bool = True,
+    index=None,
+) -> CropSet:
     """Jittered refinement windows of the images ``train_rows`` / ``val_rows`` of an index.
 
     Args:
@@ -136,7 +146,9 @@ def build_crop_set(index_path: str | Path, cfg: RefineConfig, jitter_sd_mm: floa
     from tqdm.auto import tqdm
 
     index_path = Path(index_path)
-    imgs, names, gt, paths, dtype, policy = index if index is not None else _read_original_images(index_path, ground_truth)
+    imgs, names, gt, paths, dtype, policy = (
+        index if index is not None else _read_original_images(index_path, ground_truth)
+    )
     K, R, win = len(names), int(cfg.crops_per_landmark), int(cfg.window)
     rows = [(int(r), "train") for r in train_rows] + [(int(r), "valid") for r in val_rows]
     out_imgs, aff, lm, lmo, ids, src, which, splits, devs, dsets, spac, sizes = ([] for _ in range(12))
@@ -191,11 +203,22 @@ def build_crop_set(index_path: str | Path, cfg: RefineConfig, jitter_sd_mm: floa
         "n_val_images": len(val_rows),
     }
     return CropSet(
-        images=np.concatenate(out_imgs), image_ids=ids, source_ids=np.asarray(src, dtype=object),
-        crop_landmark=np.concatenate(which).astype(np.int64), splits=np.asarray(splits, dtype=object),
-        devices=np.asarray(devs, dtype=object), datasets=np.asarray(dsets, dtype=object),
-        spacing=np.concatenate(spac), affines=np.concatenate(aff), landmarks=np.concatenate(lm),
-        landmarks_original=np.concatenate(lmo), landmark_names=list(names), orig_sizes=np.concatenate(sizes),
-        input_size=(win, win), normalisation=normalisation_spec(normalisation), spec=cfg.crop_spec(), meta=meta,
+        images=np.concatenate(out_imgs),
+        image_ids=ids,
+        source_ids=np.asarray(src, dtype=object),
+        crop_landmark=np.concatenate(which).astype(np.int64),
+        splits=np.asarray(splits, dtype=object),
+        devices=np.asarray(devs, dtype=object),
+        datasets=np.asarray(dsets, dtype=object),
+        spacing=np.concatenate(spac),
+        affines=np.concatenate(aff),
+        landmarks=np.concatenate(lm),
+        landmarks_original=np.concatenate(lmo),
+        landmark_names=list(names),
+        orig_sizes=np.concatenate(sizes),
+        input_size=(win, win),
+        normalisation=normalisation_spec(normalisation),
+        spec=cfg.crop_spec(),
+        meta=meta,
         path=f"{index_path}#refine-windows",
     )

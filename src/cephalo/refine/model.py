@@ -65,9 +65,14 @@ def load_refiner(path: str | Path, device: Any = "cpu") -> Refiner:
     if not isinstance(spec, dict) or "spacing_mm" not in spec or "window" not in spec:
         raise CheckpointError("not a refiner checkpoint (its meta.variant has no 'refine' window spec)", path)
     predictor = Predictor.from_meta(model, meta, device=device, device_key="refiner device")
-    return Refiner(predictor=predictor, meta=meta, spacing_mm=float(spec["spacing_mm"]),
-                   window=int(spec["window"][0]), fallback_spacing_mm=spec.get("fallback_spacing_mm"),
-                   path=Path(path))
+    return Refiner(
+        predictor=predictor,
+        meta=meta,
+        spacing_mm=float(spec["spacing_mm"]),
+        window=int(spec["window"][0]),
+        fallback_spacing_mm=spec.get("fallback_spacing_mm"),
+        path=Path(path),
+    )
 
 
 @dataclass
@@ -87,9 +92,17 @@ class RefineResult:
     spread_px: np.ndarray
 
 
-def refine_predictions(refiner: Refiner, image: np.ndarray, coarse: np.ndarray, names: Sequence[str],
-                       spacing_xy: Sequence[float] | None, *, tta: TTAConfig | None = None, iterations: int = 1,
-                       batch_size: int = 64) -> RefineResult:
+def refine_predictions(
+    refiner: Refiner,
+    image: np.ndarray,
+    coarse: np.ndarray,
+    names: Sequence[str],
+    spacing_xy: Sequence[float] | None,
+    *,
+    tta: TTAConfig | None = None,
+    iterations: int = 1,
+    batch_size: int = 64,
+) -> RefineResult:
     """Refine the coarse landmarks of one image with windows cut from the original image.
 
     For each landmark ``k`` the refiner knows (by canonical name) and each test-time pass
@@ -149,8 +162,12 @@ def refine_predictions(refiner: Refiner, image: np.ndarray, coarse: np.ndarray, 
         wins_a, affs_a = np.concatenate(wins), np.concatenate(affs)
         chan_a, who_a = np.concatenate(chan), np.concatenate(who)
         size = np.tile([image.shape[1], image.shape[0]], (len(wins_a), 1))
-        parts = [refiner.predictor.predict(list(wins_a[b:b + batch_size]), affs_a[b:b + batch_size],
-                                           size[b:b + batch_size]) for b in range(0, len(wins_a), batch_size)]
+        parts = [
+            refiner.predictor.predict(
+                list(wins_a[b : b + batch_size]), affs_a[b : b + batch_size], size[b : b + batch_size]
+            )
+            for b in range(0, len(wins_a), batch_size)
+        ]
         p = Predictions.concatenate(parts)
         sel = np.arange(len(wins_a))
         c_orig = p.coords[sel, chan_a]  # channel k of the window cut for landmark k, original px
@@ -169,8 +186,9 @@ def refine_predictions(refiner: Refiner, image: np.ndarray, coarse: np.ndarray, 
     return RefineResult(out, refined, conf, spread)
 
 
-def image_refiner(refiner: Refiner, names: Sequence[str], *, tta: TTAConfig | None = None, iterations: int = 1,
-                  batch_size: int = 64):
+def image_refiner(
+    refiner: Refiner, names: Sequence[str], *, tta: TTAConfig | None = None, iterations: int = 1, batch_size: int = 64
+):
     """A callable ``(image (H, W) original, coarse (K, 2) original px, spacing (2,) or None) -> (K, 2)``.
 
     ``names`` are the K canonical names of ``coarse`` (the global model's channels). Used by
@@ -178,8 +196,9 @@ def image_refiner(refiner: Refiner, names: Sequence[str], *, tta: TTAConfig | No
     """
 
     def run(image: np.ndarray, coarse: np.ndarray, spacing_xy) -> np.ndarray:
-        return refine_predictions(refiner, image, coarse, names, spacing_xy, tta=tta, iterations=iterations,
-                                  batch_size=batch_size).coords
+        return refine_predictions(
+            refiner, image, coarse, names, spacing_xy, tta=tta, iterations=iterations, batch_size=batch_size
+        ).coords
 
     return run
 
@@ -195,8 +214,10 @@ def original_image_paths(variant: Any, rows: Sequence[int]) -> list[Path]:
     """
     table = getattr(variant, "table", None)
     if table is None or "image_path" not in table:
-        raise DataError("the variant records no original image paths; refinement needs the originals",
-                        getattr(variant, "path", None))
+        raise DataError(
+            "the variant records no original image paths; refinement needs the originals",
+            getattr(variant, "path", None),
+        )
     src = Path(str(((getattr(variant, "meta", {}) or {}).get("source_index") or {}).get("path", "")))
     out = []
     for r in rows:
@@ -221,7 +242,7 @@ def variant_refiner(refine_image, variant: Any, progress: bool = False):
         coords = np.asarray(coords, dtype=np.float64)
         paths = original_image_paths(variant, rows)
         out = coords.copy()
-        for j, (r, p) in enumerate(tqdm(list(zip(rows, paths)), desc="refine", disable=not progress)):
+        for j, (r, p) in enumerate(tqdm(list(zip(rows, paths, strict=True)), desc="refine", disable=not progress)):
             out[j] = refine_image(read_image(p), coords[j], np.asarray(variant.spacing, dtype=np.float64)[int(r)])
         return out
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from ..config.schema import RefineConfig
 from ..errors import ConfigError
 from ..io import write_json
 from ..models import read_checkpoint
-from ..train import train_on_variant
+from ..train import TrainRecording, train_on_variant
 from ..train.loop import resolve_splits
 from .dataset import _read_original_images, build_crop_set, jitter_from_mre
 
@@ -48,18 +47,28 @@ def choose_jitter(cfg: RefineConfig, global_ckpt: str | Path | None) -> tuple[fl
 
     ck = read_checkpoint(global_ckpt)
     sel = (ck.extra or {}).get("selection") or {}
-    mre = ((sel.get("metrics") or {}).get("val_mre_mm"))
+    mre = (sel.get("metrics") or {}).get("val_mre_mm")
     if mre is None or not np.isfinite(mre):
-        raise ConfigError("params refine.jitter_mm: 'auto' but the global checkpoint records no validation MRE "
-                          f"({global_ckpt}); set a number")
+        raise ConfigError(
+            "params refine.jitter_mm: 'auto' but the global checkpoint records no validation MRE "
+            f"({global_ckpt}); set a number"
+        )
     sd = float(np.clip(cfg.jitter_scale * jitter_from_mre(float(mre)), cfg.min_jitter_mm, cfg.max_jitter_mm))
     return sd, f"auto: {cfg.jitter_scale} x validation MRE {float(mre):.3f} mm / sqrt(pi/2) of {global_ckpt}"
 
 
-def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: RefineConfig, *,
-                  global_ckpt: str | Path | None = None, codec_params: Mapping | None = None,
-                  params: Mapping | None = None, tracking: Any = None, progress: bool = True,
-                  command: str | None = None, ground_truth: str | None = None):
+def train_refiner(
+    index_path: str | Path,
+    out_dir: str | Path,
+    tcfg,
+    rcfg: RefineConfig,
+    *,
+    global_ckpt: str | Path | None = None,
+    codec_params: Mapping | None = None,
+    recording: TrainRecording | None = None,
+    progress: bool = True,
+    ground_truth: str | None = None,
+):
     """Train a refiner on the images of an index; write ``out_dir`` (``cephalo bundle`` pairs it with a global model).
 
     Args:
@@ -70,7 +79,7 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
         rcfg: :class:`RefineConfig`.
         global_ckpt: the global model the refiner follows (jitter ``auto`` from its validation MRE).
         codec_params: ``codec:`` params (sigma, decoder); input size = the window.
-        params, tracking, progress, command: as ``cephalo.train.train_on_variant``.
+        recording, progress: as ``cephalo.train.train_on_variant``.
         ground_truth: annotator policy (default: the index's).
 
     Returns:
@@ -83,12 +92,21 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
     jitter, jitter_src = choose_jitter(rcfg, global_ckpt)
     idx = _read_original_images(index_path, ground_truth)
     imgs = idx[0]
-    train_rows, val_rows, val_desc = resolve_splits(imgs["split"].to_numpy(), [str(i) for i in imgs["image_id"]],
-                                                    tcfg, str(index_path))
-    log.info("refiner: windows %d px at %.3g mm/px, jitter s.d. %.3g mm (%s); %d train / %d validation images",
-             rcfg.window, rcfg.spacing_mm, jitter, jitter_src, len(train_rows), len(val_rows))
-    crops = build_crop_set(index_path, rcfg, jitter, train_rows=train_rows, val_rows=val_rows, seed=tcfg.seed,
-                           progress=progress, index=idx)
+    train_rows, val_rows, val_desc = resolve_splits(
+        imgs["split"].to_numpy(), [str(i) for i in imgs["image_id"]], tcfg, str(index_path)
+    )
+    log.info(
+        "refiner: windows %d px at %.3g mm/px, jitter s.d. %.3g mm (%s); %d train / %d validation images",
+        rcfg.window,
+        rcfg.spacing_mm,
+        jitter,
+        jitter_src,
+        len(train_rows),
+        len(val_rows),
+    )
+    crops = build_crop_set(
+        index_path, rcfg, jitter, train_rows=train_rows, val_rows=val_rows, seed=tcfg.seed, progress=progress, index=idx
+    )
     crops.meta["validation"] = val_desc
     crops.meta["jitter_source"] = jitter_src
     # the windows carry their own train/valid labels (split by image above)
@@ -100,12 +118,28 @@ def train_refiner(index_path: str | Path, out_dir: str | Path, tcfg, rcfg: Refin
     if cfg.init.resolved(bool(kwargs.get("pretrained", False))).source == "checkpoint":
         arch, kwargs = None, {}  # the init checkpoint's own architecture
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = train_on_variant(crops, out_dir, cfg, arch=arch, model_kwargs=kwargs, codec_params=codec_params,
-                              params=params, tracking=tracking, progress=progress, command=command)
-    write_json(out_dir / "refine.json", {
-        "refine": rcfg.training_settings(), "jitter_sd_mm": jitter, "jitter_source": jitter_src,
-        "n_windows": len(crops), "n_train_windows": int((crops.splits == "train").sum()),
-        "n_val_windows": int((crops.splits == "valid").sum()), "validation": val_desc,
-        "index": str(index_path), "global": None if global_ckpt is None else str(global_ckpt),
-    })
+    result = train_on_variant(
+        crops,
+        out_dir,
+        cfg,
+        arch=arch,
+        model_kwargs=kwargs,
+        codec_params=codec_params,
+        recording=recording,
+        progress=progress,
+    )
+    write_json(
+        out_dir / "refine.json",
+        {
+            "refine": rcfg.training_settings(),
+            "jitter_sd_mm": jitter,
+            "jitter_source": jitter_src,
+            "n_windows": len(crops),
+            "n_train_windows": int((crops.splits == "train").sum()),
+            "n_val_windows": int((crops.splits == "valid").sum()),
+            "validation": val_desc,
+            "index": str(index_path),
+            "global": None if global_ckpt is None else str(global_ckpt),
+        },
+    )
     return result

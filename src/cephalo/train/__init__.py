@@ -4,7 +4,8 @@ Public API:
 
 * :class:`TrainConfig` - the ``train:`` params section, validated.
 * :func:`train_on_variant` - what ``cephalo train`` runs: build model/codec/loss from a
-  preprocessing variant and train (``best.pt``, ``last.pt``, ``history.csv``, ``train.json``).
+  preprocessing variant and train (``best.pt``, ``last.pt``, ``history.csv``, ``train.json``);
+  :class:`TrainRecording` - what it records about itself (params, command, MLflow run).
 * :class:`Trainer` - the loop itself, on ready objects (model, variant, codec, loss).
 * :func:`adapt_batchnorm` - AdaBN (Li et al., 2016) on unlabelled target images.
 * :func:`make_synthetic_variant` - a learnable synthetic variant directory (tests, benchmarks).
@@ -28,6 +29,7 @@ __all__ = [
     "TrainResult",
     "NonFiniteLossError",
     "train_on_variant",
+    "TrainRecording",
     "adapt_batchnorm",
     "make_synthetic_variant",
 ]
@@ -40,6 +42,7 @@ _LAZY = {
     "TrainResult": "loop",
     "NonFiniteLossError": "loop",
     "train_on_variant": "runner",
+    "TrainRecording": "runner",
     "adapt_batchnorm": "adabn",
     "make_synthetic_variant": "synthetic",
 }

@@ -12,7 +12,8 @@ is computed.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,13 +26,23 @@ __all__ = ["adapt_batchnorm", "batchnorm_layers"]
 
 def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
     """``(name, module)`` of every BatchNorm (1d/2d/3d, SyncBatchNorm) layer tracking running stats."""
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    return [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
 
 
 @torch.no_grad()
-def adapt_batchnorm(model: nn.Module, images: np.ndarray, rows: Sequence[int], normalisation: Any,
-                    device: str | torch.device = "cpu", batch_size: int = 16, progress: bool = True) -> dict:
+def adapt_batchnorm(
+    model: nn.Module,
+    images: np.ndarray,
+    rows: Sequence[int],
+    normalisation: Any,
+    device: str | torch.device = "cpu",
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict:
     """Re-estimate BatchNorm running statistics of ``model`` in place on ``images[rows]``.
 
     Args:
@@ -72,7 +83,7 @@ def adapt_batchnorm(model: nn.Module, images: np.ndarray, rows: Sequence[int], n
             m.momentum = None  # cumulative moving average
             m.train()
         for s in tqdm(range(0, len(rows), batch_size), desc="AdaBN", disable=not progress, leave=False):
-            r = rows[s:s + batch_size]
+            r = rows[s : s + batch_size]
             x = normalise(torch.from_numpy(np.stack([np.asarray(images[i]) for i in r])).to(device), normalisation)
             model(x)
             n_batches += 1

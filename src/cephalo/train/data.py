@@ -22,7 +22,7 @@ the device.
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -131,9 +131,17 @@ class EpochBatchSampler(Sampler[list[int]]):
     world_size``; rank ``r`` yields ``perm[g*B + r*b : g*B + (r+1)*b]``.
     """
 
-    def __init__(self, n: int, batch_size: int, world_size: int = 1, rank: int = 0,
-                 shuffle: bool = True, drop_last: bool = True, seed: int = 0,
-                 max_batches: int | None = None):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        world_size: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        max_batches: int | None = None,
+    ):
         self.n, self.b, self.world, self.rank = int(n), int(batch_size), int(world_size), int(rank)
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, int(seed)
         self.max_batches = max_batches
@@ -157,11 +165,11 @@ class EpochBatchSampler(Sampler[list[int]]):
         nb = self.n // B if self.drop_last else -(-self.n // B)
         if self.max_batches is not None:
             nb = min(nb, int(self.max_batches))
-        return [perm[g * B:(g + 1) * B] for g in range(nb)]
+        return [perm[g * B : (g + 1) * B] for g in range(nb)]
 
     def __iter__(self) -> Iterator[list[int]]:
-        for gb in self._global_batches()[self.start:]:
-            part = gb[self.rank * self.b:(self.rank + 1) * self.b]
+        for gb in self._global_batches()[self.start :]:
+            part = gb[self.rank * self.b : (self.rank + 1) * self.b]
             yield [int(i) for i in part]
 
     def __len__(self) -> int:
@@ -181,7 +189,9 @@ class _WorkerSeeder:
 
 def seed_worker(seed: int, epoch: int, rank: int, worker_id: int) -> int:
     """Seed python ``random``, numpy's global RNG and torch in a data-loader worker; returns the seed."""
-    s = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(rank), int(worker_id)]).generate_state(1)[0])
+    s = int(
+        np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(epoch), int(rank), int(worker_id)]).generate_state(1)[0]
+    )
     random.seed(s)
     np.random.seed(s)
     torch.manual_seed(s)
@@ -199,8 +209,15 @@ def loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
     return g
 
 
-def make_loader(dataset: HeatmapDataset, sampler: EpochBatchSampler, epoch: int, num_workers: int,
-                pin_memory: bool, rank: int = 0, start: int = 0) -> DataLoader:
+def make_loader(
+    dataset: HeatmapDataset,
+    sampler: EpochBatchSampler,
+    epoch: int,
+    num_workers: int,
+    pin_memory: bool,
+    rank: int = 0,
+    start: int = 0,
+) -> DataLoader:
     """A DataLoader for one epoch (workers re-created and re-seeded each epoch).
 
     ``pin_memory`` should be True on CUDA (then copy with ``non_blocking=True``); ``start``

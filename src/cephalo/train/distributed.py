@@ -16,8 +16,7 @@ import torch.distributed as dist
 
 from ..inference import resolve_device
 
-__all__ = ["DistInfo", "setup", "teardown", "resolve_device", "barrier", "broadcast_floats", "all_min",
-           "all_sum"]
+__all__ = ["DistInfo", "setup", "teardown", "resolve_device", "barrier", "broadcast_floats", "all_min", "all_sum"]
 
 
 @dataclass(frozen=True)

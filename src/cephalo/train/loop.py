@@ -7,9 +7,9 @@ Outputs in ``out_dir`` (rank 0 only):
 
 * ``last.pt`` - after every epoch (and every ``checkpoint_every_steps`` optimizer steps): weights + the
   training state (:mod:`cephalo.train.state`: optimizer, scheduler, GradScaler, EMA, RNG states of
-  every rank, epoch, best score, history, and the config fingerprint). Written atomically, so a kill at any moment leaves the previous
-  epoch's file intact; ``Trainer.run`` resumes from it and ends with the same weights as an
-  uninterrupted run (bitwise on CPU, ``deterministic: true``).
+  every rank, epoch, best score, history, and the config fingerprint). Written atomically, so a kill
+  at any moment leaves the previous epoch's file intact; ``Trainer.run`` resumes from it and ends
+  with the same weights as an uninterrupted run (bitwise on CPU, ``deterministic: true``).
 * ``best.pt`` - the weights that scored the lowest validation MRE (mm) so far (the EMA
   weights when EMA is on).
 * ``history.csv`` - one row per epoch (DVC plots), rewritten atomically.
@@ -30,9 +30,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,10 +57,22 @@ __all__ = ["Trainer", "TrainerOptions", "TrainResult", "NonFiniteLossError", "HI
 log = logging.getLogger("cephalo.train")
 
 HISTORY_COLUMNS = [
-    "epoch", "train_loss", "val_loss", "val_mre_mm", "val_sd_mm", "val_sdr_2mm", "val_mre_px",
-    "val_spread_ratio", "val_degenerate", "lr_backbone", "lr_head", "epoch_time_s", "images_per_s",
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_mre_mm",
+    "val_sd_mm",
+    "val_sdr_2mm",
+    "val_mre_px",
+    "val_spread_ratio",
+    "val_degenerate",
+    "lr_backbone",
+    "lr_head",
+    "epoch_time_s",
+    "images_per_s",
     "is_best",
 ]
+
 
 class NonFiniteLossError(CephaloError):
     """The loss became NaN/inf; the run stopped and the last good checkpoint is intact."""
@@ -81,15 +94,21 @@ class TrainResult:
 
     def to_dict(self) -> dict:
         return {
-            "out_dir": str(self.out_dir), "epochs_run": self.epochs_run, "best_epoch": self.best_epoch,
-            "best_score": self.best_score, "score_name": self.score_name, "stopped_early": self.stopped_early,
-            "resumed_from_epoch": self.resumed_from_epoch, "seconds": round(self.seconds, 3),
+            "out_dir": str(self.out_dir),
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "best_score": self.best_score,
+            "score_name": self.score_name,
+            "stopped_early": self.stopped_early,
+            "resumed_from_epoch": self.resumed_from_epoch,
+            "seconds": round(self.seconds, 3),
             "final": self.history[-1] if self.history else None,
         }
 
 
-def validation_figures(pred: np.ndarray | None, gt: np.ndarray | None, spacing: np.ndarray | None,
-                       degenerate: np.ndarray | None = None) -> dict:
+def validation_figures(
+    pred: np.ndarray | None, gt: np.ndarray | None, spacing: np.ndarray | None, degenerate: np.ndarray | None = None
+) -> dict:
     """The validation columns of ``history.csv`` (except ``val_loss``), computed with the same
     code as ``cephalo evaluate``'s ``metrics.json`` (:mod:`cephalo.evaluate.metrics`).
 
@@ -107,8 +126,15 @@ def validation_figures(pred: np.ndarray | None, gt: np.ndarray | None, spacing: 
         ``metrics.spread_ratio``), ``val_degenerate`` (count), and ``val_loss`` (NaN here).
     """
     nan = float("nan")
-    out = {"val_loss": nan, "val_mre_mm": nan, "val_sd_mm": nan, "val_sdr_2mm": nan, "val_mre_px": nan,
-           "val_spread_ratio": nan, "val_degenerate": 0}
+    out = {
+        "val_loss": nan,
+        "val_mre_mm": nan,
+        "val_sd_mm": nan,
+        "val_sdr_2mm": nan,
+        "val_mre_px": nan,
+        "val_spread_ratio": nan,
+        "val_degenerate": 0,
+    }
     if pred is None or gt is None or spacing is None:
         return out
     pred = np.asarray(pred, dtype=np.float64)
@@ -145,8 +171,9 @@ def resolve_splits(splits, image_ids, cfg: TrainConfig, label: str = "variant"):
     present = sorted(set(splits.tolist()))
     train = np.flatnonzero(splits == cfg.train_split)
     if len(train) == 0:
-        raise DataError(f"no images in training split {cfg.train_split!r} (splits present: {present}); "
-                        "set train.train_split", label)
+        raise DataError(
+            f"no images in training split {cfg.train_split!r} (splits present: {present}); set train.train_split", label
+        )
     vs = cfg.val_split
     if vs is None:
         return train, np.zeros(0, np.int64), "none"
@@ -158,16 +185,20 @@ def resolve_splits(splits, image_ids, cfg: TrainConfig, label: str = "variant"):
             return train, np.zeros(0, np.int64), "none"
         n_val = int(math.ceil(cfg.val_fraction * len(train)))
         if n_val >= len(train):
-            raise DataError(f"val_fraction {cfg.val_fraction} of {len(train)} training images leaves none "
-                            "to train on", label)
+            raise DataError(
+                f"val_fraction {cfg.val_fraction} of {len(train)} training images leaves none to train on", label
+            )
         key = [hashlib.sha256(f"{cfg.seed}:{image_ids[int(r)]}".encode()).hexdigest() for r in train]
         order = np.argsort(np.asarray(key), kind="stable")
         val = np.sort(train[order[:n_val]])
         return np.setdiff1d(train, val), val, f"{n_val} held out of split {cfg.train_split!r} (val_fraction)"
     val = np.flatnonzero(splits == vs)
     if len(val) == 0:
-        raise DataError(f"no images in validation split {vs!r} (splits present: {present}); set "
-                        "train.val_split (auto holds out train.val_fraction of the training split)", label)
+        raise DataError(
+            f"no images in validation split {vs!r} (splits present: {present}); set "
+            "train.val_split (auto holds out train.val_fraction of the training split)",
+            label,
+        )
     return train, val, f"split {vs!r}"
 
 
@@ -220,9 +251,19 @@ class Trainer:
         NonFiniteLossError: NaN/inf loss; ``last.pt`` keeps the last completed epoch.
     """
 
-    def __init__(self, model: nn.Module, variant: Any, codec: Any, loss_fn: Callable, cfg: TrainConfig,
-                 out_dir: str | Path, meta: dict | None = None, new_param_names: Sequence[str] = (),
-                 augment_factory: Callable | None = None, options: TrainerOptions | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        variant: Any,
+        codec: Any,
+        loss_fn: Callable,
+        cfg: TrainConfig,
+        out_dir: str | Path,
+        meta: dict | None = None,
+        new_param_names: Sequence[str] = (),
+        augment_factory: Callable | None = None,
+        options: TrainerOptions | None = None,
+    ):
         opts = options or TrainerOptions()
         dist_info, save_fn, tracker = opts.dist_info, opts.save_fn, opts.tracker
         progress, data_label = opts.progress, opts.data_label
@@ -245,7 +286,8 @@ class Trainer:
             raise ValueError(f"new_param_names not in the model: {sorted(unknown)[:5]}")
 
         self.train_rows, self.val_rows, self.val_desc = resolve_splits(
-            variant.splits, variant.image_ids, cfg, self.data_label)
+            variant.splits, variant.image_ids, cfg, self.data_label
+        )
         self.K = len(variant.landmark_names)
         # model selection: validation MRE in mm; in original pixels where the validation images
         # have no pixel spacing; the training loss when there is no validation set
@@ -255,8 +297,9 @@ class Trainer:
             self.score_name = "val_mre_mm"
         else:
             self.score_name = "val_mre_px"
-            log.warning("%s: validation images have no pixel spacing: best.pt is chosen by MRE in pixels",
-                        self.data_label)
+            log.warning(
+                "%s: validation images have no pixel spacing: best.pt is chosen by MRE in pixels", self.data_label
+            )
 
         # ---------------------------------------------------------- precision
         self.on_cuda = self.device.type == "cuda"
@@ -276,11 +319,16 @@ class Trainer:
         # ---------------------------------------------------------- model
         model.to(self.device)
         if self.on_cuda:  # a batch that cannot fit stops here in one line, not in a CUDA OOM traceback
-            est = estimate_training_memory(model, tuple(int(v) for v in variant.input_size), self.device,
-                                           self.amp_dtype)
+            est = estimate_training_memory(
+                model, tuple(int(v) for v in variant.input_size), self.device, self.amp_dtype
+            )
             free, _ = torch.cuda.mem_get_info(self.device)
-            check_batch_fits(est, cfg.batch_size, free + torch.cuda.memory_allocated(self.device),
-                             torch.cuda.get_device_name(self.device))
+            check_batch_fits(
+                est,
+                cfg.batch_size,
+                free + torch.cuda.memory_allocated(self.device),
+                torch.cuda.get_device_name(self.device),
+            )
         if cfg.sync_bn and self.info.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.raw_model = model
@@ -290,29 +338,48 @@ class Trainer:
             # find_unused_parameters: HRNet's last stage-4 module computes low-resolution outputs
             # the head never uses (as in the public checkpoint). (static_graph would avoid the
             # per-step search but breaks no_sync() gradient accumulation in torch 2.x.)
-            self.model = DDP(model, device_ids=[self.device.index] if self.on_cuda else None,
-                             find_unused_parameters=True)
+            self.model = DDP(
+                model, device_ids=[self.device.index] if self.on_cuda else None, find_unused_parameters=True
+            )
         else:
             self.model = model
 
         # ---------------------------------------------------------- data
         eod = cfg.encode_on_device
         self.encode_on_device = (self.on_cuda and hasattr(codec, "encode_torch")) if eod == "auto" else bool(eod)
-        self.train_ds = HeatmapDataset(variant.images, variant.landmarks, self.train_rows, codec,
-                                       augment_factory, seed=cfg.seed, encode=not self.encode_on_device)
-        self.sampler = EpochBatchSampler(len(self.train_rows), cfg.batch_size, self.info.world_size,
-                                         self.info.rank, shuffle=True, drop_last=cfg.drop_last,
-                                         seed=cfg.seed, max_batches=cfg.max_steps_per_epoch)
+        self.train_ds = HeatmapDataset(
+            variant.images,
+            variant.landmarks,
+            self.train_rows,
+            codec,
+            augment_factory,
+            seed=cfg.seed,
+            encode=not self.encode_on_device,
+        )
+        self.sampler = EpochBatchSampler(
+            len(self.train_rows),
+            cfg.batch_size,
+            self.info.world_size,
+            self.info.rank,
+            shuffle=True,
+            drop_last=cfg.drop_last,
+            seed=cfg.seed,
+            max_batches=cfg.max_steps_per_epoch,
+        )
         n_micro = len(self.sampler)
         if n_micro == 0:
-            raise DataError(f"training split {cfg.train_split!r} has {len(self.train_rows)} images, fewer than "
-                            f"one global batch ({cfg.batch_size} x {self.info.world_size} processes) with "
-                            "drop_last; lower train.batch_size or set train.drop_last: false", self.data_label)
+            raise DataError(
+                f"training split {cfg.train_split!r} has {len(self.train_rows)} images, fewer than "
+                f"one global batch ({cfg.batch_size} x {self.info.world_size} processes) with "
+                "drop_last; lower train.batch_size or set train.drop_last: false",
+                self.data_label,
+            )
         self.steps_per_epoch = math.ceil(n_micro / cfg.accumulate)
 
         # ---------------------------------------------------------- optimisation
-        self.optimizer = build_optimizer(self.raw_model, self.new_param_names, cfg.lr, cfg.effective_head_lr,
-                                         cfg.weight_decay, cfg.betas)
+        self.optimizer = build_optimizer(
+            self.raw_model, self.new_param_names, cfg.lr, cfg.effective_head_lr, cfg.weight_decay, cfg.betas
+        )
         total = self.steps_per_epoch * cfg.epochs
         warm = int(round(cfg.warmup_epochs * self.steps_per_epoch))
         self.scheduler = build_scheduler(self.optimizer, total, warm, cfg.warmup_start_factor, cfg.min_lr_ratio)
@@ -367,11 +434,27 @@ class Trainer:
             self._track(row)
             barrier(self.info)
             if self.info.is_main and self.progress:
-                log.info("epoch %d/%d: train loss %.4g, val MRE %.3f mm, SDR@2mm %.1f %%, %.1f s%s", e + 1,
-                         cfg.epochs, row["train_loss"], row["val_mre_mm"], row["val_sdr_2mm"], row["epoch_time_s"],
-                         " (best)" if improved else "")
-        return TrainResult(self.out_dir, self.epoch, self.best_epoch, self.best_score, self._score_name(),
-                           self.stopped_early, self.resumed_from, list(self.history), time.perf_counter() - t0)
+                log.info(
+                    "epoch %d/%d: train loss %.4g, val MRE %.3f mm, SDR@2mm %.1f %%, %.1f s%s",
+                    e + 1,
+                    cfg.epochs,
+                    row["train_loss"],
+                    row["val_mre_mm"],
+                    row["val_sdr_2mm"],
+                    row["epoch_time_s"],
+                    " (best)" if improved else "",
+                )
+        return TrainResult(
+            self.out_dir,
+            self.epoch,
+            self.best_epoch,
+            self.best_score,
+            self._score_name(),
+            self.stopped_early,
+            self.resumed_from,
+            list(self.history),
+            time.perf_counter() - t0,
+        )
 
     # ================================================================ training
     def _lrs(self) -> tuple[float, float]:
@@ -389,8 +472,15 @@ class Trainer:
         mid = self._mid_epoch or {}
         self._mid_epoch = None
         start = int(mid.get("micro", 0))
-        loader = make_loader(self.train_ds, self.sampler, epoch, cfg.num_workers, pin_memory=self.on_cuda,
-                             rank=self.info.rank, start=start)
+        loader = make_loader(
+            self.train_ds,
+            self.sampler,
+            epoch,
+            cfg.num_workers,
+            pin_memory=self.on_cuda,
+            rank=self.info.rank,
+            start=start,
+        )
         n_micro = len(self.sampler)
         frozen = epoch < cfg.freeze_backbone_epochs
         bar = _bar(n_micro, f"epoch {epoch + 1}/{cfg.epochs}", self.progress and self.info.is_main)
@@ -415,8 +505,11 @@ class Trainer:
                 weights = batch["weights"].to(self.device, non_blocking=True)  # (B, K)
             with sync:
                 x = normalise(img, self.variant.normalisation)
-                ctx = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype
-                       else contextlib.nullcontext())
+                ctx = (
+                    torch.autocast(self.device.type, dtype=self.amp_dtype)
+                    if self.amp_dtype
+                    else contextlib.nullcontext()
+                )
                 with ctx:
                     out = self.model(x)
                 loss = self.loss_fn(out.float(), target, weights)
@@ -426,7 +519,8 @@ class Trainer:
                         f"non-finite training loss ({lv}) at epoch {epoch + 1}, batch {i + 1}; stopped. "
                         f"Last good checkpoint: {self.last_path} (epoch {self.epoch})"
                         + ("" if self.last_path.exists() else " [none written yet]")
-                        + "; lower train.lr, use mixed_precision bf16/none, or check the data")
+                        + "; lower train.lr, use mixed_precision bf16/none, or check the data"
+                    )
                 scaled = loss / group_len
                 if self.scaler is not None:
                     self.scaler.scale(scaled).backward()
@@ -438,8 +532,14 @@ class Trainer:
                 self._optimizer_step(frozen)
                 step_in_epoch = (i // cfg.accumulate) + 1
                 if every and step_in_epoch % every == 0 and i + 1 < n_micro:
-                    self._save_last(mid_epoch={"micro": i + 1, "loss_sum": loss_sum, "n_img": n_img,
-                                               "seconds": time.perf_counter() - t0})
+                    self._save_last(
+                        mid_epoch={
+                            "micro": i + 1,
+                            "loss_sum": loss_sum,
+                            "n_img": n_img,
+                            "seconds": time.perf_counter() - t0,
+                        }
+                    )
             if bar is not None:
                 lb, lh = self._lrs()
                 bar.set_postfix(loss=f"{lv:.4g}", lr=f"{lb if math.isfinite(lb) else lh:.2e}")
@@ -449,8 +549,13 @@ class Trainer:
         dt = time.perf_counter() - t0
         loss_sum, n_img = all_sum([loss_sum, float(n_img)], self.info)  # mean over every rank's images
         lb, lh = self._lrs()
-        return {"train_loss": loss_sum / max(n_img, 1.0), "lr_backbone": lb, "lr_head": lh,
-                "epoch_time_s": dt, "images_per_s": n_img / dt if dt > 0 else float("nan")}
+        return {
+            "train_loss": loss_sum / max(n_img, 1.0),
+            "lr_backbone": lb,
+            "lr_head": lh,
+            "epoch_time_s": dt,
+            "images_per_s": n_img / dt if dt > 0 else float("nan"),
+        }
 
     def _optimizer_step(self, frozen: bool) -> None:
         cfg = self.cfg
@@ -484,25 +589,40 @@ class Trainer:
             return validation_figures(None, None, None)
 
         v = self.variant
-        predictor = Predictor(self.eval_model(), codec=self.codec, normalisation=v.normalisation,
-                              device=self.device, n_landmarks=self.K, autocast_dtype=self.amp_dtype)
+        predictor = Predictor(
+            self.eval_model(),
+            codec=self.codec,
+            normalisation=v.normalisation,
+            device=self.device,
+            n_landmarks=self.K,
+            autocast_dtype=self.amp_dtype,
+        )
         targets = v.landmarks
         loss_sum, n = 0.0, 0
 
         def loss_hook(rows: Sequence[int], out: torch.Tensor) -> None:
             nonlocal loss_sum, n
-            hm, w = zip(*(self.codec.encode(np.asarray(targets[i], dtype=np.float64)) for i in rows))
+            hm, w = zip(*(self.codec.encode(np.asarray(targets[i], dtype=np.float64)) for i in rows), strict=True)
             t = torch.as_tensor(np.stack(hm), device=out.device)
             wt = torch.as_tensor(np.stack(w), device=out.device)
             loss_sum += float(self.loss_fn(out, t, wt)) * len(rows)
             n += len(rows)
 
-        pred = predict_variant(predictor, v, self.val_rows, on_heatmaps=loss_hook,
-                               batch_size=self.cfg.val_batch_size or self.cfg.batch_size)
+        pred = predict_variant(
+            predictor,
+            v,
+            self.val_rows,
+            on_heatmaps=loss_hook,
+            batch_size=self.cfg.val_batch_size or self.cfg.batch_size,
+        )
         self.raw_model.train()
         rows = self.val_rows
-        out = validation_figures(pred.coords, np.asarray(v.landmarks_original, dtype=np.float64)[rows],
-                                 np.asarray(v.spacing, dtype=np.float64)[rows], pred.degenerate)
+        out = validation_figures(
+            pred.coords,
+            np.asarray(v.landmarks_original, dtype=np.float64)[rows],
+            np.asarray(v.spacing, dtype=np.float64)[rows],
+            pred.degenerate,
+        )
         out["val_loss"] = loss_sum / n if n else float("nan")
         return out
 
@@ -530,8 +650,14 @@ class Trainer:
     def _save_best(self) -> None:
         if self.info.is_main:
             row = self.history[-1]
-            extra = {"selection": {"epoch": self.epoch, "score_name": self._score_name(),
-                                   "score": self.best_score, "metrics": row}}
+            extra = {
+                "selection": {
+                    "epoch": self.epoch,
+                    "score_name": self._score_name(),
+                    "score": self.best_score,
+                    "metrics": row,
+                }
+            }
             self._save(self.best_path, self.eval_model(), extra)
 
     def _maybe_resume(self) -> None:
@@ -558,9 +684,14 @@ class Trainer:
         if self.tracker is None or not self.info.is_main:
             return
         try:
-            self.tracker.log_metrics({k: float(v) for k, v in row.items()
-                                      if isinstance(v, (int, float)) and k != "epoch" and np.isfinite(v)},
-                                     step=int(row["epoch"]))
+            self.tracker.log_metrics(
+                {
+                    k: float(v)
+                    for k, v in row.items()
+                    if isinstance(v, (int, float)) and k != "epoch" and np.isfinite(v)
+                },
+                step=int(row["epoch"]),
+            )
         except Exception as e:  # noqa: BLE001 - tracking is never required
             log.warning("tracking failed (training continues): %s", e)
 

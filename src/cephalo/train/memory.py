@@ -43,11 +43,11 @@ GiB = 1024**3
 class MemoryEstimate:
     """Training-step memory of one model at one input size and dtype (bytes)."""
 
-    state_bytes: int        #: parameters + gradients + AdamW moments (float32)
-    fixed_bytes: int        #: saved for backward, independent of the batch (autocast weight copies)
-    per_image_bytes: int    #: saved for backward, per image of the batch
+    state_bytes: int  #: parameters + gradients + AdamW moments (float32)
+    fixed_bytes: int  #: saved for backward, independent of the batch (autocast weight copies)
+    per_image_bytes: int  #: saved for backward, per image of the batch
     input_size: tuple[int, int]  #: (W, H) px
-    dtype: str              #: "float32" | "bfloat16" | "float16"
+    dtype: str  #: "float32" | "bfloat16" | "float16"
     margin: float = MARGIN
 
     def peak_bytes(self, batch_size: int) -> int:
@@ -63,8 +63,9 @@ class MemoryEstimate:
         return asdict(self)
 
 
-def _saved_bytes(model: nn.Module, batch: int, size_wh: tuple[int, int], device: torch.device,
-                 amp_dtype: torch.dtype | None) -> int:
+def _saved_bytes(
+    model: nn.Module, batch: int, size_wh: tuple[int, int], device: torch.device, amp_dtype: torch.dtype | None
+) -> int:
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     storages: dict[int, int] = {}
 
@@ -84,8 +85,9 @@ def _saved_bytes(model: nn.Module, batch: int, size_wh: tuple[int, int], device:
     return total
 
 
-def estimate_training_memory(model: nn.Module, size_wh: tuple[int, int], device: torch.device | str = "cpu",
-                             amp_dtype: torch.dtype | None = None) -> MemoryEstimate:
+def estimate_training_memory(
+    model: nn.Module, size_wh: tuple[int, int], device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None
+) -> MemoryEstimate:
     """Measure ``model``'s saved activations at ``size_wh`` (W, H) px and return the step's model.
 
     Runs two forward passes in training mode (batch 1 and 2, zeros) with autograd on, under
@@ -94,8 +96,9 @@ def estimate_training_memory(model: nn.Module, size_wh: tuple[int, int], device:
     """
     device = torch.device(device)
     was_training = model.training
-    buffers = {k: v.detach().clone() for k, v in model.state_dict().items() if not v.is_floating_point()
-               or "running" in k}
+    buffers = {
+        k: v.detach().clone() for k, v in model.state_dict().items() if not v.is_floating_point() or "running" in k
+    }
     model.train()
     try:
         s1 = _saved_bytes(model, 1, size_wh, device, amp_dtype)
@@ -105,13 +108,18 @@ def estimate_training_memory(model: nn.Module, size_wh: tuple[int, int], device:
         model.train(was_training)
     per_image = max(s2 - s1, 0)
     n_param_bytes = sum(p.numel() * 4 for p in model.parameters())
-    return MemoryEstimate(state_bytes=4 * n_param_bytes, fixed_bytes=max(s1 - per_image, 0),
-                          per_image_bytes=per_image, input_size=(int(size_wh[0]), int(size_wh[1])),
-                          dtype=str(amp_dtype or torch.float32).removeprefix("torch."))
+    return MemoryEstimate(
+        state_bytes=4 * n_param_bytes,
+        fixed_bytes=max(s1 - per_image, 0),
+        per_image_bytes=per_image,
+        input_size=(int(size_wh[0]), int(size_wh[1])),
+        dtype=str(amp_dtype or torch.float32).removeprefix("torch."),
+    )
 
 
-def check_batch_fits(est: MemoryEstimate, batch_size: int, available_bytes: int, device_name: str,
-                     key: str = "train.batch_size") -> None:
+def check_batch_fits(
+    est: MemoryEstimate, batch_size: int, available_bytes: int, device_name: str, key: str = "train.batch_size"
+) -> None:
     """Refuse a batch whose estimated peak exceeds ``available_bytes``, in one line naming ``key``.
 
     Raises:

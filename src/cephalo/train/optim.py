@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -35,8 +35,9 @@ def split_params(model: nn.Module, new_param_names: Iterable[str]) -> tuple[list
     return backbone, head
 
 
-def build_optimizer(model: nn.Module, new_param_names: Iterable[str], lr: float, head_lr: float,
-                    weight_decay: float, betas=(0.9, 0.999)) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module, new_param_names: Iterable[str], lr: float, head_lr: float, weight_decay: float, betas=(0.9, 0.999)
+) -> torch.optim.AdamW:
     """AdamW with param groups named ``backbone``/``head`` x ``decay``/``no_decay``.
 
     Each group carries ``name`` and ``base_lr``; 1-D tensors (biases, norms) have no decay.
@@ -48,16 +49,13 @@ def build_optimizer(model: nn.Module, new_param_names: Iterable[str], lr: float,
         decay = [p for n, p in items if p.ndim > 1]
         no_decay = [p for n, p in items if p.ndim <= 1]
         if decay:
-            groups.append({"params": decay, "lr": glr, "base_lr": glr, "weight_decay": weight_decay,
-                           "name": gname})
+            groups.append({"params": decay, "lr": glr, "base_lr": glr, "weight_decay": weight_decay, "name": gname})
         if no_decay:
-            groups.append({"params": no_decay, "lr": glr, "base_lr": glr, "weight_decay": 0.0,
-                           "name": gname})
+            groups.append({"params": no_decay, "lr": glr, "base_lr": glr, "weight_decay": 0.0, "name": gname})
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
 
 
-def warmup_cosine(step: int, total_steps: int, warmup_steps: int, start_factor: float,
-                  min_ratio: float) -> float:
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, start_factor: float, min_ratio: float) -> float:
     """lr factor at optimizer step ``step`` (0-based).
 
     Linear from ``start_factor`` to 1 over ``warmup_steps``, then cosine from 1 to
@@ -73,8 +71,9 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, start_factor: 
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
-                    start_factor: float, min_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, start_factor: float, min_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
     """``LambdaLR`` applying :func:`warmup_cosine` to every group; step it once per optimizer step."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps, start_factor, min_ratio)
@@ -92,8 +91,10 @@ class ModelEMA:
     def __init__(self, model: nn.Module, decay: float = 0.999):
         self.decay = float(decay)
         self.updates = 0
-        self.state = {k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
-                      for k, v in _unwrap(model).state_dict().items()}
+        self.state = {
+            k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
+            for k, v in _unwrap(model).state_dict().items()
+        }
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:

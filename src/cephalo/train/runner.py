@@ -19,9 +19,11 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,9 +105,14 @@ def build_model(arch: str | None, names: list[str], cfg: TrainConfig, model_kwar
     all_params = [n for n, _ in model.named_parameters()]
     head_keys = set(getattr(model, "landmark_head_keys", ()))
     if src == "checkpoint":
-        report = init_from_checkpoint(model, cfg.init.path, None, list(names),
-                                      min_backbone_fraction=cfg.init.min_backbone_fraction,
-                                      new_channel_init=cfg.init.new_channel_init)
+        report = init_from_checkpoint(
+            model,
+            cfg.init.path,
+            None,
+            list(names),
+            min_backbone_fraction=cfg.init.min_backbone_fraction,
+            new_channel_init=cfg.init.new_channel_init,
+        )
         loaded = set(report.get("loaded", []))
         new = [n for n in all_params if n not in loaded]
         report = {"init_source": "checkpoint", "path": str(cfg.init.path), **report}
@@ -152,6 +159,26 @@ def _ids_by_dataset(variant, rows) -> dict[str, list[str]]:
     return out
 
 
+@dataclass(frozen=True)
+class TrainRecording:
+    """What a training records about itself, and the MLflow run it is logged as.
+
+    Attributes:
+        params: the full params dict, recorded in checkpoint provenance.
+        tracking: a ``cephalo.tracking.TrackingConfig`` (or None): one MLflow run at the end.
+        command: the command line, recorded in provenance and tracking.
+        experiment: the MLflow experiment (default: ``cephalo.tracking.experiment_name``
+            of the data set).
+        stage: the ``--stage`` name (``source``, ``finetune``), in the run name and params.
+    """
+
+    params: Mapping | None = None
+    tracking: Any = None
+    command: str | None = None
+    experiment: str | None = None
+    stage: str | None = None
+
+
 def train_on_variant(
     data_dir: str | Path,
     out_dir: str | Path,
@@ -160,12 +187,8 @@ def train_on_variant(
     arch: str | None,
     model_kwargs: Mapping | None = None,
     codec_params: Mapping | None = None,
-    params: Mapping | None = None,
-    tracking: Any = None,
+    recording: TrainRecording | None = None,
     progress: bool = True,
-    command: str | None = None,
-    tracking_experiment: str | None = None,
-    tracking_stage: str | None = None,
 ) -> TrainResult:
     """Train ``arch`` on the variant at ``data_dir``; outputs in ``out_dir`` (see module doc).
 
@@ -180,17 +203,15 @@ def train_on_variant(
         model_kwargs: extra ``create_model`` keywords (``model:`` params).
         codec_params: ``codec:`` params (``name``, ``sigma``, ``decoder``, ``convention``...);
             ``input_size``/``heatmap_size`` come from the variant and the model stride.
-        params: the full params dict, recorded in checkpoint provenance.
-        tracking: a ``cephalo.tracking.TrackingConfig`` (or None): one MLflow run at the end.
+        recording: params, command line and MLflow run recorded (:class:`TrainRecording`;
+            None: its defaults: no params, this process's command line, no MLflow run).
         progress: tqdm bars.
-        command: the command line, recorded in provenance and tracking.
-        tracking_experiment: the MLflow experiment (default: ``cephalo.tracking.experiment_name``
-            of the data set).
-        tracking_stage: the ``--stage`` name (``source``, ``finetune``), in the run name and params.
 
     Raises:
         DataError, ConfigError, CheckpointError, NonFiniteLossError (all ``CephaloError``).
     """
+    rec = recording or TrainRecording()
+    params, tracking, command = rec.params, rec.tracking, rec.command
     info: DistInfo = setup(cfg.device)
     try:
         set_deterministic(cfg.deterministic, info.device.type == "cuda")
@@ -244,7 +265,7 @@ def train_on_variant(
             # content hashes for leakage checks: original files where reachable, else preprocessed pixels
             "train_image_hashes": None,
             "train_image_hash_kind": None,
-            "train_image_array_hashes": dict(zip(train_ids, image_hashes(variant.images, train_rows))),
+            "train_image_array_hashes": dict(zip(train_ids, image_hashes(variant.images, train_rows), strict=True)),
             "init": {k: v for k, v in report.items() if k not in ("new_param_names", "loaded")},
             "world_size": info.world_size,
         }
@@ -270,70 +291,136 @@ def train_on_variant(
             out_dir.mkdir(parents=True, exist_ok=True)
             sweep_tree(out_dir)  # temporaries of a killed earlier run (checkpoints, history)
             write_json(out_dir / "init_report.json", _jsonable(report))
-        trainer = Trainer(model, variant, codec, loss_fn, cfg, out_dir, meta=meta, new_param_names=new,
-                          augment_factory=augment_factory,
-                          options=TrainerOptions(dist_info=info, progress=progress, data_label=str(data_dir)))
+        trainer = Trainer(
+            model,
+            variant,
+            codec,
+            loss_fn,
+            cfg,
+            out_dir,
+            meta=meta,
+            new_param_names=new,
+            augment_factory=augment_factory,
+            options=TrainerOptions(dist_info=info, progress=progress, data_label=str(data_dir)),
+        )
         result = trainer.run()
         if info.is_main:
-            summary = {**result.to_dict(), "device": str(info.device), "world_size": info.world_size,
-                       "precision": trainer.precision, "encode_on_device": trainer.encode_on_device,
-                       "arch": arch, "data_dir": str(data_dir), "n_train": int(len(trainer.train_rows)),
-                       "n_val": int(len(trainer.val_rows)),
-                       "validation": trainer.val_desc, "steps_per_epoch": trainer.steps_per_epoch,
-                       "best_checkpoint": str(trainer.best_path), "last_checkpoint": str(trainer.last_path)}
+            summary = {
+                **result.to_dict(),
+                "device": str(info.device),
+                "world_size": info.world_size,
+                "precision": trainer.precision,
+                "encode_on_device": trainer.encode_on_device,
+                "arch": arch,
+                "data_dir": str(data_dir),
+                "n_train": int(len(trainer.train_rows)),
+                "n_val": int(len(trainer.val_rows)),
+                "validation": trainer.val_desc,
+                "steps_per_epoch": trainer.steps_per_epoch,
+                "best_checkpoint": str(trainer.best_path),
+                "last_checkpoint": str(trainer.last_path),
+            }
             write_json(out_dir / "train.json", _jsonable(summary))
             if tracking is not None and getattr(tracking, "enabled", False):
                 try:  # tracking is a view: it never fails a finished training
-                    _track_training(tracking, variant, vmeta, cfg, arch, (W, H), (W // stride, H // stride), codec,
-                                    trainer, result, summary, provenance, out_dir, tracking_experiment, tracking_stage)
+                    _track_training(rec, variant, cfg, meta, codec, trainer, result, summary, out_dir)
                 except Exception as e:  # noqa: BLE001
                     import warnings
 
-                    warnings.warn(f"MLflow tracking failed (results are unaffected): {type(e).__name__}: {e}",
-                                  stacklevel=2)
+                    warnings.warn(
+                        f"MLflow tracking failed (results are unaffected): {type(e).__name__}: {e}", stacklevel=2
+                    )
         return result
     finally:
         teardown()
 
 
-def _track_training(tracking, variant, vmeta, cfg, arch, input_wh, heatmap_wh, codec, trainer, result, summary,
-                    provenance, out_dir: Path, experiment, stage) -> None:
+def _track_training(rec: TrainRecording, variant, cfg, meta, codec, trainer, result, summary, out_dir: Path) -> None:
     """One MLflow run per training: effective hyperparameters as params, per-epoch histories,
-    the best checkpoint linked by path and SHA-256 (tags ``checkpoint``, ``checkpoint_sha256``)."""
+    the best checkpoint linked by path and SHA-256 (tags ``checkpoint``, ``checkpoint_sha256``).
+
+    ``meta`` is the checkpoint's meta (``arch``, ``input_size``, ``heatmap_size``, ``provenance``).
+    """
+    tracking, experiment, stage = rec.tracking, rec.experiment, rec.stage
+    vmeta = getattr(variant, "meta", {}) or {}
+    arch, input_wh, heatmap_wh, provenance = meta["arch"], meta["input_size"], meta["heatmap_size"], meta["provenance"]
     c = cfg.to_dict()
     init = provenance.get("init") or {}
     init_path = init.get("path")
     init_hash = file_sha256(init_path) if init_path and Path(init_path).is_file() else None
     cdict = codec.to_dict() if hasattr(codec, "to_dict") else {}
     own = {
-        "train_stage": stage or "", "arch": arch, "variant": str(vmeta.get("name", "")),
-        "input_size": f"{input_wh[0]}x{input_wh[1]}", "heatmap_size": f"{heatmap_wh[0]}x{heatmap_wh[1]}",
-        "init_source": init.get("init_source"), "init_checkpoint": init_path, "init_checkpoint_sha256": init_hash,
-        "epochs": c.get("epochs"), "batch_size": c.get("batch_size"), "accumulate": c.get("accumulate"),
-        "lr": c.get("lr"), "head_lr": cfg.effective_head_lr, "weight_decay": c.get("weight_decay"),
-        "warmup_epochs": c.get("warmup_epochs"), "min_lr_ratio": c.get("min_lr_ratio"),
-        "freeze_backbone_epochs": c.get("freeze_backbone_epochs"), "grad_clip": c.get("grad_clip"),
-        "loss": c.get("loss"), "loss_kwargs": c.get("loss_kwargs") or {}, "ema": (c.get("ema") or {}).get("enabled"),
-        "precision": trainer.precision, "augment": bool((c.get("augment") or {}).get("enabled", False)),
-        "codec_sigma": cdict.get("sigma"), "decoder": cdict.get("decoder"), "seed": c.get("seed"),
-        "n_train": summary.get("n_train"), "n_val": summary.get("n_val"), "validation": summary.get("validation"),
+        "train_stage": stage or "",
+        "arch": arch,
+        "variant": str(vmeta.get("name", "")),
+        "input_size": f"{input_wh[0]}x{input_wh[1]}",
+        "heatmap_size": f"{heatmap_wh[0]}x{heatmap_wh[1]}",
+        "init_source": init.get("init_source"),
+        "init_checkpoint": init_path,
+        "init_checkpoint_sha256": init_hash,
+        "epochs": c.get("epochs"),
+        "batch_size": c.get("batch_size"),
+        "accumulate": c.get("accumulate"),
+        "lr": c.get("lr"),
+        "head_lr": cfg.effective_head_lr,
+        "weight_decay": c.get("weight_decay"),
+        "warmup_epochs": c.get("warmup_epochs"),
+        "min_lr_ratio": c.get("min_lr_ratio"),
+        "freeze_backbone_epochs": c.get("freeze_backbone_epochs"),
+        "grad_clip": c.get("grad_clip"),
+        "loss": c.get("loss"),
+        "loss_kwargs": c.get("loss_kwargs") or {},
+        "ema": (c.get("ema") or {}).get("enabled"),
+        "precision": trainer.precision,
+        "augment": bool((c.get("augment") or {}).get("enabled", False)),
+        "codec_sigma": cdict.get("sigma"),
+        "decoder": cdict.get("decoder"),
+        "seed": c.get("seed"),
+        "n_train": summary.get("n_train"),
+        "n_val": summary.get("n_val"),
+        "validation": summary.get("validation"),
     }
     best = Path(trainer.best_path)
     dataset = str(variant.datasets[0]) if len(variant.datasets) else "unknown"
     run = RunRecord(
-        dataset=dataset, stage="train", variant=own["variant"],
+        dataset=dataset,
+        stage="train",
+        variant=own["variant"],
         run_name=f"train-{stage}/{own['variant']}" if stage else None,
         experiment=experiment or experiment_name(tracking, None, dataset),
-        command=provenance["command"], data_index_hash=provenance["data_index_hash"],
-        checkpoint=best, checkpoint_hash=file_sha256(best) if best.is_file() else None,
-        provenance={k: provenance.get(k) for k in ("cephalo_version", "git_commit", "git_dirty", "python",
-                                                     "packages", "cpu_model", "gpu_name", "threads", "device",
-                                                     "seed", "params_sha256")})
-    log_run(tracking, run, params=own,
-            metrics={"best_val_mre_mm": result.best_score, "best_epoch": result.best_epoch,
-                     "epochs_run": result.epochs_run},
-            artifacts=[out_dir / "history.csv", out_dir / "train.json", out_dir / "init_report.json"],
-            series=_history_series(out_dir / "history.csv"))
+        command=provenance["command"],
+        data_index_hash=provenance["data_index_hash"],
+        checkpoint=best,
+        checkpoint_hash=file_sha256(best) if best.is_file() else None,
+        provenance={
+            k: provenance.get(k)
+            for k in (
+                "cephalo_version",
+                "git_commit",
+                "git_dirty",
+                "python",
+                "packages",
+                "cpu_model",
+                "gpu_name",
+                "threads",
+                "device",
+                "seed",
+                "params_sha256",
+            )
+        },
+    )
+    log_run(
+        tracking,
+        run,
+        params=own,
+        metrics={
+            "best_val_mre_mm": result.best_score,
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+        },
+        artifacts=[out_dir / "history.csv", out_dir / "train.json", out_dir / "init_report.json"],
+        series=_history_series(out_dir / "history.csv"),
+    )
 
 
 def _history_series(path: Path) -> dict[str, list[float]]:
@@ -343,8 +430,11 @@ def _history_series(path: Path) -> dict[str, list[float]]:
     h = pd.read_csv(path)
     # val_sdr_2mm is already in percent; named as everywhere else (sdr_<t>mm)
     rename = {"val_sdr_2mm": "val_sdr_2.0mm"}
-    return {rename.get(c, c): h[c].astype(float).tolist() for c in h.columns
-            if c not in ("epoch", "is_best") and pd.api.types.is_numeric_dtype(h[c])}
+    return {
+        rename.get(c, c): h[c].astype(float).tolist()
+        for c in h.columns
+        if c not in ("epoch", "is_best") and pd.api.types.is_numeric_dtype(h[c])
+    }
 
 
 def _jsonable(o: Any) -> Any:

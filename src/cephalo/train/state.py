@@ -28,8 +28,14 @@ from ..errors import CheckpointError, ConfigError
 from ..models.checkpoint import torch_load_checked
 from .data import loader_generator
 
-__all__ = ["TRAINING_STATE_VERSION", "capture_rng", "restore_rng", "training_state", "read_training_state",
-           "restore_training_state"]
+__all__ = [
+    "TRAINING_STATE_VERSION",
+    "capture_rng",
+    "restore_rng",
+    "training_state",
+    "read_training_state",
+    "restore_training_state",
+]
 
 log = logging.getLogger("cephalo.train")
 
@@ -113,22 +119,31 @@ def read_training_state(last_path: Path, cfg: TrainConfig, world_size: int = 1) 
     try:
         ck = torch_load_checked(last_path, "cpu", trusted=False)
     except CheckpointError as e:
-        raise CheckpointError(f"cannot resume: {str(e).removeprefix(f'{last_path}: ')}; delete it or set "
-                              "train.resume: never", last_path) from None
+        raise CheckpointError(
+            f"cannot resume: {str(e).removeprefix(f'{last_path}: ')}; delete it or set train.resume: never", last_path
+        ) from None
     st = (ck.get("training") if isinstance(ck, dict) else None) or (ck.get("extra", {}) or {}).get("training")
     if not isinstance(st, dict):
-        raise CheckpointError("not a training checkpoint (no training state); delete it or set "
-                              "train.resume: never", last_path)
+        raise CheckpointError(
+            "not a training checkpoint (no training state); delete it or set train.resume: never", last_path
+        )
     if st.get("fingerprint") != cfg.fingerprint():
         old = st.get("config", {})
-        diff = sorted(k for k in set(old) | set(cfg.to_dict())
-                      if old.get(k) != cfg.to_dict().get(k)
-                      and k not in NON_TRAJECTORY_KEYS)
-        raise ConfigError(f"{last_path}: written by a run with different settings ({diff}); use a new "
-                          "output directory, or set train.resume: never to start over")
+        diff = sorted(
+            k
+            for k in set(old) | set(cfg.to_dict())
+            if old.get(k) != cfg.to_dict().get(k) and k not in NON_TRAJECTORY_KEYS
+        )
+        raise ConfigError(
+            f"{last_path}: written by a run with different settings ({diff}); use a new "
+            "output directory, or set train.resume: never to start over"
+        )
     if st.get("world_size", 1) != world_size:
-        log.warning("resuming a %s-process run with %s processes: same global batch only if batch_size "
-                    "is scaled", st.get("world_size"), world_size)
+        log.warning(
+            "resuming a %s-process run with %s processes: same global batch only if batch_size is scaled",
+            st.get("world_size"),
+            world_size,
+        )
     return ck, st
 
 

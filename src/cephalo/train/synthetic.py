@@ -13,14 +13,14 @@ machine has no data set).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..geometry import apply_affine, invert, scale_translate
 from ..preprocess import normalisation_spec
-from ..preprocess.variant import variant_columns, variant_meta, write_variant
+from ..preprocess.variant import ImagesShape, variant_columns, variant_meta, write_variant
 
 __all__ = ["make_synthetic_variant"]
 
@@ -124,9 +124,7 @@ def make_synthetic_variant(
         normalisation=normalisation_spec("imagenet"),
         landmark_names=list(landmark_names),
         annotators=[],
-        input_size=(W, H),
-        dtype=dtype,
-        n_images=n_images,
+        images=ImagesShape(n_images=n_images, input_size=(W, H), dtype=dtype),
         source_index={"path": "", "sha256": f"synthetic-{seed}-{n_images}-{W}x{H}"},
         reference_indexes={},
         fingerprint=f"synthetic-{seed}-{n_images}-{W}x{H}-{K}",

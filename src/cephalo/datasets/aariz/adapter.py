@@ -19,6 +19,7 @@ detection and CVM stage classification", arXiv 2302.07797 / Scientific Data 12, 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -195,16 +196,17 @@ class AarizAdapter(Adapter):
                 if meta is None:
                     problem = f"no row in {csv_path} (no pixel size/device)"
                 else:
-                    try:
+                    with contextlib.suppress(ValueError):
                         px = float(meta["pixel_size"])
-                    except ValueError:
-                        pass
                     if not (math.isfinite(px) and px > 0):
                         problem = f"invalid pixel_size {meta['pixel_size']!r} in {csv_path}"
                 if problem is not None:
                     if on_missing == "error":
-                        raise DataError(f"{problem}; fix the CSV, or set the adapter option "
-                                        "missing_spacing: exclude to leave such images out", img)
+                        raise DataError(
+                            f"{problem}; fix the CSV, or set the adapter option "
+                            "missing_spacing: exclude to leave such images out",
+                            img,
+                        )
                     result.exclusions.append(Exclusion(str(img), problem.replace(str(csv_path), CSV_NAME), image_id))
                     continue
                 self._check_image(img, image_id, split, meta, result)
@@ -226,9 +228,7 @@ class AarizAdapter(Adapter):
                     try:
                         coords, dups, missing, unknown = parse_landmark_json(jpath)
                     except DataError as e:
-                        result.exclusions.append(
-                            Exclusion(str(jpath), str(e).split(": ", 1)[-1], image_id, annotator)
-                        )
+                        result.exclusions.append(Exclusion(str(jpath), str(e).split(": ", 1)[-1], image_id, annotator))
                         continue
                     reasons = []
                     if dups:
@@ -239,14 +239,22 @@ class AarizAdapter(Adapter):
                         reasons.append(f"unknown landmarks {unknown}")
                     if reasons:
                         result.exclusions.append(
-                            Exclusion(str(jpath), "; ".join(reasons), image_id, annotator,
-                                      tuple(dups + missing + unknown))
+                            Exclusion(
+                                str(jpath), "; ".join(reasons), image_id, annotator, tuple(dups + missing + unknown)
+                            )
                         )
                         continue
                     result.rows += annotation_rows(
-                        dataset=dataset, image_id=image_id, split=split, image_path=img.resolve(),
-                        spacing=(px, px), device=meta.get("machine", "") or "unknown",
-                        annotator=annotator, coords=coords, catalogue=AARIZ29, cvm_stage=cvm,
+                        dataset=dataset,
+                        image_id=image_id,
+                        split=split,
+                        image_path=img.resolve(),
+                        spacing=(px, px),
+                        device=meta.get("machine", "") or "unknown",
+                        annotator=annotator,
+                        coords=coords,
+                        catalogue=AARIZ29,
+                        cvm_stage=cvm,
                     )
                     n_ok += 1
                 if n_ok == 0:
@@ -260,14 +268,20 @@ class AarizAdapter(Adapter):
         ext = _FORMAT_ALIASES.get(img.suffix.lower().lstrip("."), img.suffix.lower())
         declared = meta.get("image_format", "").lower().lstrip(".")
         if declared and _FORMAT_ALIASES.get(declared, declared) != ext:
-            result.problems.append(ImageProblem(
-                str(img), f"image_format mismatch: {CSV_NAME} says {declared!r}, file is {img.suffix.lstrip('.')!r}",
-                image_id))
+            result.problems.append(
+                ImageProblem(
+                    str(img),
+                    f"image_format mismatch: {CSV_NAME} says {declared!r}, file is {img.suffix.lstrip('.')!r}",
+                    image_id,
+                )
+            )
         _, _, fmt = image_header(img)
         if fmt and _FORMAT_ALIASES.get(fmt.lower(), fmt.lower()) != ext:
-            result.problems.append(ImageProblem(
-                str(img), f"content is {fmt} but extension is {img.suffix!r}", image_id))
+            result.problems.append(
+                ImageProblem(str(img), f"content is {fmt} but extension is {img.suffix!r}", image_id)
+            )
         mode = meta.get("mode", "").lower()
         if mode and mode != split:
-            result.problems.append(ImageProblem(
-                str(img), f"{CSV_NAME} says mode {mode!r} but the image is in {split}/", image_id))
+            result.problems.append(
+                ImageProblem(str(img), f"{CSV_NAME} says mode {mode!r} but the image is in {split}/", image_id)
+            )

@@ -26,17 +26,10 @@ RELEASE = Release(
     ),
     layout=Layout(
         nonempty_dirs=tuple(f"Aariz/{s}/Cephalograms" for s in _SPLITS)
-        + tuple(
-            f"Aariz/{s}/Annotations/Cephalometric Landmarks/Senior Orthodontists"
-            for s in _SPLITS
-        ),
-        dirs=tuple(
-            f"Aariz/{s}/Annotations/Cephalometric Landmarks/Junior Orthodontists"
-            for s in _SPLITS
-        ),
+        + tuple(f"Aariz/{s}/Annotations/Cephalometric Landmarks/Senior Orthodontists" for s in _SPLITS),
+        dirs=tuple(f"Aariz/{s}/Annotations/Cephalometric Landmarks/Junior Orthodontists" for s in _SPLITS),
         files=("Aariz/cephalogram_machine_mappings.csv",),
-        recommended=tuple(f"Aariz/{s}/Annotations/CVM Stages" for s in _SPLITS)
-        + ("Aariz/Readme.txt",),
+        recommended=tuple(f"Aariz/{s}/Annotations/CVM Stages" for s in _SPLITS) + ("Aariz/Readme.txt",),
     ),
     citation="figshare 10.6084/m9.figshare.27986417.v1; arXiv 2302.07797; Sci Data 12, 1336 (2025)",
     licence="CC BY 4.0",

@@ -134,21 +134,33 @@ class CLDetection2023Adapter(Adapter):
                 with atomic_path(png) as tmp:
                     Image.fromarray(np.ascontiguousarray(arr)).save(tmp, format="PNG")
             if entry["dups"]:
-                result.exclusions.append(Exclusion(
-                    str(gt), f"image {i}: duplicated landmarks {sorted(set(entry['dups']))}", image_id,
-                    labels=tuple(sorted(set(entry["dups"])))))
+                result.exclusions.append(
+                    Exclusion(
+                        str(gt),
+                        f"image {i}: duplicated landmarks {sorted(set(entry['dups']))}",
+                        image_id,
+                        labels=tuple(sorted(set(entry["dups"]))),
+                    )
+                )
                 continue
             if len(entry["scales"]) != 1:
-                result.exclusions.append(Exclusion(
-                    str(gt), f"image {i}: inconsistent scale values {sorted(entry['scales'])}", image_id))
+                result.exclusions.append(
+                    Exclusion(str(gt), f"image {i}: inconsistent scale values {sorted(entry['scales'])}", image_id)
+                )
                 continue
             scale = entry["scales"].pop()
             if not (scale > 0 and math.isfinite(scale)):
                 result.exclusions.append(Exclusion(str(gt), f"image {i}: invalid scale {scale}", image_id))
                 continue
             result.rows += annotation_rows(
-                dataset=dataset, image_id=image_id, split=split_of[image_id], image_path=png.resolve(),
-                spacing=(scale, scale), device=device, annotator="default", coords=entry["coords"],
+                dataset=dataset,
+                image_id=image_id,
+                split=split_of[image_id],
+                image_path=png.resolve(),
+                spacing=(scale, scale),
+                device=device,
+                annotator="default",
+                coords=entry["coords"],
                 catalogue=CLDETECTION38,
             )
         extra = sorted(set(per_image) - set(range(1, n + 1)))

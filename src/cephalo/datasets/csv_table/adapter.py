@@ -94,28 +94,46 @@ class CSVAdapter(Adapter):
             img = Path(table.at[i, "image_path"])
             img = img if img.is_absolute() else (path.parent / img)
             image_id = table.at[i, "image_id"] if "image_id" in table.columns and table.at[i, "image_id"] else img.stem
-            annotator = table.at[i, "annotator"] if "annotator" in table.columns and table.at[i, "annotator"] else "default"
+            annotator = (
+                table.at[i, "annotator"] if "annotator" in table.columns and table.at[i, "annotator"] else "default"
+            )
             try:
                 lm = catalogue.lookup(table.at[i, "landmark"])
             except KeyError:
-                raise DataError(f"row {i + 2}: landmark {table.at[i, 'landmark']!r} is not in catalogue "
-                                f"{catalogue.key!r}", path) from None
-            g = groups.setdefault((image_id, annotator), {
-                "image_path": img.resolve(), "coords": {}, "dups": [],
-                "split": table.at[i, "split"] if "split" in table.columns else "",
-                "spacing": ((num("spacing_x_mm", i), num("spacing_y_mm", i)) if has_spacing_cols
-                            else default_spacing),
-                "device": (table.at[i, "device"] if "device" in table.columns and table.at[i, "device"]
-                           else str(options.get("device", dataset))),
-                "row": i + 2,
-            })
+                raise DataError(
+                    f"row {i + 2}: landmark {table.at[i, 'landmark']!r} is not in catalogue {catalogue.key!r}", path
+                ) from None
+            g = groups.setdefault(
+                (image_id, annotator),
+                {
+                    "image_path": img.resolve(),
+                    "coords": {},
+                    "dups": [],
+                    "split": table.at[i, "split"] if "split" in table.columns else "",
+                    "spacing": (
+                        (num("spacing_x_mm", i), num("spacing_y_mm", i)) if has_spacing_cols else default_spacing
+                    ),
+                    "device": (
+                        table.at[i, "device"]
+                        if "device" in table.columns and table.at[i, "device"]
+                        else str(options.get("device", dataset))
+                    ),
+                    "row": i + 2,
+                },
+            )
             if g["image_path"] != img.resolve():
-                raise DataError(f"row {i + 2}: image {image_id!r} is also {g['image_path'].name} "
-                                f"(row {g['row']}): one image id, two files", path)
+                raise DataError(
+                    f"row {i + 2}: image {image_id!r} is also {g['image_path'].name} "
+                    f"(row {g['row']}): one image id, two files",
+                    path,
+                )
             split_i = table.at[i, "split"] if "split" in table.columns else ""
             if split_i != g["split"]:
-                raise DataError(f"row {i + 2}: image {image_id!r} is in split {split_i!r} here but in "
-                                f"{g['split']!r} in row {g['row']}: an image belongs to one split", path)
+                raise DataError(
+                    f"row {i + 2}: image {image_id!r} is in split {split_i!r} here but in "
+                    f"{g['split']!r} in row {g['row']}: an image belongs to one split",
+                    path,
+                )
             if lm.name in g["coords"]:
                 g["dups"].append(lm.symbol)
             g["coords"][lm.name] = (num("x", i), num("y", i))
@@ -124,11 +142,17 @@ class CSVAdapter(Adapter):
         for (image_id, _), g in groups.items():  # across annotators: one file, one split per image
             f = first.setdefault(image_id, g)
             if f["image_path"] != g["image_path"]:
-                raise DataError(f"row {g['row']}: image {image_id!r} is also {f['image_path'].name} "
-                                f"(row {f['row']}): one image id, two files", path)
+                raise DataError(
+                    f"row {g['row']}: image {image_id!r} is also {f['image_path'].name} "
+                    f"(row {f['row']}): one image id, two files",
+                    path,
+                )
             if f["split"] != g["split"]:
-                raise DataError(f"row {g['row']}: image {image_id!r} is in split {g['split']!r} here but in "
-                                f"{f['split']!r} in row {f['row']}: an image belongs to one split", path)
+                raise DataError(
+                    f"row {g['row']}: image {image_id!r} is in split {g['split']!r} here but in "
+                    f"{f['split']!r} in row {f['row']}: an image belongs to one split",
+                    path,
+                )
         ids = sorted({k[0] for k in groups})
         if "split" in table.columns and all(g["split"] for g in groups.values()):
             split_of = {k[0]: g["split"] for k, g in groups.items()}
@@ -138,14 +162,26 @@ class CSVAdapter(Adapter):
             split_of = assign_splits(ids, options.get("splits"), options.get("default_split"), path)
         for (image_id, annotator), g in groups.items():
             if g["dups"]:
-                result.exclusions.append(Exclusion(
-                    str(path), f"image {image_id!r} annotator {annotator!r}: duplicated landmarks "
-                    f"{sorted(set(g['dups']))}", image_id, annotator, tuple(sorted(set(g["dups"])))))
+                result.exclusions.append(
+                    Exclusion(
+                        str(path),
+                        f"image {image_id!r} annotator {annotator!r}: duplicated landmarks {sorted(set(g['dups']))}",
+                        image_id,
+                        annotator,
+                        tuple(sorted(set(g["dups"]))),
+                    )
+                )
                 continue
             sx, sy = g["spacing"]
             result.rows += annotation_rows(
-                dataset=dataset, image_id=image_id, split=split_of[image_id], image_path=g["image_path"],
+                dataset=dataset,
+                image_id=image_id,
+                split=split_of[image_id],
+                image_path=g["image_path"],
                 spacing=(None if math.isnan(sx) else sx, None if math.isnan(sy) else sy),
-                device=g["device"], annotator=annotator, coords=g["coords"], catalogue=catalogue,
+                device=g["device"],
+                annotator=annotator,
+                coords=g["coords"],
+                catalogue=catalogue,
             )
         return result

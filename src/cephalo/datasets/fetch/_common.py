@@ -27,4 +27,3 @@ def oserror(e: OSError, doing: str, source: str | Path) -> DownloadError:
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return err(f"disk full while {doing}; free space and run again (nothing was kept)", source)
     return err(f"{type(e).__name__} while {doing}: {e.strerror or e}", source)
-

@@ -14,8 +14,9 @@ import os
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Any
 
 from ...errors import DownloadError
 from ._common import CHUNK, err, one_line, oserror
@@ -66,6 +67,7 @@ def describe_head(path: Path, n: int = 60) -> str:
     with open(path, "rb") as f:
         head = f.read(n)
     return repr(head)
+
 
 # --------------------------------------------------------------------------- extraction
 
@@ -248,8 +250,7 @@ def unpack(archive: Path, into: Path, *, source: str, progress: bool) -> str:
     if kind in ("html", "json", "empty", "unknown"):
         what = {"html": "an HTML page", "json": "a JSON body", "empty": "an empty file"}.get(kind, "not an archive")
         raise err(
-            f"{what}, not a zip/tar/rar archive (starts {describe_head(archive)}); "
-            f"source {source}",
+            f"{what}, not a zip/tar/rar archive (starts {describe_head(archive)}); source {source}",
             archive,
         )
     cls = _make_extractors()["zip" if kind == "zip" else "rar" if kind == "rar" else "tar"]
@@ -300,7 +301,9 @@ def copy_tree(src: Path, dst: Path, *, link: bool, progress: bool) -> None:
     total = sum(f.stat().st_size for f in files)
     if not link:
         _check_free_space(dst.parent, total, src)
-    with tqdm(total=total, unit="B", unit_scale=True, desc=f"copy {src.name}", disable=not progress, leave=False) as bar:
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc=f"copy {src.name}", disable=not progress, leave=False
+    ) as bar:
         for f in files:
             target = dst / f.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -316,5 +319,3 @@ def copy_tree(src: Path, dst: Path, *, link: bool, progress: bool) -> None:
                 _write_member(fin, target)
             shutil.copystat(f, target)
             bar.update(size)
-
-

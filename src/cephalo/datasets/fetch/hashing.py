@@ -31,7 +31,11 @@ def normalise_hash(h: str | None, where: str) -> str | None:
     h = h.strip()
     alg, _, hexd = h.rpartition(":")
     alg = (alg or "sha256").lower()
-    if alg not in ("md5", "sha1", "sha256", "sha512") or not hexd or any(c not in "0123456789abcdefABCDEF" for c in hexd):
+    if (
+        alg not in ("md5", "sha1", "sha256", "sha512")
+        or not hexd
+        or any(c not in "0123456789abcdefABCDEF" for c in hexd)
+    ):
         raise ConfigError(f"{where}: checksum must look like 'sha256:<hex>' or 'md5:<hex>', got {h!r}")
     return f"{alg}:{hexd.lower()}"
 
@@ -46,5 +50,3 @@ def verify_local_hash(path: Path, known_hash: str) -> None:
         raise err(f"cannot read archive: {e.strerror or e}", path) from None
     if got != hexd:
         raise err(f"checksum mismatch: expected {alg}:{hexd}, got {alg}:{got}", path)
-
-

@@ -211,6 +211,7 @@ def _int_or_none(v: str | None) -> int | None:
     except ValueError:
         return None
 
+
 def _cache_name(rf: ReleaseFile, url: str, known_hash: str | None) -> str:
     if known_hash is None or url != rf.url:
         # No checksum (or a mirror): key the cache by URL so two sources never share a file.
@@ -257,4 +258,3 @@ def download(
     finally:
         logger.setLevel(old_level)
     return Path(path)
-

@@ -15,8 +15,14 @@ from .. import get_release
 from ._common import err
 from .spec import PROVENANCE_FILE, Layout
 
-__all__ = ["validate_layout", "check_release_layout", "resolve_ci", "collapse_wrappers", "layout_tops",
-           "prefixed_subdirs"]
+__all__ = [
+    "validate_layout",
+    "check_release_layout",
+    "resolve_ci",
+    "collapse_wrappers",
+    "layout_tops",
+    "prefixed_subdirs",
+]
 
 #: wrapper folder levels tolerated above prefixed folders (``AnnotationsByMD/<wrapper>/400_senior``)
 MAX_WRAPPERS = 2
@@ -43,15 +49,18 @@ def collapse_wrappers(root: Path) -> None:
 
 def layout_tops(layout: Layout) -> set[str]:
     """Lower-case names of the top-level folders a layout mentions (``{"rawimage", ...}``)."""
-    paths = layout.dirs + layout.nonempty_dirs + layout.files + layout.recommended + tuple(p for g in layout.any_of for p in g)
+    paths = (
+        layout.dirs
+        + layout.nonempty_dirs
+        + layout.files
+        + layout.recommended
+        + tuple(p for g in layout.any_of for p in g)
+    )
     return {p.split("/", 1)[0].lower() for p in paths if "/" in p or p in layout.dirs + layout.nonempty_dirs}
 
 
 def _has_file(d: Path) -> bool:
-    for _, _, files in os.walk(d):
-        if files:
-            return True
-    return False
+    return any(files for _, _, files in os.walk(d))
 
 
 def prefixed_subdirs(folder: str | Path, prefix: str, max_wrappers: int = MAX_WRAPPERS) -> dict[str, Path]:
@@ -71,7 +80,7 @@ def prefixed_subdirs(folder: str | Path, prefix: str, max_wrappers: int = MAX_WR
                 continue
             for c in children:
                 if c.name.lower().startswith(p) and len(c.name) > len(p):
-                    found.setdefault(c.name[len(p):].lower(), c)
+                    found.setdefault(c.name[len(p) :].lower(), c)
                 else:
                     nxt.append(c)
         if found:
@@ -107,7 +116,9 @@ def _child_ci(node: Path, part: str) -> Path | None:
         return None
 
 
-def validate_layout(root: str | Path, layout: Layout, *, source: str, error: type[CephaloError] = DownloadError) -> list[str]:
+def validate_layout(
+    root: str | Path, layout: Layout, *, source: str, error: type[CephaloError] = DownloadError
+) -> list[str]:
     """Check that ``root`` holds ``layout``; folder and file names match case-insensitively.
 
     The one layout check of a release: ``cephalo download`` runs it on the unpacked folder and
@@ -177,4 +188,3 @@ def check_release_layout(name: str, root: str | Path) -> list[str]:
     if top and resolve_ci(root, top) is None and root.name.lower() == top.lower():
         root = root.parent  # given the release folder itself
     return validate_layout(root, layout, source=str(root), error=DataError)
-

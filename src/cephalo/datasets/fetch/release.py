@@ -19,8 +19,10 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ...errors import CephaloError, ConfigError, DownloadError
 from ...io import atomic_dir, sweep_stale, write_json
@@ -32,13 +34,30 @@ from .http import default_cache_dir, download
 from .layout import collapse_wrappers, layout_tops, resolve_ci, validate_layout
 from .spec import PROVENANCE_FILE, Layout
 
-__all__ = ["fetch_release", "MissingChecksumWarning"]
+__all__ = ["fetch_release", "FetchSettings", "MissingChecksumWarning"]
 
 log = logging.getLogger(__name__)
 
 
 class MissingChecksumWarning(UserWarning):
     """A release file was fetched without a pinned checksum (nothing to verify it against)."""
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """How :func:`fetch_release` fetches its source (``data.datasets.<name>.download`` of the params).
+
+    Attributes:
+        cache_dir: download cache (``None``: :func:`default_cache_dir`).
+        keep_archive: keep the downloaded archive in the cache (else deleted after unpacking).
+        timeout_s: HTTP connect/read timeout in seconds.
+        link: for ``folder`` sources, hard-link files instead of copying where possible.
+    """
+
+    cache_dir: str | Path | None = None
+    keep_archive: bool = True
+    timeout_s: float = 60.0
+    link: bool = False
 
 
 def _already_fetched(dest: Path, name: str, wanted: list[tuple[str, str | None]], layout: Layout) -> bool:
@@ -80,18 +99,15 @@ def fetch_release(
     folder: str | Path | None = None,
     known_hash: str | Mapping[str, str] | None = None,
     progress: bool = True,
-    cache_dir: str | Path | None = None,
-    keep_archive: bool = True,
-    timeout_s: float = 60.0,
-    link: bool = False,
     force: bool = False,
+    settings: FetchSettings | None = None,
 ) -> Path:
     """Fetch the release of data set ``name`` and unpack it into ``dest``, all or nothing.
 
     Exactly one source is used: ``folder`` (an already unpacked release: validated,
-    then copied -- or hard-linked with ``link=True``), else ``archive`` (archive file(s)
+    then copied -- or hard-linked with ``settings.link``), else ``archive`` (archive file(s)
     on disk), else ``url`` (a mirror) or the release's pinned URL (downloaded with pooch
-    into ``cache_dir``, resumable, see :mod:`cephalo.datasets.fetch.http`).
+    into ``settings.cache_dir``, resumable, see :mod:`cephalo.datasets.fetch.http`).
 
     Args:
         name: release name, ``"aariz"`` or ``"isbi2015"`` (see :func:`cephalo.datasets.release_names`).
@@ -111,11 +127,9 @@ def fetch_release(
             ``None`` uses the release's published checksum; where there is none a
             :class:`MissingChecksumWarning` is issued with the SHA-256 to pin.
         progress: show tqdm progress bars (download, unpack, copy).
-        cache_dir: download cache (default :func:`default_cache_dir`).
-        keep_archive: keep the downloaded archive in the cache (else deleted after unpacking).
-        timeout_s: HTTP connect/read timeout in seconds.
-        link: for ``folder`` sources, hard-link files instead of copying where possible.
         force: replace an existing non-empty ``dest`` that is not this very release.
+        settings: download cache, keeping the archive, HTTP timeout, hard links
+            (:class:`FetchSettings`; its defaults when not given).
 
     Returns:
         ``dest`` as a :class:`Path`.
@@ -129,6 +143,8 @@ def fetch_release(
             ``force``). ``dest`` is then unchanged and no temporary folder is left.
     """
     release = get_release(name)
+    fs = settings or FetchSettings()
+    cache_dir, keep_archive, timeout_s, link = fs.cache_dir, fs.keep_archive, fs.timeout_s, fs.link
     # absolute: pooch's extractors read a relative extract_dir as relative to the archive's folder
     dest = Path(dest).absolute()
     cache_dir = None if cache_dir is None else Path(cache_dir).expanduser().absolute()
@@ -185,9 +201,7 @@ def fetch_release(
         source_kind = "url"
         if len(release.files) != 1 and url is not None:
             raise ConfigError(f"{name}: a mirror URL can only replace a single-file release")
-        wanted = [
-            (url or rf.url, hashes.get(rf.name) or single_hash or rf.known_hash) for rf in release.files
-        ]
+        wanted = [(url or rf.url, hashes.get(rf.name) or single_hash or rf.known_hash) for rf in release.files]
         if occupied and _already_fetched(dest, name, wanted, release.layout):
             log.info("%s: %s already holds this release (same URL and checksum); nothing to do", name, dest)
             return dest
@@ -215,7 +229,7 @@ def fetch_release(
         "licence": release.licence,
     }
     if sources:
-        for s, (p, _, _) in zip(record["sources"], sources):
+        for s, (p, _, _) in zip(record["sources"], sources, strict=True):
             s["sha256"] = archive_sha256(p)
         record["sha256"] = ";".join(s["sha256"] for s in record["sources"])
     else:
@@ -230,9 +244,7 @@ def fetch_release(
             except DownloadError:
                 pass
         if not force:
-            raise err(
-                "destination is not empty and does not hold this release; remove it or use --force", dest
-            )
+            raise err("destination is not empty and does not hold this release; remove it or use --force", dest)
 
     # ---- unpack/copy into a temporary folder beside dest; rename on success
     try:

@@ -75,4 +75,3 @@ class Release:
     layout: Layout
     citation: str = ""
     licence: str = ""
-

@@ -124,9 +124,7 @@ class ISBI2015Adapter(Adapter):
             for txt in sorted(d.glob("*.txt")):
                 image_id = txt.stem
                 if image_id not in images:
-                    result.exclusions.append(
-                        Exclusion(str(txt), "annotation without an image", image_id, annotator)
-                    )
+                    result.exclusions.append(Exclusion(str(txt), "annotation without an image", image_id, annotator))
                     continue
                 try:
                     pts = parse_isbi_txt(txt, len(ISBI19))
@@ -138,9 +136,15 @@ class ISBI2015Adapter(Adapter):
                 split, img = images[image_id]
                 coords = {lm.name: pts[k] for k, lm in enumerate(ISBI19)}
                 result.rows += annotation_rows(
-                    dataset=dataset, image_id=image_id, split=split, image_path=img.resolve(),
-                    spacing=(spacing, spacing), device=device, annotator=annotator,
-                    coords=coords, catalogue=ISBI19,
+                    dataset=dataset,
+                    image_id=image_id,
+                    split=split,
+                    image_path=img.resolve(),
+                    spacing=(spacing, spacing),
+                    device=device,
+                    annotator=annotator,
+                    coords=coords,
+                    catalogue=ISBI19,
                 )
                 annotated.add(image_id)
         for image_id in sorted(set(images) - annotated):

@@ -14,8 +14,8 @@ byte-identical files.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -76,7 +76,6 @@ def write_isbi2015(root: str | Path, cfg: DemoConfig, rng: np.random.Generator, 
                 for who, pts in (("400_senior", senior), ("400_junior", junior)):
                     lines = [f"{pts[i, 0]},{pts[i, 1]}" for i in aariz_pos] + [str(c) for c in cls]
                     (root / "AnnotationsByMD" / who / f"{image_id}.txt").write_text("\n".join(lines) + "\n")
-                records.append({"image_id": image_id, "split": folder, "path": path,
-                                "landmarks": lms29[aariz_pos]})
+                records.append({"image_id": image_id, "split": folder, "path": path, "landmarks": lms29[aariz_pos]})
                 bar.update()
     return records

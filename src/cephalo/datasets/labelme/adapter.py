@@ -36,8 +36,9 @@ import io
 import json
 import math
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ...errors import ConfigError, DataError
 from ...io import atomic_path
@@ -130,10 +131,19 @@ class LabelMeAdapter(Adapter):
 
     name = "labelme"
     version = "2"
-    option_names = frozenset({
-        "annotators", "images", "image_cache", "catalogue", "labels", "spacing_mm", "device",
-        "splits", "default_split",
-    })
+    option_names = frozenset(
+        {
+            "annotators",
+            "images",
+            "image_cache",
+            "catalogue",
+            "labels",
+            "spacing_mm",
+            "device",
+            "splits",
+            "default_split",
+        }
+    )
 
     def parse(self, root: str | Path, *, dataset: str | None = None, **options: Any) -> AdapterResult:
         self.check_options(options)
@@ -156,8 +166,11 @@ class LabelMeAdapter(Adapter):
 
         ann = options.get("annotators")
         if ann is None:
-            folders = {d.name: d.name for d in sorted(root.iterdir())
-                       if d.is_dir() and not d.name.startswith(".") and any(d.glob("*.json"))}
+            folders = {
+                d.name: d.name
+                for d in sorted(root.iterdir())
+                if d.is_dir() and not d.name.startswith(".") and any(d.glob("*.json"))
+            }
         elif isinstance(ann, Mapping):
             folders = {str(k): str(v) for k, v in ann.items()}
         else:
@@ -177,12 +190,18 @@ class LabelMeAdapter(Adapter):
                     shapes = data["shapes"]
                 except (OSError, ValueError, KeyError, TypeError) as e:
                     result.exclusions.append(
-                        Exclusion(str(jpath), f"unreadable LabelMe JSON ({type(e).__name__})", jpath.stem, annotator))
+                        Exclusion(str(jpath), f"unreadable LabelMe JSON ({type(e).__name__})", jpath.stem, annotator)
+                    )
                     continue
                 if not isinstance(shapes, list):
-                    result.exclusions.append(Exclusion(
-                        str(jpath), f"unreadable LabelMe JSON ('shapes' is {type(shapes).__name__}, not a list)",
-                        jpath.stem, annotator))
+                    result.exclusions.append(
+                        Exclusion(
+                            str(jpath),
+                            f"unreadable LabelMe JSON ('shapes' is {type(shapes).__name__}, not a list)",
+                            jpath.stem,
+                            annotator,
+                        )
+                    )
                     continue
                 coords, labels_seen, unknown, nonfinite = {}, Counter(), [], []
                 marked: dict[str, tuple[float, float]] = {}  # flagged outside_image by cephalo predict
@@ -199,7 +218,7 @@ class LabelMeAdapter(Adapter):
                         unknown.append(label)
                         continue
                     try:
-                        (x, y), = s["points"]
+                        ((x, y),) = s["points"]
                         x, y = float(x), float(y)
                     except (KeyError, TypeError, ValueError):
                         unknown.append(label)
@@ -221,13 +240,22 @@ class LabelMeAdapter(Adapter):
                 if nonfinite:
                     reasons.append(f"non-finite (NaN/Infinity) coordinates for labels {nonfinite}")
                 if reasons:
-                    result.exclusions.append(Exclusion(
-                        str(jpath), "; ".join(reasons), jpath.stem, annotator, tuple(dups + missing + nonfinite)))
+                    result.exclusions.append(
+                        Exclusion(
+                            str(jpath), "; ".join(reasons), jpath.stem, annotator, tuple(dups + missing + nonfinite)
+                        )
+                    )
                     continue
                 if unknown:
-                    result.exclusions.append(Exclusion(
-                        str(jpath), f"labels not in the label map {sorted(set(unknown))}", jpath.stem,
-                        annotator, tuple(sorted(set(unknown)))))
+                    result.exclusions.append(
+                        Exclusion(
+                            str(jpath),
+                            f"labels not in the label map {sorted(set(unknown))}",
+                            jpath.stem,
+                            annotator,
+                            tuple(sorted(set(unknown))),
+                        )
+                    )
                     continue
                 img = self._locate_image(jpath, data, by_stem, cache, result, annotator)
                 if img is None:
@@ -236,22 +264,34 @@ class LabelMeAdapter(Adapter):
                 try:
                     actual = image_header(img)[:2]
                 except DataError as e:
-                    result.exclusions.append(Exclusion(
-                        str(jpath), f"image unreadable: {str(e)}", jpath.stem, annotator))
+                    result.exclusions.append(
+                        Exclusion(str(jpath), f"image unreadable: {str(e)}", jpath.stem, annotator)
+                    )
                     continue
-                if stated is not None:
-                    if tuple(actual) != stated:
-                        result.exclusions.append(Exclusion(
-                            str(jpath), f"size mismatch: imageWidth x imageHeight {stated[0]}x{stated[1]} "
+                if stated is not None and tuple(actual) != stated:
+                    result.exclusions.append(
+                        Exclusion(
+                            str(jpath),
+                            f"size mismatch: imageWidth x imageHeight {stated[0]}x{stated[1]} "
                             f"but {img.name} is {actual[0]}x{actual[1]} px (the annotation was made on "
-                            "another version of the image)", jpath.stem, annotator))
-                        continue
+                            "another version of the image)",
+                            jpath.stem,
+                            annotator,
+                        )
+                    )
+                    continue
                 gone = _outside_points(coords, marked, *actual)
                 if gone:
                     sym = {lm.name: lm.symbol for lm in catalogue}
-                    result.problems.append(ImageProblem(str(jpath), f"annotator {annotator}: {len(gone)} landmark(s) "
-                        "outside the image, indexed as missing: " + ", ".join(
-                            f"{sym.get(n, n)} {why}" for n, why in gone.items()), jpath.stem))
+                    result.problems.append(
+                        ImageProblem(
+                            str(jpath),
+                            f"annotator {annotator}: {len(gone)} landmark(s) "
+                            "outside the image, indexed as missing: "
+                            + ", ".join(f"{sym.get(n, n)} {why}" for n, why in gone.items()),
+                            jpath.stem,
+                        )
+                    )
                     for n in gone:
                         coords[n] = (math.nan, math.nan)
                 parsed.append((jpath.stem, img, annotator, coords))
@@ -263,19 +303,27 @@ class LabelMeAdapter(Adapter):
         for stem in sorted(set(by_stem) - set(paths)):
             result.exclusions.append(Exclusion(str(by_stem[stem]), "image without a usable annotation", stem))
         split_of = assign_splits(sorted(paths), options.get("splits"), options.get("default_split"), root)
-        for image_id, img, annotator, coords in parsed:
+        for image_id, _img, annotator, coords in parsed:
             result.rows += annotation_rows(
-                dataset=dataset, image_id=image_id, split=split_of[image_id], image_path=paths[image_id],
-                spacing=spacing, device=device, annotator=annotator, coords=coords, catalogue=catalogue,
+                dataset=dataset,
+                image_id=image_id,
+                split=split_of[image_id],
+                image_path=paths[image_id],
+                spacing=spacing,
+                device=device,
+                annotator=annotator,
+                coords=coords,
+                catalogue=catalogue,
             )
         return result
 
     @staticmethod
-    def _locate_image(jpath: Path, data: dict, by_stem: dict[str, Path], cache: Path,
-                      result: AdapterResult, annotator: str) -> Path | None:
+    def _locate_image(
+        jpath: Path, data: dict, by_stem: dict[str, Path], cache: Path, result: AdapterResult, annotator: str
+    ) -> Path | None:
         rel = data.get("imagePath")
         if rel:
-            cand = (jpath.parent / str(rel).replace("\\", "/"))
+            cand = jpath.parent / str(rel).replace("\\", "/")
             if cand.is_file():
                 return cand.resolve()
         if jpath.stem in by_stem:
@@ -289,9 +337,14 @@ class LabelMeAdapter(Adapter):
                 with Image.open(io.BytesIO(raw)) as im:
                     fmt = (im.format or "PNG").lower()
             except (binascii.Error, ValueError, TypeError, OSError) as e:  # TypeError: not a string
-                result.exclusions.append(Exclusion(
-                    str(jpath), f"image not found and imageData undecodable ({type(e).__name__})",
-                    jpath.stem, annotator))
+                result.exclusions.append(
+                    Exclusion(
+                        str(jpath),
+                        f"image not found and imageData undecodable ({type(e).__name__})",
+                        jpath.stem,
+                        annotator,
+                    )
+                )
                 return None
             ext = {"jpeg": ".jpg", "tiff": ".tif"}.get(fmt, f".{fmt}")
             out = cache / f"{jpath.stem}{ext}"
@@ -299,9 +352,14 @@ class LabelMeAdapter(Adapter):
                 with atomic_path(out) as tmp:
                     tmp.write_bytes(raw)
             return out.resolve()
-        result.exclusions.append(Exclusion(
-            str(jpath), f"image not found (imagePath {rel!r} stale, no {jpath.stem}.* in the images folder, "
-            "no imageData)", jpath.stem, annotator))
+        result.exclusions.append(
+            Exclusion(
+                str(jpath),
+                f"image not found (imagePath {rel!r} stale, no {jpath.stem}.* in the images folder, no imageData)",
+                jpath.stem,
+                annotator,
+            )
+        )
         return None
 
 
@@ -322,8 +380,16 @@ def _natural(label: str):
     return (label.rstrip("0123456789"), int(digits) if digits else math.inf, label)
 
 
-def write_labelme(json_path: str | Path, image_path: str | Path, labels: list[str], coords, width: int, height: int,
-                  *, version: str = "5.0.1") -> Path:
+def write_labelme(
+    json_path: str | Path,
+    image_path: str | Path,
+    labels: list[str],
+    coords,
+    width: int,
+    height: int,
+    *,
+    version: str = "5.0.1",
+) -> Path:
     """Write one LabelMe point-annotation file (atomically), e.g. predicted landmarks to correct by hand.
 
     Args:
@@ -346,7 +412,7 @@ def write_labelme(json_path: str | Path, image_path: str | Path, labels: list[st
     json_path = Path(json_path)
     rel = os.path.relpath(Path(image_path).resolve(), json_path.parent.resolve())
     shapes = []
-    for label, (x, y) in zip(labels, coords):
+    for label, (x, y) in zip(labels, coords, strict=False):
         x, y = float(x), float(y)
         if not (math.isfinite(x) and math.isfinite(y)):
             continue
@@ -354,13 +420,30 @@ def write_labelme(json_path: str | Path, image_path: str | Path, labels: list[st
         if not (-0.5 <= x <= width - 0.5 and -0.5 <= y <= height - 0.5):
             cx, cy = min(max(x, 0.0), width - 1.0), min(max(y, 0.0), height - 1.0)
             flags = {OUTSIDE_FLAG: True}
-            desc = (f"predicted outside the image at ({x:.1f}, {y:.1f}); clipped to the border. Move it to the "
-                    f"landmark (and untick {OUTSIDE_FLAG}) or leave it: it is then indexed as missing")
+            desc = (
+                f"predicted outside the image at ({x:.1f}, {y:.1f}); clipped to the border. Move it to the "
+                f"landmark (and untick {OUTSIDE_FLAG}) or leave it: it is then indexed as missing"
+            )
             x, y = cx, cy
-        shapes.append({"label": str(label), "points": [[x, y]], "group_id": None,
-                       "description": desc, "shape_type": "point", "flags": flags})
-    doc = {"version": version, "flags": {}, "shapes": shapes, "imagePath": rel.replace(os.sep, "/"),
-           "imageData": None, "imageHeight": int(height), "imageWidth": int(width)}
+        shapes.append(
+            {
+                "label": str(label),
+                "points": [[x, y]],
+                "group_id": None,
+                "description": desc,
+                "shape_type": "point",
+                "flags": flags,
+            }
+        )
+    doc = {
+        "version": version,
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": rel.replace(os.sep, "/"),
+        "imageData": None,
+        "imageHeight": int(height),
+        "imageWidth": int(width),
+    }
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(doc, indent=2))
     return json_path

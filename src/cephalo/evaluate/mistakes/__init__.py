@@ -11,5 +11,14 @@ from .predictions import PredictionsReport, diagnose_predictions
 from .report import Mistake, explain, find_mistakes
 from .transforms import Frame, Structure, apply, undo
 
-__all__ = ["Mistake", "PredictionsReport", "diagnose_predictions", "explain", "find_mistakes", "Frame", "Structure",
-           "apply", "undo"]
+__all__ = [
+    "Mistake",
+    "PredictionsReport",
+    "diagnose_predictions",
+    "explain",
+    "find_mistakes",
+    "Frame",
+    "Structure",
+    "apply",
+    "undo",
+]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -49,9 +49,16 @@ def _sub(pred: Mapping[str, np.ndarray], rows: np.ndarray) -> dict:
     return {k: v[rows] for k, v in pred.items()}
 
 
-def explain(pred: Mapping[str, np.ndarray], gt: np.ndarray, spacing: np.ndarray, sizes: np.ndarray, *,
-            groups: Mapping[str, Sequence] | None = None, units: str = "px",
-            thresholds: dict | None = None) -> tuple[list[tuple[str, Explanation]], np.ndarray]:
+def explain(
+    pred: Mapping[str, np.ndarray],
+    gt: np.ndarray,
+    spacing: np.ndarray,
+    sizes: np.ndarray,
+    *,
+    groups: Mapping[str, Sequence] | None = None,
+    units: str = "px",
+    thresholds: dict | None = None,
+) -> tuple[list[tuple[str, Explanation]], np.ndarray]:
     """Explain the whole file, or each group of one index column where that fits significantly better.
 
     A global explanation is replaced by per-group ones when the per-group errors are lower by more
@@ -77,8 +84,10 @@ def explain(pred: Mapping[str, np.ndarray], gt: np.ndarray, spacing: np.ndarray,
     pred = {k: np.asarray(v, dtype=np.float64) for k, v in pred.items()}
     bad = [k or "predictions" for k, v in pred.items() if v.shape != gt.shape]
     if gt.ndim != 3 or gt.shape[-1] != 2 or bad or sp.shape != (len(gt), 2) or wh.shape != (len(gt), 2):
-        raise ValueError(f"shapes disagree: ground truth {gt.shape} (N, K, 2), {bad or 'predictions ok'}, "
-                         f"spacing {sp.shape} and sizes {wh.shape} (N, 2)")
+        raise ValueError(
+            f"shapes disagree: ground truth {gt.shape} (N, K, 2), {bad or 'predictions ok'}, "
+            f"spacing {sp.shape} and sizes {wh.shape} (N, 2)"
+        )
     glob = explain_group(dict(pred), gt, sp, wh, units, th)
     e0 = errors_mm(pred[""], gt, sp)
     e_glob = errors_mm(glob.undone, gt, sp)
@@ -97,9 +106,8 @@ def explain(pred: Mapping[str, np.ndarray], gt: np.ndarray, spacing: np.ndarray,
             per.append((f"{col}={v}", ex))
         e = errors_mm(undone, gt, sp)
         worse = any(significantly_lower(e0[ex.rows], e_glob[ex.rows], 3.0, 0.0) for _, ex in per)
-        if significantly_lower(e, e_glob, 3.0, 0.0) or worse:
-            if best is None or np.nanmean(e) < best[0]:
-                best = (float(np.nanmean(e)), per, undone)
+        if (significantly_lower(e, e_glob, 3.0, 0.0) or worse) and (best is None or np.nanmean(e) < best[0]):
+            best = (float(np.nanmean(e)), per, undone)
     if best is not None and any(ex.structure != Structure() or ex.residual for _, ex in best[1]):
         return best[1], best[2]
     return [("", glob)], glob.undone
@@ -114,8 +122,10 @@ def mistakes_of(label: str, ex: Explanation) -> list[Mistake]:
     out = []
     alts = [describe(a) for a in ex.alternatives]
     where = f" in the images of {label}" if label else ""
-    ev = (f"undoing it{where} lowers the MRE of held-out images by {ex.gain_mm:.2f} mm "
-          f"(standard error {ex.gain_se_mm:.2f} mm): {ex.mre_before_mm:.2f} -> {ex.mre_structure_mm:.2f} mm")
+    ev = (
+        f"undoing it{where} lowers the MRE of held-out images by {ex.gain_mm:.2f} mm "
+        f"(standard error {ex.gain_se_mm:.2f} mm): {ex.mre_before_mm:.2f} -> {ex.mre_structure_mm:.2f} mm"
+    )
     if alts:
         ev += "; equally consistent with: " + "; or ".join(alts) + " (the same correction of the coordinates"
         scale = [a.c for a in ex.alternatives if a.unit == "const" and not a.frame.kind and not a.mirror]
@@ -125,25 +135,48 @@ def mistakes_of(label: str, ex: Explanation) -> list[Mistake]:
     if ex.residual:
         kind, par = ex.residual
         if kind == "offset":
-            out.append(Mistake("residual_offset", "a constant offset of every landmark",
-                               f"the mean error{where} is dx {-par[0]:+.1f} px, dy {-par[1]:+.1f} px, confirmed on "
-                               "held-out images", "look for a crop, pad or half-pixel (pixel corner vs centre) "
-                               "shift in the pipeline", ex.mre_structure_mm, ex.mre_after_mm,
-                               {"offset_px": [-par[0], -par[1]]}, label))
+            out.append(
+                Mistake(
+                    "residual_offset",
+                    "a constant offset of every landmark",
+                    f"the mean error{where} is dx {-par[0]:+.1f} px, dy {-par[1]:+.1f} px, confirmed on "
+                    "held-out images",
+                    "look for a crop, pad or half-pixel (pixel corner vs centre) shift in the pipeline",
+                    ex.mre_structure_mm,
+                    ex.mre_after_mm,
+                    {"offset_px": [-par[0], -par[1]]},
+                    label,
+                )
+            )
         else:
-            out.append(Mistake("residual_scale", "a global scale (and offset) of the predictions",
-                               f"the predictions{where} fit after scaling by {par[0]:.3f} about the origin and "
-                               f"shifting by ({par[1]:+.1f}, {par[2]:+.1f}) px, confirmed on held-out images",
-                               "check the resize factor, the input size and the pixel spacing used to map "
-                               "predictions back", ex.mre_structure_mm, ex.mre_after_mm,
-                               {"scale": par[0], "offset_px": par[1:]}, label))
+            out.append(
+                Mistake(
+                    "residual_scale",
+                    "a global scale (and offset) of the predictions",
+                    f"the predictions{where} fit after scaling by {par[0]:.3f} about the origin and "
+                    f"shifting by ({par[1]:+.1f}, {par[2]:+.1f}) px, confirmed on held-out images",
+                    "check the resize factor, the input size and the pixel spacing used to map predictions back",
+                    ex.mre_structure_mm,
+                    ex.mre_after_mm,
+                    {"scale": par[0], "offset_px": par[1:]},
+                    label,
+                )
+            )
     return out
 
 
-def find_mistakes(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray, image_sizes: np.ndarray,
-                  names: Sequence[str] | None = None, *, relabelled: dict | None = None,
-                  groups: Mapping[str, Sequence] | None = None, units: str = "px",
-                  thresholds: dict | None = None) -> list[Mistake]:
+def find_mistakes(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    spacing: np.ndarray,
+    image_sizes: np.ndarray,
+    names: Sequence[str] | None = None,
+    *,
+    relabelled: dict | None = None,
+    groups: Mapping[str, Sequence] | None = None,
+    units: str = "px",
+    thresholds: dict | None = None,
+) -> list[Mistake]:
     """The mistakes that explain bad predictions, each named and undone (see :func:`explain`).
 
     Args:

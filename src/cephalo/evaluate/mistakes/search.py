@@ -116,8 +116,14 @@ def _typed(v: float) -> list[float]:
 
 def _unit_factor(unit: str, c: float, sp: np.ndarray) -> np.ndarray | None:
     """(n, 2) multiplicative factor of the unit (None: normalised, which hides the frame size)."""
-    return {"px": np.ones_like(sp), "mm": sp, "const": np.full_like(sp, c), "scale": np.full_like(sp, c),
-            "px_as_mm": 1.0 / sp, "const_mm": c / sp}.get(unit)
+    return {
+        "px": np.ones_like(sp),
+        "mm": sp,
+        "const": np.full_like(sp, c),
+        "scale": np.full_like(sp, c),
+        "px_as_mm": 1.0 / sp,
+        "const_mm": c / sp,
+    }.get(unit)
 
 
 def _constants(unit: str, frame: str, r: np.ndarray, sp: np.ndarray, wh: np.ndarray) -> list[float]:
@@ -150,7 +156,7 @@ def _as_letterbox(s: Structure, d: _Data) -> Structure | None:
     where the two are the same numbers on this group (one image size and spacing), else ``None``."""
     if s.unit != "const" or s.frame.kind:
         return None
-    for size, c in zip(COMMON_INPUT_SIZES, _letterbox_spacings(d.sp, d.wh)):
+    for size, c in zip(COMMON_INPUT_SIZES, _letterbox_spacings(d.sp, d.wh), strict=False):
         if abs(c - s.c) <= 1e-12 * c:
             t = s.with_(frame=Frame("letterbox", (size, size), pad="top-left", conv="corner"), unit="mm", c=1.0)
             a0, b0 = forward_coefficients(s, d.wh, d.sp)
@@ -190,12 +196,23 @@ def _variants(frame: str, integral: bool) -> list[dict]:
     if frame == "stretch":
         return [{"conv": c} for c in ("centre", "corner")]
     if frame == "heatmap":
-        return [{"pad": p, "conv": c, "rounding": r} for r in (("", "floor") if integral else ("",))
-                for p in ("centre", "top-left") for c in ("centre", "corner")]
-    out = [{"pad": p, "conv": c, "newsize": n} for n in ("int", "round") for p in ("centre", "top-left")
-           for c in ("centre", "corner")]
-    return out + [{"pad": "centre", "conv": c, "newsize": n, "padding": "float"} for n in ("int", "round")
-                  for c in ("centre", "corner")]
+        return [
+            {"pad": p, "conv": c, "rounding": r}
+            for r in (("", "floor") if integral else ("",))
+            for p in ("centre", "top-left")
+            for c in ("centre", "corner")
+        ]
+    out = [
+        {"pad": p, "conv": c, "newsize": n}
+        for n in ("int", "round")
+        for p in ("centre", "top-left")
+        for c in ("centre", "corner")
+    ]
+    return out + [
+        {"pad": "centre", "conv": c, "newsize": n, "padding": "float"}
+        for n in ("int", "round")
+        for c in ("centre", "corner")
+    ]
 
 
 def _prefer(size: int) -> int:
@@ -219,8 +236,11 @@ def _pick(tried: list[tuple[tuple, Structure, np.ndarray]], means: list[float] |
     """The most plausible of the tries not significantly worse than the best (squared errors)."""
     means = _means(tried) if means is None else means
     b = int(np.argmin(means))
-    ok = [i for i in range(len(tried)) if means[i] <= 1.5 * means[b] + 1e-12
-          and not_worse(tried[i][2], tried[b][2], 2.0, 0.0)]
+    ok = [
+        i
+        for i in range(len(tried))
+        if means[i] <= 1.5 * means[b] + 1e-12 and not_worse(tried[i][2], tried[b][2], 2.0, 0.0)
+    ]
     return tried[min(ok or [b], key=lambda i: tried[i][0])][1]
 
 
@@ -240,14 +260,33 @@ def _refine(s: Structure, d: _Data, est: tuple[float, float]) -> Structure:
         return _pick(tried)
     for vi, var in enumerate(_variants(kind, d.integral)):
         if kind == "stretch":
-            sx = _pick([((_prefer(v), abs(v - est[0])), s.with_(frame=Frame(kind, (v, max(1, round(est[1]))), **var)),
-                         _sq(s.with_(frame=Frame(kind, (v, max(1, round(est[1]))), **var)), d, 0))
-                        for v in _sizes(est[0], kind)]) if _sizes(est[0], kind) else None
+            sx = (
+                _pick(
+                    [
+                        (
+                            (_prefer(v), abs(v - est[0])),
+                            s.with_(frame=Frame(kind, (v, max(1, round(est[1]))), **var)),
+                            _sq(s.with_(frame=Frame(kind, (v, max(1, round(est[1]))), **var)), d, 0),
+                        )
+                        for v in _sizes(est[0], kind)
+                    ]
+                )
+                if _sizes(est[0], kind)
+                else None
+            )
             if sx is None or not _sizes(est[1], kind):
                 continue
             sw = sx.frame.size[0]
-            sy = _pick([((_prefer(v), abs(v - est[1])), s.with_(frame=Frame(kind, (sw, v), **var)),
-                         _sq(s.with_(frame=Frame(kind, (sw, v), **var)), d, 1)) for v in _sizes(est[1], kind)])
+            sy = _pick(
+                [
+                    (
+                        (_prefer(v), abs(v - est[1])),
+                        s.with_(frame=Frame(kind, (sw, v), **var)),
+                        _sq(s.with_(frame=Frame(kind, (sw, v), **var)), d, 1),
+                    )
+                    for v in _sizes(est[1], kind)
+                ]
+            )
             cands = [sy.frame.size]
         else:
             cands = [(v, v) for v in _sizes(est[0], kind)]
@@ -312,8 +351,9 @@ def _candidates(d: _Data, units: tuple) -> list[Structure]:
     out = [Structure(catalogue="")]
     floor = min([x[0] for x in rough if np.isfinite(x[0])] or [np.inf])
     for key in sorted({(c, s.frame.kind, s.unit) for _, c, s, _ in rough}):
-        best = sorted((x for x in rough if (x[1], x[2].frame.kind, x[2].unit) == key and np.isfinite(x[0])),
-                      key=lambda x: x[0])[:2 if key[1] else 3]
+        best = sorted(
+            (x for x in rough if (x[1], x[2].frame.kind, x[2].unit) == key and np.isfinite(x[0])), key=lambda x: x[0]
+        )[: 2 if key[1] else 3]
         for m, _, s, est in best:
             if not s.frame.kind:
                 out.append(s)
@@ -345,8 +385,7 @@ def _residuals(u: np.ndarray, d: _Data, th: dict) -> list[tuple[tuple, np.ndarra
     return out
 
 
-def explain_group(pred: dict, gt: np.ndarray, spacing: np.ndarray, wh: np.ndarray, units: str,
-                  th: dict) -> Explanation:
+def explain_group(pred: dict, gt: np.ndarray, spacing: np.ndarray, wh: np.ndarray, units: str, th: dict) -> Explanation:
     """Explain one group of images (see the module docstring).
 
     Args:
@@ -380,28 +419,58 @@ def explain_group(pred: dict, gt: np.ndarray, spacing: np.ndarray, wh: np.ndarra
     errs = [np.where(conf, errors_mm(c[2], gt, d.sp), np.nan) for c in cands]
     means = [float(np.nanmean(e)) if np.isfinite(e).any() else np.inf for e in errs]
     chosen = _choose(cands, errs, means)
-    accept = chosen != 0 and significantly_lower(errs[chosen], errs[0], 3.0, th["mistake_min_gain_mm"]) \
+    accept = (
+        chosen != 0
+        and significantly_lower(errs[chosen], errs[0], 3.0, th["mistake_min_gain_mm"])
         and means[chosen] <= th["mistake_max_fraction"] * means[0]
+    )
     if accept and cands[chosen][1] is not None:  # the residual must earn its place beside the structure
         j = next(i for i, c in enumerate(cands) if c[0] == cands[chosen][0] and c[1] is None)
-        if means[chosen] > (1 - th["residual_min_fraction"]) * means[j] \
-                or not significantly_lower(errs[chosen], errs[j], 3.0, th["residual_min_gain_mm"]):
+        if means[chosen] > (1 - th["residual_min_fraction"]) * means[j] or not significantly_lower(
+            errs[chosen], errs[j], 3.0, th["residual_min_gain_mm"]
+        ):
             chosen = j
-            accept = j != 0 and significantly_lower(errs[j], errs[0], 3.0, th["mistake_min_gain_mm"]) \
+            accept = (
+                j != 0
+                and significantly_lower(errs[j], errs[0], 3.0, th["mistake_min_gain_mm"])
                 and means[j] <= th["mistake_max_fraction"] * means[0]
+            )
     if not accept:
         chosen = 0
     st, res, u, level = cands[chosen]
-    alts = [c[0] for i, c in enumerate(cands) if i != chosen and c[3] == level and c[1] is None and res is None
-            and abs(means[i] - means[chosen]) <= 0.02 and not_worse(errs[i], errs[chosen])
-            and _name_key(c[0]) != _name_key(st)] if accept else []
+    alts = (
+        [
+            c[0]
+            for i, c in enumerate(cands)
+            if i != chosen
+            and c[3] == level
+            and c[1] is None
+            and res is None
+            and abs(means[i] - means[chosen]) <= 0.02
+            and not_worse(errs[i], errs[chosen])
+            and _name_key(c[0]) != _name_key(st)
+        ]
+        if accept
+        else []
+    )
     lb = _as_letterbox(st, d) if accept else None
     if lb is not None:  # the same numbers: name the reading with a common input size and the device's
         alts, st = [st] + [a for a in alts if _name_key(a) != _name_key(lb)], lb  # spacing, list the other
     gain, se = mean_se_diff(errs[0], errs[chosen]) if accept else (0.0, 0.0)
     e_s = errors_mm(undo(st, pred[st.catalogue], d.wh, d.sp), gt, d.sp)
-    return Explanation(st, res, np.arange(len(gt)), u, _nm(errors_mm(p0, gt, d.sp)), _nm(errors_mm(u, gt, d.sp)),
-                       _nm(e_s), alts, float(gain), float(se), tuple(int(v) for v in wh[0]))
+    return Explanation(
+        st,
+        res,
+        np.arange(len(gt)),
+        u,
+        _nm(errors_mm(p0, gt, d.sp)),
+        _nm(errors_mm(u, gt, d.sp)),
+        _nm(e_s),
+        alts,
+        float(gain),
+        float(se),
+        tuple(int(v) for v in wh[0]),
+    )
 
 
 def _choose(cands: list, errs: list, means: list) -> int:

@@ -25,8 +25,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["Structure", "Frame", "forward_coefficients", "undo", "apply", "complexity", "HEATMAP_STRIDE",
-           "FRAMES", "UNITS_PX", "UNITS_MM", "frame_coefficients"]
+__all__ = [
+    "Structure",
+    "Frame",
+    "forward_coefficients",
+    "undo",
+    "apply",
+    "complexity",
+    "HEATMAP_STRIDE",
+    "FRAMES",
+    "UNITS_PX",
+    "UNITS_MM",
+    "frame_coefficients",
+]
 
 #: the heatmap stride of HRNet-style landmark models (input px per heatmap px)
 HEATMAP_STRIDE = 4
@@ -66,7 +77,7 @@ class Structure:
     c: float = 1.0
     catalogue: str = ""
 
-    def with_(self, **kw) -> "Structure":
+    def with_(self, **kw) -> Structure:
         return replace(self, **kw)
 
 
@@ -78,8 +89,7 @@ def complexity(s: Structure) -> int:
     so it is one mistake - normalised coordinates - written in that input's convention.
     """
     frame = bool(s.frame.kind) and not (s.frame.kind == "stretch" and s.unit.startswith("normalised"))
-    return (int(s.swap) + int(bool(s.mirror)) + int(frame) + int(s.unit != "px")
-            + int(bool(s.catalogue)))
+    return int(s.swap) + int(bool(s.mirror)) + int(frame) + int(s.unit != "px") + int(bool(s.catalogue))
 
 
 def frame_coefficients(fr: Frame, wh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
