@@ -365,7 +365,8 @@ def test_metrics_and_experiment_tables_fit_120_columns(origin):
 
 
 #: the commands docs/results.md ("Reading the results") shows -> what a finished demo project answers
-#: (`mlflow ui` is run by test_team_mlflow_doc.py, on the same store layout)
+#: (`mlflow ui` is run by test_team_mlflow_doc.py, on the same store layout); `cephalo compare` is named
+#: without its arguments there: it is run on every evaluation of the project
 READING_COMMANDS = {
     "dvc metrics show": "results/summary",
     "dvc plots show": "dvc_plots/index.html",
@@ -373,6 +374,7 @@ READING_COMMANDS = {
     "cephalo code-fingerprint --importers cephalo.evaluate.metrics": "evaluate",
     "cephalo code-fingerprint --closure evaluate": "cephalo.evaluate.metrics",
     "cephalo code-fingerprint --help": "--importers",
+    "cephalo compare": "cmp.md",
 }
 
 
@@ -384,13 +386,17 @@ def test_every_reading_the_results_command_runs_on_a_finished_demo(origin, tmp_p
     assert shown == set(READING_COMMANDS), shown ^ set(READING_COMMANDS)
     d = tmp_path / "project"
     shutil.copytree(origin, d, symlinks=True)
+    runs = sorted(str(p.relative_to(d)) for p in (d / "results" / "eval").iterdir())
     for cmd, answer in READING_COMMANDS.items():
         words = cmd.split()
+        if cmd == "cephalo compare":
+            words += [*runs, "--out", "cmp", "--params", "params.yaml"]
         exe = {"dvc": DVC, "snakemake": [*SMK[:3], "--cores", "1"], "cephalo": ["cephalo"]}[words[0]]
         text = _out([*exe, *words[1:]], d)
-        if answer.endswith((".html",)):
+        if answer.endswith((".html", ".md")):
             page = (d / answer).read_text(errors="replace")
-            assert (d / answer).stat().st_size > 1000 and "<html" in page.lower(), cmd
+            assert (d / answer).stat().st_size > 1000, cmd
+            assert "<html" in page.lower() if answer.endswith(".html") else "mre_mm/shared" in page, cmd
         else:
             assert answer in text, (cmd, text[-2000:])
     assert "up to date" in _out(DVC + ["status"], d)  # reading changed nothing either engine checks
