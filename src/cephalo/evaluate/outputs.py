@@ -19,7 +19,7 @@ import pandas as pd
 from ..geometry import apply_affine
 from ..io import atomic_dir, write_json
 from . import plots
-from .diagnosis import Diagnosis
+from .diagnosis_report import Diagnosis
 from .measurement_errors import write_outputs
 
 __all__ = ["ImageGetter", "Scored", "write_evaluation"]
@@ -39,7 +39,7 @@ class Scored:
         seen: (N,) bool, the image was seen in training (:func:`cephalo.evaluate.leakage.find_leakage`).
         confidence: (N, K) decoder confidence, or None.
         per_landmark: :func:`cephalo.evaluate.metrics.summarise_per_landmark` rows with ``human_mre_mm``.
-        diagnosis: the :class:`~cephalo.evaluate.diagnosis.Diagnosis`, or None when it failed;
+        diagnosis: the :class:`~cephalo.evaluate.diagnosis_report.Diagnosis`, or None when it failed;
             diagnosis_error: why it failed (``""`` otherwise).
         measurements: the :func:`cephalo.evaluate.measurement_errors.measurement_errors` block.
     """
