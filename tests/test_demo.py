@@ -18,8 +18,8 @@ from cephalo.demo import (
     DEFAULT_AARIZ_DEVICES,
     DeviceSpec,
     render_cephalogram,
-    skull_template,
 )
+from cephalo.demo_skull import skull_template
 from cephalo.errors import ConfigError
 from cephalo.landmarks import AARIZ29, ISBI19
 

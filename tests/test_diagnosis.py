@@ -162,7 +162,7 @@ def test_landmark_bias_beyond_a_global_offset():
 
 
 def test_preprocessing_mismatch_is_named_in_plain_words():
-    from cephalo.evaluate.diagnosis import preprocessing_words
+    from cephalo.evaluate.diagnosis_report import preprocessing_words
 
     pp = {
         "used": {"normalisation": "raw", "decoder": "soft_argmax"},

@@ -18,7 +18,7 @@ PACKAGE = REPO / "src" / "cephalo"
 #: package (prefix of dotted names under ``cephalo.``); the package's own ``__init__`` is "".
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("", "errors", "io", "geometry", "landmarks", "imageio", "measurements", "tracking", "provenance")),
-    ("data", ("datasets", "index", "preprocess", "demo")),
+    ("data", ("datasets", "index", "preprocess", "demo", "demo_skull")),
     ("config", ("config",)),
     ("models", ("models", "codecs", "public_hrnet", "losses", "augment", "inference")),
     ("learning", ("train", "evaluate", "refine", "uncertainty", "flags")),

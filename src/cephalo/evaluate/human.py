@@ -4,7 +4,8 @@ ISBI 2015 ships a senior and a junior doctor's landmarks; the hamedan set two na
 Their disagreement, in mm per landmark, is the floor a model's error is shown beside
 (Wang et al., Medical Image Analysis 31, 2016, report it for ISBI). Computed from the landmark
 index (documented columns: ``image_id``, ``annotator``, ``landmark_name``, ``x``, ``y``,
-``spacing_x_mm``, ``spacing_y_mm``) in original pixels with each image's own spacing, through
+``spacing_x_mm``, ``spacing_y_mm``), or from a preprocessing variant's per-annotator landmarks
+mapped back (:func:`variant_human_limit`), in original pixels with each image's own spacing, through
 :func:`cephalo.evaluate.metrics.radial_errors_mm`.
 """
 
@@ -17,9 +18,10 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from ..geometry import apply_affine, invert
 from .metrics import DEFAULT_THRESHOLDS_MM, radial_errors_mm, summarise
 
-__all__ = ["human_limit", "like_with_like", "pooled_mre"]
+__all__ = ["human_limit", "like_with_like", "pooled_mre", "variant_annotators", "variant_human_limit"]
 
 _DERIVED = {"mean"}  # annotator labels that are not a person
 
@@ -192,3 +194,39 @@ def pooled_mre(block: dict | None, landmarks: Sequence[str]) -> float | None:
         num += float(m) * int(c)
         den += int(c)
     return num / den if den else None
+
+
+def variant_annotators(variant, rows, names) -> dict[str, np.ndarray]:
+    """Each annotator's landmarks (``mean`` excluded) of a variant's ``rows`` x ``names``, mapped back to
+    original pixels; ``{}`` with fewer than two annotators."""
+
+    anns = {a: v for a, v in (getattr(variant, "annotators", {}) or {}).items() if a != "mean"}
+    if len(anns) < 2:
+        return {}
+    di = [list(variant.landmark_names).index(n) for n in names]
+    inv = np.stack([invert(variant.affines[r]) for r in rows])
+    return {a: apply_affine(inv, np.asarray(v, dtype=np.float64)[rows][:, di]) for a, v in anns.items()}
+
+
+def variant_human_limit(variant, rows, names, thresholds) -> dict | None:
+    """Annotator-vs-annotator limit from a variant's per-annotator landmarks (mapped back to original px)."""
+
+    orig = variant_annotators(variant, rows, names)
+    if len(orig) < 2:
+        return None
+    spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
+    pairs = list(combinations(sorted(orig), 2))
+    e = np.concatenate([radial_errors_mm(orig[a], orig[b], spacing) for a, b in pairs])
+    with np.errstate(invalid="ignore"):
+        per = {
+            n: (float(np.nanmean(e[:, k])) if np.isfinite(e[:, k]).any() else float("nan")) for k, n in enumerate(names)
+        }
+    return {
+        "annotators": sorted(orig),
+        "pairs": [list(p) for p in pairs],
+        "n_images": int(len(rows)),
+        "overall": summarise(e, thresholds),
+        "per_landmark": per,
+        "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)},
+        "source": "variant annotators",
+    }

@@ -3,7 +3,7 @@
 :func:`evaluate_predictions` needs no model (predictions already in original pixels);
 :func:`evaluate_model` predicts with a loaded model on a variant and calls it.
 
-Output folder (written whole, atomically)::
+Output folder (written whole, atomically, by :func:`cephalo.evaluate.outputs.write_evaluation`)::
 
     metrics.json          # the truth (DVC metric): overall/seen/unseen, per split/device/landmark, CIs,
                           # human limit, leakage, diagnosis, provenance (gt policy, index hash, split,
@@ -24,26 +24,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ..config.schema import EvaluateConfig
 from ..errors import DataError
-from ..geometry import apply_affine, invert
 from ..inference import Predictor, predict_variant
-from ..io import atomic_dir, write_json
 from ..preprocess import load_variant
 from ..uncertainty import coverage
 from . import metrics as M
-from . import plots
 from .diagnosis import diagnose
-from .human import like_with_like
+from .human import like_with_like, variant_annotators, variant_human_limit
 from .leakage import find_leakage, image_content_hash
-from .measurement_errors import measurement_errors, write_outputs
+from .measurement_errors import measurement_errors
+from .outputs import ImageGetter, Scored, write_evaluation
 from .results import run_figures, shared_landmarks
 
 __all__ = [
@@ -55,9 +51,6 @@ __all__ = [
     "EvalContext",
     "PredictOptions",
 ]
-
-#: (image, affine original -> image frame) for overlays, given the row number of an image
-ImageGetter = Callable[[int], tuple[np.ndarray, np.ndarray]]
 
 
 def _nanlist(x) -> Any:
@@ -291,110 +284,26 @@ def evaluate_predictions(
         }
     result = _nanlist(result)
 
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        write_json(tmp / "metrics.json", result)
-        rows = []
-        for r in per_lm:
-            row = {
-                "landmark": r["landmark"],
-                "n": r["n"],
-                "n_missing": r["n_missing"],
-                "mre_mm": r["mre_mm"],
-                "sd_mm": r["sd_mm"],
-                "median_mm": r["median_mm"],
-                "p90_mm": r["p90_mm"],
-            }
-            row.update({f"sdr_{t}": v for t, v in r["sdr"].items()})
-            row["human_mre_mm"] = r["human_mre_mm"]
-            for lv, c in ((result.get("uncertainty") or {}).get("coverage") or {}).items():
-                row[f"coverage_{lv}"] = c["per_landmark"].get(r["landmark"])  # fraction within the radius
-            rows.append(row)
-        pd.DataFrame(rows).to_csv(tmp / "per_landmark.csv", index=False, float_format="%.6g")
-        pd.DataFrame(
-            {
-                "image_id": ids,
-                "split": splits,
-                "device": devices,
-                "n": np.isfinite(err).sum(axis=1),
-                "mre_mm": img_mre,
-                "max_mm": [float(np.nanmax(r)) if np.isfinite(r).any() else np.nan for r in err],
-                "seen": seen_mask,
-            }
-        ).to_csv(tmp / "per_image.csv", index=False, float_format="%.6g")
-        conf = np.asarray(confidence, dtype=np.float64) if confidence is not None else np.full((n, k), np.nan)
-        pd.DataFrame(
-            {
-                "image_id": np.repeat(ids, k),
-                "landmark_name": np.tile(names, n),
-                "x_pred": pred[..., 0].ravel(),
-                "y_pred": pred[..., 1].ravel(),
-                "x_gt": gt[..., 0].ravel(),
-                "y_gt": gt[..., 1].ravel(),
-                "error_mm": err.ravel(),
-                "confidence": conf.ravel(),
-                "split": np.repeat(splits, k),
-                "device": np.repeat(devices, k),
-            }
-        ).to_parquet(tmp / "predictions.parquet", index=False)
-        (tmp / "diagnosis.md").write_text(diag.to_markdown() if diag else f"# Diagnosis\n\n{diag_error}\n")
-        pdir = tmp / "plots"
-        pdir.mkdir()
-        write_outputs(mblock, tmp, make_plot=make_plots, title=label)
-        pd.DataFrame(plots.sdr_curve_table(err)).to_csv(pdir / "sdr_curve.csv", index=False)
-        if make_plots:
-            scored = _Scored(ids=ids, devices=devices, pred=pred, gt=gt, err=err, img_mre=img_mre)
-            _write_plots(tmp, scored, names, per_lm, human, diag, images, n_worst, label)
-    return result
-
-
-@dataclass(frozen=True)
-class _Scored:
-    """The per-image arrays of one evaluation that the figures draw: image ids, devices (N,),
-    predictions and ground truth (N, K, 2) px, radial errors (N, K) mm, per-image MRE (N,) mm."""
-
-    ids: Any
-    devices: Any
-    pred: np.ndarray
-    gt: np.ndarray
-    err: np.ndarray
-    img_mre: np.ndarray
-
-
-def _write_plots(tmp, scored: _Scored, names, per_lm, human, diag, images, n_worst, label) -> None:
-    """The figures under ``tmp/plots`` and the ``n_worst`` images' overlays under ``tmp/overlays``."""
-    pdir = tmp / "plots"
-    ids, devices, pred, gt = scored.ids, scored.devices, scored.pred, scored.gt
-    err, img_mre = scored.err, scored.img_mre
-    plots.sdr_curve({"model": err}, pdir / "sdr_curve.png", title=f"{label}: SDR curve")
-    plots.per_landmark_bars(
-        names,
-        [r["mre_mm"] for r in per_lm],
-        [r["sd_mm"] for r in per_lm],
-        pdir / "per_landmark.png",
-        human_mm=(human or {}).get("per_landmark"),
-        title=label,
+    scored = Scored(
+        ids=ids,
+        splits=splits,
+        devices=devices,
+        names=names,
+        pred=pred,
+        gt=gt,
+        err=err,
+        img_mre=img_mre,
+        seen=seen_mask,
+        confidence=confidence,
+        per_landmark=per_lm,
+        diagnosis=diag,
+        diagnosis_error=diag_error,
+        measurements=mblock,
     )
-    plots.error_vs_device(devices, img_mre, pdir / "error_vs_device.png", title=f"{label}: per-image MRE by device")
-    if diag is not None:
-        head = diag.findings[0].observation if diag.findings else diag.summary
-        plots.diagnosis_figure(
-            pred, gt, diag.per_landmark, pdir / "diagnosis.png", title=f"{label}: MRE {diag.mre_mm:.2f} mm. {head}"
-        )
-    if images is not None and n_worst > 0:
-        odir = tmp / "overlays"
-        odir.mkdir()
-        order = [int(i) for i in np.argsort(-np.nan_to_num(img_mre, nan=-1.0))[:n_worst] if np.isfinite(img_mre[i])]
-        for rank, i in enumerate(order):
-            img, aff = images(i)
-            plots.overlay(
-                img,
-                apply_affine(aff, gt[i]),
-                apply_affine(aff, pred[i]),
-                odir / f"worst_{rank + 1:02d}_{ids[i]}.png",
-                title=f"{label}: {ids[i]}, MRE {img_mre[i]:.2f} mm",
-                names=names,
-            )
+    write_evaluation(
+        out_dir, result, scored, label=label, human=human, images=images, n_worst=n_worst, make_plots=make_plots
+    )
+    return result
 
 
 #: run-time input normalisations beyond cephalo.preprocess.NORMALISATIONS: ``raw`` = grey values
@@ -503,8 +412,8 @@ def evaluate_model(
         all_splits=[str(s) for s in variant.splits],
         all_hashes=all_hashes,
     )
-    human = cx.human if cx.human is not None else _human_from_variant(variant, rows, names, st.thresholds)
-    annotators = _annotators_original(variant, rows, names)
+    human = cx.human if cx.human is not None else variant_human_limit(variant, rows, names, st.thresholds)
+    annotators = variant_annotators(variant, rows, names)
 
     def getter(i: int):
         r = int(rows[i])
@@ -570,38 +479,3 @@ def evaluate_model(
 def _norm_name(spec) -> str:
     """The name of a normalisation spec (a name or ``{"name": ...}``)."""
     return str(spec.get("name")) if isinstance(spec, Mapping) else str(spec)
-
-
-def _annotators_original(variant, rows, names) -> dict[str, np.ndarray]:
-    """Each annotator's landmarks (``mean`` excluded) for ``rows`` x ``names`` in original pixels."""
-
-    anns = {a: v for a, v in (getattr(variant, "annotators", {}) or {}).items() if a != "mean"}
-    if len(anns) < 2:
-        return {}
-    di = [list(variant.landmark_names).index(n) for n in names]
-    inv = np.stack([invert(variant.affines[r]) for r in rows])
-    return {a: apply_affine(inv, np.asarray(v, dtype=np.float64)[rows][:, di]) for a, v in anns.items()}
-
-
-def _human_from_variant(variant, rows, names, thresholds) -> dict | None:
-    """Annotator-vs-annotator limit from the variant's per-annotator landmarks (mapped back to original px)."""
-
-    orig = _annotators_original(variant, rows, names)
-    if len(orig) < 2:
-        return None
-    spacing = np.asarray(variant.spacing, dtype=np.float64)[rows]
-    pairs = list(combinations(sorted(orig), 2))
-    e = np.concatenate([M.radial_errors_mm(orig[a], orig[b], spacing) for a, b in pairs])
-    with np.errstate(invalid="ignore"):
-        per = {
-            n: (float(np.nanmean(e[:, k])) if np.isfinite(e[:, k]).any() else float("nan")) for k, n in enumerate(names)
-        }
-    return {
-        "annotators": sorted(orig),
-        "pairs": [list(p) for p in pairs],
-        "n_images": int(len(rows)),
-        "overall": M.summarise(e, thresholds),
-        "per_landmark": per,
-        "per_landmark_n": {n: int(np.isfinite(e[:, k]).sum()) for k, n in enumerate(names)},
-        "source": "variant annotators",
-    }

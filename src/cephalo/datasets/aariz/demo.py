@@ -27,9 +27,9 @@ from ...demo import (
     annotate,
     progress_bar,
     render_cephalogram,
-    skull_template,
     write_image,
 )
+from ...demo_skull import skull_template
 from ...landmarks import AARIZ29
 
 __all__ = ["write_aariz", "AARIZ_CVM_STAGE_IDS"]

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...demo import DemoConfig, annotate, progress_bar, render_cephalogram, skull_template, write_image
+from ...demo import DemoConfig, annotate, progress_bar, render_cephalogram, write_image
+from ...demo_skull import skull_template
 from ...landmarks import AARIZ29, ISBI19
 from ...measurements import ISBI2015_KEYS, classify, compute
 

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..diagnosis import DEFAULT_DIAGNOSIS_THRESHOLDS, Diagnosis, diagnose
+from ..diagnosis import DEFAULT_DIAGNOSIS_THRESHOLDS, diagnose
+from ..diagnosis_report import Diagnosis
 from ..metrics import radial_errors_mm, summarise
 from .report import Mistake, explain, mistakes_of
 
