@@ -7,8 +7,8 @@ bundle's ``refine`` section (``iterations``, ``tta``), it predicts and evaluates
 (:func:`cephalo.evaluate.runner.evaluate_model`, the path of ``cephalo evaluate``) on
 
 - the validation images: Hamedan ``valid`` (061-075); for ISBI 2015 the 10 % of TrainingData the
-  source model held out (``val_image_ids`` of ``results/models/source/train.json``, held out by the
-  source refiner too);
+  source model held out (``val_image_ids`` in its checkpoint's provenance; held out by the source
+  refiner too);
 - the test images (ISBI Test1, Hamedan ``test``), reported only: the choice is the lowest
   validation MRE, made before the test figures are read.
 
@@ -26,7 +26,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from cephalo.config.schema import TTAConfig
 from cephalo.evaluate.runner import EvalContext, EvalSettings, PredictOptions, evaluate_model
 from cephalo.models import load_model
 from cephalo.preprocess import load_variant
+from cephalo.provenance import cpu_model
 from cephalo.refine import image_refiner, read_bundle, variant_refiner
 
 #: candidate settings: name -> (iterations, tta); the first is the reference (one plain pass)
@@ -52,13 +52,13 @@ CANDIDATES: dict[str, tuple[int, dict]] = {
     "two rounds + TTA": (2, {"scales": [0.9, 1.0, 1.1], "shifts_px": [0, 2]}),
 }
 
-#: (label, bundle, variant, validation split or source train.json, test split)
+#: (label, bundle, variant, validation split or "held-out" (the global model's own), test split)
 RUNS = (
     (
         "ISBI 2015 (source refiner)",
         "results/models/refine_source/bundle.json",
         "results/variants/isbi2015/letterbox384",
-        "results/models/source/train.json",
+        "held-out",
         "test1",
     ),
     (
@@ -71,13 +71,14 @@ RUNS = (
 )
 
 
-def _with_validation(variant, validation: str, project: Path):
-    """The variant, its validation images labelled ``valid`` (from a train.json's held-out ids)."""
-    if not validation.endswith(".json"):
+def _with_validation(variant, validation: str, meta):
+    """The variant, its validation images labelled ``valid``: a split of the variant, or (``held-out``)
+    the images the global model held out of its training split (``val_image_ids`` of its provenance)."""
+    if validation != "held-out":
         return variant, validation
-    ids = set(json.loads((project / validation).read_text())["val_image_ids"])
+    ids = set(meta.provenance.get("val_image_ids") or [])
     if not ids:
-        raise SystemExit(f"{validation}: no val_image_ids")
+        raise SystemExit("cephalo: error: the global model's checkpoint records no val_image_ids")
     splits = np.array(
         ["valid" if i in ids else s for i, s in zip(variant.image_ids, variant.splits, strict=True)], dtype=object
     )
@@ -139,21 +140,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="Markdown table to write (JSON beside it)")
     args = ap.parse_args(argv)
     project = args.project.resolve()
-    load_params(project / "results" / "params.effective.yaml")  # the run's params: refuses a foreign layout
+    # the run's params (Snakemake writes them to results/params/<sha256[:16]>.yaml): a real-profile layout
+    runs = sorted((project / "results" / "params").glob("*.yaml"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise SystemExit(f"cephalo: error: {project}/results/params: no params file of a run")
+    if not load_params(runs[-1]).pipeline.refine_source:
+        raise SystemExit(f"cephalo: error: {runs[-1]}: pipeline.refine_source is empty (not a real-profile run)")
     commit = subprocess.run(
         ["git", "-C", str(project), "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     record: dict = {
         "project_commit": commit,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": platform.processor() or platform.machine(),
+        "machine": cpu_model(),
         "threads": os.cpu_count(),
         "runs": [],
     }
     for label, bundle_path, variant_dir, validation, test_split in RUNS:
         bundle = read_bundle(project / bundle_path)
         model, meta = load_model(bundle.global_path)
-        variant, val_split = _with_validation(load_variant(project / variant_dir), validation, project)
+        variant, val_split = _with_validation(load_variant(project / variant_dir), validation, meta)
         rows = []
         per_split: dict[str, dict[str, dict]] = {"valid": {}, "test": {}}
         for name, (iterations, tta) in CANDIDATES.items():
@@ -212,8 +218,8 @@ def render(record: dict) -> str:
     ]
     for run in record["runs"]:
         val = (
-            "held-out 10 % of TrainingData (source train.json)"
-            if run["validation"].endswith(".json")
+            "the 10 % of TrainingData the source model held out (its checkpoint's val_image_ids)"
+            if run["validation"] == "held-out"
             else f"split `{run['validation']}`"
         )
         lines += [
