@@ -16,9 +16,17 @@ positions where the index has more than one), per landmark:
   unit(Ar - Go)``) and across it. An error mostly along the contour is where the definition ("the
   most posterior inferior point of the angle") leaves room, the annotation convention; an error
   across it is a missed edge, a model error.
+- with ``--reference`` (an evaluation of the same model on images annotated like its training
+  images, e.g. its validation split): the reference bias and Hotelling's two-sample T^2 test of
+  "same mean error vector" (Hotelling 1931; unequal covariances pooled, as in the classical test).
+  A bias the model shows on the test images but not on the reference images of the same labelling
+  process is a difference between the two sets of labels (annotation convention or drift); a bias
+  on both is the model's own error.
 
     python scripts/landmark_bias.py --eval results/eval/refine_source-isbi2015 \
         --index results/index/isbi2015.parquet --out bias.md
+    python scripts/landmark_bias.py --eval results/eval/refine_source-isbi2015 \
+        --reference <evaluation on the held-out training images> --index results/index/isbi2015.parquet
 """
 
 from __future__ import annotations
@@ -96,6 +104,74 @@ def gonion_components(d: pd.DataFrame) -> tuple[float, float, int] | None:
     return float(np.sqrt(np.mean(np.square(along)))), float(np.sqrt(np.mean(np.square(across)))), len(along)
 
 
+def hotelling_two_sample(a: np.ndarray, b: np.ndarray) -> float:
+    """p-value of Hotelling's two-sample T^2 test that ``(n, 2)`` samples ``a`` and ``b`` share their mean.
+
+    Pooled covariance; ``F = (na + nb - p - 1) / (p (na + nb - 2)) T^2`` with ``(p, na + nb - p - 1)``
+    degrees of freedom, ``p = 2`` (Hotelling 1931). NaN when either sample has fewer than 2 rows.
+    """
+    na, nb, p = len(a), len(b), a.shape[1]
+    if na < 2 or nb < 2:
+        return float("nan")
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    pooled = ((na - 1) * np.cov(a, rowvar=False) + (nb - 1) * np.cov(b, rowvar=False)) / (na + nb - 2)
+    t2 = float(diff @ np.linalg.solve(pooled * (1 / na + 1 / nb), diff))
+    f = (na + nb - p - 1) / (p * (na + nb - 2)) * t2
+    return float(stats.f.sf(f, p, na + nb - p - 1))
+
+
+def hotelling_one_sample(a: np.ndarray) -> float:
+    """p-value of Hotelling's one-sample T^2 test that ``(n, 2)`` errors ``a`` have mean zero (NaN if n < 3)."""
+    n, p = a.shape
+    if n <= p:
+        return float("nan")
+    m = a.mean(axis=0)
+    t2 = float(n * m @ np.linalg.solve(np.cov(a, rowvar=False), m))
+    return float(stats.f.sf((n - p) / (p * (n - 1)) * t2, p, n - p))
+
+
+def verdict(p_reference_bias: float, p_difference: float, alpha: float = 0.01) -> str:
+    """Where a test-set bias comes from, from the two Hotelling p-values (``alpha`` for both tests).
+
+    - ``labels differ``: the test bias is not the reference bias (``p_difference < alpha``) and the
+      model shows no bias on the reference images (``p_reference_bias >= alpha``);
+    - ``model``: a bias on the reference images too, and no evidence the two differ;
+    - ``both``: a reference bias and a different test bias;
+    - ``-``: neither.
+    """
+    ref, dif = p_reference_bias < alpha, p_difference < alpha
+    if dif and not ref:
+        return "labels differ"
+    if ref and not dif:
+        return "model"
+    if ref and dif:
+        return "both"
+    return "-"
+
+
+def reference_table(d: pd.DataFrame, ref: pd.DataFrame) -> list[str]:
+    """Per landmark: test bias, reference bias, and the Hotelling tests behind :func:`verdict`."""
+    lines = [
+        "| landmark | test n | test MRE mm | test bias (dx, dy) mm | reference n | reference MRE mm "
+        "| reference bias (dx, dy) mm | p(reference bias = 0) | p(test bias = reference bias) | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = []
+    for lm, g in d.groupby("landmark_name", sort=False):
+        r = ref[ref["landmark_name"] == lm]
+        a, b = g[["ex", "ey"]].to_numpy(), r[["ex", "ey"]].to_numpy()
+        p_ref, p_dif = hotelling_one_sample(b), hotelling_two_sample(a, b)
+        rows.append(
+            (
+                float(np.hypot(a[:, 0], a[:, 1]).mean()),
+                f"| {lm} | {len(a)} | {np.hypot(a[:, 0], a[:, 1]).mean():.2f} | {a[:, 0].mean():+.2f}, "
+                f"{a[:, 1].mean():+.2f} | {len(b)} | {np.hypot(b[:, 0], b[:, 1]).mean():.2f} | "
+                f"{b[:, 0].mean():+.2f}, {b[:, 1].mean():+.2f} | {p_ref:.2g} | {p_dif:.2g} | {verdict(p_ref, p_dif)} |",
+            )
+        )
+    return lines + [line for _, line in sorted(rows, key=lambda r: -r[0])]
+
+
 def table(d: pd.DataFrame, annot: dict, pair: tuple[str, str] | None) -> list[str]:
     head = "| landmark | n | MRE mm | bias dx mm [95 % CI] | bias dy mm [95 % CI] | abs(bias) mm | bias share |"
     sep = "| --- | --- | --- | --- | --- | --- | --- |"
@@ -130,11 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--eval", dest="eval_dir", type=Path, required=True, help="results/eval/<run>")
     ap.add_argument("--index", type=Path, required=True, help="the data set's landmark index (Parquet)")
+    ap.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="an evaluation of the same model on images labelled like its training images (its validation split)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="Markdown to write (default: print)")
     args = ap.parse_args(argv)
     try:
         pred = pd.read_parquet(args.eval_dir / "predictions.parquet")
         index = pd.read_parquet(args.index)
+        ref = pd.read_parquet(args.reference / "predictions.parquet") if args.reference else None
     except (OSError, ValueError) as e:
         print(f"cephalo: error: {e}", file=sys.stderr)
         return 1
@@ -156,6 +239,19 @@ def main(argv: list[str] | None = None) -> int:
             f"Gonion, RMS error along the mandibular angle's contour {comp[0]:.2f} mm, across it "
             f"{comp[1]:.2f} mm ({comp[2]} images; directions from the ground-truth articulare and menton).",
         ]
+    if ref is not None:
+        ref["image_id"] = ref["image_id"].astype(str)
+        r = errors_mm(ref, index)
+        if set(r["image_id"]) & set(d["image_id"]):
+            print("cephalo: error: --reference shares images with --eval (it must be other images)", file=sys.stderr)
+            return 1
+        lines += [
+            "",
+            f"Against the reference evaluation `{args.reference}` ({r['image_id'].nunique()} images, split(s) "
+            f"{sorted(r['split'].astype(str).unique())}); Hotelling T^2 tests at alpha 0.01:",
+            "",
+        ]
+        lines += reference_table(d, r)
     text = "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(text)

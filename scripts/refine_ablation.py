@@ -15,7 +15,9 @@ bundle's ``refine`` section (``iterations``, ``tta``), it predicts and evaluates
 Each row gives MRE over the bundle's landmarks (mean of the ground-truth policy), the paired
 difference to the one-pass setting with its Wilcoxon signed-rank p over images, how many images
 improved, and the wall time of the evaluation (load average alongside). Output: a Markdown table
-(``--out``) and the same figures as JSON beside it.
+(``--out``) and the same figures as JSON beside it; ``--keep DIR`` also keeps every evaluation folder
+(``DIR/<bundle folder>/<setting>-<valid|test>/``, e.g. the validation evaluation that
+``scripts/landmark_bias.py --reference`` compares a test evaluation with).
 
     python scripts/refine_ablation.py --project /path/to/run --out docs/results/refine-ablation.md
 """
@@ -138,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--project", type=Path, required=True, help="folder whose results/ holds a real-profile run")
     ap.add_argument("--out", type=Path, required=True, help="Markdown table to write (JSON beside it)")
+    ap.add_argument("--keep", type=Path, default=None, help="keep every evaluation folder under this folder")
     args = ap.parse_args(argv)
     project = args.project.resolve()
     # the run's params (Snakemake writes them to results/params/<sha256[:16]>.yaml): a real-profile layout
@@ -171,8 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             }
             for role, split in (("valid", val_split), ("test", test_split)):
                 with tempfile.TemporaryDirectory() as tmp:
+                    work = Path(tmp) / "eval"
+                    if args.keep:
+                        slug = name.replace(" + ", "-").replace(" ", "-")
+                        work = args.keep / Path(bundle_path).parent.name / f"{slug}-{role}"
                     row[role], per_split[role][name] = _evaluate(
-                        bundle, model, meta, variant, split, iterations, copy.deepcopy(tta), Path(tmp) / "eval"
+                        bundle, model, meta, variant, split, iterations, copy.deepcopy(tta), work
                     )
                 print(
                     f"{label} | {name} | {role}: MRE {row[role]['mre_mm']:.3f} mm "

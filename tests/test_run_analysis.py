@@ -145,3 +145,50 @@ def test_an_image_without_pixel_spacing_is_refused(tmp_path):
     index.loc[index["image_id"] == "001", ["spacing_x_mm", "spacing_y_mm"]] = np.nan
     with pytest.raises(SystemExit, match="no pixel spacing in the index for images \\['001'\\]"):
         bias.errors_mm(pred, index)
+
+
+# four unit vectors: mean 0, covariance diag(2/3, 2/3) (ddof 1)
+_CROSS = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+
+
+def test_hotelling_one_sample_by_hand():
+    # mean (0.5, 0): T^2 = 4 * 0.25 / (2/3) = 1.5; F = (4 - 2) / (2 * 3) * 1.5 = 0.5 on (2, 2) degrees
+    # of freedom, whose survival function is 1 / (1 + F) = 2/3
+    assert bias.hotelling_one_sample(_CROSS + [0.5, 0.0]) == pytest.approx(2 / 3)
+    assert bias.hotelling_one_sample(_CROSS) == pytest.approx(1.0)
+    assert np.isnan(bias.hotelling_one_sample(_CROSS[:2]))
+
+
+def test_hotelling_two_sample_by_hand():
+    # means differ by (0.5, 0); pooled covariance diag(2/3, 2/3); T^2 = 0.25 / (2/3 * (1/4 + 1/4)) = 0.75;
+    # F = (8 - 3) / (2 * 6) * 0.75 = 0.3125 on (2, 5): survival (1 + 2F/5)^(-5/2) = 1.125^-2.5
+    assert bias.hotelling_two_sample(_CROSS + [0.5, 0.0], _CROSS) == pytest.approx(1.125**-2.5)
+    assert bias.hotelling_two_sample(_CROSS, _CROSS) == pytest.approx(1.0)
+    assert np.isnan(bias.hotelling_two_sample(_CROSS[:1], _CROSS))
+
+
+@pytest.mark.parametrize(
+    ("p_reference", "p_difference", "expected"),
+    [
+        (0.5, 1e-6, "labels differ"),
+        (1e-6, 0.5, "model"),
+        (1e-6, 1e-6, "both"),
+        (0.5, 0.5, "-"),
+        (0.01, 0.0099, "labels differ"),
+    ],
+)
+def test_verdict_names_where_a_bias_comes_from(p_reference, p_difference, expected):
+    assert bias.verdict(p_reference, p_difference) == expected
+
+
+def test_reference_evaluation_separates_a_label_shift_from_a_model_bias():
+    n = 12
+    rng = np.random.default_rng(0)
+    gt = {"sella": np.full((n, 2), 100.0), "nasion": np.full((n, 2), 300.0)}
+    scatter = rng.normal(0, 2.0, size=(n, 2))  # 0.2 mm s.d.
+    # sella: 1 mm right on the test images only (their labels sit 1 mm left); nasion: 1 mm up on both
+    test, index = _frame({"sella": scatter + [10.0, 0.0], "nasion": scatter + [0.0, -10.0]}, gt)
+    ref, _ = _frame({"sella": scatter[::-1], "nasion": scatter[::-1] + [0.0, -10.0]}, gt)
+    lines = bias.reference_table(bias.errors_mm(test, index), bias.errors_mm(ref, index))
+    assert next(line for line in lines if line.startswith("| sella")).endswith("| labels differ |")
+    assert next(line for line in lines if line.startswith("| nasion")).endswith("| model |")

@@ -633,7 +633,9 @@ class TrainConfig(Section):
     and ``best.pt`` weights are the EMA's), ``mixed_precision`` (:data:`PRECISIONS`; loss and
     decoding always float32), ``early_stopping_patience`` (epochs without a better validation
     MRE), ``resume`` (``auto``: continue from ``OUT/last.pt`` if present; ``never``; ``must``),
-    ``encode_on_device`` (heatmap targets on the GPU), ``augment`` (the validated
+    ``encode_on_device`` (heatmap targets on the GPU), ``channels_last`` (weights and input
+    batches in NHWC memory layout: oneDNN's fast convolution path on CPU, measured 1.4-1.7x per
+    step in ``benchmarks/bench_train.py``; values equal to float rounding), ``augment`` (the validated
     ``cephalo.augment`` params as a complete dict; ``None`` = no augmentation),
     ``max_steps_per_epoch`` (smoke runs), ``checkpoint_every_steps`` (also write ``last.pt``
     every N optimizer steps inside an epoch, so a kill loses at most N steps; the resumed run is
@@ -641,8 +643,9 @@ class TrainConfig(Section):
 
     Validation split: ``val_split: auto`` takes the split named ``valid`` or ``val`` when the
     variant has one, else holds out ``val_fraction`` of ``train_split`` (a fixed, seeded choice by
-    image id; e.g. ISBI 2015 has only train/test1/test2 - its test sets are never used to pick
-    checkpoints). A split name uses that split; ``null`` disables validation.
+    image id, keyed by ``split_seed`` (default: ``seed``), so runs that differ only in ``seed`` can
+    still hold out the same images; e.g. ISBI 2015 has only train/test1/test2 - its test sets are
+    never used to pick checkpoints). A split name uses that split; ``null`` disables validation.
 
     Batch semantics: ``batch_size`` is the micro-batch **per process/device**; one
     optimizer step sees ``batch_size * world_size * accumulate`` images.
@@ -655,6 +658,7 @@ class TrainConfig(Section):
     """
 
     seed: int = 0
+    split_seed: int | None = None
     device: Device = "auto"
     epochs: PosInt = 10
     batch_size: PosInt = 4
@@ -681,6 +685,7 @@ class TrainConfig(Section):
     num_workers: NonNegInt = 2
     drop_last: bool = True
     deterministic: bool = True
+    channels_last: bool = True
     resume: Literal["auto", "never", "must"] = "auto"
     sync_bn: bool = False
     val_batch_size: PosInt | None = None

@@ -188,7 +188,8 @@ def resolve_splits(splits, image_ids, cfg: TrainConfig, label: str = "variant"):
             raise DataError(
                 f"val_fraction {cfg.val_fraction} of {len(train)} training images leaves none to train on", label
             )
-        key = [hashlib.sha256(f"{cfg.seed}:{image_ids[int(r)]}".encode()).hexdigest() for r in train]
+        split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+        key = [hashlib.sha256(f"{split_seed}:{image_ids[int(r)]}".encode()).hexdigest() for r in train]
         order = np.argsort(np.asarray(key), kind="stable")
         val = np.sort(train[order[:n_val]])
         return np.setdiff1d(train, val), val, f"{n_val} held out of split {cfg.train_split!r} (val_fraction)"
@@ -318,6 +319,8 @@ class Trainer:
 
         # ---------------------------------------------------------- model
         model.to(self.device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model.to(memory_format=self.memory_format)
         if self.on_cuda:  # a batch that cannot fit stops here in one line, not in a CUDA OOM traceback
             est = estimate_training_memory(
                 model, tuple(int(v) for v in variant.input_size), self.device, self.amp_dtype
@@ -504,7 +507,7 @@ class Trainer:
                 target = batch["heatmaps"].to(self.device, non_blocking=True)
                 weights = batch["weights"].to(self.device, non_blocking=True)  # (B, K)
             with sync:
-                x = normalise(img, self.variant.normalisation)
+                x = normalise(img, self.variant.normalisation).contiguous(memory_format=self.memory_format)
                 ctx = (
                     torch.autocast(self.device.type, dtype=self.amp_dtype)
                     if self.amp_dtype
