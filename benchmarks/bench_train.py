@@ -1,5 +1,10 @@
 """Training-engine benchmark: AMP step throughput, memory, bf16/fp32 agreement, inference, loader keep-up.
 
+CPU, the real profile's network and input size (about 2 min on 2 cores)::
+
+    python benchmarks/bench_train.py --device cpu --arch timm:hrnet_w18_small --size 384 \
+        --batch-sizes 8 --steps 4 --out benchmarks/results/cpu-layout-<date>.json
+
 GPU (``benchmarks/gpu.sh``, about 5-8 min on one H200)::
 
     python benchmarks/bench_train.py --device cuda --out benchmarks/results/gpu-<date>.json
@@ -14,6 +19,8 @@ Measures, each in its own section of the JSON:
   network, ``cephalo.preprocess.normalise``, ``cephalo.losses`` loss in float32, AdamW, GradScaler
   for fp16) under autocast: images/s, ms/step, peak GPU memory; an out-of-memory batch is
   recorded as ``"oom"``, not a crash.
+* ``layout``: float32 training steps in NCHW and in channels-last (NHWC) memory layout, interleaved,
+  and the speed-up of channels-last (``train.channels_last``; oneDNN's fast path on CPU).
 * ``precision``: the same initial weights and batches trained for a few steps in fp32 and in
   bf16 autocast: loss per step in each and the largest relative difference.
 * ``inference``: eval-mode forward images/s under autocast.
@@ -89,18 +96,22 @@ def _batch(variant, codec, rows, device):
     )
 
 
-def bench_train(make_model, variant, codec, loss_fn, device, batch_sizes, steps, warmup, precision):
+def bench_train(
+    make_model, variant, codec, loss_fn, device, batch_sizes, steps, warmup, precision, channels_last=False
+):
     out = []
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     for bs in batch_sizes:
-        rec = {"batch_size": bs, "precision": precision}
+        rec = {"batch_size": bs, "precision": precision, "channels_last": bool(channels_last)}
         model = opt = None
         try:
             torch.manual_seed(0)
-            model = make_model().to(device).train()
+            model = make_model().to(device, memory_format=layout).train()
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
             scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and precision == "fp16") else None
             rows = [i % len(variant) for i in range(bs)]
             x, t, w = _batch(variant, codec, rows, device)
+            x = x.contiguous(memory_format=layout)
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
@@ -303,6 +314,20 @@ def main(argv=None) -> dict:
             res["train_fp32_reference"] = bench_train(
                 make_model, variant, codec, loss_fn, device, batch_sizes[:2], steps, warmup, "fp32"
             )
+        # NCHW against channels-last (what cephalo trains with, train.channels_last), interleaved so both
+        # see the same machine state; the ratio is the figure to read (absolute rates move with the load)
+        rounds = []
+        for _ in range(1 if smoke else 2):
+            for cl in (False, True):
+                rounds += bench_train(
+                    make_model, variant, codec, loss_fn, device, batch_sizes[:1], steps, warmup, "fp32", cl
+                )
+        rate = {cl: np.median([r["images_per_s"] for r in rounds if r["channels_last"] == cl]) for cl in (False, True)}
+        res["layout"] = {
+            "rounds": rounds,
+            "channels_last_speedup": float(rate[True] / rate[False]),
+            "load_average_1min": os.getloadavg()[0],
+        }
         res["precision"] = bench_precision(
             make_model, variant, codec, loss_fn, device, batch_sizes[0], 3 if smoke else 10
         )

@@ -68,6 +68,17 @@ def render(engine: dict, rehearsal: dict | None = None, memory: dict | None = No
             f"{loader['train_images_per_s']:.1f} training images/s: the GPU would wait for data "
             f"{100 * idle:.0f} % of the time (idle fraction = 1 - loader rate / training rate, floored at 0).",
         ]
+    layout = engine.get("layout", {})
+    if layout.get("rounds"):
+        nchw = [r["images_per_s"] for r in layout["rounds"] if not r["channels_last"]]
+        nhwc = [r["images_per_s"] for r in layout["rounds"] if r["channels_last"]]
+        lines += [
+            "",
+            f"Memory layout (fp32 training, batch {layout['rounds'][0]['batch_size']}, interleaved rounds): NCHW "
+            f"{', '.join(f'{v:.1f}' for v in nchw)} images/s, channels-last {', '.join(f'{v:.1f}' for v in nhwc)}: "
+            f"channels-last {layout['channels_last_speedup']:.2f}x (1-minute load average "
+            f"{layout.get('load_average_1min', float('nan')):.2f}).",
+        ]
     p = engine.get("precision", {})
     if p:
         lines += [

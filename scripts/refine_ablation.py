@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             for role in ("valid", "test"):
                 row[role]["paired"] = _paired(per_split[role][ref], per_split[role][row["setting"]])
+                row[role]["per_image"] = {str(k): v for k, v in per_split[role][row["setting"]].items()}
         chosen = min(rows, key=lambda r: r["valid"]["mre_mm"])["setting"]  # validation only
         record["runs"].append(
             {

@@ -1,6 +1,8 @@
-"""scripts/run_profile.py and scripts/landmark_bias.py: hand-computed cases (fast)."""
+"""The run-analysis scripts (run_profile, landmark_bias, refiner_variants, ablation_table): hand-computed cases."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -192,3 +194,108 @@ def test_reference_evaluation_separates_a_label_shift_from_a_model_bias():
     lines = bias.reference_table(bias.errors_mm(test, index), bias.errors_mm(ref, index))
     assert next(line for line in lines if line.startswith("| sella")).endswith("| labels differ |")
     assert next(line for line in lines if line.startswith("| nasion")).endswith("| model |")
+    # sella's test-only 1 mm taken out leaves its scatter (the reference's mean scatter is the same)
+    s_mm = scatter * 0.1
+    expected = np.mean(np.r_[np.hypot(*s_mm.T), np.hypot(s_mm[:, 0], s_mm[:, 1] - 1.0)])
+    assert lines[-1].endswith(
+        f"(sella) taken out: {expected:.3f} mm (an estimate of what the label difference costs, "
+        "read off the test labels: not a result)."
+    )
+
+
+variants = load_script(REPO / "scripts" / "refiner_variants.py", "cephalo_script_refiner_variants")
+
+
+def test_refiner_variant_and_ensemble_specs_parse_or_are_refused():
+    assert variants.parse_variant('s375:{"refine.spacing_mm": 0.375}') == ("s375", {"refine.spacing_mm": 0.375})
+    assert variants.parse_ensemble("pair=run+seed1") == ("pair", ["run", "seed1"])
+    for bad in ("s375", "s375:[1]", "s375:{bad", 'run:{"a": 1}', ':{"a": 1}'):
+        with pytest.raises(SystemExit, match="--variant"):
+            variants.parse_variant(bad)
+    for bad in ("pair=run", "pair", "=a+b"):
+        with pytest.raises(SystemExit, match="--ensemble"):
+            variants.parse_ensemble(bad)
+
+
+def test_refiner_variant_overrides_are_set_on_a_copy():
+    params = {"refine": {"train": {"seed": 0}, "window": 64}}
+    out = variants.with_overrides(params, {"refine.train.seed": 1, "refine.train.split_seed": 0, "train.lr": 0.1})
+    assert out == {"refine": {"train": {"seed": 1, "split_seed": 0}, "window": 64}, "train": {"lr": 0.1}}
+    assert params == {"refine": {"train": {"seed": 0}, "window": 64}}
+
+
+def test_refiner_variant_score_by_hand():
+    # image a at 0.1 mm/px: errors 30 px -> 3 mm and 10 px -> 1 mm; image b at 0.2 x 0.1 mm/px:
+    # (10, 0) px -> 2 mm (counted within 2 mm) and (0, 10) px -> 1 mm. MRE (3 + 1 + 2 + 1) / 4 = 1.75 mm
+    rows = [("a", "sella", 30, 0), ("a", "nasion", 0, 10), ("b", "sella", 10, 0), ("b", "nasion", 0, 10)]
+    pred = pd.DataFrame(
+        [
+            {"image_id": i, "landmark_name": n, "x_pred": 100 + dx, "y_pred": 50 + dy, "x_gt": 100, "y_gt": 50}
+            for i, n, dx, dy in rows
+        ]
+    ).set_index(["image_id", "landmark_name"])
+    spacing = pd.DataFrame({"x": [0.1, 0.2], "y": [0.1, 0.1]}, index=["a", "b"])
+    s = variants.score(pred, spacing)
+    assert s["mre_mm"] == pytest.approx(1.75) and s["sdr2"] == pytest.approx(75.0) and s["n_images"] == 2
+    assert s["per_image"] == {"a": pytest.approx(2.0), "b": pytest.approx(1.5)}
+    assert s["ci95"][0] <= 1.75 <= s["ci95"][1]
+
+
+ablation = load_script(REPO / "scripts" / "ablation_table.py", "cephalo_script_ablation_table")
+
+
+def _fake_eval(results, run, per_image):
+    folder = results / "eval" / run
+    folder.mkdir(parents=True)
+    mre = float(np.mean(list(per_image.values())))
+    overall = {"mre_mm": mre, "ci95": {"mre_mm": [mre - 0.1, mre + 0.1]}, "sdr": {"2.0": 0.9}, "n_images": 3}
+    (folder / "metrics.json").write_text(json.dumps({"overall": overall}))
+    pd.DataFrame({"image_id": list(per_image), "mre_mm": list(per_image.values())}).to_csv(
+        folder / "per_image.csv", index=False
+    )
+
+
+def _fake_setting(name, valid, test, seconds):
+    ids = ["1", "2", "3"]
+    return {
+        "setting": name,
+        "valid": {"mre_mm": valid, "n_images": 15},
+        "test": {
+            "mre_mm": float(np.mean(test)),
+            "ci95": [0.0, 9.0],
+            "sdr2": 0.8,
+            "n_images": 3,
+            "seconds": seconds,
+            "per_image": dict(zip(ids, test, strict=True)),
+        },
+    }
+
+
+def test_ablation_table_rows_pair_each_step_with_the_one_before(tmp_path):
+    results = tmp_path / "results"
+    _fake_eval(results, "source-isbi2015", {"1": 2.0, "2": 2.0, "3": 2.0})
+    _fake_eval(results, "refine_source-isbi2015", {"1": 1.0, "2": 1.2, "3": 1.4})
+    (results / "models" / "source").mkdir(parents=True)
+    (results / "models" / "source" / "train.json").write_text(json.dumps({"best_score": 1.5, "n_val": 15}))
+    run = {
+        "label": "ISBI 2015 (source refiner)",
+        "rows": [
+            _fake_setting("one pass", 1.1, [1.1, 1.3, 1.5], 20),
+            _fake_setting("TTA scales x shifts", 1.0, [1.0, 1.2, 1.4], 65),
+        ],
+    }
+    log = (
+        "[Mon Dec 07 21:00:00 2026]\nlocalrule train_source:\n    jobid: 4\n"
+        "[Mon Dec 07 21:30:00 2026]\nFinished jobid: 4 (Rule: train_source)\n"
+        "[Mon Dec 07 21:30:00 2026]\nlocalrule train_refiner_source:\n    jobid: 5\n"
+        "[Mon Dec 07 21:36:00 2026]\nFinished jobid: 5 (Rule: train_refiner_source)\n"
+    )
+    jobs = ablation.parse_log(log)
+    rows = ablation.rows_for(results, run, ablation.CHAINS["ISBI 2015 (source refiner)"][1], jobs)
+    assert [r["cost"] for r in rows] == ["30.0 min", "6.0 min", "+45 s per test evaluation"]
+    assert rows[0]["valid"] == (1.5, 15) and rows[1]["valid"] == (1.1, 15) and rows[2]["valid"] == (1.0, 15)
+    # one pass vs global: every image 0.7 mm better on average (0.9, 0.7, 0.5); TTA vs one pass: 0.1 mm each
+    assert rows[0]["paired"] is None
+    assert rows[1]["paired"]["delta_mm"] == pytest.approx(-0.7) and rows[1]["paired"]["better"] == 3
+    assert rows[2]["paired"]["delta_mm"] == pytest.approx(-0.1) and rows[2]["paired"]["better"] == 3
+    assert rows[1]["test"]["sdr2"] == pytest.approx(80.0) and rows[2]["test"]["sdr2"] == pytest.approx(90.0)

@@ -47,10 +47,16 @@ def test_gpu_benchmark_smoke_runs_and_writes_json(tmp_path):
     assert p["finite"] is True and p["tolerance_rel"] == 0.05
     assert p["passed"] is (p["max_rel_diff"] <= 0.05)
     assert res["inference"]["images_per_s"] > 0
+    lay = res["layout"]  # NCHW then channels-last, same batch and steps: the speed-up is their ratio
+    assert [r["channels_last"] for r in lay["rounds"]] == [False, True]
+    assert lay["channels_last_speedup"] == pytest.approx(
+        lay["rounds"][1]["images_per_s"] / lay["rounds"][0]["images_per_s"]
+    )
     assert res["loader"]["images"] == 8 and res["loader"]["keep_up"] > 0
     report = out.with_suffix(".md").read_text()  # benchmarks/gpu_report.py over the same JSON
     assert f"| 2 | fp32 | {res['train'][0]['images_per_s']:.1f} |" in report
     assert f"largest relative difference {p['max_rel_diff']:.4f} (tolerance 0.05)" in report
+    assert f"channels-last {lay['channels_last_speedup']:.2f}x" in report
 
 
 @pytest.mark.slow
