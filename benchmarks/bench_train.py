@@ -20,7 +20,9 @@ Measures, each in its own section of the JSON:
   for fp16) under autocast: images/s, ms/step, peak GPU memory; an out-of-memory batch is
   recorded as ``"oom"``, not a crash.
 * ``layout``: float32 training steps in NCHW and in channels-last (NHWC) memory layout, interleaved,
-  and the speed-up of channels-last (``train.channels_last``; oneDNN's fast path on CPU).
+  and the speed-up of channels-last (``train.channels_last``; oneDNN's fast path on CPU); then
+  channels-last with one torch thread (a Snakemake job's default, ``pipeline.train_threads``) against
+  all of them.
 * ``precision``: the same initial weights and batches trained for a few steps in fp32 and in
   bf16 autocast: loss per step in each and the largest relative difference.
 * ``inference``: eval-mode forward images/s under autocast.
@@ -269,6 +271,8 @@ def main(argv=None) -> dict:
         torch.backends.cudnn.allow_tf32 = True
     arch = a.arch or "hrnet_w32"
     kw = {"num_modules": [1, 1, 1], "num_blocks": 1} if smoke and a.arch is None else {}
+    if arch.startswith("timm:"):
+        kw["pretrained"] = False  # timm models say it explicitly; cephalo's real profile trains from scratch
     size = a.size or (64 if smoke else 768)
     batch_sizes = a.batch_sizes or ([2, 4] if smoke else [4, 8, 16, 32])
     steps = a.steps or (2 if smoke else 20)
@@ -323,9 +327,19 @@ def main(argv=None) -> dict:
                     make_model, variant, codec, loss_fn, device, batch_sizes[:1], steps, warmup, "fp32", cl
                 )
         rate = {cl: np.median([r["images_per_s"] for r in rounds if r["channels_last"] == cl]) for cl in (False, True)}
+        # one torch thread (what a Snakemake job gets by default: OMP_NUM_THREADS=1) against all of them
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            one = bench_train(make_model, variant, codec, loss_fn, device, batch_sizes[:1], steps, warmup, "fp32", True)
+        finally:
+            torch.set_num_threads(threads)
         res["layout"] = {
             "rounds": rounds,
             "channels_last_speedup": float(rate[True] / rate[False]),
+            "threads": threads,
+            "one_thread": one[0],
+            "threads_speedup": float(rate[True] / one[0]["images_per_s"]),
             "load_average_1min": os.getloadavg()[0],
         }
         res["precision"] = bench_precision(

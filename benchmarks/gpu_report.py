@@ -19,9 +19,11 @@ def _load(path: Path | None) -> dict | None:
 
 
 def render(engine: dict, rehearsal: dict | None = None, memory: dict | None = None) -> str:
-    """The report (Markdown) of one GPU run."""
+    """The report (Markdown) of one run of ``bench_train.py`` (a GPU check, or the CPU layout measurement)."""
+    on_gpu = engine.get("peak_memory_gib") is not None or any("peak_memory_gib" in r for r in engine.get("train", []))
+    unit = "the GPU" if on_gpu else "training"
     lines = [
-        f"# GPU check {engine['date']} on {engine['device']}",
+        f"# {'GPU check' if on_gpu else 'Training engine on CPU'} {engine['date']} on {engine['device']}",
         "",
         f"torch {engine['torch']}, CUDA {engine.get('cuda')}; {engine['arch']} at {engine['input_size']} px, "
         f"{engine['landmarks']} landmarks.",
@@ -65,7 +67,7 @@ def render(engine: dict, rehearsal: dict | None = None, memory: dict | None = No
         lines += [
             "",
             f"Data loader: {loader['images_per_s']:.1f} images/s with {loader.get('workers')} workers against "
-            f"{loader['train_images_per_s']:.1f} training images/s: the GPU would wait for data "
+            f"{loader['train_images_per_s']:.1f} training images/s: {unit} would wait for data "
             f"{100 * idle:.0f} % of the time (idle fraction = 1 - loader rate / training rate, floored at 0).",
         ]
     layout = engine.get("layout", {})
@@ -76,7 +78,8 @@ def render(engine: dict, rehearsal: dict | None = None, memory: dict | None = No
             "",
             f"Memory layout (fp32 training, batch {layout['rounds'][0]['batch_size']}, interleaved rounds): NCHW "
             f"{', '.join(f'{v:.1f}' for v in nchw)} images/s, channels-last {', '.join(f'{v:.1f}' for v in nhwc)}: "
-            f"channels-last {layout['channels_last_speedup']:.2f}x (1-minute load average "
+            f"channels-last {layout['channels_last_speedup']:.2f}x; channels-last with {layout.get('threads')} "
+            f"torch threads {layout.get('threads_speedup', float('nan')):.2f}x one thread (1-minute load average "
             f"{layout.get('load_average_1min', float('nan')):.2f}).",
         ]
     p = engine.get("precision", {})

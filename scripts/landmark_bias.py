@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         lines += [
             "",
-            f"Against the reference evaluation `{args.reference}` ({r['image_id'].nunique()} images, split(s) "
+            f"Against the reference evaluation `{args.reference.name}` ({r['image_id'].nunique()} images, split(s) "
             f"{sorted(r['split'].astype(str).unique())}); Hotelling T^2 tests at alpha 0.01:",
             "",
         ]

@@ -370,7 +370,7 @@ def snakemake_dry_run_cmd(extra: list[str]) -> list[str]:
 
 
 def parse_dry_run(text: str) -> list[dict]:
-    """Job blocks of a Snakemake dry run: rule, input, output, log, shell."""
+    """Job blocks of a Snakemake dry run: rule, input, output, log, resources, threads, shell."""
     jobs, cur = [], None
     for line in text.splitlines():
         s = line.strip()
@@ -381,6 +381,7 @@ def parse_dry_run(text: str) -> list[dict]:
                 "output": [],
                 "log": [],
                 "resources": [],
+                "threads": 1,
                 "shell": None,
             }
             jobs.append(cur)
@@ -388,6 +389,8 @@ def parse_dry_run(text: str) -> list[dict]:
             key, _, val = s.partition(": ")
             if key in ("input", "output", "log", "resources"):
                 cur[key] = [v.strip() for v in val.split(",") if v.strip()]
+            elif key == "threads":
+                cur["threads"] = int(val)
         elif cur is not None and s.startswith("Shell command:"):
             cur["shell"] = s[len("Shell command:") :].strip()
     return [j for j in jobs if j["rule"] != "all"]

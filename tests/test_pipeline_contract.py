@@ -45,6 +45,7 @@ def runs(tmp_path_factory) -> dict:
         "override": (["--config", f"set={OVERRIDE}"], None),
         "aariz": (["--configfile", "profiles/aariz.yaml"], "profiles/aariz.yaml"),
         "bad": (["--config", "set=pipeline.fetch_source=[public]"], None),  # two source models
+        "threads": (["--cores", "2", "--config", "set=pipeline.train_threads=4"], None),
     }
     if (SHARED / "data" / "isbi2015").is_dir():
         configs["real"] = (["--configfile", "profiles/real.yaml"], "profiles/real.yaml")
@@ -222,6 +223,16 @@ def test_profiles_are_complete_params_files():
         p = yaml.safe_load((REPO / "profiles" / f"{prof}.yaml").read_text())
         assert set(base) - {"demo"} <= set(p), (prof, sorted(set(base) - set(p)))
         assert set(p["pipeline"]) == set(base["pipeline"]), prof
+
+
+def test_training_jobs_get_the_train_threads_up_to_the_cores(runs):
+    """pipeline.train_threads is the training rules' threads (Snakemake sets OMP_NUM_THREADS from it),
+    capped at --cores; every other job keeps one thread. The default gives training one thread."""
+    train_rules = {"train_source", "finetune", "train_refiner_source", "finetune_refiner"}
+    for name, expected in (("threads", 2), ("default", 1)):
+        jobs = parse_dry_run(runs[name]["text"])
+        assert {j["threads"] for j in jobs if j["rule"] in train_rules} == {expected}, name
+        assert {j["threads"] for j in jobs if j["rule"] not in train_rules} == {1}, name
 
 
 def test_bad_pipeline_params_fail_the_dry_run(runs):

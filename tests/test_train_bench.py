@@ -52,6 +52,8 @@ def test_gpu_benchmark_smoke_runs_and_writes_json(tmp_path):
     assert lay["channels_last_speedup"] == pytest.approx(
         lay["rounds"][1]["images_per_s"] / lay["rounds"][0]["images_per_s"]
     )
+    assert lay["one_thread"]["channels_last"] is True and lay["threads"] >= 1
+    assert lay["threads_speedup"] == pytest.approx(lay["rounds"][1]["images_per_s"] / lay["one_thread"]["images_per_s"])
     assert res["loader"]["images"] == 8 and res["loader"]["keep_up"] > 0
     report = out.with_suffix(".md").read_text()  # benchmarks/gpu_report.py over the same JSON
     assert f"| 2 | fp32 | {res['train'][0]['images_per_s']:.1f} |" in report

@@ -119,6 +119,9 @@ wildcard_constraints:
 # --- get_* helpers ------------------------------------------------------------------------
 SOURCE_CKPT = "results/models/source/best.pt"
 TRAIN_FILES = ("best.pt", "last.pt", "history.csv", "train.json")
+#: threads of each training job (pipeline.train_threads): Snakemake sets OMP_NUM_THREADS to a job's threads
+#: (1 unless a rule says otherwise), and torch follows it; Snakemake never gives a job more than --cores
+TRAIN_THREADS = int(PIPE.get("train_threads", 1))
 #: refine: settings only a bundle reads (cephalo bundle); the refiner's training depends on the others
 from cephalo.config.schema import RefineConfig as _RefineConfig
 

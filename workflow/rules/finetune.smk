@@ -11,6 +11,7 @@ rule finetune:
         **{f.split(".")[0]: f"results/models/finetune/{{variant}}/{f}" for f in TRAIN_FILES},
     log:
         "logs/finetune/{variant}.log",
+    threads: TRAIN_THREADS
     resources:
         gpu=1,
     params:

@@ -38,6 +38,7 @@ if PIPE.get("refine_source"):
             **{f.split(".")[0]: f"results/models/refine_source/{f}" for f in REFINER_FILES},
         log:
             "logs/train_refiner_source.log",
+        threads: TRAIN_THREADS
         resources:
             gpu=1,
         params:
@@ -64,6 +65,7 @@ rule finetune_refiner:
         **{f.split(".")[0]: f"results/models/refine/{{variant}}/{f}" for f in REFINER_FILES},
     log:
         "logs/finetune_refiner/{variant}.log",
+    threads: TRAIN_THREADS
     resources:
         gpu=1,
     params:

@@ -11,6 +11,7 @@ if PIPE["train_source"]:
             **{f.split(".")[0]: f"results/models/source/{f}" for f in TRAIN_FILES},
         log:
             "logs/train_source.log",
+        threads: TRAIN_THREADS
         resources:
             gpu=1,
         params:

@@ -889,6 +889,10 @@ class PipelineConfig(Section):
     eval_split: str = "test"
     refine_source: Annotated[dict[Name, str], Field(max_length=1)] = {}  # {DATASET: split}: source refiner
     refine_variants: list[Name] = []  # target variants whose fine-tuned model gets a fine-tuned refiner
+    # CPU threads of each training job: Snakemake's ``threads:`` of the training rules (it sets
+    # OMP_NUM_THREADS, which torch follows, and never gives a job more than --cores); other jobs run
+    # with one thread beside them. Figures depend on it (float reductions): the demo keeps 1.
+    train_threads: PosInt = 1
 
     @field_validator("variants", "refine_variants")
     @classmethod
