@@ -194,8 +194,8 @@ class Predictor:
 
         from .preprocess import normalise
 
-        # NHWC (channels-last) layout: oneDNN's fast convolution path on CPU (1.3-1.6x measured,
-        # benchmarks/bench_train.py); the values differ from NCHW only by float rounding
+        # NHWC (channels-last) layout, as in training (train.channels_last): oneDNN's fast convolution
+        # path on CPU; the values differ from NCHW only by float rounding
         x = torch.cat([normalise(np.asarray(im)[None], self.normalisation) for im in images]).to(self.device)
         x = x.contiguous(memory_format=torch.channels_last)
         self.model.to(self.device, memory_format=torch.channels_last).eval()

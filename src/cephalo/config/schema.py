@@ -634,8 +634,8 @@ class TrainConfig(Section):
     decoding always float32), ``early_stopping_patience`` (epochs without a better validation
     MRE), ``resume`` (``auto``: continue from ``OUT/last.pt`` if present; ``never``; ``must``),
     ``encode_on_device`` (heatmap targets on the GPU), ``channels_last`` (weights and input
-    batches in NHWC memory layout: oneDNN's fast convolution path on CPU, measured 1.4-1.7x per
-    step in ``benchmarks/bench_train.py``; values equal to float rounding), ``augment`` (the validated
+    batches in NHWC memory layout: oneDNN's fast convolution path on CPU, 1.84x per training step
+    in ``benchmarks/results/cpu-layout-20261208.md``; values equal to float rounding), ``augment`` (the validated
     ``cephalo.augment`` params as a complete dict; ``None`` = no augmentation),
     ``max_steps_per_epoch`` (smoke runs), ``checkpoint_every_steps`` (also write ``last.pt``
     every N optimizer steps inside an epoch, so a kill loses at most N steps; the resumed run is
