@@ -198,7 +198,8 @@ class Predictor:
         # path on CPU; the values differ from NCHW only by float rounding
         x = torch.cat([normalise(np.asarray(im)[None], self.normalisation) for im in images]).to(self.device)
         x = x.contiguous(memory_format=torch.channels_last)
-        self.model.to(self.device, memory_format=torch.channels_last).eval()
+        layout = {"memory_format": torch.channels_last} if isinstance(self.model, torch.nn.Module) else {}
+        self.model.to(self.device, **layout).eval()  # a duck-typed model (test double, wrapper) keeps its own
         ctx = (
             torch.autocast(self.device.type, dtype=self.autocast_dtype)
             if self.autocast_dtype
