@@ -20,7 +20,8 @@ def _load(path: Path | None) -> dict | None:
 
 def render(engine: dict, rehearsal: dict | None = None, memory: dict | None = None) -> str:
     """The report (Markdown) of one run of ``bench_train.py`` (a GPU check, or the CPU layout measurement)."""
-    on_gpu = engine.get("peak_memory_gib") is not None or any("peak_memory_gib" in r for r in engine.get("train", []))
+    # only a CUDA run records peak memory (or an out-of-memory batch)
+    on_gpu = any("peak_memory_gib" in r or r.get("oom") for r in engine.get("train", []))
     unit = "the GPU" if on_gpu else "training"
     lines = [
         f"# {'GPU check' if on_gpu else 'Training engine on CPU'} {engine['date']} on {engine['device']}",

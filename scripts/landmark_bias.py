@@ -168,21 +168,23 @@ def reference_table(d: pd.DataFrame, ref: pd.DataFrame) -> list[str]:
         "| reference bias (dx, dy) mm | p(reference bias = 0) | p(test bias = reference bias) | verdict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    rows, names = [], []
+    rows, shifted = [], []
     for lm, g in d.groupby("landmark_name", sort=False):
-        names.append(lm)
         r = ref[ref["landmark_name"] == lm]
         a, b = g[["ex", "ey"]].to_numpy(), r[["ex", "ey"]].to_numpy()
         p_ref, p_dif = hotelling_one_sample(b), hotelling_two_sample(a, b)
+        said = verdict(p_ref, p_dif)
+        if said == "labels differ":
+            shifted.append(lm)
+        mre = float(np.hypot(a[:, 0], a[:, 1]).mean())
         rows.append(
             (
-                float(np.hypot(a[:, 0], a[:, 1]).mean()),
-                f"| {lm} | {len(a)} | {np.hypot(a[:, 0], a[:, 1]).mean():.2f} | {a[:, 0].mean():+.2f}, "
-                f"{a[:, 1].mean():+.2f} | {len(b)} | {np.hypot(b[:, 0], b[:, 1]).mean():.2f} | "
-                f"{b[:, 0].mean():+.2f}, {b[:, 1].mean():+.2f} | {p_ref:.2g} | {p_dif:.2g} | {verdict(p_ref, p_dif)} |",
+                mre,
+                f"| {lm} | {len(a)} | {mre:.2f} | {a[:, 0].mean():+.2f}, {a[:, 1].mean():+.2f} | {len(b)} | "
+                f"{np.hypot(b[:, 0], b[:, 1]).mean():.2f} | {b[:, 0].mean():+.2f}, {b[:, 1].mean():+.2f} | "
+                f"{p_ref:.2g} | {p_dif:.2g} | {said} |",
             )
         )
-    shifted = [lm for lm, line in zip(names, (r[1] for r in rows), strict=True) if line.endswith("| labels differ |")]
     lines += [line for _, line in sorted(rows, key=lambda r: -r[0])]
     if shifted:
         lines += [

@@ -87,29 +87,34 @@ def _with_validation(variant, validation: str, meta):
     return replace(variant, splits=splits), "valid"
 
 
-def _evaluate(bundle, model, meta, variant, split: str, iterations: int, tta: dict, work: Path) -> tuple[dict, dict]:
-    refiner = bundle.load_refiner("cpu")
-    refine = variant_refiner(
-        image_refiner(
-            refiner,
-            list(meta.landmark_names),
-            tta=TTAConfig(**tta),
-            iterations=iterations,
-            batch_size=bundle.batch_size,
-        ),
-        variant,
-    )
-    t0 = time.perf_counter()
-    out = evaluate_model(
+def evaluate_refined(model, meta, variant, split: str, work: Path, refine_image, n_boot: int = 1000) -> dict:
+    """``cephalo evaluate``'s path (:func:`evaluate_model`, CPU, no plots) with ``refine_image``
+    (:func:`cephalo.refine.image_refiner`, or a chain of them) moving the global model's landmarks;
+    writes ``work`` and returns the evaluation's figures."""
+    return evaluate_model(
         model,
         meta,
         variant,
         split,
         work,
-        settings=EvalSettings(n_boot=1000, make_plots=False),
+        settings=EvalSettings(n_boot=n_boot, make_plots=False),
         context=EvalContext(label=work.name),
-        predict=PredictOptions(batch_size=4, device="cpu", progress=False, refine=refine),
+        predict=PredictOptions(
+            batch_size=4, device="cpu", progress=False, refine=variant_refiner(refine_image, variant)
+        ),
     )
+
+
+def _evaluate(bundle, model, meta, variant, split: str, iterations: int, tta: dict, work: Path) -> tuple[dict, dict]:
+    refine_image = image_refiner(
+        bundle.load_refiner("cpu"),
+        list(meta.landmark_names),
+        tta=TTAConfig(**tta),
+        iterations=iterations,
+        batch_size=bundle.batch_size,
+    )
+    t0 = time.perf_counter()
+    out = evaluate_refined(model, meta, variant, split, work, refine_image)
     seconds = time.perf_counter() - t0
     per_image = {r["image_id"]: r["mre_mm"] for r in _read_csv(work / "per_image.csv")}
     return {

@@ -41,15 +41,14 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from refine_ablation import _paired, _with_validation  # noqa: E402  (held-out images, paired test: one home)
+from refine_ablation import _paired, _with_validation, evaluate_refined  # noqa: E402  (one home each)
 
 from cephalo.config.load import load_params  # noqa: E402
 from cephalo.evaluate import metrics as M  # noqa: E402
-from cephalo.evaluate.runner import EvalContext, EvalSettings, PredictOptions, evaluate_model  # noqa: E402
 from cephalo.models import load_model  # noqa: E402
 from cephalo.preprocess import load_variant  # noqa: E402
 from cephalo.provenance import cpu_model  # noqa: E402
-from cephalo.refine import image_refiner, load_refiner, read_bundle, variant_refiner  # noqa: E402
+from cephalo.refine import image_refiner, load_refiner, read_bundle  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -132,16 +131,7 @@ def evaluate_chain(stages: list, model, meta, variant, split: str, work: Path) -
             coarse = step(image, coarse, spacing)
         return coarse
 
-    evaluate_model(
-        model,
-        meta,
-        variant,
-        split,
-        work,
-        settings=EvalSettings(n_boot=100, make_plots=False),
-        context=EvalContext(label=work.name),
-        predict=PredictOptions(batch_size=4, device="cpu", progress=False, refine=variant_refiner(chain, variant)),
-    )
+    evaluate_refined(model, meta, variant, split, work, chain, n_boot=100)
     return pd.read_parquet(work / "predictions.parquet").set_index(["image_id", "landmark_name"]).sort_index()
 
 
